@@ -1,0 +1,45 @@
+//! `unitscope predict`: top-5 classes per image.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Images (PNG or JPEG).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Model card (TOML).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// How many classes to print per image.
+    #[arg(long, short = 'k', default_value_t = 5)]
+    top: usize,
+    /// Print one JSON object per image: {"image", "top": [{"index", "label", "p"}]}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let Some(card) = &args.model else {
+        bail!(
+            "no model given: pass --model CARD.toml (the embedded demo model is not trained yet)"
+        );
+    };
+    let model = super::load_model(card)?;
+    for path in &args.images {
+        let x = model
+            .input_spec()
+            .load_batch(std::slice::from_ref(path), model.device())?;
+        let top = model.predict(&x, args.top)?.remove(0);
+        if args.json {
+            println!("{}", serde_json::json!({ "image": path, "top": top }));
+        } else {
+            println!("{}", path.display());
+            for p in &top {
+                println!("  {:>6.2}%  {:>4}  {}", p.p * 100.0, p.index, p.label);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Reading images and turning them into normalised input tensors, as torchvision's
+//! standard transforms do (resize, center crop, scale to [0, 1], normalise).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
+use candle_core::{Device, Tensor};
+use image::imageops::FilterType;
+use image::{ImageReader, Limits, RgbImage};
+use serde::{Deserialize, Serialize};
+
+/// Images larger than this per side are refused before decoding.
+const MAX_SIDE: u32 = 16_384;
+/// Decoders may not allocate more than this (bytes).
+const MAX_ALLOC: u64 = 1 << 30;
+
+/// How an image is brought to the network's input size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResizeMode {
+    /// Resize the shorter side to `resize_to` (aspect kept), then crop the center to
+    /// `size`: torchvision's `Resize(256)` + `CenterCrop(224)`.
+    #[default]
+    ShorterSide,
+    /// Resize the whole image to `size`, ignoring its aspect ratio.
+    Stretch,
+}
+
+/// The resampling filter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Interpolation {
+    Nearest,
+    /// Bilinear, widened when downsampling (antialiased, as PIL does).
+    #[default]
+    Bilinear,
+    Bicubic,
+}
+
+impl Interpolation {
+    fn filter(self) -> FilterType {
+        match self {
+            Self::Nearest => FilterType::Nearest,
+            Self::Bilinear => FilterType::Triangle,
+            Self::Bicubic => FilterType::CatmullRom,
+        }
+    }
+}
+
+/// A model's input: size and preprocessing (the `[input]` table of a model card).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputSpec {
+    /// `[height, width]` fed to the network.
+    pub size: [usize; 2],
+    pub resize: ResizeMode,
+    /// Shorter-side length before the crop (`shorter-side` mode); default `size * 256 / 224`.
+    pub resize_to: Option<usize>,
+    pub interpolation: Interpolation,
+    /// Per-channel mean and standard deviation, on the [0, 1] scale.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Default for InputSpec {
+    /// torchvision's ImageNet preprocessing.
+    fn default() -> Self {
+        Self {
+            size: [224, 224],
+            resize: ResizeMode::ShorterSide,
+            resize_to: None,
+            interpolation: Interpolation::Bilinear,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
+    }
+}
+
+impl InputSpec {
+    /// Resizes, crops and normalises `img` into a `[3, H, W]` tensor.
+    pub fn to_tensor(&self, img: &RgbImage, device: &Device) -> Result<Tensor> {
+        let [h, w] = self.size;
+        ensure!(
+            h > 0 && w > 0,
+            "the input size must be positive, got {h}x{w}"
+        );
+        let filter = self.interpolation.filter();
+        let img = match self.resize {
+            ResizeMode::Stretch => image::imageops::resize(img, w as u32, h as u32, filter),
+            ResizeMode::ShorterSide => {
+                // torchvision: the shorter side becomes `short`, the longer one
+                // `floor(short * long / shorter)`.
+                let short = self
+                    .resize_to
+                    .unwrap_or((h.min(w) * 256).div_ceil(224))
+                    .max(h.max(w));
+                let (iw, ih) = (img.width() as usize, img.height() as usize);
+                let (rw, rh) = if iw <= ih {
+                    (short, short * ih / iw)
+                } else {
+                    (short * iw / ih, short)
+                };
+                let resized = image::imageops::resize(img, rw as u32, rh as u32, filter);
+                let (x0, y0) = (
+                    ((rw - w) as f64 / 2.0).round() as u32,
+                    ((rh - h) as f64 / 2.0).round() as u32,
+                );
+                image::imageops::crop_imm(&resized, x0, y0, w as u32, h as u32).to_image()
+            }
+        };
+        let mut data = vec![0f32; 3 * h * w];
+        for (x, y, p) in img.enumerate_pixels() {
+            for c in 0..3 {
+                data[(c * h + y as usize) * w + x as usize] =
+                    (p[c] as f32 / 255.0 - self.mean[c]) / self.std[c];
+            }
+        }
+        Ok(Tensor::from_vec(data, (3, h, w), device)?)
+    }
+
+    /// Loads and preprocesses images into one `[N, 3, H, W]` batch.
+    pub fn load_batch(&self, paths: &[impl AsRef<Path>], device: &Device) -> Result<Tensor> {
+        let tensors = paths
+            .iter()
+            .map(|p| self.to_tensor(&load_image(p.as_ref())?, device))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&tensors, 0)?)
+    }
+}
+
+/// Reads a PNG or JPEG as RGB. Dimensions are checked from the header first, so a
+/// huge image is refused before it is decoded.
+pub fn load_image(path: &Path) -> Result<RgbImage> {
+    let read = || -> Result<RgbImage> {
+        let open = || -> Result<ImageReader<_>> {
+            let mut reader = ImageReader::open(path)?.with_guessed_format()?;
+            let mut limits = Limits::default();
+            limits.max_image_width = Some(MAX_SIDE);
+            limits.max_image_height = Some(MAX_SIDE);
+            limits.max_alloc = Some(MAX_ALLOC);
+            reader.limits(limits);
+            Ok(reader)
+        };
+        let (w, h) = open()?
+            .into_dimensions()
+            .context("not a readable PNG or JPEG")?;
+        ensure!(w > 0 && h > 0, "the image is empty ({w}x{h} px)");
+        ensure!(
+            w <= MAX_SIDE && h <= MAX_SIDE,
+            "the image is {w}x{h} px; unitscope reads images up to {MAX_SIDE} px per side (downscale it first)"
+        );
+        Ok(open()?
+            .decode()
+            .context("not a readable PNG or JPEG")?
+            .to_rgb8())
+    };
+    read().with_context(|| format!("cannot read image `{}`", path.display()))
+}

@@ -1,0 +1,7 @@
+//! unitscope: inspect what a neural network has learned.
+//!
+//! The pipeline reads top to bottom: [`model`] runs a network on Candle and captures
+//! layers and gradients; [`data`] turns images into inputs.
+
+pub mod data;
+pub mod model;

@@ -1,0 +1,43 @@
+//! The `unitscope` command line.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Inspect what a neural network has learned: layers, units, gradients.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a model's layer table: name, kind, output shape, units.
+    Info(cli::info::Args),
+    /// Print the top-5 classes of each image.
+    Predict(cli::predict::Args),
+    /// Time the engine.
+    #[command(subcommand)]
+    Bench(cli::bench::Bench),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => cli::info::run(&cli::info::Args::default()),
+        Some(Command::Info(args)) => cli::info::run(&args),
+        Some(Command::Predict(args)) => cli::predict::run(&args),
+        Some(Command::Bench(bench)) => cli::bench::run(&bench),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

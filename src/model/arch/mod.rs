@@ -1,0 +1,88 @@
+//! The architectures unitscope can inspect, written out layer by layer so that every
+//! layer can be recorded and every rectifier can follow a backward rule.
+
+mod alexnet;
+mod efficientnet_lite;
+mod plain_cnn;
+mod resnet;
+mod sequential;
+mod vgg;
+
+use anyhow::{Result, ensure};
+use serde::Deserialize;
+
+pub use alexnet::AlexNet;
+pub use efficientnet_lite::{EfficientNetLite, LiteOptions};
+pub use plain_cnn::PlainCnn;
+pub use resnet::ResNet;
+pub use vgg::Vgg;
+
+use super::Network;
+use super::nn::PaddingStyle;
+use super::weights::WeightPath;
+
+/// An architecture a model card can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    Resnet18,
+    Resnet34,
+    Resnet50,
+    Vgg11,
+    Vgg11Bn,
+    Vgg16,
+    Vgg16Bn,
+    Alexnet,
+    EfficientnetLite0,
+    PlainCnn,
+}
+
+/// Architecture options a model card may set; each has the architecture's own default.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchOptions {
+    /// Padding of EfficientNet's strided convolutions (default `tf-same`).
+    pub padding: Option<PaddingStyle>,
+    /// Batch-norm epsilon of EfficientNet (default 1e-3).
+    pub bn_eps: Option<f64>,
+    /// Plain CNN: output channels of each stage.
+    pub channels: Option<Vec<usize>>,
+    /// Plain CNN: batch norm after each convolution (default true).
+    pub batch_norm: Option<bool>,
+}
+
+impl Architecture {
+    /// Builds the network from `w`, which must hold exactly its parameters.
+    pub fn build(
+        self,
+        w: &WeightPath,
+        options: &ArchOptions,
+        num_classes: usize,
+    ) -> Result<Box<dyn Network>> {
+        ensure!(num_classes > 0, "a model needs at least one class");
+        let lite = LiteOptions {
+            padding: options.padding.unwrap_or(PaddingStyle::TfSame),
+            bn_eps: options.bn_eps.unwrap_or(1e-3),
+        };
+        Ok(match self {
+            Self::Resnet18 => Box::new(ResNet::resnet18(w, num_classes)?),
+            Self::Resnet34 => Box::new(ResNet::resnet34(w, num_classes)?),
+            Self::Resnet50 => Box::new(ResNet::resnet50(w, num_classes)?),
+            Self::Vgg11 => Box::new(Vgg::vgg11(w, false, num_classes)?),
+            Self::Vgg11Bn => Box::new(Vgg::vgg11(w, true, num_classes)?),
+            Self::Vgg16 => Box::new(Vgg::vgg16(w, false, num_classes)?),
+            Self::Vgg16Bn => Box::new(Vgg::vgg16(w, true, num_classes)?),
+            Self::Alexnet => Box::new(AlexNet::load(w, num_classes)?),
+            Self::EfficientnetLite0 => Box::new(EfficientNetLite::lite0(w, lite, num_classes)?),
+            Self::PlainCnn => {
+                let channels = options.channels.as_deref().unwrap_or(&[32, 64, 128]);
+                Box::new(PlainCnn::load(
+                    w,
+                    channels,
+                    options.batch_norm.unwrap_or(true),
+                    num_classes,
+                )?)
+            }
+        })
+    }
+}

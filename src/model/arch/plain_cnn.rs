@@ -1,0 +1,52 @@
+//! The plain CNN family: VGG-style stages (3x3 convolution, optional batch norm,
+//! ReLU, 2x2 max pool) of chosen widths, global average pooling and one linear
+//! classifier. Small enough to train on a CPU; the demo world's model is one.
+//! Names: `features.N`, `avgpool`, `fc`.
+
+use anyhow::{Result, ensure};
+use candle_core::Tensor;
+
+use super::sequential::{Sequential, vgg_features};
+use crate::model::Network;
+use crate::model::capture::Trace;
+use crate::model::layer::LayerKind;
+use crate::model::nn::{Linear, adaptive_avg_pool2d};
+use crate::model::weights::WeightPath;
+
+/// A plain CNN.
+pub struct PlainCnn {
+    features: Sequential,
+    fc: Linear,
+}
+
+impl PlainCnn {
+    /// One stage per entry of `channels`, each halving the resolution.
+    pub fn load(
+        w: &WeightPath,
+        channels: &[usize],
+        batch_norm: bool,
+        num_classes: usize,
+    ) -> Result<Self> {
+        ensure!(
+            !channels.is_empty(),
+            "a plain CNN needs at least one stage (`channels` in the card)"
+        );
+        let config: Vec<Option<usize>> = channels.iter().flat_map(|&c| [Some(c), None]).collect();
+        let features = Sequential::load(w, "features", &vgg_features(&config, batch_norm))?;
+        let fc = Linear::load(&w.pp("fc"), channels[channels.len() - 1], num_classes)?;
+        Ok(Self { features, fc })
+    }
+}
+
+impl Network for PlainCnn {
+    fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
+        let x = self.features.forward(x, t)?;
+        let x = t.tap(
+            "avgpool",
+            LayerKind::AvgPool,
+            adaptive_avg_pool2d(&x, (1, 1))?,
+        )?;
+        let x = self.fc.forward(&x.flatten_from(1)?)?;
+        t.tap("fc", LayerKind::Linear, x)
+    }
+}

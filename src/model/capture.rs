@@ -1,0 +1,252 @@
+//! Forward passes that record layers, and the one backward pass that answers them.
+//!
+//! A [`Probe`] names the layers to record and the [`BackwardRule`] every rectifier
+//! follows. [`crate::model::Model::forward`] returns a [`Capture`]: the logits and the
+//! recorded activations, all still on the autograd graph. [`Capture::backward`] then
+//! gives the gradient of any scalar with respect to the input and to every recorded
+//! layer at once.
+//!
+//! Candle's `GradStore` keeps gradients only for variables, so each recorded layer's
+//! output gets a zero [`Var`] added to it; that variable's gradient is exactly the
+//! gradient with respect to the activation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result, bail, ensure};
+use candle_core::{Tensor, Var};
+
+use super::layer::{LayerInfo, LayerKind};
+use super::ops;
+
+/// How gradients pass backwards through every ReLU (and ReLU6) application.
+///
+/// With `x` the rectifier's input and `g` the gradient arriving from above:
+///
+/// | rule | ReLU | ReLU6 |
+/// |---|---|---|
+/// | `Gradient` | `g·[x>0]` | `g·[0<x<6]` |
+/// | `GuidedBackprop` (Springenberg et al. 2015) | `max(g,0)·[x>0]` | `max(g,0)·[0<x<6]` |
+/// | `DeconvNet` (Zeiler & Fergus 2014) | `max(g,0)` | `max(g,0)` |
+///
+/// The rule applies at every application, not per module: ResNet runs one ReLU
+/// module two or three times per block, and each run follows the rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackwardRule {
+    /// The true gradient.
+    #[default]
+    Gradient,
+    /// Guided backpropagation: only positive gradients through open units.
+    GuidedBackprop,
+    /// DeconvNet: only positive gradients, ignoring the forward mask.
+    #[value(name = "deconvnet")]
+    DeconvNet,
+}
+
+/// What one forward pass records, and how its rectifiers backpropagate.
+#[derive(Clone, Debug, Default)]
+pub struct Probe {
+    layers: BTreeSet<String>,
+    rule: BackwardRule,
+}
+
+impl Probe {
+    /// A probe that records nothing and uses the plain gradient.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also records `layer` (a name from [`crate::model::Model::layers`]).
+    pub fn record(mut self, layer: impl Into<String>) -> Self {
+        self.layers.insert(layer.into());
+        self
+    }
+
+    /// Uses `rule` at every rectifier.
+    pub fn rule(mut self, rule: BackwardRule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// The layers this probe records.
+    pub fn layers(&self) -> impl Iterator<Item = &str> {
+        self.layers.iter().map(String::as_str)
+    }
+
+    /// The rule every rectifier follows.
+    pub fn backward_rule(&self) -> BackwardRule {
+        self.rule
+    }
+}
+
+/// A layer output recorded on the graph, with the zero variable that collects its
+/// gradient.
+struct Recorded {
+    name: String,
+    value: Tensor,
+    probe: Var,
+}
+
+/// The context an architecture's forward pass runs in: every inspectable layer's
+/// output passes through [`Trace::tap`], every rectifier through [`Trace::relu`] or
+/// [`Trace::relu6`].
+pub struct Trace<'p> {
+    probe: &'p Probe,
+    recorded: Vec<Recorded>,
+    /// Set when the pass only describes the layers (names, kinds, shapes).
+    described: Option<Vec<LayerInfo>>,
+}
+
+impl<'p> Trace<'p> {
+    pub(crate) fn new(probe: &'p Probe) -> Self {
+        Self {
+            probe,
+            recorded: Vec::new(),
+            described: None,
+        }
+    }
+
+    pub(crate) fn describing(probe: &'p Probe) -> Self {
+        Self {
+            probe,
+            recorded: Vec::new(),
+            described: Some(Vec::new()),
+        }
+    }
+
+    /// Marks `x` as the output of layer `name`; returns the tensor to continue with.
+    pub fn tap(&mut self, name: &str, kind: LayerKind, x: Tensor) -> Result<Tensor> {
+        if let Some(layers) = &mut self.described {
+            let shape = x.dims()[1..].to_vec();
+            let units = shape.first().copied().unwrap_or(1);
+            layers.push(LayerInfo {
+                name: name.to_owned(),
+                kind,
+                shape,
+                units,
+            });
+        }
+        if !self.probe.layers.contains(name) {
+            return Ok(x);
+        }
+        let probe = Var::zeros(x.shape(), x.dtype(), x.device())?;
+        let value = x.add(probe.as_tensor())?;
+        self.recorded.push(Recorded {
+            name: name.to_owned(),
+            value: value.clone(),
+            probe,
+        });
+        Ok(value)
+    }
+
+    /// ReLU following the probe's backward rule.
+    pub fn relu(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(ops::relu(x, self.probe.rule)?)
+    }
+
+    /// ReLU6 following the probe's backward rule.
+    pub fn relu6(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(ops::relu6(x, self.probe.rule)?)
+    }
+
+    pub(crate) fn into_layers(self) -> Vec<LayerInfo> {
+        self.described.unwrap_or_default()
+    }
+}
+
+/// The result of a forward pass: logits and recorded activations, on the graph.
+pub struct Capture {
+    input: Var,
+    logits: Tensor,
+    recorded: Vec<Recorded>,
+}
+
+impl Capture {
+    pub(crate) fn new(input: Var, logits: Tensor, trace: Trace<'_>) -> Result<Self> {
+        for name in trace.probe.layers() {
+            ensure!(
+                trace.recorded.iter().any(|r| r.name == name),
+                "the model has no layer `{name}`; `unitscope info` lists its layers"
+            );
+        }
+        Ok(Self {
+            input,
+            logits,
+            recorded: trace.recorded,
+        })
+    }
+
+    /// The input, as the variable gradients are taken with respect to.
+    pub fn input(&self) -> &Tensor {
+        self.input.as_tensor()
+    }
+
+    /// The logits, `[batch, classes]`.
+    pub fn logits(&self) -> &Tensor {
+        &self.logits
+    }
+
+    /// A recorded layer's output, `[batch, ...]`.
+    pub fn activation(&self, layer: &str) -> Result<&Tensor> {
+        self.recorded
+            .iter()
+            .find(|r| r.name == layer)
+            .map(|r| &r.value)
+            .with_context(|| format!("layer `{layer}` was not recorded; add it to the probe"))
+    }
+
+    /// The names of the recorded layers, in forward order.
+    pub fn recorded(&self) -> impl Iterator<Item = &str> {
+        self.recorded.iter().map(|r| r.name.as_str())
+    }
+
+    /// Backpropagates the scalar `objective` (built from this capture's logits and
+    /// activations) once, returning its gradient with respect to the input and to
+    /// every recorded layer.
+    pub fn backward(&self, objective: &Tensor) -> Result<Gradients> {
+        let objective = match objective.rank() {
+            0 => objective.clone(),
+            _ if objective.elem_count() == 1 => objective.flatten_all()?.squeeze(0)?,
+            _ => bail!(
+                "the objective must be a scalar, got shape {:?}",
+                objective.dims()
+            ),
+        };
+        let grads = objective.backward()?;
+        let grad_of = |v: &Var| -> Result<Tensor> {
+            match grads.get(v.as_tensor()) {
+                Some(g) => Ok(g.clone()),
+                None => Ok(v.as_tensor().zeros_like()?),
+            }
+        };
+        let layers = self
+            .recorded
+            .iter()
+            .map(|r| Ok((r.name.clone(), grad_of(&r.probe)?)))
+            .collect::<Result<_>>()?;
+        Ok(Gradients {
+            input: grad_of(&self.input)?,
+            layers,
+        })
+    }
+}
+
+/// Gradients of one objective with respect to the input and the recorded layers.
+pub struct Gradients {
+    input: Tensor,
+    layers: BTreeMap<String, Tensor>,
+}
+
+impl Gradients {
+    /// The gradient with respect to the input, shaped like it.
+    pub fn input(&self) -> &Tensor {
+        &self.input
+    }
+
+    /// The gradient with respect to a recorded layer's output, shaped like it.
+    pub fn layer(&self, name: &str) -> Result<&Tensor> {
+        self.layers
+            .get(name)
+            .with_context(|| format!("layer `{name}` was not recorded; add it to the probe"))
+    }
+}

@@ -1,0 +1,153 @@
+//! Model cards: a TOML file that names an architecture, its weights, its input
+//! preprocessing and its class labels.
+//!
+//! ```toml
+//! name = "EfficientNet-Lite0 (ImageNet)"
+//! architecture = "efficientnet_lite0"
+//! weights = "efficientnet-lite0-57934424.pth"   # relative to the card
+//! labels = "imagenet"                           # built in, or a file, one name per line
+//!
+//! [input]
+//! size = [224, 224]
+//! resize = "stretch"          # or "shorter-side" (then `resize_to`, center crop)
+//! interpolation = "bilinear"
+//! mean = [0.5, 0.5, 0.5]
+//! std = [0.5, 0.5, 0.5]
+//!
+//! [options]                   # per architecture
+//! padding = "tf-same"
+//! bn_eps = 1e-3
+//! ```
+//!
+//! Instead of `weights`, a `[huggingface]` table (`repo`, `file`, `revision`) takes
+//! the file from the local Hugging Face cache, offline.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use super::arch::{ArchOptions, Architecture};
+use crate::data::InputSpec;
+
+/// A parsed model card.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    /// A display name; defaults to the card's file name.
+    pub name: Option<String>,
+    pub architecture: Architecture,
+    /// The weights file (.safetensors, or a PyTorch .pth/.pt/.bin), relative to the card.
+    pub weights: Option<PathBuf>,
+    /// Or: a file in the local Hugging Face hub cache.
+    pub huggingface: Option<HfFile>,
+    /// `imagenet`, or a label file relative to the card.
+    pub labels: Option<String>,
+    /// Number of classes; defaults to the number of labels, else 1000.
+    pub num_classes: Option<usize>,
+    #[serde(default)]
+    pub input: InputSpec,
+    #[serde(default)]
+    pub options: ArchOptions,
+    /// The directory relative paths are resolved against.
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+/// A file in a Hugging Face model repository, read from the local cache.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HfFile {
+    /// `owner/name`.
+    pub repo: String,
+    /// Path of the file inside the repository, e.g. `model.safetensors`.
+    pub file: String,
+    /// Branch, tag or commit; default `main`.
+    #[serde(default = "default_revision")]
+    pub revision: String,
+}
+
+fn default_revision() -> String {
+    "main".to_owned()
+}
+
+impl ModelCard {
+    /// Reads and parses a card.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read model card `{}`", path.display()))?;
+        let mut card: Self = toml::from_str(&text)
+            .with_context(|| format!("invalid model card `{}`", path.display()))?;
+        card.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if card.name.is_none() {
+            card.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        }
+        Ok(card)
+    }
+
+    /// The weights file this card points to, checked to exist.
+    pub fn weights_path(&self) -> Result<PathBuf> {
+        let path = match (&self.weights, &self.huggingface) {
+            (Some(w), None) => self.base.join(w),
+            (None, Some(hf)) => hf.cached_path()?,
+            (Some(_), Some(_)) => {
+                bail!("the card names both `weights` and `[huggingface]`; keep one")
+            }
+            (None, None) => bail!(
+                "the card names no weights: set `weights = \"file\"` or a `[huggingface]` table"
+            ),
+        };
+        if !path.is_file() {
+            bail!(
+                "weights file `{}` not found (paths in a card are relative to the card)",
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+}
+
+impl HfFile {
+    /// The file's path in the hub cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
+    /// `~/.cache/huggingface/hub`), laid out as `models--OWNER--NAME/snapshots/COMMIT/FILE`
+    /// with `refs/REVISION` holding the commit.
+    pub fn cached_path(&self) -> Result<PathBuf> {
+        let hub = std::env::var_os("HF_HUB_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+            })
+            .context("no Hugging Face cache: set HF_HOME")?;
+        let repo_dir = hub.join(format!("models--{}", self.repo.replace('/', "--")));
+        let is_commit =
+            self.revision.len() == 40 && self.revision.bytes().all(|b| b.is_ascii_hexdigit());
+        let commit = if is_commit {
+            self.revision.clone()
+        } else {
+            let refs = repo_dir.join("refs").join(&self.revision);
+            let commit = std::fs::read_to_string(&refs).with_context(|| {
+                format!(
+                    "`{}` (revision `{}`) is not in the local Hugging Face cache `{}`; unitscope works offline: \
+                     fetch it where there is network (`huggingface-cli download {} {}`) and copy the cache here",
+                    self.repo,
+                    self.revision,
+                    hub.display(),
+                    self.repo,
+                    self.file
+                )
+            })?;
+            commit.trim().to_owned()
+        };
+        let path = repo_dir.join("snapshots").join(commit).join(&self.file);
+        if !path.exists() {
+            bail!(
+                "`{}` has no file `{}` in the local Hugging Face cache (looked at `{}`)",
+                self.repo,
+                self.file,
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+}

@@ -1,0 +1,211 @@
+//! The network under inspection: architectures, weights, layer table, and forward
+//! passes that record layers and backpropagate under a chosen rule.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use unitscope::model::{Model, ModelCard, Objective, Probe, BackwardRule};
+//! let model = Model::from_card(&ModelCard::load("resnet18.toml".as_ref())?, &candle_core::Device::Cpu)?;
+//! let x = model.input_spec().load_batch(&["cat.png"], model.device())?;
+//! let capture = model.forward(&x, &Probe::new().record("layer4").rule(BackwardRule::GuidedBackprop))?;
+//! let objective = capture.objective(&Objective::Logit(285))?;
+//! let grads = capture.backward(&objective)?;
+//! let (saliency, layer4) = (grads.input(), grads.layer("layer4")?);
+//! # Ok(()) }
+//! ```
+
+pub mod arch;
+pub mod capture;
+pub mod card;
+pub mod layer;
+pub mod nn;
+pub mod objective;
+mod ops;
+pub mod weights;
+
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, ensure};
+use candle_core::{D, DType, Device, Tensor, Var};
+use serde::Serialize;
+
+pub use arch::{ArchOptions, Architecture};
+pub use capture::{BackwardRule, Capture, Gradients, Probe, Trace};
+pub use card::ModelCard;
+pub use layer::{LayerInfo, LayerKind, UnitAddress};
+pub use objective::{Objective, Reduce};
+pub use weights::Weights;
+
+use crate::data::{InputSpec, labels};
+
+/// An architecture's forward pass, written against a [`Trace`] so that every layer
+/// can be recorded and every rectifier follows the probe's rule.
+pub trait Network: Send + Sync {
+    /// Maps `[N, 3, H, W]` inputs to `[N, classes]` logits.
+    fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor>;
+}
+
+/// A loaded model: network, preprocessing and class names.
+pub struct Model {
+    name: String,
+    network: Box<dyn Network>,
+    input: InputSpec,
+    labels: Vec<String>,
+    device: Device,
+    layers: OnceLock<Vec<LayerInfo>>,
+}
+
+/// One ranked class of a prediction.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Prediction {
+    pub index: usize,
+    pub label: String,
+    /// Softmax probability.
+    pub p: f32,
+}
+
+impl Model {
+    /// Loads the model a card describes: reads its weights, checks them against the
+    /// architecture, reads its labels.
+    pub fn from_card(card: &ModelCard, device: &Device) -> Result<Self> {
+        let labels = card
+            .labels
+            .as_deref()
+            .map(|l| labels::load(l, &card.base))
+            .transpose()?;
+        let num_classes = card
+            .num_classes
+            .or(labels.as_ref().map(Vec::len))
+            .unwrap_or(1000);
+        if let Some(l) = &labels {
+            ensure!(
+                l.len() == num_classes,
+                "the card says {num_classes} classes but its label file names {}",
+                l.len()
+            );
+        }
+        let path = card.weights_path()?;
+        let weights = Weights::load(&path, device)?;
+        let model = Self::new(
+            card.name.clone().unwrap_or_default(),
+            card.architecture,
+            &card.options,
+            &weights,
+            card.input.clone(),
+            labels.unwrap_or_else(|| labels::numbered(num_classes)),
+        );
+        model.with_context(|| {
+            format!(
+                "weights `{}` do not fit architecture `{:?}`",
+                path.display(),
+                card.architecture
+            )
+        })
+    }
+
+    /// Builds a model from weights already in memory; one class per label.
+    pub fn new(
+        name: String,
+        architecture: Architecture,
+        options: &ArchOptions,
+        weights: &Weights,
+        input: InputSpec,
+        labels: Vec<String>,
+    ) -> Result<Self> {
+        let network = architecture.build(&weights.root(), options, labels.len())?;
+        weights.finish()?;
+        Ok(Self {
+            name,
+            network,
+            input,
+            labels,
+            device: weights.root().device().clone(),
+            layers: OnceLock::new(),
+        })
+    }
+
+    /// The model's display name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The preprocessing inputs need.
+    pub fn input_spec(&self) -> &InputSpec {
+        &self.input
+    }
+
+    /// Class names, by index.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The device the model's tensors live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The inspectable layers in forward order, with their shapes at the card's input
+    /// size (found once, by a forward pass on a blank input).
+    pub fn layers(&self) -> Result<&[LayerInfo]> {
+        if let Some(layers) = self.layers.get() {
+            return Ok(layers);
+        }
+        let [h, w] = self.input.size;
+        let probe = Probe::new();
+        let mut trace = Trace::describing(&probe);
+        self.network.forward(
+            &Tensor::zeros((1, 3, h, w), DType::F32, &self.device)?,
+            &mut trace,
+        )?;
+        Ok(self.layers.get_or_init(|| trace.into_layers()))
+    }
+
+    /// A forward pass of `input` (`[N, 3, H, W]`) that records the probe's layers on
+    /// the autograd graph; see [`Capture`].
+    pub fn forward(&self, input: &Tensor, probe: &Probe) -> Result<Capture> {
+        self.check_input(input)?;
+        let input = Var::from_tensor(&input.to_dtype(DType::F32)?)?;
+        let mut trace = Trace::new(probe);
+        let logits = self.network.forward(input.as_tensor(), &mut trace)?;
+        Capture::new(input, logits, trace)
+    }
+
+    /// Logits of `input` without building a graph.
+    pub fn logits(&self, input: &Tensor) -> Result<Tensor> {
+        self.check_input(input)?;
+        let probe = Probe::new();
+        self.network.forward(
+            &input.to_dtype(DType::F32)?.detach(),
+            &mut Trace::new(&probe),
+        )
+    }
+
+    /// The `k` most probable classes of each input.
+    pub fn predict(&self, input: &Tensor, k: usize) -> Result<Vec<Vec<Prediction>>> {
+        let probs = candle_nn::ops::softmax(&self.logits(input)?, D::Minus1)?.to_vec2::<f32>()?;
+        Ok(probs
+            .into_iter()
+            .map(|p| {
+                let mut order: Vec<usize> = (0..p.len()).collect();
+                order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+                order
+                    .into_iter()
+                    .take(k)
+                    .map(|i| Prediction {
+                        index: i,
+                        label: self.labels[i].clone(),
+                        p: p[i],
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    fn check_input(&self, input: &Tensor) -> Result<()> {
+        let dims = input.dims();
+        ensure!(
+            dims.len() == 4 && dims[1] == 3 && dims[0] > 0,
+            "input has shape {dims:?}; the model takes [N, 3, H, W] images"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,203 @@
+//! The layers architectures are built from. Each computation (convolution, batch
+//! norm, pooling) lives here once, so the engine's speed work has one place to go.
+
+use anyhow::{Result, ensure};
+use candle_core::{D, Tensor};
+use serde::Deserialize;
+
+use super::weights::WeightPath;
+
+/// How a convolution pads its input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PaddingStyle {
+    /// PyTorch's symmetric padding of `kernel / 2` (as configured per layer).
+    #[default]
+    Symmetric,
+    /// TensorFlow's "SAME": output size `ceil(in / stride)`, the odd pixel of padding
+    /// at the bottom/right (EfficientNet-Lite's stride-2 layers pad (0, 1, 0, 1) at 224).
+    TfSame,
+}
+
+/// A 2-D convolution (square kernel), optionally grouped, with or without bias.
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+    padding: usize,
+    style: PaddingStyle,
+    groups: usize,
+}
+
+/// Shape and hyper-parameters of a [`Conv2d`].
+#[derive(Clone, Copy, Debug)]
+pub struct ConvSpec {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    /// Symmetric padding; ignored under [`PaddingStyle::TfSame`].
+    pub padding: usize,
+    pub groups: usize,
+    pub bias: bool,
+    pub style: PaddingStyle,
+}
+
+impl ConvSpec {
+    /// A plain convolution: stride 1, no groups, with bias, symmetric padding.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        Self {
+            in_channels,
+            out_channels,
+            kernel,
+            stride: 1,
+            padding: 0,
+            groups: 1,
+            bias: true,
+            style: PaddingStyle::Symmetric,
+        }
+    }
+    pub fn stride(self, stride: usize) -> Self {
+        Self { stride, ..self }
+    }
+    pub fn padding(self, padding: usize) -> Self {
+        Self { padding, ..self }
+    }
+    pub fn groups(self, groups: usize) -> Self {
+        Self { groups, ..self }
+    }
+    pub fn no_bias(self) -> Self {
+        Self {
+            bias: false,
+            ..self
+        }
+    }
+    pub fn style(self, style: PaddingStyle) -> Self {
+        Self { style, ..self }
+    }
+}
+
+impl Conv2d {
+    /// Loads `weight` (and `bias`) under `w`.
+    pub fn load(w: &WeightPath, spec: ConvSpec) -> Result<Self> {
+        let ConvSpec {
+            in_channels,
+            out_channels,
+            kernel,
+            ..
+        } = spec;
+        let weight = w.get(
+            "weight",
+            &[out_channels, in_channels / spec.groups, kernel, kernel],
+        )?;
+        let bias = spec
+            .bias
+            .then(|| w.get("bias", &[out_channels]))
+            .transpose()?;
+        Ok(Self {
+            weight,
+            bias,
+            stride: spec.stride,
+            padding: spec.padding,
+            style: spec.style,
+            groups: spec.groups,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (x, padding) = match self.style {
+            PaddingStyle::Symmetric => (x.clone(), self.padding),
+            PaddingStyle::TfSame => {
+                let k = self.weight.dim(2)?;
+                let pad = |size: usize| {
+                    let out = size.div_ceil(self.stride);
+                    let total = ((out - 1) * self.stride + k).saturating_sub(size);
+                    (total / 2, total - total / 2)
+                };
+                let (top, bottom) = pad(x.dim(2)?);
+                let (left, right) = pad(x.dim(3)?);
+                (
+                    x.pad_with_zeros(2, top, bottom)?
+                        .pad_with_zeros(3, left, right)?,
+                    0,
+                )
+            }
+        };
+        let y = x.conv2d(&self.weight, padding, self.stride, 1, self.groups)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+            None => y,
+        })
+    }
+}
+
+/// Eval-mode batch norm, kept as the per-channel affine map it reduces to:
+/// `y = x * scale + shift` with `scale = weight / sqrt(var + eps)`.
+pub struct BatchNorm2d {
+    scale: Tensor,
+    shift: Tensor,
+}
+
+impl BatchNorm2d {
+    /// Loads `weight`, `bias`, `running_mean`, `running_var` under `w`.
+    pub fn load(w: &WeightPath, channels: usize, eps: f64) -> Result<Self> {
+        let weight = w.get("weight", &[channels])?;
+        let bias = w.get("bias", &[channels])?;
+        let mean = w.get("running_mean", &[channels])?;
+        let var = w.get("running_var", &[channels])?;
+        let scale = weight.div(&(var + eps)?.sqrt()?)?;
+        let shift = bias.sub(&mean.mul(&scale)?)?;
+        Ok(Self {
+            scale: scale.reshape((1, channels, 1, 1))?,
+            shift: shift.reshape((1, channels, 1, 1))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)?)
+    }
+}
+
+/// A fully connected layer, `y = x W^T + b`.
+pub struct Linear {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    pub fn load(w: &WeightPath, in_features: usize, out_features: usize) -> Result<Self> {
+        let weight_t = w.get("weight", &[out_features, in_features])?.t()?;
+        let bias = w.get("bias", &[out_features])?;
+        Ok(Self { weight_t, bias })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.weight_t)?.broadcast_add(&self.bias)?)
+    }
+}
+
+/// PyTorch's `AdaptiveAvgPool2d`: output cell `i` averages input rows
+/// `floor(i*H/h) .. ceil((i+1)*H/h)` (and likewise columns).
+pub fn adaptive_avg_pool2d(x: &Tensor, (oh, ow): (usize, usize)) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    ensure!(oh > 0 && ow > 0, "adaptive pool to an empty map");
+    if (h, w) == (oh, ow) {
+        return Ok(x.clone());
+    }
+    if (oh, ow) == (1, 1) {
+        return Ok(x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?);
+    }
+    let span = |i: usize, n: usize, out: usize| (i * n / out, ((i + 1) * n).div_ceil(out));
+    let mut rows = Vec::with_capacity(oh);
+    for i in 0..oh {
+        let (y0, y1) = span(i, h, oh);
+        let band = x.narrow(2, y0, y1 - y0)?.mean_keepdim(2)?;
+        let mut cells = Vec::with_capacity(ow);
+        for j in 0..ow {
+            let (x0, x1) = span(j, w, ow);
+            cells.push(band.narrow(3, x0, x1 - x0)?.mean_keepdim(3)?);
+        }
+        rows.push(Tensor::cat(&cells, 3)?);
+    }
+    Ok(Tensor::cat(&rows, 2)?)
+}

@@ -1,0 +1,122 @@
+//! Scalar objectives to differentiate: class logits, units, weighted mixtures.
+
+use anyhow::{Result, bail, ensure};
+use candle_core::{D, Tensor};
+
+use super::capture::Capture;
+use super::layer::UnitAddress;
+
+/// How a unit's channel is reduced to one number per sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reduce {
+    /// The spatial mean of the channel.
+    #[default]
+    Mean,
+    /// The spatial maximum of the channel.
+    Max,
+}
+
+/// A scalar to differentiate, summed over the batch (samples are independent in
+/// eval mode, so the gradient of the sum is each sample's own gradient).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Objective {
+    /// The logit of one class, in every sample.
+    Logit(usize),
+    /// One logit per sample: sample `i`'s logit of `classes[i]`.
+    Logits(Vec<usize>),
+    /// A unit's activation: its value at a position, or its channel reduced. The layer
+    /// must be recorded by the probe.
+    Unit { unit: UnitAddress, reduce: Reduce },
+    /// `sum(weight * objective)`.
+    Weighted(Vec<(f64, Objective)>),
+}
+
+impl Capture {
+    /// Evaluates `objective` on this capture as a scalar on the autograd graph.
+    pub fn objective(&self, objective: &Objective) -> Result<Tensor> {
+        let logits = self.logits();
+        let (batch, classes) = logits.dims2()?;
+        let check_class = |c: usize| -> Result<()> {
+            ensure!(
+                c < classes,
+                "class {c} is out of range: the model has {classes} classes"
+            );
+            Ok(())
+        };
+        Ok(match objective {
+            Objective::Logit(c) => {
+                check_class(*c)?;
+                logits.narrow(1, *c, 1)?.sum_all()?
+            }
+            Objective::Logits(cs) => {
+                ensure!(
+                    cs.len() == batch,
+                    "{} target classes for a batch of {batch}",
+                    cs.len()
+                );
+                cs.iter().try_for_each(|&c| check_class(c))?;
+                let index = Tensor::from_vec(
+                    cs.iter().map(|&c| c as u32).collect::<Vec<_>>(),
+                    (batch, 1),
+                    logits.device(),
+                )?;
+                logits.gather(&index, 1)?.sum_all()?
+            }
+            Objective::Unit { unit, reduce } => {
+                unit_value(self.activation(&unit.layer)?, unit, *reduce)?
+            }
+            Objective::Weighted(terms) => {
+                ensure!(!terms.is_empty(), "an empty weighted objective");
+                let mut total: Option<Tensor> = None;
+                for (w, o) in terms {
+                    let term = self.objective(o)?.affine(*w, 0.0)?;
+                    total = Some(match total {
+                        Some(t) => t.add(&term)?,
+                        None => term,
+                    });
+                }
+                total.unwrap_or(Tensor::new(0f32, logits.device())?)
+            }
+        })
+    }
+}
+
+fn unit_value(act: &Tensor, unit: &UnitAddress, reduce: Reduce) -> Result<Tensor> {
+    let dims = act.dims();
+    ensure!(
+        unit.channel < dims[1],
+        "unit {unit}: channel {} is out of range: `{}` has {} units",
+        unit.channel,
+        unit.layer,
+        dims[1]
+    );
+    let ch = act.narrow(1, unit.channel, 1)?;
+    match (dims.len(), unit.position) {
+        (2, None) => Ok(ch.sum_all()?),
+        (2, Some(_)) => bail!(
+            "unit {unit}: `{}` is a vector layer; it has no positions",
+            unit.layer
+        ),
+        (4, Some((y, x))) => {
+            ensure!(
+                y < dims[2] && x < dims[3],
+                "unit {unit}: position ({y}, {x}) is outside the {}x{} map",
+                dims[2],
+                dims[3]
+            );
+            Ok(ch.narrow(2, y, 1)?.narrow(3, x, 1)?.sum_all()?)
+        }
+        (4, None) => {
+            let flat = ch.flatten_from(1)?;
+            let per_sample = match reduce {
+                Reduce::Mean => flat.mean(D::Minus1)?,
+                Reduce::Max => flat.max(D::Minus1)?,
+            };
+            Ok(per_sample.sum_all()?)
+        }
+        (r, _) => bail!(
+            "layer `{}` has rank {r}; units need [N, C] or [N, C, H, W]",
+            unit.layer
+        ),
+    }
+}

@@ -1,0 +1,174 @@
+//! Weight files, read as data and checked against an architecture.
+//!
+//! [`Weights`] holds every tensor of a file by its PyTorch name. Architectures take
+//! tensors out with [`WeightPath::get`], which names the tensor and the shape it
+//! expected on any mismatch; [`Weights::finish`] then reports tensors nobody took, so
+//! a checkpoint for a different model fails loudly instead of half-loading.
+
+mod pickle;
+mod pth;
+pub mod synthetic;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, bail, ensure};
+use candle_core::{DType, Device, Tensor};
+
+/// Buffers PyTorch keeps in state dicts that no forward pass reads.
+const IGNORED_SUFFIXES: [&str; 1] = ["num_batches_tracked"];
+
+/// The tensors of a weights file, addressed by PyTorch parameter name.
+pub struct Weights {
+    tensors: BTreeMap<String, Tensor>,
+    taken: Mutex<BTreeSet<String>>,
+    device: Device,
+    /// Whether absent tensors come from [`synthetic`] instead of being an error.
+    synthetic: bool,
+}
+
+impl Weights {
+    /// Reads a `.safetensors` file or a PyTorch checkpoint (`.pth`/`.pt`/`.bin`, zip or
+    /// legacy format). DataParallel's `module.` prefixes are removed.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let read = || -> Result<Vec<(String, Tensor)>> {
+            let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
+            if is_safetensors {
+                let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+                    .context("corrupt or truncated safetensors file")?;
+                Ok(tensors.into_iter().collect())
+            } else {
+                pth::read(path)
+            }
+        };
+        let tensors =
+            read().with_context(|| format!("cannot read weights `{}`", path.display()))?;
+        Self::from_tensors(tensors, device)
+    }
+
+    /// Wraps named tensors (any float dtype, any device) as a weight set.
+    pub fn from_tensors(
+        tensors: impl IntoIterator<Item = (String, Tensor)>,
+        device: &Device,
+    ) -> Result<Self> {
+        let tensors = tensors
+            .into_iter()
+            .map(|(name, t)| {
+                let name = name
+                    .strip_prefix("module.")
+                    .map(str::to_owned)
+                    .unwrap_or(name);
+                Ok((name, t.to_dtype(DType::F32)?))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            tensors,
+            taken: Mutex::default(),
+            device: device.clone(),
+            synthetic: false,
+        })
+    }
+
+    /// Closed-form parameters ([`synthetic`]) for whatever an architecture asks: an
+    /// untrained model, identical to the one the reference scripts build in PyTorch.
+    pub fn synthetic(device: &Device) -> Self {
+        Self {
+            tensors: BTreeMap::new(),
+            taken: Mutex::default(),
+            device: device.clone(),
+            synthetic: true,
+        }
+    }
+
+    /// The root of the name space; `root().pp("layer1")` addresses `layer1.*`.
+    pub fn root(&self) -> WeightPath<'_> {
+        WeightPath {
+            weights: self,
+            prefix: String::new(),
+        }
+    }
+
+    /// Fails if the file holds tensors that the architecture did not take.
+    pub fn finish(&self) -> Result<()> {
+        let taken = self
+            .taken
+            .lock()
+            .map_err(|_| anyhow::anyhow!("weights lock poisoned"))?;
+        let unexpected: Vec<&String> = self
+            .tensors
+            .keys()
+            .filter(|k| !taken.contains(*k) && !IGNORED_SUFFIXES.iter().any(|s| k.ends_with(s)))
+            .collect();
+        if !unexpected.is_empty() {
+            let shown: Vec<String> = unexpected
+                .iter()
+                .take(5)
+                .map(|k| format!("`{k}` {:?}", self.tensors[*k].dims()))
+                .collect();
+            bail!(
+                "the weights hold {} tensor(s) this architecture does not use: {}{}; \
+                 is the card's architecture right?",
+                unexpected.len(),
+                shown.join(", "),
+                if unexpected.len() > 5 { ", ..." } else { "" }
+            );
+        }
+        Ok(())
+    }
+
+    fn take(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        if self.synthetic {
+            return Ok(synthetic::tensor(name, shape, &self.device)?);
+        }
+        let t = self.tensors.get(name).with_context(|| {
+            format!("the weights have no tensor `{name}` (expected shape {shape:?}); is the card's architecture right?")
+        })?;
+        ensure!(
+            t.dims() == shape,
+            "tensor `{name}` has shape {:?}, the architecture expects {shape:?}",
+            t.dims()
+        );
+        if let Ok(mut taken) = self.taken.lock() {
+            taken.insert(name.to_owned());
+        }
+        Ok(t.to_device(&self.device)?)
+    }
+}
+
+/// A prefix into a [`Weights`] name space, like Candle's `VarBuilder`.
+#[derive(Clone)]
+pub struct WeightPath<'a> {
+    weights: &'a Weights,
+    prefix: String,
+}
+
+impl<'a> WeightPath<'a> {
+    /// The sub-path `prefix.name`.
+    pub fn pp(&self, name: impl std::fmt::Display) -> Self {
+        let prefix = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
+        Self {
+            weights: self.weights,
+            prefix,
+        }
+    }
+
+    /// The tensor `prefix.name`, which must have exactly `shape`.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.weights.take(&self.pp(name).prefix, shape)
+    }
+
+    /// Whether the file has a tensor `prefix.name` (for optional parameters).
+    pub fn contains(&self, name: &str) -> bool {
+        self.weights.tensors.contains_key(&self.pp(name).prefix)
+    }
+
+    /// The device tensors are placed on.
+    pub fn device(&self) -> &Device {
+        &self.weights.device
+    }
+}
