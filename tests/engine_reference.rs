@@ -12,17 +12,26 @@ fn check(name: &str, arch: Architecture, options: ArchOptions, shape: [usize; 4]
     let reference = fixture(name);
     let model = synthetic_model(arch, &options, 10);
     let x = synthetic_input(&shape);
-    let layers: Vec<String> = reference.keys().filter_map(|k| k.strip_prefix("act.").map(str::to_owned)).collect();
+    let layers: Vec<String> = reference
+        .keys()
+        .filter_map(|k| k.strip_prefix("act.").map(str::to_owned))
+        .collect();
     let objective = Objective::Logits(TARGETS[..shape[0]].to_vec());
     for (rule, key) in [
         (BackwardRule::Gradient, "gradient"),
         (BackwardRule::GuidedBackprop, "guided-backprop"),
         (BackwardRule::DeconvNet, "deconvnet"),
     ] {
-        let Some(expected) = reference.get(&format!("grad.{key}")) else { continue };
-        let probe = layers.iter().fold(Probe::new().rule(rule), |p, l| p.record(l.clone()));
+        let Some(expected) = reference.get(&format!("grad.{key}")) else {
+            continue;
+        };
+        let probe = layers
+            .iter()
+            .fold(Probe::new().rule(rule), |p, l| p.record(l.clone()));
         let capture = model.forward(&x, &probe).unwrap();
-        let grads = capture.backward(&capture.objective(&objective).unwrap()).unwrap();
+        let grads = capture
+            .backward(&capture.objective(&objective).unwrap())
+            .unwrap();
         let err = rel_err(grads.input(), expected);
         println!("{name} {key}: input gradient rel err {err:.2e}");
         assert!(err < 5e-4, "{name} {key}: input gradient rel err {err:.2e}");
@@ -33,61 +42,118 @@ fn check(name: &str, arch: Architecture, options: ArchOptions, shape: [usize; 4]
         println!("{name}: logits rel err {err:.2e}");
         assert!(err < 1e-4, "{name}: logits rel err {err:.2e}");
         for layer in &layers {
-            let act = rel_err(capture.activation(layer).unwrap(), &reference[&format!("act.{layer}")]);
-            let grad = rel_err(grads.layer(layer).unwrap(), &reference[&format!("act_grad.{layer}")]);
+            let act = rel_err(
+                capture.activation(layer).unwrap(),
+                &reference[&format!("act.{layer}")],
+            );
+            let grad = rel_err(
+                grads.layer(layer).unwrap(),
+                &reference[&format!("act_grad.{layer}")],
+            );
             println!("{name} {layer}: activation {act:.2e}, gradient {grad:.2e}");
-            assert!(act < 1e-4 && grad < 5e-4, "{name} {layer}: activation {act:.2e}, gradient {grad:.2e}");
+            assert!(
+                act < 1e-4 && grad < 5e-4,
+                "{name} {layer}: activation {act:.2e}, gradient {grad:.2e}"
+            );
         }
     }
 }
 
 #[test]
 fn plain_cnn() {
-    let options = ArchOptions { channels: Some(vec![8, 16]), ..ArchOptions::default() };
+    let options = ArchOptions {
+        channels: Some(vec![8, 16]),
+        ..ArchOptions::default()
+    };
     check("plain_cnn", Architecture::PlainCnn, options, [2, 3, 32, 32]);
 }
 
 #[test]
 fn resnet18() {
-    check("resnet18", Architecture::Resnet18, ArchOptions::default(), [2, 3, 64, 64]);
+    check(
+        "resnet18",
+        Architecture::Resnet18,
+        ArchOptions::default(),
+        [2, 3, 64, 64],
+    );
 }
 
 #[test]
 fn resnet34() {
-    check("resnet34", Architecture::Resnet34, ArchOptions::default(), [1, 3, 64, 64]);
+    check(
+        "resnet34",
+        Architecture::Resnet34,
+        ArchOptions::default(),
+        [1, 3, 64, 64],
+    );
 }
 
 #[test]
 fn resnet50() {
-    check("resnet50", Architecture::Resnet50, ArchOptions::default(), [1, 3, 64, 64]);
+    check(
+        "resnet50",
+        Architecture::Resnet50,
+        ArchOptions::default(),
+        [1, 3, 64, 64],
+    );
 }
 
 #[test]
 fn vgg11() {
-    check("vgg11", Architecture::Vgg11, ArchOptions::default(), [2, 3, 32, 32]);
+    check(
+        "vgg11",
+        Architecture::Vgg11,
+        ArchOptions::default(),
+        [2, 3, 32, 32],
+    );
 }
 
 #[test]
 fn vgg11_bn() {
-    check("vgg11_bn", Architecture::Vgg11Bn, ArchOptions::default(), [1, 3, 32, 32]);
+    check(
+        "vgg11_bn",
+        Architecture::Vgg11Bn,
+        ArchOptions::default(),
+        [1, 3, 32, 32],
+    );
 }
 
 #[test]
 fn vgg16() {
-    check("vgg16", Architecture::Vgg16, ArchOptions::default(), [1, 3, 32, 32]);
+    check(
+        "vgg16",
+        Architecture::Vgg16,
+        ArchOptions::default(),
+        [1, 3, 32, 32],
+    );
 }
 
 #[test]
 fn vgg16_bn() {
-    check("vgg16_bn", Architecture::Vgg16Bn, ArchOptions::default(), [1, 3, 32, 32]);
+    check(
+        "vgg16_bn",
+        Architecture::Vgg16Bn,
+        ArchOptions::default(),
+        [1, 3, 32, 32],
+    );
 }
 
 #[test]
 fn alexnet() {
-    check("alexnet", Architecture::Alexnet, ArchOptions::default(), [1, 3, 64, 64]);
+    check(
+        "alexnet",
+        Architecture::Alexnet,
+        ArchOptions::default(),
+        [1, 3, 64, 64],
+    );
 }
 
 #[test]
 fn efficientnet_lite0() {
-    check("efficientnet_lite0", Architecture::EfficientnetLite0, ArchOptions::default(), [1, 3, 64, 64]);
+    check(
+        "efficientnet_lite0",
+        Architecture::EfficientnetLite0,
+        ArchOptions::default(),
+        [1, 3, 64, 64],
+    );
 }

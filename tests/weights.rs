@@ -15,12 +15,22 @@ fn weights_fixture(name: &str) -> PathBuf {
 }
 
 fn options() -> ArchOptions {
-    ArchOptions { channels: Some(vec![4]), ..ArchOptions::default() }
+    ArchOptions {
+        channels: Some(vec![4]),
+        ..ArchOptions::default()
+    }
 }
 
 fn build(weights: &Weights) -> anyhow::Result<Model> {
     let labels = unitscope::data::labels::numbered(3);
-    Model::new("t".into(), Architecture::PlainCnn, &options(), weights, InputSpec::default(), labels)
+    Model::new(
+        "t".into(),
+        Architecture::PlainCnn,
+        &options(),
+        weights,
+        InputSpec::default(),
+        labels,
+    )
 }
 
 fn load(path: &Path) -> anyhow::Result<Model> {
@@ -70,7 +80,12 @@ fn synthetic_safetensors(dir: &Path) -> PathBuf {
         ("fc.bias", vec![3]),
     ]
     .into_iter()
-    .map(|(n, s)| (n.to_owned(), unitscope::model::weights::synthetic::tensor(n, &s, &Device::Cpu).unwrap()))
+    .map(|(n, s)| {
+        (
+            n.to_owned(),
+            unitscope::model::weights::synthetic::tensor(n, &s, &Device::Cpu).unwrap(),
+        )
+    })
     .collect();
     let path = dir.join("plain.safetensors");
     candle_core::safetensors::save(&tensors.into_iter().collect(), &path).unwrap();
@@ -83,11 +98,12 @@ fn reads_safetensors_and_converts_dtypes() {
     let path = synthetic_safetensors(dir.path());
     assert_same_model(&load(&path).unwrap());
     // Half precision is widened to f32 on load.
-    let half: std::collections::HashMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| (k, v.to_dtype(DType::F16).unwrap()))
-        .collect();
+    let half: std::collections::HashMap<String, Tensor> =
+        candle_core::safetensors::load(&path, &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, v.to_dtype(DType::F16).unwrap()))
+            .collect();
     let half_path = dir.path().join("half.safetensors");
     candle_core::safetensors::save(&half, &half_path).unwrap();
     assert!(load(&half_path).is_ok());
@@ -100,7 +116,10 @@ fn truncated_safetensors_is_an_error() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
     let err = error_of(load(&path));
-    assert!(err.contains("plain.safetensors") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("plain.safetensors") && err.contains("truncated"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -117,7 +136,10 @@ fn corrupt_safetensors_is_an_error() {
 #[test]
 fn misshaped_tensor_names_tensor_and_shapes() {
     let err = error_of(load(&weights_fixture("plain_cnn_misshaped.pth")));
-    assert!(err.contains("`fc.weight` has shape [4, 3], the architecture expects [3, 4]"), "{err}");
+    assert!(
+        err.contains("`fc.weight` has shape [4, 3], the architecture expects [3, 4]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -128,7 +150,10 @@ fn missing_tensor_is_named() {
     tensors.remove("features.1.running_var");
     candle_core::safetensors::save(&tensors, &path).unwrap();
     let err = error_of(load(&path));
-    assert!(err.contains("no tensor `features.1.running_var` (expected shape [4])"), "{err}");
+    assert!(
+        err.contains("no tensor `features.1.running_var` (expected shape [4])"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -136,7 +161,10 @@ fn unexpected_tensor_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = synthetic_safetensors(dir.path());
     let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
-    tensors.insert("head.weight".into(), Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap());
+    tensors.insert(
+        "head.weight".into(),
+        Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap(),
+    );
     candle_core::safetensors::save(&tensors, &path).unwrap();
     let err = error_of(load(&path));
     assert!(err.contains("`head.weight` [2, 2]"), "{err}");
@@ -145,7 +173,10 @@ fn unexpected_tensor_is_named() {
 #[test]
 fn foreign_pickle_global_is_refused() {
     let err = error_of(load(&weights_fixture("evil.pth")));
-    assert!(err.contains("`posix.system`") || err.contains("`os.system`"), "{err}");
+    assert!(
+        err.contains("`posix.system`") || err.contains("`os.system`"),
+        "{err}"
+    );
     assert!(err.contains("refusing"), "{err}");
 }
 

@@ -5,9 +5,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
 use candle_core::{Device, Tensor};
-use image::imageops::FilterType;
 use image::{ImageReader, Limits, RgbImage};
 use serde::{Deserialize, Serialize};
+
+use super::resample::resize;
 
 /// Images larger than this per side are refused before decoding.
 const MAX_SIDE: u32 = 16_384;
@@ -26,25 +27,15 @@ pub enum ResizeMode {
     Stretch,
 }
 
-/// The resampling filter.
+/// The resampling filter, as Pillow implements it (see [`super::resample`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Interpolation {
     Nearest,
-    /// Bilinear, widened when downsampling (antialiased, as PIL does).
+    /// Bilinear, widened when downsampling (antialiased).
     #[default]
     Bilinear,
     Bicubic,
-}
-
-impl Interpolation {
-    fn filter(self) -> FilterType {
-        match self {
-            Self::Nearest => FilterType::Nearest,
-            Self::Bilinear => FilterType::Triangle,
-            Self::Bicubic => FilterType::CatmullRom,
-        }
-    }
 }
 
 /// A model's input: size and preprocessing (the `[input]` table of a model card).
@@ -58,8 +49,8 @@ pub struct InputSpec {
     pub resize_to: Option<usize>,
     pub interpolation: Interpolation,
     /// Per-channel mean and standard deviation, on the [0, 1] scale.
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
 }
 
 impl Default for InputSpec {
@@ -84,9 +75,9 @@ impl InputSpec {
             h > 0 && w > 0,
             "the input size must be positive, got {h}x{w}"
         );
-        let filter = self.interpolation.filter();
+        let filter = self.interpolation;
         let img = match self.resize {
-            ResizeMode::Stretch => image::imageops::resize(img, w as u32, h as u32, filter),
+            ResizeMode::Stretch => resize(img, w as u32, h as u32, filter),
             ResizeMode::ShorterSide => {
                 // torchvision: the shorter side becomes `short`, the longer one
                 // `floor(short * long / shorter)`.
@@ -100,7 +91,7 @@ impl InputSpec {
                 } else {
                     (short * iw / ih, short)
                 };
-                let resized = image::imageops::resize(img, rw as u32, rh as u32, filter);
+                let resized = resize(img, rw as u32, rh as u32, filter);
                 let (x0, y0) = (
                     ((rw - w) as f64 / 2.0).round() as u32,
                     ((rh - h) as f64 / 2.0).round() as u32,
@@ -108,11 +99,13 @@ impl InputSpec {
                 image::imageops::crop_imm(&resized, x0, y0, w as u32, h as u32).to_image()
             }
         };
+        // In f32 and in this order, as ToTensor + Normalize compute it.
+        let (mean, std) = (self.mean.map(|m| m as f32), self.std.map(|s| s as f32));
         let mut data = vec![0f32; 3 * h * w];
         for (x, y, p) in img.enumerate_pixels() {
             for c in 0..3 {
                 data[(c * h + y as usize) * w + x as usize] =
-                    (p[c] as f32 / 255.0 - self.mean[c]) / self.std[c];
+                    (p[c] as f32 / 255.0 - mean[c]) / std[c];
             }
         }
         Ok(Tensor::from_vec(data, (3, h, w), device)?)
@@ -132,27 +125,24 @@ impl InputSpec {
 /// huge image is refused before it is decoded.
 pub fn load_image(path: &Path) -> Result<RgbImage> {
     let read = || -> Result<RgbImage> {
-        let open = || -> Result<ImageReader<_>> {
-            let mut reader = ImageReader::open(path)?.with_guessed_format()?;
-            let mut limits = Limits::default();
-            limits.max_image_width = Some(MAX_SIDE);
-            limits.max_image_height = Some(MAX_SIDE);
-            limits.max_alloc = Some(MAX_ALLOC);
-            reader.limits(limits);
-            Ok(reader)
-        };
-        let (w, h) = open()?
+        let unreadable = |e: image::ImageError| anyhow::anyhow!("not a readable PNG or JPEG ({e})");
+        // The header alone gives the size, so a huge image is refused undecoded.
+        let (w, h) = ImageReader::open(path)?
+            .with_guessed_format()?
             .into_dimensions()
-            .context("not a readable PNG or JPEG")?;
+            .map_err(unreadable)?;
         ensure!(w > 0 && h > 0, "the image is empty ({w}x{h} px)");
         ensure!(
             w <= MAX_SIDE && h <= MAX_SIDE,
             "the image is {w}x{h} px; unitscope reads images up to {MAX_SIDE} px per side (downscale it first)"
         );
-        Ok(open()?
-            .decode()
-            .context("not a readable PNG or JPEG")?
-            .to_rgb8())
+        let mut reader = ImageReader::open(path)?.with_guessed_format()?;
+        let mut limits = Limits::default();
+        limits.max_image_width = Some(MAX_SIDE);
+        limits.max_image_height = Some(MAX_SIDE);
+        limits.max_alloc = Some(MAX_ALLOC);
+        reader.limits(limits);
+        Ok(reader.decode().map_err(unreadable)?.to_rgb8())
     };
     read().with_context(|| format!("cannot read image `{}`", path.display()))
 }

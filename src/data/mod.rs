@@ -2,5 +2,6 @@
 
 pub mod image;
 pub mod labels;
+pub mod resample;
 
 pub use image::{InputSpec, Interpolation, ResizeMode, load_image};

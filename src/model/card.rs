@@ -76,8 +76,20 @@ impl ModelCard {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read model card `{}`", path.display()))?;
-        let mut card: Self = toml::from_str(&text)
-            .with_context(|| format!("invalid model card `{}`", path.display()))?;
+        let mut card: Self = toml::from_str(&text).map_err(|e| {
+            // toml's Display draws the line with a caret over several lines; say where in one.
+            let at = e.span().map(|s| {
+                let line = text[..s.start].matches('\n').count() + 1;
+                let column = s.start - text[..s.start].rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(" (line {line}, column {column})")
+            });
+            anyhow::anyhow!(
+                "invalid model card `{}`{}: {}",
+                path.display(),
+                at.unwrap_or_default(),
+                e.message()
+            )
+        })?;
         card.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         if card.name.is_none() {
             card.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());

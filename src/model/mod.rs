@@ -95,7 +95,7 @@ impl Model {
         );
         model.with_context(|| {
             format!(
-                "weights `{}` do not fit architecture `{:?}`",
+                "weights `{}` do not fit architecture `{}`",
                 path.display(),
                 card.architecture
             )

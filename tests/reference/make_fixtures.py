@@ -212,6 +212,7 @@ def main():
         if args.photos:
             photos(args.lite0, args.photos)
     weight_files()
+    resample_cases()
 
 
 def photos(pth, folder):
@@ -258,6 +259,27 @@ def weight_files():
 
     torch.save({"fc.weight": Evil()}, os.path.join(folder, "evil.pth"), pickle_module=pickle)
     print("weights", sorted(os.listdir(folder)))
+
+
+def resample_cases():
+    """Pillow's resize of a small pattern, up and down, for each filter."""
+    import json
+
+    from PIL import Image
+
+    w, h = 13, 9
+    pixels = bytes((x * 37 + y * 91 + c * 53 + x * y * 7) % 256 for y in range(h) for x in range(w) for c in range(3))
+    img = Image.frombytes("RGB", (w, h), pixels)
+    filters = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+    cases = []
+    for name, size in [("bilinear", (5, 7)), ("bilinear", (29, 17)), ("bicubic", (6, 4)),
+                       ("bicubic", (31, 20)), ("nearest", (4, 4)), ("nearest", (26, 18))]:
+        out = img.resize(size, filters[name])
+        cases.append({"filter": name, "size": size, "pixels": list(out.tobytes())})
+    path = os.path.join(OUT, "..", "resample.json")
+    with open(path, "w") as f:
+        json.dump({"width": w, "height": h, "cases": cases}, f)
+    print("resample", len(cases))
 
 
 if __name__ == "__main__":

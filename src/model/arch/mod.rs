@@ -51,6 +51,14 @@ pub struct ArchOptions {
     pub batch_norm: Option<bool>,
 }
 
+impl std::fmt::Display for Architecture {
+    /// The card's spelling, e.g. `resnet18`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = serde_json::to_value(self).ok();
+        f.write_str(name.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
+    }
+}
+
 impl Architecture {
     /// Builds the network from `w`, which must hold exactly its parameters.
     pub fn build(
