@@ -194,3 +194,100 @@ pub(crate) fn max_pool2d(
     let value = x.detach().max_pool2d_with_stride(kernel, stride)?;
     with_backward(&x, value, MaxPool { kernel, stride })
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    /// The gradient `f` passes back to `x` when `g` arrives at its output.
+    fn backward_of(x: &[f32], g: &[f32], f: impl Fn(&Tensor) -> Result<Tensor>) -> Vec<f32> {
+        let x = Var::new(x, &Device::Cpu).unwrap();
+        let g = Tensor::new(g, &Device::Cpu).unwrap();
+        let y = f(x.as_tensor()).unwrap();
+        let grads = y.mul(&g).unwrap().sum_all().unwrap().backward().unwrap();
+        grads.get(x.as_tensor()).unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn rectifier_rules() {
+        let x = [-1.0, 0.0, 3.0, 7.0];
+        let g = [1.0, 1.0, -1.0, 1.0];
+        let cases = [
+            (
+                BackwardRule::Gradient,
+                [0.0, 0.0, -1.0, 1.0],
+                [0.0, 0.0, -1.0, 0.0],
+            ),
+            (
+                BackwardRule::GuidedBackprop,
+                [0.0, 0.0, 0.0, 1.0],
+                [0.0, 0.0, 0.0, 0.0],
+            ),
+            (
+                BackwardRule::DeconvNet,
+                [1.0, 1.0, 0.0, 1.0],
+                [1.0, 1.0, 0.0, 1.0],
+            ),
+        ];
+        for (rule, relu_grad, relu6_grad) in cases {
+            assert_eq!(
+                backward_of(&x, &g, |t| relu(t, rule)),
+                relu_grad,
+                "ReLU {rule:?}"
+            );
+            assert_eq!(
+                backward_of(&x, &g, |t| relu6(t, rule)),
+                relu6_grad,
+                "ReLU6 {rule:?}"
+            );
+        }
+        let y = relu6(
+            &Tensor::new(&x, &Device::Cpu).unwrap(),
+            BackwardRule::Gradient,
+        )
+        .unwrap();
+        assert_eq!(y.to_vec1::<f32>().unwrap(), [0.0, 0.0, 3.0, 6.0]);
+    }
+
+    /// Ties and overlapping windows, against PyTorch's `max_pool2d(x, 3, 2, 1)`.
+    #[test]
+    fn max_pool_routes_to_the_first_maximum() {
+        let pool_grad = |x: &[f32]| {
+            let x = Var::from_tensor(
+                &Tensor::new(x, &Device::Cpu)
+                    .unwrap()
+                    .reshape((1, 1, 4, 4))
+                    .unwrap(),
+            )
+            .unwrap();
+            let y = max_pool2d(x.as_tensor(), 3, 2, 1).unwrap();
+            assert_eq!(y.dims(), [1, 1, 2, 2]);
+            let grads = y.sum_all().unwrap().backward().unwrap();
+            grads
+                .get(x.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let ones = pool_grad(&[1.0; 16]);
+        assert_eq!(
+            ones,
+            [
+                1., 1., 0., 0., 1., 1., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0.
+            ]
+        );
+        let mixed = pool_grad(&[
+            1., 5., 5., 2., 5., 0., 1., 5., 3., 3., 3., 3., 0., 5., 1., 1.,
+        ]);
+        assert_eq!(
+            mixed,
+            [
+                0., 2., 0., 0., 1., 0., 0., 1., 0., 0., 0., 0., 0., 0., 0., 0.
+            ]
+        );
+    }
+}

@@ -455,7 +455,7 @@ fn usizes(v: Option<Value>) -> Result<Vec<usize>> {
 
 fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
     ensure!(
-        items.len() % 2 == 0,
+        items.len().is_multiple_of(2),
         "corrupt pickle: odd number of dict items"
     );
     let mut it = items.into_iter();

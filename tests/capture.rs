@@ -1,0 +1,168 @@
+//! Captures: unit objectives, weighted objectives, and errors for bad addresses.
+
+mod common;
+
+use common::{synthetic_input, synthetic_model};
+use unitscope::model::{ArchOptions, Architecture, Objective, Probe, Reduce, UnitAddress};
+
+fn unit(s: &str, reduce: Reduce) -> Objective {
+    Objective::Unit {
+        unit: s.parse::<UnitAddress>().unwrap(),
+        reduce,
+    }
+}
+
+#[test]
+fn unit_objectives_have_the_analytic_layer_gradient() {
+    let model = synthetic_model(Architecture::Resnet18, &ArchOptions::default(), 10);
+    let x = synthetic_input(&[2, 3, 64, 64]);
+    let capture = model.forward(&x, &Probe::new().record("layer3")).unwrap();
+
+    // d mean(A[:, 5]) / dA = 1/(h w) on channel 5, zero elsewhere, for every sample.
+    let grads = capture
+        .backward(&capture.objective(&unit("layer3:5", Reduce::Mean)).unwrap())
+        .unwrap();
+    let g = grads.layer("layer3").unwrap();
+    assert_eq!(g.dims(), [2, 256, 4, 4]);
+    let total: f32 = g.sum_all().unwrap().to_scalar().unwrap();
+    let on_channel: f32 = g
+        .narrow(1, 5, 1)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(
+        (total - 2.0).abs() < 1e-6 && (on_channel - 2.0).abs() < 1e-6,
+        "{total} {on_channel}"
+    );
+    let cell: f32 = g
+        .narrow(1, 5, 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!((cell - 1.0 / 16.0).abs() < 1e-7);
+
+    // Max: the whole gradient at one position per sample.
+    let capture = model.forward(&x, &Probe::new().record("layer3")).unwrap();
+    let grads = capture
+        .backward(&capture.objective(&unit("layer3:5", Reduce::Max)).unwrap())
+        .unwrap();
+    let g = grads
+        .layer("layer3")
+        .unwrap()
+        .narrow(1, 5, 1)
+        .unwrap()
+        .flatten_from(1)
+        .unwrap();
+    let nonzero: Vec<usize> = g
+        .to_vec2::<f32>()
+        .unwrap()
+        .iter()
+        .map(|row| row.iter().filter(|v| **v != 0.0).count())
+        .collect();
+    assert_eq!(nonzero, [1, 1]);
+
+    // One position.
+    let capture = model.forward(&x, &Probe::new().record("layer3")).unwrap();
+    let grads = capture
+        .backward(
+            &capture
+                .objective(&unit("layer3:5:2:1", Reduce::Mean))
+                .unwrap(),
+        )
+        .unwrap();
+    let g = grads.layer("layer3").unwrap();
+    let at: Vec<f32> = g
+        .narrow(1, 5, 1)
+        .unwrap()
+        .narrow(2, 2, 1)
+        .unwrap()
+        .narrow(3, 1, 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(at, [1.0, 1.0]);
+}
+
+/// The true gradient is linear in the objective (the guided and DeconvNet rules,
+/// which clip negative gradients, are not).
+#[test]
+fn weighted_objectives_are_linear() {
+    let model = synthetic_model(Architecture::PlainCnn, &ArchOptions::default(), 10);
+    let x = synthetic_input(&[1, 3, 32, 32]);
+    let input_grad = |o: &Objective| {
+        let capture = model
+            .forward(&x, &Probe::new().record("features.4"))
+            .unwrap();
+        capture
+            .backward(&capture.objective(o).unwrap())
+            .unwrap()
+            .input()
+            .clone()
+    };
+    let (a, b) = (Objective::Logit(3), unit("features.4:7", Reduce::Mean));
+    let mixed = input_grad(&Objective::Weighted(vec![
+        (2.0, a.clone()),
+        (-0.5, b.clone()),
+    ]));
+    let expected = ((input_grad(&a) * 2.0).unwrap() - (input_grad(&b) * 0.5).unwrap()).unwrap();
+    assert!(common::rel_err(&mixed, &expected) < 1e-5);
+}
+
+#[test]
+fn bad_addresses_are_errors() {
+    let model = synthetic_model(Architecture::PlainCnn, &ArchOptions::default(), 10);
+    let x = synthetic_input(&[1, 3, 32, 32]);
+    let err = model
+        .forward(&x, &Probe::new().record("features.99"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("no layer `features.99`") && err.contains("unitscope info"),
+        "{err}"
+    );
+
+    let capture = model
+        .forward(&x, &Probe::new().record("features.4"))
+        .unwrap();
+    let err = capture
+        .objective(&unit("features.4:500", Reduce::Mean))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("out of range"), "{err}");
+    let err = capture
+        .objective(&unit("features.4:1:99:0", Reduce::Mean))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("outside"), "{err}");
+    let err = capture
+        .objective(&unit("features.0:1", Reduce::Mean))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not recorded"), "{err}");
+    let err = capture
+        .objective(&Objective::Logit(10))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("out of range"), "{err}");
+    let err = capture
+        .backward(capture.logits())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("scalar"), "{err}");
+    let err = model
+        .forward(&synthetic_input(&[1, 4, 8, 8]), &Probe::new())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("[N, 3, H, W]"), "{err}");
+}

@@ -1,0 +1,239 @@
+//! The command line: layer tables, JSON, the Hugging Face cache, and one-line errors
+//! with a non-zero exit for every kind of bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use candle_core::Device;
+use common::root;
+
+fn unitscope(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_unitscope"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Runs a command that must fail, returning its single line of stderr.
+fn fails(args: &[&str]) -> String {
+    let out = unitscope(args, &[]);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: expected a one-line error, got:\n{stderr}"
+    );
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    lines[0].to_owned()
+}
+
+/// A plain-CNN card (channels [4], 3 classes) pointing at `weights`.
+fn plain_card(dir: &Path, weights: &Path) -> PathBuf {
+    let path = dir.join("plain.toml");
+    let text = format!(
+        "architecture = \"plain_cnn\"\nweights = {:?}\nnum_classes = 3\n[input]\nsize = [16, 16]\n[options]\nchannels = [4]\n",
+        weights.display().to_string()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn weights_fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures/weights").join(name)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn info_json_lists_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = plain_card(dir.path(), &weights_fixture("plain_cnn_legacy.pth"));
+    let out = unitscope(&["info", "--json", "--model", s(&card)], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layers = json["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "features.0",
+            "features.1",
+            "features.2",
+            "features.3",
+            "avgpool",
+            "fc"
+        ]
+    );
+    assert_eq!(layers[0]["kind"], "conv");
+    assert_eq!(layers[0]["shape"], serde_json::json!([4, 16, 16]));
+    assert_eq!(layers[3]["shape"], serde_json::json!([4, 8, 8]));
+    assert_eq!(layers[5]["units"], 3);
+}
+
+#[test]
+fn info_prints_a_table() {
+    let out = unitscope(&["info"], &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("features.11  max_pool        128x8x8"),
+        "{text}"
+    );
+}
+
+#[test]
+fn huggingface_cache_is_read_offline() {
+    let home = tempfile::tempdir().unwrap();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = home.path().join("hub/models--someone--plain-cnn");
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::copy(
+        weights_fixture("plain_cnn_legacy.pth"),
+        snapshot.join("model.pth"),
+    )
+    .unwrap();
+    let card = home.path().join("hf.toml");
+    let text = "architecture = \"plain_cnn\"\nnum_classes = 3\n[huggingface]\nrepo = \"someone/plain-cnn\"\nfile = \"model.pth\"\n[options]\nchannels = [4]\n";
+    std::fs::write(&card, text).unwrap();
+    let out = unitscope(
+        &["info", "--json", "--model", s(&card)],
+        &[("HF_HOME", home.path())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["layers"].as_array().unwrap().len(), 6);
+
+    // Not in the cache: a one-line error saying how to get it.
+    std::fs::write(&card, text.replace("someone/plain-cnn", "someone/absent")).unwrap();
+    let out = unitscope(&["info", "--model", s(&card)], &[("HF_HOME", home.path())]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("not in the local Hugging Face cache")
+            && err.contains("huggingface-cli download"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_weights_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = plain_card(dir.path(), &weights_fixture("plain_cnn_misshaped.pth"));
+    let err = fails(&["info", "--model", s(&card)]);
+    assert!(
+        err.contains("`fc.weight` has shape [4, 3], the architecture expects [3, 4]"),
+        "{err}"
+    );
+
+    let card = plain_card(dir.path(), &weights_fixture("evil.pth"));
+    let err = fails(&["info", "--model", s(&card)]);
+    assert!(err.contains("system`") && err.contains("refusing"), "{err}");
+
+    let tensors =
+        unitscope::model::weights::synthetic::tensor("fc.weight", &[3, 4], &Device::Cpu).unwrap();
+    let st = dir.path().join("w.safetensors");
+    candle_core::safetensors::save(
+        &[("fc.weight".to_owned(), tensors)].into_iter().collect(),
+        &st,
+    )
+    .unwrap();
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..bytes.len() - 7]).unwrap();
+    let card = plain_card(dir.path(), &st);
+    let err = fails(&["info", "--model", s(&card)]);
+    assert!(err.contains("truncated"), "{err}");
+    std::fs::write(&st, b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!").unwrap();
+    let err = fails(&["info", "--model", s(&card)]);
+    assert!(err.contains("corrupt"), "{err}");
+}
+
+#[test]
+fn bad_cards_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = plain_card(dir.path(), &dir.path().join("missing.pth"));
+    let err = fails(&["info", "--model", s(&card)]);
+    assert!(
+        err.contains("missing.pth") && err.contains("not found"),
+        "{err}"
+    );
+
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(
+        &unknown,
+        "architecture = \"resnet99\"\nweights = \"w.pth\"\n",
+    )
+    .unwrap();
+    let err = fails(&["info", "--model", s(&unknown)]);
+    assert!(
+        err.contains("unknown variant `resnet99`") && err.contains("resnet18"),
+        "{err}"
+    );
+
+    let err = fails(&["info", "--model", s(&dir.path().join("nope.toml"))]);
+    assert!(err.contains("cannot read model card"), "{err}");
+}
+
+#[test]
+fn bad_images_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = plain_card(dir.path(), &weights_fixture("plain_cnn_legacy.pth"));
+    let text = dir.path().join("readme.jpg");
+    std::fs::write(&text, "plain text").unwrap();
+    let err = fails(&["predict", s(&text), "--model", s(&card)]);
+    assert!(
+        err.contains("readme.jpg") && err.contains("not a readable PNG or JPEG"),
+        "{err}"
+    );
+
+    let err = fails(&[
+        "predict",
+        s(&dir.path().join("absent.png")),
+        "--model",
+        s(&card),
+    ]);
+    assert!(err.contains("absent.png"), "{err}");
+}
+
+#[test]
+fn predict_prints_top_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = plain_card(dir.path(), &weights_fixture("plain_cnn_legacy.pth"));
+    let img = dir.path().join("grey.png");
+    image::RgbImage::from_pixel(20, 30, image::Rgb([120, 130, 140]))
+        .save(&img)
+        .unwrap();
+    let out = unitscope(
+        &["predict", "--json", "-k", "2", s(&img), "--model", s(&card)],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let top = json["top"].as_array().unwrap();
+    assert_eq!(top.len(), 2);
+    let (p0, p1) = (top[0]["p"].as_f64().unwrap(), top[1]["p"].as_f64().unwrap());
+    assert!(p0 >= p1 && p0 + p1 <= 1.0 + 1e-6 && p1 > 0.0);
+    assert_eq!(top[0]["label"], format!("class {}", top[0]["index"]));
+}
