@@ -3,5 +3,7 @@
 //! The pipeline reads top to bottom: [`model`] runs a network on Candle and captures
 //! layers and gradients; [`data`] turns images into inputs.
 
+#![warn(missing_docs)]
+
 pub mod data;
 pub mod model;

@@ -47,9 +47,9 @@ fn engine(args: &EngineArgs) -> Result<()> {
     )?;
     if !args.json {
         println!(
-            "ResNet-18, 224x224, {} threads, rule {:?}, median of {}",
+            "ResNet-18, 224x224, {} threads, rule {}, median of {}",
             threads(),
-            args.rule,
+            serde_json::to_value(args.rule)?.as_str().unwrap_or("?"),
             args.reps
         );
         println!(

@@ -31,10 +31,12 @@ pub enum ResizeMode {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Interpolation {
+    /// The source pixel under each output pixel's center.
     Nearest,
     /// Bilinear, widened when downsampling (antialiased).
     #[default]
     Bilinear,
+    /// Bicubic (Keys, a = -0.5), widened when downsampling.
     Bicubic,
 }
 
@@ -44,12 +46,15 @@ pub enum Interpolation {
 pub struct InputSpec {
     /// `[height, width]` fed to the network.
     pub size: [usize; 2],
+    /// How the image reaches `size`.
     pub resize: ResizeMode,
     /// Shorter-side length before the crop (`shorter-side` mode); default `size * 256 / 224`.
     pub resize_to: Option<usize>,
+    /// The resampling filter.
     pub interpolation: Interpolation,
     /// Per-channel mean and standard deviation, on the [0, 1] scale.
     pub mean: [f64; 3],
+    /// Per-channel standard deviation, on the [0, 1] scale.
     pub std: [f64; 3],
 }
 

@@ -36,6 +36,7 @@ use crate::data::InputSpec;
 pub struct ModelCard {
     /// A display name; defaults to the card's file name.
     pub name: Option<String>,
+    /// The network, e.g. `resnet18`.
     pub architecture: Architecture,
     /// The weights file (.safetensors, or a PyTorch .pth/.pt/.bin), relative to the card.
     pub weights: Option<PathBuf>,
@@ -45,8 +46,10 @@ pub struct ModelCard {
     pub labels: Option<String>,
     /// Number of classes; defaults to the number of labels, else 1000.
     pub num_classes: Option<usize>,
+    /// Input size and preprocessing (`[input]`).
     #[serde(default)]
     pub input: InputSpec,
+    /// Architecture options (`[options]`).
     #[serde(default)]
     pub options: ArchOptions,
     /// The directory relative paths are resolved against.

@@ -10,13 +10,21 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LayerKind {
+    /// A convolution.
     Conv,
+    /// A depthwise convolution (one filter per channel).
     DepthwiseConv,
+    /// Batch normalisation (eval mode).
     BatchNorm,
+    /// A ReLU.
     Relu,
+    /// A ReLU6.
     Relu6,
+    /// Max pooling.
     MaxPool,
+    /// Average pooling.
     AvgPool,
+    /// A fully connected layer.
     Linear,
     /// A residual or inverted-residual block's output (after its final activation).
     Block,
@@ -36,6 +44,7 @@ impl fmt::Display for LayerKind {
 pub struct LayerInfo {
     /// The PyTorch module name, e.g. `layer3.1.conv2` or `features.8`.
     pub name: String,
+    /// What the layer computes.
     pub kind: LayerKind,
     /// Output shape without the batch dimension: `[C, H, W]` or `[features]`.
     pub shape: Vec<usize>,
@@ -46,7 +55,9 @@ pub struct LayerInfo {
 /// A unit: a channel of a layer, optionally one spatial position of it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct UnitAddress {
+    /// The layer's name.
     pub layer: String,
+    /// The channel (or feature) index.
     pub channel: usize,
     /// `(y, x)` in the layer's feature map; `None` means the whole channel.
     pub position: Option<(usize, usize)>,

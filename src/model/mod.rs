@@ -57,7 +57,9 @@ pub struct Model {
 /// One ranked class of a prediction.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Prediction {
+    /// Class index.
     pub index: usize,
+    /// Class name.
     pub label: String,
     /// Softmax probability.
     pub p: f32,

@@ -32,14 +32,21 @@ pub struct Conv2d {
 /// Shape and hyper-parameters of a [`Conv2d`].
 #[derive(Clone, Copy, Debug)]
 pub struct ConvSpec {
+    /// Input channels.
     pub in_channels: usize,
+    /// Output channels.
     pub out_channels: usize,
+    /// Kernel side.
     pub kernel: usize,
+    /// Stride in both directions.
     pub stride: usize,
     /// Symmetric padding; ignored under [`PaddingStyle::TfSame`].
     pub padding: usize,
+    /// Channel groups (`in_channels` for a depthwise convolution).
     pub groups: usize,
+    /// Whether the layer has a bias.
     pub bias: bool,
+    /// How the input is padded.
     pub style: PaddingStyle,
 }
 
@@ -57,21 +64,26 @@ impl ConvSpec {
             style: PaddingStyle::Symmetric,
         }
     }
+    /// With `stride`.
     pub fn stride(self, stride: usize) -> Self {
         Self { stride, ..self }
     }
+    /// With symmetric `padding`.
     pub fn padding(self, padding: usize) -> Self {
         Self { padding, ..self }
     }
+    /// With `groups` channel groups.
     pub fn groups(self, groups: usize) -> Self {
         Self { groups, ..self }
     }
+    /// Without a bias.
     pub fn no_bias(self) -> Self {
         Self {
             bias: false,
             ..self
         }
     }
+    /// With padding `style`.
     pub fn style(self, style: PaddingStyle) -> Self {
         Self { style, ..self }
     }
@@ -104,6 +116,7 @@ impl Conv2d {
         })
     }
 
+    /// Convolves `[N, C, H, W]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (x, padding) = match self.style {
             PaddingStyle::Symmetric => (x.clone(), self.padding),
@@ -153,6 +166,7 @@ impl BatchNorm2d {
         })
     }
 
+    /// Normalises `[N, C, H, W]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)?)
     }
@@ -165,12 +179,14 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// Loads `weight` `[out, in]` and `bias` `[out]` under `w`.
     pub fn load(w: &WeightPath, in_features: usize, out_features: usize) -> Result<Self> {
         let weight_t = w.get("weight", &[out_features, in_features])?.t()?;
         let bias = w.get("bias", &[out_features])?;
         Ok(Self { weight_t, bias })
     }
 
+    /// Maps `[N, in]` to `[N, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.matmul(&self.weight_t)?.broadcast_add(&self.bias)?)
     }

@@ -26,7 +26,12 @@ pub enum Objective {
     Logits(Vec<usize>),
     /// A unit's activation: its value at a position, or its channel reduced. The layer
     /// must be recorded by the probe.
-    Unit { unit: UnitAddress, reduce: Reduce },
+    Unit {
+        /// Which unit.
+        unit: UnitAddress,
+        /// How a whole channel is reduced (ignored at a position).
+        reduce: Reduce,
+    },
     /// `sum(weight * objective)`.
     Weighted(Vec<(f64, Objective)>),
 }

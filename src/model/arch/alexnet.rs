@@ -18,6 +18,7 @@ pub struct AlexNet {
 }
 
 impl AlexNet {
+    /// Loads AlexNet with a `num_classes`-way classifier.
     pub fn load(w: &WeightPath, num_classes: usize) -> Result<Self> {
         let pool = Spec::MaxPool {
             kernel: 3,

@@ -28,7 +28,9 @@ const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
 /// Options the model card can set.
 #[derive(Clone, Copy, Debug)]
 pub struct LiteOptions {
+    /// Padding of the strided and depthwise convolutions.
     pub padding: PaddingStyle,
+    /// Batch-norm epsilon.
     pub bn_eps: f64,
 }
 
@@ -127,6 +129,7 @@ pub struct EfficientNetLite {
 }
 
 impl EfficientNetLite {
+    /// Loads EfficientNet-Lite0 with a `num_classes`-way classifier.
     pub fn lite0(w: &WeightPath, o: LiteOptions, num_classes: usize) -> Result<Self> {
         let stem = Conv2d::load(
             &w.pp("_conv_stem"),

@@ -25,15 +25,25 @@ use super::weights::WeightPath;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Architecture {
+    /// torchvision `resnet18`.
     Resnet18,
+    /// torchvision `resnet34`.
     Resnet34,
+    /// torchvision `resnet50`.
     Resnet50,
+    /// torchvision `vgg11`.
     Vgg11,
+    /// torchvision `vgg11_bn`.
     Vgg11Bn,
+    /// torchvision `vgg16`.
     Vgg16,
+    /// torchvision `vgg16_bn`.
     Vgg16Bn,
+    /// torchvision `alexnet`.
     Alexnet,
+    /// EfficientNet-Lite0 with EfficientNet-PyTorch names.
     EfficientnetLite0,
+    /// unitscope's plain CNN family (the demo models).
     PlainCnn,
 }
 
