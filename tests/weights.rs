@@ -59,6 +59,11 @@ fn reads_legacy_pth() {
 }
 
 #[test]
+fn reads_legacy_checkpoint_with_optimizer_state() {
+    assert_same_model(&load(&weights_fixture("plain_cnn_legacy_checkpoint.pth")).unwrap());
+}
+
+#[test]
 fn reads_zip_pth_wrapped_with_dataparallel_prefixes() {
     assert_same_model(&load(&weights_fixture("plain_cnn_wrapped.pth")).unwrap());
 }

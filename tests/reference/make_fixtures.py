@@ -246,6 +246,10 @@ def weight_files():
     torch.save(sd, os.path.join(folder, "plain_cnn_legacy.pth"), _use_new_zipfile_serialization=False)
     wrapped = {"epoch": 7, "state_dict": {f"module.{k}": v for k, v in sd.items()}}
     torch.save(wrapped, os.path.join(folder, "plain_cnn_wrapped.pth"))
+    # Legacy format with more than the model: the optimizer's storages come first.
+    optim = {"state": {0: {"momentum_buffer": torch.ones(5, dtype=torch.float64)}}}
+    torch.save({"optimizer": optim, "model": sd}, os.path.join(folder, "plain_cnn_legacy_checkpoint.pth"),
+               _use_new_zipfile_serialization=False)
     # Parameters (not plain tensors), as torch.save(model) users sometimes produce.
     params = {k: nn.Parameter(v, requires_grad=False) if v.is_floating_point() else v for k, v in sd.items()}
     torch.save(params, os.path.join(folder, "plain_cnn_params.pth"))

@@ -14,6 +14,9 @@ use super::pickle::{self, StorageDType, TensorRef, Value};
 /// The magic number `torch.save` wrote at the head of legacy files (an 80-bit long).
 const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 
+/// The largest tensor we materialise (16 GiB of f32).
+const MAX_ELEMENTS: usize = 1 << 32;
+
 /// Keys under which training scripts commonly nest the state dict.
 const WRAPPER_KEYS: [&str; 6] = [
     "state_dict",
@@ -74,7 +77,12 @@ fn read_legacy<R: Read>(mut r: R) -> Result<Vec<(String, Tensor)>> {
         other => bail!("unsupported legacy torch.save protocol {other:?}"),
     }
     check_sys_info(pickle::read(&mut r)?)?;
-    let refs = state_dict(pickle::read(&mut r)?)?;
+    let root = pickle::read(&mut r)?;
+    // Every storage in the file must be stepped over, including those of tensors
+    // outside the state dict (an optimizer's, say): learn all their element types.
+    let mut dtypes = HashMap::new();
+    storage_dtypes(&root, &mut dtypes);
+    let refs = state_dict(root)?;
     let Value::List(keys) = pickle::read(&mut r)? else {
         bail!("corrupt legacy checkpoint: no storage key list");
     };
@@ -84,11 +92,9 @@ fn read_legacy<R: Read>(mut r: R) -> Result<Vec<(String, Tensor)>> {
         let Value::Str(key) = key else {
             bail!("corrupt legacy checkpoint: storage key")
         };
-        let dtype = refs
-            .iter()
-            .find(|(_, t)| t.storage_key == key)
-            .map(|(_, t)| t.dtype)
-            .with_context(|| format!("storage `{key}` is used by no tensor"))?;
+        let dtype = *dtypes.get(&key).with_context(|| {
+            format!("corrupt legacy checkpoint: storage `{key}` is used by no tensor")
+        })?;
         let mut count = [0u8; 8];
         r.read_exact(&mut count)
             .context("checkpoint truncated in its storages")?;
@@ -116,6 +122,22 @@ fn read_legacy<R: Read>(mut r: R) -> Result<Vec<(String, Tensor)>> {
             Ok((name.clone(), view(&name, &t, storage)?))
         })
         .collect()
+}
+
+fn storage_dtypes(v: &Value, out: &mut HashMap<String, StorageDType>) {
+    match v {
+        Value::Tensor(t) => {
+            out.insert(t.storage_key.clone(), t.dtype);
+        }
+        Value::Tuple(items) | Value::List(items) => {
+            items.iter().for_each(|i| storage_dtypes(i, out))
+        }
+        Value::Dict(items) => items.iter().for_each(|(k, v)| {
+            storage_dtypes(k, out);
+            storage_dtypes(v, out);
+        }),
+        _ => {}
+    }
 }
 
 fn check_sys_info(info: Value) -> Result<()> {
@@ -198,14 +220,33 @@ fn decode(bytes: &[u8], dtype: StorageDType) -> Result<Vec<f32>> {
 
 /// Materialises a strided view of a storage as a contiguous tensor.
 fn view(name: &str, t: &TensorRef, storage: &[f32]) -> Result<Tensor> {
-    let numel: usize = t.shape.iter().product();
+    // Sizes come from the file: check every product, so a corrupt one is an error
+    // rather than an overflow or a huge allocation.
+    let corrupt = || {
+        anyhow::anyhow!(
+            "tensor `{name}` has an impossible shape {:?}: the checkpoint is corrupt",
+            t.shape
+        )
+    };
+    let numel = t
+        .shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(corrupt)?;
     let last = t
         .shape
         .iter()
         .zip(&t.stride)
-        .map(|(&d, &s)| d.saturating_sub(1) * s)
-        .sum::<usize>()
-        + t.offset;
+        .try_fold(t.offset, |acc, (&d, &s)| {
+            d.saturating_sub(1)
+                .checked_mul(s)
+                .and_then(|x| acc.checked_add(x))
+        })
+        .ok_or_else(corrupt)?;
+    ensure!(
+        numel <= MAX_ELEMENTS,
+        "tensor `{name}` has {numel} elements, more than unitscope loads"
+    );
     ensure!(
         numel == 0 || last < storage.len(),
         "tensor `{name}` of shape {:?} reaches past the end of its storage ({} elements): \
