@@ -11,11 +11,10 @@ mod vgg;
 use anyhow::{Result, ensure};
 use serde::Deserialize;
 
-pub use alexnet::AlexNet;
 pub use efficientnet_lite::{EfficientNetLite, LiteOptions};
 pub use plain_cnn::PlainCnn;
 pub use resnet::ResNet;
-pub use vgg::Vgg;
+pub use sequential::FeaturesClassifier;
 
 use super::Network;
 use super::nn::PaddingStyle;
@@ -86,11 +85,11 @@ impl Architecture {
             Self::Resnet18 => Box::new(ResNet::resnet18(w, num_classes)?),
             Self::Resnet34 => Box::new(ResNet::resnet34(w, num_classes)?),
             Self::Resnet50 => Box::new(ResNet::resnet50(w, num_classes)?),
-            Self::Vgg11 => Box::new(Vgg::vgg11(w, false, num_classes)?),
-            Self::Vgg11Bn => Box::new(Vgg::vgg11(w, true, num_classes)?),
-            Self::Vgg16 => Box::new(Vgg::vgg16(w, false, num_classes)?),
-            Self::Vgg16Bn => Box::new(Vgg::vgg16(w, true, num_classes)?),
-            Self::Alexnet => Box::new(AlexNet::load(w, num_classes)?),
+            Self::Vgg11 => Box::new(vgg::vgg11(w, false, num_classes)?),
+            Self::Vgg11Bn => Box::new(vgg::vgg11(w, true, num_classes)?),
+            Self::Vgg16 => Box::new(vgg::vgg16(w, false, num_classes)?),
+            Self::Vgg16Bn => Box::new(vgg::vgg16(w, true, num_classes)?),
+            Self::Alexnet => Box::new(alexnet::alexnet(w, num_classes)?),
             Self::EfficientnetLite0 => Box::new(EfficientNetLite::lite0(w, lite, num_classes)?),
             Self::PlainCnn => {
                 let channels = options.channels.as_deref().unwrap_or(&[32, 64, 128]);

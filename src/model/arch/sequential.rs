@@ -1,12 +1,14 @@
 //! `nn.Sequential` as torchvision's VGG and AlexNet use it: modules numbered from 0,
-//! each (except dropout) an inspectable layer named `prefix.index`.
+//! each (except dropout) an inspectable layer named `prefix.index`; and the
+//! `features` → `avgpool` → `classifier` network both are made of.
 
 use anyhow::Result;
 use candle_core::Tensor;
 
+use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{BatchNorm2d, Conv2d, ConvSpec, Linear};
+use crate::model::nn::{BatchNorm2d, Conv2d, ConvSpec, Linear, adaptive_avg_pool2d};
 use crate::model::ops::max_pool2d;
 use crate::model::weights::WeightPath;
 
@@ -107,4 +109,40 @@ pub fn vgg_features(config: &[Option<usize>], batch_norm: bool) -> Vec<Spec> {
         }
     }
     specs
+}
+
+/// torchvision's classic layout: `features`, an adaptive average pool to a fixed grid
+/// (`avgpool`), then `classifier` on the flattened grid.
+pub struct FeaturesClassifier {
+    features: Sequential,
+    grid: (usize, usize),
+    classifier: Sequential,
+}
+
+impl FeaturesClassifier {
+    /// Loads `features` and `classifier` from their specs.
+    pub fn load(
+        w: &WeightPath,
+        features: &[Spec],
+        grid: (usize, usize),
+        classifier: &[Spec],
+    ) -> Result<Self> {
+        Ok(Self {
+            features: Sequential::load(w, "features", features)?,
+            grid,
+            classifier: Sequential::load(w, "classifier", classifier)?,
+        })
+    }
+}
+
+impl Network for FeaturesClassifier {
+    fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
+        let x = self.features.forward(x, t)?;
+        let x = t.tap(
+            "avgpool",
+            LayerKind::AvgPool,
+            adaptive_avg_pool2d(&x, self.grid)?,
+        )?;
+        self.classifier.forward(&x.flatten_from(1)?, t)
+    }
 }
