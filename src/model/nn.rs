@@ -5,6 +5,7 @@ use anyhow::{Result, ensure};
 use candle_core::{D, Tensor};
 use serde::Deserialize;
 
+use super::ops;
 use super::weights::WeightPath;
 
 /// How a convolution pads its input.
@@ -136,7 +137,11 @@ impl Conv2d {
                 )
             }
         };
-        let y = x.conv2d(&self.weight, padding, self.stride, 1, self.groups)?;
+        let y = if self.groups == 1 {
+            ops::conv2d(&x, &self.weight, padding, self.stride)?
+        } else {
+            x.conv2d(&self.weight, padding, self.stride, 1, self.groups)?
+        };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
             None => y,

@@ -1,13 +1,16 @@
-//! Autograd operations Candle lacks: rectifiers whose backward pass follows a chosen
-//! rule, and a max pool whose backward pass works for overlapping windows.
+//! Autograd operations Candle lacks or does slowly: rectifiers whose backward pass
+//! follows a chosen rule, a max pool whose backward pass works for overlapping
+//! windows, and a convolution whose backward pass skips the gradient nobody asked for.
 //!
-//! Both are built the same way. The forward value is computed with ordinary Candle
+//! All are built the same way. The forward value is computed with ordinary Candle
 //! ops (so it runs on every device), detached, and handed to a pass-through custom op
 //! that copies it and owns the backward pass. A custom op with only a CPU forward
 //! would break on CUDA; copying storage is the same code on every backend.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail,
+};
 
 use super::capture::BackwardRule;
 
@@ -19,17 +22,37 @@ trait Backward: Send + Sync + 'static {
     fn grad(&self, source: &Tensor, value: &Tensor, grad: &Tensor) -> Result<Tensor>;
 }
 
+/// The gradient half of an op of two tensors whose value is computed elsewhere.
+trait Backward2: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// The gradients with respect to `a` and `b` (`None` where not needed).
+    fn grads(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)>;
+}
+
+/// `value` detached, and stored exactly: the pass-through ops clone its whole storage,
+/// which must therefore be contiguous from offset 0.
+fn detached(value: Tensor) -> Result<Tensor> {
+    let value = value.detach();
+    if value.is_contiguous() && value.layout().start_offset() == 0 {
+        Ok(value)
+    } else {
+        value.copy()
+    }
+}
+
 /// Returns `value` (computed from `source`) with gradients to `source` given by `b`.
 fn with_backward<B: Backward>(source: &Tensor, value: Tensor, b: B) -> Result<Tensor> {
-    let value = value.detach();
-    // The copy below clones the whole storage, which must therefore be exactly the
-    // tensor: contiguous and starting at offset 0.
-    let value = if value.is_contiguous() && value.layout().start_offset() == 0 {
-        value
-    } else {
-        value.copy()?
-    };
-    source.apply_op2(&value, PassThrough(b))
+    source.apply_op2(&detached(value)?, PassThrough(b))
+}
+
+/// Returns `value` (computed from `a` and `b`) with gradients given by `bw`.
+fn with_backward2<B: Backward2>(a: &Tensor, b: &Tensor, value: Tensor, bw: B) -> Result<Tensor> {
+    a.apply_op3(b, &detached(value)?, PassThrough2(bw))
 }
 
 struct PassThrough<B>(B);
@@ -67,6 +90,50 @@ impl<B: Backward> CustomOp2 for PassThrough<B> {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         Ok((Some(self.0.grad(source, value, grad)?), None))
+    }
+}
+
+struct PassThrough2<B>(B);
+
+impl<B: Backward2> CustomOp3 for PassThrough2<B> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        v: &CpuStorage,
+        l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Ok((v.try_clone(l)?, l.shape().clone()))
+    }
+
+    fn cuda_fwd(
+        &self,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+        v: &CudaStorage,
+        l: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        Ok((v.try_clone(l)?, l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (ga, gb) = self.0.grads(a, b, grad)?;
+        Ok((ga, gb, None))
     }
 }
 
@@ -195,6 +262,126 @@ pub(crate) fn max_pool2d(
     with_backward(&x, value, MaxPool { kernel, stride })
 }
 
+struct Conv {
+    padding: usize,
+    stride: usize,
+}
+
+impl Backward2 for Conv {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    /// Only the gradients that something upstream needs: attribution never reads
+    /// the kernel's, training never reads the image's.
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let gx = x
+            .track_op()
+            .then(|| self.input_grad(x, w, grad))
+            .transpose()?;
+        let gw = w
+            .track_op()
+            .then(|| self.kernel_grad(x, w, grad))
+            .transpose()?;
+        Ok((gx, gw))
+    }
+}
+
+impl Conv {
+    /// A forward convolution: the output gradient, dilated by the stride and padded
+    /// by `k - 1 - p` before (and by what reaches the input's far edge after), with the
+    /// kernel flipped and its channel axes swapped. (Candle's own backward uses a
+    /// transposed convolution, much slower on the CPU.)
+    fn input_grad(&self, x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        let (_, _, h, wd) = x.dims4()?;
+        let k = w.dim(2)?;
+        let Some(before) = (k - 1).checked_sub(self.padding) else {
+            bail!(
+                "conv backward: padding {} exceeds kernel {k} - 1",
+                self.padding
+            )
+        };
+        let g = dilate(grad, self.stride)?;
+        // Output length = len + before + after - k + 1 must equal the input's.
+        let after = |input: usize, len: usize| input + k - 1 - len - before;
+        let (after_h, after_w) = (after(h, g.dim(2)?), after(wd, g.dim(3)?));
+        let g = g
+            .pad_with_zeros(2, before, after_h)?
+            .pad_with_zeros(3, before, after_w)?;
+        let kernel = w.detach().transpose(0, 1)?.contiguous()?.flip(&[2, 3])?;
+        g.conv2d(&kernel, 0, 1, 1, 1)
+    }
+
+    /// `dW = grad · im2col(x)ᵀ`: one matrix product over every sample and position.
+    fn kernel_grad(&self, x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        let (c_out, c_in, k, _) = w.dims4()?;
+        let (n, _, h_out, w_out) = grad.dims4()?;
+        let p = self.padding;
+        let x = x
+            .detach()
+            .pad_with_zeros(2, p, p)?
+            .pad_with_zeros(3, p, p)?;
+        let mut taps = Vec::with_capacity(k * k);
+        for ky in 0..k {
+            let rows = every(&x, 2, ky, h_out, self.stride)?;
+            for kx in 0..k {
+                taps.push(every(&rows, 3, kx, w_out, self.stride)?);
+            }
+        }
+        // [N, C_in, k*k, H', W'] -> [C_in * k * k, N * H' * W']
+        let cols = Tensor::stack(&taps, 2)?
+            .permute((1, 2, 0, 3, 4))?
+            .reshape((c_in * k * k, n * h_out * w_out))?;
+        let g = grad
+            .permute((1, 0, 2, 3))?
+            .reshape((c_out, n * h_out * w_out))?;
+        g.matmul(&cols.t()?)?.reshape((c_out, c_in, k, k))
+    }
+}
+
+/// Elements `start, start + stride, ...` (`count` of them) along `dim`.
+fn every(t: &Tensor, dim: usize, start: usize, count: usize, stride: usize) -> Result<Tensor> {
+    let span = t.narrow(dim, start, (count - 1) * stride + 1)?;
+    if stride == 1 {
+        return Ok(span);
+    }
+    // Pad to count * stride, fold the stride into its own axis, keep its first slot.
+    let mut folded = span.dims().to_vec();
+    folded[dim] = count;
+    folded.insert(dim + 1, stride);
+    span.pad_with_zeros(dim, 0, stride - 1)?
+        .reshape(folded)?
+        .narrow(dim + 1, 0, 1)?
+        .squeeze(dim + 1)
+}
+
+/// Inserts `stride - 1` zeros between the elements of the two spatial axes.
+fn dilate(g: &Tensor, stride: usize) -> Result<Tensor> {
+    if stride == 1 {
+        return Ok(g.clone());
+    }
+    let (n, c, h, w) = g.dims4()?;
+    g.unsqueeze(3)?
+        .unsqueeze(5)?
+        .pad_with_zeros(3, 0, stride - 1)?
+        .pad_with_zeros(5, 0, stride - 1)?
+        .reshape((n, c, h * stride, w * stride))?
+        .narrow(2, 0, (h - 1) * stride + 1)?
+        .narrow(3, 0, (w - 1) * stride + 1)
+}
+
+/// A 2-D convolution of one group (square kernel, symmetric padding): Candle's
+/// forward, and a backward pass that computes only the gradients needed.
+pub(crate) fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+    let value = x.detach().conv2d(&w.detach(), padding, stride, 1, 1)?;
+    with_backward2(x, w, value, Conv { padding, stride })
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::{Device, Var};
@@ -289,5 +476,78 @@ mod tests {
                 0., 2., 0., 0., 1., 0., 0., 1., 0., 0., 0., 0., 0., 0., 0., 0.
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod conv_tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    /// Our backward against Candle's own, for strides, paddings and kernel sizes of the zoo.
+    #[test]
+    fn conv_gradients_match_candle() {
+        for (k, stride, padding, size) in [
+            (3, 1, 1, 9),
+            (3, 2, 1, 9),
+            (7, 2, 3, 16),
+            (1, 2, 0, 8),
+            (11, 4, 2, 31),
+            (5, 1, 2, 7),
+            (3, 2, 1, 8),
+        ] {
+            let d = Device::Cpu;
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1., (2, 3, size, size), &d).unwrap())
+                .unwrap();
+            let w = Var::from_tensor(&Tensor::randn(0f32, 1., (4, 3, k, k), &d).unwrap()).unwrap();
+            let probe = Tensor::randn(
+                0f32,
+                1.,
+                x.as_tensor()
+                    .conv2d(w.as_tensor(), padding, stride, 1, 1)
+                    .unwrap()
+                    .shape(),
+                &d,
+            )
+            .unwrap();
+            let ours = conv2d(x.as_tensor(), w.as_tensor(), padding, stride)
+                .unwrap()
+                .mul(&probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let theirs = x
+                .as_tensor()
+                .conv2d(w.as_tensor(), padding, stride, 1, 1)
+                .unwrap()
+                .mul(&probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for v in [&x, &w] {
+                let (a, b) = (
+                    ours.get(v.as_tensor()).unwrap(),
+                    theirs.get(v.as_tensor()).unwrap(),
+                );
+                let err = (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    err < 1e-3,
+                    "k{k} s{stride} p{padding} n{size} {:?}: {err}",
+                    v.dims()
+                );
+            }
+        }
     }
 }
