@@ -20,6 +20,12 @@ enum Command {
     Info(cli::info::Args),
     /// Print the top-5 classes of each image.
     Predict(cli::predict::Args),
+    /// The demo concept world: render images and masks, list concepts.
+    #[command(subcommand)]
+    Demo(cli::demo::Demo),
+    /// Train the demo model.
+    #[command(subcommand)]
+    Train(cli::train::Train),
     /// Time the engine.
     #[command(subcommand)]
     Bench(cli::bench::Bench),
@@ -28,10 +34,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => cli::info::run(&cli::info::Args::default()),
+        None => cli::overview::run(),
         Some(Command::Info(args)) => cli::info::run(&args),
         Some(Command::Predict(args)) => cli::predict::run(&args),
         Some(Command::Bench(bench)) => cli::bench::run(&bench),
+        Some(Command::Demo(demo)) => cli::demo::run(&demo),
+        Some(Command::Train(train)) => cli::train::run(&train),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -88,7 +88,11 @@ fn info_prints_a_table() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("features.11  max_pool        128x8x8"),
+        text.starts_with("demo — 14 layers at 3x64x64, 8 classes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("features.11  max_pool        128x4x4"),
         "{text}"
     );
 }

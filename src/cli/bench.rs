@@ -11,6 +11,15 @@ use unitscope::model::{ArchOptions, Architecture, BackwardRule, Model, Objective
 pub enum Bench {
     /// Forward and forward + input gradient on ResNet-18 at 224 px.
     Engine(EngineArgs),
+    /// Demo-world generation rate.
+    World(WorldArgs),
+}
+
+#[derive(clap::Args)]
+pub struct WorldArgs {
+    /// Scenes to draw.
+    #[arg(long, default_value_t = 5000)]
+    count: u64,
 }
 
 #[derive(clap::Args)]
@@ -32,7 +41,34 @@ pub struct EngineArgs {
 pub fn run(bench: &Bench) -> Result<()> {
     match bench {
         Bench::Engine(args) => engine(args),
+        Bench::World(args) => world(args),
     }
+}
+
+fn world(args: &WorldArgs) -> Result<()> {
+    use unitscope::data::world::{Concept, World};
+    let world = World::new(0);
+    let start = Instant::now();
+    for i in 0..args.count {
+        std::hint::black_box(world.scene(i));
+    }
+    let render = start.elapsed();
+    let start = Instant::now();
+    for i in 0..args.count {
+        let scene = world.scene(i);
+        for c in Concept::all() {
+            std::hint::black_box(scene.mask(c));
+        }
+    }
+    let with_masks = start.elapsed();
+    let rate = |d: Duration| args.count as f64 / d.as_secs_f64();
+    println!("demo world, one thread, {} scenes of 64x64", args.count);
+    println!("  images:                {:>8.0} scenes/s", rate(render));
+    println!(
+        "  images + all 25 masks: {:>8.0} scenes/s",
+        rate(with_masks)
+    );
+    Ok(())
 }
 
 fn engine(args: &EngineArgs) -> Result<()> {

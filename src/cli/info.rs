@@ -3,12 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use unitscope::data::InputSpec;
-use unitscope::model::{ArchOptions, Architecture, Model, Weights};
 
 #[derive(clap::Args, Default)]
 pub struct Args {
-    /// Model card (TOML). Without one: the demo architecture, untrained.
+    /// Model card (TOML). Without one: the embedded demo model.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Print JSON: {"model", "input", "layers": [{"name", "kind", "shape", "units"}]}.
@@ -17,10 +15,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = match &args.model {
-        Some(card) => super::load_model(card)?,
-        None => demo_architecture()?,
-    };
+    let model = super::load_model(args.model.as_deref())?;
     let layers = model.layers()?;
     if args.json {
         let out = serde_json::json!({ "model": model.name(), "input": model.input_spec(), "layers": layers });
@@ -59,28 +54,5 @@ pub fn run(args: &Args) -> Result<()> {
             l.units
         );
     }
-    if args.model.is_none() {
-        println!(
-            "\n(no --model given: this is the demo plain-CNN architecture with untrained weights;"
-        );
-        println!(" pass --model CARD.toml for a real model)");
-    }
     Ok(())
-}
-
-/// The demo world's architecture with closed-form weights, until its trained weights ship.
-fn demo_architecture() -> Result<Model> {
-    let input = InputSpec {
-        size: [64, 64],
-        ..InputSpec::default()
-    };
-    let labels = unitscope::data::labels::numbered(10);
-    Model::new(
-        "demo plain CNN (untrained)".into(),
-        Architecture::PlainCnn,
-        &ArchOptions::default(),
-        &Weights::synthetic(&super::device()?),
-        input,
-        labels,
-    )
 }

@@ -1,8 +1,11 @@
 //! Subcommands: each parses its arguments, calls the library, prints.
 
 pub mod bench;
+pub mod demo;
 pub mod info;
+pub mod overview;
 pub mod predict;
+pub mod train;
 
 use std::path::Path;
 
@@ -10,9 +13,12 @@ use anyhow::Result;
 use candle_core::Device;
 use unitscope::model::{Model, ModelCard};
 
-/// The model a `--model CARD` option names.
-fn load_model(card: &Path) -> Result<Model> {
-    Model::from_card(&ModelCard::load(card)?, &device()?)
+/// The model a `--model CARD` option names, or the embedded demo model.
+fn load_model(card: Option<&Path>) -> Result<Model> {
+    match card {
+        Some(card) => Model::from_card(&ModelCard::load(card)?, &device()?),
+        None => unitscope::model::demo::model(&device()?),
+    }
 }
 
 /// The first CUDA device when built with `--features cuda`, else the CPU.

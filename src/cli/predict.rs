@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Images (PNG or JPEG).
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// Model card (TOML).
+    /// Model card (TOML). Without one: the embedded demo model.
     #[arg(long)]
     model: Option<PathBuf>,
     /// How many classes to print per image.
@@ -21,12 +21,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let Some(card) = &args.model else {
-        bail!(
-            "no model given: pass --model CARD.toml (the embedded demo model is not trained yet)"
-        );
-    };
-    let model = super::load_model(card)?;
+    let model = super::load_model(args.model.as_deref())?;
     for path in &args.images {
         let x = model
             .input_spec()

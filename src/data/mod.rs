@@ -1,7 +1,8 @@
-//! Inputs: images from disk and the preprocessing a model expects.
+//! Inputs: images from disk, the preprocessing a model expects, and the demo world.
 
 pub mod image;
 pub mod labels;
 pub mod resample;
+pub mod world;
 
 pub use image::{InputSpec, Interpolation, ResizeMode, load_image};

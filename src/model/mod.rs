@@ -16,6 +16,7 @@
 pub mod arch;
 pub mod capture;
 pub mod card;
+pub mod demo;
 pub mod layer;
 pub mod nn;
 pub mod objective;

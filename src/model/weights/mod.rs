@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail, ensure};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 
 /// Buffers PyTorch keeps in state dicts that no forward pass reads.
 const IGNORED_SUFFIXES: [&str; 1] = ["num_batches_tracked"];
@@ -24,8 +24,18 @@ pub struct Weights {
     tensors: BTreeMap<String, Tensor>,
     taken: Mutex<BTreeSet<String>>,
     device: Device,
-    /// Whether absent tensors come from [`synthetic`] instead of being an error.
-    synthetic: bool,
+    /// Where tensors the file lacks come from.
+    fallback: Fallback,
+}
+
+/// What [`Weights`] does when asked for a tensor it does not hold.
+enum Fallback {
+    /// Fail, naming the tensor.
+    Missing,
+    /// Generate it in closed form ([`synthetic`]).
+    Synthetic,
+    /// Generate it in closed form as a trainable variable, and keep the variable.
+    Trainable(Mutex<Vec<(String, Var)>>),
 }
 
 impl Weights {
@@ -66,18 +76,37 @@ impl Weights {
             tensors,
             taken: Mutex::default(),
             device: device.clone(),
-            synthetic: false,
+            fallback: Fallback::Missing,
         })
     }
 
     /// Closed-form parameters ([`synthetic`]) for whatever an architecture asks: an
     /// untrained model, identical to the one the reference scripts build in PyTorch.
     pub fn synthetic(device: &Device) -> Self {
+        Self::generated(device, Fallback::Synthetic)
+    }
+
+    /// Like [`Weights::synthetic`], but every tensor is a [`Var`] to train; after the
+    /// architecture is built, [`Weights::vars`] lists them.
+    pub fn trainable(device: &Device) -> Self {
+        Self::generated(device, Fallback::Trainable(Mutex::default()))
+    }
+
+    fn generated(device: &Device, fallback: Fallback) -> Self {
         Self {
             tensors: BTreeMap::new(),
             taken: Mutex::default(),
             device: device.clone(),
-            synthetic: true,
+            fallback,
+        }
+    }
+
+    /// The trainable variables handed out so far, by name (empty unless
+    /// [`Weights::trainable`]).
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        match &self.fallback {
+            Fallback::Trainable(vars) => vars.lock().map(|v| v.clone()).unwrap_or_default(),
+            _ => Vec::new(),
         }
     }
 
@@ -118,8 +147,17 @@ impl Weights {
     }
 
     fn take(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        if self.synthetic {
-            return Ok(synthetic::tensor(name, shape, &self.device)?);
+        match &self.fallback {
+            Fallback::Missing => {}
+            Fallback::Synthetic => return Ok(synthetic::tensor(name, shape, &self.device)?),
+            Fallback::Trainable(vars) => {
+                let var = Var::from_tensor(&synthetic::tensor(name, shape, &self.device)?)?;
+                let tensor = var.as_tensor().clone();
+                vars.lock()
+                    .map_err(|_| anyhow::anyhow!("weights lock poisoned"))?
+                    .push((name.to_owned(), var));
+                return Ok(tensor);
+            }
         }
         let t = self.tensors.get(name).with_context(|| {
             format!("the weights have no tensor `{name}` (expected shape {shape:?}); is the card's architecture right?")
