@@ -157,3 +157,43 @@ fn efficientnet_lite0() {
         [1, 3, 64, 64],
     );
 }
+
+/// The reference path (Candle's own convolution backward, unfused batch norm) gives
+/// the same logits and input gradients as the fast path, both matching PyTorch.
+#[test]
+fn reference_path_agrees() {
+    use unitscope::model::EnginePath;
+    for (name, arch, shape) in [
+        ("resnet18", Architecture::Resnet18, [2, 3, 64, 64]),
+        (
+            "efficientnet_lite0",
+            Architecture::EfficientnetLite0,
+            [1, 3, 64, 64],
+        ),
+        ("vgg11_bn", Architecture::Vgg11Bn, [1, 3, 32, 32]),
+    ] {
+        let reference = fixture(name);
+        let model = synthetic_model(arch, &ArchOptions::default(), 10);
+        let x = synthetic_input(&shape);
+        let probe = Probe::new().path(EnginePath::Reference);
+        let capture = model.forward(&x, &probe).unwrap();
+        let objective = capture
+            .objective(&Objective::Logits(TARGETS[..shape[0]].to_vec()))
+            .unwrap();
+        let grads = capture.backward(&objective).unwrap();
+        let (logits, grad) = (
+            rel_err(capture.logits(), &reference["logits"]),
+            rel_err(grads.input(), &reference["grad.gradient"]),
+        );
+        println!("{name} reference path: logits {logits:.2e}, input gradient {grad:.2e}");
+        assert!(
+            logits < 1e-4 && grad < 5e-4,
+            "{name}: {logits:.2e} {grad:.2e}"
+        );
+        let inference = rel_err(
+            &model.logits_with(&x, &probe).unwrap(),
+            &reference["logits"],
+        );
+        assert!(inference < 1e-4, "{name}: inference logits {inference:.2e}");
+    }
+}

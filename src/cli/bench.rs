@@ -5,11 +5,13 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use unitscope::data::InputSpec;
-use unitscope::model::{ArchOptions, Architecture, BackwardRule, Model, Objective, Probe, Weights};
+use unitscope::model::{
+    ArchOptions, Architecture, BackwardRule, EnginePath, Model, Objective, Probe, Weights,
+};
 
 #[derive(clap::Subcommand)]
 pub enum Bench {
-    /// Forward and forward + input gradient on ResNet-18 at 224 px.
+    /// Forward and forward + input gradient at 224 px, per model and batch size.
     Engine(EngineArgs),
     /// Demo-world generation rate.
     World(WorldArgs),
@@ -24,6 +26,13 @@ pub struct WorldArgs {
 
 #[derive(clap::Args)]
 pub struct EngineArgs {
+    /// Models to time (synthetic weights, 1000 classes, 224 px).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "resnet18,vgg11,efficientnet_lite0"
+    )]
+    models: Vec<String>,
     /// Batch sizes to time.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     batch: Vec<usize>,
@@ -33,10 +42,30 @@ pub struct EngineArgs {
     /// Backward rule of the gradient pass.
     #[arg(long, value_enum, default_value_t = BackwardRule::Gradient)]
     rule: BackwardRule,
-    /// One JSON object per line.
+    /// Also time the reference path (Candle's own convolution backward, unfused batch
+    /// norm) and print the fast path's ratio to it.
+    #[arg(long)]
+    reference_path: bool,
+    /// One JSON object per line: model, batch, rule, path, forward_ms, forward_grad_ms,
+    /// floor_ms, peak_rss_mb.
     #[arg(long)]
     json: bool,
 }
+
+/// Multiply-accumulates of one 224 px forward pass (torchvision's model docs list
+/// 1.81 and 7.61 GFLOPS, counted as MACs; EfficientNet-Lite0 0.39 G, per the
+/// EfficientNet-Lite release).
+fn forward_macs(model: &str) -> Option<f64> {
+    match model {
+        "resnet18" => Some(1.81e9),
+        "vgg11" => Some(7.61e9),
+        "efficientnet_lite0" => Some(0.39e9),
+        _ => None,
+    }
+}
+
+/// AVX2 FMA peak of one core of this machine: 2.45 GHz x 32 FLOP/cycle.
+const PEAK_FLOPS_PER_CORE: f64 = 2.45e9 * 32.0;
 
 pub fn run(bench: &Bench) -> Result<()> {
     match bench {
@@ -73,50 +102,119 @@ fn world(args: &WorldArgs) -> Result<()> {
 
 fn engine(args: &EngineArgs) -> Result<()> {
     let device = super::device()?;
-    let model = Model::new(
-        "resnet18".into(),
-        Architecture::Resnet18,
-        &ArchOptions::default(),
-        &Weights::synthetic(&device),
-        InputSpec::default(),
-        unitscope::data::labels::numbered(1000),
-    )?;
+    let rule = serde_json::to_value(args.rule)?
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
+    let threads = threads();
     if !args.json {
         println!(
-            "ResNet-18, 224x224, {} threads, rule {}, median of {}",
-            threads(),
-            serde_json::to_value(args.rule)?.as_str().unwrap_or("?"),
+            "224x224, {threads} threads, rule {rule}, median of {}; floor = MACs x 2 / AVX2 peak",
             args.reps
         );
         println!(
-            "{:>5}  {:>12}  {:>16}  {:>16}",
-            "batch", "forward ms", "fwd+grad ms", "grad/forward"
+            "{:<19} {:>5}  {:<9}  {:>10}  {:>12}  {:>9}  {:>12}  {:>8}",
+            "model",
+            "batch",
+            "path",
+            "forward ms",
+            "fwd+grad ms",
+            "grad/fwd",
+            "floor ratio",
+            "peak MB"
         );
     }
-    for &batch in &args.batch {
-        let x = Tensor::randn(0f32, 1f32, (batch, 3, 224, 224), &device)?.to_dtype(DType::F32)?;
-        let forward = median(args.reps, || {
-            model.logits(&x)?;
-            sync(&device)
-        })?;
-        let forward_grad = median(args.reps, || {
-            let capture = model.forward(&x, &Probe::new().rule(args.rule))?;
-            let grads = capture.backward(&capture.objective(&Objective::Logit(0))?)?;
-            grads.input().sum_all()?.to_scalar::<f32>()?;
-            sync(&device)
-        })?;
-        let (f, g) = (ms(forward), ms(forward_grad));
-        if args.json {
-            let line = serde_json::json!({
-                "model": "resnet18", "batch": batch, "rule": args.rule,
-                "forward_ms": f, "forward_grad_ms": g, "path": "candle",
-            });
-            println!("{line}");
-        } else {
-            println!("{batch:>5}  {f:>12.1}  {g:>16.1}  {:>16.2}", g / f);
+    let paths: &[EnginePath] = if args.reference_path {
+        &[EnginePath::Fast, EnginePath::Reference]
+    } else {
+        &[EnginePath::Fast]
+    };
+    for name in &args.models {
+        let arch: Architecture = serde_json::from_value(serde_json::Value::String(name.clone()))
+            .map_err(|_| {
+                anyhow::anyhow!("unknown model `{name}` (try resnet18, vgg11, efficientnet_lite0)")
+            })?;
+        let model = Model::new(
+            name.clone(),
+            arch,
+            &ArchOptions::default(),
+            &Weights::synthetic(&device),
+            InputSpec::default(),
+            unitscope::data::labels::numbered(1000),
+        )?;
+        for &batch in &args.batch {
+            let x =
+                Tensor::randn(0f32, 1f32, (batch, 3, 224, 224), &device)?.to_dtype(DType::F32)?;
+            let mut fast = None;
+            for &path in paths {
+                let probe = Probe::new().rule(args.rule).path(path);
+                let forward = median(args.reps, || {
+                    model.logits_with(&x, &probe)?;
+                    sync(&device)
+                })?;
+                reset_peak_rss();
+                let forward_grad = median(args.reps, || {
+                    let capture = model.forward(&x, &probe)?;
+                    let grads = capture.backward(&capture.objective(&Objective::Logit(0))?)?;
+                    grads.input().sum_all()?.to_scalar::<f32>()?;
+                    sync(&device)
+                })?;
+                let peak = peak_rss_mb();
+                let (f, g) = (ms(forward), ms(forward_grad));
+                // Forward 2 FLOP per MAC; forward + input gradient about twice that.
+                let floor = forward_macs(name)
+                    .map(|m| 2.0 * m * batch as f64 / (PEAK_FLOPS_PER_CORE * threads as f64) * 1e3);
+                let path_name = serde_json::to_value(path)?
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned();
+                if args.json {
+                    let line = serde_json::json!({
+                        "model": name, "batch": batch, "rule": rule, "path": path_name,
+                        "forward_ms": f, "forward_grad_ms": g, "floor_ms": floor, "peak_rss_mb": peak,
+                    });
+                    println!("{line}");
+                } else {
+                    let floor = floor.map_or("-".into(), |fl| {
+                        format!("{:.1}/{:.1}", f / fl, g / (2.0 * fl))
+                    });
+                    let peak = peak.map_or("-".into(), |p| format!("{p:.0}"));
+                    println!(
+                        "{name:<19} {batch:>5}  {path_name:<9}  {f:>10.1}  {g:>12.1}  {:>9.2}  {floor:>12}  {peak:>8}",
+                        g / f
+                    );
+                }
+                match fast {
+                    None => fast = Some((f, g)),
+                    Some((ff, fg)) if !args.json => {
+                        println!(
+                            "{:<19} {:>5}  fast/reference: forward {:.2}, fwd+grad {:.2}",
+                            "",
+                            "",
+                            ff / f,
+                            fg / g
+                        )
+                    }
+                    Some(_) => {}
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// Resets the kernel's peak-RSS counter (Linux), so the next reading is this
+/// measurement's own peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size since the last reset, in MB (Linux; `None` elsewhere).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 fn median(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {

@@ -43,11 +43,26 @@ pub enum BackwardRule {
     DeconvNet,
 }
 
+/// Which implementation of the layers a forward pass uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnginePath {
+    /// unitscope's: batch norm folded into the preceding convolution where nothing
+    /// records the convolution itself, and a convolution backward that computes only
+    /// the gradients needed.
+    #[default]
+    Fast,
+    /// Candle's own convolution and its backward, batch norm as a separate layer: the
+    /// baseline the benchmarks compare against. Same results, within rounding.
+    Reference,
+}
+
 /// What one forward pass records, and how its rectifiers backpropagate.
 #[derive(Clone, Debug, Default)]
 pub struct Probe {
     layers: BTreeSet<String>,
     rule: BackwardRule,
+    path: EnginePath,
 }
 
 impl Probe {
@@ -65,6 +80,12 @@ impl Probe {
     /// Uses `rule` at every rectifier.
     pub fn rule(mut self, rule: BackwardRule) -> Self {
         self.rule = rule;
+        self
+    }
+
+    /// Uses the layer implementations of `path`.
+    pub fn path(mut self, path: EnginePath) -> Self {
+        self.path = path;
         self
     }
 
@@ -137,6 +158,17 @@ impl<'p> Trace<'p> {
             probe,
         });
         Ok(value)
+    }
+
+    /// Whether the output of layer `name` must exist as such: it is recorded, or the
+    /// pass describes every layer. Fused implementations may skip it otherwise.
+    pub fn needs(&self, name: &str) -> bool {
+        self.described.is_some() || self.probe.layers.contains(name)
+    }
+
+    /// The layer implementations this pass uses.
+    pub fn engine_path(&self) -> EnginePath {
+        self.probe.path
     }
 
     /// ReLU following the probe's backward rule.

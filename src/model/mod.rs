@@ -30,7 +30,7 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use serde::Serialize;
 
 pub use arch::{ArchOptions, Architecture};
-pub use capture::{BackwardRule, Capture, Gradients, Probe, Trace};
+pub use capture::{BackwardRule, Capture, EnginePath, Gradients, Probe, Trace};
 pub use card::ModelCard;
 pub use layer::{LayerInfo, LayerKind, UnitAddress};
 pub use objective::{Objective, Reduce};
@@ -174,12 +174,15 @@ impl Model {
 
     /// Logits of `input` without building a graph.
     pub fn logits(&self, input: &Tensor) -> Result<Tensor> {
+        self.logits_with(input, &Probe::new())
+    }
+
+    /// Logits of `input` without building a graph, on the probe's engine path (the
+    /// probe records nothing here).
+    pub fn logits_with(&self, input: &Tensor, probe: &Probe) -> Result<Tensor> {
         self.check_input(input)?;
-        let probe = Probe::new();
-        self.network.forward(
-            &input.to_dtype(DType::F32)?.detach(),
-            &mut Trace::new(&probe),
-        )
+        let input = input.to_dtype(DType::F32)?.detach();
+        self.network.forward(&input, &mut Trace::new(probe))
     }
 
     /// The `k` most probable classes of each input.

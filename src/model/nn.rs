@@ -5,6 +5,8 @@ use anyhow::{Result, ensure};
 use candle_core::{D, Tensor};
 use serde::Deserialize;
 
+use super::capture::{EnginePath, Trace};
+use super::layer::LayerKind;
 use super::ops;
 use super::weights::WeightPath;
 
@@ -117,8 +119,8 @@ impl Conv2d {
         })
     }
 
-    /// Convolves `[N, C, H, W]`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// Convolves `[N, C, H, W]` with the implementation of `path`.
+    pub fn forward(&self, x: &Tensor, path: EnginePath) -> Result<Tensor> {
         let (x, padding) = match self.style {
             PaddingStyle::Symmetric => (x.clone(), self.padding),
             PaddingStyle::TfSame => {
@@ -137,15 +139,80 @@ impl Conv2d {
                 )
             }
         };
-        let y = if self.groups == 1 {
-            ops::conv2d(&x, &self.weight, padding, self.stride)?
-        } else {
-            x.conv2d(&self.weight, padding, self.stride, 1, self.groups)?
+        let depthwise = self.groups > 1 && self.weight.dim(1)? == 1 && x.dim(1)? == self.groups;
+        let y = match path {
+            EnginePath::Fast if self.groups == 1 => {
+                ops::conv2d(&x, &self.weight, padding, self.stride)?
+            }
+            EnginePath::Fast if depthwise => {
+                ops::depthwise_conv2d(&x, &self.weight, padding, self.stride)?
+            }
+            _ => x.conv2d(&self.weight, padding, self.stride, 1, self.groups)?,
         };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
             None => y,
         })
+    }
+}
+
+impl Conv2d {
+    /// This convolution followed by `bn`, as one convolution: the kernel scaled per
+    /// output channel, the bias shifted. Computed once; eval mode only.
+    fn fold(&self, bn: &BatchNorm2d) -> Result<Self> {
+        let c = self.weight.dim(0)?;
+        let scale = bn.scale.reshape(c)?;
+        let weight = self.weight.broadcast_mul(&scale.reshape((c, 1, 1, 1))?)?;
+        let bias = match &self.bias {
+            Some(b) => b.mul(&scale)?.add(&bn.shift.reshape(c)?)?,
+            None => bn.shift.reshape(c)?,
+        };
+        Ok(Self {
+            weight,
+            bias: Some(bias),
+            ..*self
+        })
+    }
+}
+
+/// A convolution and the batch norm after it, each its own inspectable layer. Unless
+/// the convolution's own output is needed, the fast path runs the two as one
+/// convolution with the batch norm folded in.
+pub struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm2d,
+    fused: Conv2d,
+    kind: LayerKind,
+}
+
+impl ConvBn {
+    /// Loads the convolution under `conv` and the batch norm under `bn`.
+    pub fn load(w: &WeightPath, conv: &str, bn: &str, spec: ConvSpec, eps: f64) -> Result<Self> {
+        let conv = Conv2d::load(&w.pp(conv), spec)?;
+        let bn = BatchNorm2d::load(&w.pp(bn), spec.out_channels, eps)?;
+        let fused = conv.fold(&bn)?;
+        let depthwise = spec.groups > 1 && spec.groups == spec.in_channels;
+        let kind = if depthwise {
+            LayerKind::DepthwiseConv
+        } else {
+            LayerKind::Conv
+        };
+        Ok(Self {
+            conv,
+            bn,
+            fused,
+            kind,
+        })
+    }
+
+    /// Runs both layers, tapping their outputs as `conv` and `bn`.
+    pub fn forward(&self, x: &Tensor, t: &mut Trace, conv: &str, bn: &str) -> Result<Tensor> {
+        let path = t.engine_path();
+        if path == EnginePath::Fast && !t.needs(conv) {
+            return t.tap(bn, LayerKind::BatchNorm, self.fused.forward(x, path)?);
+        }
+        let y = t.tap(conv, self.kind, self.conv.forward(x, path)?)?;
+        t.tap(bn, LayerKind::BatchNorm, self.bn.forward(&y)?)
     }
 }
 

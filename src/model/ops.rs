@@ -46,12 +46,20 @@ fn detached(value: Tensor) -> Result<Tensor> {
 }
 
 /// Returns `value` (computed from `source`) with gradients to `source` given by `b`.
+/// Off the graph (inference) the value is returned as it is, with no copy.
 fn with_backward<B: Backward>(source: &Tensor, value: Tensor, b: B) -> Result<Tensor> {
+    if !source.track_op() {
+        return Ok(value);
+    }
     source.apply_op2(&detached(value)?, PassThrough(b))
 }
 
 /// Returns `value` (computed from `a` and `b`) with gradients given by `bw`.
+/// Off the graph (inference) the value is returned as it is, with no copy.
 fn with_backward2<B: Backward2>(a: &Tensor, b: &Tensor, value: Tensor, bw: B) -> Result<Tensor> {
+    if !a.track_op() && !b.track_op() {
+        return Ok(value);
+    }
     a.apply_op3(b, &detached(value)?, PassThrough2(bw))
 }
 
@@ -367,6 +375,145 @@ fn every(t: &Tensor, dim: usize, start: usize, count: usize, stride: usize) -> R
         .squeeze(dim + 1)
 }
 
+/// `sum over taps (ky, kx) of x_pad[.., ky + s*i, kx + s*j] * w[c, ky, kx]`: a
+/// depthwise convolution as `k²` whole-tensor multiply-adds. (Candle runs a grouped
+/// convolution as one convolution per group: over a thousand tiny ones for
+/// EfficientNet's widest layers.)
+/// `padding` is (before, after) for rows, then for columns.
+fn shifted_sum(
+    x: &Tensor,
+    w: &Tensor,
+    padding: [(usize, usize); 2],
+    stride: usize,
+    out: (usize, usize),
+) -> Result<Tensor> {
+    let (c, _, k, _) = w.dims4()?;
+    let [(top, bottom), (left, right)] = padding;
+    let x = x
+        .pad_with_zeros(2, top, bottom)?
+        .pad_with_zeros(3, left, right)?;
+    let mut sum: Option<Tensor> = None;
+    for ky in 0..k {
+        let rows = every(&x, 2, ky, out.0, stride)?;
+        for kx in 0..k {
+            let tap = w
+                .narrow(2, ky, 1)?
+                .narrow(3, kx, 1)?
+                .reshape((1, c, 1, 1))?;
+            let term = every(&rows, 3, kx, out.1, stride)?.broadcast_mul(&tap)?;
+            sum = Some(match sum {
+                Some(s) => (s + term)?,
+                None => term,
+            });
+        }
+    }
+    sum.ok_or_else(|| candle_core::Error::Msg("depthwise convolution with an empty kernel".into()))
+}
+
+struct Depthwise {
+    padding: usize,
+    stride: usize,
+}
+
+impl Backward2 for Depthwise {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d"
+    }
+
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_, _, h, wd) = x.dims4()?;
+        let k = w.dim(2)?;
+        let gx = if x.track_op() {
+            // The same shifted sum over the stride-dilated gradient, kernel flipped.
+            let Some(before) = (k - 1).checked_sub(self.padding) else {
+                bail!(
+                    "depthwise backward: padding {} exceeds kernel {k} - 1",
+                    self.padding
+                )
+            };
+            let g = dilate(grad, self.stride)?;
+            // Output length = len + before + after - k + 1 must equal the input's.
+            let after = |input: usize, len: usize| input + k - 1 - len - before;
+            let padding = [
+                (before, after(h, g.dim(2)?)),
+                (before, after(wd, g.dim(3)?)),
+            ];
+            Some(shifted_sum(
+                &g,
+                &w.detach().flip(&[2, 3])?,
+                padding,
+                1,
+                (h, wd),
+            )?)
+        } else {
+            None
+        };
+        let gw = if w.track_op() {
+            let p = self.padding;
+            let x = x
+                .detach()
+                .pad_with_zeros(2, p, p)?
+                .pad_with_zeros(3, p, p)?;
+            let (h_out, w_out) = (grad.dim(2)?, grad.dim(3)?);
+            let mut taps = Vec::with_capacity(k * k);
+            for ky in 0..k {
+                let rows = every(&x, 2, ky, h_out, self.stride)?;
+                for kx in 0..k {
+                    taps.push(
+                        every(&rows, 3, kx, w_out, self.stride)?
+                            .mul(grad)?
+                            .sum((0, 2, 3))?,
+                    );
+                }
+            }
+            let c = w.dim(0)?;
+            Some(Tensor::stack(&taps, 1)?.reshape((c, 1, k, k))?)
+        } else {
+            None
+        };
+        Ok((gx, gw))
+    }
+}
+
+/// Inserts `stride - 1` zeros between the elements of the two spatial axes.
+fn dilate(g: &Tensor, stride: usize) -> Result<Tensor> {
+    if stride == 1 {
+        return Ok(g.clone());
+    }
+    let (n, c, h, w) = g.dims4()?;
+    g.unsqueeze(3)?
+        .unsqueeze(5)?
+        .pad_with_zeros(3, 0, stride - 1)?
+        .pad_with_zeros(5, 0, stride - 1)?
+        .reshape((n, c, h * stride, w * stride))?
+        .narrow(2, 0, (h - 1) * stride + 1)?
+        .narrow(3, 0, (w - 1) * stride + 1)
+}
+
+/// A depthwise convolution (one `k x k` filter per channel, `w: [C, 1, k, k]`), square
+/// symmetric padding, with a backward pass of the same form.
+pub(crate) fn depthwise_conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    padding: usize,
+    stride: usize,
+) -> Result<Tensor> {
+    let (_, _, h, wd) = x.dims4()?;
+    let k = w.dim(2)?;
+    let out = (
+        (h + 2 * padding - k) / stride + 1,
+        (wd + 2 * padding - k) / stride + 1,
+    );
+    let p = (padding, padding);
+    let value = shifted_sum(&x.detach(), &w.detach(), [p, p], stride, out)?;
+    with_backward2(x, w, value, Depthwise { padding, stride })
+}
+
 /// A 2-D convolution of one group (square kernel, symmetric padding): Candle's
 /// forward, and a backward pass that computes only the gradients needed.
 pub(crate) fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
@@ -476,6 +623,71 @@ mod conv_tests {
     use candle_core::{Device, Var};
 
     use super::*;
+
+    /// Depthwise convolution and both its gradients against Candle's grouped convolution.
+    #[test]
+    fn depthwise_matches_grouped_conv() {
+        for (k, stride, padding, size) in [
+            (3, 1, 1, 9),
+            (3, 2, 1, 9),
+            (5, 2, 2, 8),
+            (5, 1, 2, 7),
+            (3, 2, 0, 10),
+        ] {
+            let d = Device::Cpu;
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1., (2, 4, size, size), &d).unwrap())
+                .unwrap();
+            let w = Var::from_tensor(&Tensor::randn(0f32, 1., (4, 1, k, k), &d).unwrap()).unwrap();
+            let theirs_y = x
+                .as_tensor()
+                .conv2d(w.as_tensor(), padding, stride, 1, 4)
+                .unwrap();
+            let probe = Tensor::randn(0f32, 1., theirs_y.shape(), &d).unwrap();
+            let ours_y = depthwise_conv2d(x.as_tensor(), w.as_tensor(), padding, stride).unwrap();
+            let err = (&ours_y - &theirs_y)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(err < 1e-4, "forward k{k} s{stride} p{padding}: {err}");
+            let ours = ours_y
+                .mul(&probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let theirs = theirs_y
+                .mul(&probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for v in [&x, &w] {
+                let (a, b) = (
+                    ours.get(v.as_tensor()).unwrap(),
+                    theirs.get(v.as_tensor()).unwrap(),
+                );
+                let err = (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    err < 1e-3,
+                    "k{k} s{stride} p{padding} {:?}: {err}",
+                    v.dims()
+                );
+            }
+        }
+    }
 
     /// Our backward against Candle's own, for strides, paddings and kernel sizes of the zoo.
     #[test]

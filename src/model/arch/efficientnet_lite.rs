@@ -10,7 +10,7 @@ use candle_core::Tensor;
 use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{BatchNorm2d, Conv2d, ConvSpec, Linear, PaddingStyle, adaptive_avg_pool2d};
+use crate::model::nn::{ConvBn, ConvSpec, Linear, PaddingStyle, adaptive_avg_pool2d};
 use crate::model::weights::WeightPath;
 
 /// Lite0's stages: (repeats, kernel, stride, expansion, in, out), from the reference
@@ -36,11 +36,9 @@ pub struct LiteOptions {
 
 struct MbConv {
     name: String,
-    expand: Option<(Conv2d, BatchNorm2d)>,
-    depthwise: Conv2d,
-    bn1: BatchNorm2d,
-    project: Conv2d,
-    bn2: BatchNorm2d,
+    expand: Option<ConvBn>,
+    depthwise: ConvBn,
+    project: ConvBn,
     residual: bool,
 }
 
@@ -54,11 +52,14 @@ impl MbConv {
         let w = w.pp(&name);
         let mid = inp * expand;
         let expand = (expand != 1)
-            .then(|| -> Result<_> {
-                Ok((
-                    Conv2d::load(&w.pp("_expand_conv"), ConvSpec::new(inp, mid, 1).no_bias())?,
-                    BatchNorm2d::load(&w.pp("_bn0"), mid, o.bn_eps)?,
-                ))
+            .then(|| {
+                ConvBn::load(
+                    &w,
+                    "_expand_conv",
+                    "_bn0",
+                    ConvSpec::new(inp, mid, 1).no_bias(),
+                    o.bn_eps,
+                )
             })
             .transpose()?;
         let dw = ConvSpec::new(mid, mid, kernel)
@@ -70,10 +71,14 @@ impl MbConv {
         Ok(Self {
             name,
             expand,
-            depthwise: Conv2d::load(&w.pp("_depthwise_conv"), dw)?,
-            bn1: BatchNorm2d::load(&w.pp("_bn1"), mid, o.bn_eps)?,
-            project: Conv2d::load(&w.pp("_project_conv"), ConvSpec::new(mid, out, 1).no_bias())?,
-            bn2: BatchNorm2d::load(&w.pp("_bn2"), out, o.bn_eps)?,
+            depthwise: ConvBn::load(&w, "_depthwise_conv", "_bn1", dw, o.bn_eps)?,
+            project: ConvBn::load(
+                &w,
+                "_project_conv",
+                "_bn2",
+                ConvSpec::new(mid, out, 1).no_bias(),
+                o.bn_eps,
+            )?,
             residual: stride == 1 && inp == out,
         })
     }
@@ -81,36 +86,17 @@ impl MbConv {
     fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
         let n = &self.name;
         let mut y = x.clone();
-        if let Some((conv, bn)) = &self.expand {
-            y = t.tap(
-                &format!("{n}._expand_conv"),
-                LayerKind::Conv,
-                conv.forward(&y)?,
-            )?;
-            y = t.tap(&format!("{n}._bn0"), LayerKind::BatchNorm, bn.forward(&y)?)?;
+        if let Some(expand) = &self.expand {
+            y = expand.forward(&y, t, &format!("{n}._expand_conv"), &format!("{n}._bn0"))?;
             y = t.relu6(&y)?;
         }
-        y = t.tap(
-            &format!("{n}._depthwise_conv"),
-            LayerKind::DepthwiseConv,
-            self.depthwise.forward(&y)?,
-        )?;
-        y = t.tap(
-            &format!("{n}._bn1"),
-            LayerKind::BatchNorm,
-            self.bn1.forward(&y)?,
-        )?;
+        y = self
+            .depthwise
+            .forward(&y, t, &format!("{n}._depthwise_conv"), &format!("{n}._bn1"))?;
         y = t.relu6(&y)?;
-        y = t.tap(
-            &format!("{n}._project_conv"),
-            LayerKind::Conv,
-            self.project.forward(&y)?,
-        )?;
-        y = t.tap(
-            &format!("{n}._bn2"),
-            LayerKind::BatchNorm,
-            self.bn2.forward(&y)?,
-        )?;
+        y = self
+            .project
+            .forward(&y, t, &format!("{n}._project_conv"), &format!("{n}._bn2"))?;
         if self.residual {
             y = (y + x)?;
         }
@@ -120,47 +106,46 @@ impl MbConv {
 
 /// EfficientNet-Lite0.
 pub struct EfficientNetLite {
-    stem: Conv2d,
-    bn0: BatchNorm2d,
+    stem: ConvBn,
     blocks: Vec<MbConv>,
-    head: Conv2d,
-    bn1: BatchNorm2d,
+    head: ConvBn,
     fc: Linear,
 }
 
 impl EfficientNetLite {
     /// Loads EfficientNet-Lite0 with a `num_classes`-way classifier.
     pub fn lite0(w: &WeightPath, o: LiteOptions, num_classes: usize) -> Result<Self> {
-        let stem = Conv2d::load(
-            &w.pp("_conv_stem"),
-            ConvSpec::new(3, 32, 3)
-                .stride(2)
-                .padding(1)
-                .no_bias()
-                .style(o.padding),
-        )?;
-        let bn0 = BatchNorm2d::load(&w.pp("_bn0"), 32, o.bn_eps)?;
+        let stem_spec = ConvSpec::new(3, 32, 3)
+            .stride(2)
+            .padding(1)
+            .no_bias()
+            .style(o.padding);
+        let stem = ConvBn::load(w, "_conv_stem", "_bn0", stem_spec, o.bn_eps)?;
         let mut blocks = Vec::new();
         for (repeats, kernel, stride, expand, inp, out) in STAGES {
             for r in 0..repeats {
                 let (stride, inp) = if r == 0 { (stride, inp) } else { (1, out) };
+                let name = format!("_blocks.{}", blocks.len());
                 blocks.push(MbConv::load(
                     w,
-                    format!("_blocks.{}", blocks.len()),
+                    name,
                     o,
                     (kernel, stride, expand, inp, out),
                 )?);
             }
         }
-        let head = Conv2d::load(&w.pp("_conv_head"), ConvSpec::new(320, 1280, 1).no_bias())?;
-        let bn1 = BatchNorm2d::load(&w.pp("_bn1"), 1280, o.bn_eps)?;
+        let head = ConvBn::load(
+            w,
+            "_conv_head",
+            "_bn1",
+            ConvSpec::new(320, 1280, 1).no_bias(),
+            o.bn_eps,
+        )?;
         let fc = Linear::load(&w.pp("_fc"), 1280, num_classes)?;
         Ok(Self {
             stem,
-            bn0,
             blocks,
             head,
-            bn1,
             fc,
         })
     }
@@ -168,14 +153,12 @@ impl EfficientNetLite {
 
 impl Network for EfficientNetLite {
     fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
-        let x = t.tap("_conv_stem", LayerKind::Conv, self.stem.forward(x)?)?;
-        let x = t.tap("_bn0", LayerKind::BatchNorm, self.bn0.forward(&x)?)?;
+        let x = self.stem.forward(x, t, "_conv_stem", "_bn0")?;
         let mut x = t.relu6(&x)?;
         for block in &self.blocks {
             x = block.forward(&x, t)?;
         }
-        let x = t.tap("_conv_head", LayerKind::Conv, self.head.forward(&x)?)?;
-        let x = t.tap("_bn1", LayerKind::BatchNorm, self.bn1.forward(&x)?)?;
+        let x = self.head.forward(&x, t, "_conv_head", "_bn1")?;
         let x = t.relu6(&x)?;
         let x = t.tap(
             "_avg_pooling",

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{BatchNorm2d, Conv2d, ConvSpec, Linear, adaptive_avg_pool2d};
+use crate::model::nn::{ConvBn, ConvSpec, Linear, adaptive_avg_pool2d};
 use crate::model::ops::max_pool2d;
 use crate::model::weights::WeightPath;
 
@@ -29,26 +29,6 @@ impl BlockKind {
             Self::Basic => 1,
             Self::Bottleneck => 4,
         }
-    }
-}
-
-struct ConvBn {
-    conv: Conv2d,
-    bn: BatchNorm2d,
-}
-
-impl ConvBn {
-    fn load(w: &WeightPath, conv: &str, bn: &str, spec: ConvSpec) -> Result<Self> {
-        Ok(Self {
-            conv: Conv2d::load(&w.pp(conv), spec.no_bias())?,
-            bn: BatchNorm2d::load(&w.pp(bn), spec.out_channels, BN_EPS)?,
-        })
-    }
-
-    /// Convolution then batch norm, tapping both under `prefix.{conv,bn}`.
-    fn forward(&self, x: &Tensor, t: &mut Trace, conv: &str, bn: &str) -> Result<Tensor> {
-        let x = t.tap(conv, LayerKind::Conv, self.conv.forward(x)?)?;
-        t.tap(bn, LayerKind::BatchNorm, self.bn.forward(&x)?)
     }
 }
 
@@ -84,7 +64,13 @@ impl Block {
             .into_iter()
             .enumerate()
             .map(|(i, spec)| {
-                ConvBn::load(&w, &format!("conv{}", i + 1), &format!("bn{}", i + 1), spec)
+                ConvBn::load(
+                    &w,
+                    &format!("conv{}", i + 1),
+                    &format!("bn{}", i + 1),
+                    spec.no_bias(),
+                    BN_EPS,
+                )
             })
             .collect::<Result<_>>()?;
         let downsample = (stride != 1 || inplanes != out)
@@ -93,7 +79,8 @@ impl Block {
                     &w.pp("downsample"),
                     "0",
                     "1",
-                    ConvSpec::new(inplanes, out, 1).stride(stride),
+                    ConvSpec::new(inplanes, out, 1).stride(stride).no_bias(),
+                    BN_EPS,
                 )
             })
             .transpose()?;
@@ -171,7 +158,8 @@ impl ResNet {
             w,
             "conv1",
             "bn1",
-            ConvSpec::new(3, 64, 7).stride(2).padding(3),
+            ConvSpec::new(3, 64, 7).stride(2).padding(3).no_bias(),
+            BN_EPS,
         )?;
         let mut inplanes = 64;
         let mut stages = Vec::new();

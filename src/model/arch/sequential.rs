@@ -2,13 +2,13 @@
 //! each (except dropout) an inspectable layer named `prefix.index`; and the
 //! `features` → `avgpool` → `classifier` network both are made of.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use candle_core::Tensor;
 
 use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{BatchNorm2d, Conv2d, ConvSpec, Linear, adaptive_avg_pool2d};
+use crate::model::nn::{Conv2d, ConvBn, ConvSpec, Linear, adaptive_avg_pool2d};
 use crate::model::ops::max_pool2d;
 use crate::model::weights::WeightPath;
 
@@ -32,56 +32,75 @@ pub enum Spec {
 
 enum Module {
     Conv(Conv2d),
-    BatchNorm(BatchNorm2d),
+    /// A convolution and the batch norm at the next index.
+    ConvBn(ConvBn),
     Relu,
-    MaxPool { kernel: usize, stride: usize },
+    MaxPool {
+        kernel: usize,
+        stride: usize,
+    },
     Linear(Linear),
-    Dropout,
 }
 
 /// A loaded sequential stack.
 pub struct Sequential {
     prefix: &'static str,
-    modules: Vec<Module>,
+    /// Modules by their first index (dropouts, identities in eval mode, are left out).
+    modules: Vec<(usize, Module)>,
 }
 
 impl Sequential {
     /// Loads each module's weights from `prefix.index`.
     pub fn load(w: &WeightPath, prefix: &'static str, specs: &[Spec]) -> Result<Self> {
         let w = w.pp(prefix);
-        let modules = specs
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| {
-                Ok(match *spec {
-                    Spec::Conv(c) => Module::Conv(Conv2d::load(&w.pp(i), c)?),
-                    Spec::BatchNorm(c) => Module::BatchNorm(BatchNorm2d::load(&w.pp(i), c, 1e-5)?),
-                    Spec::Relu => Module::Relu,
-                    Spec::MaxPool { kernel, stride } => Module::MaxPool { kernel, stride },
-                    Spec::Linear { input, output } => {
-                        Module::Linear(Linear::load(&w.pp(i), input, output)?)
-                    }
-                    Spec::Dropout => Module::Dropout,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let mut modules = Vec::new();
+        let mut i = 0;
+        while i < specs.len() {
+            let module = match (specs[i], specs.get(i + 1)) {
+                (Spec::Conv(c), Some(Spec::BatchNorm(_))) => {
+                    let cb = ConvBn::load(&w, &i.to_string(), &(i + 1).to_string(), c, 1e-5)?;
+                    modules.push((i, Module::ConvBn(cb)));
+                    i += 2;
+                    continue;
+                }
+                (Spec::Conv(c), _) => Some(Module::Conv(Conv2d::load(&w.pp(i), c)?)),
+                (Spec::BatchNorm(_), _) => {
+                    bail!("{prefix}.{i}: a batch norm must follow a convolution")
+                }
+                (Spec::Relu, _) => Some(Module::Relu),
+                (Spec::MaxPool { kernel, stride }, _) => Some(Module::MaxPool { kernel, stride }),
+                (Spec::Linear { input, output }, _) => {
+                    Some(Module::Linear(Linear::load(&w.pp(i), input, output)?))
+                }
+                (Spec::Dropout, _) => None,
+            };
+            modules.extend(module.map(|m| (i, m)));
+            i += 1;
+        }
         Ok(Self { prefix, modules })
     }
 
     pub fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
         let mut x = x.clone();
-        for (i, m) in self.modules.iter().enumerate() {
-            let (y, kind) = match m {
-                Module::Conv(c) => (c.forward(&x)?, LayerKind::Conv),
-                Module::BatchNorm(bn) => (bn.forward(&x)?, LayerKind::BatchNorm),
-                Module::Relu => (t.relu(&x)?, LayerKind::Relu),
-                Module::MaxPool { kernel, stride } => {
-                    (max_pool2d(&x, *kernel, *stride, 0)?, LayerKind::MaxPool)
+        let p = self.prefix;
+        for (i, m) in &self.modules {
+            let name = format!("{p}.{i}");
+            x = match m {
+                Module::Conv(c) => {
+                    t.tap(&name, LayerKind::Conv, c.forward(&x, t.engine_path())?)?
                 }
-                Module::Linear(l) => (l.forward(&x)?, LayerKind::Linear),
-                Module::Dropout => continue,
+                Module::ConvBn(cb) => cb.forward(&x, t, &name, &format!("{p}.{}", i + 1))?,
+                Module::Relu => {
+                    let y = t.relu(&x)?;
+                    t.tap(&name, LayerKind::Relu, y)?
+                }
+                Module::MaxPool { kernel, stride } => t.tap(
+                    &name,
+                    LayerKind::MaxPool,
+                    max_pool2d(&x, *kernel, *stride, 0)?,
+                )?,
+                Module::Linear(l) => t.tap(&name, LayerKind::Linear, l.forward(&x)?)?,
             };
-            x = t.tap(&format!("{}.{i}", self.prefix), kind, y)?;
         }
         Ok(x)
     }
