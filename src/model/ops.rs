@@ -1,25 +1,24 @@
 //! Autograd operations Candle lacks or does slowly: rectifiers whose backward pass
 //! follows a chosen rule, a max pool whose backward pass works for overlapping
-//! windows, and a convolution whose backward pass skips the gradient nobody asked for.
+//! windows, and convolutions (dense and depthwise) whose backward passes compute only
+//! the gradients something needs.
 //!
 //! All are built the same way. The forward value is computed with ordinary Candle
 //! ops (so it runs on every device), detached, and handed to a pass-through custom op
-//! that copies it and owns the backward pass. A custom op with only a CPU forward
-//! would break on CUDA; copying storage is the same code on every backend.
+//! that copies it and owns the backward pass; off the graph, the value is used as is.
+//! A custom op with only a CPU forward would break on CUDA; copying storage is the
+//! same code on every backend.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{
-    CpuStorage, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail,
-};
+use candle_core::{CpuStorage, CudaStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
 use super::capture::BackwardRule;
 
-/// The gradient half of an op whose value is computed elsewhere.
+/// The gradient half of a one-input op whose value is computed elsewhere.
 trait Backward: Send + Sync + 'static {
     fn name(&self) -> &'static str;
-    /// The gradient with respect to `source`, given the op's `value` and the
-    /// gradient flowing into it.
-    fn grad(&self, source: &Tensor, value: &Tensor, grad: &Tensor) -> Result<Tensor>;
+    /// The gradient with respect to `source`, given the gradient flowing into the op.
+    fn grad(&self, source: &Tensor, grad: &Tensor) -> Result<Tensor>;
 }
 
 /// The gradient half of an op of two tensors whose value is computed elsewhere.
@@ -46,12 +45,26 @@ fn detached(value: Tensor) -> Result<Tensor> {
 }
 
 /// Returns `value` (computed from `source`) with gradients to `source` given by `b`.
-/// Off the graph (inference) the value is returned as it is, with no copy.
 fn with_backward<B: Backward>(source: &Tensor, value: Tensor, b: B) -> Result<Tensor> {
-    if !source.track_op() {
-        return Ok(value);
+    with_backward2(source, source, value, OneInput(b))
+}
+
+/// A one-input op as a two-input op whose second input is the first.
+struct OneInput<B>(B);
+
+impl<B: Backward> Backward2 for OneInput<B> {
+    fn name(&self) -> &'static str {
+        self.0.name()
     }
-    source.apply_op2(&detached(value)?, PassThrough(b))
+
+    fn grads(
+        &self,
+        a: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(self.0.grad(a, grad)?), None))
+    }
 }
 
 /// Returns `value` (computed from `a` and `b`) with gradients given by `bw`.
@@ -60,50 +73,14 @@ fn with_backward2<B: Backward2>(a: &Tensor, b: &Tensor, value: Tensor, bw: B) ->
     if !a.track_op() && !b.track_op() {
         return Ok(value);
     }
-    a.apply_op3(b, &detached(value)?, PassThrough2(bw))
+    a.apply_op3(b, &detached(value)?, PassThrough(bw))
 }
 
+/// Copies its third input, the value; its backward pass is `B`'s. Cloning storage is
+/// the same code on every backend, so this runs wherever Candle does.
 struct PassThrough<B>(B);
 
-impl<B: Backward> CustomOp2 for PassThrough<B> {
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        v: &CpuStorage,
-        l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        Ok((v.try_clone(l)?, l.shape().clone()))
-    }
-
-    fn cuda_fwd(
-        &self,
-        _: &CudaStorage,
-        _: &Layout,
-        v: &CudaStorage,
-        l: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        Ok((v.try_clone(l)?, l.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        source: &Tensor,
-        value: &Tensor,
-        _: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(self.0.grad(source, value, grad)?), None))
-    }
-}
-
-struct PassThrough2<B>(B);
-
-impl<B: Backward2> CustomOp3 for PassThrough2<B> {
+impl<B: Backward2> CustomOp3 for PassThrough<B> {
     fn name(&self) -> &'static str {
         self.0.name()
     }
@@ -162,7 +139,7 @@ impl Backward for Rectify {
         "rectifier-with-rule"
     }
 
-    fn grad(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    fn grad(&self, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
         // PyTorch passes gradient where the forward was strictly inside the linear
         // range: x > 0 for ReLU, 0 < x < 6 for ReLU6 (hardtanh_backward).
         let open = || -> Result<Tensor> {
@@ -218,7 +195,7 @@ impl Backward for MaxPool {
     /// Routes each window's whole gradient to the first maximum in the window (row
     /// by row), as PyTorch does; overlapping windows add up. Computed on the host:
     /// a scatter with data-dependent indices, small next to the convolutions.
-    fn grad(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    fn grad(&self, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         let (_, _, oh, ow) = grad.dims4()?;
         let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
