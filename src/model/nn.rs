@@ -181,7 +181,9 @@ impl Conv2d {
 pub struct ConvBn {
     conv: Conv2d,
     bn: BatchNorm2d,
-    fused: Conv2d,
+    /// The fused convolution; `None` for trainable weights, whose values change after
+    /// loading (a fold computed once would go stale).
+    fused: Option<Conv2d>,
     kind: LayerKind,
 }
 
@@ -190,7 +192,9 @@ impl ConvBn {
     pub fn load(w: &WeightPath, conv: &str, bn: &str, spec: ConvSpec, eps: f64) -> Result<Self> {
         let conv = Conv2d::load(&w.pp(conv), spec)?;
         let bn = BatchNorm2d::load(&w.pp(bn), spec.out_channels, eps)?;
-        let fused = conv.fold(&bn)?;
+        let fused = (!conv.weight.track_op())
+            .then(|| conv.fold(&bn))
+            .transpose()?;
         let depthwise = spec.groups > 1 && spec.groups == spec.in_channels;
         let kind = if depthwise {
             LayerKind::DepthwiseConv
@@ -208,15 +212,21 @@ impl ConvBn {
     /// Runs both layers, tapping their outputs as `conv` and `bn`.
     pub fn forward(&self, x: &Tensor, t: &mut Trace, conv: &str, bn: &str) -> Result<Tensor> {
         let path = t.engine_path();
-        if path == EnginePath::Fast && !t.needs(conv) {
-            return t.tap(bn, LayerKind::BatchNorm, self.fused.forward(x, path)?);
+        if let Some(fused) = self
+            .fused
+            .as_ref()
+            .filter(|_| path == EnginePath::Fast && !t.needs(conv))
+        {
+            return t.tap(bn, LayerKind::BatchNorm, fused.forward(x, path)?);
         }
         let y = t.tap(conv, self.kind, self.conv.forward(x, path)?)?;
         t.tap(bn, LayerKind::BatchNorm, self.bn.forward(&y)?)
     }
 }
 
-/// Eval-mode batch norm, kept as the per-channel affine map it reduces to:
+/// Eval-mode batch norm, kept as the per-channel affine map it reduces to (computed
+/// at load, so models with batch norm are for inference; the demo model, which is
+/// trained, has none):
 /// `y = x * scale + shift` with `scale = weight / sqrt(var + eps)`.
 pub struct BatchNorm2d {
     scale: Tensor,
