@@ -290,22 +290,14 @@ impl Conv {
             let reached = (grad.dim(2)? - 1) * self.stride + k - 2 * self.padding;
             return grad.conv_transpose2d(&w, self.padding, h - reached, self.stride, 1);
         }
-        let Some(before) = (k - 1).checked_sub(self.padding) else {
-            bail!(
-                "conv backward: padding {} exceeds kernel {k} - 1",
-                self.padding
-            )
-        };
-        // Output length = len + before + after - k + 1 must equal the input's.
-        let after = |input: usize, len: usize| input + k - 1 - len - before;
-        let (after_h, after_w) = (after(h, grad.dim(2)?), after(wd, grad.dim(3)?));
+        let [(top, bottom), (left, right)] = gradient_padding(k, self.padding, (h, wd), grad)?;
         let kernel = w.transpose(0, 1)?.contiguous()?.flip(&[2, 3])?;
-        if (after_h, after_w) == (before, before) {
-            return grad.conv2d(&kernel, before, 1, 1, 1);
+        if (bottom, left, right) == (top, top, top) {
+            return grad.conv2d(&kernel, top, 1, 1, 1);
         }
         let g = grad
-            .pad_with_zeros(2, before, after_h)?
-            .pad_with_zeros(3, before, after_w)?;
+            .pad_with_zeros(2, top, bottom)?
+            .pad_with_zeros(3, left, right)?;
         g.conv2d(&kernel, 0, 1, 1, 1)
     }
 
@@ -313,18 +305,8 @@ impl Conv {
     fn kernel_grad(&self, x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<Tensor> {
         let (c_out, c_in, k, _) = w.dims4()?;
         let (n, _, h_out, w_out) = grad.dims4()?;
-        let p = self.padding;
-        let x = x
-            .detach()
-            .pad_with_zeros(2, p, p)?
-            .pad_with_zeros(3, p, p)?;
-        let mut taps = Vec::with_capacity(k * k);
-        for ky in 0..k {
-            let rows = every(&x, 2, ky, h_out, self.stride)?;
-            for kx in 0..k {
-                taps.push(every(&rows, 3, kx, w_out, self.stride)?);
-            }
-        }
+        let p = (self.padding, self.padding);
+        let taps = windows(&x.detach(), k, [p, p], self.stride, (h_out, w_out))?;
         // [N, C_in, k*k, H', W'] -> [C_in * k * k, N * H' * W']
         let cols = Tensor::stack(&taps, 2)?
             .permute((1, 2, 0, 3, 4))?
@@ -334,6 +316,50 @@ impl Conv {
             .reshape((c_out, n * h_out * w_out))?;
         g.matmul(&cols.t()?)?.reshape((c_out, c_in, k, k))
     }
+}
+
+/// The `k²` windows of a `k x k` kernel over `x` padded by `padding` ((before,
+/// after) for rows, then columns): tap `(ky, kx)`, at index `ky * k + kx`, is the
+/// `out`-sized grid `x_pad[.., ky + stride*i, kx + stride*j]`.
+fn windows(
+    x: &Tensor,
+    k: usize,
+    padding: [(usize, usize); 2],
+    stride: usize,
+    out: (usize, usize),
+) -> Result<Vec<Tensor>> {
+    let [(top, bottom), (left, right)] = padding;
+    let x = x
+        .pad_with_zeros(2, top, bottom)?
+        .pad_with_zeros(3, left, right)?;
+    let mut taps = Vec::with_capacity(k * k);
+    for ky in 0..k {
+        let rows = every(&x, 2, ky, out.0, stride)?;
+        for kx in 0..k {
+            taps.push(every(&rows, 3, kx, out.1, stride)?);
+        }
+    }
+    Ok(taps)
+}
+
+/// Padding of an output gradient `g` for the stride-1 correlation with the flipped
+/// kernel that gives the input gradient: `k - 1 - padding` before, and after whatever
+/// makes the result as large as the input (`input` = (rows, columns)).
+fn gradient_padding(
+    k: usize,
+    padding: usize,
+    input: (usize, usize),
+    g: &Tensor,
+) -> Result<[(usize, usize); 2]> {
+    let Some(before) = (k - 1).checked_sub(padding) else {
+        bail!("convolution backward: padding {padding} exceeds kernel size {k} - 1")
+    };
+    // Result length = len + before + after - k + 1 must equal the input's.
+    let after = |input: usize, len: usize| input + k - 1 - len - before;
+    Ok([
+        (before, after(input.0, g.dim(2)?)),
+        (before, after(input.1, g.dim(3)?)),
+    ])
 }
 
 /// Elements `start, start + stride, ...` (`count` of them) along `dim`.
@@ -355,8 +381,7 @@ fn every(t: &Tensor, dim: usize, start: usize, count: usize, stride: usize) -> R
 /// `sum over taps (ky, kx) of x_pad[.., ky + s*i, kx + s*j] * w[c, ky, kx]`: a
 /// depthwise convolution as `k²` whole-tensor multiply-adds. (Candle runs a grouped
 /// convolution as one convolution per group: over a thousand tiny ones for
-/// EfficientNet's widest layers.)
-/// `padding` is (before, after) for rows, then for columns.
+/// EfficientNet's widest layers.) `padding` as for [`windows`].
 fn shifted_sum(
     x: &Tensor,
     w: &Tensor,
@@ -365,24 +390,18 @@ fn shifted_sum(
     out: (usize, usize),
 ) -> Result<Tensor> {
     let (c, _, k, _) = w.dims4()?;
-    let [(top, bottom), (left, right)] = padding;
-    let x = x
-        .pad_with_zeros(2, top, bottom)?
-        .pad_with_zeros(3, left, right)?;
+    let taps = windows(x, k, padding, stride, out)?;
     let mut sum: Option<Tensor> = None;
-    for ky in 0..k {
-        let rows = every(&x, 2, ky, out.0, stride)?;
-        for kx in 0..k {
-            let tap = w
-                .narrow(2, ky, 1)?
-                .narrow(3, kx, 1)?
-                .reshape((1, c, 1, 1))?;
-            let term = every(&rows, 3, kx, out.1, stride)?.broadcast_mul(&tap)?;
-            sum = Some(match sum {
-                Some(s) => (s + term)?,
-                None => term,
-            });
-        }
+    for (i, window) in taps.into_iter().enumerate() {
+        let weight = w
+            .narrow(2, i / k, 1)?
+            .narrow(3, i % k, 1)?
+            .reshape((1, c, 1, 1))?;
+        let term = window.broadcast_mul(&weight)?;
+        sum = Some(match sum {
+            Some(s) => (s + term)?,
+            None => term,
+        });
     }
     sum.ok_or_else(|| candle_core::Error::Msg("depthwise convolution with an empty kernel".into()))
 }
@@ -407,19 +426,8 @@ impl Backward2 for Depthwise {
         let k = w.dim(2)?;
         let gx = if x.track_op() {
             // The same shifted sum over the stride-dilated gradient, kernel flipped.
-            let Some(before) = (k - 1).checked_sub(self.padding) else {
-                bail!(
-                    "depthwise backward: padding {} exceeds kernel {k} - 1",
-                    self.padding
-                )
-            };
             let g = dilate(grad, self.stride)?;
-            // Output length = len + before + after - k + 1 must equal the input's.
-            let after = |input: usize, len: usize| input + k - 1 - len - before;
-            let padding = [
-                (before, after(h, g.dim(2)?)),
-                (before, after(wd, g.dim(3)?)),
-            ];
+            let padding = gradient_padding(k, self.padding, (h, wd), &g)?;
             Some(shifted_sum(
                 &g,
                 &w.detach().flip(&[2, 3])?,
@@ -431,23 +439,12 @@ impl Backward2 for Depthwise {
             None
         };
         let gw = if w.track_op() {
-            let p = self.padding;
-            let x = x
-                .detach()
-                .pad_with_zeros(2, p, p)?
-                .pad_with_zeros(3, p, p)?;
-            let (h_out, w_out) = (grad.dim(2)?, grad.dim(3)?);
-            let mut taps = Vec::with_capacity(k * k);
-            for ky in 0..k {
-                let rows = every(&x, 2, ky, h_out, self.stride)?;
-                for kx in 0..k {
-                    taps.push(
-                        every(&rows, 3, kx, w_out, self.stride)?
-                            .mul(grad)?
-                            .sum((0, 2, 3))?,
-                    );
-                }
-            }
+            let p = (self.padding, self.padding);
+            let out = (grad.dim(2)?, grad.dim(3)?);
+            let taps = windows(&x.detach(), k, [p, p], self.stride, out)?
+                .into_iter()
+                .map(|window| window.mul(grad)?.sum((0, 2, 3)))
+                .collect::<Result<Vec<_>>>()?;
             let c = w.dim(0)?;
             Some(Tensor::stack(&taps, 1)?.reshape((c, 1, k, k))?)
         } else {
