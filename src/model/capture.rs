@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use candle_core::{Tensor, Var};
 
 use super::layer::{LayerInfo, LayerKind};
@@ -194,18 +194,12 @@ pub struct Capture {
 }
 
 impl Capture {
-    pub(crate) fn new(input: Var, logits: Tensor, trace: Trace<'_>) -> Result<Self> {
-        for name in trace.probe.layers() {
-            ensure!(
-                trace.recorded.iter().any(|r| r.name == name),
-                "the model has no layer `{name}`; `unitscope info` lists its layers"
-            );
-        }
-        Ok(Self {
+    pub(crate) fn new(input: Var, logits: Tensor, trace: Trace<'_>) -> Self {
+        Self {
             input,
             logits,
             recorded: trace.recorded,
-        })
+        }
     }
 
     /// The input, as the variable gradients are taken with respect to.

@@ -166,10 +166,18 @@ impl Model {
     /// the autograd graph; see [`Capture`].
     pub fn forward(&self, input: &Tensor, probe: &Probe) -> Result<Capture> {
         self.check_input(input)?;
+        // Check the names before the pass, which may be long.
+        let layers = self.layers()?;
+        for name in probe.layers() {
+            ensure!(
+                layers.iter().any(|l| l.name == name),
+                "the model has no layer `{name}`; `unitscope info` lists its layers"
+            );
+        }
         let input = Var::from_tensor(&input.to_dtype(DType::F32)?)?;
         let mut trace = Trace::new(probe);
         let logits = self.network.forward(input.as_tensor(), &mut trace)?;
-        Capture::new(input, logits, trace)
+        Ok(Capture::new(input, logits, trace))
     }
 
     /// Logits of `input` without building a graph.
