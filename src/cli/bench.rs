@@ -102,11 +102,21 @@ fn world(args: &WorldArgs) -> Result<()> {
 
 fn engine(args: &EngineArgs) -> Result<()> {
     let device = super::device()?;
-    let rule = serde_json::to_value(args.rule)?
-        .as_str()
-        .unwrap_or("?")
-        .to_owned();
+    let rule = spelling(args.rule)?;
     let threads = threads();
+    let archs = args
+        .models
+        .iter()
+        .map(|name| {
+            let arch: Architecture =
+                serde_json::from_value(serde_json::Value::String(name.clone())).map_err(|_| {
+                    anyhow::anyhow!(
+                        "unknown model `{name}` (try resnet18, vgg11, efficientnet_lite0)"
+                    )
+                })?;
+            Ok((name, arch))
+        })
+        .collect::<Result<Vec<_>>>()?;
     if !args.json {
         println!(
             "224x224, {threads} threads, rule {rule}, median of {}; floor = MACs x 2 / AVX2 peak",
@@ -129,14 +139,10 @@ fn engine(args: &EngineArgs) -> Result<()> {
     } else {
         &[EnginePath::Fast]
     };
-    for name in &args.models {
-        let arch: Architecture = serde_json::from_value(serde_json::Value::String(name.clone()))
-            .map_err(|_| {
-                anyhow::anyhow!("unknown model `{name}` (try resnet18, vgg11, efficientnet_lite0)")
-            })?;
+    for (name, arch) in &archs {
         let model = Model::new(
-            name.clone(),
-            arch,
+            name.to_string(),
+            *arch,
             &ArchOptions::default(),
             &Weights::synthetic(&device),
             InputSpec::default(),
@@ -164,10 +170,7 @@ fn engine(args: &EngineArgs) -> Result<()> {
                 // Forward 2 FLOP per MAC; forward + input gradient about twice that.
                 let floor = forward_macs(name)
                     .map(|m| 2.0 * m * batch as f64 / (PEAK_FLOPS_PER_CORE * threads as f64) * 1e3);
-                let path_name = serde_json::to_value(path)?
-                    .as_str()
-                    .unwrap_or("?")
-                    .to_owned();
+                let path_name = spelling(path)?;
                 if args.json {
                     let line = serde_json::json!({
                         "model": name, "batch": batch, "rule": rule, "path": path_name,
@@ -201,6 +204,14 @@ fn engine(args: &EngineArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How a value is spelt on the command line and in JSON (its serde name).
+fn spelling(value: impl serde::Serialize) -> Result<String> {
+    Ok(serde_json::to_value(value)?
+        .as_str()
+        .unwrap_or("?")
+        .to_owned())
 }
 
 /// Resets the kernel's peak-RSS counter (Linux), so the next reading is this
