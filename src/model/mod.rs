@@ -16,6 +16,7 @@
 pub mod arch;
 pub mod capture;
 pub mod card;
+mod cpu;
 pub mod demo;
 pub mod layer;
 pub mod nn;

@@ -121,33 +121,17 @@ impl Conv2d {
 
     /// Convolves `[N, C, H, W]` with the implementation of `path`.
     pub fn forward(&self, x: &Tensor, path: EnginePath) -> Result<Tensor> {
-        let (x, padding) = match self.style {
-            PaddingStyle::Symmetric => (x.clone(), self.padding),
-            PaddingStyle::TfSame => {
-                let k = self.weight.dim(2)?;
-                let pad = |size: usize| {
-                    let out = size.div_ceil(self.stride);
-                    let total = ((out - 1) * self.stride + k).saturating_sub(size);
-                    (total / 2, total - total / 2)
-                };
-                let (top, bottom) = pad(x.dim(2)?);
-                let (left, right) = pad(x.dim(3)?);
-                (
-                    x.pad_with_zeros(2, top, bottom)?
-                        .pad_with_zeros(3, left, right)?,
-                    0,
-                )
-            }
-        };
-        let depthwise = self.groups > 1 && self.weight.dim(1)? == 1 && x.dim(1)? == self.groups;
-        let y = match path {
-            EnginePath::Fast if self.groups == 1 => {
-                ops::conv2d(&x, &self.weight, padding, self.stride)?
-            }
-            EnginePath::Fast if depthwise => {
+        let padding = self.padding_of(x)?;
+        let y = if path == EnginePath::Fast && self.groups == 1 {
+            ops::conv2d(x, &self.weight, padding, self.stride)?
+        } else {
+            let (x, padding) = ops::as_symmetric(x, padding)?;
+            let depthwise = self.groups > 1 && self.weight.dim(1)? == 1 && x.dim(1)? == self.groups;
+            if path == EnginePath::Fast && depthwise {
                 ops::depthwise_conv2d(&x, &self.weight, padding, self.stride)?
+            } else {
+                x.conv2d(&self.weight, padding, self.stride, 1, self.groups)?
             }
-            _ => x.conv2d(&self.weight, padding, self.stride, 1, self.groups)?,
         };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
@@ -157,6 +141,23 @@ impl Conv2d {
 }
 
 impl Conv2d {
+    /// The zero padding of `x` under this layer's padding style.
+    fn padding_of(&self, x: &Tensor) -> Result<ops::Padding> {
+        let p = self.padding;
+        Ok(match self.style {
+            PaddingStyle::Symmetric => [(p, p), (p, p)],
+            PaddingStyle::TfSame => {
+                let k = self.weight.dim(2)?;
+                let pad = |size: usize| {
+                    let out = size.div_ceil(self.stride);
+                    let total = ((out - 1) * self.stride + k).saturating_sub(size);
+                    (total / 2, total - total / 2)
+                };
+                [pad(x.dim(2)?), pad(x.dim(3)?)]
+            }
+        })
+    }
+
     /// This convolution followed by `bn`, as one convolution: the kernel scaled per
     /// output channel, the bias shifted. Computed once; eval mode only.
     fn fold(&self, bn: &BatchNorm2d) -> Result<Self> {

@@ -13,6 +13,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
 use super::capture::BackwardRule;
+use super::cpu;
 
 /// The gradient half of a one-input op whose value is computed elsewhere.
 trait Backward: Send + Sync + 'static {
@@ -278,27 +279,18 @@ impl Backward2 for Conv {
 }
 
 impl Conv {
-    /// Stride 1: a forward convolution of the output gradient, padded by `k - 1 - p`,
-    /// with the kernel flipped and its channel axes swapped (on the CPU, twice as fast
-    /// as Candle's transposed convolution). Larger strides: the transposed
-    /// convolution, which skips the zeros a dilated gradient would hold.
+    /// A forward convolution of the output gradient, dilated by the stride and padded
+    /// by `k - 1 - p`, with the kernel flipped and its channel axes swapped. (Candle's
+    /// transposed convolution would skip the dilation's zeros, but gets non-square
+    /// inputs wrong on the CPU in 0.11.)
     fn input_grad(&self, x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<Tensor> {
         let (_, _, h, wd) = x.dims4()?;
         let k = w.dim(2)?;
-        let w = w.detach();
-        if self.stride > 1 {
-            let reached = (grad.dim(2)? - 1) * self.stride + k - 2 * self.padding;
-            return grad.conv_transpose2d(&w, self.padding, h - reached, self.stride, 1);
-        }
-        let [(top, bottom), (left, right)] = gradient_padding(k, self.padding, (h, wd), grad)?;
-        let kernel = w.transpose(0, 1)?.contiguous()?.flip(&[2, 3])?;
-        if (bottom, left, right) == (top, top, top) {
-            return grad.conv2d(&kernel, top, 1, 1, 1);
-        }
-        let g = grad
-            .pad_with_zeros(2, top, bottom)?
-            .pad_with_zeros(3, left, right)?;
-        g.conv2d(&kernel, 0, 1, 1, 1)
+        let g = dilate(grad, self.stride)?;
+        let padding = gradient_padding(k, self.padding, (h, wd), &g)?;
+        let kernel = w.detach().transpose(0, 1)?.contiguous()?.flip(&[2, 3])?;
+        let (g, padding) = as_symmetric(&g, padding)?;
+        g.conv2d(&kernel, padding, 1, 1, 1)
     }
 
     /// `dW = grad · im2col(x)ᵀ`: one matrix product over every sample and position.
@@ -488,11 +480,59 @@ pub(crate) fn depthwise_conv2d(
     with_backward2(x, w, value, Depthwise { padding, stride })
 }
 
-/// A 2-D convolution of one group (square kernel, symmetric padding): Candle's
-/// forward, and a backward pass that computes only the gradients needed.
-pub(crate) fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+/// Zero padding of the two spatial axes: `[(top, bottom), (left, right)]`.
+pub(crate) type Padding = [(usize, usize); 2];
+
+/// `x` with `padding` made symmetric: as it is when all four sides are equal (the
+/// padding returned is then theirs), else padded explicitly (and 0 returned).
+pub(crate) fn as_symmetric(x: &Tensor, padding: Padding) -> Result<(Tensor, usize)> {
+    let [(top, bottom), (left, right)] = padding;
+    if (bottom, left, right) == (top, top, top) {
+        return Ok((x.clone(), top));
+    }
+    let x = x
+        .pad_with_zeros(2, top, bottom)?
+        .pad_with_zeros(3, left, right)?;
+    Ok((x, 0))
+}
+
+/// A 2-D convolution of one group (square kernel) with a backward pass that computes
+/// only the gradients needed: on the CPU, [`cpu::conv2d`]; elsewhere Candle's forward.
+pub(crate) fn conv2d(x: &Tensor, w: &Tensor, padding: Padding, stride: usize) -> Result<Tensor> {
+    if cpu::applies(x) {
+        let (_, c_in, h, wd) = x.dims4()?;
+        let (c_out, _, k, _) = w.dims4()?;
+        let [(top, bottom), (left, right)] = padding;
+        let out = |len: usize, before: usize, after: usize| match (len + before + after)
+            .checked_sub(k)
+        {
+            Some(span) if stride > 0 => Ok(span / stride + 1),
+            _ => bail!(
+                "convolution: kernel {k} larger than the padded input ({len} + {before} + {after}) or stride 0"
+            ),
+        };
+        let geometry = cpu::ConvGeometry {
+            c_in,
+            h,
+            w: wd,
+            c_out,
+            k,
+            stride,
+            top,
+            left,
+            oh: out(h, top, bottom)?,
+            ow: out(wd, left, right)?,
+        };
+        return cpu::conv2d(x, w, geometry);
+    }
+    conv2d_candle(x, w, padding, stride)
+}
+
+/// [`conv2d`] off the CPU: Candle's forward, our backward.
+fn conv2d_candle(x: &Tensor, w: &Tensor, padding: Padding, stride: usize) -> Result<Tensor> {
+    let (x, padding) = as_symmetric(x, padding)?;
     let value = x.detach().conv2d(&w.detach(), padding, stride, 1, 1)?;
-    with_backward2(x, w, value, Conv { padding, stride })
+    with_backward2(&x, w, value, Conv { padding, stride })
 }
 
 #[cfg(test)]
@@ -663,68 +703,85 @@ mod conv_tests {
         }
     }
 
-    /// Our backward against Candle's own, for strides, paddings and kernel sizes of the zoo.
+    /// Both of our convolutions (the CPU kernel and the Candle-forward one CUDA runs),
+    /// values and gradients, against Candle's own, for the strides, paddings and
+    /// kernel sizes of the zoo; batch 1 and a batch larger than the thread count (the
+    /// kernel's two schedules), non-square inputs, TF-style uneven padding.
     #[test]
-    fn conv_gradients_match_candle() {
-        for (k, stride, padding, size) in [
-            (3, 1, 1, 9),
-            (3, 2, 1, 9),
-            (7, 2, 3, 16),
-            (1, 2, 0, 8),
-            (11, 4, 2, 31),
-            (5, 1, 2, 7),
-            (3, 2, 1, 8),
-        ] {
-            let d = Device::Cpu;
-            let x = Var::from_tensor(&Tensor::randn(0f32, 1., (2, 3, size, size), &d).unwrap())
-                .unwrap();
-            let w = Var::from_tensor(&Tensor::randn(0f32, 1., (4, 3, k, k), &d).unwrap()).unwrap();
-            let probe = Tensor::randn(
-                0f32,
-                1.,
-                x.as_tensor()
-                    .conv2d(w.as_tensor(), padding, stride, 1, 1)
-                    .unwrap()
-                    .shape(),
-                &d,
-            )
-            .unwrap();
-            let ours = conv2d(x.as_tensor(), w.as_tensor(), padding, stride)
-                .unwrap()
-                .mul(&probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let theirs = x
-                .as_tensor()
-                .conv2d(w.as_tensor(), padding, stride, 1, 1)
-                .unwrap()
-                .mul(&probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            for v in [&x, &w] {
-                let (a, b) = (
-                    ours.get(v.as_tensor()).unwrap(),
-                    theirs.get(v.as_tensor()).unwrap(),
-                );
-                let err = (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
+    fn conv_matches_candle() {
+        let cases: [(usize, usize, Padding, (usize, usize)); 9] = [
+            (3, 1, [(1, 1), (1, 1)], (9, 7)),
+            (3, 2, [(1, 1), (1, 1)], (9, 9)),
+            (7, 2, [(3, 3), (3, 3)], (16, 13)),
+            (1, 2, [(0, 0), (0, 0)], (8, 8)),
+            (1, 1, [(0, 0), (0, 0)], (5, 6)),
+            (11, 4, [(2, 2), (2, 2)], (31, 31)),
+            (5, 1, [(2, 2), (2, 2)], (7, 7)),
+            (3, 2, [(0, 1), (0, 1)], (8, 10)),
+            (5, 2, [(1, 2), (2, 1)], (9, 8)),
+        ];
+        let d = Device::Cpu;
+        for (k, stride, padding, (h, w)) in cases {
+            for batch in [1, 3] {
+                let x = Var::from_tensor(&Tensor::randn(0f32, 1., (batch, 3, h, w), &d).unwrap())
                     .unwrap();
-                assert!(
-                    err < 1e-3,
-                    "k{k} s{stride} p{padding} n{size} {:?}: {err}",
-                    v.dims()
-                );
+                let kernel =
+                    Var::from_tensor(&Tensor::randn(0f32, 1., (4, 3, k, k), &d).unwrap()).unwrap();
+                let (x, kernel) = (x.as_tensor(), kernel.as_tensor());
+                // Candle's conv backward breaks on non-square inputs: pad to a square
+                // (more zeros after the image add outputs, which are cut off again).
+                let [(top, bottom), (left, right)] = padding;
+                let side = (h + top + bottom).max(w + left + right);
+                let out = |len: usize| (len - k) / stride + 1;
+                let expected = x
+                    .pad_with_zeros(2, top, side - h - top)
+                    .and_then(|x| x.pad_with_zeros(3, left, side - w - left))
+                    .and_then(|x| x.conv2d(kernel, 0, stride, 1, 1))
+                    .and_then(|y| y.narrow(2, 0, out(h + top + bottom)))
+                    .and_then(|y| y.narrow(3, 0, out(w + left + right)))
+                    .unwrap();
+                let probe = Tensor::randn(0f32, 1., expected.shape(), &d).unwrap();
+                let theirs = expected.mul(&probe).unwrap().sum_all().unwrap();
+                let theirs = theirs.backward().unwrap();
+                type Conv = fn(&Tensor, &Tensor, Padding, usize) -> Result<Tensor>;
+                let ours: [(&str, Conv); 2] = [("cpu", conv2d), ("candle-forward", conv2d_candle)];
+                for (name, conv) in ours {
+                    let y = conv(x, kernel, padding, stride).unwrap();
+                    let grads = y
+                        .mul(&probe)
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .backward()
+                        .unwrap();
+                    let pairs = [
+                        ("value", y, expected.clone()),
+                        (
+                            "input grad",
+                            grads.get(x).unwrap().clone(),
+                            theirs.get(x).unwrap().clone(),
+                        ),
+                        (
+                            "kernel grad",
+                            grads.get(kernel).unwrap().clone(),
+                            theirs.get(kernel).unwrap().clone(),
+                        ),
+                    ];
+                    for (what, a, b) in pairs {
+                        let err = (a - b)
+                            .unwrap()
+                            .abs()
+                            .unwrap()
+                            .max_all()
+                            .unwrap()
+                            .to_scalar::<f32>()
+                            .unwrap();
+                        assert!(
+                            err < 1e-3,
+                            "{name} {what}: k{k} s{stride} {padding:?} {h}x{w} batch {batch}: {err}"
+                        );
+                    }
+                }
             }
         }
     }

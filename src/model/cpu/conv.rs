@@ -1,0 +1,440 @@
+//! Dense 2-D convolution on the CPU as im2col + one matrix product per sample.
+//!
+//! The column matrix of a sample is `[C_in * k * k, H' * W']`, rows in the order of a
+//! contiguous `[C_out, C_in, k, k]` kernel, so the kernel is the left operand as it
+//! is stored and the product lands directly in the sample's `[C_out, H', W']` output:
+//! no layout conversions before or after. (Candle's tiled CPU convolution converts the
+//! input to NHWC on one thread and multiplies 512-position tiles, at about half the
+//! rate of its own matrix product.)
+//!
+//! The input gradient is the same product transposed followed by col2im, for every
+//! stride; the kernel gradient sums `grad · colsᵀ` over the samples. Each is computed
+//! only when something upstream needs it.
+
+use std::cell::RefCell;
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+use super::f32s;
+
+/// Sizes of one convolution: a `k x k` kernel over a `[C_in, H, W]` sample with
+/// `stride`, zero-padded by `top` rows and `left` columns before the image (and
+/// after it by whatever the output size `oh x ow` implies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConvGeometry {
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub top: usize,
+    pub left: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl ConvGeometry {
+    /// Rows of the column matrix: one per kernel weight of an output channel.
+    fn patch(&self) -> usize {
+        self.c_in * self.k * self.k
+    }
+
+    /// Columns of the column matrix: output positions.
+    fn positions(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn sample_in(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    fn sample_out(&self) -> usize {
+        self.c_out * self.positions()
+    }
+
+    /// A 1x1 kernel at stride 1 without padding: the sample itself is the column matrix.
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && (self.oh, self.ow) == (self.h, self.w)
+    }
+
+    /// Along one axis, for kernel offset `tap`: the output indices `lo..hi` whose input
+    /// index `o * stride + tap - before` falls inside `0..len` (the rest read padding).
+    fn inside(&self, tap: usize, before: usize, len: usize, out: usize) -> (usize, usize) {
+        let lo = before.saturating_sub(tap).div_ceil(self.stride).min(out);
+        let hi = match (len + before).checked_sub(tap + 1) {
+            Some(last) => (last / self.stride + 1).min(out),
+            None => 0,
+        };
+        (lo, hi.max(lo))
+    }
+
+    /// Visits every row segment of the column matrix that reads the image: `f(row,
+    /// input_offset, out_range)` where row `row` (of the matrix, flattened with the
+    /// output row) covers columns `out_range` and reads input elements `input_offset,
+    /// input_offset + stride, ...` of the sample. Segments not visited read padding.
+    fn for_each_segment(&self, channel: usize, mut f: impl FnMut(usize, usize, (usize, usize))) {
+        let (k, s, p) = (self.k, self.stride, self.positions());
+        for ky in 0..k {
+            let (y_lo, y_hi) = self.inside(ky, self.top, self.h, self.oh);
+            for kx in 0..k {
+                let (x_lo, x_hi) = self.inside(kx, self.left, self.w, self.ow);
+                let row = ((channel * k + ky) * k + kx) * p;
+                for oy in y_lo..y_hi {
+                    let iy = oy * s + ky - self.top;
+                    let ix = x_lo * s + kx - self.left;
+                    let start = row + oy * self.ow;
+                    f(start, (channel * self.h + iy) * self.w + ix, (x_lo, x_hi));
+                }
+            }
+        }
+    }
+}
+
+/// Fills the column matrix `cols` of one sample `x`, one input channel per task.
+fn im2col(g: &ConvGeometry, x: &[f32], cols: &mut [f32], parallel: bool) {
+    let rows_per_channel = g.k * g.k * g.positions();
+    let fill = |(c, block): (usize, &mut [f32])| {
+        block.fill(0.0);
+        let base = c * rows_per_channel;
+        g.for_each_segment(c, |start, src, (lo, hi)| {
+            let dst = &mut block[start - base + lo..start - base + hi];
+            if g.stride == 1 {
+                dst.copy_from_slice(&x[src..src + dst.len()]);
+            } else {
+                for (i, d) in dst.iter_mut().enumerate() {
+                    *d = x[src + i * g.stride];
+                }
+            }
+        });
+    };
+    if parallel {
+        cols.par_chunks_mut(rows_per_channel)
+            .enumerate()
+            .for_each(fill);
+    } else {
+        cols.chunks_mut(rows_per_channel).enumerate().for_each(fill);
+    }
+}
+
+/// Adds the column matrix `cols` of one sample back onto the image gradient `dx`:
+/// the transpose of [`im2col`].
+fn col2im(g: &ConvGeometry, cols: &[f32], dx: &mut [f32], parallel: bool) {
+    let plane = g.h * g.w;
+    let add = |(c, dst): (usize, &mut [f32])| {
+        let base = c * plane;
+        g.for_each_segment(c, |start, src, (lo, hi)| {
+            let from = &cols[start + lo..start + hi];
+            if g.stride == 1 {
+                let to = &mut dst[src - base..src - base + from.len()];
+                to.iter_mut().zip(from).for_each(|(t, f)| *t += f);
+            } else {
+                for (i, f) in from.iter().enumerate() {
+                    dst[src - base + i * g.stride] += f;
+                }
+            }
+        });
+    };
+    if parallel {
+        dx.par_chunks_mut(plane).enumerate().for_each(add);
+    } else {
+        dx.chunks_mut(plane).enumerate().for_each(add);
+    }
+}
+
+/// One row-major matrix with its row stride: the operands of [`matmul`].
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    /// Stored transposed: element `(i, j)` at `j * rows + i`.
+    transposed: bool,
+}
+
+impl<'a> Mat<'a> {
+    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            transposed: false,
+        }
+    }
+
+    /// The transpose of `self` (no copy).
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+
+    /// (column stride, row stride)
+    fn strides(&self) -> (isize, isize) {
+        if self.transposed {
+            (self.rows as isize, 1)
+        } else {
+            (1, self.cols as isize)
+        }
+    }
+}
+
+/// `dst = a · b` (`accumulate`: `dst += a · b`), `dst` row-major `[a.rows, b.cols]`.
+fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, parallelism: Parallelism) {
+    assert!(a.cols == b.rows && a.data.len() >= a.rows * a.cols && b.data.len() >= b.rows * b.cols);
+    assert!(dst.len() >= a.rows * b.cols);
+    let ((a_cs, a_rs), (b_cs, b_rs)) = (a.strides(), b.strides());
+    // SAFETY: the asserts above keep every index gemm forms inside the three slices
+    // (each operand is a dense matrix of the stated shape and strides).
+    unsafe {
+        gemm(
+            a.rows,
+            b.cols,
+            a.cols,
+            dst.as_mut_ptr(),
+            1,
+            b.cols as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+thread_local! {
+    /// Column matrices are large (tens of MB on VGG's first layers); keeping one per
+    /// thread spares the allocator's fresh, page-faulting mappings on every call.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a scratch buffer of `len` elements (contents unspecified), this
+/// thread's if free (a rayon thread waiting in a join may start another convolution).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// Runs `f(sample, input, output)` for every sample, `input`/`output` the samples'
+/// slices of size `in_len`/`out_len`, with the matrix-product parallelism to use:
+/// samples in parallel when there are enough to busy every thread, else one by one
+/// with each product parallel.
+fn per_sample(
+    n: usize,
+    input: &[f32],
+    in_len: usize,
+    output: &mut [f32],
+    out_len: usize,
+    f: impl Fn(&[f32], &mut [f32], Parallelism) + Sync,
+) {
+    if n >= rayon::current_num_threads() {
+        output
+            .par_chunks_mut(out_len)
+            .zip(input.par_chunks(in_len))
+            .for_each(|(o, i)| f(i, o, Parallelism::None));
+    } else {
+        for (o, i) in output.chunks_mut(out_len).zip(input.chunks(in_len)) {
+            f(i, o, all_threads());
+        }
+    }
+}
+
+/// Matrix products spread over rayon's threads (when there is more than one).
+fn all_threads() -> Parallelism {
+    match rayon::current_num_threads() {
+        1 => Parallelism::None,
+        threads => Parallelism::Rayon(threads),
+    }
+}
+
+/// Whether work around a product of `parallelism` should be spread over threads too.
+fn is_parallel(parallelism: Parallelism) -> bool {
+    matches!(parallelism, Parallelism::Rayon(_))
+}
+
+fn forward(g: &ConvGeometry, n: usize, x: &[f32], kernel: &[f32]) -> Vec<f32> {
+    let mut out = vec![0f32; n * g.sample_out()];
+    let kernel = Mat::new(kernel, g.c_out, g.patch());
+    per_sample(
+        n,
+        x,
+        g.sample_in(),
+        &mut out,
+        g.sample_out(),
+        |x, out, par| {
+            if g.pointwise() {
+                return matmul(out, kernel, Mat::new(x, g.c_in, g.positions()), false, par);
+            }
+            with_scratch(g.patch() * g.positions(), |cols| {
+                im2col(g, x, cols, is_parallel(par));
+                matmul(
+                    out,
+                    kernel,
+                    Mat::new(cols, g.patch(), g.positions()),
+                    false,
+                    par,
+                );
+            })
+        },
+    );
+    out
+}
+
+fn input_grad(g: &ConvGeometry, n: usize, grad: &[f32], kernel: &[f32]) -> Vec<f32> {
+    let mut dx = vec![0f32; n * g.sample_in()];
+    let kernel_t = Mat::new(kernel, g.c_out, g.patch()).t();
+    per_sample(
+        n,
+        grad,
+        g.sample_out(),
+        &mut dx,
+        g.sample_in(),
+        |grad, dx, par| {
+            let grad = Mat::new(grad, g.c_out, g.positions());
+            if g.pointwise() {
+                return matmul(dx, kernel_t, grad, false, par);
+            }
+            with_scratch(g.patch() * g.positions(), |cols| {
+                matmul(cols, kernel_t, grad, false, par);
+                col2im(g, cols, dx, is_parallel(par));
+            })
+        },
+    );
+    dx
+}
+
+fn kernel_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    let mut dw = vec![0f32; g.c_out * g.patch()];
+    let par = all_threads();
+    let samples = x.chunks(g.sample_in()).zip(grad.chunks(g.sample_out()));
+    for (i, (x, grad)) in samples.enumerate() {
+        let grad = Mat::new(grad, g.c_out, g.positions());
+        if g.pointwise() {
+            matmul(
+                &mut dw,
+                grad,
+                Mat::new(x, g.c_in, g.positions()).t(),
+                i > 0,
+                par,
+            );
+            continue;
+        }
+        with_scratch(g.patch() * g.positions(), |cols| {
+            im2col(g, x, cols, true);
+            let cols = Mat::new(cols, g.patch(), g.positions()).t();
+            matmul(&mut dw, grad, cols, i > 0, par);
+        });
+    }
+    dw
+}
+
+/// The convolution of `x: [N, C_in, H, W]` with `kernel: [C_out, C_in, k, k]`.
+pub(crate) fn conv2d(x: &Tensor, kernel: &Tensor, g: ConvGeometry) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(&kernel.contiguous()?, Conv(g))
+}
+
+struct Conv(ConvGeometry);
+
+impl CustomOp2 for Conv {
+    fn name(&self) -> &'static str {
+        "cpu-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        w: &CpuStorage,
+        w_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let n = x_l.dims()[0];
+        let out = forward(g, n, f32s(x, x_l)?, f32s(w, w_l)?);
+        Ok((CpuStorage::F32(out), (n, g.c_out, g.oh, g.ow).into()))
+    }
+
+    /// Only the gradients that something upstream needs: attribution never reads the
+    /// kernel's, training never reads the image's.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let gx = x
+            .track_op()
+            .then(|| grad.apply_op2_no_bwd(&w.detach(), &InputGrad(self.0)))
+            .transpose()?;
+        let gw = w
+            .track_op()
+            .then(|| x.detach().apply_op2_no_bwd(&grad, &KernelGrad(self.0)))
+            .transpose()?;
+        Ok((gx, gw))
+    }
+}
+
+/// `(output gradient, kernel) -> input gradient`.
+struct InputGrad(ConvGeometry);
+
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "cpu-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        grad: &CpuStorage,
+        grad_l: &Layout,
+        w: &CpuStorage,
+        w_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let n = grad_l.dims()[0];
+        let dx = input_grad(g, n, f32s(grad, grad_l)?, f32s(w, w_l)?);
+        Ok((CpuStorage::F32(dx), (n, g.c_in, g.h, g.w).into()))
+    }
+}
+
+/// `(input, output gradient) -> kernel gradient`.
+struct KernelGrad(ConvGeometry);
+
+impl CustomOp2 for KernelGrad {
+    fn name(&self) -> &'static str {
+        "cpu-conv2d-kernel-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        grad: &CpuStorage,
+        grad_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        let dw = kernel_grad(g, f32s(x, x_l)?, f32s(grad, grad_l)?);
+        Ok((CpuStorage::F32(dw), (g.c_out, g.c_in, g.k, g.k).into()))
+    }
+}
