@@ -122,20 +122,23 @@ impl Conv2d {
     /// Convolves `[N, C, H, W]` with the implementation of `path`.
     pub fn forward(&self, x: &Tensor, path: EnginePath) -> Result<Tensor> {
         let padding = self.padding_of(x)?;
-        let y = if path == EnginePath::Fast && self.groups == 1 {
-            ops::conv2d(x, &self.weight, padding, self.stride)?
-        } else {
-            let (x, padding) = ops::as_symmetric(x, padding)?;
-            let depthwise = self.groups > 1 && self.weight.dim(1)? == 1 && x.dim(1)? == self.groups;
-            if path == EnginePath::Fast && depthwise {
-                ops::depthwise_conv2d(&x, &self.weight, padding, self.stride)?
-            } else {
-                x.conv2d(&self.weight, padding, self.stride, 1, self.groups)?
+        let bias = self.bias.as_ref();
+        let depthwise = self.groups > 1 && self.weight.dim(1)? == 1 && x.dim(1)? == self.groups;
+        Ok(match path {
+            EnginePath::Fast if self.groups == 1 => {
+                ops::conv2d(x, &self.weight, bias, padding, self.stride)?
             }
-        };
-        Ok(match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
-            None => y,
+            EnginePath::Fast if depthwise => {
+                ops::depthwise_conv2d(x, &self.weight, bias, padding, self.stride)?
+            }
+            _ => {
+                let (x, padding) = ops::as_symmetric(x, padding)?;
+                let y = x.conv2d(&self.weight, padding, self.stride, 1, self.groups)?;
+                match bias {
+                    Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+                    None => y,
+                }
+            }
         })
     }
 }

@@ -125,7 +125,7 @@ impl<B: Backward2> CustomOp3 for PassThrough<B> {
 
 /// Which rectifier: ReLU, or ReLU6 (clamped to [0, 6], as EfficientNet-Lite uses).
 #[derive(Clone, Copy)]
-enum Rectifier {
+pub(crate) enum Rectifier {
     Relu,
     Relu6,
 }
@@ -161,26 +161,28 @@ impl Backward for Rectify {
 
 /// ReLU whose backward pass follows `rule`.
 pub(crate) fn relu(x: &Tensor, rule: BackwardRule) -> Result<Tensor> {
-    with_backward(
-        x,
-        x.relu()?,
-        Rectify {
-            kind: Rectifier::Relu,
-            rule,
-        },
-    )
+    rectify(x, Rectifier::Relu, rule)
 }
 
 /// ReLU6 (`min(max(x, 0), 6)`) whose backward pass follows `rule`.
 pub(crate) fn relu6(x: &Tensor, rule: BackwardRule) -> Result<Tensor> {
-    with_backward(
-        x,
-        x.clamp(0f32, 6f32)?,
-        Rectify {
-            kind: Rectifier::Relu6,
-            rule,
-        },
-    )
+    rectify(x, Rectifier::Relu6, rule)
+}
+
+/// On the CPU, [`cpu::rectify`]; elsewhere Candle's value with [`Rectify`]'s backward.
+fn rectify(x: &Tensor, kind: Rectifier, rule: BackwardRule) -> Result<Tensor> {
+    if cpu::applies(x) {
+        return cpu::rectify(x, kind, rule);
+    }
+    rectify_candle(x, kind, rule)
+}
+
+fn rectify_candle(x: &Tensor, kind: Rectifier, rule: BackwardRule) -> Result<Tensor> {
+    let value = match kind {
+        Rectifier::Relu => x.relu()?,
+        Rectifier::Relu6 => x.clamp(0f32, 6f32)?,
+    };
+    with_backward(x, value, Rectify { kind, rule })
 }
 
 struct MaxPool {
@@ -461,14 +463,30 @@ fn dilate(g: &Tensor, stride: usize) -> Result<Tensor> {
         .narrow(3, 0, (w - 1) * stride + 1)
 }
 
-/// A depthwise convolution (one `k x k` filter per channel, `w: [C, 1, k, k]`), square
-/// symmetric padding, with a backward pass of the same form.
+/// A depthwise convolution (one `k x k` filter per channel, `w: [C, 1, k, k]`), plus
+/// `bias` if given: on the CPU, [`cpu::depthwise_conv2d`]; elsewhere as shifted sums.
 pub(crate) fn depthwise_conv2d(
     x: &Tensor,
     w: &Tensor,
-    padding: usize,
+    bias: Option<&Tensor>,
+    padding: Padding,
     stride: usize,
 ) -> Result<Tensor> {
+    if cpu::applies(x) {
+        return cpu::depthwise_conv2d(x, w, bias, geometry(x, w, padding, stride)?);
+    }
+    depthwise_conv2d_candle(x, w, bias, padding, stride)
+}
+
+/// [`depthwise_conv2d`] off the CPU: `k²` whole-tensor multiply-adds each way.
+fn depthwise_conv2d_candle(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: Padding,
+    stride: usize,
+) -> Result<Tensor> {
+    let (x, padding) = as_symmetric(x, padding)?;
     let (_, _, h, wd) = x.dims4()?;
     let k = w.dim(2)?;
     let out = (
@@ -477,7 +495,43 @@ pub(crate) fn depthwise_conv2d(
     );
     let p = (padding, padding);
     let value = shifted_sum(&x.detach(), &w.detach(), [p, p], stride, out)?;
-    with_backward2(x, w, value, Depthwise { padding, stride })
+    let y = with_backward2(&x, w, value, Depthwise { padding, stride })?;
+    add_bias(y, bias)
+}
+
+/// `y + bias` broadcast over channels.
+fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// The CPU kernels' description of convolving `x` with `w` (`[C_out, C_in / groups,
+/// k, k]`); an error if the kernel does not fit the padded input.
+fn geometry(x: &Tensor, w: &Tensor, padding: Padding, stride: usize) -> Result<cpu::ConvGeometry> {
+    let (_, c_in, h, wd) = x.dims4()?;
+    let (c_out, _, k, _) = w.dims4()?;
+    let [(top, bottom), (left, right)] = padding;
+    let out = |len: usize, before: usize, after: usize| match (len + before + after).checked_sub(k)
+    {
+        Some(span) if stride > 0 => Ok(span / stride + 1),
+        _ => bail!(
+            "convolution: kernel {k} larger than the padded input ({len} + {before} + {after}) or stride 0"
+        ),
+    };
+    Ok(cpu::ConvGeometry {
+        c_in,
+        h,
+        w: wd,
+        c_out,
+        k,
+        stride,
+        top,
+        left,
+        oh: out(h, top, bottom)?,
+        ow: out(wd, left, right)?,
+    })
 }
 
 /// Zero padding of the two spatial axes: `[(top, bottom), (left, right)]`.
@@ -496,43 +550,34 @@ pub(crate) fn as_symmetric(x: &Tensor, padding: Padding) -> Result<(Tensor, usiz
     Ok((x, 0))
 }
 
-/// A 2-D convolution of one group (square kernel) with a backward pass that computes
-/// only the gradients needed: on the CPU, [`cpu::conv2d`]; elsewhere Candle's forward.
-pub(crate) fn conv2d(x: &Tensor, w: &Tensor, padding: Padding, stride: usize) -> Result<Tensor> {
+/// A 2-D convolution of one group (square kernel), plus `bias` if given, with a
+/// backward pass that computes only the gradients needed: on the CPU,
+/// [`cpu::conv2d`]; elsewhere Candle's forward.
+pub(crate) fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: Padding,
+    stride: usize,
+) -> Result<Tensor> {
     if cpu::applies(x) {
-        let (_, c_in, h, wd) = x.dims4()?;
-        let (c_out, _, k, _) = w.dims4()?;
-        let [(top, bottom), (left, right)] = padding;
-        let out = |len: usize, before: usize, after: usize| match (len + before + after)
-            .checked_sub(k)
-        {
-            Some(span) if stride > 0 => Ok(span / stride + 1),
-            _ => bail!(
-                "convolution: kernel {k} larger than the padded input ({len} + {before} + {after}) or stride 0"
-            ),
-        };
-        let geometry = cpu::ConvGeometry {
-            c_in,
-            h,
-            w: wd,
-            c_out,
-            k,
-            stride,
-            top,
-            left,
-            oh: out(h, top, bottom)?,
-            ow: out(wd, left, right)?,
-        };
-        return cpu::conv2d(x, w, geometry);
+        return cpu::conv2d(x, w, bias, geometry(x, w, padding, stride)?);
     }
-    conv2d_candle(x, w, padding, stride)
+    conv2d_candle(x, w, bias, padding, stride)
 }
 
 /// [`conv2d`] off the CPU: Candle's forward, our backward.
-fn conv2d_candle(x: &Tensor, w: &Tensor, padding: Padding, stride: usize) -> Result<Tensor> {
+fn conv2d_candle(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: Padding,
+    stride: usize,
+) -> Result<Tensor> {
     let (x, padding) = as_symmetric(x, padding)?;
     let value = x.detach().conv2d(&w.detach(), padding, stride, 1, 1)?;
-    with_backward2(&x, w, value, Conv { padding, stride })
+    let y = with_backward2(&x, w, value, Conv { padding, stride })?;
+    add_bias(y, bias)
 }
 
 #[cfg(test)]
@@ -571,24 +616,30 @@ mod tests {
                 [1.0, 1.0, 0.0, 1.0],
             ),
         ];
-        for (rule, relu_grad, relu6_grad) in cases {
-            assert_eq!(
-                backward_of(&x, &g, |t| relu(t, rule)),
-                relu_grad,
-                "ReLU {rule:?}"
-            );
-            assert_eq!(
-                backward_of(&x, &g, |t| relu6(t, rule)),
-                relu6_grad,
-                "ReLU6 {rule:?}"
-            );
+        type Rectify = fn(&Tensor, Rectifier, BackwardRule) -> Result<Tensor>;
+        let implementations: [(&str, Rectify); 2] =
+            [("cpu", rectify), ("candle-value", rectify_candle)];
+        for (name, rectify) in implementations {
+            for (rule, relu_grad, relu6_grad) in cases {
+                for (kind, expected) in
+                    [(Rectifier::Relu, relu_grad), (Rectifier::Relu6, relu6_grad)]
+                {
+                    assert_eq!(
+                        backward_of(&x, &g, |t| rectify(t, kind, rule)),
+                        expected,
+                        "{name} {rule:?}"
+                    );
+                }
+            }
+            let x = Tensor::new(&x, &Device::Cpu).unwrap();
+            for (kind, expected) in [
+                (Rectifier::Relu, [0.0, 0.0, 3.0, 7.0]),
+                (Rectifier::Relu6, [0.0, 0.0, 3.0, 6.0]),
+            ] {
+                let y = rectify(&x, kind, BackwardRule::Gradient).unwrap();
+                assert_eq!(y.to_vec1::<f32>().unwrap(), expected, "{name}");
+            }
         }
-        let y = relu6(
-            &Tensor::new(&x, &Device::Cpu).unwrap(),
-            BackwardRule::Gradient,
-        )
-        .unwrap();
-        assert_eq!(y.to_vec1::<f32>().unwrap(), [0.0, 0.0, 3.0, 6.0]);
     }
 
     /// Ties and overlapping windows, against PyTorch's `max_pool2d(x, 3, 2, 1)`.
@@ -638,78 +689,22 @@ mod conv_tests {
 
     use super::*;
 
-    /// Depthwise convolution and both its gradients against Candle's grouped convolution.
-    #[test]
-    fn depthwise_matches_grouped_conv() {
-        for (k, stride, padding, size) in [
-            (3, 1, 1, 9),
-            (3, 2, 1, 9),
-            (5, 2, 2, 8),
-            (5, 1, 2, 7),
-            (3, 2, 0, 10),
-        ] {
-            let d = Device::Cpu;
-            let x = Var::from_tensor(&Tensor::randn(0f32, 1., (2, 4, size, size), &d).unwrap())
-                .unwrap();
-            let w = Var::from_tensor(&Tensor::randn(0f32, 1., (4, 1, k, k), &d).unwrap()).unwrap();
-            let theirs_y = x
-                .as_tensor()
-                .conv2d(w.as_tensor(), padding, stride, 1, 4)
-                .unwrap();
-            let probe = Tensor::randn(0f32, 1., theirs_y.shape(), &d).unwrap();
-            let ours_y = depthwise_conv2d(x.as_tensor(), w.as_tensor(), padding, stride).unwrap();
-            let err = (&ours_y - &theirs_y)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(err < 1e-4, "forward k{k} s{stride} p{padding}: {err}");
-            let ours = ours_y
-                .mul(&probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let theirs = theirs_y
-                .mul(&probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            for v in [&x, &w] {
-                let (a, b) = (
-                    ours.get(v.as_tensor()).unwrap(),
-                    theirs.get(v.as_tensor()).unwrap(),
-                );
-                let err = (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                assert!(
-                    err < 1e-3,
-                    "k{k} s{stride} p{padding} {:?}: {err}",
-                    v.dims()
-                );
-            }
-        }
-    }
+    type Convolution = fn(&Tensor, &Tensor, Option<&Tensor>, Padding, usize) -> Result<Tensor>;
 
-    /// Both of our convolutions (the CPU kernel and the Candle-forward one CUDA runs),
-    /// values and gradients, against Candle's own, for the strides, paddings and
-    /// kernel sizes of the zoo; batch 1 and a batch larger than the thread count (the
-    /// kernel's two schedules), non-square inputs, TF-style uneven padding.
+    /// Every convolution of ours (the CPU kernels, and the Candle-op versions CUDA
+    /// runs), values and gradients of input, kernel and bias, against Candle's own
+    /// convolution, for the kernel sizes, strides and paddings of the zoo; batch 1 and a
+    /// batch larger than the thread count (the dense kernel's two schedules),
+    /// non-square inputs, TF-style uneven padding, with and without bias.
     #[test]
-    fn conv_matches_candle() {
-        let cases: [(usize, usize, Padding, (usize, usize)); 9] = [
+    fn convolutions_match_candle() {
+        let implementations: [(&str, Convolution, usize); 4] = [
+            ("cpu conv", conv2d, 1),
+            ("candle-forward conv", conv2d_candle, 1),
+            ("cpu depthwise", depthwise_conv2d, 4),
+            ("shifted-sum depthwise", depthwise_conv2d_candle, 4),
+        ];
+        let cases: [(usize, usize, Padding, (usize, usize)); 10] = [
             (3, 1, [(1, 1), (1, 1)], (9, 7)),
             (3, 2, [(1, 1), (1, 1)], (9, 9)),
             (7, 2, [(3, 3), (3, 3)], (16, 13)),
@@ -719,70 +714,88 @@ mod conv_tests {
             (5, 1, [(2, 2), (2, 2)], (7, 7)),
             (3, 2, [(0, 1), (0, 1)], (8, 10)),
             (5, 2, [(1, 2), (2, 1)], (9, 8)),
+            (3, 2, [(0, 0), (0, 0)], (10, 10)),
         ];
-        let d = Device::Cpu;
-        for (k, stride, padding, (h, w)) in cases {
-            for batch in [1, 3] {
-                let x = Var::from_tensor(&Tensor::randn(0f32, 1., (batch, 3, h, w), &d).unwrap())
-                    .unwrap();
-                let kernel =
-                    Var::from_tensor(&Tensor::randn(0f32, 1., (4, 3, k, k), &d).unwrap()).unwrap();
-                let (x, kernel) = (x.as_tensor(), kernel.as_tensor());
-                // Candle's conv backward breaks on non-square inputs: pad to a square
-                // (more zeros after the image add outputs, which are cut off again).
-                let [(top, bottom), (left, right)] = padding;
-                let side = (h + top + bottom).max(w + left + right);
-                let out = |len: usize| (len - k) / stride + 1;
-                let expected = x
-                    .pad_with_zeros(2, top, side - h - top)
-                    .and_then(|x| x.pad_with_zeros(3, left, side - w - left))
-                    .and_then(|x| x.conv2d(kernel, 0, stride, 1, 1))
-                    .and_then(|y| y.narrow(2, 0, out(h + top + bottom)))
-                    .and_then(|y| y.narrow(3, 0, out(w + left + right)))
-                    .unwrap();
-                let probe = Tensor::randn(0f32, 1., expected.shape(), &d).unwrap();
-                let theirs = expected.mul(&probe).unwrap().sum_all().unwrap();
-                let theirs = theirs.backward().unwrap();
-                type Conv = fn(&Tensor, &Tensor, Padding, usize) -> Result<Tensor>;
-                let ours: [(&str, Conv); 2] = [("cpu", conv2d), ("candle-forward", conv2d_candle)];
-                for (name, conv) in ours {
-                    let y = conv(x, kernel, padding, stride).unwrap();
-                    let grads = y
-                        .mul(&probe)
-                        .unwrap()
-                        .sum_all()
-                        .unwrap()
-                        .backward()
-                        .unwrap();
-                    let pairs = [
-                        ("value", y, expected.clone()),
-                        (
-                            "input grad",
-                            grads.get(x).unwrap().clone(),
-                            theirs.get(x).unwrap().clone(),
-                        ),
-                        (
-                            "kernel grad",
-                            grads.get(kernel).unwrap().clone(),
-                            theirs.get(kernel).unwrap().clone(),
-                        ),
-                    ];
-                    for (what, a, b) in pairs {
-                        let err = (a - b)
-                            .unwrap()
-                            .abs()
-                            .unwrap()
-                            .max_all()
-                            .unwrap()
-                            .to_scalar::<f32>()
-                            .unwrap();
-                        assert!(
-                            err < 1e-3,
-                            "{name} {what}: k{k} s{stride} {padding:?} {h}x{w} batch {batch}: {err}"
-                        );
-                    }
+        for (name, ours, groups) in implementations {
+            for (k, stride, padding, size) in cases {
+                for batch in [1, 3] {
+                    check(name, ours, groups, k, stride, padding, size, batch);
                 }
             }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        name: &str,
+        ours: Convolution,
+        groups: usize,
+        k: usize,
+        stride: usize,
+        padding: Padding,
+        (h, w): (usize, usize),
+        batch: usize,
+    ) {
+        let d = Device::Cpu;
+        let var = |shape: &[usize]| Var::from_tensor(&Tensor::randn(0f32, 1., shape, &d).unwrap());
+        let c_in = 4;
+        let (x, kernel) = (
+            var(&[batch, c_in, h, w]).unwrap(),
+            var(&[4, c_in / groups, k, k]).unwrap(),
+        );
+        let (x, kernel) = (x.as_tensor(), kernel.as_tensor());
+        // With a bias at batch 3, without at batch 1.
+        let bias = (batch > 1).then(|| var(&[4]).unwrap());
+        let bias = bias.as_ref().map(Var::as_tensor);
+        // Candle's conv backward breaks on non-square inputs: pad to a square (more
+        // zeros after the image add outputs, which are cut off again).
+        let [(top, bottom), (left, right)] = padding;
+        let side = (h + top + bottom).max(w + left + right);
+        let out = |len: usize| (len - k) / stride + 1;
+        let expected = x
+            .pad_with_zeros(2, top, side - h - top)
+            .and_then(|x| x.pad_with_zeros(3, left, side - w - left))
+            .and_then(|x| x.conv2d(kernel, 0, stride, 1, groups))
+            .and_then(|y| y.narrow(2, 0, out(h + top + bottom)))
+            .and_then(|y| y.narrow(3, 0, out(w + left + right)))
+            .and_then(|y| add_bias(y, bias))
+            .unwrap();
+        let probe = Tensor::randn(0f32, 1., expected.shape(), &d).unwrap();
+        let backward = |y: &Tensor| {
+            y.mul(&probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        };
+        let theirs = backward(&expected);
+        let y = ours(x, kernel, bias, padding, stride).unwrap();
+        let grads = backward(&y);
+        let mut pairs = vec![("value", y, expected.clone())];
+        for (what, v) in [("input grad", x), ("kernel grad", kernel)]
+            .into_iter()
+            .chain(bias.map(|b| ("bias grad", b)))
+        {
+            pairs.push((
+                what,
+                grads.get(v).unwrap().clone(),
+                theirs.get(v).unwrap().clone(),
+            ));
+        }
+        for (what, a, b) in pairs {
+            let err = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                err < 1e-3,
+                "{name} {what}: k{k} s{stride} {padding:?} {h}x{w} batch {batch}: {err}"
+            );
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use std::cell::RefCell;
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
@@ -71,22 +71,25 @@ impl ConvGeometry {
         (lo, hi.max(lo))
     }
 
-    /// Visits every row segment of the column matrix that reads the image: `f(row,
-    /// input_offset, out_range)` where row `row` (of the matrix, flattened with the
-    /// output row) covers columns `out_range` and reads input elements `input_offset,
-    /// input_offset + stride, ...` of the sample. Segments not visited read padding.
-    fn for_each_segment(&self, channel: usize, mut f: impl FnMut(usize, usize, (usize, usize))) {
-        let (k, s, p) = (self.k, self.stride, self.positions());
+    /// Visits, for input channel `channel` of a sample, every stretch of a kernel tap's
+    /// output row that reads the image: `f(tap, row, input, (lo, hi))` for tap
+    /// `ky * k + kx`, output row start `row` (`oy * ow`), output columns `lo..hi`
+    /// reading sample elements `input, input + stride, ...`. The rest reads padding.
+    pub(super) fn for_each_segment(
+        &self,
+        channel: usize,
+        mut f: impl FnMut(usize, usize, usize, (usize, usize)),
+    ) {
+        let (k, s) = (self.k, self.stride);
         for ky in 0..k {
             let (y_lo, y_hi) = self.inside(ky, self.top, self.h, self.oh);
             for kx in 0..k {
                 let (x_lo, x_hi) = self.inside(kx, self.left, self.w, self.ow);
-                let row = ((channel * k + ky) * k + kx) * p;
                 for oy in y_lo..y_hi {
                     let iy = oy * s + ky - self.top;
                     let ix = x_lo * s + kx - self.left;
-                    let start = row + oy * self.ow;
-                    f(start, (channel * self.h + iy) * self.w + ix, (x_lo, x_hi));
+                    let input = (channel * self.h + iy) * self.w + ix;
+                    f(ky * k + kx, oy * self.ow, input, (x_lo, x_hi));
                 }
             }
         }
@@ -98,9 +101,9 @@ fn im2col(g: &ConvGeometry, x: &[f32], cols: &mut [f32], parallel: bool) {
     let rows_per_channel = g.k * g.k * g.positions();
     let fill = |(c, block): (usize, &mut [f32])| {
         block.fill(0.0);
-        let base = c * rows_per_channel;
-        g.for_each_segment(c, |start, src, (lo, hi)| {
-            let dst = &mut block[start - base + lo..start - base + hi];
+        g.for_each_segment(c, |tap, row, src, (lo, hi)| {
+            let start = tap * g.positions() + row;
+            let dst = &mut block[start + lo..start + hi];
             if g.stride == 1 {
                 dst.copy_from_slice(&x[src..src + dst.len()]);
             } else {
@@ -123,9 +126,11 @@ fn im2col(g: &ConvGeometry, x: &[f32], cols: &mut [f32], parallel: bool) {
 /// the transpose of [`im2col`].
 fn col2im(g: &ConvGeometry, cols: &[f32], dx: &mut [f32], parallel: bool) {
     let plane = g.h * g.w;
+    let rows_per_channel = g.k * g.k * g.positions();
     let add = |(c, dst): (usize, &mut [f32])| {
         let base = c * plane;
-        g.for_each_segment(c, |start, src, (lo, hi)| {
+        g.for_each_segment(c, |tap, row, src, (lo, hi)| {
+            let start = c * rows_per_channel + tap * g.positions() + row;
             let from = &cols[start + lo..start + hi];
             if g.stride == 1 {
                 let to = &mut dst[src - base..src - base + from.len()];
@@ -273,7 +278,7 @@ fn is_parallel(parallelism: Parallelism) -> bool {
     matches!(parallelism, Parallelism::Rayon(_))
 }
 
-fn forward(g: &ConvGeometry, n: usize, x: &[f32], kernel: &[f32]) -> Vec<f32> {
+fn forward(g: &ConvGeometry, n: usize, x: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
     let mut out = vec![0f32; n * g.sample_out()];
     let kernel = Mat::new(kernel, g.c_out, g.patch());
     per_sample(
@@ -283,8 +288,12 @@ fn forward(g: &ConvGeometry, n: usize, x: &[f32], kernel: &[f32]) -> Vec<f32> {
         &mut out,
         g.sample_out(),
         |x, out, par| {
+            // The product accumulates onto the bias: no separate pass to add it.
+            for (row, b) in out.chunks_mut(g.positions()).zip(bias) {
+                row.fill(*b);
+            }
             if g.pointwise() {
-                return matmul(out, kernel, Mat::new(x, g.c_in, g.positions()), false, par);
+                return matmul(out, kernel, Mat::new(x, g.c_in, g.positions()), true, par);
             }
             with_scratch(g.patch() * g.positions(), |cols| {
                 im2col(g, x, cols, is_parallel(par));
@@ -292,7 +301,7 @@ fn forward(g: &ConvGeometry, n: usize, x: &[f32], kernel: &[f32]) -> Vec<f32> {
                     out,
                     kernel,
                     Mat::new(cols, g.patch(), g.positions()),
-                    false,
+                    true,
                     par,
                 );
             })
@@ -349,14 +358,25 @@ fn kernel_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
     dw
 }
 
-/// The convolution of `x: [N, C_in, H, W]` with `kernel: [C_out, C_in, k, k]`.
-pub(crate) fn conv2d(x: &Tensor, kernel: &Tensor, g: ConvGeometry) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(&kernel.contiguous()?, Conv(g))
+/// The convolution of `x: [N, C_in, H, W]` with `kernel: [C_out, C_in, k, k]`, plus
+/// `bias: [C_out]` if given.
+pub(crate) fn conv2d(
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    g: ConvGeometry,
+) -> Result<Tensor> {
+    let bias = match bias {
+        Some(b) => b.contiguous()?,
+        None => Tensor::zeros(g.c_out, x.dtype(), x.device())?,
+    };
+    x.contiguous()?
+        .apply_op3(&kernel.contiguous()?, &bias, Conv(g))
 }
 
 struct Conv(ConvGeometry);
 
-impl CustomOp2 for Conv {
+impl CustomOp3 for Conv {
     fn name(&self) -> &'static str {
         "cpu-conv2d"
     }
@@ -367,10 +387,12 @@ impl CustomOp2 for Conv {
         x_l: &Layout,
         w: &CpuStorage,
         w_l: &Layout,
+        b: &CpuStorage,
+        b_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
         let n = x_l.dims()[0];
-        let out = forward(g, n, f32s(x, x_l)?, f32s(w, w_l)?);
+        let out = forward(g, n, f32s(x, x_l)?, f32s(w, w_l)?, f32s(b, b_l)?);
         Ok((CpuStorage::F32(out), (n, g.c_out, g.oh, g.ow).into()))
     }
 
@@ -380,9 +402,10 @@ impl CustomOp2 for Conv {
         &self,
         x: &Tensor,
         w: &Tensor,
+        b: &Tensor,
         _: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let gx = x
             .track_op()
@@ -392,7 +415,8 @@ impl CustomOp2 for Conv {
             .track_op()
             .then(|| x.detach().apply_op2_no_bwd(&grad, &KernelGrad(self.0)))
             .transpose()?;
-        Ok((gx, gw))
+        let gb = b.track_op().then(|| grad.sum((0, 2, 3))).transpose()?;
+        Ok((gx, gw, gb))
     }
 }
 
