@@ -1,21 +1,50 @@
 //! Logits, input gradients (under each backward rule) and recorded layers agree with
-//! PyTorch on the same closed-form weights (tests/reference/make_fixtures.py).
+//! PyTorch on the same closed-form weights (tests/reference/make_fixtures.py, float64).
+//!
+//! Values (logits, activations) are checked as users compute them, in float32.
+//! Gradients are checked in float64: they jump where a rectifier's input crosses 0,
+//! and float32 rounding decides the side of inputs within ~1e-7 of the layer's range
+//! of it (ResNet-50's `layer3.4.bn2` holds one, 3e-7 of its range from 0: whether its
+//! mask flips depends on summation order, and the flip moves the whole input
+//! gradient by 3e-3). In float64 the same kernels resolve every such input.
 
 mod common;
 
-use common::{fixture, rel_err, synthetic_input, synthetic_model};
+use candle_core::DType;
+use common::{fixture, rel_err, synthetic_input, synthetic_model, synthetic_model_as};
 use unitscope::model::{ArchOptions, Architecture, BackwardRule, Objective, Probe};
 
 const TARGETS: [usize; 2] = [3, 7];
 
 fn check(name: &str, arch: Architecture, options: ArchOptions, shape: [usize; 4]) {
     let reference = fixture(name);
-    let model = synthetic_model(arch, &options, 10);
     let x = synthetic_input(&shape);
     let layers: Vec<String> = reference
         .keys()
         .filter_map(|k| k.strip_prefix("act.").map(str::to_owned))
         .collect();
+    let recording = |rule| {
+        layers
+            .iter()
+            .fold(Probe::new().rule(rule), |p, l| p.record(l.clone()))
+    };
+
+    let model = synthetic_model_as(arch, &options, 10, DType::F32);
+    let capture = model
+        .forward(&x, &recording(BackwardRule::Gradient))
+        .unwrap();
+    let err = rel_err(capture.logits(), &reference["logits"]);
+    println!("{name}: float32 logits rel err {err:.2e}");
+    assert!(err < 1e-4, "{name}: float32 logits rel err {err:.2e}");
+    for layer in &layers {
+        let act = capture.activation(layer).unwrap();
+        let err = rel_err(act, &reference[&format!("act.{layer}")]);
+        println!("{name} {layer}: float32 activation rel err {err:.2e}");
+        assert!(err < 1e-4, "{name} {layer}: float32 activation {err:.2e}");
+    }
+
+    // References are stored as float32: 1e-6 leaves room for that rounding only.
+    let model = synthetic_model_as(arch, &options, 10, DType::F64);
     let objective = Objective::Logits(TARGETS[..shape[0]].to_vec());
     for (rule, key) in [
         (BackwardRule::Gradient, "gradient"),
@@ -25,36 +54,23 @@ fn check(name: &str, arch: Architecture, options: ArchOptions, shape: [usize; 4]
         let Some(expected) = reference.get(&format!("grad.{key}")) else {
             continue;
         };
-        let probe = layers
-            .iter()
-            .fold(Probe::new().rule(rule), |p, l| p.record(l.clone()));
-        let capture = model.forward(&x, &probe).unwrap();
+        let capture = model.forward(&x, &recording(rule)).unwrap();
         let grads = capture
             .backward(&capture.objective(&objective).unwrap())
             .unwrap();
         let err = rel_err(grads.input(), expected);
-        println!("{name} {key}: input gradient rel err {err:.2e}");
-        assert!(err < 5e-4, "{name} {key}: input gradient rel err {err:.2e}");
+        println!("{name} {key}: float64 input gradient rel err {err:.2e}");
+        assert!(err < 1e-6, "{name} {key}: input gradient rel err {err:.2e}");
         if rule != BackwardRule::Gradient {
             continue;
         }
         let err = rel_err(capture.logits(), &reference["logits"]);
-        println!("{name}: logits rel err {err:.2e}");
-        assert!(err < 1e-4, "{name}: logits rel err {err:.2e}");
+        assert!(err < 1e-6, "{name}: float64 logits rel err {err:.2e}");
         for layer in &layers {
-            let act = rel_err(
-                capture.activation(layer).unwrap(),
-                &reference[&format!("act.{layer}")],
-            );
-            let grad = rel_err(
-                grads.layer(layer).unwrap(),
-                &reference[&format!("act_grad.{layer}")],
-            );
-            println!("{name} {layer}: activation {act:.2e}, gradient {grad:.2e}");
-            assert!(
-                act < 1e-4 && grad < 5e-4,
-                "{name} {layer}: activation {act:.2e}, gradient {grad:.2e}"
-            );
+            let grad = grads.layer(layer).unwrap();
+            let err = rel_err(grad, &reference[&format!("act_grad.{layer}")]);
+            println!("{name} {layer}: float64 gradient rel err {err:.2e}");
+            assert!(err < 1e-6, "{name} {layer}: gradient rel err {err:.2e}");
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct Model {
     input: InputSpec,
     labels: Vec<String>,
     device: Device,
+    /// The element type of its weights; inputs are converted to it.
+    dtype: DType,
     layers: OnceLock<Vec<LayerInfo>>,
 }
 
@@ -123,6 +125,7 @@ impl Model {
             input,
             labels,
             device: weights.root().device().clone(),
+            dtype: weights.dtype(),
             layers: OnceLock::new(),
         })
     }
@@ -157,7 +160,7 @@ impl Model {
         let probe = Probe::new();
         let mut trace = Trace::describing(&probe);
         self.network.forward(
-            &Tensor::zeros((1, 3, h, w), DType::F32, &self.device)?,
+            &Tensor::zeros((1, 3, h, w), self.dtype, &self.device)?,
             &mut trace,
         )?;
         Ok(self.layers.get_or_init(|| trace.into_layers()))
@@ -175,7 +178,7 @@ impl Model {
                 "the model has no layer `{name}`; `unitscope info` lists its layers"
             );
         }
-        let input = Var::from_tensor(&input.to_dtype(DType::F32)?)?;
+        let input = Var::from_tensor(&input.to_dtype(self.dtype)?)?;
         let mut trace = Trace::new(probe);
         let logits = self.network.forward(input.as_tensor(), &mut trace)?;
         Ok(Capture::new(input, logits, trace))
@@ -190,7 +193,7 @@ impl Model {
     /// probe records nothing here).
     pub fn logits_with(&self, input: &Tensor, probe: &Probe) -> Result<Tensor> {
         self.check_input(input)?;
-        let input = input.to_dtype(DType::F32)?.detach();
+        let input = input.to_dtype(self.dtype)?.detach();
         self.network.forward(&input, &mut Trace::new(probe))
     }
 

@@ -80,7 +80,7 @@ impl Capture {
                         None => term,
                     });
                 }
-                total.unwrap_or(Tensor::new(0f32, logits.device())?)
+                total.unwrap_or(Tensor::zeros((), logits.dtype(), logits.device())?)
             }
         })
     }

@@ -228,13 +228,38 @@ impl Backward for MaxPool {
 }
 
 /// 2-D max pooling with PyTorch's semantics (implicit -inf padding, floor mode) and a
-/// backward pass for any kernel and stride.
+/// backward pass for any kernel and stride: on the CPU, [`cpu::max_pool2d`].
 pub(crate) fn max_pool2d(
     x: &Tensor,
     kernel: usize,
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
+    if cpu::applies(x) {
+        let (_, _, h, w) = x.dims4()?;
+        let out = |len: usize| match (len + 2 * padding).checked_sub(kernel) {
+            Some(span) if stride > 0 && 2 * padding <= kernel => Ok(span / stride + 1),
+            _ => bail!(
+                "max pool: kernel {kernel}, stride {stride}, padding {padding} do not fit {len}"
+            ),
+        };
+        let g = cpu::PoolGeometry {
+            h,
+            w,
+            k: kernel,
+            stride,
+            pad: padding,
+            oh: out(h)?,
+            ow: out(w)?,
+        };
+        return cpu::max_pool2d(x, g);
+    }
+    max_pool2d_candle(x, kernel, stride, padding)
+}
+
+/// [`max_pool2d`] off the CPU: Candle's forward over explicit -inf padding, the
+/// backward on the host.
+fn max_pool2d_candle(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let x = if padding > 0 {
         let pad_dim = |t: &Tensor, dim: usize| -> Result<Tensor> {
             let mut shape = t.dims().to_vec();
@@ -645,41 +670,35 @@ mod tests {
     /// Ties and overlapping windows, against PyTorch's `max_pool2d(x, 3, 2, 1)`.
     #[test]
     fn max_pool_routes_to_the_first_maximum() {
-        let pool_grad = |x: &[f32]| {
-            let x = Var::from_tensor(
-                &Tensor::new(x, &Device::Cpu)
-                    .unwrap()
-                    .reshape((1, 1, 4, 4))
-                    .unwrap(),
-            )
-            .unwrap();
-            let y = max_pool2d(x.as_tensor(), 3, 2, 1).unwrap();
-            assert_eq!(y.dims(), [1, 1, 2, 2]);
-            let grads = y.sum_all().unwrap().backward().unwrap();
-            grads
-                .get(x.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        };
-        let ones = pool_grad(&[1.0; 16]);
-        assert_eq!(
-            ones,
-            [
-                1., 1., 0., 0., 1., 1., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0.
-            ]
-        );
-        let mixed = pool_grad(&[
-            1., 5., 5., 2., 5., 0., 1., 5., 3., 3., 3., 3., 0., 5., 1., 1.,
-        ]);
-        assert_eq!(
-            mixed,
-            [
-                0., 2., 0., 0., 1., 0., 0., 1., 0., 0., 0., 0., 0., 0., 0., 0.
-            ]
-        );
+        type Pool = fn(&Tensor, usize, usize, usize) -> Result<Tensor>;
+        let implementations: [(&str, Pool); 2] =
+            [("cpu", max_pool2d), ("candle-value", max_pool2d_candle)];
+        for (name, pool) in implementations {
+            let pool_grad = |x: &[f32]| {
+                let x = Tensor::new(x, &Device::Cpu).unwrap();
+                let x = Var::from_tensor(&x.reshape((1, 1, 4, 4)).unwrap()).unwrap();
+                let y = pool(x.as_tensor(), 3, 2, 1).unwrap();
+                assert_eq!(y.dims(), [1, 1, 2, 2], "{name}");
+                let grads = y.sum_all().unwrap().backward().unwrap();
+                let grad = grads.get(x.as_tensor()).unwrap();
+                (
+                    y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    grad.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                )
+            };
+            let ones = pool_grad(&[1.0; 16]);
+            let expected = [
+                1., 1., 0., 0., 1., 1., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0.,
+            ];
+            assert_eq!(ones, (vec![1.0; 4], expected.to_vec()), "{name}");
+            let mixed = pool_grad(&[
+                1., 5., 5., 2., 5., 0., 1., 5., 3., 3., 3., 3., 0., 5., 1., 1.,
+            ]);
+            let expected = [
+                0., 2., 0., 0., 1., 0., 0., 1., 0., 0., 0., 0., 0., 0., 0., 0.,
+            ];
+            assert_eq!(mixed, (vec![5.0; 4], expected.to_vec()), "{name}");
+        }
     }
 }
 
@@ -718,26 +737,25 @@ mod conv_tests {
         ];
         for (name, ours, groups) in implementations {
             for (k, stride, padding, size) in cases {
-                for batch in [1, 3] {
-                    check(name, ours, groups, k, stride, padding, size, batch);
+                for (batch, dtype) in [(1, DType::F32), (3, DType::F32), (3, DType::F64)] {
+                    check(name, ours, groups, (k, stride, padding, size), batch, dtype);
                 }
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn check(
         name: &str,
         ours: Convolution,
         groups: usize,
-        k: usize,
-        stride: usize,
-        padding: Padding,
-        (h, w): (usize, usize),
+        (k, stride, padding, (h, w)): (usize, usize, Padding, (usize, usize)),
         batch: usize,
+        dtype: DType,
     ) {
         let d = Device::Cpu;
-        let var = |shape: &[usize]| Var::from_tensor(&Tensor::randn(0f32, 1., shape, &d).unwrap());
+        let var = |shape: &[usize]| {
+            Var::from_tensor(&Tensor::randn(0f32, 1., shape, &d)?.to_dtype(dtype)?)
+        };
         let c_in = 4;
         let (x, kernel) = (
             var(&[batch, c_in, h, w]).unwrap(),
@@ -760,7 +778,9 @@ mod conv_tests {
             .and_then(|y| y.narrow(3, 0, out(w + left + right)))
             .and_then(|y| add_bias(y, bias))
             .unwrap();
-        let probe = Tensor::randn(0f32, 1., expected.shape(), &d).unwrap();
+        let probe = Tensor::randn(0f32, 1., expected.shape(), &d)
+            .and_then(|p| p.to_dtype(dtype))
+            .unwrap();
         let backward = |y: &Tensor| {
             y.mul(&probe)
                 .unwrap()
@@ -790,11 +810,14 @@ mod conv_tests {
                 .unwrap()
                 .max_all()
                 .unwrap()
-                .to_scalar::<f32>()
+                .to_dtype(DType::F64)
+                .unwrap()
+                .to_scalar::<f64>()
                 .unwrap();
+            let tolerance = if dtype == DType::F64 { 1e-10 } else { 1e-3 };
             assert!(
-                err < 1e-3,
-                "{name} {what}: k{k} s{stride} {padding:?} {h}x{w} batch {batch}: {err}"
+                err < tolerance,
+                "{name} {what}: k{k} s{stride} {padding:?} {h}x{w} batch {batch} {dtype:?}: {err}"
             );
         }
     }

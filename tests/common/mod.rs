@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use unitscope::data::InputSpec;
 use unitscope::model::{ArchOptions, Architecture, Model, Weights};
 
@@ -24,16 +24,19 @@ pub fn fixture(name: &str) -> HashMap<String, Tensor> {
         .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
-/// max |a - b| / max |b|: the relative error the reference tests bound.
-pub fn rel_err(actual: &Tensor, reference: &Tensor) -> f32 {
+/// max |a - b| / max |b| (computed in f64): the relative error the reference tests bound.
+pub fn rel_err(actual: &Tensor, reference: &Tensor) -> f64 {
     assert_eq!(actual.dims(), reference.dims(), "shapes differ");
-    let a = actual.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let r = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let scale = r.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let values = |t: &Tensor| {
+        let t = t.to_dtype(DType::F64).unwrap();
+        t.flatten_all().unwrap().to_vec1::<f64>().unwrap()
+    };
+    let (a, r) = (values(actual), values(reference));
+    let scale = r.iter().fold(0f64, |m, v| m.max(v.abs()));
     let err = a
         .iter()
         .zip(&r)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
     assert!(
         scale > 0.0,
         "reference is all zeros: the check would be vacuous"
@@ -43,12 +46,22 @@ pub fn rel_err(actual: &Tensor, reference: &Tensor) -> f32 {
 
 /// A model with the closed-form weights the reference script also uses.
 pub fn synthetic_model(arch: Architecture, options: &ArchOptions, classes: usize) -> Model {
+    synthetic_model_as(arch, options, classes, DType::F32)
+}
+
+/// [`synthetic_model`] computing in `dtype`.
+pub fn synthetic_model_as(
+    arch: Architecture,
+    options: &ArchOptions,
+    classes: usize,
+    dtype: DType,
+) -> Model {
     let labels = unitscope::data::labels::numbered(classes);
     Model::new(
         format!("{arch:?}"),
         arch,
         options,
-        &Weights::synthetic(&Device::Cpu),
+        &Weights::synthetic(&Device::Cpu).with_dtype(dtype),
         InputSpec::default(),
         labels,
     )

@@ -11,13 +11,11 @@
 //! stride; the kernel gradient sums `grad · colsᵀ` over the samples. Each is computed
 //! only when something upstream needs it.
 
-use std::cell::RefCell;
-
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::f32s;
+use super::{Element, by_dtype, elements, zero};
 
 /// Sizes of one convolution: a `k x k` kernel over a `[C_in, H, W]` sample with
 /// `stride`, zero-padded by `top` rows and `left` columns before the image (and
@@ -97,10 +95,10 @@ impl ConvGeometry {
 }
 
 /// Fills the column matrix `cols` of one sample `x`, one input channel per task.
-fn im2col(g: &ConvGeometry, x: &[f32], cols: &mut [f32], parallel: bool) {
+fn im2col<T: Element>(g: &ConvGeometry, x: &[T], cols: &mut [T], parallel: bool) {
     let rows_per_channel = g.k * g.k * g.positions();
-    let fill = |(c, block): (usize, &mut [f32])| {
-        block.fill(0.0);
+    let fill = |(c, block): (usize, &mut [T])| {
+        block.fill(zero());
         g.for_each_segment(c, |tap, row, src, (lo, hi)| {
             let start = tap * g.positions() + row;
             let dst = &mut block[start + lo..start + hi];
@@ -124,19 +122,19 @@ fn im2col(g: &ConvGeometry, x: &[f32], cols: &mut [f32], parallel: bool) {
 
 /// Adds the column matrix `cols` of one sample back onto the image gradient `dx`:
 /// the transpose of [`im2col`].
-fn col2im(g: &ConvGeometry, cols: &[f32], dx: &mut [f32], parallel: bool) {
+fn col2im<T: Element>(g: &ConvGeometry, cols: &[T], dx: &mut [T], parallel: bool) {
     let plane = g.h * g.w;
     let rows_per_channel = g.k * g.k * g.positions();
-    let add = |(c, dst): (usize, &mut [f32])| {
+    let add = |(c, dst): (usize, &mut [T])| {
         let base = c * plane;
         g.for_each_segment(c, |tap, row, src, (lo, hi)| {
             let start = c * rows_per_channel + tap * g.positions() + row;
             let from = &cols[start + lo..start + hi];
             if g.stride == 1 {
                 let to = &mut dst[src - base..src - base + from.len()];
-                to.iter_mut().zip(from).for_each(|(t, f)| *t += f);
+                to.iter_mut().zip(from).for_each(|(t, &f)| *t += f);
             } else {
-                for (i, f) in from.iter().enumerate() {
+                for (i, &f) in from.iter().enumerate() {
                     dst[src - base + i * g.stride] += f;
                 }
             }
@@ -151,16 +149,16 @@ fn col2im(g: &ConvGeometry, cols: &[f32], dx: &mut [f32], parallel: bool) {
 
 /// One row-major matrix with its row stride: the operands of [`matmul`].
 #[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
+struct Mat<'a, T> {
+    data: &'a [T],
     rows: usize,
     cols: usize,
     /// Stored transposed: element `(i, j)` at `j * rows + i`.
     transposed: bool,
 }
 
-impl<'a> Mat<'a> {
-    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+impl<'a, T> Mat<'a, T> {
+    fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
         Self {
             data,
             rows,
@@ -190,7 +188,13 @@ impl<'a> Mat<'a> {
 }
 
 /// `dst = a · b` (`accumulate`: `dst += a · b`), `dst` row-major `[a.rows, b.cols]`.
-fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, parallelism: Parallelism) {
+fn matmul<T: Element>(
+    dst: &mut [T],
+    a: Mat<T>,
+    b: Mat<T>,
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
     assert!(a.cols == b.rows && a.data.len() >= a.rows * a.cols && b.data.len() >= b.rows * b.cols);
     assert!(dst.len() >= a.rows * b.cols);
     let ((a_cs, a_rs), (b_cs, b_rs)) = (a.strides(), b.strides());
@@ -211,8 +215,9 @@ fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, parallelism: Parall
             b.data.as_ptr(),
             b_cs,
             b_rs,
-            1.0,
-            1.0,
+            // dst = alpha * dst + beta * a·b; alpha is only read with `accumulate`.
+            T::from_f64(1.0),
+            T::from_f64(1.0),
             false,
             false,
             false,
@@ -221,23 +226,19 @@ fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, parallelism: Parall
     }
 }
 
-thread_local! {
-    /// Column matrices are large (tens of MB on VGG's first layers); keeping one per
-    /// thread spares the allocator's fresh, page-faulting mappings on every call.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with a scratch buffer of `len` elements (contents unspecified), this
-/// thread's if free (a rayon thread waiting in a join may start another convolution).
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+/// Runs `f` with a scratch buffer of `len` elements (contents unspecified): this
+/// thread's if free (a rayon thread waiting in a join may start another convolution),
+/// which is kept, because column matrices are large (tens of MB on VGG's first
+/// layers) and a fresh allocation of that size page-faults on every call.
+fn with_scratch<T: Element, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    T::scratch().with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             if buf.len() < len {
-                buf.resize(len, 0.0);
+                buf.resize(len, zero());
             }
             f(&mut buf[..len])
         }
-        Err(_) => f(&mut vec![0.0; len]),
+        Err(_) => f(&mut vec![zero(); len]),
     })
 }
 
@@ -245,13 +246,13 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// slices of size `in_len`/`out_len`, with the matrix-product parallelism to use:
 /// samples in parallel when there are enough to busy every thread, else one by one
 /// with each product parallel.
-fn per_sample(
+fn per_sample<T: Element>(
     n: usize,
-    input: &[f32],
+    input: &[T],
     in_len: usize,
-    output: &mut [f32],
+    output: &mut [T],
     out_len: usize,
-    f: impl Fn(&[f32], &mut [f32], Parallelism) + Sync,
+    f: impl Fn(&[T], &mut [T], Parallelism) + Sync,
 ) {
     if n >= rayon::current_num_threads() {
         output
@@ -278,8 +279,8 @@ fn is_parallel(parallelism: Parallelism) -> bool {
     matches!(parallelism, Parallelism::Rayon(_))
 }
 
-fn forward(g: &ConvGeometry, n: usize, x: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
-    let mut out = vec![0f32; n * g.sample_out()];
+fn forward<T: Element>(g: &ConvGeometry, n: usize, x: &[T], kernel: &[T], bias: &[T]) -> Vec<T> {
+    let mut out = vec![zero(); n * g.sample_out()];
     let kernel = Mat::new(kernel, g.c_out, g.patch());
     per_sample(
         n,
@@ -310,8 +311,8 @@ fn forward(g: &ConvGeometry, n: usize, x: &[f32], kernel: &[f32], bias: &[f32]) 
     out
 }
 
-fn input_grad(g: &ConvGeometry, n: usize, grad: &[f32], kernel: &[f32]) -> Vec<f32> {
-    let mut dx = vec![0f32; n * g.sample_in()];
+fn input_grad<T: Element>(g: &ConvGeometry, n: usize, grad: &[T], kernel: &[T]) -> Vec<T> {
+    let mut dx = vec![zero(); n * g.sample_in()];
     let kernel_t = Mat::new(kernel, g.c_out, g.patch()).t();
     per_sample(
         n,
@@ -333,8 +334,8 @@ fn input_grad(g: &ConvGeometry, n: usize, grad: &[f32], kernel: &[f32]) -> Vec<f
     dx
 }
 
-fn kernel_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
-    let mut dw = vec![0f32; g.c_out * g.patch()];
+fn kernel_grad<T: Element>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Vec<T> {
+    let mut dw = vec![zero(); g.c_out * g.patch()];
     let par = all_threads();
     let samples = x.chunks(g.sample_in()).zip(grad.chunks(g.sample_out()));
     for (i, (x, grad)) in samples.enumerate() {
@@ -390,10 +391,25 @@ impl CustomOp3 for Conv {
         b: &CpuStorage,
         b_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Element>(
+            g: &ConvGeometry,
+            (x, x_l): (&CpuStorage, &Layout),
+            (w, w_l): (&CpuStorage, &Layout),
+            (b, b_l): (&CpuStorage, &Layout),
+        ) -> Result<CpuStorage> {
+            let n = x_l.dims()[0];
+            let out = forward(
+                g,
+                n,
+                elements(x, x_l)?,
+                elements(w, w_l)?,
+                elements(b, b_l)?,
+            );
+            Ok(T::to_cpu_storage_owned(out))
+        }
         let g = &self.0;
-        let n = x_l.dims()[0];
-        let out = forward(g, n, f32s(x, x_l)?, f32s(w, w_l)?, f32s(b, b_l)?);
-        Ok((CpuStorage::F32(out), (n, g.c_out, g.oh, g.ow).into()))
+        let out = by_dtype!(x, run(g, (x, x_l), (w, w_l), (b, b_l)))?;
+        Ok((out, (x_l.dims()[0], g.c_out, g.oh, g.ow).into()))
     }
 
     /// Only the gradients that something upstream needs: attribution never reads the
@@ -435,10 +451,18 @@ impl CustomOp2 for InputGrad {
         w: &CpuStorage,
         w_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Element>(
+            g: &ConvGeometry,
+            (grad, grad_l): (&CpuStorage, &Layout),
+            (w, w_l): (&CpuStorage, &Layout),
+        ) -> Result<CpuStorage> {
+            let n = grad_l.dims()[0];
+            let dx = input_grad(g, n, elements(grad, grad_l)?, elements(w, w_l)?);
+            Ok(T::to_cpu_storage_owned(dx))
+        }
         let g = &self.0;
-        let n = grad_l.dims()[0];
-        let dx = input_grad(g, n, f32s(grad, grad_l)?, f32s(w, w_l)?);
-        Ok((CpuStorage::F32(dx), (n, g.c_in, g.h, g.w).into()))
+        let dx = by_dtype!(grad, run(g, (grad, grad_l), (w, w_l)))?;
+        Ok((dx, (grad_l.dims()[0], g.c_in, g.h, g.w).into()))
     }
 }
 
@@ -457,8 +481,16 @@ impl CustomOp2 for KernelGrad {
         grad: &CpuStorage,
         grad_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Element>(
+            g: &ConvGeometry,
+            (x, x_l): (&CpuStorage, &Layout),
+            (grad, grad_l): (&CpuStorage, &Layout),
+        ) -> Result<CpuStorage> {
+            let dw = kernel_grad(g, elements::<T>(x, x_l)?, elements(grad, grad_l)?);
+            Ok(T::to_cpu_storage_owned(dw))
+        }
         let g = &self.0;
-        let dw = kernel_grad(g, f32s(x, x_l)?, f32s(grad, grad_l)?);
-        Ok((CpuStorage::F32(dw), (g.c_out, g.c_in, g.k, g.k).into()))
+        let dw = by_dtype!(x, run(g, (x, x_l), (grad, grad_l)))?;
+        Ok((dw, (g.c_out, g.c_in, g.k, g.k).into()))
     }
 }

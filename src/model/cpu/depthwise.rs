@@ -6,13 +6,12 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::ConvGeometry;
-use super::f32s;
+use super::{ConvGeometry, Element, by_dtype, elements, zero};
 
 /// `dst[i] += weight * src[i * stride]` over `dst`.
-fn scaled_add(dst: &mut [f32], src: &[f32], stride: usize, weight: f32) {
+fn scaled_add<T: Element>(dst: &mut [T], src: &[T], stride: usize, weight: T) {
     if stride == 1 {
-        dst.iter_mut().zip(src).for_each(|(d, s)| *d += weight * s);
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += weight * s);
     } else {
         for (i, d) in dst.iter_mut().enumerate() {
             *d += weight * src[i * stride];
@@ -21,22 +20,23 @@ fn scaled_add(dst: &mut [f32], src: &[f32], stride: usize, weight: f32) {
 }
 
 /// `dst[i * stride] += weight * src[i]` over `src`: the transpose of [`scaled_add`].
-fn scaled_scatter(dst: &mut [f32], src: &[f32], stride: usize, weight: f32) {
+fn scaled_scatter<T: Element>(dst: &mut [T], src: &[T], stride: usize, weight: T) {
     if stride == 1 {
-        dst.iter_mut().zip(src).for_each(|(d, s)| *d += weight * s);
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += weight * s);
     } else {
-        for (i, s) in src.iter().enumerate() {
+        for (i, &s) in src.iter().enumerate() {
             dst[i * stride] += weight * s;
         }
     }
 }
 
 /// `sum over i of a[i] * b[i * stride]`.
-fn strided_dot(a: &[f32], b: &[f32], stride: usize) -> f32 {
+fn strided_dot<T: Element>(a: &[T], b: &[T], stride: usize) -> T {
     if stride == 1 {
-        a.iter().zip(b).map(|(a, b)| a * b).sum()
+        a.iter().zip(b).fold(zero(), |sum, (&a, &b)| sum + a * b)
     } else {
-        a.iter().enumerate().map(|(i, a)| a * b[i * stride]).sum()
+        let b = b.iter().step_by(stride);
+        a.iter().zip(b).fold(zero(), |sum, (&a, &b)| sum + a * b)
     }
 }
 
@@ -49,10 +49,10 @@ fn plane_geometry(g: &ConvGeometry) -> ConvGeometry {
     }
 }
 
-fn forward(g: &ConvGeometry, x: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
+fn forward<T: Element>(g: &ConvGeometry, x: &[T], kernel: &[T], bias: &[T]) -> Vec<T> {
     let p = plane_geometry(g);
     let (taps, out_plane) = (g.k * g.k, g.oh * g.ow);
-    let mut out = vec![0f32; x.len() / (g.h * g.w) * out_plane];
+    let mut out = vec![zero(); x.len() / (g.h * g.w) * out_plane];
     out.par_chunks_mut(out_plane)
         .zip(x.par_chunks(g.h * g.w))
         .enumerate()
@@ -67,10 +67,10 @@ fn forward(g: &ConvGeometry, x: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32
     out
 }
 
-fn input_grad(g: &ConvGeometry, grad: &[f32], kernel: &[f32]) -> Vec<f32> {
+fn input_grad<T: Element>(g: &ConvGeometry, grad: &[T], kernel: &[T]) -> Vec<T> {
     let p = plane_geometry(g);
     let (taps, out_plane) = (g.k * g.k, g.oh * g.ow);
-    let mut dx = vec![0f32; grad.len() / out_plane * g.h * g.w];
+    let mut dx = vec![zero(); grad.len() / out_plane * g.h * g.w];
     dx.par_chunks_mut(g.h * g.w)
         .zip(grad.par_chunks(out_plane))
         .enumerate()
@@ -83,11 +83,11 @@ fn input_grad(g: &ConvGeometry, grad: &[f32], kernel: &[f32]) -> Vec<f32> {
     dx
 }
 
-fn kernel_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+fn kernel_grad<T: Element>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Vec<T> {
     let p = plane_geometry(g);
     let (taps, in_plane, out_plane) = (g.k * g.k, g.h * g.w, g.oh * g.ow);
     let n = x.len() / (g.c_in * in_plane);
-    let mut dw = vec![0f32; g.c_in * taps];
+    let mut dw = vec![zero(); g.c_in * taps];
     dw.par_chunks_mut(taps).enumerate().for_each(|(c, dw)| {
         for sample in 0..n {
             let plane = sample * g.c_in + c;
@@ -133,10 +133,18 @@ impl CustomOp3 for Depthwise {
         b: &CpuStorage,
         b_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Element>(
+            g: &ConvGeometry,
+            (x, x_l): (&CpuStorage, &Layout),
+            (w, w_l): (&CpuStorage, &Layout),
+            (b, b_l): (&CpuStorage, &Layout),
+        ) -> Result<CpuStorage> {
+            let out = forward(g, elements(x, x_l)?, elements(w, w_l)?, elements(b, b_l)?);
+            Ok(T::to_cpu_storage_owned(out))
+        }
         let g = &self.0;
-        let out = forward(g, f32s(x, x_l)?, f32s(w, w_l)?, f32s(b, b_l)?);
-        let n = x_l.dims()[0];
-        Ok((CpuStorage::F32(out), (n, g.c_out, g.oh, g.ow).into()))
+        let out = by_dtype!(x, run(g, (x, x_l), (w, w_l), (b, b_l)))?;
+        Ok((out, (x_l.dims()[0], g.c_out, g.oh, g.ow).into()))
     }
 
     fn bwd(
@@ -176,10 +184,17 @@ impl CustomOp2 for InputGrad {
         w: &CpuStorage,
         w_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Element>(
+            g: &ConvGeometry,
+            (grad, grad_l): (&CpuStorage, &Layout),
+            (w, w_l): (&CpuStorage, &Layout),
+        ) -> Result<CpuStorage> {
+            let dx = input_grad(g, elements::<T>(grad, grad_l)?, elements(w, w_l)?);
+            Ok(T::to_cpu_storage_owned(dx))
+        }
         let g = &self.0;
-        let dx = input_grad(g, f32s(grad, grad_l)?, f32s(w, w_l)?);
-        let n = grad_l.dims()[0];
-        Ok((CpuStorage::F32(dx), (n, g.c_in, g.h, g.w).into()))
+        let dx = by_dtype!(grad, run(g, (grad, grad_l), (w, w_l)))?;
+        Ok((dx, (grad_l.dims()[0], g.c_in, g.h, g.w).into()))
     }
 }
 
@@ -198,8 +213,16 @@ impl CustomOp2 for KernelGrad {
         grad: &CpuStorage,
         grad_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Element>(
+            g: &ConvGeometry,
+            (x, x_l): (&CpuStorage, &Layout),
+            (grad, grad_l): (&CpuStorage, &Layout),
+        ) -> Result<CpuStorage> {
+            let dw = kernel_grad(g, elements::<T>(x, x_l)?, elements(grad, grad_l)?);
+            Ok(T::to_cpu_storage_owned(dw))
+        }
         let g = &self.0;
-        let dw = kernel_grad(g, f32s(x, x_l)?, f32s(grad, grad_l)?);
-        Ok((CpuStorage::F32(dw), (g.c_out, 1, g.k, g.k).into()))
+        let dw = by_dtype!(x, run(g, (x, x_l), (grad, grad_l)))?;
+        Ok((dw, (g.c_out, 1, g.k, g.k).into()))
     }
 }

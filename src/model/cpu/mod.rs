@@ -1,32 +1,79 @@
 //! Hand-written CPU kernels for the operations that dominate a forward + backward
 //! pass: dense convolution as im2col + the `gemm` crate (the matrix product Candle's
-//! own CPU backend is built on), called on buffers laid out for it, and rectifiers
-//! whose rule-following backward is one fused pass.
+//! own CPU backend is built on), called on buffers laid out for it; depthwise
+//! convolution directly; rectifiers whose rule-following backward is one fused pass;
+//! max pooling with PyTorch's backward, without a trip through host vectors.
 //!
 //! Each kernel is a Candle custom op with a CPU forward only. [`super::ops`] sends f32
-//! tensors on the CPU here and everything else (CUDA, other dtypes) through Candle's
-//! own operations, so the same model code runs on every device.
+//! and f64 tensors on the CPU here and everything else (CUDA, other dtypes) through
+//! Candle's own operations, so the same model code runs on every device.
 
 mod conv;
 mod depthwise;
+mod max_pool;
 mod rectify;
+
+use std::cell::RefCell;
+use std::thread::LocalKey;
 
 pub(crate) use conv::{ConvGeometry, conv2d};
 pub(crate) use depthwise::depthwise_conv2d;
+pub(crate) use max_pool::{PoolGeometry, max_pool2d};
 pub(crate) use rectify::rectify;
 
-use candle_core::{CpuStorage, Layout, Result, bail};
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor, WithDType, bail};
 
-/// The f32 elements `layout` selects from `storage`, which must be contiguous (the
-/// callers make their inputs contiguous before applying an op).
-fn f32s<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+/// The element types the kernels serve: f32 (models) and f64 (reference checks,
+/// where rounding must not decide a rectifier's mask).
+pub(crate) trait Element: WithDType {
+    /// This thread's reusable scratch buffer of this type.
+    fn scratch() -> &'static LocalKey<RefCell<Vec<Self>>>;
+}
+
+thread_local! {
+    static SCRATCH_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Element for f32 {
+    fn scratch() -> &'static LocalKey<RefCell<Vec<Self>>> {
+        &SCRATCH_F32
+    }
+}
+
+impl Element for f64 {
+    fn scratch() -> &'static LocalKey<RefCell<Vec<Self>>> {
+        &SCRATCH_F64
+    }
+}
+
+/// Calls the generic kernel body `$f::<T>` for the element type of `$storage`.
+macro_rules! by_dtype {
+    ($storage:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match candle_core::backend::BackendStorage::dtype($storage) {
+            candle_core::DType::F32 => $f::<f32>($($arg),*),
+            candle_core::DType::F64 => $f::<f64>($($arg),*),
+            dtype => candle_core::bail!("cpu kernel: unsupported dtype {dtype:?}"),
+        }
+    };
+}
+pub(crate) use by_dtype;
+
+/// The elements `layout` selects from `storage`, which must be contiguous (the
+/// callers make their inputs contiguous before applying an op) and of type `T`.
+fn elements<'a, T: Element>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [T]> {
     let Some((start, end)) = layout.contiguous_offsets() else {
         bail!("cpu kernel: non-contiguous input {:?}", layout.stride())
     };
-    Ok(&storage.as_slice::<f32>()?[start..end])
+    Ok(&T::cpu_storage_as_slice(storage)?[start..end])
 }
 
 /// Whether `t` is served by these kernels.
-pub(crate) fn applies(t: &candle_core::Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == candle_core::DType::F32
+pub(crate) fn applies(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// `T`'s zero and one (Candle's element trait offers conversions, not constants).
+fn zero<T: Element>() -> T {
+    T::from_f64(0.0)
 }

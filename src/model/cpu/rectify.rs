@@ -4,7 +4,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32s;
+use super::{Element, by_dtype, elements, zero};
 use crate::model::capture::BackwardRule;
 use crate::model::ops::Rectifier;
 
@@ -13,8 +13,8 @@ use crate::model::ops::Rectifier;
 const CHUNK: usize = 1 << 15;
 
 /// `f` applied to every element of `x`, in parallel.
-fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
+fn map<T: Element>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    let mut out = vec![zero(); x.len()];
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
@@ -22,8 +22,8 @@ fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 }
 
 /// `f` applied to every pair of elements of `a` and `b`, in parallel.
-fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0f32; a.len()];
+fn zip_map<T: Element>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    let mut out = vec![zero(); a.len()];
     out.par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
         .for_each(|(o, (a, b))| {
@@ -35,21 +35,29 @@ fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32>
 }
 
 impl Rectifier {
-    fn value(self, x: f32) -> f32 {
+    fn value<T: Element>(self, x: T) -> T {
+        let (zero, six) = (zero(), T::from_f64(6.0));
         match self {
-            Rectifier::Relu => x.max(0.0),
-            Rectifier::Relu6 => x.clamp(0.0, 6.0),
+            Rectifier::Relu if x > zero => x,
+            Rectifier::Relu6 if x > six => six,
+            Rectifier::Relu6 if x > zero => x,
+            _ => zero,
         }
     }
 
     /// PyTorch passes gradient where the forward was strictly inside the linear
     /// range: x > 0 for ReLU, 0 < x < 6 for ReLU6 (hardtanh_backward).
-    fn open(self, x: f32) -> bool {
+    fn open<T: Element>(self, x: T) -> bool {
         match self {
-            Rectifier::Relu => x > 0.0,
-            Rectifier::Relu6 => x > 0.0 && x < 6.0,
+            Rectifier::Relu => x > zero(),
+            Rectifier::Relu6 => x > zero() && x < T::from_f64(6.0),
         }
     }
+}
+
+/// `max(g, 0)`: the gradient guided backprop and DeconvNet let through.
+fn positive<T: Element>(g: T) -> T {
+    if g > zero() { g } else { zero() }
 }
 
 /// The rectifier `kind` of `x`, backpropagating by `rule`.
@@ -68,9 +76,11 @@ impl CustomOp1 for Rectify {
     }
 
     fn cpu_fwd(&self, x: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let kind = self.kind;
-        let y = map(f32s(x, l)?, |x| kind.value(x));
-        Ok((CpuStorage::F32(y), l.shape().clone()))
+        fn run<T: Element>(kind: Rectifier, x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
+            let y = map(elements::<T>(x, l)?, |x| kind.value(x));
+            Ok(T::to_cpu_storage_owned(y))
+        }
+        Ok((by_dtype!(x, run(self.kind, x, l))?, l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -101,15 +111,24 @@ impl CustomOp2 for RectifyGrad {
         g: &CpuStorage,
         g_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, g) = (f32s(x, x_l)?, f32s(g, g_l)?);
-        let kind = self.kind;
-        let dx = match self.rule {
-            BackwardRule::Gradient => zip_map(x, g, |x, g| if kind.open(x) { g } else { 0.0 }),
-            BackwardRule::GuidedBackprop => {
-                zip_map(x, g, |x, g| if kind.open(x) { g.max(0.0) } else { 0.0 })
-            }
-            BackwardRule::DeconvNet => map(g, |g| g.max(0.0)),
-        };
-        Ok((CpuStorage::F32(dx), x_l.shape().clone()))
+        fn run<T: Element>(
+            (kind, rule): (Rectifier, BackwardRule),
+            (x, x_l): (&CpuStorage, &Layout),
+            (g, g_l): (&CpuStorage, &Layout),
+        ) -> Result<CpuStorage> {
+            let (x, g) = (elements::<T>(x, x_l)?, elements::<T>(g, g_l)?);
+            let dx = match rule {
+                BackwardRule::Gradient => {
+                    zip_map(x, g, |x, g| if kind.open(x) { g } else { zero() })
+                }
+                BackwardRule::GuidedBackprop => {
+                    zip_map(x, g, |x, g| if kind.open(x) { positive(g) } else { zero() })
+                }
+                BackwardRule::DeconvNet => map(g, positive),
+            };
+            Ok(T::to_cpu_storage_owned(dx))
+        }
+        let dx = by_dtype!(x, run((self.kind, self.rule), (x, x_l), (g, g_l)))?;
+        Ok((dx, x_l.shape().clone()))
     }
 }

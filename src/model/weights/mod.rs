@@ -24,6 +24,8 @@ pub struct Weights {
     tensors: BTreeMap<String, Tensor>,
     taken: Mutex<BTreeSet<String>>,
     device: Device,
+    /// The element type handed out (f32 unless [`Weights::with_dtype`]).
+    dtype: DType,
     /// Where tensors the file lacks come from.
     fallback: Fallback,
 }
@@ -76,6 +78,7 @@ impl Weights {
             tensors,
             taken: Mutex::default(),
             device: device.clone(),
+            dtype: DType::F32,
             fallback: Fallback::Missing,
         })
     }
@@ -97,8 +100,20 @@ impl Weights {
             tensors: BTreeMap::new(),
             taken: Mutex::default(),
             device: device.clone(),
+            dtype: DType::F32,
             fallback,
         }
+    }
+
+    /// Hands tensors out as `dtype` (f64 for reference checks, where float32 rounding
+    /// could decide which side of a rectifier's kink a near-zero input falls).
+    pub fn with_dtype(self, dtype: DType) -> Self {
+        Self { dtype, ..self }
+    }
+
+    /// The element type tensors are handed out as.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// The trainable variables handed out so far, by name (empty unless
@@ -149,9 +164,12 @@ impl Weights {
     fn take(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         match &self.fallback {
             Fallback::Missing => {}
-            Fallback::Synthetic => return Ok(synthetic::tensor(name, shape, &self.device)?),
+            Fallback::Synthetic => {
+                return Ok(synthetic::tensor(name, shape, &self.device)?.to_dtype(self.dtype)?);
+            }
             Fallback::Trainable(vars) => {
-                let var = Var::from_tensor(&synthetic::tensor(name, shape, &self.device)?)?;
+                let t = synthetic::tensor(name, shape, &self.device)?.to_dtype(self.dtype)?;
+                let var = Var::from_tensor(&t)?;
                 let tensor = var.as_tensor().clone();
                 vars.lock()
                     .map_err(|_| anyhow::anyhow!("weights lock poisoned"))?
@@ -170,7 +188,7 @@ impl Weights {
         if let Ok(mut taken) = self.taken.lock() {
             taken.insert(name.to_owned());
         }
-        Ok(t.to_device(&self.device)?)
+        Ok(t.to_device(&self.device)?.to_dtype(self.dtype)?)
     }
 }
 
