@@ -260,21 +260,21 @@ impl BatchNorm2d {
 
 /// A fully connected layer, `y = x W^T + b`.
 pub struct Linear {
-    weight_t: Tensor,
+    weight: Tensor,
     bias: Tensor,
 }
 
 impl Linear {
     /// Loads `weight` `[out, in]` and `bias` `[out]` under `w`.
     pub fn load(w: &WeightPath, in_features: usize, out_features: usize) -> Result<Self> {
-        let weight_t = w.get("weight", &[out_features, in_features])?.t()?;
+        let weight = w.get("weight", &[out_features, in_features])?;
         let bias = w.get("bias", &[out_features])?;
-        Ok(Self { weight_t, bias })
+        Ok(Self { weight, bias })
     }
 
     /// Maps `[N, in]` to `[N, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight_t)?.broadcast_add(&self.bias)?)
+        Ok(ops::linear(x, &self.weight)?.broadcast_add(&self.bias)?)
     }
 }
 

@@ -559,6 +559,37 @@ fn geometry(x: &Tensor, w: &Tensor, padding: Padding, stride: usize) -> Result<c
     })
 }
 
+/// `x · wᵀ` for `x: [N, in]` and `w: [out, in]`, with a backward pass that forms only
+/// the gradients needed: Candle's matmul backward always forms both, and for
+/// attribution through VGG's classifier the weight gradient alone is a 25088 x 4096
+/// outer product per pass that nothing reads.
+pub(crate) fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let value = x.detach().matmul(&w.detach().t()?)?;
+    with_backward2(x, w, value, Linear)
+}
+
+struct Linear;
+
+impl Backward2 for Linear {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let gx = x.track_op().then(|| grad.matmul(&w.detach())).transpose()?;
+        let gw = w
+            .track_op()
+            .then(|| grad.t()?.matmul(&x.detach()))
+            .transpose()?;
+        Ok((gx, gw))
+    }
+}
+
 /// Zero padding of the two spatial axes: `[(top, bottom), (left, right)]`.
 pub(crate) type Padding = [(usize, usize); 2];
 
