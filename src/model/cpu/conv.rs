@@ -126,6 +126,9 @@ fn col2im<T: Element>(g: &ConvGeometry, cols: &[T], dx: &mut [T], parallel: bool
     let plane = g.h * g.w;
     let rows_per_channel = g.k * g.k * g.positions();
     let add = |(c, dst): (usize, &mut [T])| {
+        // Written before it is read: a fresh zero page read first would be copied on
+        // the first write, with a TLB shootdown across cores.
+        dst.fill(zero());
         let base = c * plane;
         g.for_each_segment(c, |tap, row, src, (lo, hi)| {
             let start = c * rows_per_channel + tap * g.positions() + row;

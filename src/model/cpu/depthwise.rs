@@ -75,6 +75,7 @@ fn input_grad<T: Element>(g: &ConvGeometry, grad: &[T], kernel: &[T]) -> Vec<T> 
         .zip(grad.par_chunks(out_plane))
         .enumerate()
         .for_each(|(i, (dx, grad))| {
+            dx.fill(zero()); // written before read, as in conv's col2im
             let w = &kernel[(i % g.c_in) * taps..][..taps];
             p.for_each_segment(0, |tap, row, src, (lo, hi)| {
                 scaled_scatter(&mut dx[src..], &grad[row + lo..row + hi], g.stride, w[tap]);

@@ -72,6 +72,7 @@ fn backward<T: Element>(g: &PoolGeometry, x: &[T], grad: &[T]) -> Vec<T> {
                 .zip(grad.par_chunks(g.plane_out())),
         )
         .for_each(|(dx, (plane, grad))| {
+            dx.fill(zero()); // written before read, as in conv's col2im
             for (i, &gr) in grad.iter().enumerate() {
                 dx[g.argmax(plane, i / g.ow, i % g.ow)] += gr;
             }
