@@ -15,7 +15,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::{Element, by_dtype, elements, zero};
+use super::{Element, by_dtype, elements, with_scratch, zero};
 
 /// Sizes of one convolution: a `k x k` kernel over a `[C_in, H, W]` sample with
 /// `stride`, zero-padded by `top` rows and `left` columns before the image (and
@@ -227,22 +227,6 @@ fn matmul<T: Element>(
             parallelism,
         )
     }
-}
-
-/// Runs `f` with a scratch buffer of `len` elements (contents unspecified): this
-/// thread's if free (a rayon thread waiting in a join may start another convolution),
-/// which is kept, because column matrices are large (tens of MB on VGG's first
-/// layers) and a fresh allocation of that size page-faults on every call.
-fn with_scratch<T: Element, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
-    T::scratch().with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, zero());
-            }
-            f(&mut buf[..len])
-        }
-        Err(_) => f(&mut vec![zero(); len]),
-    })
 }
 
 /// Runs `f(sample, input, output)` for every sample, `input`/`output` the samples'

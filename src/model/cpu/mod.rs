@@ -73,7 +73,23 @@ pub(crate) fn applies(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
-/// `T`'s zero and one (Candle's element trait offers conversions, not constants).
+/// Runs `f` with a scratch buffer of `len` elements (contents unspecified): this
+/// thread's if free (a rayon thread waiting in a join may start another kernel),
+/// which is kept, because buffers such as column matrices are large (tens of MB on
+/// VGG's first layers) and a fresh allocation of that size page-faults on every call.
+pub(super) fn with_scratch<T: Element, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    T::scratch().with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, zero());
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![zero(); len]),
+    })
+}
+
+/// `T`'s zero (Candle's element trait offers conversions, not constants).
 fn zero<T: Element>() -> T {
     T::from_f64(0.0)
 }
