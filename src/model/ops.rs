@@ -754,7 +754,7 @@ mod conv_tests {
             ("cpu depthwise", depthwise_conv2d, 4),
             ("shifted-sum depthwise", depthwise_conv2d_candle, 4),
         ];
-        let cases: [(usize, usize, Padding, (usize, usize)); 10] = [
+        let cases: [(usize, usize, Padding, (usize, usize)); 12] = [
             (3, 1, [(1, 1), (1, 1)], (9, 7)),
             (3, 2, [(1, 1), (1, 1)], (9, 9)),
             (7, 2, [(3, 3), (3, 3)], (16, 13)),
@@ -765,6 +765,9 @@ mod conv_tests {
             (3, 2, [(0, 1), (0, 1)], (8, 10)),
             (5, 2, [(1, 2), (2, 1)], (9, 8)),
             (3, 2, [(0, 0), (0, 0)], (10, 10)),
+            // Large enough for the Winograd path (>= 32 output tiles), odd edges.
+            (3, 1, [(1, 1), (1, 1)], (16, 13)),
+            (3, 1, [(0, 2), (1, 1)], (12, 15)),
         ];
         for (name, ours, groups) in implementations {
             for (k, stride, padding, size) in cases {

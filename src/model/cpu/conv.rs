@@ -12,10 +12,12 @@
 //! only when something upstream needs it.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use gemm::{Parallelism, gemm};
+use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::{Element, by_dtype, elements, with_scratch, zero};
+use super::matmul::{Mat, matmul};
+use super::winograd;
+use super::{Element, by_dtype, elements, for_each_chunk, with_scratch, zero};
 
 /// Sizes of one convolution: a `k x k` kernel over a `[C_in, H, W]` sample with
 /// `stride`, zero-padded by `top` rows and `left` columns before the image (and
@@ -97,7 +99,7 @@ impl ConvGeometry {
 /// Fills the column matrix `cols` of one sample `x`, one input channel per task.
 fn im2col<T: Element>(g: &ConvGeometry, x: &[T], cols: &mut [T], parallel: bool) {
     let rows_per_channel = g.k * g.k * g.positions();
-    let fill = |(c, block): (usize, &mut [T])| {
+    for_each_chunk(cols, rows_per_channel, parallel, |c, block| {
         block.fill(zero());
         g.for_each_segment(c, |tap, row, src, (lo, hi)| {
             let start = tap * g.positions() + row;
@@ -110,14 +112,7 @@ fn im2col<T: Element>(g: &ConvGeometry, x: &[T], cols: &mut [T], parallel: bool)
                 }
             }
         });
-    };
-    if parallel {
-        cols.par_chunks_mut(rows_per_channel)
-            .enumerate()
-            .for_each(fill);
-    } else {
-        cols.chunks_mut(rows_per_channel).enumerate().for_each(fill);
-    }
+    });
 }
 
 /// Adds the column matrix `cols` of one sample back onto the image gradient `dx`:
@@ -125,7 +120,7 @@ fn im2col<T: Element>(g: &ConvGeometry, x: &[T], cols: &mut [T], parallel: bool)
 fn col2im<T: Element>(g: &ConvGeometry, cols: &[T], dx: &mut [T], parallel: bool) {
     let plane = g.h * g.w;
     let rows_per_channel = g.k * g.k * g.positions();
-    let add = |(c, dst): (usize, &mut [T])| {
+    for_each_chunk(dx, plane, parallel, |c, dst| {
         // Written before it is read: a fresh zero page read first would be copied on
         // the first write, with a TLB shootdown across cores.
         dst.fill(zero());
@@ -142,91 +137,7 @@ fn col2im<T: Element>(g: &ConvGeometry, cols: &[T], dx: &mut [T], parallel: bool
                 }
             }
         });
-    };
-    if parallel {
-        dx.par_chunks_mut(plane).enumerate().for_each(add);
-    } else {
-        dx.chunks_mut(plane).enumerate().for_each(add);
-    }
-}
-
-/// One row-major matrix with its row stride: the operands of [`matmul`].
-#[derive(Clone, Copy)]
-struct Mat<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    /// Stored transposed: element `(i, j)` at `j * rows + i`.
-    transposed: bool,
-}
-
-impl<'a, T> Mat<'a, T> {
-    fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            transposed: false,
-        }
-    }
-
-    /// The transpose of `self` (no copy).
-    fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            transposed: !self.transposed,
-            ..self
-        }
-    }
-
-    /// (column stride, row stride)
-    fn strides(&self) -> (isize, isize) {
-        if self.transposed {
-            (self.rows as isize, 1)
-        } else {
-            (1, self.cols as isize)
-        }
-    }
-}
-
-/// `dst = a · b` (`accumulate`: `dst += a · b`), `dst` row-major `[a.rows, b.cols]`.
-fn matmul<T: Element>(
-    dst: &mut [T],
-    a: Mat<T>,
-    b: Mat<T>,
-    accumulate: bool,
-    parallelism: Parallelism,
-) {
-    assert!(a.cols == b.rows && a.data.len() >= a.rows * a.cols && b.data.len() >= b.rows * b.cols);
-    assert!(dst.len() >= a.rows * b.cols);
-    let ((a_cs, a_rs), (b_cs, b_rs)) = (a.strides(), b.strides());
-    // SAFETY: the asserts above keep every index gemm forms inside the three slices
-    // (each operand is a dense matrix of the stated shape and strides).
-    unsafe {
-        gemm(
-            a.rows,
-            b.cols,
-            a.cols,
-            dst.as_mut_ptr(),
-            1,
-            b.cols as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a_cs,
-            a_rs,
-            b.data.as_ptr(),
-            b_cs,
-            b_rs,
-            // dst = alpha * dst + beta * a·b; alpha is only read with `accumulate`.
-            T::from_f64(1.0),
-            T::from_f64(1.0),
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
+    });
 }
 
 /// Runs `f(sample, input, output)` for every sample, `input`/`output` the samples'
@@ -268,6 +179,18 @@ fn is_parallel(parallelism: Parallelism) -> bool {
 
 fn forward<T: Element>(g: &ConvGeometry, n: usize, x: &[T], kernel: &[T], bias: &[T]) -> Vec<T> {
     let mut out = vec![zero(); n * g.sample_out()];
+    if winograd::applies(g) {
+        let u = winograd::transform_kernel(g, kernel);
+        per_sample(
+            n,
+            x,
+            g.sample_in(),
+            &mut out,
+            g.sample_out(),
+            |x, out, par| winograd::sample(g, &u, x, bias, out, par),
+        );
+        return out;
+    }
     let kernel = Mat::new(kernel, g.c_out, g.patch());
     per_sample(
         n,
@@ -277,28 +200,62 @@ fn forward<T: Element>(g: &ConvGeometry, n: usize, x: &[T], kernel: &[T], bias: 
         g.sample_out(),
         |x, out, par| {
             // The product accumulates onto the bias: no separate pass to add it.
-            for (row, b) in out.chunks_mut(g.positions()).zip(bias) {
-                row.fill(*b);
+            for (row, &b) in out.chunks_mut(g.positions()).zip(bias) {
+                row.fill(b);
             }
             if g.pointwise() {
                 return matmul(out, kernel, Mat::new(x, g.c_in, g.positions()), true, par);
             }
             with_scratch(g.patch() * g.positions(), |cols| {
                 im2col(g, x, cols, is_parallel(par));
-                matmul(
-                    out,
-                    kernel,
-                    Mat::new(cols, g.patch(), g.positions()),
-                    true,
-                    par,
-                );
+                let cols = Mat::new(cols, g.patch(), g.positions());
+                matmul(out, kernel, cols, true, par);
             })
         },
     );
     out
 }
 
+/// For a stride-1 convolution: the convolution whose forward pass is its input
+/// gradient (kernel flipped, channel axes swapped, padded by `k - 1 - p`) and that
+/// kernel, when its padding is non-negative.
+fn gradient_convolution<T: Element>(
+    g: &ConvGeometry,
+    kernel: &[T],
+) -> Option<(ConvGeometry, Vec<T>)> {
+    let taps = g.k * g.k;
+    let geometry = ConvGeometry {
+        c_in: g.c_out,
+        h: g.oh,
+        w: g.ow,
+        c_out: g.c_in,
+        k: g.k,
+        stride: 1,
+        top: (g.k - 1).checked_sub(g.top)?,
+        left: (g.k - 1).checked_sub(g.left)?,
+        oh: g.h,
+        ow: g.w,
+    };
+    let mut flipped = vec![zero(); kernel.len()];
+    for o in 0..g.c_out {
+        for i in 0..g.c_in {
+            let from = &kernel[(o * g.c_in + i) * taps..][..taps];
+            let to = &mut flipped[(i * g.c_out + o) * taps..][..taps];
+            to.iter_mut()
+                .zip(from.iter().rev())
+                .for_each(|(t, &f)| *t = f);
+        }
+    }
+    Some((geometry, flipped))
+}
+
 fn input_grad<T: Element>(g: &ConvGeometry, n: usize, grad: &[T], kernel: &[T]) -> Vec<T> {
+    if g.stride == 1
+        && let Some((backward, flipped)) = gradient_convolution(g, kernel)
+        && winograd::applies(&backward)
+    {
+        return forward(&backward, n, grad, &flipped, &vec![zero(); g.c_in]);
+    }
     let mut dx = vec![zero(); n * g.sample_in()];
     let kernel_t = Mat::new(kernel, g.c_out, g.patch()).t();
     per_sample(

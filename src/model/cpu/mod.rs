@@ -10,8 +10,10 @@
 
 mod conv;
 mod depthwise;
+mod matmul;
 mod max_pool;
 mod rectify;
+mod winograd;
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
@@ -22,6 +24,7 @@ pub(crate) use max_pool::{PoolGeometry, max_pool2d};
 pub(crate) use rectify::rectify;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor, WithDType, bail};
+use rayon::prelude::*;
 
 /// The element types the kernels serve: f32 (models) and f64 (reference checks,
 /// where rounding must not decide a rectifier's mask).
@@ -87,6 +90,23 @@ pub(super) fn with_scratch<T: Element, R>(len: usize, f: impl FnOnce(&mut [T]) -
         }
         Err(_) => f(&mut vec![zero(); len]),
     })
+}
+
+/// `f(index, chunk)` for each `size`-element chunk of `data`, on rayon's threads if
+/// `parallel`.
+fn for_each_chunk<T: Send>(
+    data: &mut [T],
+    size: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    if parallel {
+        data.par_chunks_mut(size)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        data.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+    }
 }
 
 /// `T`'s zero (Candle's element trait offers conversions, not constants).
