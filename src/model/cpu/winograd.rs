@@ -64,22 +64,29 @@ fn tiles(g: &ConvGeometry) -> (usize, usize) {
 fn transform_input<T: Element>(g: &ConvGeometry, plane: &[T], v: &mut [T]) {
     let (th, tw) = tiles(g);
     let count = th * tw;
-    // Rows and columns of the padded image: `(y, x)` of tile `(ty, tx)`, offset `r`,
-    // is image pixel (2ty + r - top, 2tx + c - left), zero outside.
+    // Tile (ty, tx) covers rows 2ty .. 2ty + 4 and columns 2tx .. 2tx + 4 of the padded
+    // image, whose pixel (y, x) is the plane's (y - top, x - left), zero outside.
     let at = |y: usize, x: usize| -> T {
         match (y.checked_sub(g.top), x.checked_sub(g.left)) {
             (Some(y), Some(x)) if y < g.h && x < g.w => plane[y * g.w + x],
             _ => zero(),
         }
     };
+    let inside =
+        |start: usize, before: usize, len: usize| start >= before && start + 4 <= len + before;
     for ty in 0..th {
         for tx in 0..tw {
-            let mut d = [[zero(); 4]; 4];
-            for (r, row) in d.iter_mut().enumerate() {
-                for (c, e) in row.iter_mut().enumerate() {
-                    *e = at(2 * ty + r, 2 * tx + c);
-                }
-            }
+            let (y, x) = (2 * ty, 2 * tx);
+            let d: [[T; 4]; 4] = if inside(y, g.top, g.h) && inside(x, g.left, g.w) {
+                // Interior tiles (nearly all): four row reads, no bounds logic.
+                let base = (y - g.top) * g.w + x - g.left;
+                std::array::from_fn(|r| {
+                    let row = &plane[base + r * g.w..][..4];
+                    [row[0], row[1], row[2], row[3]]
+                })
+            } else {
+                std::array::from_fn(|r| std::array::from_fn(|c| at(y + r, x + c)))
+            };
             // Bᵀ d: combine rows.
             let t = [
                 sub(d[0], d[2]),
