@@ -6,9 +6,14 @@ batch 1 and 16, with 2 threads and the closed-form weights both sides share; run
 `unitscope bench engine --json` in the same session; prints unitscope/PyTorch ratios
 (below 1 means unitscope is faster) and peak RSS.
 
+Shared machines are noisy in bursts, so the two sides alternate, one (model, batch)
+at a time, for --rounds rounds; each side keeps its best round (the median of --reps
+runs within a round). The stock-Candle ratio comes from one extra run of
+`--reference-path` with one repetition (it is 5-35x slower).
+
     pip install torch torchvision timm
     cargo build --release
-    python bench/pytorch_engine.py [--reps 5] [--models resnet18,vgg11,efficientnet_lite0]
+    python bench/pytorch_engine.py [--reps 5] [--rounds 3] [--models resnet18,vgg11,efficientnet_lite0]
 
 CI does not run this.
 """
@@ -78,31 +83,52 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--models", default="resnet18,vgg11,efficientnet_lite0")
     ap.add_argument("--batch", default="1,16")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         measure(args.one[0], int(args.one[1]), args.reps)
         return
     binary = os.path.join(ROOT, "target", "release", "unitscope")
-    cmd = [binary, "bench", "engine", "--json", "--reference-path", "--models", args.models,
-           "--batch", args.batch, "--reps", str(args.reps)]
-    ours = [json.loads(line) for line in subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()]
+
+    def ours(name, batch, reps, reference=False):
+        cmd = [binary, "bench", "engine", "--json", "--models", name, "--batch", str(batch), "--reps", str(reps)]
+        out = subprocess.run(cmd + (["--reference-path"] if reference else []),
+                             check=True, capture_output=True, text=True).stdout
+        runs = [json.loads(line) for line in out.splitlines()]
+        return next(r for r in runs if r["path"] == ("reference" if reference else "fast"))
+
+    def torch_(name, batch):
+        # A fresh process per measurement, so its peak RSS is its own.
+        out = subprocess.run([sys.executable, __file__, "--reps", str(args.reps), "--one", name, str(batch)],
+                             check=True, capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    def best(runs):
+        return {
+            "forward_ms": min(r["forward_ms"] for r in runs),
+            "forward_grad_ms": min(r["forward_grad_ms"] for r in runs),
+            "peak_rss_mb": max(r["peak_rss_mb"] or 0 for r in runs),
+        }
+
     print(f"{'model':<19} {'batch':>5}  {'torch fwd':>9}  {'torch f+g':>9}  {'ours fwd':>8}  {'ours f+g':>8}  "
-          f"{'fwd ratio':>9}  {'f+g ratio':>9}  {'stock f+g':>9}  {'torch MB':>8}  {'ours MB':>7}")
+          f"{'fwd ratio':>9}  {'f+g ratio':>9}  {'stock f+g':>9}  {'torch MB':>8}  {'ours MB':>7}", flush=True)
     for name in args.models.split(","):
         for batch in map(int, args.batch.split(",")):
-            # A fresh process per measurement, so its peak RSS is its own.
-            out = subprocess.run([sys.executable, __file__, "--reps", str(args.reps), "--one", name, str(batch)],
-                                 check=True, capture_output=True, text=True).stdout
-            torch_ = json.loads(out.strip().splitlines()[-1])
-            fast = next(o for o in ours if o["model"] == name and o["batch"] == batch and o["path"] == "fast")
-            stock = next(o for o in ours if o["model"] == name and o["batch"] == batch and o["path"] == "reference")
-            print(f"{name:<19} {batch:>5}  {torch_['forward_ms']:>9.1f}  {torch_['forward_grad_ms']:>9.1f}  "
-                  f"{fast['forward_ms']:>8.1f}  {fast['forward_grad_ms']:>8.1f}  "
-                  f"{fast['forward_ms'] / torch_['forward_ms']:>9.2f}  "
-                  f"{fast['forward_grad_ms'] / torch_['forward_grad_ms']:>9.2f}  "
-                  f"{stock['forward_grad_ms'] / torch_['forward_grad_ms']:>9.2f}  "
-                  f"{torch_['peak_rss_mb']:>8.0f}  {fast['peak_rss_mb'] or 0:>7.0f}")
+            theirs, mine = [], []
+            for round_ in range(args.rounds):
+                pair = [lambda: theirs.append(torch_(name, batch)),
+                        lambda: mine.append(ours(name, batch, args.reps))]
+                for run in pair if round_ % 2 == 0 else reversed(pair):
+                    run()
+            t, f = best(theirs), best(mine)
+            stock = ours(name, batch, 1, reference=True)
+            print(f"{name:<19} {batch:>5}  {t['forward_ms']:>9.1f}  {t['forward_grad_ms']:>9.1f}  "
+                  f"{f['forward_ms']:>8.1f}  {f['forward_grad_ms']:>8.1f}  "
+                  f"{f['forward_ms'] / t['forward_ms']:>9.2f}  "
+                  f"{f['forward_grad_ms'] / t['forward_grad_ms']:>9.2f}  "
+                  f"{stock['forward_grad_ms'] / t['forward_grad_ms']:>9.2f}  "
+                  f"{t['peak_rss_mb']:>8.0f}  {f['peak_rss_mb']:>7.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@
 //! input to NHWC on one thread and multiplies 512-position tiles, at about half the
 //! rate of its own matrix product.)
 //!
-//! The input gradient is the same product transposed followed by col2im, for every
-//! stride; the kernel gradient sums `grad · colsᵀ` over the samples. Each is computed
-//! only when something upstream needs it.
+//! The input gradient is the same product transposed followed by col2im; the kernel
+//! gradient sums `grad · colsᵀ` over the samples. Each is computed only when
+//! something upstream needs it. 3x3 stride-1 convolutions, and the input gradients of
+//! stride-1 convolutions, which are such convolutions themselves, go to
+//! [`super::winograd`] where the output is large enough.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
@@ -75,7 +77,7 @@ impl ConvGeometry {
     /// output row that reads the image: `f(tap, row, input, (lo, hi))` for tap
     /// `ky * k + kx`, output row start `row` (`oy * ow`), output columns `lo..hi`
     /// reading sample elements `input, input + stride, ...`. The rest reads padding.
-    pub(super) fn for_each_segment(
+    fn for_each_segment(
         &self,
         channel: usize,
         mut f: impl FnMut(usize, usize, usize, (usize, usize)),
@@ -217,14 +219,10 @@ fn forward<T: Element>(g: &ConvGeometry, n: usize, x: &[T], kernel: &[T], bias: 
 }
 
 /// For a stride-1 convolution: the convolution whose forward pass is its input
-/// gradient (kernel flipped, channel axes swapped, padded by `k - 1 - p`) and that
-/// kernel, when its padding is non-negative.
-fn gradient_convolution<T: Element>(
-    g: &ConvGeometry,
-    kernel: &[T],
-) -> Option<(ConvGeometry, Vec<T>)> {
-    let taps = g.k * g.k;
-    let geometry = ConvGeometry {
+/// gradient (kernel flipped, channel axes swapped, padded by `k - 1 - p`), if the
+/// Winograd path computes it.
+fn winograd_gradient(g: &ConvGeometry) -> Option<ConvGeometry> {
+    let backward = ConvGeometry {
         c_in: g.c_out,
         h: g.oh,
         w: g.ow,
@@ -236,6 +234,12 @@ fn gradient_convolution<T: Element>(
         oh: g.h,
         ow: g.w,
     };
+    (g.stride == 1 && winograd::applies(&backward)).then_some(backward)
+}
+
+/// `kernel: [C_out, C_in, k, k]` flipped in both spatial axes, as `[C_in, C_out, k, k]`.
+fn flip_transpose<T: Element>(g: &ConvGeometry, kernel: &[T]) -> Vec<T> {
+    let taps = g.k * g.k;
     let mut flipped = vec![zero(); kernel.len()];
     for o in 0..g.c_out {
         for i in 0..g.c_in {
@@ -246,14 +250,12 @@ fn gradient_convolution<T: Element>(
                 .for_each(|(t, &f)| *t = f);
         }
     }
-    Some((geometry, flipped))
+    flipped
 }
 
 fn input_grad<T: Element>(g: &ConvGeometry, n: usize, grad: &[T], kernel: &[T]) -> Vec<T> {
-    if g.stride == 1
-        && let Some((backward, flipped)) = gradient_convolution(g, kernel)
-        && winograd::applies(&backward)
-    {
+    if let Some(backward) = winograd_gradient(g) {
+        let flipped = flip_transpose(g, kernel);
         return forward(&backward, n, grad, &flipped, &vec![zero(); g.c_in]);
     }
     let mut dx = vec![zero(); n * g.sample_in()];

@@ -34,30 +34,49 @@ fn zip_map<T: Element>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T>
     out
 }
 
-impl Rectifier {
-    fn value<T: Element>(self, x: T) -> T {
-        let (zero, six) = (zero(), T::from_f64(6.0));
-        match self {
-            Rectifier::Relu if x > zero => x,
-            Rectifier::Relu6 if x > six => six,
-            Rectifier::Relu6 if x > zero => x,
-            _ => zero,
-        }
-    }
-
-    /// PyTorch passes gradient where the forward was strictly inside the linear
-    /// range: x > 0 for ReLU, 0 < x < 6 for ReLU6 (hardtanh_backward).
-    fn open<T: Element>(self, x: T) -> bool {
-        match self {
-            Rectifier::Relu => x > zero(),
-            Rectifier::Relu6 => x > zero() && x < T::from_f64(6.0),
+/// The rectifier `kind` of every element of `x`. Each kind is its own loop of
+/// selects, so it vectorizes (a kind tested per element keeps it scalar).
+fn value<T: Element>(kind: Rectifier, x: &[T]) -> Vec<T> {
+    let relu = |x: T| if x > zero() { x } else { zero() };
+    match kind {
+        Rectifier::Relu => map(x, relu),
+        Rectifier::Relu6 => {
+            let six = T::from_f64(6.0);
+            map(x, |x| {
+                let y = relu(x);
+                if y > six { six } else { y }
+            })
         }
     }
 }
 
-/// `max(g, 0)`: the gradient guided backprop and DeconvNet let through.
-fn positive<T: Element>(g: T) -> T {
-    if g > zero() { g } else { zero() }
+/// The gradient `g` passes back through the rectifier `kind` at inputs `x` under
+/// `rule`. PyTorch passes gradient where the forward was strictly inside the linear
+/// range: x > 0 for ReLU, 0 < x < 6 for ReLU6 (hardtanh_backward).
+fn gradient<T: Element>(kind: Rectifier, rule: BackwardRule, x: &[T], g: &[T]) -> Vec<T> {
+    let six = T::from_f64(6.0);
+    match kind {
+        Rectifier::Relu => masked(rule, x, g, |x| x > zero()),
+        // `&`, not `&&`: both compares, no branch, so the loop vectorizes.
+        Rectifier::Relu6 => masked(rule, x, g, |x| (x > zero()) & (x < six)),
+    }
+}
+
+/// [`gradient`] for one rectifier's `open` test.
+fn masked<T: Element>(
+    rule: BackwardRule,
+    x: &[T],
+    g: &[T],
+    open: impl Fn(T) -> bool + Sync,
+) -> Vec<T> {
+    let positive = |g: T| if g > zero() { g } else { zero() };
+    match rule {
+        BackwardRule::Gradient => zip_map(x, g, |x, g| if open(x) { g } else { zero() }),
+        BackwardRule::GuidedBackprop => {
+            zip_map(x, g, |x, g| if open(x) { positive(g) } else { zero() })
+        }
+        BackwardRule::DeconvNet => map(g, positive),
+    }
 }
 
 /// The rectifier `kind` of `x`, backpropagating by `rule`.
@@ -77,7 +96,7 @@ impl CustomOp1 for Rectify {
 
     fn cpu_fwd(&self, x: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         fn run<T: Element>(kind: Rectifier, x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
-            let y = map(elements::<T>(x, l)?, |x| kind.value(x));
+            let y = value(kind, elements::<T>(x, l)?);
             Ok(T::to_cpu_storage_owned(y))
         }
         Ok((by_dtype!(x, run(self.kind, x, l))?, l.shape().clone()))
@@ -117,16 +136,7 @@ impl CustomOp2 for RectifyGrad {
             (g, g_l): (&CpuStorage, &Layout),
         ) -> Result<CpuStorage> {
             let (x, g) = (elements::<T>(x, x_l)?, elements::<T>(g, g_l)?);
-            let dx = match rule {
-                BackwardRule::Gradient => {
-                    zip_map(x, g, |x, g| if kind.open(x) { g } else { zero() })
-                }
-                BackwardRule::GuidedBackprop => {
-                    zip_map(x, g, |x, g| if kind.open(x) { positive(g) } else { zero() })
-                }
-                BackwardRule::DeconvNet => map(g, positive),
-            };
-            Ok(T::to_cpu_storage_owned(dx))
+            Ok(T::to_cpu_storage_owned(gradient(kind, rule, x, g)))
         }
         let dx = by_dtype!(x, run((self.kind, self.rule), (x, x_l), (g, g_l)))?;
         Ok((dx, x_l.shape().clone()))
