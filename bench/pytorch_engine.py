@@ -14,6 +14,10 @@ runs within a round). The stock-Candle ratio comes from one extra run of
     pip install torch torchvision timm
     cargo build --release
     python bench/pytorch_engine.py [--reps 5] [--rounds 3] [--models resnet18,vgg11,efficientnet_lite0]
+                                   [--rule gradient|guided-backprop|deconvnet]
+
+Under a rule, PyTorch's rectifiers become the reference script's rule-following
+autograd function (as hook-based libraries do, each a Python-level op).
 
 CI does not run this.
 """
@@ -44,12 +48,16 @@ def build(name):
     return fill(getattr(torchvision.models, name)())
 
 
-def measure(name, batch, reps):
+def measure(name, batch, reps, rule):
     """One (model, batch) in this process; prints a JSON line."""
     import torch
 
     torch.set_num_threads(2)
     model = build(name).eval()
+    if rule != "gradient":
+        from make_fixtures import set_rule  # every ReLU/ReLU6 backpropagates by `rule`
+
+        set_rule(model, rule)
     for m in model.modules():  # hooks and in-place ops aside, as attribution libraries run
         if hasattr(m, "inplace"):
             m.inplace = False
@@ -84,15 +92,17 @@ def main():
     ap.add_argument("--models", default="resnet18,vgg11,efficientnet_lite0")
     ap.add_argument("--batch", default="1,16")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rule", default="gradient", choices=["gradient", "guided-backprop", "deconvnet"])
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        measure(args.one[0], int(args.one[1]), args.reps)
+        measure(args.one[0], int(args.one[1]), args.reps, args.rule)
         return
     binary = os.path.join(ROOT, "target", "release", "unitscope")
 
     def ours(name, batch, reps, reference=False):
-        cmd = [binary, "bench", "engine", "--json", "--models", name, "--batch", str(batch), "--reps", str(reps)]
+        cmd = [binary, "bench", "engine", "--json", "--models", name, "--batch", str(batch), "--reps", str(reps),
+               "--rule", args.rule]
         out = subprocess.run(cmd + (["--reference-path"] if reference else []),
                              check=True, capture_output=True, text=True).stdout
         runs = [json.loads(line) for line in out.splitlines()]
@@ -100,7 +110,8 @@ def main():
 
     def torch_(name, batch):
         # A fresh process per measurement, so its peak RSS is its own.
-        out = subprocess.run([sys.executable, __file__, "--reps", str(args.reps), "--one", name, str(batch)],
+        out = subprocess.run([sys.executable, __file__, "--reps", str(args.reps), "--rule", args.rule,
+                              "--one", name, str(batch)],
                              check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
 
