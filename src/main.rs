@@ -32,6 +32,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    cli::allocator::keep_freed_blocks();
     let cli = Cli::parse();
     let result = match cli.command {
         None => cli::overview::run(),

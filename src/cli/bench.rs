@@ -217,6 +217,7 @@ fn spelling(value: impl serde::Serialize) -> Result<String> {
 /// Resets the kernel's peak-RSS counter (Linux), so the next reading is this
 /// measurement's own peak.
 fn reset_peak_rss() {
+    super::allocator::release_freed_blocks();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 

@@ -1,5 +1,6 @@
 //! Subcommands: each parses its arguments, calls the library, prints.
 
+pub mod allocator;
 pub mod bench;
 pub mod demo;
 pub mod info;
