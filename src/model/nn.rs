@@ -134,10 +134,7 @@ impl Conv2d {
             _ => {
                 let (x, padding) = ops::as_symmetric(x, padding)?;
                 let y = x.conv2d(&self.weight, padding, self.stride, 1, self.groups)?;
-                match bias {
-                    Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
-                    None => y,
-                }
+                ops::add_bias(y, bias)?
             }
         })
     }

@@ -498,7 +498,9 @@ pub(crate) fn depthwise_conv2d(
     stride: usize,
 ) -> Result<Tensor> {
     if cpu::applies(x) {
-        return cpu::depthwise_conv2d(x, w, bias, geometry(x, w, padding, stride)?);
+        let groups = x.dim(1)?;
+        let geometry = geometry(x, (w, bias), padding, stride, groups)?;
+        return cpu::depthwise_conv2d(x, w, bias, geometry);
     }
     depthwise_conv2d_candle(x, w, bias, padding, stride)
 }
@@ -525,7 +527,7 @@ fn depthwise_conv2d_candle(
 }
 
 /// `y + bias` broadcast over channels.
-fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+pub(crate) fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
         None => Ok(y),
@@ -533,10 +535,30 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
 }
 
 /// The CPU kernels' description of convolving `x` with `w` (`[C_out, C_in / groups,
-/// k, k]`); an error if the kernel does not fit the padded input.
-fn geometry(x: &Tensor, w: &Tensor, padding: Padding, stride: usize) -> Result<cpu::ConvGeometry> {
+/// k, k]`; depthwise: `groups = C_in = C_out`) plus `bias`; an error if the shapes do
+/// not fit each other or the kernel does not fit the padded input (the kernels index
+/// by these sizes and must never see inconsistent ones).
+fn geometry(
+    x: &Tensor,
+    (w, bias): (&Tensor, Option<&Tensor>),
+    padding: Padding,
+    stride: usize,
+    groups: usize,
+) -> Result<cpu::ConvGeometry> {
     let (_, c_in, h, wd) = x.dims4()?;
-    let (c_out, _, k, _) = w.dims4()?;
+    let (c_out, per_group, k, k2) = w.dims4()?;
+    let fits = per_group * groups == c_in
+        && k == k2
+        && (groups == 1 || c_out == c_in)
+        && bias.is_none_or(|b| b.dims() == [c_out]);
+    if !fits {
+        bail!(
+            "convolution: input {:?}, kernel {:?} and bias {:?} do not fit ({groups} groups)",
+            x.dims(),
+            w.dims(),
+            bias.map(Tensor::dims)
+        )
+    }
     let [(top, bottom), (left, right)] = padding;
     let out = |len: usize, before: usize, after: usize| match (len + before + after).checked_sub(k)
     {
@@ -617,7 +639,8 @@ pub(crate) fn conv2d(
     stride: usize,
 ) -> Result<Tensor> {
     if cpu::applies(x) {
-        return cpu::conv2d(x, w, bias, geometry(x, w, padding, stride)?);
+        let geometry = geometry(x, (w, bias), padding, stride, 1)?;
+        return cpu::conv2d(x, w, bias, geometry);
     }
     conv2d_candle(x, w, bias, padding, stride)
 }
@@ -740,6 +763,47 @@ mod conv_tests {
     use super::*;
 
     type Convolution = fn(&Tensor, &Tensor, Option<&Tensor>, Padding, usize) -> Result<Tensor>;
+
+    /// Shapes the CPU kernels would index out of bounds with are errors, not panics.
+    #[test]
+    fn mismatched_shapes_are_errors() {
+        let d = Device::Cpu;
+        let x = Tensor::zeros((1, 4, 8, 8), DType::F32, &d).unwrap();
+        let p = [(1, 1), (1, 1)];
+        let kernel = |shape: &[usize]| Tensor::zeros(shape, DType::F32, &d).unwrap();
+        let bias = kernel(&[5]);
+        let cases: [(&str, Convolution, Tensor, Option<&Tensor>); 4] = [
+            (
+                "dense, wrong input channels",
+                conv2d,
+                kernel(&[4, 3, 3, 3]),
+                None,
+            ),
+            (
+                "dense, wrong bias",
+                conv2d,
+                kernel(&[4, 4, 3, 3]),
+                Some(&bias),
+            ),
+            (
+                "depthwise, two per channel",
+                depthwise_conv2d,
+                kernel(&[4, 2, 3, 3]),
+                None,
+            ),
+            (
+                "depthwise, more outputs",
+                depthwise_conv2d,
+                kernel(&[8, 1, 3, 3]),
+                None,
+            ),
+        ];
+        for (what, conv, w, b) in cases {
+            assert!(conv(&x, &w, b, p, 1).is_err(), "{what}");
+        }
+        let tiny = Tensor::zeros((1, 4, 2, 2), DType::F32, &d).unwrap();
+        assert!(conv2d(&tiny, &kernel(&[4, 4, 7, 7]), None, [(0, 0), (0, 0)], 1).is_err());
+    }
 
     /// Every convolution of ours (the CPU kernels, and the Candle-op versions CUDA
     /// runs), values and gradients of input, kernel and bias, against Candle's own
