@@ -13,13 +13,14 @@
 //! stride-1 convolutions, which are such convolutions themselves, go to
 //! [`super::winograd`] where the output is large enough.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::conv_op::{self, Convolution};
 use super::matmul::{Mat, matmul};
 use super::winograd;
-use super::{Element, by_dtype, elements, for_each_chunk, with_scratch, zero};
+use super::{Element, for_each_chunk, with_scratch, zero};
 
 /// Sizes of one convolution: a `k x k` kernel over a `[C_in, H, W]` sample with
 /// `stride`, zero-padded by `top` rows and `left` columns before the image (and
@@ -313,130 +314,37 @@ pub(crate) fn conv2d(
     bias: Option<&Tensor>,
     g: ConvGeometry,
 ) -> Result<Tensor> {
-    let bias = match bias {
-        Some(b) => b.contiguous()?,
-        None => Tensor::zeros(g.c_out, x.dtype(), x.device())?,
-    };
-    x.contiguous()?
-        .apply_op3(&kernel.contiguous()?, &bias, Conv(g))
+    conv_op::apply(Dense(g), x, kernel, bias)
 }
 
-struct Conv(ConvGeometry);
+#[derive(Clone, Copy)]
+struct Dense(ConvGeometry);
 
-impl CustomOp3 for Conv {
-    fn name(&self) -> &'static str {
-        "cpu-conv2d"
+impl Convolution for Dense {
+    const NAMES: [&'static str; 3] = [
+        "cpu-conv2d",
+        "cpu-conv2d-input-grad",
+        "cpu-conv2d-kernel-grad",
+    ];
+
+    fn geometry(&self) -> &ConvGeometry {
+        &self.0
     }
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        w: &CpuStorage,
-        w_l: &Layout,
-        b: &CpuStorage,
-        b_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Element>(
-            g: &ConvGeometry,
-            (x, x_l): (&CpuStorage, &Layout),
-            (w, w_l): (&CpuStorage, &Layout),
-            (b, b_l): (&CpuStorage, &Layout),
-        ) -> Result<CpuStorage> {
-            let n = x_l.dims()[0];
-            let out = forward(
-                g,
-                n,
-                elements(x, x_l)?,
-                elements(w, w_l)?,
-                elements(b, b_l)?,
-            );
-            Ok(T::to_cpu_storage_owned(out))
-        }
+    fn kernel_shape(&self) -> Shape {
         let g = &self.0;
-        let out = by_dtype!(x, run(g, (x, x_l), (w, w_l), (b, b_l)))?;
-        Ok((out, (x_l.dims()[0], g.c_out, g.oh, g.ow).into()))
+        (g.c_out, g.c_in, g.k, g.k).into()
     }
 
-    /// Only the gradients that something upstream needs: attribution never reads the
-    /// kernel's, training never reads the image's.
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let gx = x
-            .track_op()
-            .then(|| grad.apply_op2_no_bwd(&w.detach(), &InputGrad(self.0)))
-            .transpose()?;
-        let gw = w
-            .track_op()
-            .then(|| x.detach().apply_op2_no_bwd(&grad, &KernelGrad(self.0)))
-            .transpose()?;
-        let gb = b.track_op().then(|| grad.sum((0, 2, 3))).transpose()?;
-        Ok((gx, gw, gb))
-    }
-}
-
-/// `(output gradient, kernel) -> input gradient`.
-struct InputGrad(ConvGeometry);
-
-impl CustomOp2 for InputGrad {
-    fn name(&self) -> &'static str {
-        "cpu-conv2d-input-grad"
+    fn forward<T: Element>(&self, n: usize, x: &[T], kernel: &[T], bias: &[T]) -> Vec<T> {
+        forward(&self.0, n, x, kernel, bias)
     }
 
-    fn cpu_fwd(
-        &self,
-        grad: &CpuStorage,
-        grad_l: &Layout,
-        w: &CpuStorage,
-        w_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Element>(
-            g: &ConvGeometry,
-            (grad, grad_l): (&CpuStorage, &Layout),
-            (w, w_l): (&CpuStorage, &Layout),
-        ) -> Result<CpuStorage> {
-            let n = grad_l.dims()[0];
-            let dx = input_grad(g, n, elements(grad, grad_l)?, elements(w, w_l)?);
-            Ok(T::to_cpu_storage_owned(dx))
-        }
-        let g = &self.0;
-        let dx = by_dtype!(grad, run(g, (grad, grad_l), (w, w_l)))?;
-        Ok((dx, (grad_l.dims()[0], g.c_in, g.h, g.w).into()))
-    }
-}
-
-/// `(input, output gradient) -> kernel gradient`.
-struct KernelGrad(ConvGeometry);
-
-impl CustomOp2 for KernelGrad {
-    fn name(&self) -> &'static str {
-        "cpu-conv2d-kernel-grad"
+    fn input_grad<T: Element>(&self, n: usize, grad: &[T], kernel: &[T]) -> Vec<T> {
+        input_grad(&self.0, n, grad, kernel)
     }
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        grad: &CpuStorage,
-        grad_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Element>(
-            g: &ConvGeometry,
-            (x, x_l): (&CpuStorage, &Layout),
-            (grad, grad_l): (&CpuStorage, &Layout),
-        ) -> Result<CpuStorage> {
-            let dw = kernel_grad(g, elements::<T>(x, x_l)?, elements(grad, grad_l)?);
-            Ok(T::to_cpu_storage_owned(dw))
-        }
-        let g = &self.0;
-        let dw = by_dtype!(x, run(g, (x, x_l), (grad, grad_l)))?;
-        Ok((dw, (g.c_out, g.c_in, g.k, g.k).into()))
+    fn kernel_grad<T: Element>(&self, x: &[T], grad: &[T]) -> Vec<T> {
+        kernel_grad(&self.0, x, grad)
     }
 }

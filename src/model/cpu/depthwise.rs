@@ -4,10 +4,11 @@
 //! row, with no bounds logic; one channel plane per parallel task. (Candle runs a
 //! grouped convolution as one convolution per group.)
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{ConvGeometry, Element, by_dtype, elements, with_scratch, zero};
+use super::conv_op::{self, Convolution};
+use super::{ConvGeometry, Element, with_scratch, zero};
 
 /// `dst[i] += weight * src[i * stride]` over `dst`.
 fn scaled_add<T: Element>(dst: &mut [T], src: &[T], stride: usize, weight: T) {
@@ -161,120 +162,37 @@ pub(crate) fn depthwise_conv2d(
     bias: Option<&Tensor>,
     g: ConvGeometry,
 ) -> Result<Tensor> {
-    let bias = match bias {
-        Some(b) => b.contiguous()?,
-        None => Tensor::zeros(g.c_out, x.dtype(), x.device())?,
-    };
-    x.contiguous()?
-        .apply_op3(&kernel.contiguous()?, &bias, Depthwise(g))
+    conv_op::apply(Depthwise(g), x, kernel, bias)
 }
 
+#[derive(Clone, Copy)]
 struct Depthwise(ConvGeometry);
 
-impl CustomOp3 for Depthwise {
-    fn name(&self) -> &'static str {
-        "cpu-depthwise-conv2d"
+impl Convolution for Depthwise {
+    const NAMES: [&'static str; 3] = [
+        "cpu-depthwise-conv2d",
+        "cpu-depthwise-conv2d-input-grad",
+        "cpu-depthwise-conv2d-kernel-grad",
+    ];
+
+    fn geometry(&self) -> &ConvGeometry {
+        &self.0
     }
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        w: &CpuStorage,
-        w_l: &Layout,
-        b: &CpuStorage,
-        b_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Element>(
-            g: &ConvGeometry,
-            (x, x_l): (&CpuStorage, &Layout),
-            (w, w_l): (&CpuStorage, &Layout),
-            (b, b_l): (&CpuStorage, &Layout),
-        ) -> Result<CpuStorage> {
-            let out = forward(g, elements(x, x_l)?, elements(w, w_l)?, elements(b, b_l)?);
-            Ok(T::to_cpu_storage_owned(out))
-        }
+    fn kernel_shape(&self) -> Shape {
         let g = &self.0;
-        let out = by_dtype!(x, run(g, (x, x_l), (w, w_l), (b, b_l)))?;
-        Ok((out, (x_l.dims()[0], g.c_out, g.oh, g.ow).into()))
+        (g.c_out, 1, g.k, g.k).into()
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let gx = x
-            .track_op()
-            .then(|| grad.apply_op2_no_bwd(&w.detach(), &InputGrad(self.0)))
-            .transpose()?;
-        let gw = w
-            .track_op()
-            .then(|| x.detach().apply_op2_no_bwd(&grad, &KernelGrad(self.0)))
-            .transpose()?;
-        let gb = b.track_op().then(|| grad.sum((0, 2, 3))).transpose()?;
-        Ok((gx, gw, gb))
-    }
-}
-
-/// `(output gradient, kernel) -> input gradient`.
-struct InputGrad(ConvGeometry);
-
-impl CustomOp2 for InputGrad {
-    fn name(&self) -> &'static str {
-        "cpu-depthwise-conv2d-input-grad"
+    fn forward<T: Element>(&self, _: usize, x: &[T], kernel: &[T], bias: &[T]) -> Vec<T> {
+        forward(&self.0, x, kernel, bias)
     }
 
-    fn cpu_fwd(
-        &self,
-        grad: &CpuStorage,
-        grad_l: &Layout,
-        w: &CpuStorage,
-        w_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Element>(
-            g: &ConvGeometry,
-            (grad, grad_l): (&CpuStorage, &Layout),
-            (w, w_l): (&CpuStorage, &Layout),
-        ) -> Result<CpuStorage> {
-            let dx = input_grad(g, elements::<T>(grad, grad_l)?, elements(w, w_l)?);
-            Ok(T::to_cpu_storage_owned(dx))
-        }
-        let g = &self.0;
-        let dx = by_dtype!(grad, run(g, (grad, grad_l), (w, w_l)))?;
-        Ok((dx, (grad_l.dims()[0], g.c_in, g.h, g.w).into()))
-    }
-}
-
-/// `(input, output gradient) -> kernel gradient`.
-struct KernelGrad(ConvGeometry);
-
-impl CustomOp2 for KernelGrad {
-    fn name(&self) -> &'static str {
-        "cpu-depthwise-conv2d-kernel-grad"
+    fn input_grad<T: Element>(&self, _: usize, grad: &[T], kernel: &[T]) -> Vec<T> {
+        input_grad(&self.0, grad, kernel)
     }
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        grad: &CpuStorage,
-        grad_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Element>(
-            g: &ConvGeometry,
-            (x, x_l): (&CpuStorage, &Layout),
-            (grad, grad_l): (&CpuStorage, &Layout),
-        ) -> Result<CpuStorage> {
-            let dw = kernel_grad(g, elements::<T>(x, x_l)?, elements(grad, grad_l)?);
-            Ok(T::to_cpu_storage_owned(dw))
-        }
-        let g = &self.0;
-        let dw = by_dtype!(x, run(g, (x, x_l), (grad, grad_l)))?;
-        Ok((dw, (g.c_out, 1, g.k, g.k).into()))
+    fn kernel_grad<T: Element>(&self, x: &[T], grad: &[T]) -> Vec<T> {
+        kernel_grad(&self.0, x, grad)
     }
 }

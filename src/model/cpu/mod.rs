@@ -9,6 +9,7 @@
 //! Candle's own operations, so the same model code runs on every device.
 
 mod conv;
+mod conv_op;
 mod depthwise;
 mod matmul;
 mod max_pool;
