@@ -723,6 +723,27 @@ mod tests {
 
     /// Ties and overlapping windows, against PyTorch's `max_pool2d(x, 3, 2, 1)`.
     #[test]
+    fn max_pool_values_match_candle() {
+        let x = Tensor::randn(0f32, 1f32, (2, 3, 9, 7), &Device::Cpu).unwrap();
+        for (k, stride, pad) in [(3, 2, 1), (2, 2, 0), (3, 1, 1), (3, 3, 0), (1, 1, 0)] {
+            let ours = max_pool2d(&x, k, stride, pad).unwrap();
+            let candle = max_pool2d_candle(&x, k, stride, pad).unwrap();
+            let diff = (ours - candle).unwrap().abs().unwrap().max_all().unwrap();
+            assert_eq!(
+                diff.to_scalar::<f32>().unwrap(),
+                0.0,
+                "k {k} s {stride} p {pad}"
+            );
+        }
+        let mut values = vec![0f32; 16];
+        values[5] = f32::NAN;
+        let x = Tensor::from_vec(values, (1, 1, 4, 4), &Device::Cpu).unwrap();
+        let y = max_pool2d(&x, 2, 2, 0).unwrap().flatten_all().unwrap();
+        let y = y.to_vec1::<f32>().unwrap();
+        assert!(y[0].is_nan() && y[1..] == [0.0; 3], "{y:?}");
+    }
+
+    #[test]
     fn max_pool_routes_to_the_first_maximum() {
         type Pool = fn(&Tensor, usize, usize, usize) -> Result<Tensor>;
         let implementations: [(&str, Pool); 2] =

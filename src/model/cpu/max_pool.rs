@@ -21,21 +21,22 @@ pub(crate) struct PoolGeometry {
 }
 
 impl PoolGeometry {
+    /// The input indices along an axis of length `len` that window `o` covers.
+    fn span(&self, o: usize, len: usize) -> std::ops::Range<usize> {
+        let start = (o * self.stride).saturating_sub(self.pad);
+        let end = (o * self.stride + self.k - self.pad).min(len);
+        start..end
+    }
+
     /// The index in `plane` of the first maximum of output cell `(oy, ox)`'s window
     /// (or its last NaN, as in PyTorch).
     fn argmax<T: Element>(&self, plane: &[T], oy: usize, ox: usize) -> usize {
-        let span = |o: usize, len: usize| {
-            let start = (o * self.stride).saturating_sub(self.pad);
-            let end = (o * self.stride + self.k - self.pad).min(len);
-            start..end
-        };
-        let (rows, cols) = (span(oy, self.h), span(ox, self.w));
+        let (rows, cols) = (self.span(oy, self.h), self.span(ox, self.w));
         let mut best = rows.start * self.w + cols.start;
         for y in rows {
             for x in cols.clone() {
                 let i = y * self.w + x;
-                #[allow(clippy::eq_op)] // v != v: NaN, without a float trait
-                if plane[i] > plane[best] || plane[i] != plane[i] {
+                if prefer(plane[best], plane[i]) {
                     best = i;
                 }
             }
@@ -52,13 +53,39 @@ impl PoolGeometry {
     }
 }
 
+/// Whether a scan for the first maximum (or last NaN) moves from `best` to `v`.
+#[allow(clippy::eq_op)] // v != v: NaN, without a float trait
+fn prefer<T: Element>(best: T, v: T) -> bool {
+    v > best || v != v
+}
+
+/// The maximum of each window, separably: for each output row, the elementwise
+/// maximum of its `k` input rows (a pass that vectorizes), then the window maxima
+/// along that one row. NaN if the window holds one, else its maximum: the value at
+/// [`PoolGeometry::argmax`] (up to the sign of a zero maximum, as -0 == +0).
 fn forward<T: Element>(g: &PoolGeometry, x: &[T]) -> Vec<T> {
     let mut out = vec![zero(); x.len() / g.plane_in() * g.plane_out()];
     out.par_chunks_mut(g.plane_out())
         .zip(x.par_chunks(g.plane_in()))
         .for_each(|(out, plane)| {
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = plane[g.argmax(plane, i / g.ow, i % g.ow)];
+            let mut column_max = vec![zero(); g.w];
+            for (oy, dst) in out.chunks_exact_mut(g.ow).enumerate() {
+                let rows = g.span(oy, g.h);
+                column_max.copy_from_slice(&plane[rows.start * g.w..][..g.w]);
+                for y in rows.skip(1) {
+                    for (m, &v) in column_max.iter_mut().zip(&plane[y * g.w..][..g.w]) {
+                        *m = if prefer(*m, v) { v } else { *m };
+                    }
+                }
+                for (ox, d) in dst.iter_mut().enumerate() {
+                    let window = &column_max[g.span(ox, g.w)];
+                    *d = window[1..].iter().fold(
+                        window[0],
+                        |best, &v| {
+                            if prefer(best, v) { v } else { best }
+                        },
+                    );
+                }
             }
         });
     out
@@ -73,8 +100,10 @@ fn backward<T: Element>(g: &PoolGeometry, x: &[T], grad: &[T]) -> Vec<T> {
         )
         .for_each(|(dx, (plane, grad))| {
             dx.fill(zero()); // written before read, as in conv's col2im
-            for (i, &gr) in grad.iter().enumerate() {
-                dx[g.argmax(plane, i / g.ow, i % g.ow)] += gr;
+            for (oy, grad) in grad.chunks_exact(g.ow).enumerate() {
+                for (ox, &gr) in grad.iter().enumerate() {
+                    dx[g.argmax(plane, oy, ox)] += gr;
+                }
             }
         });
     dx
