@@ -33,6 +33,7 @@ enum Command {
 
 fn main() -> ExitCode {
     cli::allocator::keep_freed_blocks();
+    cli::threads::sleep_idle_candle_workers();
     let cli = Cli::parse();
     let result = match cli.command {
         None => cli::overview::run(),

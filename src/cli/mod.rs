@@ -6,6 +6,7 @@ pub mod demo;
 pub mod info;
 pub mod overview;
 pub mod predict;
+pub mod threads;
 pub mod train;
 
 use std::path::Path;
