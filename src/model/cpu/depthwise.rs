@@ -1,8 +1,10 @@
 //! Depthwise 2-D convolution on the CPU (one `k x k` filter per channel, as in
-//! EfficientNet and MobileNet), directly: the plane is copied into a zero border
-//! once, then every kernel tap is a scaled add of a shifted input row onto an output
-//! row, with no bounds logic; one channel plane per parallel task. (Candle runs a
-//! grouped convolution as one convolution per group.)
+//! EfficientNet and MobileNet), directly: the plane is copied once into a zero-bordered
+//! buffer whose columns are split by phase (`x mod stride`), so that every kernel tap,
+//! at any stride, is a scaled add of one contiguous input row stretch onto an output
+//! row (and its transpose for the gradient), with no bounds logic; one channel plane
+//! per parallel task. (Candle runs a grouped convolution as one convolution per group;
+//! strided taps read every other element, which does not vectorize.)
 
 use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -10,36 +12,14 @@ use rayon::prelude::*;
 use super::conv_op::{self, Convolution};
 use super::{ConvGeometry, Element, with_scratch, zero};
 
-/// `dst[i] += weight * src[i * stride]` over `dst`.
-fn scaled_add<T: Element>(dst: &mut [T], src: &[T], stride: usize, weight: T) {
-    if stride == 1 {
-        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += weight * s);
-    } else {
-        for (i, d) in dst.iter_mut().enumerate() {
-            *d += weight * src[i * stride];
-        }
-    }
+/// `dst[i] += weight * src[i]` over `dst`.
+fn scaled_add<T: Element>(dst: &mut [T], src: &[T], weight: T) {
+    dst.iter_mut().zip(src).for_each(|(d, &s)| *d += weight * s);
 }
 
-/// `dst[i * stride] += weight * src[i]` over `src`: the transpose of [`scaled_add`].
-fn scaled_scatter<T: Element>(dst: &mut [T], src: &[T], stride: usize, weight: T) {
-    if stride == 1 {
-        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += weight * s);
-    } else {
-        for (i, &s) in src.iter().enumerate() {
-            dst[i * stride] += weight * s;
-        }
-    }
-}
-
-/// `sum over i of a[i] * b[i * stride]`.
-fn strided_dot<T: Element>(a: &[T], b: &[T], stride: usize) -> T {
-    if stride == 1 {
-        a.iter().zip(b).fold(zero(), |sum, (&a, &b)| sum + a * b)
-    } else {
-        let b = b.iter().step_by(stride);
-        a.iter().zip(b).fold(zero(), |sum, (&a, &b)| sum + a * b)
-    }
+/// `sum over i of a[i] * b[i]`.
+fn dot<T: Element>(a: &[T], b: &[T]) -> T {
+    a.iter().zip(b).fold(zero(), |sum, (&a, &b)| sum + a * b)
 }
 
 impl ConvGeometry {
@@ -52,38 +32,69 @@ impl ConvGeometry {
         )
     }
 
-    /// Copies `plane` into `buf`, a zero-bordered [`ConvGeometry::padded`] plane.
-    fn pad_into<T: Element>(&self, plane: &[T], buf: &mut [T]) {
+    /// Elements per phase of a buffer row: padded column `x` lives at `(x % stride) *
+    /// phase + x / stride` of its row.
+    fn phase(&self) -> usize {
+        self.padded().1.div_ceil(self.stride)
+    }
+
+    /// Elements of the phase-split padded plane: rows of `stride * phase`.
+    fn buffer_len(&self) -> usize {
+        self.padded().0 * self.stride * self.phase()
+    }
+
+    /// Visits the stretches of the plane that the windows reach, one per row and phase:
+    /// `f(plane_start, buffer_start, len)` for plane elements `plane_start,
+    /// plane_start + stride, ...` stored at `buffer_start ..  buffer_start + len`.
+    fn for_each_inside(&self, mut f: impl FnMut(usize, usize, usize)) {
         let (rows, cols) = self.padded();
-        buf.fill(zero());
+        let (s, phase) = (self.stride, self.phase());
         let width = self.w.min(cols.saturating_sub(self.left));
         for y in 0..self.h.min(rows.saturating_sub(self.top)) {
-            let start = (y + self.top) * cols + self.left;
-            buf[start..start + width].copy_from_slice(&plane[y * self.w..][..width]);
+            let row = (y + self.top) * s * phase;
+            // Plane column x sits at padded column x + left; phase p starts at the first
+            // x with (x + left) % s == p.
+            for x0 in 0..s.min(width) {
+                let col = x0 + self.left;
+                let len = (width - x0).div_ceil(s);
+                f(y * self.w + x0, row + (col % s) * phase + col / s, len);
+            }
         }
+    }
+
+    /// Copies `plane` into `buf`, a zero-bordered, phase-split padded plane.
+    fn pad_into<T: Element>(&self, plane: &[T], buf: &mut [T]) {
+        buf.fill(zero());
+        self.for_each_inside(|from, to, len| {
+            let src = plane[from..].iter().step_by(self.stride);
+            buf[to..to + len]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(d, &v)| *d = v);
+        });
     }
 
     /// The inverse of [`ConvGeometry::pad_into`]: `plane` is the interior of `buf`
     /// (zero where the windows do not reach).
     fn crop_from<T: Element>(&self, buf: &[T], plane: &mut [T]) {
-        let (rows, cols) = self.padded();
         plane.fill(zero());
-        let width = self.w.min(cols.saturating_sub(self.left));
-        for y in 0..self.h.min(rows.saturating_sub(self.top)) {
-            let start = (y + self.top) * cols + self.left;
-            plane[y * self.w..][..width].copy_from_slice(&buf[start..start + width]);
-        }
+        self.for_each_inside(|to, from, len| {
+            let dst = plane[to..].iter_mut().step_by(self.stride);
+            dst.zip(&buf[from..from + len]).for_each(|(d, &v)| *d = v);
+        });
     }
 
     /// Visits every kernel tap of every output row: `f(out_row, tap, in_start)` for
-    /// output row `oy` and tap `(ky, kx)`, whose inputs in the padded plane are
-    /// `in_start, in_start + stride, ...`.
+    /// output row `oy` and tap `(ky, kx)`, whose inputs in the phase-split buffer are
+    /// `in_start .. in_start + ow`.
     fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
-        let cols = self.padded().1;
+        let row_len = self.stride * self.phase();
         for oy in 0..self.oh {
             for ky in 0..self.k {
+                let row = (oy * self.stride + ky) * row_len;
                 for kx in 0..self.k {
-                    f(oy, ky * self.k + kx, (oy * self.stride + ky) * cols + kx);
+                    let start = row + (kx % self.stride) * self.phase() + kx / self.stride;
+                    f(oy, ky * self.k + kx, start);
                 }
             }
         }
@@ -92,7 +103,6 @@ impl ConvGeometry {
 
 fn forward<T: Element>(g: &ConvGeometry, x: &[T], kernel: &[T], bias: &[T]) -> Vec<T> {
     let (taps, out_plane) = (g.k * g.k, g.oh * g.ow);
-    let (rows, cols) = g.padded();
     let mut out = vec![zero(); x.len() / (g.h * g.w) * out_plane];
     out.par_chunks_mut(out_plane)
         .zip(x.par_chunks(g.h * g.w))
@@ -101,11 +111,11 @@ fn forward<T: Element>(g: &ConvGeometry, x: &[T], kernel: &[T], bias: &[T]) -> V
             let c = i % g.c_in;
             out.fill(bias[c]);
             let w = &kernel[c * taps..(c + 1) * taps];
-            with_scratch(rows * cols, |xp| {
+            with_scratch(g.buffer_len(), |xp| {
                 g.pad_into(x, xp);
                 g.for_each_tap(|oy, tap, start| {
                     let row = &mut out[oy * g.ow..][..g.ow];
-                    scaled_add(row, &xp[start..], g.stride, w[tap]);
+                    scaled_add(row, &xp[start..], w[tap]);
                 });
             });
         });
@@ -114,18 +124,17 @@ fn forward<T: Element>(g: &ConvGeometry, x: &[T], kernel: &[T], bias: &[T]) -> V
 
 fn input_grad<T: Element>(g: &ConvGeometry, grad: &[T], kernel: &[T]) -> Vec<T> {
     let (taps, out_plane) = (g.k * g.k, g.oh * g.ow);
-    let (rows, cols) = g.padded();
     let mut dx = vec![zero(); grad.len() / out_plane * g.h * g.w];
     dx.par_chunks_mut(g.h * g.w)
         .zip(grad.par_chunks(out_plane))
         .enumerate()
         .for_each(|(i, (dx, grad))| {
             let w = &kernel[(i % g.c_in) * taps..][..taps];
-            with_scratch(rows * cols, |dxp| {
+            with_scratch(g.buffer_len(), |dxp| {
                 dxp.fill(zero());
                 g.for_each_tap(|oy, tap, start| {
                     let row = &grad[oy * g.ow..][..g.ow];
-                    scaled_scatter(&mut dxp[start..], row, g.stride, w[tap]);
+                    scaled_add(&mut dxp[start..start + g.ow], row, w[tap]);
                 });
                 g.crop_from(dxp, dx);
             });
@@ -135,18 +144,17 @@ fn input_grad<T: Element>(g: &ConvGeometry, grad: &[T], kernel: &[T]) -> Vec<T> 
 
 fn kernel_grad<T: Element>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Vec<T> {
     let (taps, in_plane, out_plane) = (g.k * g.k, g.h * g.w, g.oh * g.ow);
-    let (rows, cols) = g.padded();
     let n = x.len() / (g.c_in * in_plane);
     let mut dw = vec![zero(); g.c_in * taps];
     dw.par_chunks_mut(taps).enumerate().for_each(|(c, dw)| {
-        with_scratch(rows * cols, |xp| {
+        with_scratch(g.buffer_len(), |xp| {
             for sample in 0..n {
                 let plane = sample * g.c_in + c;
                 g.pad_into(&x[plane * in_plane..][..in_plane], xp);
                 let grad = &grad[plane * out_plane..][..out_plane];
                 g.for_each_tap(|oy, tap, start| {
                     let row = &grad[oy * g.ow..][..g.ow];
-                    dw[tap] += strided_dot(row, &xp[start..], g.stride);
+                    dw[tap] += dot(row, &xp[start..]);
                 });
             }
         });
