@@ -32,6 +32,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    cli::allocator::use_huge_pages();
     cli::allocator::keep_freed_blocks();
     cli::threads::sleep_idle_candle_workers();
     let cli = Cli::parse();
