@@ -16,8 +16,8 @@ pub enum Reduce {
     Max,
 }
 
-/// A scalar to differentiate, summed over the batch (samples are independent in
-/// eval mode, so the gradient of the sum is each sample's own gradient).
+/// A scalar to differentiate: a value per sample, summed over the batch (samples are
+/// independent in eval mode, so the gradient of the sum is each sample's own gradient).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Objective {
     /// The logit of one class, in every sample.
@@ -34,11 +34,18 @@ pub enum Objective {
     },
     /// `sum(weight * objective)`.
     Weighted(Vec<(f64, Objective)>),
+    /// One objective per sample: sample `i`'s value of `objectives[i]`.
+    PerSample(Vec<Objective>),
 }
 
 impl Capture {
     /// Evaluates `objective` on this capture as a scalar on the autograd graph.
     pub fn objective(&self, objective: &Objective) -> Result<Tensor> {
+        Ok(self.per_sample(objective)?.sum_all()?)
+    }
+
+    /// Evaluates `objective` for each sample: `[batch]`, on the autograd graph.
+    pub fn per_sample(&self, objective: &Objective) -> Result<Tensor> {
         let logits = self.logits();
         let (batch, classes) = logits.dims2()?;
         let check_class = |c: usize| -> Result<()> {
@@ -48,45 +55,51 @@ impl Capture {
             );
             Ok(())
         };
+        let check_batch = |n: usize, what: &str| -> Result<()> {
+            ensure!(n == batch, "{n} {what} for a batch of {batch}");
+            Ok(())
+        };
         Ok(match objective {
             Objective::Logit(c) => {
                 check_class(*c)?;
-                logits.narrow(1, *c, 1)?.sum_all()?
+                logits.narrow(1, *c, 1)?.squeeze(1)?
             }
             Objective::Logits(cs) => {
-                ensure!(
-                    cs.len() == batch,
-                    "{} target classes for a batch of {batch}",
-                    cs.len()
-                );
+                check_batch(cs.len(), "target classes")?;
                 cs.iter().try_for_each(|&c| check_class(c))?;
                 let index = Tensor::from_vec(
                     cs.iter().map(|&c| c as u32).collect::<Vec<_>>(),
                     (batch, 1),
                     logits.device(),
                 )?;
-                logits.gather(&index, 1)?.sum_all()?
+                logits.gather(&index, 1)?.squeeze(1)?
             }
             Objective::Unit { unit, reduce } => {
-                unit_value(self.activation(&unit.layer)?, unit, *reduce)?
+                unit_values(self.activation(&unit.layer)?, unit, *reduce)?
             }
             Objective::Weighted(terms) => {
                 ensure!(!terms.is_empty(), "an empty weighted objective");
-                let mut total: Option<Tensor> = None;
+                let mut total = Tensor::zeros(batch, logits.dtype(), logits.device())?;
                 for (w, o) in terms {
-                    let term = self.objective(o)?.affine(*w, 0.0)?;
-                    total = Some(match total {
-                        Some(t) => t.add(&term)?,
-                        None => term,
-                    });
+                    total = total.add(&self.per_sample(o)?.affine(*w, 0.0)?)?;
                 }
-                total.unwrap_or(Tensor::zeros((), logits.dtype(), logits.device())?)
+                total
+            }
+            Objective::PerSample(objectives) => {
+                check_batch(objectives.len(), "objectives")?;
+                let values = objectives
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| Ok(self.per_sample(o)?.narrow(0, i, 1)?))
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&values, 0)?
             }
         })
     }
 }
 
-fn unit_value(act: &Tensor, unit: &UnitAddress, reduce: Reduce) -> Result<Tensor> {
+/// A unit's value in each sample, `[batch]`.
+fn unit_values(act: &Tensor, unit: &UnitAddress, reduce: Reduce) -> Result<Tensor> {
     let dims = act.dims();
     ensure!(
         unit.channel < dims[1],
@@ -97,7 +110,7 @@ fn unit_value(act: &Tensor, unit: &UnitAddress, reduce: Reduce) -> Result<Tensor
     );
     let ch = act.narrow(1, unit.channel, 1)?;
     match (dims.len(), unit.position) {
-        (2, None) => Ok(ch.sum_all()?),
+        (2, None) => Ok(ch.squeeze(1)?),
         (2, Some(_)) => bail!(
             "unit {unit}: `{}` is a vector layer; it has no positions",
             unit.layer
@@ -109,15 +122,14 @@ fn unit_value(act: &Tensor, unit: &UnitAddress, reduce: Reduce) -> Result<Tensor
                 dims[2],
                 dims[3]
             );
-            Ok(ch.narrow(2, y, 1)?.narrow(3, x, 1)?.sum_all()?)
+            Ok(ch.narrow(2, y, 1)?.narrow(3, x, 1)?.flatten_all()?)
         }
         (4, None) => {
             let flat = ch.flatten_from(1)?;
-            let per_sample = match reduce {
+            Ok(match reduce {
                 Reduce::Mean => flat.mean(D::Minus1)?,
                 Reduce::Max => flat.max(D::Minus1)?,
-            };
-            Ok(per_sample.sum_all()?)
+            })
         }
         (r, _) => bail!(
             "layer `{}` has rank {r}; units need [N, C] or [N, C, H, W]",
