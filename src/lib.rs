@@ -1,11 +1,13 @@
 //! unitscope: inspect what a neural network has learned.
 //!
 //! The pipeline reads top to bottom: [`model`] runs a network on Candle and captures
-//! layers and gradients; [`data`] turns images into inputs and draws the demo world;
+//! layers and gradients; [`attribution`] turns them into maps of what an input's
+//! parts contribute; [`data`] turns images into inputs and draws the demo world;
 //! [`train`] trains the demo model on it.
 
 #![warn(missing_docs)]
 
+pub mod attribution;
 pub mod data;
 pub mod model;
 pub mod train;

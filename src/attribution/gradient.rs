@@ -1,0 +1,85 @@
+//! The gradient family, one backward pass each under the engine's rectifier rule:
+//! the vanilla gradient (Simonyan et al. 2014), DeconvNet (Zeiler & Fergus 2014),
+//! guided backpropagation (Springenberg et al. 2015), and any of them times the input
+//! (Shrikumar et al. 2016).
+
+use anyhow::Result;
+use candle_core::Tensor;
+
+use super::{Attribution, Method, Passes, Target, backward};
+use crate::model::{BackwardRule, Model, Probe};
+
+/// The input gradient of each target under a backward rule, signed and per channel
+/// (`[N, 3, H, W]`); optionally multiplied by the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gradient {
+    /// How gradients pass back through rectifiers.
+    pub rule: BackwardRule,
+    /// Whether the map is gradient x input.
+    pub times_input: bool,
+}
+
+impl Gradient {
+    /// The vanilla gradient (saliency).
+    pub fn saliency() -> Self {
+        Self {
+            rule: BackwardRule::Gradient,
+            times_input: false,
+        }
+    }
+
+    /// DeconvNet.
+    pub fn deconvnet() -> Self {
+        Self {
+            rule: BackwardRule::DeconvNet,
+            ..Self::saliency()
+        }
+    }
+
+    /// Guided backpropagation.
+    pub fn guided_backprop() -> Self {
+        Self {
+            rule: BackwardRule::GuidedBackprop,
+            ..Self::saliency()
+        }
+    }
+
+    /// The vanilla gradient times the input.
+    pub fn times_input() -> Self {
+        Self {
+            times_input: true,
+            ..Self::saliency()
+        }
+    }
+}
+
+impl Method for Gradient {
+    fn name(&self) -> String {
+        let base = match self.rule {
+            BackwardRule::Gradient => "saliency",
+            BackwardRule::GuidedBackprop => "guided-backprop",
+            BackwardRule::DeconvNet => "deconvnet",
+        };
+        match self.times_input {
+            false => base.to_string(),
+            true if self.rule == BackwardRule::Gradient => "gradient-x-input".to_string(),
+            true => format!("{base}-x-input"),
+        }
+    }
+
+    fn passes(&self) -> Passes {
+        Passes {
+            backward: 1,
+            forward: 0,
+        }
+    }
+
+    fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution> {
+        let (_, grads) = backward(model, inputs, targets, Probe::new().rule(self.rule))?;
+        let grad = grads.input().clone();
+        Ok(Attribution::Input(match self.times_input {
+            false => grad,
+            true => grad.mul(&inputs.to_dtype(grad.dtype())?)?,
+        }))
+    }
+}

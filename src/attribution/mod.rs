@@ -1,0 +1,193 @@
+//! Pixel attribution: how much each part of an input matters to a target (a class
+//! logit or any unit), by the lecture's methods and their refinements.
+//!
+//! Every method implements [`Method`]: a batch of inputs and one [`Target`] per input
+//! in, one map per input out ([`Attribution`]). Gradient methods differentiate every
+//! sample's own target in one backward pass of the whole batch; wrappers
+//! ([`SmoothGrad`]) and path methods ([`IntegratedGradients`]) run their extra
+//! samples as batches of a user-set size, so memory stays bounded. [`attribute`]
+//! resolves what the user asked for ("the predicted class", several targets per
+//! input) into one call.
+
+mod cam;
+mod display;
+mod gradient;
+mod guided_grad_cam;
+mod integrated_gradients;
+mod occlusion;
+pub mod registry;
+mod smooth_grad;
+mod target;
+
+use anyhow::{Result, ensure};
+use candle_core::Tensor;
+
+pub use cam::{Cam, CamWeighting};
+pub use display::{ChannelReduction, min_max};
+pub use gradient::Gradient;
+pub use guided_grad_cam::{GuidedGradCam, Upsampling};
+pub use integrated_gradients::{Baseline, IntegratedGradients, Quadrature};
+pub use occlusion::Occlusion;
+pub use smooth_grad::{SmoothGrad, Statistic};
+pub use target::{Target, TargetSpec, predicted};
+
+use crate::model::{Capture, Gradients, Model, Probe};
+
+/// A batch of attribution maps, raw (unnormalized).
+#[derive(Clone, Debug)]
+pub enum Attribution {
+    /// One value per input element, `[N, C, H, W]`: the gradient family, integrated
+    /// gradients, occlusion.
+    Input(Tensor),
+    /// One value per position of each named layer, `[N, h, w]` at that layer's
+    /// resolution, rectified but not normalized: the CAM family.
+    Layers(Vec<(String, Tensor)>),
+}
+
+impl Attribution {
+    /// Every tensor of the batch, in order (one for [`Attribution::Input`]).
+    fn tensors(&self) -> Vec<&Tensor> {
+        match self {
+            Self::Input(t) => vec![t],
+            Self::Layers(layers) => layers.iter().map(|(_, t)| t).collect(),
+        }
+    }
+
+    /// The same kind of batch with each tensor replaced by `f(index, tensor)`.
+    fn map(&self, mut f: impl FnMut(usize, &Tensor) -> Result<Tensor>) -> Result<Self> {
+        Ok(match self {
+            Self::Input(t) => Self::Input(f(0, t)?),
+            Self::Layers(layers) => Self::Layers(
+                layers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, t))| Ok((name.clone(), f(i, t)?)))
+                    .collect::<Result<_>>()?,
+            ),
+        })
+    }
+
+    /// Samples `start .. start + len` of the batch.
+    pub fn narrow(&self, start: usize, len: usize) -> Result<Self> {
+        self.map(|_, t| Ok(t.narrow(0, start, len)?))
+    }
+}
+
+/// An attribution method.
+pub trait Method: Send + Sync {
+    /// The method and its parameters, e.g. `smoothgrad(saliency, n=50, level=0.15)`.
+    fn name(&self) -> String;
+
+    /// Model passes per input: forward + backward pairs and forward-only passes.
+    fn passes(&self) -> Passes;
+
+    /// The maps of `inputs` (`[N, 3, H, W]`, preprocessed), sample `i` explaining
+    /// `targets[i]`.
+    fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution>;
+}
+
+/// What one input costs a method, in model passes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Passes {
+    /// Forward passes followed by a backward pass.
+    pub backward: usize,
+    /// Forward passes alone.
+    pub forward: usize,
+}
+
+/// `method`'s maps of `inputs` for each of `targets`: one entry per target, each with
+/// the resolved target of every input. All targets run as one batch of
+/// `targets.len() x N` inputs.
+pub fn attribute(
+    method: &dyn Method,
+    model: &Model,
+    inputs: &Tensor,
+    targets: &[TargetSpec],
+) -> Result<Vec<(Vec<Target>, Attribution)>> {
+    ensure!(!targets.is_empty(), "no targets to attribute");
+    let n = inputs.dim(0)?;
+    let resolved = targets
+        .iter()
+        .map(|t| t.resolve(model, inputs))
+        .collect::<Result<Vec<_>>>()?;
+    let batch = Tensor::cat(&vec![inputs; targets.len()], 0)?;
+    let maps = method.attribute(model, &batch, &resolved.concat())?;
+    resolved
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| Ok((t, maps.narrow(i * n, n)?)))
+        .collect()
+}
+
+/// The layer CAM methods use unless told: the last one with feature maps (more than
+/// one position) that is not a pooling layer, e.g. ResNet's `layer4`.
+pub fn default_cam_layer(model: &Model) -> Result<String> {
+    use crate::model::LayerKind;
+    model
+        .layers()?
+        .iter()
+        .rev()
+        .find(|l| {
+            l.shape.len() == 3
+                && l.shape[1] * l.shape[2] > 1
+                && !matches!(l.kind, LayerKind::MaxPool | LayerKind::AvgPool)
+        })
+        .map(|l| l.name.clone())
+        .ok_or_else(|| anyhow::anyhow!("the model has no layer with feature maps for a CAM"))
+}
+
+/// One forward pass of `inputs` recording what `probe` and the targets need, and one
+/// backward pass of every sample's target.
+fn backward(
+    model: &Model,
+    inputs: &Tensor,
+    targets: &[Target],
+    probe: Probe,
+) -> Result<(Capture, Gradients)> {
+    check_targets(inputs, targets)?;
+    let probe = targets
+        .iter()
+        .filter_map(Target::layer)
+        .fold(probe, |p, layer| p.record(layer));
+    let capture = model.forward(inputs, &probe)?;
+    let objective = capture.objective(&Target::batch_objective(targets))?;
+    let grads = capture.backward(&objective)?;
+    Ok((capture, grads))
+}
+
+/// Each sample's target value, `[N]`, without keeping a graph.
+fn target_values(model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Tensor> {
+    check_targets(inputs, targets)?;
+    let probe = targets
+        .iter()
+        .filter_map(Target::layer)
+        .fold(Probe::new(), |p, layer| p.record(layer));
+    let capture = model.forward(inputs, &probe)?;
+    Ok(capture
+        .per_sample(&Target::batch_objective(targets))?
+        .detach())
+}
+
+fn check_targets(inputs: &Tensor, targets: &[Target]) -> Result<()> {
+    let n = inputs.dim(0)?;
+    ensure!(
+        targets.len() == n,
+        "{} targets for a batch of {n} inputs",
+        targets.len()
+    );
+    Ok(())
+}
+
+/// Runs `f` on consecutive batches of at most `size` of the `total` samples
+/// (`f(start, len)`), joining the results in order.
+fn in_batches<R>(
+    total: usize,
+    size: usize,
+    mut f: impl FnMut(usize, usize) -> Result<R>,
+) -> Result<Vec<R>> {
+    ensure!(size > 0, "the batch size must be at least 1");
+    (0..total)
+        .step_by(size)
+        .map(|start| f(start, size.min(total - start)))
+        .collect()
+}

@@ -1,0 +1,186 @@
+//! SmoothGrad (Smilkov et al. 2017) around any method: the maps of `n` noisy copies of
+//! each input, `x + N(0, σ²)` with `σ = level · (max(x) - min(x))` per input, reduced
+//! to their mean, their mean of squares (SmoothGrad²), or their variance (VarGrad,
+//! Adebayo et al. 2018). The copies run through the inner method in batches of a set
+//! size, so memory does not grow with `n`. Noise comes from a seeded ChaCha stream,
+//! drawn in order (copy-major), so a seed reproduces a map on any device.
+
+use anyhow::{Result, ensure};
+use candle_core::{D, DType, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::{Attribution, Method, Passes, Target, in_batches};
+use crate::model::Model;
+
+/// How the noisy copies' maps are combined.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Statistic {
+    /// Their mean (SmoothGrad).
+    #[default]
+    Mean,
+    /// The mean of their squares (SmoothGrad²).
+    MeanOfSquares,
+    /// Their variance (VarGrad).
+    Variance,
+}
+
+/// SmoothGrad around `inner`.
+pub struct SmoothGrad {
+    /// The method run on each noisy copy.
+    pub inner: Box<dyn Method>,
+    /// Noisy copies per input (default 50).
+    pub samples: usize,
+    /// Noise level: σ as a fraction of each input's value range (default 0.15).
+    pub level: f64,
+    /// How the copies' maps are combined.
+    pub statistic: Statistic,
+    /// Noisy inputs per pass of the inner method.
+    pub batch: usize,
+    /// The noise stream's seed.
+    pub seed: u64,
+}
+
+impl SmoothGrad {
+    /// Defaults of the paper: 50 copies at level 0.15, the mean; batches of 16.
+    pub fn new(inner: Box<dyn Method>) -> Self {
+        Self {
+            inner,
+            samples: 50,
+            level: 0.15,
+            statistic: Statistic::Mean,
+            batch: 16,
+            seed: 0,
+        }
+    }
+
+    /// The maps given the standard-normal draws `noise: [samples, N, C, H, W]` (before
+    /// scaling by each input's σ) instead of the seeded stream.
+    pub fn attribute_with_noise(
+        &self,
+        model: &Model,
+        inputs: &Tensor,
+        targets: &[Target],
+        noise: &Tensor,
+    ) -> Result<Attribution> {
+        let dims = inputs.dims();
+        ensure!(
+            noise.dims() == [&[self.samples], dims].concat(),
+            "noise of shape {:?} for {} copies of inputs {dims:?}",
+            noise.dims(),
+            self.samples
+        );
+        let flat = noise.flatten_to(1)?;
+        self.smooth(model, inputs, targets, |start, len| {
+            Ok(flat.narrow(0, start, len)?.to_dtype(DType::F32)?)
+        })
+    }
+
+    /// Runs the copies: `draw(start, len)` gives the standard-normal noise of copies
+    /// `start .. start + len` in copy-major order (copy `s` of input `i` is number
+    /// `s * N + i`), `[len, C, H, W]`.
+    fn smooth(
+        &self,
+        model: &Model,
+        inputs: &Tensor,
+        targets: &[Target],
+        mut draw: impl FnMut(usize, usize) -> Result<Tensor>,
+    ) -> Result<Attribution> {
+        ensure!(self.samples > 0, "SmoothGrad needs at least one noisy copy");
+        let n = inputs.dim(0)?;
+        let inputs = inputs.to_dtype(DType::F32)?;
+        let flat = inputs.flatten_from(1)?;
+        let range = (flat.max_keepdim(D::Minus1)? - flat.min_keepdim(D::Minus1)?)?;
+        let sigma = (range * self.level)?;
+        let copies = self.samples * n;
+        let mut sum: Option<(Attribution, Attribution)> = None;
+        in_batches(copies, self.batch.max(1), |start, len| {
+            // Copies start .. start + len cycle through the inputs.
+            let which: Vec<u32> = (start..start + len).map(|c| (c % n) as u32).collect();
+            let index = Tensor::new(which.as_slice(), inputs.device())?;
+            let clean = inputs.index_select(&index, 0)?;
+            let scale = sigma.index_select(&index, 0)?;
+            let noise = draw(start, len)?.to_device(inputs.device())?;
+            let noisy = (clean + noise.broadcast_mul(&scale.reshape((len, 1, 1, 1))?)?)?;
+            let batch_targets: Vec<Target> =
+                which.iter().map(|&i| targets[i as usize].clone()).collect();
+            let maps = self.inner.attribute(model, &noisy, &batch_targets)?;
+            let per_input = |f: &dyn Fn(&Tensor) -> Result<Tensor>| {
+                maps.map(|_, t| {
+                    let t = f(t)?;
+                    let zeros =
+                        Tensor::zeros([&[n], &t.dims()[1..]].concat(), t.dtype(), t.device())?;
+                    Ok(zeros.index_add(&index, &t, 0)?)
+                })
+            };
+            let (s1, s2) = (
+                per_input(&|t| Ok(t.clone()))?,
+                per_input(&|t| Ok(t.sqr()?))?,
+            );
+            sum = Some(match sum.take() {
+                None => (s1, s2),
+                Some((a1, a2)) => (add(&a1, &s1)?, add(&a2, &s2)?),
+            });
+            Ok(())
+        })?;
+        let (s1, s2) = sum.expect("at least one batch");
+        let count = self.samples as f64;
+        let mean = s1.map(|_, t| Ok((t / count)?))?;
+        let mean_sq = s2.map(|_, t| Ok((t / count)?))?;
+        Ok(match self.statistic {
+            Statistic::Mean => mean,
+            Statistic::MeanOfSquares => mean_sq,
+            Statistic::Variance => {
+                let mean = mean.tensors().into_iter().cloned().collect::<Vec<_>>();
+                mean_sq.map(|i, t| Ok((t - mean[i].sqr()?)?))?
+            }
+        })
+    }
+}
+
+/// The elementwise sum of two batches of the same method.
+fn add(a: &Attribution, b: &Attribution) -> Result<Attribution> {
+    let b = b.tensors();
+    a.map(|i, t| Ok((t + b[i])?))
+}
+
+impl Method for SmoothGrad {
+    fn name(&self) -> String {
+        let statistic = match self.statistic {
+            Statistic::Mean => "smoothgrad",
+            Statistic::MeanOfSquares => "smoothgrad-sq",
+            Statistic::Variance => "vargrad",
+        };
+        format!(
+            "{statistic}({}, n={}, level={})",
+            self.inner.name(),
+            self.samples,
+            self.level
+        )
+    }
+
+    fn passes(&self) -> Passes {
+        let inner = self.inner.passes();
+        Passes {
+            backward: inner.backward * self.samples,
+            forward: inner.forward * self.samples,
+        }
+    }
+
+    fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution> {
+        let per_copy = inputs.dims()[1..].iter().product::<usize>();
+        let shape: Vec<usize> = inputs.dims()[1..].to_vec();
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        self.smooth(model, inputs, targets, |_, len| {
+            let values: Vec<f32> = (0..len * per_copy)
+                .map(|_| StandardNormal.sample(&mut rng))
+                .collect();
+            Ok(Tensor::from_vec(
+                values,
+                [&[len], shape.as_slice()].concat(),
+                &candle_core::Device::Cpu,
+            )?)
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! Attribution methods' own guarantees: batching, targets, seeds, completeness.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use unitscope::attribution::registry::{self, MethodOptions};
+use unitscope::attribution::{
+    self, Attribution, Gradient, IntegratedGradients, Method, SmoothGrad, Target, TargetSpec,
+};
+use unitscope::data::world::{HELD_OUT, World};
+use unitscope::model::{ArchOptions, Architecture, Model, Probe, demo};
+
+fn demo_inputs(model: &Model, n: u64) -> Tensor {
+    let world = World::new(0);
+    let images: Vec<Tensor> = (0..n)
+        .map(|i| {
+            let scene = world.scene(HELD_OUT + i);
+            model
+                .input_spec()
+                .to_tensor(&scene.image, &Device::Cpu)
+                .unwrap()
+        })
+        .collect();
+    Tensor::stack(&images, 0).unwrap()
+}
+
+fn input_map(a: Attribution) -> Tensor {
+    match a {
+        Attribution::Input(t) => t,
+        other => panic!("expected an input map, got {other:?}"),
+    }
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+#[test]
+fn several_targets_in_one_call_equal_separate_calls() {
+    let model = demo::model(&Device::Cpu).unwrap();
+    let x = demo_inputs(&model, 3);
+    let specs = [
+        TargetSpec::Class(0),
+        TargetSpec::Predicted,
+        TargetSpec::Class(2),
+    ];
+    let method = Gradient::saliency();
+    let together = attribution::attribute(&method, &model, &x, &specs).unwrap();
+    assert_eq!(together.len(), 3);
+    for (spec, (targets, maps)) in specs.iter().zip(together) {
+        let alone = spec.resolve(&model, &x).unwrap();
+        assert_eq!(targets, alone);
+        let expected = input_map(method.attribute(&model, &x, &alone).unwrap());
+        let err = max_abs_diff(&input_map(maps), &expected);
+        assert!(err < 1e-6, "{spec:?}: batched maps differ by {err:e}");
+    }
+}
+
+#[test]
+fn a_unit_target_is_the_gradient_of_that_unit() {
+    let model = demo::model(&Device::Cpu).unwrap();
+    let x = demo_inputs(&model, 2);
+    let unit: unitscope::model::UnitAddress = "features.7:5".parse().unwrap();
+    let target = Target::Unit(unit.clone());
+    let maps = input_map(
+        Gradient::saliency()
+            .attribute(&model, &x, &[target.clone(), target.clone()])
+            .unwrap(),
+    );
+    let capture = model
+        .forward(&x, &Probe::new().record("features.7"))
+        .unwrap();
+    let grads = capture
+        .backward(&capture.objective(&target.objective()).unwrap())
+        .unwrap();
+    assert!(max_abs_diff(&maps, grads.input()) < 1e-7);
+    // And it differs from a class target's map: the target reaches the gradient.
+    let class = input_map(
+        Gradient::saliency()
+            .attribute(&model, &x, &[Target::Class(0), Target::Class(0)])
+            .unwrap(),
+    );
+    assert!(max_abs_diff(&maps, &class) > 1e-4);
+}
+
+#[test]
+fn smoothgrad_is_seeded_and_independent_of_the_batch_size() {
+    let model = demo::model(&Device::Cpu).unwrap();
+    let x = demo_inputs(&model, 2);
+    let targets = [Target::Class(1), Target::Class(3)];
+    let run = |seed: u64, batch: usize| {
+        let smooth = SmoothGrad {
+            samples: 6,
+            seed,
+            batch,
+            ..SmoothGrad::new(Box::new(Gradient::saliency()))
+        };
+        input_map(smooth.attribute(&model, &x, &targets).unwrap())
+    };
+    let a = run(7, 4);
+    assert_eq!(max_abs_diff(&a, &run(7, 4)), 0.0, "same seed, same maps");
+    assert!(
+        max_abs_diff(&a, &run(7, 12)) < 1e-6,
+        "batching changed the maps"
+    );
+    assert!(
+        max_abs_diff(&a, &run(8, 4)) > 1e-4,
+        "another seed, same maps"
+    );
+}
+
+#[test]
+fn integrated_gradients_are_complete() {
+    let model = demo::model(&Device::Cpu).unwrap();
+    let x = demo_inputs(&model, 2);
+    let targets = [Target::Class(1), Target::Class(3)];
+    let ig = IntegratedGradients::default();
+    let (maps, delta) = ig.attribute_with_delta(&model, &x, &targets).unwrap();
+    let total = input_map(maps).flatten_from(1).unwrap().sum(1).unwrap();
+    let total = total.to_vec1::<f32>().unwrap();
+    let delta = delta.to_vec1::<f32>().unwrap();
+    for (t, d) in total.iter().zip(&delta) {
+        println!("IG (Gauss-Legendre, 50 steps): sum {t:.4}, completeness gap {d:.2e}");
+        assert!(
+            d.abs() < 0.02 * t.abs().max(1.0),
+            "gap {d} for a sum of {t}"
+        );
+    }
+}
+
+#[test]
+fn the_registry_builds_every_method_and_explains_mistakes() {
+    let options = MethodOptions {
+        layers: vec!["features.10".into()],
+        ..MethodOptions::default()
+    };
+    for (name, _) in registry::METHODS {
+        let name = name.replace("METHOD", "guided-backprop");
+        let method = registry::build(&name, &options).unwrap();
+        assert!(!method.name().is_empty());
+    }
+    let err = registry::build("gradcam", &options).err().unwrap();
+    assert!(err.to_string().contains("known methods"), "{err}");
+    let no_layer = registry::build("grad-cam", &MethodOptions::default())
+        .err()
+        .unwrap();
+    assert!(no_layer.to_string().contains("--layer"), "{no_layer}");
+}
+
+#[test]
+fn the_default_cam_layer_is_the_last_feature_map() {
+    let model = demo::model(&Device::Cpu).unwrap();
+    assert_eq!(
+        attribution::default_cam_layer(&model).unwrap(),
+        "features.10"
+    );
+    let resnet = common::synthetic_model(Architecture::Resnet18, &ArchOptions::default(), 10);
+    assert_eq!(attribution::default_cam_layer(&resnet).unwrap(), "layer4");
+}

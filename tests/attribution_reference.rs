@@ -1,0 +1,257 @@
+//! Attribution maps against Captum 0.9 and pytorch-grad-cam 1.5.7 (fixtures from
+//! tests/reference/make_attribution_fixtures.py): the demo CNN and a ResNet-18 whose
+//! batch norms are away from identity, computed in float64 here and there, matched to
+//! 1e-4 relative (max-abs error / max-abs of the reference).
+
+mod common;
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use common::{rel_err, root};
+use unitscope::attribution::{
+    Attribution, Baseline, Cam, CamWeighting, ChannelReduction, Gradient, GuidedGradCam,
+    IntegratedGradients, Method, Occlusion, Quadrature, SmoothGrad, Statistic, Target, Upsampling,
+};
+use unitscope::model::{ArchOptions, Architecture, Model, Weights, demo};
+
+const TOLERANCE: f64 = 1e-4;
+
+fn fixture(name: &str) -> HashMap<String, Tensor> {
+    let path = root().join(format!("tests/fixtures/attribution/{name}.safetensors"));
+    candle_core::safetensors::load(&path, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    let t = t.to_dtype(DType::F64).unwrap();
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+fn demo_model() -> Model {
+    let path = root().join("assets/demo-model.safetensors");
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let weights = Weights::from_tensors(tensors, &Device::Cpu)
+        .unwrap()
+        .with_dtype(DType::F64);
+    demo::build(&weights).unwrap()
+}
+
+fn resnet18() -> Model {
+    common::synthetic_model_as(
+        Architecture::Resnet18,
+        &ArchOptions::default(),
+        10,
+        DType::F64,
+    )
+}
+
+struct Case {
+    name: &'static str,
+    model: Model,
+    reference: HashMap<String, Tensor>,
+    layer: &'static str,
+}
+
+impl Case {
+    fn new(name: &'static str, model: Model, layer: &'static str) -> Self {
+        Self {
+            name,
+            model,
+            reference: fixture(name),
+            layer,
+        }
+    }
+
+    fn input(&self) -> Tensor {
+        self.reference["input"].to_dtype(DType::F64).unwrap()
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        let t = self.reference["targets"].to_vec1::<f32>().unwrap();
+        t.into_iter().map(|c| Target::Class(c as usize)).collect()
+    }
+
+    fn check(&self, what: &str, actual: &Tensor, key: &str) {
+        let err = rel_err(actual, &self.reference[key]);
+        println!("{} {what}: rel err {err:.2e}", self.name);
+        assert!(err < TOLERANCE, "{} {what}: rel err {err:.2e}", self.name);
+    }
+
+    fn input_map(&self, method: &dyn Method) -> Tensor {
+        match method
+            .attribute(&self.model, &self.input(), &self.targets())
+            .unwrap()
+        {
+            Attribution::Input(map) => map,
+            other => panic!("{}: expected an input map, got {other:?}", method.name()),
+        }
+    }
+
+    fn run(&self) {
+        self.check(
+            "saliency",
+            &self.input_map(&Gradient::saliency()),
+            "saliency",
+        );
+        self.check(
+            "deconvnet",
+            &self.input_map(&Gradient::deconvnet()),
+            "deconvnet",
+        );
+        let guided = Gradient::guided_backprop();
+        self.check(
+            "guided backprop",
+            &self.input_map(&guided),
+            "guided_backprop",
+        );
+
+        let (_, _, h, w) = self.input().dims4().unwrap();
+        for (weighting, key) in [
+            (CamWeighting::GradCam, "grad_cam"),
+            (CamWeighting::GradCamPlusPlus, "grad_cam_plus_plus"),
+            (CamWeighting::LayerCam, "layer_cam"),
+        ] {
+            let cam = Cam {
+                layers: vec![self.layer.to_string()],
+                weighting,
+            };
+            let maps = cam
+                .attribute(&self.model, &self.input(), &self.targets())
+                .unwrap();
+            if let (CamWeighting::GradCam, Attribution::Layers(layers)) = (weighting, &maps) {
+                self.check("grad-cam raw", &layers[0].1, "grad_cam.raw");
+            }
+            let display = maps.display((h, w), ChannelReduction::MaxAbs).unwrap();
+            self.check(
+                &format!("{key} display"),
+                &display,
+                &format!("{key}.display"),
+            );
+        }
+        for (upsampling, key) in [
+            (Upsampling::Nearest, "guided_grad_cam.nearest"),
+            (Upsampling::Bilinear, "guided_grad_cam.bilinear"),
+        ] {
+            let method = GuidedGradCam {
+                layer: self.layer.to_string(),
+                upsampling,
+            };
+            self.check(key, &self.input_map(&method), key);
+        }
+
+        let noise = &self.reference["smoothgrad.noise"];
+        for (statistic, key) in [
+            (Statistic::Mean, "smoothgrad.smoothgrad"),
+            (Statistic::MeanOfSquares, "smoothgrad.smoothgrad_sq"),
+            (Statistic::Variance, "smoothgrad.vargrad"),
+        ] {
+            let smooth = SmoothGrad {
+                samples: noise.dim(0).unwrap(),
+                statistic,
+                batch: 3, // not a divisor of the copies: batches straddle inputs
+                ..SmoothGrad::new(Box::new(Gradient::saliency()))
+            };
+            let maps = smooth
+                .attribute_with_noise(&self.model, &self.input(), &self.targets(), noise)
+                .unwrap();
+            let Attribution::Input(map) = maps else {
+                panic!("SmoothGrad of the saliency is an input map")
+            };
+            self.check(key, &map, key);
+        }
+
+        let baseline = self.reference["ig_baseline"].to_dtype(DType::F64).unwrap();
+        for (quadrature, baseline, rule) in [
+            (
+                Quadrature::RiemannLeft,
+                Baseline::Custom(baseline.clone()),
+                "riemann_left",
+            ),
+            (
+                Quadrature::RiemannRight,
+                Baseline::Custom(baseline.clone()),
+                "riemann_right",
+            ),
+            (
+                Quadrature::RiemannMiddle,
+                Baseline::Custom(baseline.clone()),
+                "riemann_middle",
+            ),
+            (
+                Quadrature::RiemannTrapezoid,
+                Baseline::Custom(baseline.clone()),
+                "riemann_trapezoid",
+            ),
+            (
+                Quadrature::GaussLegendre,
+                Baseline::Custom(baseline.clone()),
+                "gausslegendre",
+            ),
+            (Quadrature::GaussLegendre, Baseline::Zero, "default"),
+        ] {
+            let steps = 8;
+            let ig = IntegratedGradients {
+                steps,
+                quadrature,
+                baseline,
+                batch: 5,
+            };
+            let (maps, delta) = ig
+                .attribute_with_delta(&self.model, &self.input(), &self.targets())
+                .unwrap();
+            let Attribution::Input(map) = maps else {
+                panic!("integrated gradients is an input map")
+            };
+            let mut map = map.to_dtype(DType::F64).unwrap();
+            let mut delta = delta.to_dtype(DType::F64).unwrap();
+            if quadrature == Quadrature::RiemannTrapezoid {
+                // Captum's trapezoid weights are 1/n with halved ends, summing to
+                // (n-1)/n; the rule's own are 1/(n-1): Captum's map is (n-1)/n of it.
+                let shrink = (steps - 1) as f64 / steps as f64;
+                let change = (map.flatten_from(1).unwrap().sum(1).unwrap() - &delta).unwrap();
+                map = (map * shrink).unwrap();
+                delta = (map.flatten_from(1).unwrap().sum(1).unwrap() - change).unwrap();
+            }
+            self.check(&format!("ig {rule}"), &map, &format!("ig.{rule}"));
+            // The gap is small next to the map: compare it on the map's scale.
+            let expected = self.reference[&format!("ig_delta.{rule}")]
+                .to_dtype(DType::F64)
+                .unwrap();
+            let scale = max_abs(&self.reference[&format!("ig.{rule}")]);
+            let gap = max_abs(&(delta - expected).unwrap());
+            println!(
+                "{} ig {rule} delta: off by {gap:.2e}, map scale {scale:.2e}",
+                self.name
+            );
+            assert!(
+                gap < TOLERANCE * scale,
+                "{} ig {rule} delta off by {gap:.2e}",
+                self.name
+            );
+        }
+
+        let occlusion = Occlusion {
+            window: 12,
+            stride: 8,
+            fill: 0.0,
+            batch: 7,
+        };
+        self.check("occlusion", &self.input_map(&occlusion), "occlusion");
+    }
+}
+
+#[test]
+fn demo_cnn_matches_captum_and_pytorch_grad_cam() {
+    Case::new("demo", demo_model(), "features.10").run();
+}
+
+#[test]
+fn resnet18_matches_captum_and_pytorch_grad_cam() {
+    Case::new("resnet18", resnet18(), "layer3").run();
+}
