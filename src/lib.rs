@@ -2,7 +2,8 @@
 //!
 //! The pipeline reads top to bottom: [`model`] runs a network on Candle and captures
 //! layers and gradients; [`attribution`] turns them into maps of what an input's
-//! parts contribute; [`data`] turns images into inputs and draws the demo world;
+//! parts contribute; [`render`] draws those maps; [`data`] turns images into inputs
+//! and draws the demo world;
 //! [`train`] trains the demo model on it.
 
 #![warn(missing_docs)]
@@ -10,4 +11,5 @@
 pub mod attribution;
 pub mod data;
 pub mod model;
+pub mod render;
 pub mod train;

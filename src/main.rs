@@ -26,6 +26,8 @@ enum Command {
     /// Train the demo model.
     #[command(subcommand)]
     Train(cli::train::Train),
+    /// Attribution maps of images: PNG overlays, a grid, JSON, raw arrays.
+    Explain(Box<cli::explain::Args>),
     /// Time the engine.
     #[command(subcommand)]
     Bench(cli::bench::Bench),
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         None => cli::overview::run(),
         Some(Command::Info(args)) => cli::info::run(&args),
         Some(Command::Predict(args)) => cli::predict::run(&args),
+        Some(Command::Explain(args)) => cli::explain::run(&args),
         Some(Command::Bench(bench)) => cli::bench::run(&bench),
         Some(Command::Demo(demo)) => cli::demo::run(&demo),
         Some(Command::Train(train)) => cli::train::run(&train),

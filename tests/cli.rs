@@ -241,3 +241,90 @@ fn predict_prints_top_classes() {
     assert!(p0 >= p1 && p0 + p1 <= 1.0 + 1e-6 && p1 > 0.0);
     assert_eq!(top[0]["label"], format!("class {}", top[0]["index"]));
 }
+
+/// The shape in a float32 `.npy` header.
+fn npy_shape(path: &Path) -> Vec<usize> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "{}", path.display());
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn explain_writes_maps_grid_summary_and_raw_arrays() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = unitscope(
+        &[
+            "explain",
+            "--demo",
+            "2",
+            "-m",
+            "saliency,grad-cam,smoothgrad:guided-backprop",
+            "--samples",
+            "4",
+            "-t",
+            "predicted,features.7:3",
+            "--save-raw",
+            "-o",
+            s(dir.path()),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    let images = summary.as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    for image in images {
+        let maps = image["maps"].as_array().unwrap();
+        assert_eq!(maps.len(), 3 * 2, "three methods x two targets");
+        for map in maps {
+            let png = image::open(map["png"].as_str().unwrap()).unwrap();
+            assert_eq!((png.width(), png.height()), (64, 64));
+            for raw in map["raw"].as_array().unwrap() {
+                let path = PathBuf::from(raw.as_str().unwrap());
+                let shape = npy_shape(&path);
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let expected: &[usize] = if name.contains("raw.features.10") {
+                    &[8, 8] // the CAM at features.10's resolution
+                } else if name.contains("display") {
+                    &[64, 64]
+                } else {
+                    &[3, 64, 64]
+                };
+                assert_eq!(shape, expected, "{name}");
+            }
+        }
+        assert_eq!(maps[1]["target"], "unit features.7:3");
+        let grid = image::open(image["grid"].as_str().unwrap()).unwrap();
+        // The input and six maps, 64 px each with 2 px gaps.
+        assert_eq!((grid.width(), grid.height()), (7 * 66 - 2, 64));
+    }
+}
+
+#[test]
+fn explain_mistakes_are_one_line_errors() {
+    let unknown = fails(&["explain", "--demo", "1", "-m", "gradcam"]);
+    assert!(unknown.contains("known methods"), "{unknown}");
+    let target = fails(&["explain", "--demo", "1", "-t", "cat"]);
+    assert!(target.contains("LAYER:CHANNEL"), "{target}");
+    let layer = fails(&["explain", "--demo", "1", "-m", "grad-cam", "--layer", "fc"]);
+    assert!(layer.contains("feature maps"), "{layer}");
+}

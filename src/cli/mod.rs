@@ -3,6 +3,7 @@
 pub mod allocator;
 pub mod bench;
 pub mod demo;
+pub mod explain;
 pub mod info;
 pub mod overview;
 pub mod predict;

@@ -116,6 +116,25 @@ impl InputSpec {
         Ok(Tensor::from_vec(data, (3, h, w), device)?)
     }
 
+    /// The picture a preprocessed `[3, H, W]` tensor shows: normalization undone,
+    /// rounded and clamped to 8 bits.
+    pub fn to_image(&self, x: &Tensor) -> Result<RgbImage> {
+        let (c, h, w) = x.dims3()?;
+        ensure!(c == 3, "an RGB picture needs 3 channels, got {c}");
+        let values = x
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(RgbImage::from_fn(w as u32, h as u32, |px, py| {
+            image::Rgb(std::array::from_fn(|ch| {
+                let v = values[(ch * h + py as usize) * w + px as usize] as f64;
+                ((v * self.std[ch] + self.mean[ch]) * 255.0)
+                    .round()
+                    .clamp(0.0, 255.0) as u8
+            }))
+        }))
+    }
+
     /// Loads and preprocesses images into one `[N, 3, H, W]` batch.
     pub fn load_batch(&self, paths: &[impl AsRef<Path>], device: &Device) -> Result<Tensor> {
         let tensors = paths
@@ -150,4 +169,21 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
         Ok(reader.decode().map_err(unreadable)?.to_rgb8())
     };
     read().with_context(|| format!("cannot read image `{}`", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_image_undoes_to_tensor() {
+        let spec = InputSpec {
+            size: [4, 5],
+            resize: ResizeMode::Stretch,
+            ..InputSpec::default()
+        };
+        let img = RgbImage::from_fn(5, 4, |x, y| image::Rgb([x as u8 * 50, y as u8 * 60, 7]));
+        let x = spec.to_tensor(&img, &Device::Cpu).unwrap();
+        assert_eq!(spec.to_image(&x).unwrap(), img);
+    }
 }

@@ -1,0 +1,365 @@
+//! `unitscope explain`: attribution maps of images, as PNG overlays, a comparison
+//! grid, a JSON summary, optional raw arrays, and optionally in the terminal.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use candle_core::Tensor;
+use image::RgbImage;
+use serde_json::json;
+use unitscope::attribution::{
+    self, Attribution, Baseline, ChannelReduction, Quadrature, TargetSpec, Upsampling, registry,
+};
+use unitscope::data::world::{HELD_OUT, World};
+use unitscope::model::Model;
+use unitscope::render::{self, Colormap, Scaling};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Images (PNG or JPEG).
+    #[arg(required_unless_present_any = ["demo", "list_methods"])]
+    images: Vec<PathBuf>,
+    /// Model card (TOML). Without one: the embedded demo model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Explain N held-out scenes of the demo world instead of image files.
+    #[arg(long, value_name = "N", conflicts_with = "images")]
+    demo: Option<usize>,
+    /// Methods, comma-separated (`--list-methods` names them all).
+    #[arg(
+        long,
+        short,
+        value_delimiter = ',',
+        default_value = "saliency,guided-backprop,grad-cam"
+    )]
+    method: Vec<String>,
+    /// What to explain, comma-separated for several: `predicted`, a class index or
+    /// name, or a unit LAYER:CHANNEL[:Y:X].
+    #[arg(long, short, value_delimiter = ',', default_value = "predicted")]
+    target: Vec<String>,
+    /// Layers for the CAM methods (comma-separated; several are averaged). Default:
+    /// the last layer with feature maps.
+    #[arg(long, value_delimiter = ',')]
+    layer: Vec<String>,
+    /// Output folder.
+    #[arg(long, short, default_value = "explain")]
+    output: PathBuf,
+    /// Also print the heatmaps in the terminal (kitty or iTerm2 graphics, else half
+    /// blocks).
+    #[arg(long)]
+    show: bool,
+    /// Also write every raw map as float32 .npy.
+    #[arg(long)]
+    save_raw: bool,
+    /// List the methods and exit.
+    #[arg(long)]
+    list_methods: bool,
+    /// How gradient-type maps lose their color channels.
+    #[arg(long, value_enum, default_value_t)]
+    reduction: ChannelReduction,
+    /// Heatmap colors (signed `--reduction sum` maps use red-blue).
+    #[arg(long, value_enum, default_value_t)]
+    colormap: Colormap,
+    /// Heatmap opacity over the image.
+    #[arg(long, default_value_t = 0.5)]
+    alpha: f32,
+    /// SmoothGrad: noisy copies per image.
+    #[arg(long, default_value_t = 50)]
+    samples: usize,
+    /// SmoothGrad: noise as a fraction of the input's value range.
+    #[arg(long, default_value_t = 0.15)]
+    noise_level: f64,
+    /// SmoothGrad: seed of the noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Integrated gradients: steps.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Integrated gradients: baseline `zero`, `blur` (sigma 10 px) or `blur:SIGMA`.
+    #[arg(long, default_value = "zero")]
+    baseline: String,
+    /// Integrated gradients: quadrature.
+    #[arg(long, value_enum, default_value = "gauss-legendre")]
+    quadrature: QuadratureArg,
+    /// Occlusion: window side in pixels.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Occlusion: pixels between windows.
+    #[arg(long, default_value_t = 8)]
+    stride: usize,
+    /// Guided Grad-CAM: upsample the CAM by nearest neighbour (Captum's default)
+    /// instead of bilinearly (the paper's).
+    #[arg(long)]
+    nearest: bool,
+    /// Inputs per pass for SmoothGrad, integrated gradients and occlusion (bounds memory).
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QuadratureArg {
+    RiemannLeft,
+    RiemannRight,
+    RiemannMiddle,
+    RiemannTrapezoid,
+    GaussLegendre,
+}
+
+/// An input to explain: its name in file names and its preprocessed tensor.
+struct Input {
+    name: String,
+    tensor: Tensor,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if args.list_methods {
+        for (name, about) in registry::METHODS {
+            println!("{name:<22} {about}");
+        }
+        return Ok(());
+    }
+    let model = super::load_model(args.model.as_deref())?;
+    let options = args.options(&model)?;
+    let methods = args
+        .method
+        .iter()
+        .map(|m| registry::build(m, &options))
+        .collect::<Result<Vec<_>>>()?;
+    let targets = args
+        .target
+        .iter()
+        .map(|t| TargetSpec::parse(t, model.labels()))
+        .collect::<Result<Vec<_>>>()?;
+    let inputs = args.inputs(&model)?;
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create `{}`", args.output.display()))?;
+
+    let mut summary = Vec::new();
+    for input in &inputs {
+        let x = input.tensor.unsqueeze(0)?;
+        let top = model.predict(&x, 1)?.remove(0).remove(0);
+        let picture = model.input_spec().to_image(&input.tensor)?;
+        let mut tiles = vec![picture.clone()];
+        let mut explained = Vec::new();
+        for (key, method) in args.method.iter().zip(&methods) {
+            let start = Instant::now();
+            let results = attribution::attribute(method.as_ref(), &model, &x, &targets)?;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            for (spec, (resolved, maps)) in args.target.iter().zip(results) {
+                let stem = format!("{}.{}.{}", input.name, file_part(key), file_part(spec));
+                let heat = args.heatmap(&maps, &picture)?;
+                let png = args.output.join(format!("{stem}.png"));
+                render::save_png(&heat, &png)?;
+                if args.show {
+                    let target = describe(&resolved[0], &model);
+                    show(
+                        &heat,
+                        &format!("{} {} ({target})", input.name, method.name()),
+                    )?;
+                }
+                let raw = if args.save_raw {
+                    save_raw(&args.output, &stem, &maps, &picture, args.reduction)?
+                } else {
+                    Vec::new()
+                };
+                tiles.push(heat);
+                explained.push(json!({
+                    "method": method.name(),
+                    "passes": method.passes(),
+                    "target": describe(&resolved[0], &model),
+                    "ms": ms,
+                    "png": png,
+                    "raw": raw,
+                }));
+            }
+        }
+        let grid = args.output.join(format!("{}.grid.png", input.name));
+        render::save_png(&render::grid(&tiles, tiles.len(), 2)?, &grid)?;
+        println!(
+            "{}: {} ({:.1}%) -> {}",
+            input.name,
+            top.label,
+            top.p * 100.0,
+            grid.display()
+        );
+        summary.push(json!({
+            "image": input.name,
+            "prediction": top,
+            "grid": grid,
+            "maps": explained,
+        }));
+    }
+    let path = args.output.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}
+
+impl Args {
+    fn options(&self, model: &Model) -> Result<registry::MethodOptions> {
+        let layers = match self.layer.is_empty() {
+            true => vec![attribution::default_cam_layer(model)?],
+            false => self.layer.clone(),
+        };
+        let baseline = match self.baseline.split_once(':') {
+            None if self.baseline == "zero" => Baseline::Zero,
+            None if self.baseline == "blur" => Baseline::Blurred(10.0),
+            Some(("blur", sigma)) => Baseline::Blurred(
+                sigma
+                    .parse()
+                    .with_context(|| format!("--baseline blur:{sigma}: not a number"))?,
+            ),
+            _ => bail!(
+                "--baseline `{}`: use zero, blur or blur:SIGMA",
+                self.baseline
+            ),
+        };
+        Ok(registry::MethodOptions {
+            layers,
+            upsampling: if self.nearest {
+                Upsampling::Nearest
+            } else {
+                Upsampling::Bilinear
+            },
+            samples: self.samples,
+            noise_level: self.noise_level,
+            seed: self.seed,
+            steps: self.steps,
+            quadrature: match self.quadrature {
+                QuadratureArg::RiemannLeft => Quadrature::RiemannLeft,
+                QuadratureArg::RiemannRight => Quadrature::RiemannRight,
+                QuadratureArg::RiemannMiddle => Quadrature::RiemannMiddle,
+                QuadratureArg::RiemannTrapezoid => Quadrature::RiemannTrapezoid,
+                QuadratureArg::GaussLegendre => Quadrature::GaussLegendre,
+            },
+            baseline,
+            window: self.window,
+            stride: self.stride,
+            fill: 0.0,
+            batch: self.batch_size,
+        })
+    }
+
+    fn inputs(&self, model: &Model) -> Result<Vec<Input>> {
+        let spec = model.input_spec();
+        if let Some(n) = self.demo {
+            ensure!(n > 0, "--demo needs at least one scene");
+            let world = World::new(0);
+            return (0..n as u64)
+                .map(|i| {
+                    let scene = world.scene(HELD_OUT + i);
+                    Ok(Input {
+                        name: format!("scene{i}"),
+                        tensor: spec.to_tensor(&scene.image, model.device())?,
+                    })
+                })
+                .collect();
+        }
+        self.images
+            .iter()
+            .map(|path| {
+                let image = unitscope::data::load_image(path)?;
+                Ok(Input {
+                    name: path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "image".into()),
+                    tensor: spec.to_tensor(&image, model.device())?,
+                })
+            })
+            .collect()
+    }
+
+    /// The map of the first (only) input, scaled, colored and laid over `picture`.
+    fn heatmap(&self, maps: &Attribution, picture: &RgbImage) -> Result<RgbImage> {
+        let (w, h) = (picture.width() as usize, picture.height() as usize);
+        let display = maps.display((h, w), self.reduction)?;
+        let values = display
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        let (scaling, signed) = match maps {
+            Attribution::Layers(_) => (Scaling::None, false),
+            Attribution::Input(_) => (Scaling::default(), self.reduction == ChannelReduction::Sum),
+        };
+        let colormap = if signed {
+            Colormap::RedBlue
+        } else {
+            self.colormap
+        };
+        let heat = render::heatmap(&scaling.apply(&values), (w, h), signed, colormap)?;
+        render::overlay(picture, &heat, self.alpha)
+    }
+}
+
+/// A target as people read it: a class with its label, or a unit.
+fn describe(target: &attribution::Target, model: &Model) -> String {
+    match target {
+        attribution::Target::Class(c) => format!("class {c} ({})", model.labels()[*c]),
+        unit => unit.to_string(),
+    }
+}
+
+/// `s` with characters file names should not hold replaced by `_`.
+fn file_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_+.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_matches('_')
+        .to_string()
+}
+
+/// Writes the raw maps of the first input as float32 .npy: an input map as `C x H x
+/// W`; CAM maps per layer at layer resolution, and the displayed `H x W` map.
+fn save_raw(
+    folder: &Path,
+    stem: &str,
+    maps: &Attribution,
+    picture: &RgbImage,
+    reduction: ChannelReduction,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mut write = |suffix: &str, t: &Tensor| -> Result<()> {
+        let path = folder.join(format!("{stem}.{}.npy", file_part(suffix)));
+        render::save_npy(&t.squeeze(0)?, &path)?;
+        written.push(path);
+        Ok(())
+    };
+    match maps {
+        Attribution::Input(map) => write("raw", map)?,
+        Attribution::Layers(layers) => {
+            for (layer, map) in layers {
+                write(&format!("raw.{layer}"), map)?;
+            }
+            let size = (picture.height() as usize, picture.width() as usize);
+            write("display", &maps.display(size, reduction)?)?;
+        }
+    }
+    Ok(written)
+}
+
+/// Prints `img` in the terminal under a title line: by the terminal's graphics
+/// protocol where viuer finds one, else as half blocks. Into a pipe or file only half
+/// blocks are written (a protocol query there would be garbage).
+fn show(img: &RgbImage, title: &str) -> Result<()> {
+    use std::io::IsTerminal;
+    println!("{title}");
+    let terminal = std::io::stdout().is_terminal();
+    let config = viuer::Config {
+        absolute_offset: false,
+        width: Some(32),
+        use_kitty: terminal,
+        use_iterm: terminal,
+        ..Default::default()
+    };
+    viuer::print(&image::DynamicImage::ImageRgb8(img.clone()), &config)
+        .map_err(|e| anyhow::anyhow!("cannot print the heatmap in this terminal: {e}"))?;
+    Ok(())
+}
