@@ -49,6 +49,10 @@ pub trait Network: Send + Sync {
 /// A loaded model: network, preprocessing and class names.
 pub struct Model {
     name: String,
+    architecture: Architecture,
+    options: ArchOptions,
+    /// The tensors the architecture took, in the order it took them.
+    parameters: Vec<(String, Tensor)>,
     network: Box<dyn Network>,
     input: InputSpec,
     labels: Vec<String>,
@@ -121,6 +125,9 @@ impl Model {
         weights.finish()?;
         Ok(Self {
             name,
+            architecture,
+            options: options.clone(),
+            parameters: weights.handed(),
             network,
             input,
             labels,
@@ -133,6 +140,25 @@ impl Model {
     /// The model's display name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its parameters by PyTorch name, in the order the architecture takes them, which
+    /// is forward order (the model-randomization check walks them backwards).
+    pub fn parameters(&self) -> &[(String, Tensor)] {
+        &self.parameters
+    }
+
+    /// The same model with other parameter values (same names and shapes).
+    pub fn with_parameters(&self, parameters: Vec<(String, Tensor)>) -> Result<Self> {
+        let weights = Weights::from_tensors(parameters, &self.device)?.with_dtype(self.dtype);
+        Self::new(
+            self.name.clone(),
+            self.architecture,
+            &self.options,
+            &weights,
+            self.input.clone(),
+            self.labels.clone(),
+        )
     }
 
     /// The preprocessing inputs need.

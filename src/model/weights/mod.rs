@@ -23,6 +23,8 @@ const IGNORED_SUFFIXES: [&str; 1] = ["num_batches_tracked"];
 pub struct Weights {
     tensors: BTreeMap<String, Tensor>,
     taken: Mutex<BTreeSet<String>>,
+    /// Every tensor handed out, in the order the architecture asked for them.
+    handed: Mutex<Vec<(String, Tensor)>>,
     device: Device,
     /// The element type handed out (f32 unless [`Weights::with_dtype`]).
     dtype: DType,
@@ -77,6 +79,7 @@ impl Weights {
         Ok(Self {
             tensors,
             taken: Mutex::default(),
+            handed: Mutex::default(),
             device: device.clone(),
             dtype: DType::F32,
             fallback: Fallback::Missing,
@@ -99,6 +102,7 @@ impl Weights {
         Self {
             tensors: BTreeMap::new(),
             taken: Mutex::default(),
+            handed: Mutex::default(),
             device: device.clone(),
             dtype: DType::F32,
             fallback,
@@ -123,6 +127,12 @@ impl Weights {
             Fallback::Trainable(vars) => vars.lock().map(|v| v.clone()).unwrap_or_default(),
             _ => Vec::new(),
         }
+    }
+
+    /// Every tensor handed out so far, by name, in the order the architecture asked for
+    /// them (its construction order, which is forward order).
+    pub fn handed(&self) -> Vec<(String, Tensor)> {
+        self.handed.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     /// The root of the name space; `root().pp("layer1")` addresses `layer1.*`.
@@ -162,6 +172,14 @@ impl Weights {
     }
 
     fn take(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let t = self.produce(name, shape)?;
+        if let Ok(mut handed) = self.handed.lock() {
+            handed.push((name.to_owned(), t.clone()));
+        }
+        Ok(t)
+    }
+
+    fn produce(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         match &self.fallback {
             Fallback::Missing => {}
             Fallback::Synthetic => {
