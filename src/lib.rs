@@ -2,14 +2,15 @@
 //!
 //! The pipeline reads top to bottom: [`model`] runs a network on Candle and captures
 //! layers and gradients; [`attribution`] turns them into maps of what an input's
-//! parts contribute; [`render`] draws those maps; [`data`] turns images into inputs
-//! and draws the demo world;
+//! parts contribute; [`metrics`] measure how far to trust them; [`render`] draws
+//! them; [`data`] turns images into inputs and draws the demo world;
 //! [`train`] trains the demo model on it.
 
 #![warn(missing_docs)]
 
 pub mod attribution;
 pub mod data;
+pub mod metrics;
 pub mod model;
 pub mod render;
 pub mod train;

@@ -28,6 +28,8 @@ enum Command {
     Train(cli::train::Train),
     /// Attribution maps of images: PNG overlays, a grid, JSON, raw arrays.
     Explain(Box<cli::explain::Args>),
+    /// How far to trust each method: deletion/insertion, pointing game, randomization.
+    Evaluate(Box<cli::evaluate::Args>),
     /// Time the engine.
     #[command(subcommand)]
     Bench(cli::bench::Bench),
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Some(Command::Info(args)) => cli::info::run(&args),
         Some(Command::Predict(args)) => cli::predict::run(&args),
         Some(Command::Explain(args)) => cli::explain::run(&args),
+        Some(Command::Evaluate(args)) => cli::evaluate::run(&args),
         Some(Command::Bench(bench)) => cli::bench::run(&bench),
         Some(Command::Demo(demo)) => cli::demo::run(&demo),
         Some(Command::Train(train)) => cli::train::run(&train),

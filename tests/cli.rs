@@ -328,3 +328,47 @@ fn explain_mistakes_are_one_line_errors() {
     let layer = fails(&["explain", "--demo", "1", "-m", "grad-cam", "--layer", "fc"]);
     assert!(layer.contains("feature maps"), "{layer}");
 }
+
+#[test]
+fn evaluate_prints_one_json_object_per_method() {
+    let out = unitscope(
+        &[
+            "evaluate",
+            "--demo",
+            "3",
+            "-m",
+            "saliency,grad-cam",
+            "--game-steps",
+            "8",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        for key in [
+            "deletion_auc",
+            "insertion_auc",
+            "pointing_game",
+            "mass_inside",
+        ] {
+            let v = row[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key} in {row}"));
+            assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+        }
+        // The demo CNN has four convolutions and a classifier to randomize.
+        assert_eq!(row["randomization"].as_array().unwrap().len(), 5, "{row}");
+    }
+    assert_eq!(rows[1]["method"], "grad-cam(features.10)");
+}

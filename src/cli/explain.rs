@@ -4,13 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use candle_core::Tensor;
 use image::RgbImage;
 use serde_json::json;
-use unitscope::attribution::{
-    self, Attribution, Baseline, ChannelReduction, Quadrature, TargetSpec, Upsampling, registry,
-};
+use unitscope::attribution::{self, Attribution, ChannelReduction, TargetSpec, registry};
 use unitscope::data::world::{HELD_OUT, World};
 use unitscope::model::Model;
 use unitscope::render::{self, Colormap, Scaling};
@@ -26,22 +24,10 @@ pub struct Args {
     /// Explain N held-out scenes of the demo world instead of image files.
     #[arg(long, value_name = "N", conflicts_with = "images")]
     demo: Option<usize>,
-    /// Methods, comma-separated (`--list-methods` names them all).
-    #[arg(
-        long,
-        short,
-        value_delimiter = ',',
-        default_value = "saliency,guided-backprop,grad-cam"
-    )]
-    method: Vec<String>,
     /// What to explain, comma-separated for several: `predicted`, a class index or
     /// name, or a unit LAYER:CHANNEL[:Y:X].
     #[arg(long, short, value_delimiter = ',', default_value = "predicted")]
     target: Vec<String>,
-    /// Layers for the CAM methods (comma-separated; several are averaged). Default:
-    /// the last layer with feature maps.
-    #[arg(long, value_delimiter = ',')]
-    layer: Vec<String>,
     /// Output folder.
     #[arg(long, short, default_value = "explain")]
     output: PathBuf,
@@ -64,46 +50,8 @@ pub struct Args {
     /// Heatmap opacity over the image.
     #[arg(long, default_value_t = 0.5)]
     alpha: f32,
-    /// SmoothGrad: noisy copies per image.
-    #[arg(long, default_value_t = 50)]
-    samples: usize,
-    /// SmoothGrad: noise as a fraction of the input's value range.
-    #[arg(long, default_value_t = 0.15)]
-    noise_level: f64,
-    /// SmoothGrad: seed of the noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Integrated gradients: steps.
-    #[arg(long, default_value_t = 50)]
-    steps: usize,
-    /// Integrated gradients: baseline `zero`, `blur` (sigma 10 px) or `blur:SIGMA`.
-    #[arg(long, default_value = "zero")]
-    baseline: String,
-    /// Integrated gradients: quadrature.
-    #[arg(long, value_enum, default_value = "gauss-legendre")]
-    quadrature: QuadratureArg,
-    /// Occlusion: window side in pixels.
-    #[arg(long, default_value_t = 16)]
-    window: usize,
-    /// Occlusion: pixels between windows.
-    #[arg(long, default_value_t = 8)]
-    stride: usize,
-    /// Guided Grad-CAM: upsample the CAM by nearest neighbour (Captum's default)
-    /// instead of bilinearly (the paper's).
-    #[arg(long)]
-    nearest: bool,
-    /// Inputs per pass for SmoothGrad, integrated gradients and occlusion (bounds memory).
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum QuadratureArg {
-    RiemannLeft,
-    RiemannRight,
-    RiemannMiddle,
-    RiemannTrapezoid,
-    GaussLegendre,
+    #[command(flatten)]
+    methods: super::methods::MethodArgs,
 }
 
 /// An input to explain: its name in file names and its preprocessed tensor.
@@ -120,12 +68,7 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let model = super::load_model(args.model.as_deref())?;
-    let options = args.options(&model)?;
-    let methods = args
-        .method
-        .iter()
-        .map(|m| registry::build(m, &options))
-        .collect::<Result<Vec<_>>>()?;
+    let methods = args.methods.build(&model)?;
     let targets = args
         .target
         .iter()
@@ -142,7 +85,7 @@ pub fn run(args: &Args) -> Result<()> {
         let picture = model.input_spec().to_image(&input.tensor)?;
         let mut tiles = vec![picture.clone()];
         let mut explained = Vec::new();
-        for (key, method) in args.method.iter().zip(&methods) {
+        for (key, method) in &methods {
             let start = Instant::now();
             let results = attribution::attribute(method.as_ref(), &model, &x, &targets)?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
@@ -197,50 +140,6 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 impl Args {
-    fn options(&self, model: &Model) -> Result<registry::MethodOptions> {
-        let layers = match self.layer.is_empty() {
-            true => vec![attribution::default_cam_layer(model)?],
-            false => self.layer.clone(),
-        };
-        let baseline = match self.baseline.split_once(':') {
-            None if self.baseline == "zero" => Baseline::Zero,
-            None if self.baseline == "blur" => Baseline::Blurred(10.0),
-            Some(("blur", sigma)) => Baseline::Blurred(
-                sigma
-                    .parse()
-                    .with_context(|| format!("--baseline blur:{sigma}: not a number"))?,
-            ),
-            _ => bail!(
-                "--baseline `{}`: use zero, blur or blur:SIGMA",
-                self.baseline
-            ),
-        };
-        Ok(registry::MethodOptions {
-            layers,
-            upsampling: if self.nearest {
-                Upsampling::Nearest
-            } else {
-                Upsampling::Bilinear
-            },
-            samples: self.samples,
-            noise_level: self.noise_level,
-            seed: self.seed,
-            steps: self.steps,
-            quadrature: match self.quadrature {
-                QuadratureArg::RiemannLeft => Quadrature::RiemannLeft,
-                QuadratureArg::RiemannRight => Quadrature::RiemannRight,
-                QuadratureArg::RiemannMiddle => Quadrature::RiemannMiddle,
-                QuadratureArg::RiemannTrapezoid => Quadrature::RiemannTrapezoid,
-                QuadratureArg::GaussLegendre => Quadrature::GaussLegendre,
-            },
-            baseline,
-            window: self.window,
-            stride: self.stride,
-            fill: 0.0,
-            batch: self.batch_size,
-        })
-    }
-
     fn inputs(&self, model: &Model) -> Result<Vec<Input>> {
         let spec = model.input_spec();
         if let Some(n) = self.demo {

@@ -3,8 +3,10 @@
 pub mod allocator;
 pub mod bench;
 pub mod demo;
+pub mod evaluate;
 pub mod explain;
 pub mod info;
+pub mod methods;
 pub mod overview;
 pub mod predict;
 pub mod threads;

@@ -1,8 +1,10 @@
 //! Inputs: images from disk, the preprocessing a model expects, and the demo world.
 
+mod blur;
 pub mod image;
 pub mod labels;
 pub mod resample;
 pub mod world;
 
+pub use blur::gaussian_blur;
 pub use image::{InputSpec, Interpolation, ResizeMode, load_image};

@@ -60,6 +60,8 @@ pub struct Scene {
     pub owner: Vec<u8>,
     /// The class: the shape of the largest visible object.
     pub class: usize,
+    /// That object, an index into `objects`.
+    pub subject: usize,
 }
 
 /// The world: a seed. Scenes are drawn by index.
@@ -116,6 +118,7 @@ impl World {
             background,
             owner,
             class,
+            subject: largest - 1,
         }
     }
 }
@@ -129,6 +132,14 @@ impl Scene {
     /// The class name.
     pub fn class_name(&self) -> &'static str {
         SHAPES[self.class]
+    }
+
+    /// The visible pixels of the object that sets the class, row-major.
+    pub fn subject_mask(&self) -> Vec<bool> {
+        self.owner
+            .iter()
+            .map(|&k| k as usize == self.subject + 1)
+            .collect()
     }
 
     /// The pixels of `concept`, row-major.

@@ -1,0 +1,198 @@
+//! `unitscope evaluate`: how far to trust each method's maps, as numbers: deletion
+//! and insertion areas, the pointing game and the mass on the object (where masks
+//! exist: the demo world), and the cascading model-randomization check.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, ensure};
+use candle_core::{DType, Tensor};
+use serde_json::json;
+use unitscope::attribution::{self, ChannelReduction, Target};
+use unitscope::data::world::{HELD_OUT, World};
+use unitscope::metrics::{self, DeletionInsertion};
+use unitscope::model::Model;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model card (TOML). Without one: the embedded demo model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A folder of PNG/JPEG images to evaluate on.
+    #[arg(long, conflicts_with = "demo")]
+    images: Option<PathBuf>,
+    /// Held-out scenes of the demo world to evaluate on (they have object masks).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    demo: usize,
+    #[command(flatten)]
+    methods: super::methods::MethodArgs,
+    /// Steps of the deletion and insertion games.
+    #[arg(long, default_value_t = 64)]
+    game_steps: usize,
+    /// Skip the model-randomization check (one attribution per layer with weights).
+    #[arg(long)]
+    no_randomization: bool,
+    /// Seed of the randomized weights.
+    #[arg(long, default_value_t = 0)]
+    randomization_seed: u64,
+    /// One JSON object per method instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Inputs with their object masks, if known.
+struct Inputs {
+    tensor: Tensor,
+    masks: Option<Vec<Vec<bool>>>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let model = super::load_model(args.model.as_deref())?;
+    let inputs = args.inputs(&model)?;
+    let x = &inputs.tensor;
+    let (n, _, h, w) = x.dims4()?;
+    let classes = attribution::predicted(&model, x)?;
+    let targets: Vec<Target> = classes.iter().map(|&c| Target::Class(c)).collect();
+    let games = DeletionInsertion {
+        steps: args.game_steps,
+        ..DeletionInsertion::default()
+    };
+    if !args.json {
+        println!(
+            "{n} images, {}; areas over {} steps; pointing game vs. {}",
+            model.name(),
+            args.game_steps,
+            match &inputs.masks {
+                Some(m) => format!("a random point's {:.3}", area_fraction(m)),
+                None => "no masks (give --demo N for them)".into(),
+            }
+        );
+        println!(
+            "{:<28} {:>10} {:>10} {:>9} {:>9} {:>12}",
+            "method", "deletion↓", "insertion↑", "pointing", "mass in", "random ρ↓"
+        );
+    }
+    for (name, method) in args.methods.build(&model)? {
+        let maps = method
+            .attribute(&model, x, &targets)?
+            .display((h, w), ChannelReduction::MaxAbs)?
+            .flatten_from(1)?
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?;
+        let (mut deletion, mut insertion) = (0.0, 0.0);
+        for (i, map) in maps.iter().enumerate() {
+            let curves = games.curves(&model, &x.get(i)?, map, classes[i])?;
+            deletion += metrics::auc(&curves.deletion) / n as f64;
+            insertion += metrics::auc(&curves.insertion) / n as f64;
+        }
+        let localization = inputs.masks.as_ref().map(|masks| {
+            let hits = maps
+                .iter()
+                .zip(masks)
+                .filter(|(m, k)| metrics::pointing_hit(m, k))
+                .count();
+            let mass: f64 = maps
+                .iter()
+                .zip(masks)
+                .map(|(m, k)| metrics::mass_inside(m, k))
+                .sum();
+            (hits as f64 / n as f64, mass / n as f64)
+        });
+        let randomization = match args.no_randomization {
+            true => None,
+            false => Some(metrics::cascading_randomization(
+                &model,
+                method.as_ref(),
+                x,
+                &targets,
+                args.randomization_seed,
+            )?),
+        };
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let bottom = randomization
+            .as_ref()
+            .and_then(|steps| steps.last())
+            .map(|s| mean(&s.spearman));
+        if args.json {
+            println!(
+                "{}",
+                json!({
+                    "method": method.name(),
+                    "images": n,
+                    "deletion_auc": deletion,
+                    "insertion_auc": insertion,
+                    "pointing_game": localization.map(|l| l.0),
+                    "mass_inside": localization.map(|l| l.1),
+                    "random_point_baseline": inputs.masks.as_ref().map(|m| area_fraction(m)),
+                    "randomization": randomization.as_ref().map(|steps| steps
+                        .iter()
+                        .map(|s| json!({"layer": s.layer, "spearman": mean(&s.spearman)}))
+                        .collect::<Vec<_>>()),
+                })
+            );
+        } else {
+            let cell = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
+            println!(
+                "{:<28} {:>10.3} {:>10.3} {:>9} {:>9} {:>12}",
+                name,
+                deletion,
+                insertion,
+                cell(localization.map(|l| l.0)),
+                cell(localization.map(|l| l.1)),
+                cell(bottom)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The mean object area fraction: the pointing game's hit rate for a random point.
+fn area_fraction(masks: &[Vec<bool>]) -> f64 {
+    let per_image = |m: &Vec<bool>| m.iter().filter(|&&b| b).count() as f64 / m.len() as f64;
+    masks.iter().map(per_image).sum::<f64>() / masks.len() as f64
+}
+
+impl Args {
+    fn inputs(&self, model: &Model) -> Result<Inputs> {
+        let spec = model.input_spec();
+        if let Some(folder) = &self.images {
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(folder)
+                .with_context(|| format!("cannot read folder `{}`", folder.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        ["png", "jpg", "jpeg"].contains(&e.to_lowercase().as_str())
+                    })
+                })
+                .collect();
+            paths.sort();
+            ensure!(
+                !paths.is_empty(),
+                "`{}` holds no PNG or JPEG images",
+                folder.display()
+            );
+            return Ok(Inputs {
+                tensor: spec.load_batch(&paths, model.device())?,
+                masks: None,
+            });
+        }
+        ensure!(self.demo > 0, "--demo needs at least one scene");
+        let world = World::new(0);
+        let scenes: Vec<_> = (0..self.demo as u64)
+            .map(|i| world.scene(HELD_OUT + i))
+            .collect();
+        ensure!(
+            spec.size == [unitscope::data::world::SIZE; 2],
+            "demo scenes are {0}x{0}; this model takes {1:?} inputs (give --images)",
+            unitscope::data::world::SIZE,
+            spec.size
+        );
+        let tensors = scenes
+            .iter()
+            .map(|s| spec.to_tensor(&s.image, model.device()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Inputs {
+            tensor: Tensor::stack(&tensors, 0)?,
+            masks: Some(scenes.iter().map(|s| s.subject_mask()).collect()),
+        })
+    }
+}
