@@ -13,8 +13,39 @@ use unitscope::model::{
 pub enum Bench {
     /// Forward and forward + input gradient at 224 px, per model and batch size.
     Engine(EngineArgs),
+    /// Attribution methods on ResNet-18 at 224 px: median ms and model passes.
+    Attribution(AttributionArgs),
     /// Demo-world generation rate.
     World(WorldArgs),
+}
+
+#[derive(clap::Args)]
+pub struct AttributionArgs {
+    /// Methods to time (`unitscope explain --list-methods`); CAMs on `layer4`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "saliency,gradient-x-input,deconvnet,guided-backprop,grad-cam,grad-cam++,layer-cam,guided-grad-cam,smoothgrad,integrated-gradients,occlusion"
+    )]
+    methods: Vec<String>,
+    /// Batch sizes to time.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    batch: Vec<usize>,
+    /// Timed repetitions per measurement (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// SmoothGrad's noisy copies and integrated gradients' steps.
+    #[arg(long, default_value_t = 50)]
+    samples: usize,
+    /// Inputs per pass for SmoothGrad, integrated gradients and occlusion.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Occlusion's window and stride (pixels).
+    #[arg(long, value_delimiter = ',', default_value = "32,16")]
+    occlusion: Vec<usize>,
+    /// One JSON object per line: method, model, batch, ms, passes.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -70,6 +101,7 @@ const PEAK_FLOPS_PER_CORE: f64 = 2.45e9 * 32.0;
 pub fn run(bench: &Bench) -> Result<()> {
     match bench {
         Bench::Engine(args) => engine(args),
+        Bench::Attribution(args) => attribution(args),
         Bench::World(args) => world(args),
     }
 }
@@ -200,6 +232,74 @@ fn engine(args: &EngineArgs) -> Result<()> {
                     }
                     Some(_) => {}
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn attribution(args: &AttributionArgs) -> Result<()> {
+    use unitscope::attribution::{Target, registry};
+    let device = super::device()?;
+    let model = Model::new(
+        "resnet18".into(),
+        Architecture::Resnet18,
+        &ArchOptions::default(),
+        &Weights::synthetic(&device),
+        InputSpec::default(),
+        unitscope::data::labels::numbered(1000),
+    )?;
+    let [window, stride] = args.occlusion[..] else {
+        anyhow::bail!("--occlusion takes WINDOW,STRIDE");
+    };
+    let options = registry::MethodOptions {
+        layers: vec!["layer4".into()],
+        samples: args.samples,
+        steps: args.samples,
+        window,
+        stride,
+        batch: args.batch_size,
+        ..registry::MethodOptions::default()
+    };
+    if !args.json {
+        println!(
+            "ResNet-18, 224x224, {} threads, median of {}; passes per image (forward+backward / forward only)",
+            threads(),
+            args.reps
+        );
+        println!(
+            "{:<44} {:>5}  {:>10}  {:>10}  {:>8}",
+            "method", "batch", "ms", "ms/image", "passes"
+        );
+    }
+    for name in &args.methods {
+        let method = registry::build(name, &options)?;
+        let passes = method.passes();
+        for &batch in &args.batch {
+            let x = Tensor::randn(0f32, 1f32, (batch, 3, 224, 224), &device)?;
+            let targets = vec![Target::Class(0); batch];
+            let ms = ms(median(args.reps, || {
+                method.attribute(&model, &x, &targets)?;
+                sync(&device)
+            })?);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "method": name, "name": method.name(), "model": "resnet18",
+                        "batch": batch, "ms": ms, "passes": passes,
+                    })
+                );
+            } else {
+                println!(
+                    "{:<44} {:>5}  {:>10.1}  {:>10.1}  {:>3} / {:<3}",
+                    method.name(),
+                    batch,
+                    ms,
+                    ms / batch as f64,
+                    passes.backward,
+                    passes.forward
+                );
             }
         }
     }

@@ -1,0 +1,135 @@
+"""unitscope's attribution methods against Captum (and pytorch-grad-cam for the CAM
+variants Captum lacks) on the same CPU, in one run.
+
+ResNet-18 at 224 px, batch 1 and 16, 2 threads, the same methods with the same
+parameters: SmoothGrad and integrated gradients with 50 samples / steps in passes of
+16 inputs (Captum: nt_samples_batch_size / internal_batch_size), occlusion with a
+32 px window every 16 px (Captum: perturbations_per_eval 16). Each side reports
+the median of --reps runs after a warm-up; the script prints unitscope/peer ratios
+(below 1 means unitscope is faster). Timings cover the raw maps (no upsampling,
+normalization or drawing) on both sides, except pytorch-grad-cam, whose call also
+normalizes and resizes (a few ms).
+
+    pip install torch torchvision captum==0.9.0 grad-cam==1.5.7
+    cargo build --release
+    python bench/captum_attribution.py [--reps 3] [--batch 1,16] [--methods saliency,...]
+
+CI does not run this.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SAMPLES, PASS_BATCH, WINDOW, STRIDE = 50, 16, 32, 16
+METHODS = [
+    "saliency", "gradient-x-input", "deconvnet", "guided-backprop", "grad-cam", "grad-cam++",
+    "layer-cam", "guided-grad-cam", "smoothgrad", "integrated-gradients", "occlusion",
+]
+
+
+def peer(name, model, x, target):
+    """The peer's call for method `name`, as a closure, and who the peer is."""
+    import captum.attr as ca
+
+    batch = x.shape[0]
+    if name == "saliency":
+        return "captum", lambda: ca.Saliency(model).attribute(x, target=target, abs=False)
+    if name == "gradient-x-input":
+        return "captum", lambda: ca.InputXGradient(model).attribute(x, target=target)
+    if name == "deconvnet":
+        return "captum", lambda: ca.Deconvolution(model).attribute(x, target=target)
+    if name == "guided-backprop":
+        return "captum", lambda: ca.GuidedBackprop(model).attribute(x, target=target)
+    if name == "grad-cam":
+        cam = ca.LayerGradCam(model, model.layer4)
+        return "captum", lambda: cam.attribute(x, target=target, relu_attributions=True)
+    if name == "guided-grad-cam":
+        return "captum", lambda: ca.GuidedGradCam(model, model.layer4).attribute(x, target=target)
+    if name == "smoothgrad":
+        sigma = 0.15 * (x.max() - x.min()).item()
+        tunnel = ca.NoiseTunnel(ca.Saliency(model))
+        per_pass = max(1, PASS_BATCH // batch)
+        return "captum", lambda: tunnel.attribute(
+            x, nt_type="smoothgrad", nt_samples=SAMPLES, nt_samples_batch_size=per_pass,
+            stdevs=sigma, target=target, abs=False,
+        )
+    if name == "integrated-gradients":
+        ig = ca.IntegratedGradients(model)
+        return "captum", lambda: ig.attribute(x, target=target, n_steps=SAMPLES, internal_batch_size=PASS_BATCH)
+    if name == "occlusion":
+        occ = ca.Occlusion(model)
+        return "captum", lambda: occ.attribute(
+            x, sliding_window_shapes=(3, WINDOW, WINDOW), strides=(3, STRIDE, STRIDE),
+            baselines=0.0, target=target, perturbations_per_eval=PASS_BATCH,
+        )
+    from pytorch_grad_cam import GradCAMPlusPlus, LayerCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cls = {"grad-cam++": GradCAMPlusPlus, "layer-cam": LayerCAM}[name]
+    cam = cls(model=model, target_layers=[model.layer4])
+    targets = [ClassifierOutputTarget(target)] * batch
+    return "pytorch-grad-cam", lambda: cam(input_tensor=x, targets=targets)
+
+
+def measure(name, batch, reps):
+    """One (method, batch) of the peer in this process; prints a JSON line."""
+    import torch
+    import torchvision
+
+    torch.set_num_threads(2)
+    model = torchvision.models.resnet18().eval()
+    for m in model.modules():  # Captum's rule hooks need out-of-place ReLUs
+        if isinstance(m, torch.nn.ReLU):
+            m.inplace = False
+    x = torch.randn(batch, 3, 224, 224)
+    who, run = peer(name, model, x, 0)
+    run()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1e3)
+    print(json.dumps({"method": name, "batch": batch, "ms": statistics.median(times), "peer": who}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--batch", default="1,16")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        measure(args.one[0], int(args.one[1]), args.reps)
+        return
+    methods, batches = args.methods.split(","), [int(b) for b in args.batch.split(",")]
+    binary = os.path.join(ROOT, "target", "release", "unitscope")
+    ours = {}
+    cmd = [binary, "bench", "attribution", "--json", "--reps", str(args.reps), "--methods", args.methods,
+           "--batch", args.batch, "--samples", str(SAMPLES), "--batch-size", str(PASS_BATCH),
+           "--occlusion", f"{WINDOW},{STRIDE}"]
+    for line in subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines():
+        r = json.loads(line)
+        ours[(r["method"], r["batch"])] = r
+    print(f"ResNet-18 224 px, 2 threads, median of {args.reps}; ratio = unitscope / peer")
+    print(f"{'method':<22} {'batch':>5} {'peer':<17} {'peer ms':>10} {'ours ms':>10} {'ratio':>6} {'passes':>8}")
+    for name in methods:
+        for batch in batches:
+            out = subprocess.run([sys.executable, __file__, "--reps", str(args.reps), "--one", name, str(batch)],
+                                 check=True, capture_output=True, text=True).stdout
+            theirs = json.loads(out.strip().splitlines()[-1])
+            o = ours[(name, batch)]
+            passes = f"{o['passes']['backward']}/{o['passes']['forward']}"
+            print(f"{name:<22} {batch:>5} {theirs['peer']:<17} {theirs['ms']:>10.1f} {o['ms']:>10.1f} "
+                  f"{o['ms'] / theirs['ms']:>6.2f} {passes:>8}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
