@@ -125,6 +125,7 @@ mod tests {
     fn auc_is_the_trapezoid_rule_on_the_unit_interval() {
         assert_eq!(auc(&[1.0, 1.0, 1.0]), 1.0);
         assert_eq!(auc(&[1.0, 0.0]), 0.5);
-        assert!((auc(&[0.0, 0.5, 1.0, 0.5]) - 0.5).abs() < 1e-12);
+        // Widths 1/3: (0 + 0.5) / 2 + (0.5 + 1) / 2 + (1 + 0.5) / 2 = 1.75, over 3.
+        assert!((auc(&[0.0, 0.5, 1.0, 0.5]) - 7.0 / 12.0).abs() < 1e-12);
     }
 }
