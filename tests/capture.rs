@@ -105,6 +105,7 @@ fn weighted_objectives_are_linear() {
             .backward(&capture.objective(o).unwrap())
             .unwrap()
             .input()
+            .unwrap()
             .clone()
     };
     let (a, b) = (Objective::Logit(3), unit("features.4:7", Reduce::Mean));
@@ -165,4 +166,29 @@ fn bad_addresses_are_errors() {
         .unwrap()
         .to_string();
     assert!(err.contains("[N, 3, H, W]"), "{err}");
+}
+
+#[test]
+fn a_layers_only_probe_gives_the_same_layer_gradients_and_no_input_gradient() {
+    let model = common::synthetic_model(Architecture::PlainCnn, &ArchOptions::default(), 10);
+    let x = common::synthetic_input(&[2, 3, 32, 32]);
+    let grads = |probe: Probe| {
+        let capture = model.forward(&x, &probe.record("features.4")).unwrap();
+        capture
+            .backward(&capture.objective(&Objective::Logit(3)).unwrap())
+            .unwrap()
+    };
+    let (full, layers_only) = (grads(Probe::new()), grads(Probe::new().layers_only()));
+    let diff = (full.layer("features.4").unwrap() - layers_only.layer("features.4").unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(diff, 0.0);
+    assert!(full.input().is_ok());
+    let err = layers_only.input().err().unwrap();
+    assert!(err.to_string().contains("layers-only"), "{err}");
 }

@@ -65,7 +65,7 @@ impl Method for Cam {
 
     fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution> {
         ensure!(!self.layers.is_empty(), "a CAM needs at least one layer");
-        let probe = self.layers.iter().fold(Probe::new(), |p, l| p.record(l));
+        let probe = (self.layers.iter()).fold(Probe::new().layers_only(), |p, l| p.record(l));
         let (capture, grads) = backward(model, inputs, targets, probe)?;
         let maps = self
             .layers

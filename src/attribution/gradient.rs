@@ -76,7 +76,7 @@ impl Method for Gradient {
 
     fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution> {
         let (_, grads) = backward(model, inputs, targets, Probe::new().rule(self.rule))?;
-        let grad = grads.input().clone();
+        let grad = grads.input()?.clone();
         Ok(Attribution::Input(match self.times_input {
             false => grad,
             true => grad.mul(&inputs.to_dtype(grad.dtype())?)?,

@@ -155,13 +155,15 @@ fn backward(
     Ok((capture, grads))
 }
 
-/// Each sample's target value, `[N]`, without keeping a graph.
+/// Each sample's target value, `[N]`, without keeping a graph. (A layers-only
+/// probe: the input is a constant, so nothing is tracked below a recorded layer, and
+/// nothing at all for class targets.)
 fn target_values(model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Tensor> {
     check_targets(inputs, targets)?;
     let probe = targets
         .iter()
         .filter_map(Target::layer)
-        .fold(Probe::new(), |p, layer| p.record(layer));
+        .fold(Probe::new().layers_only(), |p, layer| p.record(layer));
     let capture = model.forward(inputs, &probe)?;
     Ok(capture
         .per_sample(&Target::batch_objective(targets))?

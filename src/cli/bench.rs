@@ -194,7 +194,7 @@ fn engine(args: &EngineArgs) -> Result<()> {
                 let forward_grad = median(args.reps, || {
                     let capture = model.forward(&x, &probe)?;
                     let grads = capture.backward(&capture.objective(&Objective::Logit(0))?)?;
-                    grads.input().sum_all()?.to_scalar::<f32>()?;
+                    grads.input()?.sum_all()?.to_scalar::<f32>()?;
                     sync(&device)
                 })?;
                 let peak = peak_rss_mb();

@@ -63,6 +63,8 @@ pub struct Probe {
     layers: BTreeSet<String>,
     rule: BackwardRule,
     path: EnginePath,
+    /// Whether backward passes stop at the recorded layers (no input gradient).
+    layers_only: bool,
 }
 
 impl Probe {
@@ -87,6 +89,19 @@ impl Probe {
     pub fn path(mut self, path: EnginePath) -> Self {
         self.path = path;
         self
+    }
+
+    /// Takes gradients with respect to the recorded layers only: the backward pass
+    /// stops at the lowest of them instead of running down to the input (a CAM needs
+    /// nothing below its layer; on ResNet-18's `layer4` that skips most of the pass).
+    pub fn layers_only(mut self) -> Self {
+        self.layers_only = true;
+        self
+    }
+
+    /// Whether the input gradient is taken.
+    pub fn input_gradient(&self) -> bool {
+        !self.layers_only
     }
 
     /// The layers this probe records.
@@ -188,23 +203,33 @@ impl<'p> Trace<'p> {
 
 /// The result of a forward pass: logits and recorded activations, on the graph.
 pub struct Capture {
-    input: Var,
+    input: Tensor,
+    /// The variable the input gradient is taken for, unless the probe is layers-only.
+    input_var: Option<Var>,
     logits: Tensor,
     recorded: Vec<Recorded>,
 }
 
 impl Capture {
-    pub(crate) fn new(input: Var, logits: Tensor, trace: Trace<'_>) -> Self {
+    /// The capture of a pass that ran on `input`, which is `input_var`'s tensor when
+    /// the input gradient is taken.
+    pub(crate) fn new(
+        input: Tensor,
+        input_var: Option<Var>,
+        logits: Tensor,
+        trace: Trace<'_>,
+    ) -> Self {
         Self {
             input,
+            input_var,
             logits,
             recorded: trace.recorded,
         }
     }
 
-    /// The input, as the variable gradients are taken with respect to.
+    /// The input the pass ran on.
     pub fn input(&self) -> &Tensor {
-        self.input.as_tensor()
+        &self.input
     }
 
     /// The logits, `[batch, classes]`.
@@ -251,7 +276,7 @@ impl Capture {
             .map(|r| Ok((r.name.clone(), grad_of(&r.probe)?)))
             .collect::<Result<_>>()?;
         Ok(Gradients {
-            input: grad_of(&self.input)?,
+            input: self.input_var.as_ref().map(grad_of).transpose()?,
             layers,
         })
     }
@@ -259,14 +284,17 @@ impl Capture {
 
 /// Gradients of one objective with respect to the input and the recorded layers.
 pub struct Gradients {
-    input: Tensor,
+    input: Option<Tensor>,
     layers: BTreeMap<String, Tensor>,
 }
 
 impl Gradients {
-    /// The gradient with respect to the input, shaped like it.
-    pub fn input(&self) -> &Tensor {
-        &self.input
+    /// The gradient with respect to the input, shaped like it (an error if the probe
+    /// was [`Probe::layers_only`]).
+    pub fn input(&self) -> Result<&Tensor> {
+        self.input
+            .as_ref()
+            .context("the input gradient was not taken: the probe is layers-only")
     }
 
     /// The gradient with respect to a recorded layer's output, shaped like it.

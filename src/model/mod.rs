@@ -9,7 +9,7 @@
 //! let capture = model.forward(&x, &Probe::new().record("layer4").rule(BackwardRule::GuidedBackprop))?;
 //! let objective = capture.objective(&Objective::Logit(285))?;
 //! let grads = capture.backward(&objective)?;
-//! let (saliency, layer4) = (grads.input(), grads.layer("layer4")?);
+//! let (saliency, layer4) = (grads.input()?, grads.layer("layer4")?);
 //! # Ok(()) }
 //! ```
 
@@ -204,10 +204,19 @@ impl Model {
                 "the model has no layer `{name}`; `unitscope info` lists its layers"
             );
         }
-        let input = Var::from_tensor(&input.to_dtype(self.dtype)?)?;
+        let input = input.to_dtype(self.dtype)?;
+        // Without an input gradient the input is a constant, so the backward pass
+        // ends at the lowest recorded layer.
+        let (input, input_var) = match probe.input_gradient() {
+            true => {
+                let var = Var::from_tensor(&input)?;
+                (var.as_tensor().clone(), Some(var))
+            }
+            false => (input.detach(), None),
+        };
         let mut trace = Trace::new(probe);
-        let logits = self.network.forward(input.as_tensor(), &mut trace)?;
-        Ok(Capture::new(input, logits, trace))
+        let logits = self.network.forward(&input, &mut trace)?;
+        Ok(Capture::new(input, input_var, logits, trace))
     }
 
     /// Logits of `input` without building a graph.
