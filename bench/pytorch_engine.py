@@ -61,6 +61,9 @@ def measure(name, batch, reps, rule):
     for m in model.modules():  # hooks and in-place ops aside, as attribution libraries run
         if hasattr(m, "inplace"):
             m.inplace = False
+    # Only the input gradient, as unitscope computes it (and as torch.autograd.grad in
+    # Captum does): no weight gradients.
+    model.requires_grad_(False)
     x = torch.randn(batch, 3, 224, 224)
 
     def forward():
