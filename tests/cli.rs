@@ -278,6 +278,7 @@ fn explain_writes_maps_grid_summary_and_raw_arrays() {
             "-t",
             "predicted,features.7:3",
             "--save-raw",
+            "--metrics",
             "-o",
             s(dir.path()),
         ],
@@ -313,6 +314,11 @@ fn explain_writes_maps_grid_summary_and_raw_arrays() {
             }
         }
         assert_eq!(maps[1]["target"], "unit features.7:3");
+        for key in ["deletion_auc", "insertion_auc", "mass_inside"] {
+            let v = maps[0]["metrics"][key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+        }
+        assert!(maps[0]["metrics"]["pointing_hit"].is_boolean());
         let grid = image::open(image["grid"].as_str().unwrap()).unwrap();
         // The input and six maps, 64 px each with 2 px gaps.
         assert_eq!((grid.width(), grid.height()), (7 * 66 - 2, 64));

@@ -10,6 +10,7 @@ use image::RgbImage;
 use serde_json::json;
 use unitscope::attribution::{self, Attribution, ChannelReduction, TargetSpec, registry};
 use unitscope::data::world::{HELD_OUT, World};
+use unitscope::metrics::{self, DeletionInsertion};
 use unitscope::model::Model;
 use unitscope::render::{self, Colormap, Scaling};
 
@@ -38,6 +39,11 @@ pub struct Args {
     /// Also write every raw map as float32 .npy.
     #[arg(long)]
     save_raw: bool,
+    /// Also measure every map into summary.json: RISE's deletion and insertion areas
+    /// for the predicted class, and on demo scenes the pointing game and the share of
+    /// the mass on the object (`unitscope evaluate` explains them).
+    #[arg(long)]
+    metrics: bool,
     /// List the methods and exit.
     #[arg(long)]
     list_methods: bool,
@@ -58,6 +64,8 @@ pub struct Args {
 struct Input {
     name: String,
     tensor: Tensor,
+    /// For demo scenes, the pixels of the object that sets the class.
+    mask: Option<Vec<bool>>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -106,8 +114,13 @@ pub fn run(args: &Args) -> Result<()> {
                 } else {
                     Vec::new()
                 };
+                let metrics = match args.metrics {
+                    true => Some(measure(&model, input, &maps, top.index)?),
+                    false => None,
+                };
                 tiles.push(heat);
                 explained.push(json!({
+                    "metrics": metrics,
                     "method": method.name(),
                     "passes": method.passes(),
                     "target": describe(&resolved[0], &model),
@@ -151,6 +164,7 @@ impl Args {
                     Ok(Input {
                         name: format!("scene{i}"),
                         tensor: spec.to_tensor(&scene.image, model.device())?,
+                        mask: Some(scene.subject_mask()),
                     })
                 })
                 .collect();
@@ -165,6 +179,7 @@ impl Args {
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "image".into()),
                     tensor: spec.to_tensor(&image, model.device())?,
+                    mask: None,
                 })
             })
             .collect()
@@ -190,6 +205,29 @@ impl Args {
         let heat = render::heatmap(&scaling.apply(&values), (w, h), signed, colormap)?;
         render::overlay(picture, &heat, self.alpha)
     }
+}
+
+/// The trust metrics of one map of `input`, for the probability of `class`.
+fn measure(
+    model: &Model,
+    input: &Input,
+    maps: &Attribution,
+    class: usize,
+) -> Result<serde_json::Value> {
+    let (_, h, w) = input.tensor.dims3()?;
+    let values = maps
+        .display((h, w), ChannelReduction::MaxAbs)?
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    let curves = DeletionInsertion::default().curves(model, &input.tensor, &values, class)?;
+    let mask = input.mask.as_deref();
+    Ok(json!({
+        "deletion_auc": metrics::auc(&curves.deletion),
+        "insertion_auc": metrics::auc(&curves.insertion),
+        "pointing_hit": mask.map(|m| metrics::pointing_hit(&values, m)),
+        "mass_inside": mask.map(|m| metrics::mass_inside(&values, m)),
+    }))
 }
 
 /// A target as people read it: a class with its label, or a unit.
