@@ -314,6 +314,10 @@ fn explain_writes_maps_grid_summary_and_raw_arrays() {
             }
         }
         assert_eq!(maps[1]["target"], "unit features.7:3");
+        // Grad-CAM on features.10 cannot explain a unit of features.7: said, not drawn blank.
+        assert!(maps[2]["warning"].is_null(), "{}", maps[2]);
+        let warning = maps[3]["warning"].as_str().unwrap();
+        assert!(warning.contains("all zero"), "{warning}");
         for key in ["deletion_auc", "insertion_auc", "mass_inside"] {
             let v = maps[0]["metrics"][key].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&v), "{key} = {v}");

@@ -99,6 +99,17 @@ pub fn run(args: &Args) -> Result<()> {
             let ms = start.elapsed().as_secs_f64() * 1e3;
             for (spec, (resolved, maps)) in args.target.iter().zip(results) {
                 let stem = format!("{}.{}.{}", input.name, file_part(key), file_part(spec));
+                let warning = blank_cam(&maps)?.map(|layer| {
+                    let target = describe(&resolved[0], &model);
+                    format!(
+                        "{} on `{layer}` is all zero for {target}: no channel there raises the \
+                         target (a unit below `{layer}` does not depend on it; try another --layer)",
+                        method.name()
+                    )
+                });
+                if let Some(w) = &warning {
+                    eprintln!("warning: {}: {w}", input.name);
+                }
                 let heat = args.heatmap(&maps, &picture)?;
                 let png = args.output.join(format!("{stem}.png"));
                 render::save_png(&heat, &png)?;
@@ -121,6 +132,7 @@ pub fn run(args: &Args) -> Result<()> {
                 tiles.push(heat);
                 explained.push(json!({
                     "metrics": metrics,
+                    "warning": warning,
                     "method": method.name(),
                     "passes": method.passes(),
                     "target": describe(&resolved[0], &model),
@@ -228,6 +240,21 @@ fn measure(
         "pointing_hit": mask.map(|m| metrics::pointing_hit(&values, m)),
         "mass_inside": mask.map(|m| metrics::mass_inside(&values, m)),
     }))
+}
+
+/// The first layer whose CAM is zero everywhere, if any: the normalized display of
+/// such a map would be blank with no hint why.
+fn blank_cam(maps: &Attribution) -> Result<Option<String>> {
+    let Attribution::Layers(layers) = maps else {
+        return Ok(None);
+    };
+    for (layer, map) in layers {
+        let peak = map.abs()?.max_all()?.to_dtype(candle_core::DType::F64)?;
+        if peak.to_scalar::<f64>()? == 0.0 {
+            return Ok(Some(layer.clone()));
+        }
+    }
+    Ok(None)
 }
 
 /// A target as people read it: a class with its label, or a unit.
