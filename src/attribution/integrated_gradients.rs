@@ -13,9 +13,9 @@ use std::f64::consts::PI;
 use anyhow::{Result, ensure};
 use candle_core::{DType, Tensor};
 
-use super::{Attribution, Gradient, Method, Passes, Target, in_batches, target_values};
+use super::{Attribution, Method, Passes, Target, backward, in_batches, target_values};
 use crate::data::gaussian_blur;
-use crate::model::Model;
+use crate::model::{Model, Probe};
 
 /// Where the path starts.
 #[derive(Clone, Debug, Default)]
@@ -135,19 +135,35 @@ impl Default for IntegratedGradients {
 }
 
 impl IntegratedGradients {
-    /// The maps with the same `alphas` and `weights` as given, and each input's
-    /// completeness gap `Σ map - (f(x) - f(x'))`, `[N]`.
+    /// The maps and each input's completeness gap `Σ map - (f(x) - f(x'))`, `[N]`
+    /// (two more forward passes).
     pub fn attribute_with_delta(
         &self,
         model: &Model,
         inputs: &Tensor,
         targets: &[Target],
     ) -> Result<(Attribution, Tensor)> {
-        let (alphas, weights) = self.quadrature.nodes(self.steps)?;
         let inputs = inputs.to_dtype(DType::F32)?;
         let baseline = self.baseline(&inputs)?;
+        let map = self.integrate(model, &inputs, &baseline, targets)?;
+        let change = (target_values(model, &inputs, targets)?
+            - target_values(model, &baseline, targets)?)?
+        .to_dtype(DType::F32)?;
+        let delta = (map.flatten_from(1)?.sum(1)? - change)?;
+        Ok((Attribution::Input(map), delta))
+    }
+
+    /// `(x - x') · Σ_k w_k ∇f(x' + α_k (x - x'))` for float32 `inputs` and `baseline`.
+    fn integrate(
+        &self,
+        model: &Model,
+        inputs: &Tensor,
+        baseline: &Tensor,
+        targets: &[Target],
+    ) -> Result<Tensor> {
+        let (alphas, weights) = self.quadrature.nodes(self.steps)?;
         let n = inputs.dim(0)?;
-        let path = (&inputs - &baseline)?;
+        let path = (inputs - baseline)?;
         let points = alphas.len() * n;
         let mut total = path.zeros_like()?;
         in_batches(points, self.batch.max(1), |start, len| {
@@ -164,23 +180,15 @@ impl IntegratedGradients {
                     .broadcast_mul(&scale(&alphas)?)?)?;
             let batch_targets: Vec<Target> =
                 which.iter().map(|&i| targets[i as usize].clone()).collect();
-            let Attribution::Input(grad) =
-                Gradient::saliency().attribute(model, &scaled, &batch_targets)?
-            else {
-                unreachable!("the gradient is an input map")
-            };
-            let weighted = grad
+            let (_, grads) = backward(model, &scaled, &batch_targets, Probe::new())?;
+            let weighted = grads
+                .input()?
                 .to_dtype(DType::F32)?
                 .broadcast_mul(&scale(&weights)?)?;
             total = total.index_add(&index, &weighted, 0)?;
             Ok(())
         })?;
-        let map = (total * path)?;
-        let change = (target_values(model, &inputs, targets)?
-            - target_values(model, &baseline, targets)?)?
-        .to_dtype(DType::F32)?;
-        let delta = (map.flatten_from(1)?.sum(1)? - change)?;
-        Ok((Attribution::Input(map), delta))
+        Ok((total * path)?)
     }
 
     /// The baseline of each input, shaped like `inputs`.
@@ -220,11 +228,15 @@ impl Method for IntegratedGradients {
     fn passes(&self) -> Passes {
         Passes {
             backward: self.steps,
-            forward: 2,
+            forward: 0,
         }
     }
 
     fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution> {
-        Ok(self.attribute_with_delta(model, inputs, targets)?.0)
+        let inputs = inputs.to_dtype(DType::F32)?;
+        let baseline = self.baseline(&inputs)?;
+        Ok(Attribution::Input(
+            self.integrate(model, &inputs, &baseline, targets)?,
+        ))
     }
 }

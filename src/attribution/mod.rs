@@ -145,11 +145,7 @@ fn backward(
     probe: Probe,
 ) -> Result<(Capture, Gradients)> {
     check_targets(inputs, targets)?;
-    let probe = targets
-        .iter()
-        .filter_map(Target::layer)
-        .fold(probe, |p, layer| p.record(layer));
-    let capture = model.forward(inputs, &probe)?;
+    let capture = model.forward(inputs, &recording_targets(probe, targets))?;
     let objective = capture.objective(&Target::batch_objective(targets))?;
     let grads = capture.backward(&objective)?;
     Ok((capture, grads))
@@ -160,14 +156,19 @@ fn backward(
 /// nothing at all for class targets.)
 fn target_values(model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Tensor> {
     check_targets(inputs, targets)?;
-    let probe = targets
-        .iter()
-        .filter_map(Target::layer)
-        .fold(Probe::new().layers_only(), |p, layer| p.record(layer));
+    let probe = recording_targets(Probe::new().layers_only(), targets);
     let capture = model.forward(inputs, &probe)?;
     Ok(capture
         .per_sample(&Target::batch_objective(targets))?
         .detach())
+}
+
+/// `probe`, also recording the layers of unit targets.
+fn recording_targets(probe: Probe, targets: &[Target]) -> Probe {
+    targets
+        .iter()
+        .filter_map(Target::layer)
+        .fold(probe, |p, layer| p.record(layer))
 }
 
 fn check_targets(inputs: &Tensor, targets: &[Target]) -> Result<()> {

@@ -94,7 +94,13 @@ impl SmoothGrad {
         let range = (flat.max_keepdim(D::Minus1)? - flat.min_keepdim(D::Minus1)?)?;
         let sigma = (range * self.level)?;
         let copies = self.samples * n;
-        let mut sum: Option<(Attribution, Attribution)> = None;
+        // The moments the statistic needs: the sum of the maps, of their squares.
+        let (need_sum, need_squares) = match self.statistic {
+            Statistic::Mean => (true, false),
+            Statistic::MeanOfSquares => (false, true),
+            Statistic::Variance => (true, true),
+        };
+        let (mut sum, mut squares): (Option<Attribution>, Option<Attribution>) = (None, None);
         in_batches(copies, self.batch.max(1), |start, len| {
             // Copies start .. start + len cycle through the inputs.
             let which: Vec<u32> = (start..start + len).map(|c| (c % n) as u32).collect();
@@ -106,43 +112,50 @@ impl SmoothGrad {
             let batch_targets: Vec<Target> =
                 which.iter().map(|&i| targets[i as usize].clone()).collect();
             let maps = self.inner.attribute(model, &noisy, &batch_targets)?;
-            let per_input = |f: &dyn Fn(&Tensor) -> Result<Tensor>| {
+            // Each copy's map added onto its input's.
+            let per_input = |maps: &Attribution| {
                 maps.map(|_, t| {
-                    let t = f(t)?;
                     let zeros =
                         Tensor::zeros([&[n], &t.dims()[1..]].concat(), t.dtype(), t.device())?;
-                    Ok(zeros.index_add(&index, &t, 0)?)
+                    Ok(zeros.index_add(&index, t, 0)?)
                 })
             };
-            let (s1, s2) = (
-                per_input(&|t| Ok(t.clone()))?,
-                per_input(&|t| Ok(t.sqr()?))?,
-            );
-            sum = Some(match sum.take() {
-                None => (s1, s2),
-                Some((a1, a2)) => (add(&a1, &s1)?, add(&a2, &s2)?),
-            });
+            if need_sum {
+                accumulate(&mut sum, per_input(&maps)?)?;
+            }
+            if need_squares {
+                accumulate(&mut squares, per_input(&maps.map(|_, t| Ok(t.sqr()?))?)?)?;
+            }
             Ok(())
         })?;
-        let (s1, s2) = sum.expect("at least one batch");
         let count = self.samples as f64;
-        let mean = s1.map(|_, t| Ok((t / count)?))?;
-        let mean_sq = s2.map(|_, t| Ok((t / count)?))?;
+        let mean = |total: Option<Attribution>| {
+            total
+                .expect("the statistic's moment was summed")
+                .map(|_, t| Ok((t / count)?))
+        };
         Ok(match self.statistic {
-            Statistic::Mean => mean,
-            Statistic::MeanOfSquares => mean_sq,
+            Statistic::Mean => mean(sum)?,
+            Statistic::MeanOfSquares => mean(squares)?,
             Statistic::Variance => {
-                let mean = mean.tensors().into_iter().cloned().collect::<Vec<_>>();
-                mean_sq.map(|i, t| Ok((t - mean[i].sqr()?)?))?
+                let mean_map = mean(sum)?;
+                let mean_map = mean_map.tensors();
+                mean(squares)?.map(|i, t| Ok((t - mean_map[i].sqr()?)?))?
             }
         })
     }
 }
 
-/// The elementwise sum of two batches of the same method.
-fn add(a: &Attribution, b: &Attribution) -> Result<Attribution> {
-    let b = b.tensors();
-    a.map(|i, t| Ok((t + b[i])?))
+/// Adds `part` onto `total` (of the same method), or starts it.
+fn accumulate(total: &mut Option<Attribution>, part: Attribution) -> Result<()> {
+    *total = Some(match total.take() {
+        None => part,
+        Some(t) => {
+            let part = part.tensors();
+            t.map(|i, t| Ok((t + part[i])?))?
+        }
+    });
+    Ok(())
 }
 
 impl Method for SmoothGrad {
