@@ -30,7 +30,7 @@ enum Command {
     Explain(Box<cli::explain::Args>),
     /// How far to trust each method: deletion/insertion, pointing game, randomization.
     Evaluate(Box<cli::evaluate::Args>),
-    /// Time the engine.
+    /// Time the engine and the attribution methods.
     #[command(subcommand)]
     Bench(cli::bench::Bench),
 }
