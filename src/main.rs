@@ -2,6 +2,10 @@
 
 mod cli;
 
+// Keeps freed activation-sized blocks for the next pass (see the module).
+#[global_allocator]
+static ALLOCATOR: cli::allocator::Recycling = cli::allocator::Recycling;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
