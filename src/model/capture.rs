@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::{Tensor, Var};
 
 use super::layer::{LayerInfo, LayerKind};
-use super::ops;
+use super::ops::{self, Activation, Rectifier};
 
 /// How gradients pass backwards through every ReLU (and ReLU6) application.
 ///
@@ -188,12 +188,25 @@ impl<'p> Trace<'p> {
 
     /// ReLU following the probe's backward rule.
     pub fn relu(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(ops::relu(x, self.probe.rule)?)
+        self.rectify(x, Rectifier::Relu)
     }
 
     /// ReLU6 following the probe's backward rule.
     pub fn relu6(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(ops::relu6(x, self.probe.rule)?)
+        self.rectify(x, Rectifier::Relu6)
+    }
+
+    /// The rectifier `kind` following the probe's backward rule.
+    pub(crate) fn rectify(&self, x: &Tensor, kind: Rectifier) -> Result<Tensor> {
+        Ok(ops::rectify(x, self.activation(kind))?)
+    }
+
+    /// The rectifier `kind` with the probe's backward rule, for an op to apply.
+    pub(crate) fn activation(&self, kind: Rectifier) -> Activation {
+        Activation {
+            kind,
+            rule: self.probe.rule,
+        }
     }
 
     pub(crate) fn into_layers(self) -> Vec<LayerInfo> {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::capture::{EnginePath, Trace};
 use super::layer::LayerKind;
-use super::ops;
+use super::ops::{self, Activation, Rectifier};
 use super::weights::WeightPath;
 
 /// How a convolution pads its input.
@@ -119,22 +119,28 @@ impl Conv2d {
         })
     }
 
-    /// Convolves `[N, C, H, W]` with the implementation of `path`.
-    pub fn forward(&self, x: &Tensor, path: EnginePath) -> Result<Tensor> {
-        let padding = self.padding_of(x)?;
+    /// Convolves `[N, C, H, W]` with the implementation of `path`, then applies
+    /// `activation` if given (on the fast path, as part of the convolution's op).
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        path: EnginePath,
+        activation: Option<Activation>,
+    ) -> Result<Tensor> {
+        let geometry = (self.padding_of(x)?, self.stride);
         let bias = self.bias.as_ref();
         let depthwise = self.groups > 1 && self.weight.dim(1)? == 1 && x.dim(1)? == self.groups;
         Ok(match path {
             EnginePath::Fast if self.groups == 1 => {
-                ops::conv2d(x, &self.weight, bias, padding, self.stride)?
+                ops::conv2d(x, &self.weight, bias, geometry, activation)?
             }
             EnginePath::Fast if depthwise => {
-                ops::depthwise_conv2d(x, &self.weight, bias, padding, self.stride)?
+                ops::depthwise_conv2d(x, &self.weight, bias, geometry, activation)?
             }
             _ => {
-                let (x, padding) = ops::as_symmetric(x, padding)?;
+                let (x, padding) = ops::as_symmetric(x, geometry.0)?;
                 let y = x.conv2d(&self.weight, padding, self.stride, 1, self.groups)?;
-                ops::add_bias(y, bias)?
+                ops::activate(ops::add_bias(y, bias)?, activation)?
             }
         })
     }
@@ -213,15 +219,37 @@ impl ConvBn {
     /// Runs both layers, tapping their outputs as `conv` and `bn`.
     pub fn forward(&self, x: &Tensor, t: &mut Trace, conv: &str, bn: &str) -> Result<Tensor> {
         let path = t.engine_path();
-        if let Some(fused) = self
-            .fused
+        if let Some(fused) = self.fused_for(t, conv) {
+            return t.tap(bn, LayerKind::BatchNorm, fused.forward(x, path, None)?);
+        }
+        let y = t.tap(conv, self.kind, self.conv.forward(x, path, None)?)?;
+        t.tap(bn, LayerKind::BatchNorm, self.bn.forward(&y)?)
+    }
+
+    /// [`ConvBn::forward`] followed by the rectifier `kind`, whose output is the
+    /// caller's to tap. Unless the batch norm's output is needed, the fused
+    /// convolution applies the rectifier too.
+    pub(crate) fn forward_rectified(
+        &self,
+        x: &Tensor,
+        t: &mut Trace,
+        (conv, bn): (&str, &str),
+        kind: Rectifier,
+    ) -> Result<Tensor> {
+        if let Some(fused) = self.fused_for(t, conv).filter(|_| !t.needs(bn)) {
+            return fused.forward(x, t.engine_path(), Some(t.activation(kind)));
+        }
+        let y = self.forward(x, t, conv, bn)?;
+        t.rectify(&y, kind)
+    }
+
+    /// The fused convolution, if this pass may use it: fast path, and the
+    /// convolution's own output not needed.
+    fn fused_for(&self, t: &Trace, conv: &str) -> Option<&Conv2d> {
+        let path = t.engine_path();
+        self.fused
             .as_ref()
             .filter(|_| path == EnginePath::Fast && !t.needs(conv))
-        {
-            return t.tap(bn, LayerKind::BatchNorm, fused.forward(x, path)?);
-        }
-        let y = t.tap(conv, self.kind, self.conv.forward(x, path)?)?;
-        t.tap(bn, LayerKind::BatchNorm, self.bn.forward(&y)?)
     }
 }
 

@@ -130,12 +130,15 @@ pub(crate) enum Rectifier {
     Relu6,
 }
 
-struct Rectify {
-    kind: Rectifier,
-    rule: BackwardRule,
+/// A rectifier and the rule its backward pass follows; convolutions can apply one to
+/// their output as part of the same op.
+#[derive(Clone, Copy)]
+pub(crate) struct Activation {
+    pub(crate) kind: Rectifier,
+    pub(crate) rule: BackwardRule,
 }
 
-impl Backward for Rectify {
+impl Backward for Activation {
     fn name(&self) -> &'static str {
         "rectifier-with-rule"
     }
@@ -159,30 +162,29 @@ impl Backward for Rectify {
     }
 }
 
-/// ReLU whose backward pass follows `rule`.
-pub(crate) fn relu(x: &Tensor, rule: BackwardRule) -> Result<Tensor> {
-    rectify(x, Rectifier::Relu, rule)
-}
-
-/// ReLU6 (`min(max(x, 0), 6)`) whose backward pass follows `rule`.
-pub(crate) fn relu6(x: &Tensor, rule: BackwardRule) -> Result<Tensor> {
-    rectify(x, Rectifier::Relu6, rule)
-}
-
-/// On the CPU, [`cpu::rectify`]; elsewhere Candle's value with [`Rectify`]'s backward.
-fn rectify(x: &Tensor, kind: Rectifier, rule: BackwardRule) -> Result<Tensor> {
+/// The rectifier of `x`, backpropagating by its rule: on the CPU, [`cpu::rectify`];
+/// elsewhere Candle's value with [`Activation`]'s backward.
+pub(crate) fn rectify(x: &Tensor, activation: Activation) -> Result<Tensor> {
     if cpu::applies(x) {
-        return cpu::rectify(x, kind, rule);
+        return cpu::rectify(x, activation);
     }
-    rectify_candle(x, kind, rule)
+    rectify_candle(x, activation)
 }
 
-fn rectify_candle(x: &Tensor, kind: Rectifier, rule: BackwardRule) -> Result<Tensor> {
-    let value = match kind {
+fn rectify_candle(x: &Tensor, activation: Activation) -> Result<Tensor> {
+    let value = match activation.kind {
         Rectifier::Relu => x.relu()?,
         Rectifier::Relu6 => x.clamp(0f32, 6f32)?,
     };
-    with_backward(x, value, Rectify { kind, rule })
+    with_backward(x, value, activation)
+}
+
+/// `activation` of `y`, if any.
+pub(crate) fn activate(y: Tensor, activation: Option<Activation>) -> Result<Tensor> {
+    match activation {
+        Some(a) => rectify(&y, a),
+        None => Ok(y),
+    }
 }
 
 struct MaxPool {
@@ -489,20 +491,24 @@ fn dilate(g: &Tensor, stride: usize) -> Result<Tensor> {
 }
 
 /// A depthwise convolution (one `k x k` filter per channel, `w: [C, 1, k, k]`), plus
-/// `bias` if given: on the CPU, [`cpu::depthwise_conv2d`]; elsewhere as shifted sums.
+/// `bias` if given, then `activation` if given: on the CPU, one
+/// [`cpu::depthwise_conv2d`] op; elsewhere as shifted sums.
 pub(crate) fn depthwise_conv2d(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
-    padding: Padding,
-    stride: usize,
+    (padding, stride): (Padding, usize),
+    activation: Option<Activation>,
 ) -> Result<Tensor> {
     if cpu::applies(x) {
         let groups = x.dim(1)?;
         let geometry = geometry(x, (w, bias), padding, stride, groups)?;
-        return cpu::depthwise_conv2d(x, w, bias, geometry);
+        return cpu::depthwise_conv2d(x, w, bias, geometry, activation);
     }
-    depthwise_conv2d_candle(x, w, bias, padding, stride)
+    activate(
+        depthwise_conv2d_candle(x, w, bias, padding, stride)?,
+        activation,
+    )
 }
 
 /// [`depthwise_conv2d`] off the CPU: `k²` whole-tensor multiply-adds each way.
@@ -628,21 +634,21 @@ pub(crate) fn as_symmetric(x: &Tensor, padding: Padding) -> Result<(Tensor, usiz
     Ok((x, 0))
 }
 
-/// A 2-D convolution of one group (square kernel), plus `bias` if given, with a
-/// backward pass that computes only the gradients needed: on the CPU,
-/// [`cpu::conv2d`]; elsewhere Candle's forward.
+/// A 2-D convolution of one group (square kernel), plus `bias` if given, then
+/// `activation` if given, with a backward pass that computes only the gradients
+/// needed: on the CPU, one [`cpu::conv2d`] op; elsewhere Candle's forward.
 pub(crate) fn conv2d(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
-    padding: Padding,
-    stride: usize,
+    (padding, stride): (Padding, usize),
+    activation: Option<Activation>,
 ) -> Result<Tensor> {
     if cpu::applies(x) {
         let geometry = geometry(x, (w, bias), padding, stride, 1)?;
-        return cpu::conv2d(x, w, bias, geometry);
+        return cpu::conv2d(x, w, bias, geometry, activation);
     }
-    conv2d_candle(x, w, bias, padding, stride)
+    activate(conv2d_candle(x, w, bias, padding, stride)?, activation)
 }
 
 /// [`conv2d`] off the CPU: Candle's forward, our backward.
@@ -695,7 +701,7 @@ mod tests {
                 [1.0, 1.0, 0.0, 1.0],
             ),
         ];
-        type Rectify = fn(&Tensor, Rectifier, BackwardRule) -> Result<Tensor>;
+        type Rectify = fn(&Tensor, Activation) -> Result<Tensor>;
         let implementations: [(&str, Rectify); 2] =
             [("cpu", rectify), ("candle-value", rectify_candle)];
         for (name, rectify) in implementations {
@@ -704,7 +710,7 @@ mod tests {
                     [(Rectifier::Relu, relu_grad), (Rectifier::Relu6, relu6_grad)]
                 {
                     assert_eq!(
-                        backward_of(&x, &g, |t| rectify(t, kind, rule)),
+                        backward_of(&x, &g, |t| rectify(t, Activation { kind, rule })),
                         expected,
                         "{name} {rule:?}"
                     );
@@ -715,7 +721,8 @@ mod tests {
                 (Rectifier::Relu, [0.0, 0.0, 3.0, 7.0]),
                 (Rectifier::Relu6, [0.0, 0.0, 3.0, 6.0]),
             ] {
-                let y = rectify(&x, kind, BackwardRule::Gradient).unwrap();
+                let rule = BackwardRule::Gradient;
+                let y = rectify(&x, Activation { kind, rule }).unwrap();
                 assert_eq!(y.to_vec1::<f32>().unwrap(), expected, "{name}");
             }
         }
@@ -783,7 +790,13 @@ mod conv_tests {
 
     use super::*;
 
-    type Convolution = fn(&Tensor, &Tensor, Option<&Tensor>, Padding, usize) -> Result<Tensor>;
+    type Convolution = fn(
+        &Tensor,
+        &Tensor,
+        Option<&Tensor>,
+        (Padding, usize),
+        Option<Activation>,
+    ) -> Result<Tensor>;
 
     /// Shapes the CPU kernels would index out of bounds with are errors, not panics.
     #[test]
@@ -820,25 +833,51 @@ mod conv_tests {
             ),
         ];
         for (what, conv, w, b) in cases {
-            assert!(conv(&x, &w, b, p, 1).is_err(), "{what}");
+            assert!(conv(&x, &w, b, (p, 1), None).is_err(), "{what}");
         }
         let tiny = Tensor::zeros((1, 4, 2, 2), DType::F32, &d).unwrap();
-        assert!(conv2d(&tiny, &kernel(&[4, 4, 7, 7]), None, [(0, 0), (0, 0)], 1).is_err());
+        assert!(
+            conv2d(
+                &tiny,
+                &kernel(&[4, 4, 7, 7]),
+                None,
+                ([(0, 0), (0, 0)], 1),
+                None
+            )
+            .is_err()
+        );
     }
 
     /// Every convolution of ours (the CPU kernels, and the Candle-op versions CUDA
     /// runs), values and gradients of input, kernel and bias, against Candle's own
     /// convolution, for the kernel sizes, strides and paddings of the zoo; batch 1 and a
     /// batch larger than the thread count (the dense kernel's two schedules),
-    /// non-square inputs, TF-style uneven padding, with and without bias.
+    /// non-square inputs, TF-style uneven padding, with and without bias; in float64,
+    /// with each rectifier and rule applied by the convolution, against Candle's
+    /// convolution followed by the rectifier's own op.
     #[test]
     fn convolutions_match_candle() {
         let implementations: [(&str, Convolution, usize); 4] = [
             ("cpu conv", conv2d, 1),
-            ("candle-forward conv", conv2d_candle, 1),
+            (
+                "candle-forward conv",
+                |x, w, b, (p, s), a| activate(conv2d_candle(x, w, b, p, s)?, a),
+                1,
+            ),
             ("cpu depthwise", depthwise_conv2d, 4),
-            ("shifted-sum depthwise", depthwise_conv2d_candle, 4),
+            (
+                "shifted-sum depthwise",
+                |x, w, b, (p, s), a| activate(depthwise_conv2d_candle(x, w, b, p, s)?, a),
+                4,
+            ),
         ];
+        let activations = [
+            None,
+            Some((Rectifier::Relu, BackwardRule::Gradient)),
+            Some((Rectifier::Relu6, BackwardRule::GuidedBackprop)),
+            Some((Rectifier::Relu, BackwardRule::DeconvNet)),
+        ]
+        .map(|a| a.map(|(kind, rule)| Activation { kind, rule }));
         let cases: [(usize, usize, Padding, (usize, usize)); 12] = [
             (3, 1, [(1, 1), (1, 1)], (9, 7)),
             (3, 2, [(1, 1), (1, 1)], (9, 9)),
@@ -855,9 +894,12 @@ mod conv_tests {
             (3, 1, [(0, 2), (1, 1)], (12, 15)),
         ];
         for (name, ours, groups) in implementations {
-            for (k, stride, padding, size) in cases {
+            for (i, (k, stride, padding, size)) in cases.into_iter().enumerate() {
                 for (batch, dtype) in [(1, DType::F32), (3, DType::F32), (3, DType::F64)] {
-                    check(name, ours, groups, (k, stride, padding, size), batch, dtype);
+                    // Only in float64 is a rectifier's mask safe from rounding.
+                    let activation = activations[i % 4].filter(|_| dtype == DType::F64);
+                    let case = (k, stride, padding, size);
+                    check(name, (ours, activation), groups, case, batch, dtype);
                 }
             }
         }
@@ -865,7 +907,7 @@ mod conv_tests {
 
     fn check(
         name: &str,
-        ours: Convolution,
+        (ours, activation): (Convolution, Option<Activation>),
         groups: usize,
         (k, stride, padding, (h, w)): (usize, usize, Padding, (usize, usize)),
         batch: usize,
@@ -896,6 +938,7 @@ mod conv_tests {
             .and_then(|y| y.narrow(2, 0, out(h + top + bottom)))
             .and_then(|y| y.narrow(3, 0, out(w + left + right)))
             .and_then(|y| add_bias(y, bias))
+            .and_then(|y| activate(y, activation))
             .unwrap();
         let probe = Tensor::randn(0f32, 1., expected.shape(), &d)
             .and_then(|p| p.to_dtype(dtype))
@@ -909,7 +952,7 @@ mod conv_tests {
                 .unwrap()
         };
         let theirs = backward(&expected);
-        let y = ours(x, kernel, bias, padding, stride).unwrap();
+        let y = ours(x, kernel, bias, (padding, stride), activation).unwrap();
         let grads = backward(&y);
         let mut pairs = vec![("value", y, expected.clone())];
         for (what, v) in [("input grad", x), ("kernel grad", kernel)]

@@ -11,6 +11,7 @@ use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
 use crate::model::nn::{ConvBn, ConvSpec, Linear, PaddingStyle, adaptive_avg_pool2d};
+use crate::model::ops::Rectifier;
 use crate::model::weights::WeightPath;
 
 /// Lite0's stages: (repeats, kernel, stride, expansion, in, out), from the reference
@@ -87,13 +88,13 @@ impl MbConv {
         let n = &self.name;
         let mut y = x.clone();
         if let Some(expand) = &self.expand {
-            y = expand.forward(&y, t, &format!("{n}._expand_conv"), &format!("{n}._bn0"))?;
-            y = t.relu6(&y)?;
+            let names = (format!("{n}._expand_conv"), format!("{n}._bn0"));
+            y = expand.forward_rectified(&y, t, (&names.0, &names.1), Rectifier::Relu6)?;
         }
+        let names = (format!("{n}._depthwise_conv"), format!("{n}._bn1"));
         y = self
             .depthwise
-            .forward(&y, t, &format!("{n}._depthwise_conv"), &format!("{n}._bn1"))?;
-        y = t.relu6(&y)?;
+            .forward_rectified(&y, t, (&names.0, &names.1), Rectifier::Relu6)?;
         y = self
             .project
             .forward(&y, t, &format!("{n}._project_conv"), &format!("{n}._bn2"))?;
@@ -153,13 +154,13 @@ impl EfficientNetLite {
 
 impl Network for EfficientNetLite {
     fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
-        let x = self.stem.forward(x, t, "_conv_stem", "_bn0")?;
-        let mut x = t.relu6(&x)?;
+        let stem = ("_conv_stem", "_bn0");
+        let mut x = self.stem.forward_rectified(x, t, stem, Rectifier::Relu6)?;
         for block in &self.blocks {
             x = block.forward(&x, t)?;
         }
-        let x = self.head.forward(&x, t, "_conv_head", "_bn1")?;
-        let x = t.relu6(&x)?;
+        let head = ("_conv_head", "_bn1");
+        let x = self.head.forward_rectified(&x, t, head, Rectifier::Relu6)?;
         let x = t.tap(
             "_avg_pooling",
             LayerKind::AvgPool,

@@ -9,7 +9,7 @@ use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
 use crate::model::nn::{ConvBn, ConvSpec, Linear, adaptive_avg_pool2d};
-use crate::model::ops::max_pool2d;
+use crate::model::ops::{Rectifier, max_pool2d};
 use crate::model::weights::WeightPath;
 
 const BN_EPS: f64 = 1e-5;
@@ -98,17 +98,14 @@ impl Block {
         let n = &self.name;
         let mut y = x.clone();
         for (i, cb) in self.convs.iter().enumerate() {
-            y = cb.forward(
-                &y,
-                t,
-                &format!("{n}.conv{}", i + 1),
-                &format!("{n}.bn{}", i + 1),
-            )?;
-            if i + 1 < self.convs.len() {
-                y = t.relu(&y)?;
-                if i == 0 {
-                    y = t.tap(&format!("{n}.relu"), LayerKind::Relu, y)?;
-                }
+            let (conv, bn) = (format!("{n}.conv{}", i + 1), format!("{n}.bn{}", i + 1));
+            if i + 1 == self.convs.len() {
+                y = cb.forward(&y, t, &conv, &bn)?;
+                break;
+            }
+            y = cb.forward_rectified(&y, t, (&conv, &bn), Rectifier::Relu)?;
+            if i == 0 {
+                y = t.tap(&format!("{n}.relu"), LayerKind::Relu, y)?;
             }
         }
         let identity = match &self.downsample {
@@ -186,8 +183,9 @@ impl ResNet {
 
 impl Network for ResNet {
     fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
-        let x = self.stem.forward(x, t, "conv1", "bn1")?;
-        let x = t.relu(&x)?;
+        let x = self
+            .stem
+            .forward_rectified(x, t, ("conv1", "bn1"), Rectifier::Relu)?;
         let x = t.tap("relu", LayerKind::Relu, x)?;
         let mut x = t.tap("maxpool", LayerKind::MaxPool, max_pool2d(&x, 3, 2, 1)?)?;
         for (s, blocks) in self.stages.iter().enumerate() {

@@ -9,7 +9,7 @@ use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
 use crate::model::nn::{Conv2d, ConvBn, ConvSpec, Linear, adaptive_avg_pool2d};
-use crate::model::ops::max_pool2d;
+use crate::model::ops::{Rectifier, max_pool2d};
 use crate::model::weights::WeightPath;
 
 /// One module of a sequential stack, as declared.
@@ -83,23 +83,44 @@ impl Sequential {
     pub fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
         let mut x = x.clone();
         let p = self.prefix;
-        for (i, m) in &self.modules {
+        let mut modules = self.modules.iter().peekable();
+        while let Some((i, m)) = modules.next() {
             let name = format!("{p}.{i}");
-            x = match m {
-                Module::Conv(c) => {
-                    t.tap(&name, LayerKind::Conv, c.forward(&x, t.engine_path())?)?
+            // A convolution right before a ReLU applies it itself (one op instead of
+            // two), unless its own output must be recorded.
+            let relu = match modules.peek() {
+                Some((r, Module::Relu)) => Some(format!("{p}.{r}")),
+                _ => None,
+            };
+            x = match (m, relu) {
+                (Module::Conv(c), Some(relu)) if !t.needs(&name) => {
+                    modules.next();
+                    let relu_op = Some(t.activation(Rectifier::Relu));
+                    let y = c.forward(&x, t.engine_path(), relu_op)?;
+                    t.tap(&relu, LayerKind::Relu, y)?
                 }
-                Module::ConvBn(cb) => cb.forward(&x, t, &name, &format!("{p}.{}", i + 1))?,
-                Module::Relu => {
+                (Module::ConvBn(cb), Some(relu)) => {
+                    modules.next();
+                    let names = (name.as_str(), format!("{p}.{}", i + 1));
+                    let y = cb.forward_rectified(&x, t, (names.0, &names.1), Rectifier::Relu)?;
+                    t.tap(&relu, LayerKind::Relu, y)?
+                }
+                (Module::Conv(c), _) => t.tap(
+                    &name,
+                    LayerKind::Conv,
+                    c.forward(&x, t.engine_path(), None)?,
+                )?,
+                (Module::ConvBn(cb), _) => cb.forward(&x, t, &name, &format!("{p}.{}", i + 1))?,
+                (Module::Relu, _) => {
                     let y = t.relu(&x)?;
                     t.tap(&name, LayerKind::Relu, y)?
                 }
-                Module::MaxPool { kernel, stride } => t.tap(
+                (Module::MaxPool { kernel, stride }, _) => t.tap(
                     &name,
                     LayerKind::MaxPool,
                     max_pool2d(&x, *kernel, *stride, 0)?,
                 )?,
-                Module::Linear(l) => t.tap(&name, LayerKind::Linear, l.forward(&x)?)?,
+                (Module::Linear(l), _) => t.tap(&name, LayerKind::Linear, l.forward(&x)?)?,
             };
         }
         Ok(x)

@@ -21,6 +21,7 @@ use super::conv_op::{self, Convolution};
 use super::matmul::{Mat, matmul};
 use super::winograd;
 use super::{Element, for_each_chunk, with_scratch, zero};
+use crate::model::ops::Activation;
 
 /// Sizes of one convolution: a `k x k` kernel over a `[C_in, H, W]` sample with
 /// `stride`, zero-padded by `top` rows and `left` columns before the image (and
@@ -307,14 +308,15 @@ fn kernel_grad<T: Element>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Vec<T> {
 }
 
 /// The convolution of `x: [N, C_in, H, W]` with `kernel: [C_out, C_in, k, k]`, plus
-/// `bias: [C_out]` if given.
+/// `bias: [C_out]` if given, then `activation` if given.
 pub(crate) fn conv2d(
     x: &Tensor,
     kernel: &Tensor,
     bias: Option<&Tensor>,
     g: ConvGeometry,
+    activation: Option<Activation>,
 ) -> Result<Tensor> {
-    conv_op::apply(Dense(g), x, kernel, bias)
+    conv_op::apply(Dense(g), x, kernel, bias, activation)
 }
 
 #[derive(Clone, Copy)]

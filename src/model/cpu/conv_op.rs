@@ -3,7 +3,9 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
+use super::rectify::{rectify_grad, rectify_in_place};
 use super::{ConvGeometry, Element, by_dtype, elements};
+use crate::model::ops::Activation;
 
 /// A convolution's computations on contiguous slices of one element type.
 pub(super) trait Convolution: Copy + Send + Sync + 'static {
@@ -20,22 +22,29 @@ pub(super) trait Convolution: Copy + Send + Sync + 'static {
     fn kernel_grad<T: Element>(&self, x: &[T], grad: &[T]) -> Vec<T>;
 }
 
-/// `conv` of `x: [N, C_in, H, W]` with `kernel`, plus `bias: [C_out]` if given.
+/// `conv` of `x: [N, C_in, H, W]` with `kernel`, plus `bias: [C_out]` if given, then
+/// `activation` if given. A rectifier applied here, in place, costs one pass over
+/// the output; as its own op it costs a new tensor each way, and Candle's backward
+/// adds a zero tensor and a sum for every op's input gradient.
 pub(super) fn apply<C: Convolution>(
     conv: C,
     x: &Tensor,
     kernel: &Tensor,
     bias: Option<&Tensor>,
+    activation: Option<Activation>,
 ) -> Result<Tensor> {
     let bias = match bias {
         Some(b) => b.contiguous()?,
         None => Tensor::zeros(conv.geometry().c_out, x.dtype(), x.device())?,
     };
     x.contiguous()?
-        .apply_op3(&kernel.contiguous()?, &bias, Forward(conv))
+        .apply_op3(&kernel.contiguous()?, &bias, Forward { conv, activation })
 }
 
-struct Forward<C>(C);
+struct Forward<C> {
+    conv: C,
+    activation: Option<Activation>,
+}
 
 impl<C: Convolution> CustomOp3 for Forward<C> {
     fn name(&self) -> &'static str {
@@ -52,7 +61,7 @@ impl<C: Convolution> CustomOp3 for Forward<C> {
         b_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         fn run<T: Element>(
-            conv: &impl Convolution,
+            op: &Forward<impl Convolution>,
             (x, x_l): (&CpuStorage, &Layout),
             (w, w_l): (&CpuStorage, &Layout),
             (b, b_l): (&CpuStorage, &Layout),
@@ -63,10 +72,14 @@ impl<C: Convolution> CustomOp3 for Forward<C> {
                 elements(w, w_l)?,
                 elements(b, b_l)?,
             );
-            Ok(T::to_cpu_storage_owned(conv.forward::<T>(n, x, w, b)))
+            let mut y = op.conv.forward::<T>(n, x, w, b);
+            if let Some(a) = op.activation {
+                rectify_in_place(a.kind, &mut y);
+            }
+            Ok(T::to_cpu_storage_owned(y))
         }
-        let g = self.0.geometry();
-        let out = by_dtype!(x, run(&self.0, (x, x_l), (w, w_l), (b, b_l)))?;
+        let g = self.conv.geometry();
+        let out = by_dtype!(x, run(self, (x, x_l), (w, w_l), (b, b_l)))?;
         Ok((out, (x_l.dims()[0], g.c_out, g.oh, g.ow).into()))
     }
 
@@ -77,17 +90,20 @@ impl<C: Convolution> CustomOp3 for Forward<C> {
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
-        _: &Tensor,
+        y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
+        let grad = match self.activation {
+            Some(a) => rectify_grad(y, grad, a)?,
+            None => grad.contiguous()?,
+        };
         let gx = x
             .track_op()
-            .then(|| grad.apply_op2_no_bwd(&w.detach(), &InputGrad(self.0)))
+            .then(|| grad.apply_op2_no_bwd(&w.detach(), &InputGrad(self.conv)))
             .transpose()?;
         let gw = w
             .track_op()
-            .then(|| x.detach().apply_op2_no_bwd(&grad, &KernelGrad(self.0)))
+            .then(|| x.detach().apply_op2_no_bwd(&grad, &KernelGrad(self.conv)))
             .transpose()?;
         let gb = b.track_op().then(|| grad.sum((0, 2, 3))).transpose()?;
         Ok((gx, gw, gb))

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use super::conv_op::{self, Convolution};
 use super::{ConvGeometry, Element, with_scratch, zero};
+use crate::model::ops::Activation;
 
 /// `dst[i] += weight * src[i]` over `dst`.
 fn scaled_add<T: Element>(dst: &mut [T], src: &[T], weight: T) {
@@ -190,14 +191,15 @@ fn kernel_grad<T: Element>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Vec<T> {
 }
 
 /// The depthwise convolution of `x: [N, C, H, W]` with `kernel: [C, 1, k, k]`, plus
-/// `bias: [C]` if given; `g.c_in` = `g.c_out` = `C`.
+/// `bias: [C]` if given, then `activation` if given; `g.c_in` = `g.c_out` = `C`.
 pub(crate) fn depthwise_conv2d(
     x: &Tensor,
     kernel: &Tensor,
     bias: Option<&Tensor>,
     g: ConvGeometry,
+    activation: Option<Activation>,
 ) -> Result<Tensor> {
-    conv_op::apply(Depthwise(g), x, kernel, bias)
+    conv_op::apply(Depthwise(g), x, kernel, bias, activation)
 }
 
 #[derive(Clone, Copy)]

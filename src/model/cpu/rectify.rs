@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::{Element, by_dtype, elements, zero};
 use crate::model::capture::BackwardRule;
-use crate::model::ops::Rectifier;
+use crate::model::ops::{Activation, Rectifier};
 
 /// Elements per parallel task: large enough to amortise scheduling, small enough
 /// to share a layer's pass among threads.
@@ -34,19 +34,35 @@ fn zip_map<T: Element>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T>
     out
 }
 
+/// `f` applied to every element of `x` in place, in parallel.
+fn map_in_place<T: Element>(x: &mut [T], f: impl Fn(T) -> T + Sync) {
+    x.par_chunks_mut(CHUNK)
+        .for_each(|x| x.iter_mut().for_each(|x| *x = f(*x)));
+}
+
+fn relu<T: Element>(x: T) -> T {
+    if x > zero() { x } else { zero() }
+}
+
+fn relu6<T: Element>(x: T) -> T {
+    let (y, six) = (relu(x), T::from_f64(6.0));
+    if y > six { six } else { y }
+}
+
 /// The rectifier `kind` of every element of `x`. Each kind is its own loop of
 /// selects, so it vectorizes (a kind tested per element keeps it scalar).
 fn value<T: Element>(kind: Rectifier, x: &[T]) -> Vec<T> {
-    let relu = |x: T| if x > zero() { x } else { zero() };
     match kind {
         Rectifier::Relu => map(x, relu),
-        Rectifier::Relu6 => {
-            let six = T::from_f64(6.0);
-            map(x, |x| {
-                let y = relu(x);
-                if y > six { six } else { y }
-            })
-        }
+        Rectifier::Relu6 => map(x, relu6),
+    }
+}
+
+/// [`value`] in place: for an op that rectifies its own output.
+pub(super) fn rectify_in_place<T: Element>(kind: Rectifier, x: &mut [T]) {
+    match kind {
+        Rectifier::Relu => map_in_place(x, relu),
+        Rectifier::Relu6 => map_in_place(x, relu6),
     }
 }
 
@@ -79,15 +95,20 @@ fn masked<T: Element>(
     }
 }
 
-/// The rectifier `kind` of `x`, backpropagating by `rule`.
-pub(crate) fn rectify(x: &Tensor, kind: Rectifier, rule: BackwardRule) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(Rectify { kind, rule })
+/// The rectifier of `x`, backpropagating by its rule.
+pub(crate) fn rectify(x: &Tensor, activation: Activation) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Rectify(activation))
 }
 
-struct Rectify {
-    kind: Rectifier,
-    rule: BackwardRule,
+/// The gradient `grad` passes back through `activation`, given the rectifier's input
+/// or its output: both pass the same tests (x > 0 iff relu(x) > 0; 0 < x < 6 iff
+/// 0 < relu6(x) < 6), so an op that rectified its output in place can use the output.
+pub(super) fn rectify_grad(x: &Tensor, grad: &Tensor, activation: Activation) -> Result<Tensor> {
+    x.detach()
+        .apply_op2_no_bwd(&grad.contiguous()?, &RectifyGrad(activation))
 }
+
+struct Rectify(Activation);
 
 impl CustomOp1 for Rectify {
     fn name(&self) -> &'static str {
@@ -99,24 +120,16 @@ impl CustomOp1 for Rectify {
             let y = value(kind, elements::<T>(x, l)?);
             Ok(T::to_cpu_storage_owned(y))
         }
-        Ok((by_dtype!(x, run(self.kind, x, l))?, l.shape().clone()))
+        Ok((by_dtype!(x, run(self.0.kind, x, l))?, l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let grad = grad.contiguous()?;
-        let rule = RectifyGrad {
-            kind: self.kind,
-            rule: self.rule,
-        };
-        Ok(Some(x.detach().apply_op2_no_bwd(&grad, &rule)?))
+        Ok(Some(rectify_grad(x, grad, self.0)?))
     }
 }
 
-/// `(input, output gradient) -> input gradient` under the rule.
-struct RectifyGrad {
-    kind: Rectifier,
-    rule: BackwardRule,
-}
+/// `(input or output, output gradient) -> input gradient` under the rule.
+struct RectifyGrad(Activation);
 
 impl CustomOp2 for RectifyGrad {
     fn name(&self) -> &'static str {
@@ -138,7 +151,7 @@ impl CustomOp2 for RectifyGrad {
             let (x, g) = (elements::<T>(x, x_l)?, elements::<T>(g, g_l)?);
             Ok(T::to_cpu_storage_owned(gradient(kind, rule, x, g)))
         }
-        let dx = by_dtype!(x, run((self.kind, self.rule), (x, x_l), (g, g_l)))?;
+        let dx = by_dtype!(x, run((self.0.kind, self.0.rule), (x, x_l), (g, g_l)))?;
         Ok((dx, x_l.shape().clone()))
     }
 }
