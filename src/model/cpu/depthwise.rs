@@ -4,9 +4,11 @@
 //! The plane is copied once into a zero-bordered buffer split by phase in both axes
 //! (`y mod stride`, `x mod stride`): in a phase plane every kernel tap reads
 //! consecutive rows and columns, at any stride. Outputs are computed "wide", with rows
-//! as long as a phase plane's (the few extra columns are discarded), so each tap is
-//! one scaled add over the whole plane instead of one per output row: on EfficientNet's
-//! 7x7 and 14x14 planes the per-row calls were most of the time. (Candle runs a grouped
+//! as long as a phase plane's (the few extra columns are discarded), so every tap
+//! reads the buffer at one fixed offset from the output: the plane is one
+//! [`correlate`] over the `k²` offsets, whatever its size (per-row calls were most of
+//! the time on EfficientNet's 7x7 and 14x14 planes). The input gradient is the same
+//! correlation per phase plane, over the taps of that phase. (Candle runs a grouped
 //! convolution as one convolution per group.)
 
 use candle_core::{Result, Shape, Tensor};
@@ -16,9 +18,42 @@ use super::conv_op::{self, Convolution};
 use super::{ConvGeometry, Element, with_scratch, zero};
 use crate::model::ops::Activation;
 
-/// `dst[i] += weight * src[i]` over `dst`.
-fn scaled_add<T: Element>(dst: &mut [T], src: &[T], weight: T) {
-    dst.iter_mut().zip(src).for_each(|(d, &s)| *d += weight * s);
+/// `out[i] = init + sum over (offset, w) in taps of w * src[offset + i]`, the taps
+/// added in order. Outputs go in blocks that stay in registers across all the taps:
+/// one pass over `out` instead of one read-modify-write pass per tap.
+fn correlate<T: Element>(src: &[T], taps: &[(usize, T)], init: T, out: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { correlate_avx2(src, taps, init, out) };
+    }
+    correlate_any(src, taps, init, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn correlate_avx2<T: Element>(src: &[T], taps: &[(usize, T)], init: T, out: &mut [T]) {
+    correlate_any(src, taps, init, out)
+}
+
+#[inline(always)]
+fn correlate_any<T: Element>(src: &[T], taps: &[(usize, T)], init: T, out: &mut [T]) {
+    const BLOCK: usize = 32;
+    let full = out.len() / BLOCK * BLOCK;
+    let (blocks, tail) = out.split_at_mut(full);
+    for (b, block) in blocks.chunks_exact_mut(BLOCK).enumerate() {
+        let mut sum = [init; BLOCK];
+        for &(offset, w) in taps {
+            let src = &src[offset + b * BLOCK..][..BLOCK];
+            sum.iter_mut().zip(src).for_each(|(s, &x)| *s += w * x);
+        }
+        block.copy_from_slice(&sum);
+    }
+    for (i, o) in tail.iter_mut().enumerate() {
+        *o = taps
+            .iter()
+            .fold(init, |sum, &(offset, w)| sum + w * src[offset + full + i]);
+    }
 }
 
 /// `sum over i of a[i] * b[i]`.
@@ -45,8 +80,7 @@ impl ConvGeometry {
 
     /// Elements of the phase-split padded plane: `stride²` phase planes.
     fn buffer_len(&self) -> usize {
-        let (rows, cols) = self.phase();
-        self.stride * self.stride * rows * cols
+        self.stride * self.stride * self.phase_len()
     }
 
     /// Elements of a wide output plane: `oh` rows of a phase plane's width, the last
@@ -55,15 +89,24 @@ impl ConvGeometry {
         (self.oh - 1) * self.phase().1 + self.ow
     }
 
+    /// Columns and rows of the plane that the windows reach (all, unless the
+    /// stride skips the last ones).
+    fn reached(&self) -> (usize, usize) {
+        let (rows, cols) = self.padded();
+        (
+            self.w.min(cols.saturating_sub(self.left)),
+            self.h.min(rows.saturating_sub(self.top)),
+        )
+    }
+
     /// Visits the stretches of the plane that the windows reach, one per row and
     /// column phase: `f(plane_start, buffer_start, len)` for plane elements
     /// `plane_start, plane_start + stride, ...` stored at `buffer_start .. + len`.
     fn for_each_inside(&self, mut f: impl FnMut(usize, usize, usize)) {
-        let (rows, cols) = self.padded();
         let s = self.stride;
         let (phase_rows, phase_cols) = self.phase();
-        let width = self.w.min(cols.saturating_sub(self.left));
-        for y in 0..self.h.min(rows.saturating_sub(self.top)) {
+        let (width, height) = self.reached();
+        for y in 0..height {
             let row = y + self.top;
             for x0 in 0..s.min(width) {
                 let col = x0 + self.left;
@@ -78,36 +121,81 @@ impl ConvGeometry {
     fn pad_into<T: Element>(&self, plane: &[T], buf: &mut [T]) {
         buf.fill(zero());
         self.for_each_inside(|from, to, len| {
-            let src = plane[from..].iter().step_by(self.stride);
-            buf[to..to + len]
-                .iter_mut()
-                .zip(src)
-                .for_each(|(d, &v)| *d = v);
+            let dst = &mut buf[to..to + len];
+            match self.stride {
+                1 => dst.copy_from_slice(&plane[from..from + len]),
+                s => dst
+                    .iter_mut()
+                    .zip(plane[from..].iter().step_by(s))
+                    .for_each(|(d, &v)| *d = v),
+            }
         });
     }
 
     /// The inverse of [`ConvGeometry::pad_into`]: `plane` is the interior of `buf`
     /// (zero where the windows do not reach).
     fn crop_from<T: Element>(&self, buf: &[T], plane: &mut [T]) {
-        plane.fill(zero());
+        let (width, height) = self.reached();
+        let (inside, below) = plane.split_at_mut(height * self.w);
+        below.fill(zero());
+        for row in inside.chunks_exact_mut(self.w) {
+            row[width..].fill(zero());
+        }
         self.for_each_inside(|to, from, len| {
-            let dst = plane[to..].iter_mut().step_by(self.stride);
-            dst.zip(&buf[from..from + len]).for_each(|(d, &v)| *d = v);
+            let src = &buf[from..from + len];
+            match self.stride {
+                1 => plane[to..to + len].copy_from_slice(src),
+                s => plane[to..]
+                    .iter_mut()
+                    .step_by(s)
+                    .zip(src)
+                    .for_each(|(d, &v)| *d = v),
+            }
         });
     }
 
-    /// Visits every kernel tap: `f(tap, start)` for tap `ky * k + kx`, whose inputs for
-    /// the wide output plane are the buffer's `start .. start + wide_len()`.
-    fn for_each_tap(&self, mut f: impl FnMut(usize, usize)) {
+    /// For each phase plane, the range of its elements that [`ConvGeometry::crop_from`]
+    /// reads (empty if none).
+    fn cropped_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        let phase_len = self.phase_len();
+        let mut ranges: Vec<Option<(usize, usize)>> = vec![None; self.stride * self.stride];
+        self.for_each_inside(|_, start, len| {
+            let (phase, start) = (start / phase_len, start % phase_len);
+            let (lo, hi) = ranges[phase].unwrap_or((start, start + len));
+            ranges[phase] = Some((lo.min(start), hi.max(start + len)));
+        });
+        ranges
+            .into_iter()
+            .map(|r| r.map_or(0..0, |(lo, hi)| lo..hi))
+            .collect()
+    }
+
+    /// Visits every kernel tap: `f(tap, phase, offset)` for tap `ky * k + kx`, whose
+    /// inputs for the wide output plane are phase plane `phase`'s elements
+    /// `offset .. offset + wide_len()`.
+    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
         let s = self.stride;
-        let (phase_rows, phase_cols) = self.phase();
+        let phase_cols = self.phase().1;
         for ky in 0..self.k {
             for kx in 0..self.k {
                 let phase = (ky % s) * s + kx % s;
-                let start = (phase * phase_rows + ky / s) * phase_cols + kx / s;
-                f(ky * self.k + kx, start);
+                f(ky * self.k + kx, phase, (ky / s) * phase_cols + kx / s);
             }
         }
+    }
+
+    /// Elements of one phase plane.
+    fn phase_len(&self) -> usize {
+        let (rows, cols) = self.phase();
+        rows * cols
+    }
+
+    /// Where each tap's inputs for the wide output plane start in the buffer.
+    fn tap_starts(&self) -> Vec<usize> {
+        let mut starts = vec![0; self.k * self.k];
+        let phase_len = self.phase_len();
+        self.for_each_tap(|tap, phase, offset| starts[tap] = phase * phase_len + offset);
+        starts
     }
 
     /// Copies a wide output plane's `ow` columns per row into `out`.
@@ -131,40 +219,69 @@ impl ConvGeometry {
 fn forward<T: Element>(g: &ConvGeometry, x: &[T], kernel: &[T], bias: &[T]) -> Vec<T> {
     let (taps, out_plane) = (g.k * g.k, g.oh * g.ow);
     let (buffer, wide) = (g.buffer_len(), g.wide_len());
+    let starts = g.tap_starts();
+    // Per channel: (where each tap's inputs start in the buffer, weight).
+    let channel_taps: Vec<Vec<(usize, T)>> = kernel
+        .chunks_exact(taps)
+        .map(|w| starts.iter().copied().zip(w.iter().copied()).collect())
+        .collect();
     let mut out = vec![zero(); x.len() / (g.h * g.w) * out_plane];
     out.par_chunks_mut(out_plane)
         .zip(x.par_chunks(g.h * g.w))
         .enumerate()
         .for_each(|(i, (out, x))| {
             let c = i % g.c_in;
-            let w = &kernel[c * taps..(c + 1) * taps];
             with_scratch(buffer + wide, |scratch| {
                 let (xp, acc) = scratch.split_at_mut(buffer);
                 g.pad_into(x, xp);
-                acc.fill(bias[c]);
-                g.for_each_tap(|tap, start| scaled_add(acc, &xp[start..], w[tap]));
+                correlate(xp, &channel_taps[c], bias[c], acc);
                 g.narrow_rows(acc, out);
             });
         });
     out
 }
 
+/// Each phase plane of the padded input gradient gathers from the wide output
+/// gradient at the offsets of its own taps, reversed: `dxp[offset + i] += w * grad[i]`
+/// for every `i` is `dxp[j] += w * grad[j - offset]`, read from a copy of the
+/// gradient after `lead` zeros (the largest offset) and before enough zeros to end
+/// where the phase plane does. Only the part of each phase plane that is cropped
+/// back into the plane is computed.
 fn input_grad<T: Element>(g: &ConvGeometry, grad: &[T], kernel: &[T]) -> Vec<T> {
     let (taps, out_plane) = (g.k * g.k, g.oh * g.ow);
-    let (buffer, wide) = (g.buffer_len(), g.wide_len());
+    let (buffer, wide, phase_len) = (g.buffer_len(), g.wide_len(), g.phase_len());
+    let mut phases = vec![Vec::new(); g.stride * g.stride];
+    g.for_each_tap(|tap, phase, offset| phases[phase].push((tap, offset)));
+    let lead = phases.iter().flatten().map(|&(_, o)| o).max().unwrap_or(0);
+    let ranges = g.cropped_ranges();
+    // Per channel, per phase: (where in the spread gradient its range starts, weight).
+    let channel_taps: Vec<Vec<Vec<(usize, T)>>> = kernel
+        .chunks_exact(taps)
+        .map(|w| {
+            let taps = phases.iter().zip(&ranges);
+            taps.map(|(phase, r)| {
+                phase
+                    .iter()
+                    .map(|&(t, o)| (lead - o + r.start, w[t]))
+                    .collect()
+            })
+            .collect()
+        })
+        .collect();
     let mut dx = vec![zero(); grad.len() / out_plane * g.h * g.w];
     dx.par_chunks_mut(g.h * g.w)
         .zip(grad.par_chunks(out_plane))
         .enumerate()
         .for_each(|(i, (dx, grad))| {
-            let w = &kernel[(i % g.c_in) * taps..][..taps];
-            with_scratch(buffer + wide, |scratch| {
-                let (dxp, grad_wide) = scratch.split_at_mut(buffer);
-                g.widen_rows(grad, grad_wide);
-                dxp.fill(zero());
-                g.for_each_tap(|tap, start| {
-                    scaled_add(&mut dxp[start..start + wide], grad_wide, w[tap]);
-                });
+            let taps = &channel_taps[i % g.c_in];
+            with_scratch(buffer + lead + phase_len, |scratch| {
+                let (dxp, spread) = scratch.split_at_mut(buffer);
+                spread.fill(zero());
+                g.widen_rows(grad, &mut spread[lead..lead + wide]);
+                let planes = dxp.chunks_exact_mut(phase_len);
+                for ((taps, range), dxp) in taps.iter().zip(&ranges).zip(planes) {
+                    correlate(spread, taps, zero(), &mut dxp[range.clone()]);
+                }
                 g.crop_from(dxp, dx);
             });
         });
@@ -174,6 +291,7 @@ fn input_grad<T: Element>(g: &ConvGeometry, grad: &[T], kernel: &[T]) -> Vec<T> 
 fn kernel_grad<T: Element>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Vec<T> {
     let (taps, in_plane, out_plane) = (g.k * g.k, g.h * g.w, g.oh * g.ow);
     let (buffer, wide) = (g.buffer_len(), g.wide_len());
+    let starts = g.tap_starts();
     let n = x.len() / (g.c_in * in_plane);
     let mut dw = vec![zero(); g.c_in * taps];
     dw.par_chunks_mut(taps).enumerate().for_each(|(c, dw)| {
@@ -183,7 +301,9 @@ fn kernel_grad<T: Element>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Vec<T> {
                 let plane = sample * g.c_in + c;
                 g.pad_into(&x[plane * in_plane..][..in_plane], xp);
                 g.widen_rows(&grad[plane * out_plane..][..out_plane], grad_wide);
-                g.for_each_tap(|tap, start| dw[tap] += dot(grad_wide, &xp[start..]));
+                for (dw, &start) in dw.iter_mut().zip(&starts) {
+                    *dw += dot(grad_wide, &xp[start..]);
+                }
             }
         });
     });
@@ -231,5 +351,58 @@ impl Convolution for Depthwise {
 
     fn kernel_grad<T: Element>(&self, x: &[T], grad: &[T]) -> Vec<T> {
         kernel_grad(&self.0, x, grad)
+    }
+}
+
+#[cfg(test)]
+mod probe {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn probe_depthwise() {
+        let shapes = [
+            (16, 96, 112, 3, 2),
+            (16, 144, 56, 3, 1),
+            (16, 240, 28, 5, 1),
+            (16, 672, 14, 5, 1),
+            (16, 1152, 7, 5, 1),
+            (1, 96, 112, 3, 2),
+            (1, 672, 14, 5, 1),
+        ];
+        for (n, c, h, k, s) in shapes {
+            let p = k / 2;
+            let o = (h + 2 * p - k) / s + 1;
+            let g = ConvGeometry {
+                c_in: c,
+                h,
+                w: h,
+                c_out: c,
+                k,
+                stride: s,
+                top: p,
+                left: p,
+                oh: o,
+                ow: o,
+            };
+            let x: Vec<f32> = (0..n * c * h * h).map(|i| (i % 17) as f32 * 0.1).collect();
+            let w: Vec<f32> = (0..c * k * k).map(|i| (i % 7) as f32 * 0.1).collect();
+            let b = vec![0.5f32; c];
+            let gr: Vec<f32> = (0..n * c * o * o).map(|i| (i % 13) as f32 * 0.1).collect();
+            let time = |f: &dyn Fn() -> f32| {
+                let mut best = f64::MAX;
+                let mut cs = 0.0;
+                for _ in 0..15 {
+                    let t = std::time::Instant::now();
+                    cs += f();
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                (best * 1e3, cs)
+            };
+            let (tf, cf) = time(&|| forward(&g, &x, &w, &b).iter().sum());
+            let (tb, cb) = time(&|| input_grad(&g, &gr, &w).iter().sum());
+            println!(
+                "n{n} c{c} h{h} k{k} s{s}: fwd {tf:.2} ms  input grad {tb:.2} ms  ({cf:.3e} {cb:.3e})"
+            );
+        }
     }
 }
