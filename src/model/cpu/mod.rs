@@ -2,7 +2,8 @@
 //! pass: dense convolution as im2col + the `gemm` crate (the matrix product Candle's
 //! own CPU backend is built on), called on buffers laid out for it; depthwise
 //! convolution directly; rectifiers whose rule-following backward is one fused pass;
-//! max pooling with PyTorch's backward, without a trip through host vectors.
+//! max pooling with PyTorch's backward, without a trip through host vectors; fully
+//! connected layers, bandwidth-bound at batch 1.
 //!
 //! Each kernel is a Candle custom op with a CPU forward only. [`super::ops`] sends f32
 //! and f64 tensors on the CPU here and everything else (CUDA, other dtypes) through
@@ -11,6 +12,7 @@
 mod conv;
 mod conv_op;
 mod depthwise;
+mod linear;
 mod matmul;
 mod max_pool;
 mod rectify;
@@ -21,6 +23,7 @@ use std::thread::LocalKey;
 
 pub(crate) use conv::{ConvGeometry, conv2d};
 pub(crate) use depthwise::depthwise_conv2d;
+pub(crate) use linear::linear;
 pub(crate) use max_pool::{PoolGeometry, max_pool2d};
 pub(crate) use rectify::rectify;
 
