@@ -860,18 +860,18 @@ mod conv_tests {
     /// convolution followed by the rectifier's own op.
     #[test]
     fn convolutions_match_candle() {
-        let implementations: [(&str, Convolution, usize); 4] = [
-            ("cpu conv", conv2d, 1),
+        let implementations: [(&str, Convolution, bool); 4] = [
+            ("cpu conv", conv2d, false),
             (
                 "candle-forward conv",
                 |x, w, b, (p, s), a| activate(conv2d_candle(x, w, b, p, s)?, a),
-                1,
+                false,
             ),
-            ("cpu depthwise", depthwise_conv2d, 4),
+            ("cpu depthwise", depthwise_conv2d, true),
             (
                 "shifted-sum depthwise",
                 |x, w, b, (p, s), a| activate(depthwise_conv2d_candle(x, w, b, p, s)?, a),
-                4,
+                true,
             ),
         ];
         let activations = [
@@ -881,7 +881,7 @@ mod conv_tests {
             Some((Rectifier::Relu, BackwardRule::DeconvNet)),
         ]
         .map(|a| a.map(|(kind, rule)| Activation { kind, rule }));
-        let cases: [(usize, usize, Padding, (usize, usize)); 12] = [
+        let cases: [(usize, usize, Padding, (usize, usize)); 13] = [
             (3, 1, [(1, 1), (1, 1)], (9, 7)),
             (3, 2, [(1, 1), (1, 1)], (9, 9)),
             (7, 2, [(3, 3), (3, 3)], (16, 13)),
@@ -895,14 +895,19 @@ mod conv_tests {
             // Large enough for the Winograd path (>= 32 output tiles), odd edges.
             (3, 1, [(1, 1), (1, 1)], (16, 13)),
             (3, 1, [(0, 2), (1, 1)], (12, 15)),
+            // With 16 channels: F(4x4) (196 tiles), odd edges.
+            (3, 1, [(1, 1), (1, 1)], (55, 53)),
         ];
-        for (name, ours, groups) in implementations {
+        for (name, ours, depthwise) in implementations {
             for (i, (k, stride, padding, size)) in cases.into_iter().enumerate() {
+                let channels = if i + 1 == cases.len() { 16 } else { 4 };
+                let groups = if depthwise { channels } else { 1 };
                 for (batch, dtype) in [(1, DType::F32), (3, DType::F32), (3, DType::F64)] {
                     // Only in float64 is a rectifier's mask safe from rounding.
                     let activation = activations[i % 4].filter(|_| dtype == DType::F64);
                     let case = (k, stride, padding, size);
-                    check(name, (ours, activation), groups, case, batch, dtype);
+                    let conv = (ours, activation, groups, channels);
+                    check(name, conv, case, batch, dtype);
                 }
             }
         }
@@ -910,8 +915,7 @@ mod conv_tests {
 
     fn check(
         name: &str,
-        (ours, activation): (Convolution, Option<Activation>),
-        groups: usize,
+        (ours, activation, groups, channels): (Convolution, Option<Activation>, usize, usize),
         (k, stride, padding, (h, w)): (usize, usize, Padding, (usize, usize)),
         batch: usize,
         dtype: DType,
@@ -920,14 +924,13 @@ mod conv_tests {
         let var = |shape: &[usize]| {
             Var::from_tensor(&Tensor::randn(0f32, 1., shape, &d)?.to_dtype(dtype)?)
         };
-        let c_in = 4;
         let (x, kernel) = (
-            var(&[batch, c_in, h, w]).unwrap(),
-            var(&[4, c_in / groups, k, k]).unwrap(),
+            var(&[batch, channels, h, w]).unwrap(),
+            var(&[channels, channels / groups, k, k]).unwrap(),
         );
         let (x, kernel) = (x.as_tensor(), kernel.as_tensor());
         // With a bias at batch 3, without at batch 1.
-        let bias = (batch > 1).then(|| var(&[4]).unwrap());
+        let bias = (batch > 1).then(|| var(&[channels]).unwrap());
         let bias = bias.as_ref().map(Var::as_tensor);
         // Candle's conv backward breaks on non-square inputs: pad to a square (more
         // zeros after the image add outputs, which are cut off again).

@@ -183,15 +183,15 @@ fn is_parallel(parallelism: Parallelism) -> bool {
 
 fn forward<T: Element>(g: &ConvGeometry, n: usize, x: &[T], kernel: &[T], bias: &[T]) -> Vec<T> {
     let mut out = vec![zero(); n * g.sample_out()];
-    if winograd::applies(g) {
-        let u = winograd::transform_kernel(g, kernel);
+    if let Some(plan) = winograd::plan(g) {
+        let u = plan.transform_kernel(g, kernel);
         per_sample(
             n,
             x,
             g.sample_in(),
             &mut out,
             g.sample_out(),
-            |x, out, par| winograd::sample(g, &u, x, bias, out, par),
+            |x, out, par| plan.sample(g, &u, x, bias, out, par),
         );
         return out;
     }
@@ -236,7 +236,7 @@ fn winograd_gradient(g: &ConvGeometry) -> Option<ConvGeometry> {
         oh: g.h,
         ow: g.w,
     };
-    (g.stride == 1 && winograd::applies(&backward)).then_some(backward)
+    (g.stride == 1 && winograd::plan(&backward).is_some()).then_some(backward)
 }
 
 /// `kernel: [C_out, C_in, k, k]` flipped in both spatial axes, as `[C_in, C_out, k, k]`.

@@ -1,14 +1,25 @@
-//! 3x3, stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin &
-//! Gray, "Fast Algorithms for Convolutional Neural Networks", 2016): each 2x2 output
-//! tile is `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` for its 4x4 input tile `d`, so the 16 entries
-//! of the transformed tiles become 16 independent matrix products
-//! `M_ξ[C_out, tiles] = U_ξ[C_out, C_in] · V_ξ[C_in, tiles]`, with 16 multiplies per
-//! 4 outputs instead of 36: 2.25x fewer than im2col. Most of ResNet's and all of
-//! VGG's convolutions have this shape, and so does their input gradient.
+//! 3x3, stride-1 convolution by Winograd's minimal filtering (Lavin & Gray, "Fast
+//! Algorithms for Convolutional Neural Networks", 2016). F(m x m, 3x3) computes each
+//! m x m output tile as `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` from its (m+2) x (m+2) input
+//! tile `d`, so the (m+2)² entries of the transformed tiles become independent
+//! matrix products `M_ξ[C_out, tiles] = U_ξ[C_out, C_in] · V_ξ[C_in, tiles]`.
+//! Multiplies per output against im2col's 9: F(2x2, 3x3) 16/4 = 4, F(4x4, 3x3)
+//! 36/16 = 2.25. Most of ResNet's and all of VGG's convolutions have this shape, and
+//! so does their input gradient.
 //!
-//! Transforms (the paper's F(2x2, 3x3) matrices):
-//! `Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`,
+//! F(4x4, 3x3) serves maps of 56 px and up (see [`plan`]), F(2x2, 3x3) the rest
+//! with at least 32 of its tiles; below that the products are too thin to run at speed and im2col serves
+//! (measured for F(2x2): 2.7 ms against im2col's 2.4 ms for 512 channels at 7x7).
+//! F(4x4)'s transforms scale by up to 8 (`Aᵀ`) and 5 (`Bᵀ`), so its float32 rounding
+//! is larger than F(2x2)'s (largest float32 relative error in the engine reference
+//! tests: 2.8e-6), far inside the engine's tolerances.
+//!
+//! The paper's matrices, F(2x2, 3x3): `Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]`,
 //! `G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]`, `Aᵀ = [1 1 1 0; 0 1 -1 -1]`.
+//! F(4x4, 3x3): `Bᵀ = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+//! 0 2 -1 -2 1 0; 0 4 0 -5 0 1]`, `G = [¼ 0 0; -⅙ -⅙ -⅙; -⅙ ⅙ -⅙; 1/24 1/12 ⅙;
+//! 1/24 -1/12 ⅙; 0 0 1]`, `Aᵀ = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0;
+//! 0 1 -1 8 -8 1]`.
 
 use gemm::Parallelism;
 
@@ -16,55 +27,203 @@ use super::conv::ConvGeometry;
 use super::matmul::{Mat, matmul};
 use super::{Element, for_each_chunk, with_scratch, zero};
 
-/// Whether [`sample`] computes this convolution: 3x3 at stride 1, with outputs of at
-/// least 32 tiles. (Below that, ResNet's 7x7 maps, the 16 products are too thin to
-/// run at speed: measured 2.7 ms against im2col's 2.4 ms for 512 channels at 7x7.)
-pub(super) fn applies(g: &ConvGeometry) -> bool {
-    let (th, tw) = tiles(g);
-    g.k == 3 && g.stride == 1 && th * tw >= 32
+/// One F(m x m, 3x3) algorithm: its one-dimensional transforms, applied along both
+/// axes. Arrays are sized for the largest tile; entries past `N` (or `M`) are unused.
+trait Tiling {
+    /// Input tile side, `m + 2`.
+    const N: usize;
+    /// Output tile side, `m`.
+    const M: usize;
+    /// `G w` for a kernel row or column.
+    fn kernel<T: Element>(w: [T; 3]) -> [T; 6];
+    /// `Bᵀ d` for an input tile row or column.
+    fn input<T: Element>(d: [T; 6]) -> [T; 6];
+    /// `Aᵀ m` for a product row or column.
+    fn output<T: Element>(m: [T; 6]) -> [T; 4];
 }
 
-/// `U = G g Gᵀ` for every (output, input) channel pair of `kernel: [C_out, C_in, 3,
-/// 3]`, laid out `[C_out][16][C_in]`: `U_ξ` is the `C_out x C_in` matrix with rows
-/// `16 * C_in` apart. One output channel per task.
-pub(super) fn transform_kernel<T: Element>(g: &ConvGeometry, kernel: &[T]) -> Vec<T> {
-    let mut u = vec![zero(); 16 * g.c_out * g.c_in];
-    let half = T::from_f64(0.5);
-    for_each_chunk(&mut u, 16 * g.c_in, true, |o, u| {
-        let filters = kernel[o * g.c_in * 9..][..g.c_in * 9].chunks_exact(9);
-        for (i, w) in filters.enumerate() {
-            // G g: 4 rows of 3.
-            let mut gg = [[zero(); 3]; 4];
-            for c in 0..3 {
-                let (a, b, d) = (w[c], w[3 + c], w[6 + c]);
-                gg[0][c] = a;
-                gg[1][c] = (a + b + d) * half;
-                gg[2][c] = (a - b + d) * half;
-                gg[3][c] = d;
-            }
-            // (G g) Gᵀ: 4 x 4.
-            for (r, [a, b, d]) in gg.into_iter().enumerate() {
-                let entries = [a, (a + b + d) * half, (a - b + d) * half, d];
-                for (c, v) in entries.into_iter().enumerate() {
-                    u[(r * 4 + c) * g.c_in + i] = v;
+/// F(2x2, 3x3).
+struct F2;
+
+impl Tiling for F2 {
+    const N: usize = 4;
+    const M: usize = 2;
+
+    #[inline(always)]
+    fn kernel<T: Element>([a, b, c]: [T; 3]) -> [T; 6] {
+        let half = T::from_f64(0.5);
+        [a, (a + b + c) * half, (a - b + c) * half, c, zero(), zero()]
+    }
+
+    #[inline(always)]
+    fn input<T: Element>([d0, d1, d2, d3, ..]: [T; 6]) -> [T; 6] {
+        [d0 - d2, d1 + d2, d2 - d1, d1 - d3, zero(), zero()]
+    }
+
+    #[inline(always)]
+    fn output<T: Element>([m0, m1, m2, m3, ..]: [T; 6]) -> [T; 4] {
+        [m0 + m1 + m2, m1 - m2 - m3, zero(), zero()]
+    }
+}
+
+/// F(4x4, 3x3).
+struct F4;
+
+impl Tiling for F4 {
+    const N: usize = 6;
+    const M: usize = 4;
+
+    #[inline(always)]
+    fn kernel<T: Element>([a, b, c]: [T; 3]) -> [T; 6] {
+        let k = T::from_f64;
+        let (sum, alternating) = (a + b + c, a - b + c);
+        let (outer, middle) = (a * k(1.0 / 24.0) + c * k(1.0 / 6.0), b * k(1.0 / 12.0));
+        [
+            a * k(0.25),
+            sum * k(-1.0 / 6.0),
+            alternating * k(-1.0 / 6.0),
+            outer + middle,
+            outer - middle,
+            c,
+        ]
+    }
+
+    #[inline(always)]
+    fn input<T: Element>([d0, d1, d2, d3, d4, d5]: [T; 6]) -> [T; 6] {
+        let k = T::from_f64;
+        let (four, five, two) = (k(4.0), k(5.0), k(2.0));
+        [
+            four * d0 - five * d2 + d4,
+            d4 + d3 - four * (d1 + d2),
+            d4 - d3 + four * (d1 - d2),
+            d4 - d2 + two * (d3 - d1),
+            d4 - d2 - two * (d3 - d1),
+            four * d1 - five * d3 + d5,
+        ]
+    }
+
+    #[inline(always)]
+    fn output<T: Element>([m0, m1, m2, m3, m4, m5]: [T; 6]) -> [T; 4] {
+        let k = T::from_f64;
+        let (sum12, diff12, sum34, diff34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+        [
+            m0 + sum12 + sum34,
+            diff12 + k(2.0) * diff34,
+            sum12 + k(4.0) * sum34,
+            diff12 + k(8.0) * diff34 + m5,
+        ]
+    }
+}
+
+/// The algorithm that computes a convolution (see the module notes).
+#[derive(Clone, Copy)]
+pub(super) enum Plan {
+    F2,
+    F4,
+}
+
+/// The algorithm for `g`, if any: F(4x4) for maps of at least 196 of its tiles (56 px
+/// and up) with 16 or more channels each way, F(2x2) for the rest with at least 32
+/// of its tiles. The choice depends on the geometry only, never on the batch size,
+/// so that a sample's result does not depend on what else is in its batch (the
+/// two round differently). Measured per sample, in-process, F(2x2) -> F(4x4), kernel
+/// transform included: 256 -> 256 channels at 56 px 12.3 -> 11.2 ms, 128 -> 128 at
+/// 112 px 16.1 -> 15.0, 64 -> 64 at 224 px 25.6 -> 26.0; but 512 -> 512 at 28 px
+/// 13.2 -> 20.4 and at 14 px 6.1 -> 14.7 (F(4x4)'s kernel is 2.25x larger and its
+/// products thinner); thin products (VGG's first layer, 3 -> 64 channels, and its
+/// gradient) ran slower too. ResNet-18 forward + gradient at batch 16 (`bench
+/// engine`, two alternating runs): 857 / 886 -> 784 / 803 ms.
+pub(super) fn plan(g: &ConvGeometry) -> Option<Plan> {
+    if g.k != 3 || g.stride != 1 {
+        return None;
+    }
+    if tile_count::<F4>(g) >= 196 && g.c_in.min(g.c_out) >= 16 {
+        Some(Plan::F4)
+    } else if tile_count::<F2>(g) >= 32 {
+        Some(Plan::F2)
+    } else {
+        None
+    }
+}
+
+impl Plan {
+    /// `U = G g Gᵀ` for every (output, input) channel pair of `kernel: [C_out, C_in,
+    /// 3, 3]`, laid out `[C_out][N²][C_in]`: `U_ξ` is the `C_out x C_in` matrix with
+    /// rows `N² * C_in` apart.
+    pub(super) fn transform_kernel<T: Element>(self, g: &ConvGeometry, kernel: &[T]) -> Vec<T> {
+        match self {
+            Plan::F2 => kernel_of::<F2, T>(g, kernel),
+            Plan::F4 => kernel_of::<F4, T>(g, kernel),
+        }
+    }
+
+    /// The convolution of one sample `x: [C_in, H, W]` into `out: [C_out, oh, ow]`,
+    /// given the kernel transformed by [`Plan::transform_kernel`]. With
+    /// `parallelism`, channels and the products are spread over threads (no product
+    /// is split: each is small).
+    pub(super) fn sample<T: Element>(
+        self,
+        g: &ConvGeometry,
+        u: &[T],
+        x: &[T],
+        bias: &[T],
+        out: &mut [T],
+        parallelism: Parallelism,
+    ) {
+        match self {
+            Plan::F2 => sample_with::<F2, T>(g, u, x, bias, out, parallelism),
+            Plan::F4 => sample_with::<F4, T>(g, u, x, bias, out, parallelism),
+        }
+    }
+}
+
+/// Tiles along each axis.
+fn tiles<W: Tiling>(g: &ConvGeometry) -> (usize, usize) {
+    (g.oh.div_ceil(W::M), g.ow.div_ceil(W::M))
+}
+
+fn tile_count<W: Tiling>(g: &ConvGeometry) -> usize {
+    let (th, tw) = tiles::<W>(g);
+    th * tw
+}
+
+/// [`Plan::transform_kernel`] for one algorithm; one output channel per task, each
+/// pair's entries first gathered per input channel (contiguous), then spread to the
+/// `N²` matrices (contiguous rows of `C_in`).
+fn kernel_of<W: Tiling, T: Element>(g: &ConvGeometry, kernel: &[T]) -> Vec<T> {
+    let entries = W::N * W::N;
+    let mut u = vec![zero(); entries * g.c_out * g.c_in];
+    for_each_chunk(&mut u, entries * g.c_in, true, |o, u| {
+        with_scratch(entries * g.c_in, |pairs: &mut [T]| {
+            let filters = kernel[o * g.c_in * 9..][..g.c_in * 9].chunks_exact(9);
+            for (w, pair) in filters.zip(pairs.chunks_exact_mut(entries)) {
+                // G g: transform the three columns, giving N rows of 3.
+                let mut columns = [[zero(); 6]; 3];
+                for (c, column) in columns.iter_mut().enumerate() {
+                    *column = W::kernel([w[c], w[3 + c], w[6 + c]]);
+                }
+                // (G g) Gᵀ: transform each row.
+                for (r, entries) in pair.chunks_exact_mut(W::N).enumerate() {
+                    let row = W::kernel([columns[0][r], columns[1][r], columns[2][r]]);
+                    entries.copy_from_slice(&row[..W::N]);
                 }
             }
-        }
+            for (e, u) in u.chunks_exact_mut(g.c_in).enumerate() {
+                for (u, pair) in u.iter_mut().zip(pairs.chunks_exact(entries)) {
+                    *u = pair[e];
+                }
+            }
+        });
     });
     u
 }
 
-/// Tiles of 2x2 outputs along each axis.
-fn tiles(g: &ConvGeometry) -> (usize, usize) {
-    (g.oh.div_ceil(2), g.ow.div_ceil(2))
-}
-
-/// `V = Bᵀ d B` for every 4x4 input tile `d` of one channel `plane`, into
-/// `v: [16][tiles]`.
-fn transform_input<T: Element>(g: &ConvGeometry, plane: &[T], v: &mut [T]) {
-    let (th, tw) = tiles(g);
+/// `V = Bᵀ d B` for every input tile `d` of one channel `plane`, into
+/// `v: [N²][tiles]`.
+fn transform_input<W: Tiling, T: Element>(g: &ConvGeometry, plane: &[T], v: &mut [T]) {
+    let (th, tw) = tiles::<W>(g);
     let count = th * tw;
-    // Tile (ty, tx) covers rows 2ty .. 2ty + 4 and columns 2tx .. 2tx + 4 of the padded
+    // Tile (ty, tx) covers rows M ty .. M ty + N and the same columns of the padded
     // image, whose pixel (y, x) is the plane's (y - top, x - left), zero outside.
     let at = |y: usize, x: usize| -> T {
         match (y.checked_sub(g.top), x.checked_sub(g.left)) {
@@ -73,80 +232,88 @@ fn transform_input<T: Element>(g: &ConvGeometry, plane: &[T], v: &mut [T]) {
         }
     };
     let inside =
-        |start: usize, before: usize, len: usize| start >= before && start + 4 <= len + before;
+        |start: usize, before: usize, len: usize| start >= before && start + W::N <= len + before;
     for ty in 0..th {
         for tx in 0..tw {
-            let (y, x) = (2 * ty, 2 * tx);
-            let d: [[T; 4]; 4] = if inside(y, g.top, g.h) && inside(x, g.left, g.w) {
-                // Interior tiles (nearly all): four row reads, no bounds logic.
+            let (y, x) = (W::M * ty, W::M * tx);
+            let mut d = [[zero(); 6]; 6];
+            if inside(y, g.top, g.h) && inside(x, g.left, g.w) {
+                // Interior tiles (nearly all): N row reads, no bounds logic.
                 let base = (y - g.top) * g.w + x - g.left;
-                std::array::from_fn(|r| {
-                    let row = &plane[base + r * g.w..][..4];
-                    [row[0], row[1], row[2], row[3]]
-                })
+                for (r, d) in d.iter_mut().take(W::N).enumerate() {
+                    d[..W::N].copy_from_slice(&plane[base + r * g.w..][..W::N]);
+                }
             } else {
-                std::array::from_fn(|r| std::array::from_fn(|c| at(y + r, x + c)))
-            };
-            // Bᵀ d: combine rows.
-            let t = [
-                sub(d[0], d[2]),
-                add(d[1], d[2]),
-                sub(d[2], d[1]),
-                sub(d[1], d[3]),
-            ];
-            // (Bᵀ d) B: combine columns.
+                for (r, d) in d.iter_mut().take(W::N).enumerate() {
+                    for (c, d) in d.iter_mut().take(W::N).enumerate() {
+                        *d = at(y + r, x + c);
+                    }
+                }
+            }
+            // Bᵀ d: transform the columns (column c of the result is columns[c]);
+            // then each row of the result.
+            let mut columns = [[zero(); 6]; 6];
+            for (c, column) in columns.iter_mut().enumerate().take(W::N) {
+                *column = W::input([d[0][c], d[1][c], d[2][c], d[3][c], d[4][c], d[5][c]]);
+            }
             let tile = ty * tw + tx;
-            for (r, [a, b, c, e]) in t.into_iter().enumerate() {
-                let entries = [a - c, b + c, c - b, b - e];
-                for (col, value) in entries.into_iter().enumerate() {
-                    v[(r * 4 + col) * count + tile] = value;
+            for r in 0..W::N {
+                let t = &columns;
+                let row = W::input([t[0][r], t[1][r], t[2][r], t[3][r], t[4][r], t[5][r]]);
+                for c in 0..W::N {
+                    v[(r * W::N + c) * count + tile] = row[c];
                 }
             }
         }
     }
 }
 
-fn add<T: Element>(a: [T; 4], b: [T; 4]) -> [T; 4] {
-    [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]
-}
-
-fn sub<T: Element>(a: [T; 4], b: [T; 4]) -> [T; 4] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3]]
-}
-
-/// `Y = Aᵀ m A + bias` for output channel `o`'s tiles, from `m: [16][C_out][tiles]`,
+/// `Y = Aᵀ m A + bias` for output channel `o`'s tiles, from `m: [N²][C_out][tiles]`,
 /// written into its `oh x ow` plane (tiles past the edge are cut).
-fn transform_output<T: Element>(g: &ConvGeometry, m: &[T], o: usize, bias: T, out: &mut [T]) {
-    let (th, tw) = tiles(g);
+fn transform_output<W: Tiling, T: Element>(
+    g: &ConvGeometry,
+    m: &[T],
+    o: usize,
+    bias: T,
+    out: &mut [T],
+) {
+    let (th, tw) = tiles::<W>(g);
     let count = th * tw;
     let entry = |e: usize, tile: usize| m[(e * g.c_out + o) * count + tile];
     for ty in 0..th {
         for tx in 0..tw {
             let tile = ty * tw + tx;
-            let row = |r: usize| [0, 1, 2, 3].map(|c| entry(r * 4 + c, tile));
-            let (m0, m1, m2, m3) = (row(0), row(1), row(2), row(3));
-            // Aᵀ m: two rows; then columns.
-            let s0 = add(add(m0, m1), m2);
-            let s1 = sub(sub(m1, m2), m3);
-            for (dy, [a, b, c, d]) in [s0, s1].into_iter().enumerate() {
-                let y = 2 * ty + dy;
-                if y >= g.oh {
-                    continue;
+            let mut product = [[zero(); 6]; 6];
+            for (r, row) in product.iter_mut().enumerate().take(W::N) {
+                for (c, p) in row.iter_mut().enumerate().take(W::N) {
+                    *p = entry(r * W::N + c, tile);
                 }
-                let x = 2 * tx;
-                out[y * g.ow + x] = a + b + c + bias;
-                if x + 1 < g.ow {
-                    out[y * g.ow + x + 1] = b - c - d + bias;
+            }
+            // Aᵀ m: transform the columns (column c of the result is columns[c]);
+            // then each row of the result.
+            let mut columns = [[zero(); 4]; 6];
+            for (c, column) in columns.iter_mut().enumerate().take(W::N) {
+                let p = &product;
+                *column = W::output([p[0][c], p[1][c], p[2][c], p[3][c], p[4][c], p[5][c]]);
+            }
+            for dy in 0..W::M {
+                let y = W::M * ty + dy;
+                if y >= g.oh {
+                    break;
+                }
+                let t = &columns;
+                let row = W::output([t[0][dy], t[1][dy], t[2][dy], t[3][dy], t[4][dy], t[5][dy]]);
+                let x = W::M * tx;
+                let width = W::M.min(g.ow - x);
+                for (o, &v) in out[y * g.ow + x..][..width].iter_mut().zip(&row) {
+                    *o = v + bias;
                 }
             }
         }
     }
 }
 
-/// The convolution of one sample `x: [C_in, H, W]` into `out: [C_out, oh, ow]`, given
-/// the kernel transformed by [`transform_kernel`]. With `parallelism`, channels and
-/// the 16 products are spread over threads (no product is split: each is small).
-pub(super) fn sample<T: Element>(
+fn sample_with<W: Tiling, T: Element>(
     g: &ConvGeometry,
     u: &[T],
     x: &[T],
@@ -154,26 +321,26 @@ pub(super) fn sample<T: Element>(
     out: &mut [T],
     parallelism: Parallelism,
 ) {
-    let (th, tw) = tiles(g);
-    let count = th * tw;
-    let (v_len, m_len) = (16 * g.c_in * count, 16 * g.c_out * count);
+    let count = tile_count::<W>(g);
+    let entries = W::N * W::N;
+    let (v_len, m_len) = (entries * g.c_in * count, entries * g.c_out * count);
     let parallel = matches!(parallelism, Parallelism::Rayon(_));
     with_scratch(v_len + m_len, |buf: &mut [T]| {
         let (v, m) = buf.split_at_mut(v_len);
-        // v: [C_in][16][tiles], one channel per task.
-        for_each_chunk(v, 16 * count, parallel, |i, v| {
-            transform_input(g, &x[i * g.h * g.w..][..g.h * g.w], v);
+        // v: [C_in][N²][tiles], one channel per task.
+        for_each_chunk(v, entries * count, parallel, |i, v| {
+            transform_input::<W, T>(g, &x[i * g.h * g.w..][..g.h * g.w], v);
         });
-        // m: [16][C_out][tiles]; product ξ reads V_ξ, rows 16 * tiles apart.
+        // m: [N²][C_out][tiles]; product ξ reads V_ξ, rows N² * tiles apart.
         let v: &[T] = v;
         for_each_chunk(m, g.c_out * count, parallel, |e, m| {
-            let u = Mat::strided(&u[e * g.c_in..], g.c_out, g.c_in, 16 * g.c_in);
-            let v = Mat::strided(&v[e * count..], g.c_in, count, 16 * count);
+            let u = Mat::strided(&u[e * g.c_in..], g.c_out, g.c_in, entries * g.c_in);
+            let v = Mat::strided(&v[e * count..], g.c_in, count, entries * count);
             matmul(m, u, v, false, Parallelism::None);
         });
         let m: &[T] = m;
         for_each_chunk(out, g.oh * g.ow, parallel, |o, out| {
-            transform_output(g, m, o, bias[o], out);
+            transform_output::<W, T>(g, m, o, bias[o], out);
         });
     });
 }
