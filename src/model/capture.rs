@@ -201,6 +201,11 @@ impl<'p> Trace<'p> {
         Ok(ops::rectify(x, self.activation(kind))?)
     }
 
+    /// The rectifier `kind` of `a + b` following the probe's backward rule.
+    pub(crate) fn rectify_sum(&self, a: &Tensor, b: &Tensor, kind: Rectifier) -> Result<Tensor> {
+        Ok(ops::rectify_sum(a, b, self.activation(kind))?)
+    }
+
     /// The rectifier `kind` with the probe's backward rule, for an op to apply.
     pub(crate) fn activation(&self, kind: Rectifier) -> Activation {
         Activation {

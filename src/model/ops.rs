@@ -179,6 +179,15 @@ fn rectify_candle(x: &Tensor, activation: Activation) -> Result<Tensor> {
     with_backward(x, value, activation)
 }
 
+/// The rectifier of `a + b` (a residual sum and the ReLU after it): on the CPU one
+/// op, [`cpu::rectify_sum`]; elsewhere the sum, then [`rectify`].
+pub(crate) fn rectify_sum(a: &Tensor, b: &Tensor, activation: Activation) -> Result<Tensor> {
+    if cpu::applies(a) {
+        return cpu::rectify_sum(a, b, activation);
+    }
+    rectify(&(a + b)?, activation)
+}
+
 /// `activation` of `y`, if any.
 pub(crate) fn activate(y: Tensor, activation: Option<Activation>) -> Result<Tensor> {
     match activation {
@@ -705,8 +714,13 @@ mod tests {
             ),
         ];
         type Rectify = fn(&Tensor, Activation) -> Result<Tensor>;
-        let implementations: [(&str, Rectify); 2] =
-            [("cpu", rectify), ("candle-value", rectify_candle)];
+        // The sum's two parts each receive the masked gradient: a quarter and three
+        // quarters of it add up to it exactly.
+        let implementations: [(&str, Rectify); 3] = [
+            ("cpu", rectify),
+            ("candle-value", rectify_candle),
+            ("cpu sum", |t, a| rectify_sum(&(t * 0.25)?, &(t * 0.75)?, a)),
+        ];
         for (name, rectify) in implementations {
             for (rule, relu_grad, relu6_grad) in cases {
                 for (kind, expected) in

@@ -117,7 +117,7 @@ impl Block {
             )?,
             None => x.clone(),
         };
-        let out = t.relu(&(y + identity)?)?;
+        let out = t.rectify_sum(&y, &identity, Rectifier::Relu)?;
         t.tap(n, LayerKind::Block, out)
     }
 }

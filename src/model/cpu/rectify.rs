@@ -100,6 +100,13 @@ pub(crate) fn rectify(x: &Tensor, activation: Activation) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Rectify(activation))
 }
 
+/// The rectifier of `a + b` (a residual sum and the ReLU after it), one op: one pass
+/// and one graph node instead of two. Both summands receive the masked gradient.
+pub(crate) fn rectify_sum(a: &Tensor, b: &Tensor, activation: Activation) -> Result<Tensor> {
+    a.contiguous()?
+        .apply_op2(&b.contiguous()?, RectifySum(activation))
+}
+
 /// The gradient `grad` passes back through `activation`, given the rectifier's input
 /// or its output: both pass the same tests (x > 0 iff relu(x) > 0; 0 < x < 6 iff
 /// 0 < relu6(x) < 6), so an op that rectified its output in place can use the output.
@@ -125,6 +132,58 @@ impl CustomOp1 for Rectify {
 
     fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(rectify_grad(x, grad, self.0)?))
+    }
+}
+
+struct RectifySum(Activation);
+
+impl CustomOp2 for RectifySum {
+    fn name(&self) -> &'static str {
+        "cpu-rectified-sum"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        a_l: &Layout,
+        b: &CpuStorage,
+        b_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if a_l.shape() != b_l.shape() {
+            candle_core::bail!(
+                "cpu rectified sum: shapes {:?} and {:?}",
+                a_l.shape(),
+                b_l.shape()
+            );
+        }
+        fn run<T: Element>(
+            kind: Rectifier,
+            (a, a_l): (&CpuStorage, &Layout),
+            (b, b_l): (&CpuStorage, &Layout),
+        ) -> Result<CpuStorage> {
+            let (a, b) = (elements::<T>(a, a_l)?, elements::<T>(b, b_l)?);
+            let y = match kind {
+                Rectifier::Relu => zip_map(a, b, |a, b| relu(a + b)),
+                Rectifier::Relu6 => zip_map(a, b, |a, b| relu6(a + b)),
+            };
+            Ok(T::to_cpu_storage_owned(y))
+        }
+        let y = by_dtype!(a, run(self.0.kind, (a, a_l), (b, b_l)))?;
+        Ok((y, a_l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = rectify_grad(y, grad, self.0)?;
+        Ok((
+            a.track_op().then(|| grad.clone()),
+            b.track_op().then_some(grad),
+        ))
     }
 }
 
