@@ -4,7 +4,10 @@ variants Captum lacks) on the same CPU, in one run.
 ResNet-18 at 224 px, batch 1 and 16, 2 threads, the same methods with the same
 parameters: SmoothGrad and integrated gradients with 50 samples / steps in passes of
 16 inputs (Captum: nt_samples_batch_size / internal_batch_size), occlusion with a
-32 px window every 16 px (Captum: perturbations_per_eval 16). Each side reports
+32 px window every 16 px (Captum: perturbations_per_eval 16). With
+--captum-defaults, Captum runs those three as its users call them by default: all
+50 samples / steps in one pass (NoiseTunnel, IntegratedGradients), one occlusion
+per forward pass (Occlusion); unitscope keeps its passes of 16. Each side reports
 the median of --reps runs after a warm-up; the script prints unitscope/peer ratios
 (below 1 means unitscope is faster). Timings cover the raw maps (no upsampling,
 normalization or drawing) on both sides, except pytorch-grad-cam, whose call also
@@ -13,6 +16,7 @@ normalizes and resizes (a few ms).
     pip install torch torchvision captum==0.9.0 grad-cam==1.5.7
     cargo build --release
     python bench/captum_attribution.py [--reps 3] [--batch 1,16] [--methods saliency,...]
+                                       [--captum-defaults]
 
 CI does not run this.
 """
@@ -34,11 +38,13 @@ METHODS = [
 ]
 
 
-def peer(name, model, x, target):
-    """The peer's call for method `name`, as a closure, and who the peer is."""
+def peer(name, model, x, target, defaults):
+    """The peer's call for method `name`, as a closure, and who the peer is; with
+    `defaults`, Captum's own batching for the sampling methods."""
     import captum.attr as ca
 
     batch = x.shape[0]
+    batching = {}
     if name == "saliency":
         return "captum", lambda: ca.Saliency(model).attribute(x, target=target, abs=False)
     if name == "gradient-x-input":
@@ -55,19 +61,24 @@ def peer(name, model, x, target):
     if name == "smoothgrad":
         sigma = 0.15 * (x.max() - x.min()).item()
         tunnel = ca.NoiseTunnel(ca.Saliency(model))
-        per_pass = max(1, PASS_BATCH // batch)
+        if not defaults:
+            batching["nt_samples_batch_size"] = max(1, PASS_BATCH // batch)
         return "captum", lambda: tunnel.attribute(
-            x, nt_type="smoothgrad", nt_samples=SAMPLES, nt_samples_batch_size=per_pass,
-            stdevs=sigma, target=target, abs=False,
+            x, nt_type="smoothgrad", nt_samples=SAMPLES, stdevs=sigma, target=target, abs=False,
+            **batching,
         )
     if name == "integrated-gradients":
         ig = ca.IntegratedGradients(model)
-        return "captum", lambda: ig.attribute(x, target=target, n_steps=SAMPLES, internal_batch_size=PASS_BATCH)
+        if not defaults:
+            batching["internal_batch_size"] = PASS_BATCH
+        return "captum", lambda: ig.attribute(x, target=target, n_steps=SAMPLES, **batching)
     if name == "occlusion":
         occ = ca.Occlusion(model)
+        if not defaults:
+            batching["perturbations_per_eval"] = PASS_BATCH
         return "captum", lambda: occ.attribute(
             x, sliding_window_shapes=(3, WINDOW, WINDOW), strides=(3, STRIDE, STRIDE),
-            baselines=0.0, target=target, perturbations_per_eval=PASS_BATCH,
+            baselines=0.0, target=target, **batching,
         )
     from pytorch_grad_cam import GradCAMPlusPlus, LayerCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -78,7 +89,7 @@ def peer(name, model, x, target):
     return "pytorch-grad-cam", lambda: cam(input_tensor=x, targets=targets)
 
 
-def measure(name, batch, reps):
+def measure(name, batch, reps, defaults):
     """One (method, batch) of the peer in this process; prints a JSON line."""
     import torch
     import torchvision
@@ -89,7 +100,7 @@ def measure(name, batch, reps):
         if isinstance(m, torch.nn.ReLU):
             m.inplace = False
     x = torch.randn(batch, 3, 224, 224)
-    who, run = peer(name, model, x, 0)
+    who, run = peer(name, model, x, 0, defaults)
     run()
     times = []
     for _ in range(reps):
@@ -104,10 +115,12 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--batch", default="1,16")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--captum-defaults", action="store_true",
+                    help="Captum's own batching for SmoothGrad, IG and occlusion")
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        measure(args.one[0], int(args.one[1]), args.reps)
+        measure(args.one[0], int(args.one[1]), args.reps, args.captum_defaults)
         return
     methods, batches = args.methods.split(","), [int(b) for b in args.batch.split(",")]
     binary = os.path.join(ROOT, "target", "release", "unitscope")
@@ -118,12 +131,14 @@ def main():
     for line in subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines():
         r = json.loads(line)
         ours[(r["method"], r["batch"])] = r
-    print(f"ResNet-18 224 px, 2 threads, median of {args.reps}; ratio = unitscope / peer")
+    batching = "Captum's default batching" if args.captum_defaults else "same batching both sides"
+    print(f"ResNet-18 224 px, 2 threads, median of {args.reps}, {batching}; ratio = unitscope / peer")
     print(f"{'method':<22} {'batch':>5} {'peer':<17} {'peer ms':>10} {'ours ms':>10} {'ratio':>6} {'passes':>8}")
     for name in methods:
         for batch in batches:
-            out = subprocess.run([sys.executable, __file__, "--reps", str(args.reps), "--one", name, str(batch)],
-                                 check=True, capture_output=True, text=True).stdout
+            one = [sys.executable, __file__, "--reps", str(args.reps), "--one", name, str(batch)]
+            one += ["--captum-defaults"] if args.captum_defaults else []
+            out = subprocess.run(one, check=True, capture_output=True, text=True).stdout
             theirs = json.loads(out.strip().splitlines()[-1])
             o = ours[(name, batch)]
             passes = f"{o['passes']['backward']}/{o['passes']['forward']}"
