@@ -906,15 +906,15 @@ mod conv_tests {
             (3, 2, [(0, 1), (0, 1)], (8, 10)),
             (5, 2, [(1, 2), (2, 1)], (9, 8)),
             (3, 2, [(0, 0), (0, 0)], (10, 10)),
-            // Large enough for the Winograd path (>= 32 output tiles), odd edges.
+            // With 16 channels (from here on), the Winograd paths, odd edges:
+            // F(2x2) (>= 32 tiles), then F(4x4) (>= 196 tiles).
             (3, 1, [(1, 1), (1, 1)], (16, 13)),
             (3, 1, [(0, 2), (1, 1)], (12, 15)),
-            // With 16 channels: F(4x4) (196 tiles), odd edges.
             (3, 1, [(1, 1), (1, 1)], (55, 53)),
         ];
         for (name, ours, depthwise) in implementations {
             for (i, (k, stride, padding, size)) in cases.into_iter().enumerate() {
-                let channels = if i + 1 == cases.len() { 16 } else { 4 };
+                let channels = if i >= 10 { 16 } else { 4 };
                 let groups = if depthwise { channels } else { 1 };
                 for (batch, dtype) in [(1, DType::F32), (3, DType::F32), (3, DType::F64)] {
                     // Only in float64 is a rectifier's mask safe from rounding.
@@ -985,18 +985,16 @@ mod conv_tests {
                 theirs.get(v).unwrap().clone(),
             ));
         }
+        let max_abs = |t: &Tensor| -> f64 {
+            let m = t.abs().and_then(|t| t.max_all()).unwrap();
+            m.to_dtype(DType::F64).unwrap().to_scalar().unwrap()
+        };
         for (what, a, b) in pairs {
-            let err = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_dtype(DType::F64)
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap();
-            let tolerance = if dtype == DType::F64 { 1e-10 } else { 1e-3 };
+            let err = max_abs(&(&a - &b).unwrap());
+            // Absolute at small magnitudes, relative at large ones: a kernel gradient
+            // summed over a 55x53 map at batch 3 reaches ~100 in float32.
+            let scale = max_abs(&b).max(1.0);
+            let tolerance = scale * if dtype == DType::F64 { 1e-10 } else { 1e-3 };
             assert!(
                 err < tolerance,
                 "{name} {what}: k{k} s{stride} {padding:?} {h}x{w} batch {batch} {dtype:?}: {err}"

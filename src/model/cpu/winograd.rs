@@ -7,8 +7,8 @@
 //! 36/16 = 2.25. Most of ResNet's and all of VGG's convolutions have this shape, and
 //! so does their input gradient.
 //!
-//! F(4x4, 3x3) serves maps of 56 px and up (see [`plan`]), F(2x2, 3x3) the rest
-//! with at least 32 of its tiles; below that the products are too thin to run at speed and im2col serves
+//! Both need 16 or more channels each way (see [`plan`]); F(4x4, 3x3) serves maps
+//! of 56 px and up, F(2x2, 3x3) the rest with at least 32 of its tiles; below that the products are too thin to run at speed and im2col serves
 //! (measured for F(2x2): 2.7 ms against im2col's 2.4 ms for 512 channels at 7x7).
 //! F(4x4)'s transforms scale by up to 8 (`Aᵀ`) and 5 (`Bᵀ`), so its float32 rounding
 //! is larger than F(2x2)'s (largest float32 relative error in the engine reference
@@ -122,22 +122,23 @@ pub(super) enum Plan {
     F4,
 }
 
-/// The algorithm for `g`, if any: F(4x4) for maps of at least 196 of its tiles (56 px
-/// and up) with 16 or more channels each way, F(2x2) for the rest with at least 32
-/// of its tiles. The choice depends on the geometry only, never on the batch size,
-/// so that a sample's result does not depend on what else is in its batch (the
-/// two round differently). Measured per sample, in-process, F(2x2) -> F(4x4), kernel
-/// transform included: 256 -> 256 channels at 56 px 12.3 -> 11.2 ms, 128 -> 128 at
-/// 112 px 16.1 -> 15.0, 64 -> 64 at 224 px 25.6 -> 26.0; but 512 -> 512 at 28 px
-/// 13.2 -> 20.4 and at 14 px 6.1 -> 14.7 (F(4x4)'s kernel is 2.25x larger and its
-/// products thinner); thin products (VGG's first layer, 3 -> 64 channels, and its
-/// gradient) ran slower too. ResNet-18 forward + gradient at batch 16 (`bench
-/// engine`, two alternating runs): 857 / 886 -> 784 / 803 ms.
+/// The algorithm for `g`, if any. Only where both channel counts are 16 or more:
+/// on VGG's first layer (3 -> 64 channels at 224 px) F(2x2) took 14.8 ms against
+/// im2col's 3.5, and 8.5 against 3.7 for its input gradient (in-process, one
+/// sample). Then F(4x4) for maps of at least 196 of its tiles (56 px and up), F(2x2)
+/// for the rest with at least 32 of its tiles. The choice depends on the geometry
+/// only, never on the batch size, so that a sample's result does not depend on what
+/// else is in its batch (the two round differently). Measured per sample,
+/// in-process, F(2x2) -> F(4x4), kernel transform included: 256 -> 256 channels at
+/// 56 px 12.3 -> 11.2 ms, 128 -> 128 at 112 px 16.1 -> 15.0, 64 -> 64 at 224 px 25.6
+/// -> 26.0; but 512 -> 512 at 28 px 13.2 -> 20.4 and at 14 px 6.1 -> 14.7 (F(4x4)'s
+/// kernel is 2.25x larger and its products thinner). ResNet-18 forward + gradient
+/// at batch 16 (`bench engine`, two alternating runs): 857 / 886 -> 784 / 803 ms.
 pub(super) fn plan(g: &ConvGeometry) -> Option<Plan> {
-    if g.k != 3 || g.stride != 1 {
+    if g.k != 3 || g.stride != 1 || g.c_in.min(g.c_out) < 16 {
         return None;
     }
-    if tile_count::<F4>(g) >= 196 && g.c_in.min(g.c_out) >= 16 {
+    if tile_count::<F4>(g) >= 196 {
         Some(Plan::F4)
     } else if tile_count::<F2>(g) >= 32 {
         Some(Plan::F2)
