@@ -1,4 +1,5 @@
-//! The binary's malloc policy (glibc on Linux; elsewhere these do nothing).
+//! The binary's memory policy: [`Recycling`], its global allocator, on every
+//! platform; glibc's settings on Linux (elsewhere those functions do nothing).
 //!
 //! A forward + backward pass allocates and frees activation-sized buffers over and
 //! over. glibc returns blocks above its mmap threshold to the kernel at once and
@@ -8,6 +9,9 @@
 //! forward + gradient 1402 / 1155 -> 948 / 962 ms, at batch 1 95 / 94 -> 50 / 52 ms
 //! (`unitscope bench engine`, two alternating runs of both builds; ResNet-18 and
 //! VGG-11 within noise), for 50-100 MB more peak RSS at batch 16.
+//!
+//! Blocks above that threshold still went back to the kernel on free; [`Recycling`]
+//! keeps those (and every block of 1 MB or more) itself.
 //!
 //! The pages themselves: glibc can ask the kernel for transparent huge pages (2 MB)
 //! for its heap and its mapped blocks (`glibc.malloc.hugetlb=1`), 512 times fewer
