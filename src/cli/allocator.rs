@@ -65,8 +65,9 @@ pub fn keep_freed_blocks() {
     }
 }
 
-/// Returns the free heap to the kernel, so that a following peak-RSS reading counts
-/// what the measured work holds, not what earlier work left for reuse.
+/// Returns the blocks [`Recycling`] keeps and the free heap to the kernel, so that a
+/// following peak-RSS reading counts what the measured work holds, not what earlier
+/// work left for reuse.
 pub fn release_freed_blocks() {
     kept().release();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -597,9 +597,9 @@ fn geometry(
 }
 
 /// `x · wᵀ` for `x: [N, in]` and `w: [out, in]`, with a backward pass that forms only
-/// the gradients needed (on the CPU, [`cpu::linear`]): Candle's matmul backward always forms both, and for
-/// attribution through VGG's classifier the weight gradient alone is a 25088 x 4096
-/// outer product per pass that nothing reads.
+/// the gradients needed (on the CPU, [`cpu::linear`]): Candle's matmul backward
+/// always forms both, and for attribution through VGG's classifier the weight
+/// gradient alone is a 25088 x 4096 outer product per pass that nothing reads.
 pub(crate) fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if cpu::applies(x) {
         return cpu::linear(x, w);

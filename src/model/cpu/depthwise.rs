@@ -15,7 +15,7 @@ use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::conv_op::{self, Convolution};
-use super::{ConvGeometry, Element, with_scratch, zero};
+use super::{ConvGeometry, Element, dot, with_scratch, zero};
 use crate::model::ops::Activation;
 
 /// `out[i] = init + sum over (offset, w) in taps of w * src[offset + i]`, the taps
@@ -54,11 +54,6 @@ fn correlate_any<T: Element>(src: &[T], taps: &[(usize, T)], init: T, out: &mut 
             .iter()
             .fold(init, |sum, &(offset, w)| sum + w * src[offset + full + i]);
     }
-}
-
-/// `sum over i of a[i] * b[i]`.
-fn dot<T: Element>(a: &[T], b: &[T]) -> T {
-    a.iter().zip(b).fold(zero(), |sum, (&a, &b)| sum + a * b)
 }
 
 impl ConvGeometry {
@@ -276,8 +271,11 @@ fn input_grad<T: Element>(g: &ConvGeometry, grad: &[T], kernel: &[T]) -> Vec<T> 
             let taps = &channel_taps[i % g.c_in];
             with_scratch(buffer + lead + phase_len, |scratch| {
                 let (dxp, spread) = scratch.split_at_mut(buffer);
-                spread.fill(zero());
-                g.widen_rows(grad, &mut spread[lead..lead + wide]);
+                let (before, rest) = spread.split_at_mut(lead);
+                let (wide_grad, after) = rest.split_at_mut(wide);
+                before.fill(zero());
+                g.widen_rows(grad, wide_grad);
+                after.fill(zero());
                 let planes = dxp.chunks_exact_mut(phase_len);
                 for ((taps, range), dxp) in taps.iter().zip(&ranges).zip(planes) {
                     correlate(spread, taps, zero(), &mut dxp[range.clone()]);
@@ -302,7 +300,7 @@ fn kernel_grad<T: Element>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Vec<T> {
                 g.pad_into(&x[plane * in_plane..][..in_plane], xp);
                 g.widen_rows(&grad[plane * out_plane..][..out_plane], grad_wide);
                 for (dw, &start) in dw.iter_mut().zip(&starts) {
-                    *dw += dot(grad_wide, &xp[start..]);
+                    *dw += dot(grad_wide, &xp[start..start + wide]);
                 }
             }
         });
@@ -351,58 +349,5 @@ impl Convolution for Depthwise {
 
     fn kernel_grad<T: Element>(&self, x: &[T], grad: &[T]) -> Vec<T> {
         kernel_grad(&self.0, x, grad)
-    }
-}
-
-#[cfg(test)]
-mod probe {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn probe_depthwise() {
-        let shapes = [
-            (16, 96, 112, 3, 2),
-            (16, 144, 56, 3, 1),
-            (16, 240, 28, 5, 1),
-            (16, 672, 14, 5, 1),
-            (16, 1152, 7, 5, 1),
-            (1, 96, 112, 3, 2),
-            (1, 672, 14, 5, 1),
-        ];
-        for (n, c, h, k, s) in shapes {
-            let p = k / 2;
-            let o = (h + 2 * p - k) / s + 1;
-            let g = ConvGeometry {
-                c_in: c,
-                h,
-                w: h,
-                c_out: c,
-                k,
-                stride: s,
-                top: p,
-                left: p,
-                oh: o,
-                ow: o,
-            };
-            let x: Vec<f32> = (0..n * c * h * h).map(|i| (i % 17) as f32 * 0.1).collect();
-            let w: Vec<f32> = (0..c * k * k).map(|i| (i % 7) as f32 * 0.1).collect();
-            let b = vec![0.5f32; c];
-            let gr: Vec<f32> = (0..n * c * o * o).map(|i| (i % 13) as f32 * 0.1).collect();
-            let time = |f: &dyn Fn() -> f32| {
-                let mut best = f64::MAX;
-                let mut cs = 0.0;
-                for _ in 0..15 {
-                    let t = std::time::Instant::now();
-                    cs += f();
-                    best = best.min(t.elapsed().as_secs_f64());
-                }
-                (best * 1e3, cs)
-            };
-            let (tf, cf) = time(&|| forward(&g, &x, &w, &b).iter().sum());
-            let (tb, cb) = time(&|| input_grad(&g, &gr, &w).iter().sum());
-            println!(
-                "n{n} c{c} h{h} k{k} s{s}: fwd {tf:.2} ms  input grad {tb:.2} ms  ({cf:.3e} {cb:.3e})"
-            );
-        }
     }
 }

@@ -12,32 +12,13 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::matmul::{Mat, matmul};
-use super::{Element, by_dtype, elements, zero};
+use super::{Element, by_dtype, dot, elements, zero};
 
 /// Output rows per parallel task of the one-row product.
 const ROWS_PER_TASK: usize = 64;
 /// Input columns per parallel task of the one-row input gradient (its running sum
 /// stays in the first-level cache).
 const COLUMNS_PER_TASK: usize = 2048;
-
-/// `sum over i of a[i] * b[i]`, in independent lanes so that it vectorizes (a
-/// single running sum is one serial chain of additions).
-fn dot<T: Element>(a: &[T], b: &[T]) -> T {
-    const LANES: usize = 16;
-    let (a_blocks, b_blocks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail = a_blocks
-        .remainder()
-        .iter()
-        .zip(b_blocks.remainder())
-        .fold(zero(), |sum, (&a, &b)| sum + a * b);
-    let mut lanes = [zero(); LANES];
-    for (a, b) in a_blocks.zip(b_blocks) {
-        for ((lane, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
-            *lane += a * b;
-        }
-    }
-    lanes.iter().fold(tail, |sum, &lane| sum + lane)
-}
 
 /// `x · wᵀ` for `x: [n, inputs]`, `w: [outputs, inputs]`.
 fn value<T: Element>(x: &[T], w: &[T], n: usize, inputs: usize) -> Vec<T> {

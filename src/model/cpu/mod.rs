@@ -113,6 +113,26 @@ fn for_each_chunk<T: Send>(
     }
 }
 
+/// `sum over i of a[i] * b[i]` for slices of one length, in independent lanes so
+/// that it vectorizes (a single running sum is one serial chain of additions).
+pub(super) fn dot<T: Element>(a: &[T], b: &[T]) -> T {
+    debug_assert_eq!(a.len(), b.len());
+    const LANES: usize = 16;
+    let (a_blocks, b_blocks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail = a_blocks
+        .remainder()
+        .iter()
+        .zip(b_blocks.remainder())
+        .fold(zero(), |sum, (&a, &b)| sum + a * b);
+    let mut lanes = [zero(); LANES];
+    for (a, b) in a_blocks.zip(b_blocks) {
+        for ((lane, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
+            *lane += a * b;
+        }
+    }
+    lanes.iter().fold(tail, |sum, &lane| sum + lane)
+}
+
 /// `T`'s zero (Candle's element trait offers conversions, not constants).
 fn zero<T: Element>() -> T {
     T::from_f64(0.0)
