@@ -382,3 +382,120 @@ fn evaluate_prints_one_json_object_per_method() {
     }
     assert_eq!(rows[1]["method"], "grad-cam(features.10)");
 }
+
+/// A terminal emulator's side of `explain --show`: runs it on a pseudo-terminal whose
+/// master end answers each graphics query in `answers` (query bytes -> reply) the way
+/// a terminal does, and returns everything the command wrote to the terminal.
+#[cfg(target_os = "linux")]
+fn show_on_terminal(answers: &[(&[u8], &[u8])]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let (mut master, mut slave) = (0, 0);
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    let mut master = unsafe { std::fs::File::from_raw_fd(master) };
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    // Raw, as a terminal application would see it: the answers are not echoed back.
+    unsafe {
+        let mut attrs = std::mem::zeroed();
+        libc::tcgetattr(slave.as_raw_fd(), &mut attrs);
+        libc::cfmakeraw(&mut attrs);
+        libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &attrs);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["explain", "--demo", "1", "-m", "grad-cam", "--show", "-o"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_unitscope"))
+        .args(args)
+        .arg(dir.path())
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut written, mut answered, mut chunk) = (Vec::new(), 0, [0u8; 65536]);
+    loop {
+        let mut ready = libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if unsafe { libc::poll(&mut ready, 1, 1000) } == 0 {
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("`explain --show` hung; it wrote {written:?}");
+            }
+            continue;
+        }
+        // EIO once the command has exited and closed the terminal.
+        let Ok(n @ 1..) = master.read(&mut chunk) else {
+            break;
+        };
+        written.extend_from_slice(&chunk[..n]);
+        // Reply to the queries in the order they were written.
+        while let Some((at, query, reply)) = answers
+            .iter()
+            .filter_map(|(q, r)| find(&written[answered..], q).map(|at| (at, q, r)))
+            .min_by_key(|(at, _, _)| *at)
+        {
+            master.write_all(reply).unwrap();
+            answered += at + query.len();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    written
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn show_uses_the_richest_graphics_the_terminal_answers_for() {
+    const DEVICE_ATTRIBUTES: &[u8] = b"\x1b[c";
+    const KITTY_QUERY: &[u8] = b"\x1b_Gi=31,s=1,v=1,a=q,t=d";
+    const KITTY_FILE_QUERY: &[u8] = b"\x1b_Gi=31,s=1,v=1,a=q,t=t";
+    const SIXEL_START: &[u8] = b"\x1bPq";
+    let half_block = "▄".as_bytes();
+
+    // A VT220 without graphics (Ps 4 absent): half blocks.
+    let plain = show_on_terminal(&[(DEVICE_ATTRIBUTES, b"\x1b[?62;1c")]);
+    assert!(find(&plain, half_block).is_some());
+    assert!(find(&plain, SIXEL_START).is_none());
+
+    // A sixel terminal (xterm -ti vt340, foot, mlterm): one sixel image.
+    let sixel = show_on_terminal(&[(DEVICE_ATTRIBUTES, b"\x1b[?62;4c")]);
+    let start = find(&sixel, SIXEL_START).expect("a sixel image");
+    assert!(
+        find(&sixel[start..], b"\x1b\\").is_some(),
+        "unterminated sixel"
+    );
+    assert!(find(&sixel, half_block).is_none());
+
+    // Kitty's protocol over SSH (no shared files) beside sixel, as WezTerm: kitty wins.
+    let kitty = show_on_terminal(&[
+        (KITTY_QUERY, b"\x1b_Gi=31;OK\x1b\\"),
+        (KITTY_FILE_QUERY, b"\x1b_Gi=31;ENOENT\x1b\\"),
+        (DEVICE_ATTRIBUTES, b"\x1b[?62;4c"),
+    ]);
+    assert!(find(&kitty, b"\x1b_Gf=").is_some(), "a kitty image");
+    assert!(find(&kitty, SIXEL_START).is_none());
+}

@@ -309,18 +309,23 @@ fn save_raw(
     Ok(written)
 }
 
-/// Prints `img` in the terminal under a title line: by the terminal's graphics
-/// protocol where viuer finds one, else as half blocks. Into a pipe or file only half
-/// blocks are written (a protocol query there would be garbage).
+/// Prints `img` in the terminal under a title line, by the richest protocol the
+/// terminal answers for: kitty or iTerm2 images, then sixel, else half blocks. Into a
+/// pipe or file only half blocks are written (a protocol query there would be garbage).
 fn show(img: &RgbImage, title: &str) -> Result<()> {
     use std::io::IsTerminal;
     println!("{title}");
     let terminal = std::io::stdout().is_terminal();
+    // viuer asks for sixel first; a terminal that also speaks kitty or iTerm2 (WezTerm,
+    // Konsole) shows those in full colour rather than sixel's quantized palette.
+    let full_colour = terminal
+        && (viuer::get_kitty_support() != viuer::KittySupport::None || viuer::is_iterm_supported());
     let config = viuer::Config {
         absolute_offset: false,
         width: Some(32),
         use_kitty: terminal,
         use_iterm: terminal,
+        use_sixel: terminal && !full_colour,
         ..Default::default()
     };
     viuer::print(&image::DynamicImage::ImageRgb8(img.clone()), &config)
