@@ -85,8 +85,10 @@ fn randomization_separates_the_gradient_from_guided_backprop() {
     let model = demo::model(&Device::Cpu).unwrap();
     let s = scenes(&model, 16);
     let cascade = |method: &dyn Method| -> Vec<(String, f64)> {
+        let trained = method.attribute(&model, &s.inputs, &s.targets).unwrap();
         let steps =
-            metrics::cascading_randomization(&model, method, &s.inputs, &s.targets, 0).unwrap();
+            metrics::cascading_randomization(&model, method, &s.inputs, &s.targets, &trained, 0)
+                .unwrap();
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         steps
             .iter()

@@ -95,28 +95,24 @@ pub struct Passes {
     pub forward: usize,
 }
 
-/// `method`'s maps of `inputs` for each of `targets`: one entry per target, each with
-/// the resolved target of every input. All targets run as one batch of
-/// `targets.len() x N` inputs.
+/// `method`'s maps of `inputs` for each entry of `targets` (each a target per input,
+/// as [`TargetSpec::resolve`] gives them): one map per entry, all computed as one
+/// batch of `targets.len() x N` inputs.
 pub fn attribute(
     method: &dyn Method,
     model: &Model,
     inputs: &Tensor,
-    targets: &[TargetSpec],
-) -> Result<Vec<(Vec<Target>, Attribution)>> {
+    targets: &[Vec<Target>],
+) -> Result<Vec<Attribution>> {
     ensure!(!targets.is_empty(), "no targets to attribute");
     let n = inputs.dim(0)?;
-    let resolved = targets
-        .iter()
-        .map(|t| t.resolve(model, inputs))
-        .collect::<Result<Vec<_>>>()?;
+    ensure!(
+        targets.iter().all(|t| t.len() == n),
+        "each target list needs one target per input ({n})"
+    );
     let batch = Tensor::cat(&vec![inputs; targets.len()], 0)?;
-    let maps = method.attribute(model, &batch, &resolved.concat())?;
-    resolved
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| Ok((t, maps.narrow(i * n, n)?)))
-        .collect()
+    let maps = method.attribute(model, &batch, &targets.concat())?;
+    (0..targets.len()).map(|i| maps.narrow(i * n, n)).collect()
 }
 
 /// The layer CAM methods use unless told: the last one with feature maps (more than

@@ -90,18 +90,15 @@ impl TargetSpec {
         )
     }
 
-    /// The target of each input: for [`TargetSpec::Predicted`], its argmax class
-    /// (one forward pass without a graph).
-    pub fn resolve(&self, model: &Model, inputs: &Tensor) -> Result<Vec<Target>> {
-        let n = inputs.dim(0)?;
-        Ok(match self {
-            Self::Predicted => predicted(model, inputs)?
-                .into_iter()
-                .map(Target::Class)
-                .collect(),
+    /// The target of each input, given each input's most probable class
+    /// ([`predicted`]; read only for [`TargetSpec::Predicted`]).
+    pub fn resolve(&self, predicted: &[usize]) -> Vec<Target> {
+        let n = predicted.len();
+        match self {
+            Self::Predicted => predicted.iter().copied().map(Target::Class).collect(),
             Self::Class(c) => vec![Target::Class(*c); n],
             Self::Unit(unit) => vec![Target::Unit(unit.clone()); n],
-        })
+        }
     }
 }
 

@@ -72,8 +72,8 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     for (name, method) in args.methods.build(&model)? {
-        let maps = method
-            .attribute(&model, x, &targets)?
+        let attribution = method.attribute(&model, x, &targets)?;
+        let maps = attribution
             .display((h, w), ChannelReduction::MaxAbs)?
             .flatten_from(1)?
             .to_dtype(DType::F32)?
@@ -104,6 +104,7 @@ pub fn run(args: &Args) -> Result<()> {
                 method.as_ref(),
                 x,
                 &targets,
+                &attribution,
                 args.randomization_seed,
             )?),
         };

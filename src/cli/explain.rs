@@ -90,14 +90,15 @@ pub fn run(args: &Args) -> Result<()> {
     for input in &inputs {
         let x = input.tensor.unsqueeze(0)?;
         let top = model.predict(&x, 1)?.remove(0).remove(0);
+        let resolved: Vec<_> = targets.iter().map(|t| t.resolve(&[top.index])).collect();
         let picture = model.input_spec().to_image(&input.tensor)?;
         let mut tiles = vec![picture.clone()];
         let mut explained = Vec::new();
         for (key, method) in &methods {
             let start = Instant::now();
-            let results = attribution::attribute(method.as_ref(), &model, &x, &targets)?;
+            let results = attribution::attribute(method.as_ref(), &model, &x, &resolved)?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
-            for (spec, (resolved, maps)) in args.target.iter().zip(results) {
+            for ((spec, resolved), maps) in args.target.iter().zip(&resolved).zip(results) {
                 let stem = format!("{}.{}.{}", input.name, file_part(key), file_part(spec));
                 let warning = blank_cam(&maps)?.map(|layer| {
                     let target = describe(&resolved[0], &model);

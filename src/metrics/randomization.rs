@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::spearman;
-use crate::attribution::{ChannelReduction, Method, Target};
+use crate::attribution::{Attribution, ChannelReduction, Method, Target};
 use crate::model::Model;
 
 /// One step of the cascade: every layer from the top down to `layer` is random.
@@ -30,26 +30,25 @@ pub struct RandomizationStep {
 }
 
 /// The cascade for `method` on `inputs` (`[N, 3, H, W]`), sample `i` explaining
-/// `targets[i]`.
+/// `targets[i]`; `trained` is the method's attribution on the trained model (the
+/// caller has it already).
 pub fn cascading_randomization(
     model: &Model,
     method: &dyn Method,
     inputs: &Tensor,
     targets: &[Target],
+    trained: &Attribution,
     seed: u64,
 ) -> Result<Vec<RandomizationStep>> {
     let (_, _, h, w) = inputs.dims4()?;
-    let maps = |model: &Model| -> Result<Vec<Vec<f32>>> {
-        let display = method
-            .attribute(model, inputs, targets)?
-            .display((h, w), ChannelReduction::Sum)?
-            .abs()?;
+    let compared = |maps: &Attribution| -> Result<Vec<Vec<f32>>> {
+        let display = maps.display((h, w), ChannelReduction::Sum)?.abs()?;
         Ok(display
             .flatten_from(1)?
             .to_dtype(DType::F32)?
             .to_vec2::<f32>()?)
     };
-    let original = maps(model)?;
+    let original = compared(trained)?;
     let mut parameters = model.parameters().to_vec();
     let layers = weighted_layers(&parameters);
     ensure!(!layers.is_empty(), "the model has no layers to randomize");
@@ -70,7 +69,8 @@ pub fn cascading_randomization(
                 *t = Tensor::from_vec(values, t.shape(), t.device())?.to_dtype(t.dtype())?;
             }
         }
-        let randomized = maps(&model.with_parameters(parameters.clone())?)?;
+        let random_model = model.with_parameters(parameters.clone())?;
+        let randomized = compared(&method.attribute(&random_model, inputs, targets)?)?;
         let spearman = original
             .iter()
             .zip(&randomized)
