@@ -9,6 +9,8 @@
 //! A custom op with only a CPU forward would break on CUDA; copying storage is the
 //! same code on every backend.
 
+use std::sync::Arc;
+
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
@@ -648,17 +650,18 @@ pub(crate) fn as_symmetric(x: &Tensor, padding: Padding) -> Result<(Tensor, usiz
 
 /// A 2-D convolution of one group (square kernel), plus `bias` if given, then
 /// `activation` if given, with a backward pass that computes only the gradients
-/// needed: on the CPU, one [`cpu::conv2d`] op; elsewhere Candle's forward.
+/// needed: on the CPU, one [`cpu::conv2d`] op, which keeps what it makes from a
+/// kernel that never changes in `cache`; elsewhere Candle's forward.
 pub(crate) fn conv2d(
     x: &Tensor,
-    w: &Tensor,
+    (w, cache): (&Tensor, Option<&Arc<cpu::KernelCache>>),
     bias: Option<&Tensor>,
     (padding, stride): (Padding, usize),
     activation: Option<Activation>,
 ) -> Result<Tensor> {
     if cpu::applies(x) {
         let geometry = geometry(x, (w, bias), padding, stride, 1)?;
-        return cpu::conv2d(x, w, bias, geometry, activation);
+        return cpu::conv2d(x, (w, cache), bias, geometry, activation);
     }
     activate(conv2d_candle(x, w, bias, padding, stride)?, activation)
 }
@@ -826,13 +829,13 @@ mod conv_tests {
         let cases: [(&str, Convolution, Tensor, Option<&Tensor>); 4] = [
             (
                 "dense, wrong input channels",
-                conv2d,
+                |x, w, b, g, a| conv2d(x, (w, None), b, g, a),
                 kernel(&[4, 3, 3, 3]),
                 None,
             ),
             (
                 "dense, wrong bias",
-                conv2d,
+                |x, w, b, g, a| conv2d(x, (w, None), b, g, a),
                 kernel(&[4, 4, 3, 3]),
                 Some(&bias),
             ),
@@ -856,7 +859,7 @@ mod conv_tests {
         assert!(
             conv2d(
                 &tiny,
-                &kernel(&[4, 4, 7, 7]),
+                (&kernel(&[4, 4, 7, 7]), None),
                 None,
                 ([(0, 0), (0, 0)], 1),
                 None
@@ -874,8 +877,13 @@ mod conv_tests {
     /// convolution followed by the rectifier's own op.
     #[test]
     fn convolutions_match_candle() {
-        let implementations: [(&str, Convolution, bool); 4] = [
-            ("cpu conv", conv2d, false),
+        let implementations: [(&str, Convolution, bool); 5] = [
+            (
+                "cpu conv",
+                |x, w, b, g, a| conv2d(x, (w, None), b, g, a),
+                false,
+            ),
+            ("cpu conv, cached kernels", cached_conv2d, false),
             (
                 "candle-forward conv",
                 |x, w, b, (p, s), a| activate(conv2d_candle(x, w, b, p, s)?, a),
@@ -925,6 +933,23 @@ mod conv_tests {
                 }
             }
         }
+    }
+
+    /// [`conv2d`] with a kernel cache, in its second call: the first call, and a
+    /// backward pass from it, have made the kernel's transforms for both directions.
+    fn cached_conv2d(
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        geometry: (Padding, usize),
+        activation: Option<Activation>,
+    ) -> Result<Tensor> {
+        let cache = Arc::default();
+        let kernel = (w, Some(&cache));
+        conv2d(x, kernel, bias, geometry, activation)?
+            .sum_all()?
+            .backward()?;
+        conv2d(x, kernel, bias, geometry, activation)
     }
 
     fn check(

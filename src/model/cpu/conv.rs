@@ -13,13 +13,15 @@
 //! stride-1 convolutions, which are such convolutions themselves, go to
 //! [`super::winograd`] where the output is large enough.
 
+use std::sync::Arc;
+
 use candle_core::{Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::conv_op::{self, Convolution};
 use super::matmul::{Mat, matmul};
-use super::winograd;
+use super::winograd::{self, KernelCache};
 use super::{Element, for_each_chunk, with_scratch, zero};
 use crate::model::ops::Activation;
 
@@ -181,20 +183,18 @@ fn is_parallel(parallelism: Parallelism) -> bool {
     matches!(parallelism, Parallelism::Rayon(_))
 }
 
-fn forward<T: Element>(g: &ConvGeometry, n: usize, x: &[T], kernel: &[T], bias: &[T]) -> Vec<T> {
-    let mut out = vec![zero(); n * g.sample_out()];
+fn forward<T: Element>(
+    g: &ConvGeometry,
+    n: usize,
+    x: &[T],
+    (kernel, cache): (&[T], Option<&KernelCache>),
+    bias: &[T],
+) -> Vec<T> {
     if let Some(plan) = winograd::plan(g) {
-        let u = plan.transform_kernel(g, kernel);
-        per_sample(
-            n,
-            x,
-            g.sample_in(),
-            &mut out,
-            g.sample_out(),
-            |x, out, par| plan.sample(g, &u, x, bias, out, par),
-        );
-        return out;
+        let u = KernelCache::get_or_make(cache, plan, false, || plan.transform_kernel(g, kernel));
+        return winograd_forward(g, plan, n, x, &u, bias);
     }
+    let mut out = vec![zero(); n * g.sample_out()];
     let kernel = Mat::new(kernel, g.c_out, g.patch());
     per_sample(
         n,
@@ -220,10 +220,31 @@ fn forward<T: Element>(g: &ConvGeometry, n: usize, x: &[T], kernel: &[T], bias: 
     out
 }
 
+/// [`forward`] by `plan`, given the kernel it transformed.
+fn winograd_forward<T: Element>(
+    g: &ConvGeometry,
+    plan: winograd::Plan,
+    n: usize,
+    x: &[T],
+    u: &[T],
+    bias: &[T],
+) -> Vec<T> {
+    let mut out = vec![zero(); n * g.sample_out()];
+    per_sample(
+        n,
+        x,
+        g.sample_in(),
+        &mut out,
+        g.sample_out(),
+        |x, out, par| plan.sample(g, u, x, bias, out, par),
+    );
+    out
+}
+
 /// For a stride-1 convolution: the convolution whose forward pass is its input
-/// gradient (kernel flipped, channel axes swapped, padded by `k - 1 - p`), if the
-/// Winograd path computes it.
-fn winograd_gradient(g: &ConvGeometry) -> Option<ConvGeometry> {
+/// gradient (kernel flipped, channel axes swapped, padded by `k - 1 - p`) and its
+/// plan, if the Winograd path computes it.
+fn winograd_gradient(g: &ConvGeometry) -> Option<(ConvGeometry, winograd::Plan)> {
     let backward = ConvGeometry {
         c_in: g.c_out,
         h: g.oh,
@@ -236,7 +257,10 @@ fn winograd_gradient(g: &ConvGeometry) -> Option<ConvGeometry> {
         oh: g.h,
         ow: g.w,
     };
-    (g.stride == 1 && winograd::plan(&backward).is_some()).then_some(backward)
+    if g.stride != 1 {
+        return None;
+    }
+    winograd::plan(&backward).map(|plan| (backward, plan))
 }
 
 /// `kernel: [C_out, C_in, k, k]` flipped in both spatial axes, as `[C_in, C_out, k, k]`.
@@ -255,10 +279,17 @@ fn flip_transpose<T: Element>(g: &ConvGeometry, kernel: &[T]) -> Vec<T> {
     flipped
 }
 
-fn input_grad<T: Element>(g: &ConvGeometry, n: usize, grad: &[T], kernel: &[T]) -> Vec<T> {
-    if let Some(backward) = winograd_gradient(g) {
-        let flipped = flip_transpose(g, kernel);
-        return forward(&backward, n, grad, &flipped, &vec![zero(); g.c_in]);
+fn input_grad<T: Element>(
+    g: &ConvGeometry,
+    n: usize,
+    grad: &[T],
+    (kernel, cache): (&[T], Option<&KernelCache>),
+) -> Vec<T> {
+    if let Some((backward, plan)) = winograd_gradient(g) {
+        let u = KernelCache::get_or_make(cache, plan, true, || {
+            plan.transform_kernel(&backward, &flip_transpose(g, kernel))
+        });
+        return winograd_forward(&backward, plan, n, grad, &u, &vec![zero(); g.c_in]);
     }
     let mut dx = vec![zero(); n * g.sample_in()];
     let kernel_t = Mat::new(kernel, g.c_out, g.patch()).t();
@@ -308,19 +339,27 @@ fn kernel_grad<T: Element>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Vec<T> {
 }
 
 /// The convolution of `x: [N, C_in, H, W]` with `kernel: [C_out, C_in, k, k]`, plus
-/// `bias: [C_out]` if given, then `activation` if given.
+/// `bias: [C_out]` if given, then `activation` if given. `cache`, for a kernel that
+/// never changes, keeps what is made from the kernel for the next call.
 pub(crate) fn conv2d(
     x: &Tensor,
-    kernel: &Tensor,
+    (kernel, cache): (&Tensor, Option<&Arc<KernelCache>>),
     bias: Option<&Tensor>,
     g: ConvGeometry,
     activation: Option<Activation>,
 ) -> Result<Tensor> {
-    conv_op::apply(Dense(g), x, kernel, bias, activation)
+    let dense = Dense {
+        geometry: g,
+        cache: cache.cloned(),
+    };
+    conv_op::apply(dense, x, kernel, bias, activation)
 }
 
-#[derive(Clone, Copy)]
-struct Dense(ConvGeometry);
+#[derive(Clone)]
+struct Dense {
+    geometry: ConvGeometry,
+    cache: Option<Arc<KernelCache>>,
+}
 
 impl Convolution for Dense {
     const NAMES: [&'static str; 3] = [
@@ -330,23 +369,24 @@ impl Convolution for Dense {
     ];
 
     fn geometry(&self) -> &ConvGeometry {
-        &self.0
+        &self.geometry
     }
 
     fn kernel_shape(&self) -> Shape {
-        let g = &self.0;
+        let g = &self.geometry;
         (g.c_out, g.c_in, g.k, g.k).into()
     }
 
     fn forward<T: Element>(&self, n: usize, x: &[T], kernel: &[T], bias: &[T]) -> Vec<T> {
-        forward(&self.0, n, x, kernel, bias)
+        let kernel = (kernel, self.cache.as_deref());
+        forward(&self.geometry, n, x, kernel, bias)
     }
 
     fn input_grad<T: Element>(&self, n: usize, grad: &[T], kernel: &[T]) -> Vec<T> {
-        input_grad(&self.0, n, grad, kernel)
+        input_grad(&self.geometry, n, grad, (kernel, self.cache.as_deref()))
     }
 
     fn kernel_grad<T: Element>(&self, x: &[T], grad: &[T]) -> Vec<T> {
-        kernel_grad(&self.0, x, grad)
+        kernel_grad(&self.geometry, x, grad)
     }
 }

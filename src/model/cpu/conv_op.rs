@@ -8,7 +8,7 @@ use super::{ConvGeometry, Element, by_dtype, elements};
 use crate::model::ops::Activation;
 
 /// A convolution's computations on contiguous slices of one element type.
-pub(super) trait Convolution: Copy + Send + Sync + 'static {
+pub(super) trait Convolution: Clone + Send + Sync + 'static {
     /// Op names: forward, input gradient, kernel gradient.
     const NAMES: [&'static str; 3];
     fn geometry(&self) -> &ConvGeometry;
@@ -99,11 +99,14 @@ impl<C: Convolution> CustomOp3 for Forward<C> {
         };
         let gx = x
             .track_op()
-            .then(|| grad.apply_op2_no_bwd(&w.detach(), &InputGrad(self.conv)))
+            .then(|| grad.apply_op2_no_bwd(&w.detach(), &InputGrad(self.conv.clone())))
             .transpose()?;
         let gw = w
             .track_op()
-            .then(|| x.detach().apply_op2_no_bwd(&grad, &KernelGrad(self.conv)))
+            .then(|| {
+                x.detach()
+                    .apply_op2_no_bwd(&grad, &KernelGrad(self.conv.clone()))
+            })
             .transpose()?;
         let gb = b.track_op().then(|| grad.sum((0, 2, 3))).transpose()?;
         Ok((gx, gw, gb))
