@@ -915,7 +915,7 @@ mod conv_tests {
             (5, 2, [(1, 2), (2, 1)], (9, 8)),
             (3, 2, [(0, 0), (0, 0)], (10, 10)),
             // With 16 channels (from here on), the Winograd paths, odd edges:
-            // F(2x2) (>= 32 tiles), then F(4x4) (>= 196 tiles).
+            // F(2x2) (>= 32 tiles), then F(4x4) (>= 49 tiles).
             (3, 1, [(1, 1), (1, 1)], (16, 13)),
             (3, 1, [(0, 2), (1, 1)], (12, 15)),
             (3, 1, [(1, 1), (1, 1)], (55, 53)),

@@ -8,7 +8,7 @@
 //! so does their input gradient.
 //!
 //! Both need 16 or more channels each way (see [`plan`]); F(4x4, 3x3) serves maps
-//! of 56 px and up, F(2x2, 3x3) the rest with at least 32 of its tiles; below that
+//! of 28 px and up, F(2x2, 3x3) the rest with at least 32 of its tiles; below that
 //! the products are too thin to run at speed and im2col serves (measured for
 //! F(2x2): 2.7 ms against im2col's 2.4 ms for 512 channels at 7x7). A loaded
 //! model's kernels never change, so their transforms are made once ([`KernelCache`]).
@@ -130,20 +130,21 @@ pub(super) enum Plan {
 /// The algorithm for `g`, if any. Only where both channel counts are 16 or more:
 /// on VGG's first layer (3 -> 64 channels at 224 px) F(2x2) took 14.8 ms against
 /// im2col's 3.5, and 8.5 against 3.7 for its input gradient (in-process, one
-/// sample). Then F(4x4) for maps of at least 196 of its tiles (56 px and up), F(2x2)
+/// sample). Then F(4x4) for maps of at least 49 of its tiles (28 px and up), F(2x2)
 /// for the rest with at least 32 of its tiles. The choice depends on the geometry
 /// only, never on the batch size, so that a sample's result does not depend on what
-/// else is in its batch (the two round differently). Measured per sample,
-/// in-process, F(2x2) -> F(4x4), kernel transform included: 256 -> 256 channels at
-/// 56 px 12.3 -> 11.2 ms, 128 -> 128 at 112 px 16.1 -> 15.0, 64 -> 64 at 224 px 25.6
-/// -> 26.0; but 512 -> 512 at 28 px 13.2 -> 20.4 and at 14 px 6.1 -> 14.7 (F(4x4)'s
-/// kernel is 2.25x larger and its products thinner). ResNet-18 forward + gradient
-/// at batch 16 (`bench engine`, two alternating runs): 857 / 886 -> 784 / 803 ms.
+/// else is in its batch (the two round differently). With transformed kernels kept
+/// ([`KernelCache`]), per sample in-process, F(2x2) -> F(4x4), ms on one thread / two:
+/// at 28 px 128 -> 128 channels 1.62 -> 1.31 / 0.85 -> 0.67, 256 -> 256 6.5 -> 4.6 /
+/// 3.1 -> 2.2, 512 -> 512 21.0 -> 15.4 / 10.8 -> 7.8; at 14 px mixed: 512 -> 512
+/// 6.1 -> 5.6 / 3.0 -> 3.0, 256 -> 256 1.58 -> 1.41, 128 -> 128 0.48 -> 0.52 (a
+/// 14 px map is 3.5 tiles of 4 wide). (Transforming the kernel per call, F(4x4) had
+/// lost at 28 px: 13.2 -> 20.4 ms for 512 channels; its kernel is 2.25x larger.)
 pub(super) fn plan(g: &ConvGeometry) -> Option<Plan> {
     if g.k != 3 || g.stride != 1 || g.c_in.min(g.c_out) < 16 {
         return None;
     }
-    if tile_count::<F4>(g) >= 196 {
+    if tile_count::<F4>(g) >= 49 {
         Some(Plan::F4)
     } else if tile_count::<F2>(g) >= 32 {
         Some(Plan::F2)
