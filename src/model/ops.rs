@@ -903,7 +903,7 @@ mod conv_tests {
             Some((Rectifier::Relu, BackwardRule::DeconvNet)),
         ]
         .map(|a| a.map(|(kind, rule)| Activation { kind, rule }));
-        let cases: [(usize, usize, Padding, (usize, usize)); 13] = [
+        let cases: [(usize, usize, Padding, (usize, usize)); 14] = [
             (3, 1, [(1, 1), (1, 1)], (9, 7)),
             (3, 2, [(1, 1), (1, 1)], (9, 9)),
             (7, 2, [(3, 3), (3, 3)], (16, 13)),
@@ -915,9 +915,11 @@ mod conv_tests {
             (5, 2, [(1, 2), (2, 1)], (9, 8)),
             (3, 2, [(0, 0), (0, 0)], (10, 10)),
             // With 16 channels (from here on), the Winograd paths, odd edges:
-            // F(2x2) (>= 32 tiles), then F(4x4) (>= 49 tiles).
+            // F(2x2) (>= 32 tiles), then F(4x4) (>= 49 tiles). Their transforms go
+            // 8 tiles at a time: 56, 48 and 49 tiles, and 196 of F(4x4)'s.
             (3, 1, [(1, 1), (1, 1)], (16, 13)),
             (3, 1, [(0, 2), (1, 1)], (12, 15)),
+            (3, 1, [(1, 1), (1, 1)], (14, 14)),
             (3, 1, [(1, 1), (1, 1)], (55, 53)),
         ];
         for (name, ours, depthwise) in implementations {

@@ -15,25 +15,14 @@ use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::conv_op::{self, Convolution};
-use super::{ConvGeometry, Element, dot, with_scratch, zero};
+use super::{ConvGeometry, Element, dot, with_avx2, with_scratch, zero};
 use crate::model::ops::Activation;
 
 /// `out[i] = init + sum over (offset, w) in taps of w * src[offset + i]`, the taps
 /// added in order. Outputs go in blocks that stay in registers across all the taps:
 /// one pass over `out` instead of one read-modify-write pass per tap.
 fn correlate<T: Element>(src: &[T], taps: &[(usize, T)], init: T, out: &mut [T]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2.
-        return unsafe { correlate_avx2(src, taps, init, out) };
-    }
-    correlate_any(src, taps, init, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn correlate_avx2<T: Element>(src: &[T], taps: &[(usize, T)], init: T, out: &mut [T]) {
-    correlate_any(src, taps, init, out)
+    with_avx2!(correlate_any(src, taps, init, out))
 }
 
 #[inline(always)]

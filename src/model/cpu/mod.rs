@@ -67,6 +67,25 @@ macro_rules! by_dtype {
 }
 pub(crate) use by_dtype;
 
+/// Runs `$body`, a call of an `#[inline(always)]` function, compiled for AVX2 where
+/// the CPU has it (the crate is built for baseline x86-64, whose vectors are half as
+/// wide), else as it is.
+macro_rules! with_avx2 {
+    ($body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            // SAFETY: the CPU has AVX2.
+            return unsafe { avx2(|| $body) };
+        }
+        $body
+    }};
+}
+pub(crate) use with_avx2;
+
 /// The elements `layout` selects from `storage`, which must be contiguous (the
 /// callers make their inputs contiguous before applying an op) and of type `T`.
 fn elements<'a, T: Element>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [T]> {

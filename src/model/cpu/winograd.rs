@@ -24,13 +24,14 @@
 //! 0 1 -1 8 -8 1]`.
 
 use std::any::{Any, TypeId};
+use std::ops::{Add, Mul, Sub};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use gemm::Parallelism;
 
 use super::conv::ConvGeometry;
 use super::matmul::{Mat, matmul};
-use super::{Element, for_each_chunk, with_scratch, zero};
+use super::{Element, for_each_chunk, with_avx2, with_scratch, zero};
 
 /// One F(m x m, 3x3) algorithm: its one-dimensional transforms, applied along both
 /// axes. Arrays are sized for the largest tile; entries past `N` (or `M`) are unused.
@@ -40,11 +41,81 @@ trait Tiling {
     /// Output tile side, `m`.
     const M: usize;
     /// `G w` for a kernel row or column.
-    fn kernel<T: Element>(w: [T; 3]) -> [T; 6];
+    fn kernel<V: Value>(w: [V; 3]) -> [V; 6];
     /// `Bᵀ d` for an input tile row or column.
-    fn input<T: Element>(d: [T; 6]) -> [T; 6];
+    fn input<V: Value>(d: [V; 6]) -> [V; 6];
     /// `Aᵀ m` for a product row or column.
-    fn output<T: Element>(m: [T; 6]) -> [T; 4];
+    fn output<V: Value>(m: [V; 6]) -> [V; 4];
+}
+
+/// What the transforms compute with: one number ([`Element`]; the kernel's), or the
+/// same entry of [`LANES`] tiles ([`Lanes`]; the input's and output's).
+trait Value: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> {
+    /// `c` (in every lane).
+    fn splat(c: f64) -> Self;
+}
+
+impl<T: Element> Value for T {
+    #[inline(always)]
+    fn splat(c: f64) -> Self {
+        T::from_f64(c)
+    }
+}
+
+/// Tiles transformed together: one AVX2 register of f32.
+const LANES: usize = 8;
+
+/// One entry of [`LANES`] consecutive tiles. The input and output transforms run on
+/// these, so that each step of their arithmetic serves [`LANES`] tiles as one vector
+/// operation and each entry is stored (or loaded) for all of them at once: tile by
+/// tile, they were scalar code, 14% of a ResNet-18 forward + gradient.
+#[derive(Clone, Copy)]
+struct Lanes<T>([T; LANES]);
+
+impl<T: Element> Value for Lanes<T> {
+    #[inline(always)]
+    fn splat(c: f64) -> Self {
+        Lanes([T::from_f64(c); LANES])
+    }
+}
+
+/// Lane-wise `+`, `-`, `*`.
+macro_rules! lane_wise {
+    ($($op:ident $f:ident),*) => {$(
+        impl<T: Element> $op for Lanes<T> {
+            type Output = Self;
+            #[inline(always)]
+            fn $f(self, rhs: Self) -> Self {
+                // A loop: `array::from_fn`'s closure is left uninlined.
+                let mut out = self.0;
+                for (o, r) in out.iter_mut().zip(rhs.0) {
+                    *o = o.$f(r);
+                }
+                Lanes(out)
+            }
+        }
+    )*};
+}
+lane_wise!(Add add, Sub sub, Mul mul);
+
+impl<T: Element> Lanes<T> {
+    /// The first `lanes` elements of `src` (the other lanes keep their values).
+    #[inline(always)]
+    fn load(&mut self, src: &[T], lanes: usize) {
+        match lanes {
+            LANES => self.0.copy_from_slice(&src[..LANES]),
+            _ => self.0[..lanes].copy_from_slice(&src[..lanes]),
+        }
+    }
+
+    /// Writes the first `lanes` lanes to the start of `dst`.
+    #[inline(always)]
+    fn store(&self, dst: &mut [T], lanes: usize) {
+        match lanes {
+            LANES => dst[..LANES].copy_from_slice(&self.0),
+            _ => dst[..lanes].copy_from_slice(&self.0[..lanes]),
+        }
+    }
 }
 
 /// F(2x2, 3x3).
@@ -55,19 +126,21 @@ impl Tiling for F2 {
     const M: usize = 2;
 
     #[inline(always)]
-    fn kernel<T: Element>([a, b, c]: [T; 3]) -> [T; 6] {
-        let half = T::from_f64(0.5);
-        [a, (a + b + c) * half, (a - b + c) * half, c, zero(), zero()]
+    fn kernel<V: Value>([a, b, c]: [V; 3]) -> [V; 6] {
+        let (half, zero) = (V::splat(0.5), V::splat(0.0));
+        [a, (a + b + c) * half, (a - b + c) * half, c, zero, zero]
     }
 
     #[inline(always)]
-    fn input<T: Element>([d0, d1, d2, d3, ..]: [T; 6]) -> [T; 6] {
-        [d0 - d2, d1 + d2, d2 - d1, d1 - d3, zero(), zero()]
+    fn input<V: Value>([d0, d1, d2, d3, ..]: [V; 6]) -> [V; 6] {
+        let zero = V::splat(0.0);
+        [d0 - d2, d1 + d2, d2 - d1, d1 - d3, zero, zero]
     }
 
     #[inline(always)]
-    fn output<T: Element>([m0, m1, m2, m3, ..]: [T; 6]) -> [T; 4] {
-        [m0 + m1 + m2, m1 - m2 - m3, zero(), zero()]
+    fn output<V: Value>([m0, m1, m2, m3, ..]: [V; 6]) -> [V; 4] {
+        let zero = V::splat(0.0);
+        [m0 + m1 + m2, m1 - m2 - m3, zero, zero]
     }
 }
 
@@ -79,8 +152,8 @@ impl Tiling for F4 {
     const M: usize = 4;
 
     #[inline(always)]
-    fn kernel<T: Element>([a, b, c]: [T; 3]) -> [T; 6] {
-        let k = T::from_f64;
+    fn kernel<V: Value>([a, b, c]: [V; 3]) -> [V; 6] {
+        let k = V::splat;
         let (sum, alternating) = (a + b + c, a - b + c);
         let (outer, middle) = (a * k(1.0 / 24.0) + c * k(1.0 / 6.0), b * k(1.0 / 12.0));
         [
@@ -94,8 +167,8 @@ impl Tiling for F4 {
     }
 
     #[inline(always)]
-    fn input<T: Element>([d0, d1, d2, d3, d4, d5]: [T; 6]) -> [T; 6] {
-        let k = T::from_f64;
+    fn input<V: Value>([d0, d1, d2, d3, d4, d5]: [V; 6]) -> [V; 6] {
+        let k = V::splat;
         let (four, five, two) = (k(4.0), k(5.0), k(2.0));
         [
             four * d0 - five * d2 + d4,
@@ -108,8 +181,8 @@ impl Tiling for F4 {
     }
 
     #[inline(always)]
-    fn output<T: Element>([m0, m1, m2, m3, m4, m5]: [T; 6]) -> [T; 4] {
-        let k = T::from_f64;
+    fn output<V: Value>([m0, m1, m2, m3, m4, m5]: [V; 6]) -> [V; 4] {
+        let k = V::splat;
         let (sum12, diff12, sum34, diff34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
         [
             m0 + sum12 + sum34,
@@ -279,58 +352,84 @@ fn kernel_of<W: Tiling, T: Element>(g: &ConvGeometry, kernel: &[T]) -> Vec<T> {
 }
 
 /// `V = Bᵀ d B` for every input tile `d` of one channel `plane`, into
-/// `v: [N²][tiles]`.
+/// `v: [N²][tiles]`, [`LANES`] consecutive tiles at a time.
 fn transform_input<W: Tiling, T: Element>(g: &ConvGeometry, plane: &[T], v: &mut [T]) {
+    with_avx2!(transform_input_lanes::<W, T>(g, plane, v))
+}
+
+#[inline(always)]
+fn transform_input_lanes<W: Tiling, T: Element>(g: &ConvGeometry, plane: &[T], v: &mut [T]) {
     let (th, tw) = tiles::<W>(g);
     let count = th * tw;
-    // Tile (ty, tx) covers rows M ty .. M ty + N and the same columns of the padded
-    // image, whose pixel (y, x) is the plane's (y - top, x - left), zero outside.
-    let at = |y: usize, x: usize| -> T {
-        match (y.checked_sub(g.top), x.checked_sub(g.left)) {
-            (Some(y), Some(x)) if y < g.h && x < g.w => plane[y * g.w + x],
-            _ => zero(),
-        }
-    };
     let inside =
         |start: usize, before: usize, len: usize| start >= before && start + W::N <= len + before;
-    for ty in 0..th {
-        for tx in 0..tw {
+    // Lanes past the last tile keep stale values; they are never stored.
+    let mut d = [[Lanes::splat(0.0); 6]; 6];
+    let mut columns = [[Lanes::splat(0.0); 6]; 6];
+    for first in (0..count).step_by(LANES) {
+        let lanes = LANES.min(count - first);
+        for l in 0..lanes {
+            // Tile (ty, tx) covers rows M ty .. M ty + N and the same columns of the
+            // padded image, whose pixel (y, x) is the plane's (y - top, x - left).
+            let (ty, tx) = ((first + l) / tw, (first + l) % tw);
             let (y, x) = (W::M * ty, W::M * tx);
-            let mut d = [[zero(); 6]; 6];
             if inside(y, g.top, g.h) && inside(x, g.left, g.w) {
                 // Interior tiles (nearly all): N row reads, no bounds logic.
                 let base = (y - g.top) * g.w + x - g.left;
                 for (r, d) in d.iter_mut().take(W::N).enumerate() {
-                    d[..W::N].copy_from_slice(&plane[base + r * g.w..][..W::N]);
+                    let row = &plane[base + r * g.w..][..W::N];
+                    for (d, &p) in d.iter_mut().zip(row) {
+                        d.0[l] = p;
+                    }
                 }
             } else {
                 for (r, d) in d.iter_mut().take(W::N).enumerate() {
                     for (c, d) in d.iter_mut().take(W::N).enumerate() {
-                        *d = at(y + r, x + c);
+                        d.0[l] = padded(g, plane, y + r, x + c);
                     }
                 }
             }
-            // Bᵀ d: transform the columns (column c of the result is columns[c]);
-            // then each row of the result.
-            let mut columns = [[zero(); 6]; 6];
-            for (c, column) in columns.iter_mut().enumerate().take(W::N) {
-                *column = W::input([d[0][c], d[1][c], d[2][c], d[3][c], d[4][c], d[5][c]]);
-            }
-            let tile = ty * tw + tx;
-            for r in 0..W::N {
-                let t = &columns;
-                let row = W::input([t[0][r], t[1][r], t[2][r], t[3][r], t[4][r], t[5][r]]);
-                for c in 0..W::N {
-                    v[(r * W::N + c) * count + tile] = row[c];
-                }
+        }
+        // Bᵀ d: transform the columns (column c of the result is columns[c]);
+        // then each row of the result.
+        for (c, column) in columns.iter_mut().enumerate().take(W::N) {
+            *column = W::input([d[0][c], d[1][c], d[2][c], d[3][c], d[4][c], d[5][c]]);
+        }
+        for r in 0..W::N {
+            let t = &columns;
+            let row = W::input([t[0][r], t[1][r], t[2][r], t[3][r], t[4][r], t[5][r]]);
+            for (c, entry) in row.iter().enumerate().take(W::N) {
+                entry.store(&mut v[(r * W::N + c) * count + first..], lanes);
             }
         }
     }
 }
 
+/// Pixel `(y, x)` of `plane` padded by `g`: the plane's `(y - top, x - left)`, zero
+/// outside.
+#[inline(always)]
+fn padded<T: Element>(g: &ConvGeometry, plane: &[T], y: usize, x: usize) -> T {
+    match (y.checked_sub(g.top), x.checked_sub(g.left)) {
+        (Some(y), Some(x)) if y < g.h && x < g.w => plane[y * g.w + x],
+        _ => zero(),
+    }
+}
+
 /// `Y = Aᵀ m A + bias` for output channel `o`'s tiles, from `m: [N²][C_out][tiles]`,
-/// written into its `oh x ow` plane (tiles past the edge are cut).
+/// written into its `oh x ow` plane (tiles past the edge are cut), [`LANES`]
+/// consecutive tiles at a time.
 fn transform_output<W: Tiling, T: Element>(
+    g: &ConvGeometry,
+    m: &[T],
+    o: usize,
+    bias: T,
+    out: &mut [T],
+) {
+    with_avx2!(transform_output_lanes::<W, T>(g, m, o, bias, out))
+}
+
+#[inline(always)]
+fn transform_output_lanes<W: Tiling, T: Element>(
     g: &ConvGeometry,
     m: &[T],
     o: usize,
@@ -339,34 +438,34 @@ fn transform_output<W: Tiling, T: Element>(
 ) {
     let (th, tw) = tiles::<W>(g);
     let count = th * tw;
-    let entry = |e: usize, tile: usize| m[(e * g.c_out + o) * count + tile];
-    for ty in 0..th {
-        for tx in 0..tw {
-            let tile = ty * tw + tx;
-            let mut product = [[zero(); 6]; 6];
-            for (r, row) in product.iter_mut().enumerate().take(W::N) {
-                for (c, p) in row.iter_mut().enumerate().take(W::N) {
-                    *p = entry(r * W::N + c, tile);
-                }
+    let mut product = [[Lanes::splat(0.0); 6]; 6];
+    let mut columns = [[Lanes::splat(0.0); 4]; 6];
+    for first in (0..count).step_by(LANES) {
+        let lanes = LANES.min(count - first);
+        for (r, row) in product.iter_mut().enumerate().take(W::N) {
+            for (c, p) in row.iter_mut().enumerate().take(W::N) {
+                let e = r * W::N + c;
+                p.load(&m[(e * g.c_out + o) * count + first..], lanes);
             }
-            // Aᵀ m: transform the columns (column c of the result is columns[c]);
-            // then each row of the result.
-            let mut columns = [[zero(); 4]; 6];
-            for (c, column) in columns.iter_mut().enumerate().take(W::N) {
-                let p = &product;
-                *column = W::output([p[0][c], p[1][c], p[2][c], p[3][c], p[4][c], p[5][c]]);
-            }
-            for dy in 0..W::M {
-                let y = W::M * ty + dy;
+        }
+        // Aᵀ m: transform the columns (column c of the result is columns[c]);
+        // then each row of the result.
+        for (c, column) in columns.iter_mut().enumerate().take(W::N) {
+            let p = &product;
+            *column = W::output([p[0][c], p[1][c], p[2][c], p[3][c], p[4][c], p[5][c]]);
+        }
+        for dy in 0..W::M {
+            let t = &columns;
+            let row = W::output([t[0][dy], t[1][dy], t[2][dy], t[3][dy], t[4][dy], t[5][dy]]);
+            for l in 0..lanes {
+                let (ty, tx) = ((first + l) / tw, (first + l) % tw);
+                let (y, x) = (W::M * ty + dy, W::M * tx);
                 if y >= g.oh {
-                    break;
+                    continue;
                 }
-                let t = &columns;
-                let row = W::output([t[0][dy], t[1][dy], t[2][dy], t[3][dy], t[4][dy], t[5][dy]]);
-                let x = W::M * tx;
                 let width = W::M.min(g.ow - x);
-                for (o, &v) in out[y * g.ow + x..][..width].iter_mut().zip(&row) {
-                    *o = v + bias;
+                for (o, entry) in out[y * g.ow + x..][..width].iter_mut().zip(&row) {
+                    *o = entry.0[l] + bias;
                 }
             }
         }
