@@ -32,8 +32,8 @@ pub struct Args {
     /// Output folder.
     #[arg(long, short, default_value = "explain")]
     output: PathBuf,
-    /// Also print the heatmaps in the terminal (kitty or iTerm2 graphics, else half
-    /// blocks).
+    /// Also print the heatmaps in the terminal (kitty or iTerm2 graphics, else sixel,
+    /// else half blocks).
     #[arg(long)]
     show: bool,
     /// Also write every raw map as float32 .npy.
