@@ -829,13 +829,13 @@ mod conv_tests {
         let cases: [(&str, Convolution, Tensor, Option<&Tensor>); 4] = [
             (
                 "dense, wrong input channels",
-                |x, w, b, g, a| conv2d(x, (w, None), b, g, a),
+                uncached_conv2d,
                 kernel(&[4, 3, 3, 3]),
                 None,
             ),
             (
                 "dense, wrong bias",
-                |x, w, b, g, a| conv2d(x, (w, None), b, g, a),
+                uncached_conv2d,
                 kernel(&[4, 4, 3, 3]),
                 Some(&bias),
             ),
@@ -878,11 +878,7 @@ mod conv_tests {
     #[test]
     fn convolutions_match_candle() {
         let implementations: [(&str, Convolution, bool); 5] = [
-            (
-                "cpu conv",
-                |x, w, b, g, a| conv2d(x, (w, None), b, g, a),
-                false,
-            ),
+            ("cpu conv", uncached_conv2d, false),
             ("cpu conv, cached kernels", cached_conv2d, false),
             (
                 "candle-forward conv",
@@ -935,6 +931,17 @@ mod conv_tests {
                 }
             }
         }
+    }
+
+    /// [`conv2d`] without a kernel cache (a trainable kernel's path).
+    fn uncached_conv2d(
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        geometry: (Padding, usize),
+        activation: Option<Activation>,
+    ) -> Result<Tensor> {
+        conv2d(x, (w, None), bias, geometry, activation)
     }
 
     /// [`conv2d`] with a kernel cache, in its second call: the first call, and a

@@ -440,8 +440,14 @@ fn transform_output_lanes<W: Tiling, T: Element>(
     let count = th * tw;
     let mut product = [[Lanes::splat(0.0); 6]; 6];
     let mut columns = [[Lanes::splat(0.0); 4]; 6];
+    let mut corners = [(0, 0); LANES];
     for first in (0..count).step_by(LANES) {
         let lanes = LANES.min(count - first);
+        // Each lane's tile's top-left output pixel.
+        for (l, corner) in corners.iter_mut().enumerate().take(lanes) {
+            let (ty, tx) = ((first + l) / tw, (first + l) % tw);
+            *corner = (W::M * ty, W::M * tx);
+        }
         for (r, row) in product.iter_mut().enumerate().take(W::N) {
             for (c, p) in row.iter_mut().enumerate().take(W::N) {
                 let e = r * W::N + c;
@@ -457,9 +463,8 @@ fn transform_output_lanes<W: Tiling, T: Element>(
         for dy in 0..W::M {
             let t = &columns;
             let row = W::output([t[0][dy], t[1][dy], t[2][dy], t[3][dy], t[4][dy], t[5][dy]]);
-            for l in 0..lanes {
-                let (ty, tx) = ((first + l) / tw, (first + l) % tw);
-                let (y, x) = (W::M * ty + dy, W::M * tx);
+            for (l, &(top, x)) in corners.iter().enumerate().take(lanes) {
+                let y = top + dy;
                 if y >= g.oh {
                     continue;
                 }
