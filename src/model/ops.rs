@@ -818,6 +818,36 @@ mod conv_tests {
         Option<Activation>,
     ) -> Result<Tensor>;
 
+    /// The Winograd paths put the tiles of several samples into one matrix product;
+    /// a sample's result must not depend on which others share its batch (the
+    /// algorithm, and so its rounding, is chosen by geometry alone). Value and input
+    /// gradient, in float32, alone and in batches whose groups run one after the
+    /// other (7 px: one group) and side by side (28 px, 9 samples: 3 groups of 3).
+    #[test]
+    fn a_sample_convolves_the_same_in_any_batch() {
+        let d = Device::Cpu;
+        for (side, n) in [(7, 5), (28, 9)] {
+            let x = Var::randn(0f32, 1., (n, 16, side, side), &d).unwrap();
+            let w = Tensor::randn(0f32, 1., (32, 16, 3, 3), &d).unwrap();
+            let cache = Arc::default();
+            let run = |x: &Var| {
+                let y = conv2d(x, (&w, Some(&cache)), None, ([(1, 1); 2], 1), None).unwrap();
+                let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                (y, grads.get(x).unwrap().clone())
+            };
+            let (y, dx) = run(&x);
+            for i in 0..n {
+                let (y_i, dx_i) = run(&Var::from_tensor(&x.narrow(0, i, 1).unwrap()).unwrap());
+                for (what, batched, alone) in [("value", &y, y_i), ("input grad", &dx, dx_i)] {
+                    let batched = batched.narrow(0, i, 1).unwrap();
+                    let diff = (batched - alone).unwrap().abs().unwrap();
+                    let diff = diff.max_all().unwrap().to_scalar::<f32>().unwrap();
+                    assert_eq!(diff, 0.0, "{what} of sample {i} of {n} at {side} px");
+                }
+            }
+        }
+    }
+
     /// Shapes the CPU kernels would index out of bounds with are errors, not panics.
     #[test]
     fn mismatched_shapes_are_errors() {
@@ -899,7 +929,7 @@ mod conv_tests {
             Some((Rectifier::Relu, BackwardRule::DeconvNet)),
         ]
         .map(|a| a.map(|(kind, rule)| Activation { kind, rule }));
-        let cases: [(usize, usize, Padding, (usize, usize)); 14] = [
+        let cases: [(usize, usize, Padding, (usize, usize)); 15] = [
             (3, 1, [(1, 1), (1, 1)], (9, 7)),
             (3, 2, [(1, 1), (1, 1)], (9, 9)),
             (7, 2, [(3, 3), (3, 3)], (16, 13)),
@@ -911,12 +941,14 @@ mod conv_tests {
             (5, 2, [(1, 2), (2, 1)], (9, 8)),
             (3, 2, [(0, 0), (0, 0)], (10, 10)),
             // With 16 channels (from here on), the Winograd paths, odd edges:
-            // F(2x2) (>= 32 tiles), then F(4x4) (>= 49 tiles). Their transforms go
-            // 8 tiles at a time: 56, 48 and 49 tiles, and 196 of F(4x4)'s.
+            // F(2x2) (where F(4x4) would pad more), then F(4x4). Their transforms go
+            // 8 tiles at a time: 56, 48 and 49 tiles, 196 of F(4x4)'s, and 4 of them
+            // per 7x7 sample (at batch 3 one product of 12 columns).
             (3, 1, [(1, 1), (1, 1)], (16, 13)),
             (3, 1, [(0, 2), (1, 1)], (12, 15)),
             (3, 1, [(1, 1), (1, 1)], (14, 14)),
             (3, 1, [(1, 1), (1, 1)], (55, 53)),
+            (3, 1, [(1, 1), (1, 1)], (7, 7)),
         ];
         for (name, ours, depthwise) in implementations {
             for (i, (k, stride, padding, size)) in cases.into_iter().enumerate() {

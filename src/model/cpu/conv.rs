@@ -146,19 +146,21 @@ fn col2im<T: Element>(g: &ConvGeometry, cols: &[T], dx: &mut [T], parallel: bool
     });
 }
 
-/// Runs `f(sample, input, output)` for every sample, `input`/`output` the samples'
-/// slices of size `in_len`/`out_len`, with the matrix-product parallelism to use:
-/// samples in parallel when there are enough to busy every thread, else one by one
-/// with each product parallel.
-fn per_sample<T: Element>(
-    n: usize,
+/// Runs `f(input, output, parallelism)` for every group of `group` samples (the last
+/// may hold fewer), `input`/`output` the group's slices (`in_len`/`out_len` per
+/// sample), with the matrix-product parallelism to use: groups in parallel when
+/// there are enough to busy every thread, else one by one with each product
+/// parallel.
+fn per_group<T: Element>(
+    (n, group): (usize, usize),
     input: &[T],
     in_len: usize,
     output: &mut [T],
     out_len: usize,
     f: impl Fn(&[T], &mut [T], Parallelism) + Sync,
 ) {
-    if n >= rayon::current_num_threads() {
+    let (in_len, out_len) = (in_len * group, out_len * group);
+    if n.div_ceil(group) >= rayon::current_num_threads() {
         output
             .par_chunks_mut(out_len)
             .zip(input.par_chunks(in_len))
@@ -196,8 +198,8 @@ fn forward<T: Element>(
     }
     let mut out = vec![zero(); n * g.sample_out()];
     let kernel = Mat::new(kernel, g.c_out, g.patch());
-    per_sample(
-        n,
+    per_group(
+        (n, 1),
         x,
         g.sample_in(),
         &mut out,
@@ -230,13 +232,13 @@ fn winograd_forward<T: Element>(
     bias: &[T],
 ) -> Vec<T> {
     let mut out = vec![zero(); n * g.sample_out()];
-    per_sample(
-        n,
+    per_group(
+        (n, plan.group(g, n)),
         x,
         g.sample_in(),
         &mut out,
         g.sample_out(),
-        |x, out, par| plan.sample(g, u, x, bias, out, par),
+        |x, out, par| plan.convolve(g, u, x, bias, out, par),
     );
     out
 }
@@ -289,12 +291,13 @@ fn input_grad<T: Element>(
         let u = KernelCache::get_or_make(cache, plan, true, || {
             plan.transform_kernel(&backward, &flip_transpose(g, kernel))
         });
-        return winograd_forward(&backward, plan, n, grad, &u, &vec![zero(); g.c_in]);
+        let bias = vec![zero(); g.c_in];
+        return winograd_forward(&backward, plan, n, grad, &u, &bias);
     }
     let mut dx = vec![zero(); n * g.sample_in()];
     let kernel_t = Mat::new(kernel, g.c_out, g.patch()).t();
-    per_sample(
-        n,
+    per_group(
+        (n, 1),
         grad,
         g.sample_out(),
         &mut dx,

@@ -8,9 +8,11 @@
 //! so does their input gradient.
 //!
 //! Both need 16 or more channels each way (see [`plan`]); F(4x4, 3x3) serves maps
-//! of 28 px and up, F(2x2, 3x3) the rest with at least 32 of its tiles; below that
-//! the products are too thin to run at speed and im2col serves (measured for
-//! F(2x2): 2.7 ms against im2col's 2.4 ms for 512 channels at 7x7). A loaded
+//! that it tiles with no more padding than F(2x2, 3x3), which serves the rest. Where
+//! a map has few tiles, the tiles of several samples share each product (a 7 px map
+//! has 4 of F(4x4)); where even the batch's tiles are too few, the products are too
+//! thin to run at speed and im2col serves (measured for F(2x2): 2.7 ms against
+//! im2col's 2.4 ms for 512 channels at 7x7, one sample). A loaded
 //! model's kernels never change, so their transforms are made once ([`KernelCache`]).
 //! F(4x4)'s transforms scale by up to 8 (`Aᵀ`) and 5 (`Bᵀ`), so its float32 rounding
 //! is larger than F(2x2)'s (largest float32 relative error in the engine reference
@@ -203,21 +205,34 @@ pub(super) enum Plan {
 /// The algorithm for `g`, if any. Only where both channel counts are 16 or more:
 /// on VGG's first layer (3 -> 64 channels at 224 px) F(2x2) took 14.8 ms against
 /// im2col's 3.5, and 8.5 against 3.7 for its input gradient (in-process, one
-/// sample). Then F(4x4) for maps of at least 49 of its tiles (28 px and up), F(2x2)
-/// for the rest with at least 32 of its tiles. The choice depends on the geometry
-/// only, never on the batch size, so that a sample's result does not depend on what
-/// else is in its batch (the two round differently). With transformed kernels kept
-/// ([`KernelCache`]), per sample in-process, F(2x2) -> F(4x4), ms on one thread / two:
-/// at 28 px 128 -> 128 channels 1.62 -> 1.31 / 0.85 -> 0.67, 256 -> 256 6.5 -> 4.6 /
-/// 3.1 -> 2.2, 512 -> 512 21.0 -> 15.4 / 10.8 -> 7.8; at 14 px mixed: 512 -> 512
-/// 6.1 -> 5.6 / 3.0 -> 3.0, 256 -> 256 1.58 -> 1.41, 128 -> 128 0.48 -> 0.52 (a
-/// 14 px map is 3.5 tiles of 4 wide). (Transforming the kernel per call, F(4x4) had
-/// lost at 28 px: 13.2 -> 20.4 ms for 512 channels; its kernel is 2.25x larger.)
+/// sample). Then F(4x4) where its tiles cover the map with no more padding than
+/// F(2x2)'s (so not at 14 px: 16 px against 14) and a map has 4 of them (7 px);
+/// else F(2x2) where a map has 32 of its tiles; else im2col.
+///
+/// The choice depends on the geometry only, never on the batch size: the
+/// algorithms round differently, and on images with flat regions (the demo world's
+/// backgrounds) equal activations become unequal in different ways, so max pooling
+/// routes the gradient to other pixels (on the demo model: saliency maps 4% apart
+/// when a batch of 4 picked F(4x4) where one sample picked F(2x2)). A single sample
+/// pays for it at 7 px, where its 4 tiles make thin products (ResNet-18 forward +
+/// gradient at batch 1, best of three runs: 42.7 -> 45.1 ms); the batches of
+/// SmoothGrad, integrated gradients and occlusion gain (see [`group_size`]).
+///
+/// Measured: with transformed kernels kept ([`KernelCache`]), per sample in-process,
+/// F(2x2) -> F(4x4), ms on one thread / two: at 28 px 128 -> 128 channels 1.62 ->
+/// 1.31 / 0.85 -> 0.67, 256 -> 256 6.5 -> 4.6 / 3.1 -> 2.2, 512 -> 512 21.0 -> 15.4 /
+/// 10.8 -> 7.8. ResNet-18 at batch 16, its three 3x3 convolutions per map size,
+/// forward (`bench engine` with per-op timers): at 14 px F(2x2) 36 ms, F(4x4) 43;
+/// at 7 px (512 channels) im2col 68, F(2x2) 38, F(4x4) 26, the last two with the
+/// batch's 16 samples in each product.
 pub(super) fn plan(g: &ConvGeometry) -> Option<Plan> {
     if g.k != 3 || g.stride != 1 || g.c_in.min(g.c_out) < 16 {
         return None;
     }
-    if tile_count::<F4>(g) >= 49 {
+    let covered = |side: usize, m: usize| side.div_ceil(m) * m;
+    let f4_fits = covered(g.oh, F4::M) <= covered(g.oh, F2::M)
+        && covered(g.ow, F4::M) <= covered(g.ow, F2::M);
+    if f4_fits && tile_count::<F4>(g) >= 4 {
         Some(Plan::F4)
     } else if tile_count::<F2>(g) >= 32 {
         Some(Plan::F2)
@@ -226,7 +241,35 @@ pub(super) fn plan(g: &ConvGeometry) -> Option<Plan> {
     }
 }
 
+/// Tiles a matrix product should have at least, where the batch allows.
+const GROUP_TILES: usize = 192;
+
+/// Samples per matrix product for maps of `count` tiles in a batch of `n`: one
+/// where a map alone has [`GROUP_TILES`], else enough for that many. A 7 px map has
+/// 4 tiles of F(4x4): alone, each of its products reads a 512 x 512 kernel matrix
+/// for 4 columns; the 16 samples of a batch together give 64. The batch is cut
+/// into groups of near-equal size, as many as a multiple of the thread count where
+/// they run side by side, so that no thread idles while another finishes a group.
+fn group_size(count: usize, n: usize) -> usize {
+    let n = n.max(1);
+    let threads = rayon::current_num_threads();
+    let mut groups = n.div_ceil(GROUP_TILES.div_ceil(count).min(n));
+    if groups > threads {
+        groups = groups.next_multiple_of(threads);
+    }
+    n.div_ceil(groups)
+}
+
 impl Plan {
+    /// Samples per matrix product in a batch of `n` ([`group_size`]).
+    pub(super) fn group(self, g: &ConvGeometry, n: usize) -> usize {
+        let count = match self {
+            Plan::F2 => tile_count::<F2>(g),
+            Plan::F4 => tile_count::<F4>(g),
+        };
+        group_size(count, n)
+    }
+
     /// `U = G g Gᵀ` for every (output, input) channel pair of `kernel: [C_out, C_in,
     /// 3, 3]`, laid out `[C_out][N²][C_in]`: `U_ξ` is the `C_out x C_in` matrix with
     /// rows `N² * C_in` apart.
@@ -237,11 +280,12 @@ impl Plan {
         }
     }
 
-    /// The convolution of one sample `x: [C_in, H, W]` into `out: [C_out, oh, ow]`,
-    /// given the kernel transformed by [`Plan::transform_kernel`]. With
-    /// `parallelism`, channels and the products are spread over threads (no product
-    /// is split: each is small).
-    pub(super) fn sample<T: Element>(
+    /// The convolution of a group of samples `x: [S, C_in, H, W]` into `out: [S,
+    /// C_out, oh, ow]`, their tiles side by side in each matrix product, given the
+    /// kernel transformed by [`Plan::transform_kernel`]. With `parallelism`,
+    /// channels and the products are spread over threads (no product is split:
+    /// each is small).
+    pub(super) fn convolve<T: Element>(
         self,
         g: &ConvGeometry,
         u: &[T],
@@ -251,8 +295,8 @@ impl Plan {
         parallelism: Parallelism,
     ) {
         match self {
-            Plan::F2 => sample_with::<F2, T>(g, u, x, bias, out, parallelism),
-            Plan::F4 => sample_with::<F4, T>(g, u, x, bias, out, parallelism),
+            Plan::F2 => group_with::<F2, T>(g, u, x, bias, out, parallelism),
+            Plan::F4 => group_with::<F4, T>(g, u, x, bias, out, parallelism),
         }
     }
 }
@@ -351,14 +395,25 @@ fn kernel_of<W: Tiling, T: Element>(g: &ConvGeometry, kernel: &[T]) -> Vec<T> {
     u
 }
 
-/// `V = Bᵀ d B` for every input tile `d` of one channel `plane`, into
-/// `v: [N²][tiles]`, [`LANES`] consecutive tiles at a time.
-fn transform_input<W: Tiling, T: Element>(g: &ConvGeometry, plane: &[T], v: &mut [T]) {
-    with_avx2!(transform_input_lanes::<W, T>(g, plane, v))
+/// `V = Bᵀ d B` for every input tile `d` of one channel `plane`, into `v: [N²][..]`
+/// (entries `stride` apart, the plane's tiles at the start of each), [`LANES`]
+/// consecutive tiles at a time.
+fn transform_input<W: Tiling, T: Element>(
+    g: &ConvGeometry,
+    plane: &[T],
+    v: &mut [T],
+    stride: usize,
+) {
+    with_avx2!(transform_input_lanes::<W, T>(g, plane, v, stride))
 }
 
 #[inline(always)]
-fn transform_input_lanes<W: Tiling, T: Element>(g: &ConvGeometry, plane: &[T], v: &mut [T]) {
+fn transform_input_lanes<W: Tiling, T: Element>(
+    g: &ConvGeometry,
+    plane: &[T],
+    v: &mut [T],
+    stride: usize,
+) {
     let (th, tw) = tiles::<W>(g);
     let count = th * tw;
     let inside =
@@ -399,7 +454,7 @@ fn transform_input_lanes<W: Tiling, T: Element>(g: &ConvGeometry, plane: &[T], v
             let t = &columns;
             let row = W::input([t[0][r], t[1][r], t[2][r], t[3][r], t[4][r], t[5][r]]);
             for (c, entry) in row.iter().enumerate().take(W::N) {
-                entry.store(&mut v[(r * W::N + c) * count + first..], lanes);
+                entry.store(&mut v[(r * W::N + c) * stride + first..], lanes);
             }
         }
     }
@@ -415,23 +470,24 @@ fn padded<T: Element>(g: &ConvGeometry, plane: &[T], y: usize, x: usize) -> T {
     }
 }
 
-/// `Y = Aᵀ m A + bias` for output channel `o`'s tiles, from `m: [N²][C_out][tiles]`,
-/// written into its `oh x ow` plane (tiles past the edge are cut), [`LANES`]
-/// consecutive tiles at a time.
+/// `Y = Aᵀ m A + bias` for output channel `o`'s tiles, from `m: [N²][C_out][..]`
+/// (rows `stride` apart, the plane's tiles at the start of each), written into its
+/// `oh x ow` plane (tiles past the edge are cut), [`LANES`] consecutive tiles at a
+/// time.
 fn transform_output<W: Tiling, T: Element>(
     g: &ConvGeometry,
-    m: &[T],
+    (m, stride): (&[T], usize),
     o: usize,
     bias: T,
     out: &mut [T],
 ) {
-    with_avx2!(transform_output_lanes::<W, T>(g, m, o, bias, out))
+    with_avx2!(transform_output_lanes::<W, T>(g, (m, stride), o, bias, out))
 }
 
 #[inline(always)]
 fn transform_output_lanes<W: Tiling, T: Element>(
     g: &ConvGeometry,
-    m: &[T],
+    (m, stride): (&[T], usize),
     o: usize,
     bias: T,
     out: &mut [T],
@@ -451,7 +507,7 @@ fn transform_output_lanes<W: Tiling, T: Element>(
         for (r, row) in product.iter_mut().enumerate().take(W::N) {
             for (c, p) in row.iter_mut().enumerate().take(W::N) {
                 let e = r * W::N + c;
-                p.load(&m[(e * g.c_out + o) * count + first..], lanes);
+                p.load(&m[(e * g.c_out + o) * stride + first..], lanes);
             }
         }
         // Aᵀ m: transform the columns (column c of the result is columns[c]);
@@ -477,7 +533,7 @@ fn transform_output_lanes<W: Tiling, T: Element>(
     }
 }
 
-fn sample_with<W: Tiling, T: Element>(
+fn group_with<W: Tiling, T: Element>(
     g: &ConvGeometry,
     u: &[T],
     x: &[T],
@@ -485,26 +541,35 @@ fn sample_with<W: Tiling, T: Element>(
     out: &mut [T],
     parallelism: Parallelism,
 ) {
+    let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+    let samples = x.len() / (g.c_in * plane_in);
     let count = tile_count::<W>(g);
+    // Columns of every product: each sample's tiles in turn.
+    let columns = samples * count;
     let entries = W::N * W::N;
-    let (v_len, m_len) = (entries * g.c_in * count, entries * g.c_out * count);
+    let (v_len, m_len) = (entries * g.c_in * columns, entries * g.c_out * columns);
     let parallel = matches!(parallelism, Parallelism::Rayon(_));
     with_scratch(v_len + m_len, |buf: &mut [T]| {
         let (v, m) = buf.split_at_mut(v_len);
-        // v: [C_in][N²][tiles], one channel per task.
-        for_each_chunk(v, entries * count, parallel, |i, v| {
-            transform_input::<W, T>(g, &x[i * g.h * g.w..][..g.h * g.w], v);
+        // v: [C_in][N²][columns], one channel per task.
+        for_each_chunk(v, entries * columns, parallel, |i, v| {
+            for s in 0..samples {
+                let plane = &x[(s * g.c_in + i) * plane_in..][..plane_in];
+                transform_input::<W, T>(g, plane, &mut v[s * count..], columns);
+            }
         });
-        // m: [N²][C_out][tiles]; product ξ reads V_ξ, rows N² * tiles apart.
+        // m: [N²][C_out][columns]; product ξ reads V_ξ, rows N² * columns apart.
         let v: &[T] = v;
-        for_each_chunk(m, g.c_out * count, parallel, |e, m| {
+        for_each_chunk(m, g.c_out * columns, parallel, |e, m| {
             let u = Mat::strided(&u[e * g.c_in..], g.c_out, g.c_in, entries * g.c_in);
-            let v = Mat::strided(&v[e * count..], g.c_in, count, entries * count);
+            let v = Mat::strided(&v[e * columns..], g.c_in, columns, entries * columns);
             matmul(m, u, v, false, Parallelism::None);
         });
         let m: &[T] = m;
-        for_each_chunk(out, g.oh * g.ow, parallel, |o, out| {
-            transform_output::<W, T>(g, m, o, bias[o], out);
+        // One output plane (sample s, channel o) per task.
+        for_each_chunk(out, plane_out, parallel, |plane, out| {
+            let (s, o) = (plane / g.c_out, plane % g.c_out);
+            transform_output::<W, T>(g, (&m[s * count..], columns), o, bias[o], out);
         });
     });
 }
