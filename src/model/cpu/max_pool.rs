@@ -28,20 +28,9 @@ impl PoolGeometry {
         start..end
     }
 
-    /// The index in `plane` of the first maximum of output cell `(oy, ox)`'s window
-    /// (or its last NaN, as in PyTorch).
-    fn argmax<T: Element>(&self, plane: &[T], oy: usize, ox: usize) -> usize {
-        let (rows, cols) = (self.span(oy, self.h), self.span(ox, self.w));
-        let mut best = rows.start * self.w + cols.start;
-        for y in rows {
-            for x in cols.clone() {
-                let i = y * self.w + x;
-                if prefer(plane[best], plane[i]) {
-                    best = i;
-                }
-            }
-        }
-        best
+    /// Every output column's span of input columns, computed once per call.
+    fn column_spans(&self) -> Vec<std::ops::Range<usize>> {
+        (0..self.ow).map(|ox| self.span(ox, self.w)).collect()
     }
 
     fn plane_in(&self) -> usize {
@@ -65,6 +54,7 @@ fn prefer<T: Element>(best: T, v: T) -> bool {
 /// [`PoolGeometry::argmax`] (up to the sign of a zero maximum, as -0 == +0).
 fn forward<T: Element>(g: &PoolGeometry, x: &[T]) -> Vec<T> {
     let mut out = vec![zero(); x.len() / g.plane_in() * g.plane_out()];
+    let spans = g.column_spans();
     out.par_chunks_mut(g.plane_out())
         .zip(x.par_chunks(g.plane_in()))
         .for_each(|(out, plane)| {
@@ -77,8 +67,8 @@ fn forward<T: Element>(g: &PoolGeometry, x: &[T]) -> Vec<T> {
                         *m = if prefer(*m, v) { v } else { *m };
                     }
                 }
-                for (ox, d) in dst.iter_mut().enumerate() {
-                    let window = &column_max[g.span(ox, g.w)];
+                for (d, span) in dst.iter_mut().zip(&spans) {
+                    let window = &column_max[span.clone()];
                     *d = window[1..].iter().fold(
                         window[0],
                         |best, &v| {
@@ -91,8 +81,11 @@ fn forward<T: Element>(g: &PoolGeometry, x: &[T]) -> Vec<T> {
     out
 }
 
+/// The gradient of each window to its first maximum (or last NaN), found by a scan
+/// whose steps are selects rather than branches (which element wins is data).
 fn backward<T: Element>(g: &PoolGeometry, x: &[T], grad: &[T]) -> Vec<T> {
     let mut dx = vec![zero(); x.len()];
+    let spans = g.column_spans();
     dx.par_chunks_mut(g.plane_in())
         .zip(
             x.par_chunks(g.plane_in())
@@ -101,8 +94,19 @@ fn backward<T: Element>(g: &PoolGeometry, x: &[T], grad: &[T]) -> Vec<T> {
         .for_each(|(dx, (plane, grad))| {
             dx.fill(zero()); // written before read, as in conv's col2im
             for (oy, grad) in grad.chunks_exact(g.ow).enumerate() {
-                for (ox, &gr) in grad.iter().enumerate() {
-                    dx[g.argmax(plane, oy, ox)] += gr;
+                let rows = g.span(oy, g.h);
+                for (&gr, span) in grad.iter().zip(&spans) {
+                    let first = rows.start * g.w + span.start;
+                    let (mut best, mut max) = (first, plane[first]);
+                    for y in rows.clone() {
+                        let row = y * g.w;
+                        for (x, &v) in plane[row + span.start..row + span.end].iter().enumerate() {
+                            let wins = prefer(max, v);
+                            best = if wins { row + span.start + x } else { best };
+                            max = if wins { v } else { max };
+                        }
+                    }
+                    dx[best] += gr;
                 }
             }
         });
