@@ -99,7 +99,7 @@ fn backward<T: Element>(g: &PoolGeometry, x: &[T], grad: &[T]) -> Vec<T> {
 /// every input column's first maximum (or last NaN) over the window's rows, in one
 /// pass of vector selects; then each window's winner among its columns. A scan of
 /// each window in row order decided at every element whether a new maximum had
-/// come, on data, and mispredicted so often that it ran at a third of this speed.
+/// come, on data, and mispredicted so often that it ran at half this speed.
 ///
 /// Across columns, the first maximum in row order is the largest value at the
 /// earliest row, then the earliest column; the last NaN, the latest row, then the
