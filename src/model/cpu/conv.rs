@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use super::conv_op::{self, Convolution};
 use super::matmul::{Mat, matmul};
 use super::winograd::{self, KernelCache};
-use super::{Element, for_each_chunk, with_scratch, zero};
+use super::{Element, for_each_chunk, with_scratch, zero, zeros};
 use crate::model::ops::Activation;
 
 /// Sizes of one convolution: a `k x k` kernel over a `[C_in, H, W]` sample with
@@ -196,7 +196,7 @@ fn forward<T: Element>(
         let u = KernelCache::get_or_make(cache, plan, false, || plan.transform_kernel(g, kernel));
         return winograd_forward(g, plan, n, x, &u, bias);
     }
-    let mut out = vec![zero(); n * g.sample_out()];
+    let mut out = zeros(n * g.sample_out());
     let kernel = Mat::new(kernel, g.c_out, g.patch());
     per_group(
         (n, 1),
@@ -231,7 +231,7 @@ fn winograd_forward<T: Element>(
     u: &[T],
     bias: &[T],
 ) -> Vec<T> {
-    let mut out = vec![zero(); n * g.sample_out()];
+    let mut out = zeros(n * g.sample_out());
     per_group(
         (n, plan.group(g, n)),
         x,
@@ -294,7 +294,7 @@ fn input_grad<T: Element>(
         let bias = vec![zero(); g.c_in];
         return winograd_forward(&backward, plan, n, grad, &u, &bias);
     }
-    let mut dx = vec![zero(); n * g.sample_in()];
+    let mut dx = zeros(n * g.sample_in());
     let kernel_t = Mat::new(kernel, g.c_out, g.patch()).t();
     per_group(
         (n, 1),

@@ -15,7 +15,7 @@ use candle_core::{Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::conv_op::{self, Convolution};
-use super::{ConvGeometry, Element, dot, with_avx2, with_scratch, zero};
+use super::{ConvGeometry, Element, dot, with_avx2, with_scratch, zero, zeros};
 use crate::model::ops::Activation;
 
 /// `out[i] = init + sum over (offset, w) in taps of w * src[offset + i]`, the taps
@@ -209,7 +209,7 @@ fn forward<T: Element>(g: &ConvGeometry, x: &[T], kernel: &[T], bias: &[T]) -> V
         .chunks_exact(taps)
         .map(|w| starts.iter().copied().zip(w.iter().copied()).collect())
         .collect();
-    let mut out = vec![zero(); x.len() / (g.h * g.w) * out_plane];
+    let mut out = zeros(x.len() / (g.h * g.w) * out_plane);
     out.par_chunks_mut(out_plane)
         .zip(x.par_chunks(g.h * g.w))
         .enumerate()
@@ -252,7 +252,7 @@ fn input_grad<T: Element>(g: &ConvGeometry, grad: &[T], kernel: &[T]) -> Vec<T> 
             .collect()
         })
         .collect();
-    let mut dx = vec![zero(); grad.len() / out_plane * g.h * g.w];
+    let mut dx = zeros(grad.len() / out_plane * g.h * g.w);
     dx.par_chunks_mut(g.h * g.w)
         .zip(grad.par_chunks(out_plane))
         .enumerate()

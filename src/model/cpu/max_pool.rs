@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{Element, by_dtype, elements, with_avx2, zero};
+use super::{Element, by_dtype, elements, with_avx2, zero, zeros};
 
 /// Sizes of one pooling: `k x k` windows every `stride` over an `h x w` plane
 /// padded by `pad` on every side, giving `oh x ow`.
@@ -53,7 +53,7 @@ fn prefer<T: Element>(best: T, v: T) -> bool {
 /// along that one row. NaN if the window holds one, else its maximum: the value at
 /// [`PoolGeometry::argmax`] (up to the sign of a zero maximum, as -0 == +0).
 fn forward<T: Element>(g: &PoolGeometry, x: &[T]) -> Vec<T> {
-    let mut out = vec![zero(); x.len() / g.plane_in() * g.plane_out()];
+    let mut out = zeros(x.len() / g.plane_in() * g.plane_out());
     let spans = g.column_spans();
     out.par_chunks_mut(g.plane_out())
         .zip(x.par_chunks(g.plane_in()))
@@ -84,7 +84,7 @@ fn forward<T: Element>(g: &PoolGeometry, x: &[T]) -> Vec<T> {
 /// The gradient of each window to its first maximum (or last NaN), one plane per
 /// task ([`plane_backward`]).
 fn backward<T: Element>(g: &PoolGeometry, x: &[T], grad: &[T]) -> Vec<T> {
-    let mut dx = vec![zero(); x.len()];
+    let mut dx = zeros(x.len());
     let spans = g.column_spans();
     dx.par_chunks_mut(g.plane_in())
         .zip(

@@ -153,6 +153,16 @@ pub(super) fn dot<T: Element>(a: &[T], b: &[T]) -> T {
     lanes.iter().fold(tail, |sum, &lane| sum + lane)
 }
 
+/// `len` zeros, written by rayon's threads. For the activation- and gradient-sized
+/// outputs of the kernels: `vec![zero(); len]` asks the allocator for zeroed
+/// memory, and a block the allocator recycles ([`crate::cli::allocator`]) is zeroed
+/// by one `memset` on the calling thread while the other cores wait.
+fn zeros<T: Element>(len: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    v.par_extend(rayon::iter::repeat_n(zero::<T>(), len));
+    v
+}
+
 /// `T`'s zero (Candle's element trait offers conversions, not constants).
 fn zero<T: Element>() -> T {
     T::from_f64(0.0)

@@ -4,7 +4,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{Element, by_dtype, elements, zero};
+use super::{Element, by_dtype, elements, zero, zeros};
 use crate::model::capture::BackwardRule;
 use crate::model::ops::{Activation, Rectifier};
 
@@ -14,7 +14,7 @@ const CHUNK: usize = 1 << 15;
 
 /// `f` applied to every element of `x`, in parallel.
 fn map<T: Element>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut out = vec![zero(); x.len()];
+    let mut out = zeros(x.len());
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
@@ -23,7 +23,7 @@ fn map<T: Element>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
 
 /// `f` applied to every pair of elements of `a` and `b`, in parallel.
 fn zip_map<T: Element>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    let mut out = vec![zero(); a.len()];
+    let mut out = zeros(a.len());
     out.par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
         .for_each(|(o, (a, b))| {
