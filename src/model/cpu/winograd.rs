@@ -401,18 +401,16 @@ fn kernel_of<W: Tiling, T: Element>(g: &ConvGeometry, kernel: &[T]) -> Vec<T> {
 fn transform_input<W: Tiling, T: Element>(
     g: &ConvGeometry,
     plane: &[T],
-    v: &mut [T],
-    stride: usize,
+    (v, stride): (&mut [T], usize),
 ) {
-    with_avx2!(transform_input_lanes::<W, T>(g, plane, v, stride))
+    with_avx2!(transform_input_lanes::<W, T>(g, plane, (v, stride)))
 }
 
 #[inline(always)]
 fn transform_input_lanes<W: Tiling, T: Element>(
     g: &ConvGeometry,
     plane: &[T],
-    v: &mut [T],
-    stride: usize,
+    (v, stride): (&mut [T], usize),
 ) {
     let (th, tw) = tiles::<W>(g);
     let count = th * tw;
@@ -555,7 +553,7 @@ fn group_with<W: Tiling, T: Element>(
         for_each_chunk(v, entries * columns, parallel, |i, v| {
             for s in 0..samples {
                 let plane = &x[(s * g.c_in + i) * plane_in..][..plane_in];
-                transform_input::<W, T>(g, plane, &mut v[s * count..], columns);
+                transform_input::<W, T>(g, plane, (&mut v[s * count..], columns));
             }
         });
         // m: [N²][C_out][columns]; product ξ reads V_ξ, rows N² * columns apart.
