@@ -212,8 +212,9 @@ pub(super) enum Plan {
 /// The choice depends on the geometry only, never on the batch size: the
 /// algorithms round differently, and on images with flat regions (the demo world's
 /// backgrounds) equal activations become unequal in different ways, so max pooling
-/// routes the gradient to other pixels (on the demo model: saliency maps 4% apart
-/// when a batch of 4 picked F(4x4) where one sample picked F(2x2)). A single sample
+/// routes the gradient to other pixels (on the demo model, with a choice by batch
+/// size tried first: saliency maps 4% apart between a batch of 3, which took F(2x2)
+/// at 16 px, and a batch of 4, which took F(4x4)). A single sample
 /// pays for it at 7 px, where its 4 tiles make thin products (ResNet-18 forward +
 /// gradient at batch 1, best of three runs: 42.7 -> 45.1 ms); the batches of
 /// SmoothGrad, integrated gradients and occlusion gain (see [`group_size`]).
