@@ -143,11 +143,11 @@ fn plane_backward_in<T: Element>(
                 let (v, at) = (column_max[c], column_row[c]);
                 let (best_v, best_at) = (column_max[best], column_row[best]);
                 #[allow(clippy::eq_op)] // x != x: NaN, without a float trait
-                let wins = if v != v {
-                    best_v == best_v || at >= best_at
-                } else {
-                    v > best_v || (v == best_v && at < best_at)
-                };
+                let (nan, best_nan) = (v != v, best_v != best_v);
+                // Non-short-circuit operators: flags and a select, no branches.
+                let wins = (nan & (!best_nan | (at >= best_at)))
+                    | (v > best_v)
+                    | ((v == best_v) & (at < best_at));
                 best = if wins { c } else { best };
             }
             dx[column_row[best] as usize * g.w + best] += gr;
