@@ -121,15 +121,14 @@ fn im2col<T: Element>(g: &ConvGeometry, x: &[T], cols: &mut [T], parallel: bool)
     });
 }
 
-/// Adds the column matrix `cols` of one sample back onto the image gradient `dx`:
-/// the transpose of [`im2col`].
+/// Adds the column matrix `cols` of one sample back onto the image gradient `dx`
+/// (zeros, from [`zeros`], which writes every page before it is read: a fresh zero
+/// page read first would be copied on the first write, with a TLB shootdown across
+/// cores): the transpose of [`im2col`].
 fn col2im<T: Element>(g: &ConvGeometry, cols: &[T], dx: &mut [T], parallel: bool) {
     let plane = g.h * g.w;
     let rows_per_channel = g.k * g.k * g.positions();
     for_each_chunk(dx, plane, parallel, |c, dst| {
-        // Written before it is read: a fresh zero page read first would be copied on
-        // the first write, with a TLB shootdown across cores.
-        dst.fill(zero());
         let base = c * plane;
         g.for_each_segment(c, |tap, row, src, (lo, hi)| {
             let start = c * rows_per_channel + tap * g.positions() + row;

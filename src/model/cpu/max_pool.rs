@@ -50,8 +50,8 @@ fn prefer<T: Element>(best: T, v: T) -> bool {
 
 /// The maximum of each window, separably: for each output row, the elementwise
 /// maximum of its `k` input rows (a pass that vectorizes), then the window maxima
-/// along that one row. NaN if the window holds one, else its maximum: the value at
-/// [`PoolGeometry::argmax`] (up to the sign of a zero maximum, as -0 == +0).
+/// along that one row. NaN if the window holds one, else its maximum: the value its
+/// backward routes the gradient to (up to the sign of a zero maximum, as -0 == +0).
 fn forward<T: Element>(g: &PoolGeometry, x: &[T]) -> Vec<T> {
     let mut out = zeros(x.len() / g.plane_in() * g.plane_out());
     let spans = g.column_spans();
@@ -82,7 +82,8 @@ fn forward<T: Element>(g: &PoolGeometry, x: &[T]) -> Vec<T> {
 }
 
 /// The gradient of each window to its first maximum (or last NaN), one plane per
-/// task ([`plane_backward`]).
+/// task ([`plane_backward`]), added onto zeros from [`zeros`] (every page written
+/// before it is read, as for conv's col2im).
 fn backward<T: Element>(g: &PoolGeometry, x: &[T], grad: &[T]) -> Vec<T> {
     let mut dx = zeros(x.len());
     let spans = g.column_spans();
@@ -122,7 +123,6 @@ fn plane_backward_in<T: Element>(
     grad: &[T],
     dx: &mut [T],
 ) {
-    dx.fill(zero()); // written before read, as in conv's col2im
     let mut column_max = vec![zero(); g.w];
     let mut column_row = vec![0u32; g.w];
     for (oy, grad) in grad.chunks_exact(g.ow).enumerate() {

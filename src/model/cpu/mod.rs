@@ -155,7 +155,7 @@ pub(super) fn dot<T: Element>(a: &[T], b: &[T]) -> T {
 
 /// `len` zeros, written by rayon's threads. For the activation- and gradient-sized
 /// outputs of the kernels: `vec![zero(); len]` asks the allocator for zeroed
-/// memory, and a block the allocator recycles ([`crate::cli::allocator`]) is zeroed
+/// memory, and a block the binary's allocator recycles (`cli::allocator`) is zeroed
 /// by one `memset` on the calling thread while the other cores wait.
 fn zeros<T: Element>(len: usize) -> Vec<T> {
     let mut v = Vec::with_capacity(len);
