@@ -34,23 +34,23 @@ use rayon::prelude::*;
 /// The element types the kernels serve: f32 (models) and f64 (reference checks,
 /// where rounding must not decide a rectifier's mask).
 pub(crate) trait Element: WithDType {
-    /// This thread's reusable scratch buffer of this type.
-    fn scratch() -> &'static LocalKey<RefCell<Vec<Self>>>;
+    /// This thread's reusable scratch buffers of this type.
+    fn scratch() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>>;
 }
 
 thread_local! {
-    static SCRATCH_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    static SCRATCH_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_F64: RefCell<Vec<Vec<f64>>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Element for f32 {
-    fn scratch() -> &'static LocalKey<RefCell<Vec<Self>>> {
+    fn scratch() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>> {
         &SCRATCH_F32
     }
 }
 
 impl Element for f64 {
-    fn scratch() -> &'static LocalKey<RefCell<Vec<Self>>> {
+    fn scratch() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>> {
         &SCRATCH_F64
     }
 }
@@ -69,19 +69,24 @@ pub(crate) use by_dtype;
 
 /// Runs `$body`, a call of an `#[inline(always)]` function, compiled for AVX2 where
 /// the CPU has it (the crate is built for baseline x86-64, whose vectors are half as
-/// wide), else as it is.
+/// wide), else as it is. An expression (it used to `return` from the enclosing
+/// function, which skipped any code after it there).
 macro_rules! with_avx2 {
     ($body:expr) => {{
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
+        let value = if std::is_x86_feature_detected!("avx2") {
             #[target_feature(enable = "avx2")]
             unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
             // SAFETY: the CPU has AVX2.
-            return unsafe { avx2(|| $body) };
-        }
-        $body
+            unsafe { avx2(|| $body) }
+        } else {
+            $body
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let value = $body;
+        value
     }};
 }
 pub(crate) use with_avx2;
@@ -100,20 +105,28 @@ pub(crate) fn applies(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
-/// Runs `f` with a scratch buffer of `len` elements (contents unspecified): this
-/// thread's if free (a rayon thread waiting in a join may start another kernel),
-/// which is kept, because buffers such as column matrices are large (tens of MB on
-/// VGG's first layers) and a fresh allocation of that size page-faults on every call.
+/// Runs `f` with a scratch buffer of `len` elements (contents unspecified), taken
+/// from this thread's buffers and given back after: buffers such as column matrices
+/// are large (tens of MB on VGG's first layers), and a fresh allocation of that size
+/// page-faults on every call. Calls nest (a kernel's tasks take their own, and a
+/// rayon thread waiting in a join may start another kernel); each takes the smallest
+/// free buffer that fits, else grows the largest, so the thread keeps about one
+/// buffer per nesting level.
 pub(super) fn with_scratch<T: Element, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
-    T::scratch().with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, zero());
-            }
-            f(&mut buf[..len])
-        }
-        Err(_) => f(&mut vec![zero(); len]),
-    })
+    let mut buf = T::scratch().with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let fits = (0..pool.len())
+            .filter(|&i| pool[i].len() >= len)
+            .min_by_key(|&i| pool[i].len());
+        let pick = fits.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()));
+        pick.map(|i| pool.swap_remove(i)).unwrap_or_default()
+    });
+    if buf.len() < len {
+        buf.resize(len, zero());
+    }
+    let result = f(&mut buf[..len]);
+    T::scratch().with(|pool| pool.borrow_mut().push(buf));
+    result
 }
 
 /// `f(index, chunk)` for each `size`-element chunk of `data`, on rayon's threads if
