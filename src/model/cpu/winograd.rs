@@ -110,13 +110,13 @@ impl<T: Element> Lanes<T> {
         }
     }
 
-    /// Writes the first `lanes` lanes to the start of `dst`.
+    /// Writes every lane to the start of `dst`: lanes past the last tile land on
+    /// entries the caller writes later, or on slack. (The first `lanes` alone took a
+    /// `memmove` call wherever fewer than [`LANES`] were left, as every group of a
+    /// 7-tile row is.)
     #[inline(always)]
-    fn store(&self, dst: &mut [T], lanes: usize) {
-        match lanes {
-            LANES => dst[..LANES].copy_from_slice(&self.0),
-            _ => dst[..lanes].copy_from_slice(&self.0[..lanes]),
-        }
+    fn store(&self, dst: &mut [T]) {
+        dst[..LANES].copy_from_slice(&self.0);
     }
 }
 
@@ -396,76 +396,182 @@ fn kernel_of<W: Tiling, T: Element>(g: &ConvGeometry, kernel: &[T]) -> Vec<T> {
     u
 }
 
+/// Elements read from one padded input row for [`LANES`] tiles: their `LANES · M +
+/// 2` (for the widest tiling's `M`), rounded up to the whole vectors [`gather`]
+/// loads.
+const SPAN: usize = LANES * 5;
+
+/// Entry `c` of each of [`LANES`] tiles side by side in one padded input row, for
+/// `c < N`, into `columns[c]`: lane `l` of column `c` is `span[M l + c]`.
+#[inline(always)]
+fn gather<W: Tiling, T: Element>(span: &[T; SPAN], columns: &mut [Lanes<T>; 6]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(span), Some(columns)) = (
+        (span as &dyn Any).downcast_ref::<[f32; SPAN]>(),
+        (columns as &mut dyn Any).downcast_mut::<[Lanes<f32>; 6]>(),
+    ) && std::is_x86_feature_detected!("avx2")
+    {
+        // SAFETY: the CPU has AVX2.
+        unsafe { avx2::gather(W::M, span, columns) };
+        return;
+    }
+    for l in 0..LANES {
+        for (c, column) in columns.iter_mut().enumerate().take(W::N) {
+            column.0[l] = span[W::M * l + c];
+        }
+    }
+}
+
+/// [`gather`] for float32 by vector shuffles. Element by element, each lane was
+/// stored to the stack and the vector loaded back, a load that waits for those eight
+/// stores: the input transform took 4.8 µs per 56 x 56 plane of F(4x4), 2.1 µs with
+/// these shuffles (and whole-vector stores into `v`; in-process, best of three runs
+/// of 20000 planes). The returned arrays are written through pointers, not built by
+/// closures or `map`: those were left as calls, without AVX2, and took longer than
+/// before.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Lanes, SPAN};
+
+    /// Columns `0 .. m + 2` of eight tiles of side `m` (2 or 4).
+    #[target_feature(enable = "avx2")]
+    pub(super) fn gather(m: usize, span: &[f32; SPAN], columns: &mut [Lanes<f32>; 6]) {
+        let mut store = |c: usize, v: __m256| {
+            // SAFETY: a column holds eight floats.
+            unsafe { _mm256_storeu_ps(columns[c].0.as_mut_ptr(), v) }
+        };
+        if m == 4 {
+            let [c0, c1, c2, c3] = deinterleave4(span, 0);
+            let [c4, c5, _, _] = deinterleave4(span, 4);
+            for (c, v) in [c0, c1, c2, c3, c4, c5].into_iter().enumerate() {
+                store(c, v);
+            }
+        } else {
+            let [c0, c1] = deinterleave2(span, 0);
+            let [c2, c3] = deinterleave2(span, 2);
+            for (c, v) in [c0, c1, c2, c3].into_iter().enumerate() {
+                store(c, v);
+            }
+        }
+    }
+
+    /// The four phases of `span[from .. from + 32]`: phase `k` holds elements `k, k +
+    /// 4, .., k + 28`. Each 128-bit half of a load is one tile's four; halves are
+    /// paired (tiles 0 and 4, 1 and 5, ..), then transposed 4 x 4 within the halves.
+    #[target_feature(enable = "avx2")]
+    fn deinterleave4(span: &[f32; SPAN], from: usize) -> [__m256; 4] {
+        let s = &span[from..from + 32];
+        // SAFETY: each load reads eight floats of `s`.
+        let (a, b, c, d) = unsafe {
+            (
+                _mm256_loadu_ps(s[..8].as_ptr()),
+                _mm256_loadu_ps(s[8..16].as_ptr()),
+                _mm256_loadu_ps(s[16..24].as_ptr()),
+                _mm256_loadu_ps(s[24..32].as_ptr()),
+            )
+        };
+        let r0 = _mm256_permute2f128_ps::<0x20>(a, c); // tiles 0 | 4
+        let r1 = _mm256_permute2f128_ps::<0x31>(a, c); // tiles 1 | 5
+        let r2 = _mm256_permute2f128_ps::<0x20>(b, d); // tiles 2 | 6
+        let r3 = _mm256_permute2f128_ps::<0x31>(b, d); // tiles 3 | 7
+        // Entries 0, 1 (then 2, 3) of tiles 0, 1 | 4, 5; of tiles 2, 3 | 6, 7.
+        let t0 = _mm256_castps_pd(_mm256_unpacklo_ps(r0, r1));
+        let t1 = _mm256_castps_pd(_mm256_unpackhi_ps(r0, r1));
+        let t2 = _mm256_castps_pd(_mm256_unpacklo_ps(r2, r3));
+        let t3 = _mm256_castps_pd(_mm256_unpackhi_ps(r2, r3));
+        [
+            _mm256_castpd_ps(_mm256_unpacklo_pd(t0, t2)),
+            _mm256_castpd_ps(_mm256_unpackhi_pd(t0, t2)),
+            _mm256_castpd_ps(_mm256_unpacklo_pd(t1, t3)),
+            _mm256_castpd_ps(_mm256_unpackhi_pd(t1, t3)),
+        ]
+    }
+
+    /// The even and odd elements of `span[from .. from + 16]`.
+    #[target_feature(enable = "avx2")]
+    fn deinterleave2(span: &[f32; SPAN], from: usize) -> [__m256; 2] {
+        let s = &span[from..from + 16];
+        // SAFETY: each load reads eight floats of `s`.
+        let (a, b) = unsafe {
+            (
+                _mm256_loadu_ps(s[..8].as_ptr()),
+                _mm256_loadu_ps(s[8..16].as_ptr()),
+            )
+        };
+        // Within each 128-bit half, a's two then b's two; then the halves' 64-bit
+        // pairs into order.
+        let even = _mm256_castps_pd(_mm256_shuffle_ps::<0b10_00_10_00>(a, b));
+        let odd = _mm256_castps_pd(_mm256_shuffle_ps::<0b11_01_11_01>(a, b));
+        [
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(even)),
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(odd)),
+        ]
+    }
+}
+
 /// `V = Bᵀ d B` for every input tile `d` of one channel `plane`, into `v: [N²][..]`
-/// (entries `stride` apart, the plane's tiles at the start of each), [`LANES`]
-/// consecutive tiles at a time.
+/// (entries `stride` apart, the plane's tiles at the start of each), [`LANES`] tiles
+/// of one tile row at a time.
 fn transform_input<W: Tiling, T: Element>(
     g: &ConvGeometry,
     plane: &[T],
     (v, stride): (&mut [T], usize),
 ) {
-    with_avx2!(transform_input_lanes::<W, T>(g, plane, (v, stride)))
+    // The plane padded: its pixel (y, x) at (top + y, left + x), zeros around it,
+    // far enough right for the last group of tiles to read SPAN. Every group of
+    // tiles then reads its entries at fixed offsets, with no bounds logic.
+    let (th, tw) = tiles::<W>(g);
+    let width = tw.next_multiple_of(LANES) * W::M + SPAN;
+    with_scratch((th * W::M + 2) * width, |padded: &mut [T]| {
+        padded.fill(zero());
+        for (y, row) in plane.chunks_exact(g.w).enumerate() {
+            padded[(g.top + y) * width + g.left..][..g.w].copy_from_slice(row);
+        }
+        with_avx2!(transform_input_lanes::<W, T>(
+            g,
+            (padded, width),
+            (v, stride)
+        ))
+    })
 }
 
+/// [`transform_input`] from the padded plane, rows `width` apart.
 #[inline(always)]
 fn transform_input_lanes<W: Tiling, T: Element>(
     g: &ConvGeometry,
-    plane: &[T],
+    (padded, width): (&[T], usize),
     (v, stride): (&mut [T], usize),
 ) {
     let (th, tw) = tiles::<W>(g);
-    let count = th * tw;
-    let inside =
-        |start: usize, before: usize, len: usize| start >= before && start + W::N <= len + before;
-    // Lanes past the last tile keep stale values; they are never stored.
     let mut d = [[Lanes::splat(0.0); 6]; 6];
     let mut columns = [[Lanes::splat(0.0); 6]; 6];
-    for first in (0..count).step_by(LANES) {
-        let lanes = LANES.min(count - first);
-        for l in 0..lanes {
-            // Tile (ty, tx) covers rows M ty .. M ty + N and the same columns of the
-            // padded image, whose pixel (y, x) is the plane's (y - top, x - left).
-            let (ty, tx) = ((first + l) / tw, (first + l) % tw);
-            let (y, x) = (W::M * ty, W::M * tx);
-            if inside(y, g.top, g.h) && inside(x, g.left, g.w) {
-                // Interior tiles (nearly all): N row reads, no bounds logic.
-                let base = (y - g.top) * g.w + x - g.left;
-                for (r, d) in d.iter_mut().take(W::N).enumerate() {
-                    let row = &plane[base + r * g.w..][..W::N];
-                    for (d, &p) in d.iter_mut().zip(row) {
-                        d.0[l] = p;
-                    }
-                }
-            } else {
-                for (r, d) in d.iter_mut().take(W::N).enumerate() {
-                    for (c, d) in d.iter_mut().take(W::N).enumerate() {
-                        d.0[l] = padded(g, plane, y + r, x + c);
-                    }
+    for ty in 0..th {
+        for first in (0..tw).step_by(LANES) {
+            // Lane l is tile (ty, first + l): its entry (r, c) is padded pixel
+            // (M ty + r, M (first + l) + c). Lanes past the row's last tile read
+            // zeros or the next tiles' pixels; they are never stored.
+            for (r, d) in d.iter_mut().take(W::N).enumerate() {
+                let span: &[T; SPAN] = padded[(W::M * ty + r) * width + W::M * first..][..SPAN]
+                    .try_into()
+                    .expect("the padded rows reach past every group");
+                gather::<W, T>(span, d);
+            }
+            // Bᵀ d: transform the columns (column c of the result is columns[c]);
+            // then each row of the result.
+            for (c, column) in columns.iter_mut().enumerate().take(W::N) {
+                *column = W::input([d[0][c], d[1][c], d[2][c], d[3][c], d[4][c], d[5][c]]);
+            }
+            let tile = ty * tw + first;
+            for r in 0..W::N {
+                let t = &columns;
+                let row = W::input([t[0][r], t[1][r], t[2][r], t[3][r], t[4][r], t[5][r]]);
+                for (c, entry) in row.iter().enumerate().take(W::N) {
+                    entry.store(&mut v[(r * W::N + c) * stride + tile..]);
                 }
             }
         }
-        // Bᵀ d: transform the columns (column c of the result is columns[c]);
-        // then each row of the result.
-        for (c, column) in columns.iter_mut().enumerate().take(W::N) {
-            *column = W::input([d[0][c], d[1][c], d[2][c], d[3][c], d[4][c], d[5][c]]);
-        }
-        for r in 0..W::N {
-            let t = &columns;
-            let row = W::input([t[0][r], t[1][r], t[2][r], t[3][r], t[4][r], t[5][r]]);
-            for (c, entry) in row.iter().enumerate().take(W::N) {
-                entry.store(&mut v[(r * W::N + c) * stride + first..], lanes);
-            }
-        }
-    }
-}
-
-/// Pixel `(y, x)` of `plane` padded by `g`: the plane's `(y - top, x - left)`, zero
-/// outside.
-#[inline(always)]
-fn padded<T: Element>(g: &ConvGeometry, plane: &[T], y: usize, x: usize) -> T {
-    match (y.checked_sub(g.top), x.checked_sub(g.left)) {
-        (Some(y), Some(x)) if y < g.h && x < g.w => plane[y * g.w + x],
-        _ => zero(),
     }
 }
 
@@ -545,23 +651,27 @@ fn group_with<W: Tiling, T: Element>(
     let count = tile_count::<W>(g);
     // Columns of every product: each sample's tiles in turn.
     let columns = samples * count;
+    // v's rows have room for a group of LANES tiles at the last tile, so that the
+    // input transform stores whole vectors.
+    let row = columns + LANES;
     let entries = W::N * W::N;
-    let (v_len, m_len) = (entries * g.c_in * columns, entries * g.c_out * columns);
+    let (v_len, m_len) = (entries * g.c_in * row, entries * g.c_out * columns);
     let parallel = matches!(parallelism, Parallelism::Rayon(_));
     with_scratch(v_len + m_len, |buf: &mut [T]| {
         let (v, m) = buf.split_at_mut(v_len);
-        // v: [C_in][N²][columns], one channel per task.
-        for_each_chunk(v, entries * columns, parallel, |i, v| {
+        // v: [C_in][N²][row], one channel per task, samples in order (each one's
+        // whole vectors reach into the next one's tiles, written after).
+        for_each_chunk(v, entries * row, parallel, |i, v| {
             for s in 0..samples {
                 let plane = &x[(s * g.c_in + i) * plane_in..][..plane_in];
-                transform_input::<W, T>(g, plane, (&mut v[s * count..], columns));
+                transform_input::<W, T>(g, plane, (&mut v[s * count..], row));
             }
         });
-        // m: [N²][C_out][columns]; product ξ reads V_ξ, rows N² * columns apart.
+        // m: [N²][C_out][columns]; product ξ reads V_ξ, rows N² * row apart.
         let v: &[T] = v;
         for_each_chunk(m, g.c_out * columns, parallel, |e, m| {
             let u = Mat::strided(&u[e * g.c_in..], g.c_out, g.c_in, entries * g.c_in);
-            let v = Mat::strided(&v[e * columns..], g.c_in, columns, entries * columns);
+            let v = Mat::strided(&v[e * row..], g.c_in, columns, entries * row);
             matmul(m, u, v, false, Parallelism::None);
         });
         let m: &[T] = m;
