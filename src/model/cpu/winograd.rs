@@ -580,7 +580,9 @@ mod avx2 {
 
 /// `V = Bᵀ d B` for every input tile `d` of one channel `plane`, into `v: [N²][..]`
 /// (entries `stride` apart, the plane's tiles at the start of each), [`LANES`] tiles
-/// of one tile row at a time.
+/// of one tile row at a time. Stores are whole vectors: each entry's row needs room
+/// for [`LANES`] past the plane's last tile, and the caller writes whatever lies
+/// there after this call.
 fn transform_input<W: Tiling, T: Element>(
     g: &ConvGeometry,
     plane: &[T],
