@@ -2,6 +2,8 @@
 //! mode, and the whole gradient of a window to its first maximum in row order
 //! (overlapping windows add up). One channel plane per parallel task each way.
 
+use std::ops::Range;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -22,14 +24,14 @@ pub(crate) struct PoolGeometry {
 
 impl PoolGeometry {
     /// The input indices along an axis of length `len` that window `o` covers.
-    fn span(&self, o: usize, len: usize) -> std::ops::Range<usize> {
+    fn span(&self, o: usize, len: usize) -> Range<usize> {
         let start = (o * self.stride).saturating_sub(self.pad);
         let end = (o * self.stride + self.k - self.pad).min(len);
         start..end
     }
 
     /// Every output column's span of input columns, computed once per call.
-    fn column_spans(&self) -> Vec<std::ops::Range<usize>> {
+    fn column_spans(&self) -> Vec<Range<usize>> {
         (0..self.ow).map(|ox| self.span(ox, self.w)).collect()
     }
 
@@ -107,7 +109,7 @@ fn backward<T: Element>(g: &PoolGeometry, x: &[T], grad: &[T]) -> Vec<T> {
 /// latest column.
 fn plane_backward<T: Element>(
     g: &PoolGeometry,
-    spans: &[std::ops::Range<usize>],
+    spans: &[Range<usize>],
     plane: &[T],
     grad: &[T],
     dx: &mut [T],
@@ -118,7 +120,7 @@ fn plane_backward<T: Element>(
 #[inline(always)]
 fn plane_backward_in<T: Element>(
     g: &PoolGeometry,
-    spans: &[std::ops::Range<usize>],
+    spans: &[Range<usize>],
     plane: &[T],
     grad: &[T],
     dx: &mut [T],

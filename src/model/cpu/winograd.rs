@@ -454,7 +454,10 @@ fn scatter<W: Tiling, T: Element>(row: &[Lanes<T>; 4], bias: T, dst: &mut [T]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Lanes, SPAN};
+    use super::{LANES, Lanes, SPAN};
+
+    // Every shuffle here moves eight floats: one AVX2 register per `Lanes`.
+    const _: () = assert!(LANES == 8);
 
     /// Columns `0 .. m + 2` of eight tiles of side `m` (2 or 4).
     #[target_feature(enable = "avx2")]
