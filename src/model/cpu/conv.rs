@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use super::conv_op::{self, Convolution};
 use super::matmul::{Mat, matmul};
 use super::winograd::{self, KernelCache};
-use super::{Element, for_each_chunk, with_scratch, zero, zeros};
+use super::{Element, for_each_chunk, with_avx2, with_scratch, zero, zeros};
 use crate::model::ops::Activation;
 
 /// Sizes of one convolution: a `k x k` kernel over a `[C_in, H, W]` sample with
@@ -102,6 +102,60 @@ impl ConvGeometry {
     }
 }
 
+/// `dst[i] = src[i * stride]` for every `i` of `dst`. Stride 2 (the stride of most
+/// strided layers) is written with a constant step, which the compiler turns into
+/// whole-vector loads and shuffles; other strides go element by element.
+#[inline(always)]
+fn gather<T: Element>(dst: &mut [T], src: &[T], stride: usize) {
+    let Some(last) = dst.len().checked_sub(1) else {
+        return;
+    };
+    match stride {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => {
+            // Pairs for all but the last element, which may be the source's last.
+            let pairs = src[..2 * last].chunks_exact(2);
+            dst[..last]
+                .iter_mut()
+                .zip(pairs)
+                .for_each(|(d, p)| *d = p[0]);
+            dst[last] = src[2 * last];
+        }
+        _ => {
+            let from = src.iter().step_by(stride);
+            dst.iter_mut().zip(from).for_each(|(d, &f)| *d = f);
+        }
+    }
+}
+
+/// `dst[i * stride] += src[i]` for every `i` of `src`: the transpose of [`gather`].
+#[inline(always)]
+fn scatter_add<T: Element>(src: &[T], dst: &mut [T], stride: usize) {
+    let Some(last) = src.len().checked_sub(1) else {
+        return;
+    };
+    match stride {
+        1 => {
+            let to = &mut dst[..src.len()];
+            to.iter_mut().zip(src).for_each(|(t, &f)| *t += f);
+        }
+        2 => {
+            // Adding zero to the odd elements makes both of a pair's stores whole
+            // vector stores (a strided store is one element at a time).
+            let pairs = dst[..2 * last].chunks_exact_mut(2);
+            pairs.zip(&src[..last]).for_each(|(p, &f)| {
+                p[0] += f;
+                p[1] += zero();
+            });
+            dst[2 * last] += src[last];
+        }
+        _ => {
+            let to = dst.iter_mut().step_by(stride);
+            to.zip(src).for_each(|(t, &f)| *t += f);
+        }
+    }
+}
+
 /// Fills the column matrix `cols` of one sample `x`, one input channel per task.
 fn im2col<T: Element>(g: &ConvGeometry, x: &[T], cols: &mut [T], parallel: bool) {
     let rows_per_channel = g.k * g.k * g.positions();
@@ -110,13 +164,7 @@ fn im2col<T: Element>(g: &ConvGeometry, x: &[T], cols: &mut [T], parallel: bool)
         g.for_each_segment(c, |tap, row, src, (lo, hi)| {
             let start = tap * g.positions() + row;
             let dst = &mut block[start + lo..start + hi];
-            if g.stride == 1 {
-                dst.copy_from_slice(&x[src..src + dst.len()]);
-            } else {
-                for (i, d) in dst.iter_mut().enumerate() {
-                    *d = x[src + i * g.stride];
-                }
-            }
+            with_avx2!(gather(dst, &x[src..], g.stride));
         });
     });
 }
@@ -133,14 +181,7 @@ fn col2im<T: Element>(g: &ConvGeometry, cols: &[T], dx: &mut [T], parallel: bool
         g.for_each_segment(c, |tap, row, src, (lo, hi)| {
             let start = c * rows_per_channel + tap * g.positions() + row;
             let from = &cols[start + lo..start + hi];
-            if g.stride == 1 {
-                let to = &mut dst[src - base..src - base + from.len()];
-                to.iter_mut().zip(from).for_each(|(t, &f)| *t += f);
-            } else {
-                for (i, &f) in from.iter().enumerate() {
-                    dst[src - base + i * g.stride] += f;
-                }
-            }
+            with_avx2!(scatter_add(from, &mut dst[src - base..], g.stride));
         });
     });
 }
