@@ -2,8 +2,11 @@
 
 mod common;
 
-use common::{synthetic_input, synthetic_model};
-use unitscope::model::{ArchOptions, Architecture, Objective, Probe, Reduce, UnitAddress};
+use candle_core::Tensor;
+use common::{rel_err, synthetic_input, synthetic_model};
+use unitscope::model::{
+    ArchOptions, Architecture, BackwardRule, Objective, Probe, Reduce, Stem, UnitAddress,
+};
 
 fn unit(s: &str, reduce: Reduce) -> Objective {
     Objective::Unit {
@@ -190,5 +193,70 @@ fn a_layers_only_probe_gives_the_same_layer_gradients_and_no_input_gradient() {
     assert_eq!(diff, 0.0);
     assert!(full.input().is_ok());
     let err = layers_only.input().err().unwrap();
+    assert!(err.to_string().contains("layers-only"), "{err}");
+}
+
+/// Held at the stem and carried back, the input gradient is the one a plain pass
+/// gives, on every architecture (EfficientNet-Lite's stem pads unevenly) and when
+/// the stem's own convolution is recorded (it is then not fused with its batch norm).
+#[test]
+fn a_gradient_held_at_the_stem_resolves_to_the_input_gradient() {
+    let cases = [
+        (Architecture::Resnet18, 64, None),
+        (Architecture::Resnet18, 64, Some("conv1:3")),
+        (Architecture::Vgg11Bn, 32, None),
+        (Architecture::Alexnet, 64, None),
+        (Architecture::EfficientnetLite0, 64, None),
+        (Architecture::PlainCnn, 32, None),
+    ];
+    for (arch, size, unit_target) in cases {
+        let model = synthetic_model(arch, &ArchOptions::default(), 10);
+        let x = synthetic_input(&[2, 3, size, size]);
+        for rule in [BackwardRule::Gradient, BackwardRule::GuidedBackprop] {
+            let (probe, objective) = match unit_target {
+                Some(u) => (
+                    Probe::new().rule(rule).record(u.split(':').next().unwrap()),
+                    unit(u, Reduce::Mean),
+                ),
+                None => (Probe::new().rule(rule), Objective::Logit(3)),
+            };
+            let plain = model.forward(&x, &probe).unwrap();
+            let expected = plain
+                .backward(&plain.objective(&objective).unwrap())
+                .unwrap()
+                .input()
+                .unwrap();
+            let reads = std::cell::Cell::new(0);
+            let source = |stem: &Stem, input: &Tensor| {
+                reads.set(reads.get() + 1);
+                stem.apply(input)
+            };
+            let held = model.forward_held(&x, &probe, &source).unwrap();
+            let grads = held.backward(&held.objective(&objective).unwrap()).unwrap();
+            let actual = grads.input_gradient().unwrap().resolve().unwrap();
+            assert_eq!(reads.get(), 1, "{arch:?}: the stem was not held");
+            let err = rel_err(&actual, &expected);
+            assert!(
+                err < 1e-5,
+                "{arch:?} {rule:?} {unit_target:?}: off by {err:e}"
+            );
+        }
+    }
+}
+
+/// A source that gives a wrong-shaped stem output, or a layers-only probe, is an
+/// error, not a pass on garbage.
+#[test]
+fn a_held_pass_checks_its_stem_output() {
+    let model = synthetic_model(Architecture::PlainCnn, &ArchOptions::default(), 10);
+    let x = synthetic_input(&[2, 3, 32, 32]);
+    let half = |stem: &Stem, input: &Tensor| stem.apply(&input.narrow(0, 0, 1)?);
+    let err = model.forward_held(&x, &Probe::new(), &half).err().unwrap();
+    assert!(err.to_string().contains("stem's output"), "{err}");
+    let whole = |stem: &Stem, input: &Tensor| stem.apply(input);
+    let err = model
+        .forward_held(&x, &Probe::new().layers_only(), &whole)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("layers-only"), "{err}");
 }

@@ -58,7 +58,7 @@ fn check(name: &str, arch: Architecture, options: ArchOptions, shape: [usize; 4]
         let grads = capture
             .backward(&capture.objective(&objective).unwrap())
             .unwrap();
-        let err = rel_err(grads.input().unwrap(), expected);
+        let err = rel_err(&grads.input().unwrap(), expected);
         println!("{name} {key}: float64 input gradient rel err {err:.2e}");
         assert!(err < 1e-6, "{name} {key}: input gradient rel err {err:.2e}");
         if rule != BackwardRule::Gradient {
@@ -199,7 +199,7 @@ fn reference_path_agrees() {
         let grads = capture.backward(&objective).unwrap();
         let (logits, grad) = (
             rel_err(capture.logits(), &reference["logits"]),
-            rel_err(grads.input().unwrap(), &reference["grad.gradient"]),
+            rel_err(&grads.input().unwrap(), &reference["grad.gradient"]),
         );
         println!("{name} reference path: logits {logits:.2e}, input gradient {grad:.2e}");
         assert!(

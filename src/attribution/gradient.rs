@@ -6,8 +6,8 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::{Attribution, Method, Passes, Target, backward};
-use crate::model::{BackwardRule, Model, Probe};
+use super::{Attribution, Method, Passes, Target, backward, held_gradient};
+use crate::model::{BackwardRule, InputGradient, Model, Probe, Stem};
 
 /// The input gradient of each target under a backward rule, signed and per channel
 /// (`[N, 3, H, W]`); optionally multiplied by the input.
@@ -76,10 +76,25 @@ impl Method for Gradient {
 
     fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution> {
         let (_, grads) = backward(model, inputs, targets, Probe::new().rule(self.rule))?;
-        let grad = grads.input()?.clone();
+        let grad = grads.input()?;
         Ok(Attribution::Input(match self.times_input {
             false => grad,
             true => grad.mul(&inputs.to_dtype(grad.dtype())?)?,
         }))
+    }
+
+    fn input_gradient(
+        &self,
+        model: &Model,
+        inputs: &Tensor,
+        targets: &[Target],
+    ) -> Result<Option<InputGradient>> {
+        if self.times_input {
+            return Ok(None);
+        }
+        let probe = Probe::new().rule(self.rule);
+        let source = |stem: &Stem, x: &Tensor| stem.apply(x);
+        let grad = held_gradient(model, (inputs, targets), None, probe, &source)?;
+        Ok(Some(grad))
     }
 }

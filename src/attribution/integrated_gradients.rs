@@ -8,14 +8,17 @@
 //! `k/(n-1)` with half weight at the ends; Gauss-Legendre (Captum's default) at the
 //! Legendre nodes mapped from [-1, 1].
 
+use std::cell::RefCell;
 use std::f64::consts::PI;
 
 use anyhow::{Result, ensure};
 use candle_core::{DType, Tensor};
 
-use super::{Attribution, Method, Passes, Target, backward, in_batches, target_values};
+use super::{
+    Attribution, Method, Passes, Target, add_onto_inputs, held_gradient, in_batches, target_values,
+};
 use crate::data::gaussian_blur;
-use crate::model::{Model, Probe};
+use crate::model::{Model, Probe, Stem};
 
 /// Where the path starts.
 #[derive(Clone, Debug, Default)]
@@ -110,6 +113,33 @@ fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
     (nodes, weights)
 }
 
+/// The stem's outputs at the ends of the paths, `[2N, ...]`: `s(x')` of each input,
+/// then `s(x) - s(x')`.
+fn stem_ends(stem: &Stem, baseline: &Tensor, inputs: &Tensor) -> Result<Tensor> {
+    let start = stem.apply(baseline)?;
+    let span = (stem.apply(inputs)? - &start)?;
+    Ok(Tensor::cat(&[start, span], 0)?)
+}
+
+/// The stem's outputs at points along the paths, point `j` on input `which[j]`'s path
+/// at `alphas[j]`: `s(x') + α (s(x) - s(x'))` for all of them as one matrix product of
+/// the points' coefficients with the ends (one pass over the output, where selecting,
+/// scaling and adding would take four).
+fn along_path(ends: &Tensor, which: &[u32], alphas: impl Iterator<Item = f64>) -> Result<Tensor> {
+    let n = ends.dim(0)? / 2;
+    let mut coefficients = vec![0.0; which.len() * 2 * n];
+    for ((row, &i), alpha) in coefficients.chunks_mut(2 * n).zip(which).zip(alphas) {
+        row[i as usize] = 1.0;
+        row[n + i as usize] = alpha;
+    }
+    let shape = [&[which.len()], &ends.dims()[1..]].concat();
+    let coefficients = Tensor::from_vec(coefficients, (which.len(), 2 * n), ends.device())?;
+    let product = coefficients
+        .to_dtype(ends.dtype())?
+        .matmul(&ends.flatten_from(1)?)?;
+    Ok(product.reshape(shape)?)
+}
+
 /// Integrated gradients of the plain gradient.
 #[derive(Clone, Debug)]
 pub struct IntegratedGradients {
@@ -154,6 +184,12 @@ impl IntegratedGradients {
     }
 
     /// `(x - x') · Σ_k w_k ∇f(x' + α_k (x - x'))` for float32 `inputs` and `baseline`.
+    ///
+    /// The sum is linear in the gradients, so they stay held at the model's stem
+    /// (each point's objective scaled by its weight) and only the sum is carried back
+    /// through it. The stem is affine, so its output at `x' + α (x - x')` is
+    /// `s(x') + α (s(x) - s(x'))`: `s` runs once on the baselines and once on the
+    /// inputs, not once per point.
     fn integrate(
         &self,
         model: &Model,
@@ -165,30 +201,48 @@ impl IntegratedGradients {
         let n = inputs.dim(0)?;
         let path = (inputs - baseline)?;
         let points = alphas.len() * n;
-        let mut total = path.zeros_like()?;
+        let ends = RefCell::new(None);
+        let mut total = None;
         in_batches(points, self.batch.max(1), |start, len| {
             // Point p is step p / n of input p % n.
             let which: Vec<u32> = (start..start + len).map(|p| (p % n) as u32).collect();
             let index = Tensor::new(which.as_slice(), inputs.device())?;
-            let scale = |values: &[f64]| {
-                let v: Vec<f32> = (start..start + len).map(|p| values[p / n] as f32).collect();
-                Tensor::from_vec(v, (len, 1, 1, 1), inputs.device())
-            };
+            let step = |p: usize| p / n;
+            let alpha: Vec<f32> = (start..start + len)
+                .map(|p| alphas[step(p)] as f32)
+                .collect();
+            let alpha = Tensor::from_vec(alpha, (len, 1, 1, 1), inputs.device())?;
             let scaled = (baseline.index_select(&index, 0)?
-                + path
-                    .index_select(&index, 0)?
-                    .broadcast_mul(&scale(&alphas)?)?)?;
+                + path.index_select(&index, 0)?.broadcast_mul(&alpha)?)?;
             let batch_targets: Vec<Target> =
                 which.iter().map(|&i| targets[i as usize].clone()).collect();
-            let (_, grads) = backward(model, &scaled, &batch_targets, Probe::new())?;
-            let weighted = grads
-                .input()?
-                .to_dtype(DType::F32)?
-                .broadcast_mul(&scale(&weights)?)?;
-            total = total.index_add(&index, &weighted, 0)?;
-            Ok(())
+            let point_weights: Vec<f64> = (start..start + len).map(|p| weights[step(p)]).collect();
+            // The stem's outputs at the ends, made at the first point, kept for the
+            // same stem.
+            let stem_output = |stem: &Stem, _: &Tensor| {
+                let mut cache = ends.borrow_mut();
+                let (_, at_ends) = match cache.take() {
+                    Some((kept, e)) if stem.same_as(&kept) => cache.insert((kept, e)),
+                    _ => cache.insert((stem.clone(), stem_ends(stem, baseline, inputs)?)),
+                };
+                along_path(
+                    at_ends,
+                    &which,
+                    (start..start + len).map(|p| alphas[step(p)]),
+                )
+            };
+            let batch = (&scaled, batch_targets.as_slice());
+            let grad = held_gradient(
+                model,
+                batch,
+                Some(&point_weights),
+                Probe::new(),
+                &stem_output,
+            )?;
+            add_onto_inputs(&mut total, &grad, &index, n)
         })?;
-        Ok((total * path)?)
+        let total = total.expect("at least one point").resolve()?;
+        Ok((total.to_dtype(DType::F32)? * path)?)
     }
 
     /// The baseline of each input, shaped like `inputs`.

@@ -31,7 +31,7 @@ pub use occlusion::Occlusion;
 pub use smooth_grad::{SmoothGrad, Statistic};
 pub use target::{Target, TargetSpec, predicted};
 
-use crate::model::{Capture, Gradients, Model, Probe};
+use crate::model::{Capture, Gradients, InputGradient, Model, Objective, Probe, StemSource};
 
 /// A batch of attribution maps, raw (unnormalized).
 #[derive(Clone, Debug)]
@@ -84,6 +84,19 @@ pub trait Method: Send + Sync {
     /// The maps of `inputs` (`[N, 3, H, W]`, preprocessed), sample `i` explaining
     /// `targets[i]`.
     fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution>;
+
+    /// For a method whose map is the input gradient itself, that gradient, held at
+    /// the model's stem where it has one: a wrapper that averages maps sums these
+    /// and carries only the sum back through the stem. `None` (the default, for
+    /// every other method) computes nothing.
+    fn input_gradient(
+        &self,
+        _model: &Model,
+        _inputs: &Tensor,
+        _targets: &[Target],
+    ) -> Result<Option<InputGradient>> {
+        Ok(None)
+    }
 }
 
 /// What one input costs a method, in model passes.
@@ -142,9 +155,34 @@ fn backward(
 ) -> Result<(Capture, Gradients)> {
     check_targets(inputs, targets)?;
     let capture = model.forward(inputs, &recording_targets(probe, targets))?;
-    let objective = capture.objective(&Target::batch_objective(targets))?;
-    let grads = capture.backward(&objective)?;
+    let grads = capture.backward(&capture.objective(&Target::batch_objective(targets))?)?;
     Ok((capture, grads))
+}
+
+/// Every sample's input gradient, held at the model's stem, whose output `source`
+/// gives (see [`Model::forward_held`]); sample `i`'s objective scaled by
+/// `weights[i]` if given.
+fn held_gradient(
+    model: &Model,
+    (inputs, targets): (&Tensor, &[Target]),
+    weights: Option<&[f64]>,
+    probe: Probe,
+    source: &StemSource,
+) -> Result<InputGradient> {
+    check_targets(inputs, targets)?;
+    let capture = model.forward_held(inputs, &recording_targets(probe, targets), source)?;
+    let objective = match weights {
+        None => Target::batch_objective(targets),
+        Some(weights) => Objective::PerSample(
+            targets
+                .iter()
+                .zip(weights)
+                .map(|(t, &w)| Objective::Weighted(vec![(w, t.objective())]))
+                .collect(),
+        ),
+    };
+    let grads = capture.backward(&capture.objective(&objective)?)?;
+    Ok(grads.input_gradient()?.clone())
 }
 
 /// Each sample's target value, `[N]`, without keeping a graph. (A layers-only
@@ -174,6 +212,28 @@ fn check_targets(inputs: &Tensor, targets: &[Target]) -> Result<()> {
         "{} targets for a batch of {n} inputs",
         targets.len()
     );
+    Ok(())
+}
+
+/// `t: [len, ...]`, one entry per sample of a batch whose sample `i` belongs to input
+/// `index[i]`, summed per input: `[n, ...]`.
+fn onto_inputs(t: &Tensor, index: &Tensor, n: usize) -> Result<Tensor> {
+    let zeros = Tensor::zeros([&[n], &t.dims()[1..]].concat(), t.dtype(), t.device())?;
+    Ok(zeros.index_add(index, t, 0)?)
+}
+
+/// Adds each sample of `part` onto its input's entry (`index`, as for
+/// [`onto_inputs`]) of the running per-input sum `total`, or starts it.
+fn add_onto_inputs(
+    total: &mut Option<InputGradient>,
+    part: &InputGradient,
+    index: &Tensor,
+    n: usize,
+) -> Result<()> {
+    *total = Some(match total.take() {
+        None => part.map_linear(|t| onto_inputs(t, index, n))?,
+        Some(sum) => sum.zip_linear(part, |s, t| Ok(s.index_add(index, t, 0)?))?,
+    });
     Ok(())
 }
 

@@ -11,8 +11,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::{Attribution, Method, Passes, Target, in_batches};
-use crate::model::Model;
+use super::{Attribution, Method, Passes, Target, add_onto_inputs, in_batches, onto_inputs};
+use crate::model::{InputGradient, Model};
 
 /// How the noisy copies' maps are combined.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -101,6 +101,9 @@ impl SmoothGrad {
             Statistic::Variance => (true, true),
         };
         let (mut sum, mut squares): (Option<Attribution>, Option<Attribution>) = (None, None);
+        // The sum of the maps as input gradients held at the stem, for an inner
+        // method whose maps are those gradients (the mean needs nothing else).
+        let mut held: Option<InputGradient> = None;
         in_batches(copies, self.batch.max(1), |start, len| {
             // Copies start .. start + len cycle through the inputs.
             let which: Vec<u32> = (start..start + len).map(|c| (c % n) as u32).collect();
@@ -111,15 +114,13 @@ impl SmoothGrad {
             let noisy = (clean + noise.broadcast_mul(&scale.reshape((len, 1, 1, 1))?)?)?;
             let batch_targets: Vec<Target> =
                 which.iter().map(|&i| targets[i as usize].clone()).collect();
+            if self.statistic == Statistic::Mean
+                && let Some(g) = self.inner.input_gradient(model, &noisy, &batch_targets)?
+            {
+                return add_onto_inputs(&mut held, &g, &index, n);
+            }
             let maps = self.inner.attribute(model, &noisy, &batch_targets)?;
-            // Each copy's map added onto its input's.
-            let per_input = |maps: &Attribution| {
-                maps.map(|_, t| {
-                    let zeros =
-                        Tensor::zeros([&[n], &t.dims()[1..]].concat(), t.dtype(), t.device())?;
-                    Ok(zeros.index_add(&index, t, 0)?)
-                })
-            };
+            let per_input = |maps: &Attribution| maps.map(|_, t| onto_inputs(t, &index, n));
             if need_sum {
                 accumulate(&mut sum, per_input(&maps)?)?;
             }
@@ -128,6 +129,9 @@ impl SmoothGrad {
             }
             Ok(())
         })?;
+        if let Some(total) = held {
+            accumulate(&mut sum, Attribution::Input(total.resolve()?))?;
+        }
         let count = self.samples as f64;
         let mean = |total: Option<Attribution>| {
             total

@@ -12,10 +12,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{Context, Result, bail};
-use candle_core::{Tensor, Var};
+use anyhow::{Context, Result, bail, ensure};
+use candle_core::{Tensor, TensorId, Var};
 
 use super::layer::{LayerInfo, LayerKind};
+use super::nn::Conv2d;
 use super::ops::{self, Activation, Rectifier};
 
 /// How gradients pass backwards through every ReLU (and ReLU6) application.
@@ -123,6 +124,49 @@ struct Recorded {
     probe: Var,
 }
 
+/// A model's stem: the convolution that reads the input, an affine map of it (batch
+/// norm folded in where the pass folds it). Methods whose maps are linear in the
+/// input gradient sum gradients at the stem's output and carry only the sum back
+/// through it ([`InputGradient`]); on ResNet-18 the stem's 7x7 convolution is an
+/// eighth of a forward + backward pass.
+#[derive(Clone)]
+pub struct Stem {
+    conv: Conv2d,
+    /// The input's rows and columns.
+    size: (usize, usize),
+    path: EnginePath,
+}
+
+impl Stem {
+    /// The stem's output for `x` (shaped like the pass's input, converted to the
+    /// stem's element type), off the graph.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.to_dtype(self.conv.weight().dtype())?.detach();
+        self.conv.apply(&x, self.path, None)
+    }
+
+    /// Whether `other` is the same convolution on inputs of the same size.
+    pub fn same_as(&self, other: &Stem) -> bool {
+        self.conv.weight().id() == other.conv.weight().id()
+            && (self.size, self.path) == (other.size, other.path)
+    }
+}
+
+/// What a forward pass does at its stem.
+enum AtStem<'p> {
+    /// Nothing special: gradients pass through it to the input.
+    Pass,
+    /// Starts the backward pass at the stem's output, which `source` gives for the
+    /// stem and the input.
+    Hold(&'p StemSource<'p>),
+    /// Done: the variable standing for the stem's output, and the stem.
+    Held(Var, Stem),
+}
+
+/// What gives a held stem's output: [`Stem::apply`] of the input, or the same
+/// computed another way (from outputs already at hand, the stem being affine).
+pub type StemSource<'a> = dyn Fn(&Stem, &Tensor) -> Result<Tensor> + 'a;
+
 /// The context an architecture's forward pass runs in: every inspectable layer's
 /// output passes through [`Trace::tap`], every rectifier through [`Trace::relu`] or
 /// [`Trace::relu6`].
@@ -131,6 +175,9 @@ pub struct Trace<'p> {
     recorded: Vec<Recorded>,
     /// Set when the pass only describes the layers (names, kinds, shapes).
     described: Option<Vec<LayerInfo>>,
+    /// The pass's input, whose reader is the stem.
+    input: Option<TensorId>,
+    at_stem: AtStem<'p>,
 }
 
 impl<'p> Trace<'p> {
@@ -139,15 +186,66 @@ impl<'p> Trace<'p> {
             probe,
             recorded: Vec::new(),
             described: None,
+            input: None,
+            at_stem: AtStem::Pass,
         }
     }
 
     pub(crate) fn describing(probe: &'p Probe) -> Self {
         Self {
-            probe,
-            recorded: Vec::new(),
             described: Some(Vec::new()),
+            ..Self::new(probe)
         }
+    }
+
+    /// A pass on `input` that holds the input gradient at the stem's output, which
+    /// `source` gives (on the fast path; the reference path holds nothing).
+    pub(crate) fn holding(probe: &'p Probe, input: &Tensor, source: &'p StemSource<'p>) -> Self {
+        let at_stem = match probe.path {
+            EnginePath::Fast => AtStem::Hold(source),
+            EnginePath::Reference => AtStem::Pass,
+        };
+        Self {
+            input: Some(input.id()),
+            at_stem,
+            ..Self::new(probe)
+        }
+    }
+
+    /// Whether `x` is the pass's input, still to be read by the stem.
+    pub(crate) fn is_input(&self, x: &Tensor) -> bool {
+        self.input == Some(x.id()) && matches!(self.at_stem, AtStem::Hold(_))
+    }
+
+    /// The stem `conv` applied to the input `x`, then `activation` if given: its
+    /// output, from the pass's source, becomes the variable the backward pass ends
+    /// at.
+    pub(crate) fn stem(
+        &mut self,
+        conv: &Conv2d,
+        x: &Tensor,
+        activation: Option<Activation>,
+    ) -> Result<Tensor> {
+        let path = self.engine_path();
+        let AtStem::Hold(source) = self.at_stem else {
+            return conv.apply(x, path, activation);
+        };
+        let stem = Stem {
+            conv: conv.clone(),
+            size: (x.dim(2)?, x.dim(3)?),
+            path,
+        };
+        let value = source(&stem, x)?;
+        let expected = conv.output_dims(x.dims())?;
+        ensure!(
+            value.dims() == expected,
+            "the stem's output is given as {:?}, expected {expected:?}",
+            value.dims()
+        );
+        let var = Var::from_tensor(&value)?;
+        let y = ops::activate(var.as_tensor().clone(), activation)?;
+        self.at_stem = AtStem::Held(var, stem);
+        Ok(y)
     }
 
     /// Marks `x` as the output of layer `name`; returns the tensor to continue with.
@@ -224,6 +322,8 @@ pub struct Capture {
     input: Tensor,
     /// The variable the input gradient is taken for, unless the probe is layers-only.
     input_var: Option<Var>,
+    /// Where the input gradient is held, if the pass held it at the stem.
+    stem: Option<(Var, Stem)>,
     logits: Tensor,
     recorded: Vec<Recorded>,
 }
@@ -237,9 +337,14 @@ impl Capture {
         logits: Tensor,
         trace: Trace<'_>,
     ) -> Self {
+        let stem = match trace.at_stem {
+            AtStem::Held(var, stem) => Some((var, stem)),
+            AtStem::Pass | AtStem::Hold(_) => None,
+        };
         Self {
             input,
             input_var,
+            stem,
             logits,
             recorded: trace.recorded,
         }
@@ -293,23 +398,114 @@ impl Capture {
             .iter()
             .map(|r| Ok((r.name.clone(), grad_of(&r.probe)?)))
             .collect::<Result<_>>()?;
-        Ok(Gradients {
-            input: self.input_var.as_ref().map(grad_of).transpose()?,
-            layers,
+        let input = match (&self.stem, &self.input_var) {
+            (Some((var, stem)), input) => Some(InputGradient {
+                held: Some((grad_of(var)?, stem.clone())),
+                direct: input
+                    .as_ref()
+                    .and_then(|v| grads.get(v.as_tensor()).cloned()),
+            }),
+            (None, Some(input)) => Some(InputGradient {
+                held: None,
+                direct: Some(grad_of(input)?),
+            }),
+            (None, None) => None,
+        };
+        Ok(Gradients { input, layers })
+    }
+}
+
+/// The gradient with respect to the input, possibly still held at the stem's output
+/// (by [`crate::model::Model::forward_held`]). The transpose of the stem is linear, so
+/// any linear map that acts on samples alone (a weighting per sample, a sum of
+/// samples) may be applied where the gradient is held ([`InputGradient::map_linear`],
+/// [`InputGradient::zip_linear`]) and the result carried back once
+/// ([`InputGradient::resolve`]).
+#[derive(Clone)]
+pub struct InputGradient {
+    /// At the stem's output, still to be carried back through the stem.
+    held: Option<(Tensor, Stem)>,
+    /// At the input: all of it when nothing is held, else what reached the input
+    /// around the stem (nothing, in this crate's architectures).
+    direct: Option<Tensor>,
+}
+
+impl InputGradient {
+    /// `f` applied to every part. `f` must be linear and act along the batch axis
+    /// only, or the result means nothing.
+    pub fn map_linear(&self, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        let held = self
+            .held
+            .as_ref()
+            .map(|(g, stem)| -> Result<_> { Ok((f(g)?, stem.clone())) });
+        Ok(Self {
+            held: held.transpose()?,
+            direct: self.direct.as_ref().map(&f).transpose()?,
+        })
+    }
+
+    /// `f` applied to the matching parts of two gradients of passes alike (both held
+    /// at the same stem, or neither). `f` must be linear in both operands and act on
+    /// samples alone, such as a sum or an `index_add`.
+    pub fn zip_linear(
+        &self,
+        other: &Self,
+        f: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+    ) -> Result<Self> {
+        let zip = |a: Option<&Tensor>, b: Option<&Tensor>| -> Result<Option<Tensor>> {
+            match (a, b) {
+                (Some(a), Some(b)) => Ok(Some(f(a, b)?)),
+                (None, None) => Ok(None),
+                _ => bail!("gradients of unlike passes cannot be combined; resolve them first"),
+            }
+        };
+        if let (Some((_, a)), Some((_, b))) = (&self.held, &other.held) {
+            ensure!(
+                a.same_as(b),
+                "gradients held at different stems cannot be combined; resolve them first"
+            );
+        }
+        let held = zip(
+            self.held.as_ref().map(|(g, _)| g),
+            other.held.as_ref().map(|(g, _)| g),
+        )?;
+        Ok(Self {
+            held: held.zip(self.held.as_ref().map(|(_, stem)| stem.clone())),
+            direct: zip(self.direct.as_ref(), other.direct.as_ref())?,
+        })
+    }
+
+    /// The gradient at the input, shaped like it.
+    pub fn resolve(&self) -> Result<Tensor> {
+        let held = match &self.held {
+            Some((g, stem)) => Some(stem.conv.transpose(g, stem.size)?),
+            None => None,
+        };
+        Ok(match (held, &self.direct) {
+            (Some(h), Some(d)) => (h + d)?,
+            (Some(h), None) => h,
+            (None, Some(d)) => d.clone(),
+            (None, None) => bail!("an input gradient with no parts"),
         })
     }
 }
 
 /// Gradients of one objective with respect to the input and the recorded layers.
 pub struct Gradients {
-    input: Option<Tensor>,
+    input: Option<InputGradient>,
     layers: BTreeMap<String, Tensor>,
 }
 
 impl Gradients {
     /// The gradient with respect to the input, shaped like it (an error if the probe
     /// was [`Probe::layers_only`]).
-    pub fn input(&self) -> Result<&Tensor> {
+    pub fn input(&self) -> Result<Tensor> {
+        self.input_gradient()?.resolve()
+    }
+
+    /// The gradient with respect to the input, where the pass left it: held at the
+    /// stem by [`crate::model::Model::forward_held`], else at the input.
+    pub fn input_gradient(&self) -> Result<&InputGradient> {
         self.input
             .as_ref()
             .context("the input gradient was not taken: the probe is layers-only")

@@ -31,7 +31,9 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use serde::Serialize;
 
 pub use arch::{ArchOptions, Architecture};
-pub use capture::{BackwardRule, Capture, EnginePath, Gradients, Probe, Trace};
+pub use capture::{
+    BackwardRule, Capture, EnginePath, Gradients, InputGradient, Probe, Stem, StemSource, Trace,
+};
 pub use card::ModelCard;
 pub use layer::{LayerInfo, LayerKind, UnitAddress};
 pub use objective::{Objective, Reduce};
@@ -195,6 +197,28 @@ impl Model {
     /// A forward pass of `input` (`[N, 3, H, W]`) that records the probe's layers on
     /// the autograd graph; see [`Capture`].
     pub fn forward(&self, input: &Tensor, probe: &Probe) -> Result<Capture> {
+        self.run(input, probe, None)
+    }
+
+    /// [`Model::forward`] with the input gradient held at the output of the stem
+    /// (the convolution that reads the input; see [`InputGradient`]): the backward
+    /// pass ends there. `source` gives the stem's output: [`Stem::apply`] of the
+    /// input, or the same from outputs at hand (the stem is affine). A model whose
+    /// input no convolution reads, or a pass on the reference path, holds nothing.
+    pub fn forward_held(
+        &self,
+        input: &Tensor,
+        probe: &Probe,
+        source: &StemSource,
+    ) -> Result<Capture> {
+        ensure!(
+            probe.input_gradient(),
+            "a layers-only probe takes no input gradient to hold"
+        );
+        self.run(input, probe, Some(source))
+    }
+
+    fn run(&self, input: &Tensor, probe: &Probe, source: Option<&StemSource>) -> Result<Capture> {
         self.check_input(input)?;
         // Check the names before the pass, which may be long.
         let layers = self.layers()?;
@@ -214,7 +238,10 @@ impl Model {
             }
             false => (input.detach(), None),
         };
-        let mut trace = Trace::new(probe);
+        let mut trace = match source {
+            Some(source) => Trace::holding(probe, &input, source),
+            None => Trace::new(probe),
+        };
         let logits = self.network.forward(&input, &mut trace)?;
         Ok(Capture::new(input, input_var, logits, trace))
     }

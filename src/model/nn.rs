@@ -26,6 +26,7 @@ pub enum PaddingStyle {
 }
 
 /// A 2-D convolution (square kernel), optionally grouped, with or without bias.
+#[derive(Clone)]
 pub struct Conv2d {
     weight: Tensor,
     bias: Option<Tensor>,
@@ -126,15 +127,30 @@ impl Conv2d {
         })
     }
 
-    /// Convolves `[N, C, H, W]` with the implementation of `path`, then applies
-    /// `activation` if given (on the fast path, as part of the convolution's op).
+    /// Convolves `[N, C, H, W]` with the implementation of the pass's path, then
+    /// applies `activation` if given (on the fast path, as part of the convolution's
+    /// op). The convolution that reads the pass's input is its stem, which the trace
+    /// may stand in for ([`Trace::stem`]).
     pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        t: &mut Trace,
+        activation: Option<Activation>,
+    ) -> Result<Tensor> {
+        if self.groups == 1 && t.is_input(x) {
+            return t.stem(self, x, activation);
+        }
+        self.apply(x, t.engine_path(), activation)
+    }
+
+    /// [`Conv2d::forward`] with the implementation of `path`, whatever `x` is.
+    pub(crate) fn apply(
         &self,
         x: &Tensor,
         path: EnginePath,
         activation: Option<Activation>,
     ) -> Result<Tensor> {
-        let geometry = (self.padding_of(x)?, self.stride);
+        let geometry = (self.padding_of((x.dim(2)?, x.dim(3)?))?, self.stride);
         let bias = self.bias.as_ref();
         let depthwise = self.groups > 1 && self.weight.dim(1)? == 1 && x.dim(1)? == self.groups;
         Ok(match path {
@@ -155,8 +171,38 @@ impl Conv2d {
 }
 
 impl Conv2d {
-    /// The zero padding of `x` under this layer's padding style.
-    fn padding_of(&self, x: &Tensor) -> Result<ops::Padding> {
+    /// The kernel, `[C_out, C_in / groups, k, k]`.
+    pub(crate) fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The output shape for an input of shape `[N, C, H, W]`.
+    pub(crate) fn output_dims(&self, input: &[usize]) -> Result<[usize; 4]> {
+        let &[n, _, h, w] = input else {
+            anyhow::bail!("a convolution's input has shape {input:?}, not [N, C, H, W]")
+        };
+        let [(top, bottom), (left, right)] = self.padding_of((h, w))?;
+        let k = self.weight.dim(2)?;
+        let out = |len: usize| (len.saturating_sub(k) / self.stride) + 1;
+        Ok([
+            n,
+            self.weight.dim(0)?,
+            out(h + top + bottom),
+            out(w + left + right),
+        ])
+    }
+
+    /// The gradient an input of `size` (rows, columns) gets when `grad` arrives at
+    /// the output: the transpose of the convolution without its bias. One group only.
+    pub(crate) fn transpose(&self, grad: &Tensor, size: (usize, usize)) -> Result<Tensor> {
+        ensure!(self.groups == 1, "transpose of a grouped convolution");
+        let geometry = (self.padding_of(size)?, self.stride);
+        Ok(ops::conv2d_transpose(grad, &self.weight, geometry, size)?)
+    }
+
+    /// The zero padding of an input of `size` (rows, columns) under this layer's
+    /// padding style.
+    fn padding_of(&self, (h, w): (usize, usize)) -> Result<ops::Padding> {
         let p = self.padding;
         Ok(match self.style {
             PaddingStyle::Symmetric => [(p, p), (p, p)],
@@ -167,7 +213,7 @@ impl Conv2d {
                     let total = ((out - 1) * self.stride + k).saturating_sub(size);
                     (total / 2, total - total / 2)
                 };
-                [pad(x.dim(2)?), pad(x.dim(3)?)]
+                [pad(h), pad(w)]
             }
         })
     }
@@ -233,11 +279,12 @@ impl ConvBn {
 
     /// Runs both layers, tapping their outputs as `conv` and `bn`.
     pub fn forward(&self, x: &Tensor, t: &mut Trace, conv: &str, bn: &str) -> Result<Tensor> {
-        let path = t.engine_path();
         if let Some(fused) = self.fused_for(t, conv) {
-            return t.tap(bn, LayerKind::BatchNorm, fused.forward(x, path, None)?);
+            let y = fused.forward(x, t, None)?;
+            return t.tap(bn, LayerKind::BatchNorm, y);
         }
-        let y = t.tap(conv, self.kind, self.conv.forward(x, path, None)?)?;
+        let y = self.conv.forward(x, t, None)?;
+        let y = t.tap(conv, self.kind, y)?;
         t.tap(bn, LayerKind::BatchNorm, self.bn.forward(&y)?)
     }
 
@@ -252,7 +299,8 @@ impl ConvBn {
         kind: Rectifier,
     ) -> Result<Tensor> {
         if let Some(fused) = self.fused_for(t, conv).filter(|_| !t.needs(bn)) {
-            return fused.forward(x, t.engine_path(), Some(t.activation(kind)));
+            let activation = t.activation(kind);
+            return fused.forward(x, t, Some(activation));
         }
         let y = self.forward(x, t, conv, bn)?;
         t.rectify(&y, kind)
@@ -367,9 +415,9 @@ mod tests {
             groups: 1,
         };
         let x = Tensor::randn(0f32, 1., (1, 16, 16, 16), &d).unwrap();
-        let before = conv.forward(&x, EnginePath::Fast, None).unwrap();
+        let before = conv.apply(&x, EnginePath::Fast, None).unwrap();
         weight.set(&(weight.as_tensor() * 2.0).unwrap()).unwrap();
-        let after = conv.forward(&x, EnginePath::Fast, None).unwrap();
+        let after = conv.apply(&x, EnginePath::Fast, None).unwrap();
         let err = (after - (before * 2.0).unwrap())
             .unwrap()
             .abs()

@@ -306,9 +306,10 @@ impl Backward2 for Conv {
         w: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_, _, h, wd) = x.dims4()?;
         let gx = x
             .track_op()
-            .then(|| self.input_grad(x, w, grad))
+            .then(|| self.input_grad((h, wd), w, grad))
             .transpose()?;
         let gw = w
             .track_op()
@@ -323,8 +324,7 @@ impl Conv {
     /// by `k - 1 - p`, with the kernel flipped and its channel axes swapped. (Candle's
     /// transposed convolution would skip the dilation's zeros, but gets non-square
     /// inputs wrong on the CPU in 0.11.)
-    fn input_grad(&self, x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<Tensor> {
-        let (_, _, h, wd) = x.dims4()?;
+    fn input_grad(&self, (h, wd): (usize, usize), w: &Tensor, grad: &Tensor) -> Result<Tensor> {
         let k = w.dim(2)?;
         let g = dilate(grad, self.stride)?;
         let padding = gradient_padding(k, self.padding, (h, wd), &g)?;
@@ -513,7 +513,7 @@ pub(crate) fn depthwise_conv2d(
 ) -> Result<Tensor> {
     if cpu::applies(x) {
         let groups = x.dim(1)?;
-        let geometry = geometry(x, (w, bias), padding, stride, groups)?;
+        let geometry = geometry(sample_dims(x)?, (w, bias), padding, stride, groups)?;
         return cpu::depthwise_conv2d(x, w, bias, geometry, activation);
     }
     activate(
@@ -551,18 +551,23 @@ pub(crate) fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
+/// `[C, H, W]` of a `[N, C, H, W]` batch.
+fn sample_dims(x: &Tensor) -> Result<(usize, usize, usize)> {
+    let (_, c, h, w) = x.dims4()?;
+    Ok((c, h, w))
+}
+
 /// The CPU kernels' description of convolving `x` with `w` (`[C_out, C_in / groups,
 /// k, k]`; depthwise: `groups = C_in = C_out`) plus `bias`; an error if the shapes do
 /// not fit each other or the kernel does not fit the padded input (the kernels index
 /// by these sizes and must never see inconsistent ones).
 fn geometry(
-    x: &Tensor,
+    (c_in, h, wd): (usize, usize, usize),
     (w, bias): (&Tensor, Option<&Tensor>),
     padding: Padding,
     stride: usize,
     groups: usize,
 ) -> Result<cpu::ConvGeometry> {
-    let (_, c_in, h, wd) = x.dims4()?;
     let (c_out, per_group, k, k2) = w.dims4()?;
     let fits = per_group * groups == c_in
         && k == k2
@@ -570,8 +575,7 @@ fn geometry(
         && bias.is_none_or(|b| b.dims() == [c_out]);
     if !fits {
         bail!(
-            "convolution: input {:?}, kernel {:?} and bias {:?} do not fit ({groups} groups)",
-            x.dims(),
+            "convolution: input [_, {c_in}, {h}, {wd}], kernel {:?} and bias {:?} do not fit ({groups} groups)",
             w.dims(),
             bias.map(Tensor::dims)
         )
@@ -660,10 +664,41 @@ pub(crate) fn conv2d(
     activation: Option<Activation>,
 ) -> Result<Tensor> {
     if cpu::applies(x) {
-        let geometry = geometry(x, (w, bias), padding, stride, 1)?;
+        let geometry = geometry(sample_dims(x)?, (w, bias), padding, stride, 1)?;
         return cpu::conv2d(x, (w, cache), bias, geometry, activation);
     }
     activate(conv2d_candle(x, w, bias, padding, stride)?, activation)
+}
+
+/// The transpose of [`conv2d`]'s linear part: the gradient an input of `size` (rows,
+/// columns) gets when `grad` arrives at the output. On the CPU, the backward pass's
+/// own kernel; elsewhere, on the padded input, cropped.
+pub(crate) fn conv2d_transpose(
+    grad: &Tensor,
+    w: &Tensor,
+    (padding, stride): (Padding, usize),
+    size: (usize, usize),
+) -> Result<Tensor> {
+    let c_in = w.dim(1)?;
+    if cpu::applies(grad) {
+        let g = geometry((c_in, size.0, size.1), (w, None), padding, stride, 1)?;
+        if grad.dims()[1..] != [g.c_out, g.oh, g.ow] {
+            bail!(
+                "convolution transpose: gradient {:?} for an output of [_, {}, {}, {}]",
+                grad.dims(),
+                g.c_out,
+                g.oh,
+                g.ow
+            )
+        }
+        return cpu::conv2d_transpose(grad, w, g);
+    }
+    let [(top, bottom), (left, right)] = padding;
+    let padded = (size.0 + top + bottom, size.1 + left + right);
+    let conv = Conv { padding: 0, stride };
+    conv.input_grad(padded, w, grad)?
+        .narrow(2, top, size.0)?
+        .narrow(3, left, size.1)
 }
 
 /// [`conv2d`] off the CPU: Candle's forward, our backward.

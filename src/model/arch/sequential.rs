@@ -96,7 +96,7 @@ impl Sequential {
                 (Module::Conv(c), Some(relu)) if !t.needs(&name) => {
                     modules.next();
                     let relu_op = Some(t.activation(Rectifier::Relu));
-                    let y = c.forward(&x, t.engine_path(), relu_op)?;
+                    let y = c.forward(&x, t, relu_op)?;
                     t.tap(&relu, LayerKind::Relu, y)?
                 }
                 (Module::ConvBn(cb), Some(relu)) => {
@@ -105,11 +105,10 @@ impl Sequential {
                     let y = cb.forward_rectified(&x, t, (names.0, &names.1), Rectifier::Relu)?;
                     t.tap(&relu, LayerKind::Relu, y)?
                 }
-                (Module::Conv(c), _) => t.tap(
-                    &name,
-                    LayerKind::Conv,
-                    c.forward(&x, t.engine_path(), None)?,
-                )?,
+                (Module::Conv(c), _) => {
+                    let y = c.forward(&x, t, None)?;
+                    t.tap(&name, LayerKind::Conv, y)?
+                }
                 (Module::ConvBn(cb), _) => cb.forward(&x, t, &name, &format!("{p}.{}", i + 1))?,
                 (Module::Relu, _) => {
                     let y = t.relu(&x)?;

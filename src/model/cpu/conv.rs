@@ -398,6 +398,16 @@ pub(crate) fn conv2d(
     conv_op::apply(dense, x, kernel, bias, activation)
 }
 
+/// The transpose of [`conv2d`]'s linear part: the input gradient when `grad` arrives
+/// at its output.
+pub(crate) fn conv2d_transpose(grad: &Tensor, kernel: &Tensor, g: ConvGeometry) -> Result<Tensor> {
+    let dense = Dense {
+        geometry: g,
+        cache: None,
+    };
+    conv_op::transpose(dense, grad, kernel)
+}
+
 #[derive(Clone)]
 struct Dense {
     geometry: ConvGeometry,

@@ -41,6 +41,13 @@ pub(super) fn apply<C: Convolution>(
         .apply_op3(&kernel.contiguous()?, &bias, Forward { conv, activation })
 }
 
+/// The input gradient of `conv` when `grad` arrives at its output: the op its
+/// backward pass applies, on its own.
+pub(super) fn transpose<C: Convolution>(conv: C, grad: &Tensor, kernel: &Tensor) -> Result<Tensor> {
+    grad.contiguous()?
+        .apply_op2_no_bwd(&kernel.contiguous()?, &InputGrad(conv))
+}
+
 struct Forward<C> {
     conv: C,
     activation: Option<Activation>,

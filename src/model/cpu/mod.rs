@@ -21,7 +21,7 @@ mod winograd;
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
-pub(crate) use conv::{ConvGeometry, conv2d};
+pub(crate) use conv::{ConvGeometry, conv2d, conv2d_transpose};
 pub(crate) use depthwise::depthwise_conv2d;
 pub(crate) use linear::linear;
 pub(crate) use max_pool::{PoolGeometry, max_pool2d};
