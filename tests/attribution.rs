@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use unitscope::attribution::registry::{self, MethodOptions};
 use unitscope::attribution::{
     self, Attribution, Baseline, Gradient, IntegratedGradients, Method, Quadrature, SmoothGrad,
-    Target, TargetSpec,
+    Statistic, Target, TargetSpec,
 };
 use unitscope::data::world::{HELD_OUT, World};
 use unitscope::model::{ArchOptions, Architecture, Model, Probe, demo};
@@ -116,6 +116,17 @@ fn smoothgrad_is_seeded_and_independent_of_the_batch_size() {
     assert!(
         max_abs_diff(&a, &run(8, 4)) > 1e-4,
         "another seed, same maps"
+    );
+    // Each copy draws its own noise: two copies of an input differ (VarGrad > 0).
+    let vargrad = SmoothGrad {
+        samples: 2,
+        statistic: Statistic::Variance,
+        ..SmoothGrad::new(Box::new(Gradient::saliency()))
+    };
+    let spread = input_map(vargrad.attribute(&model, &x, &targets).unwrap());
+    assert!(
+        max_abs_diff(&spread, &spread.zeros_like().unwrap()) > 1e-6,
+        "two copies drew the same noise"
     );
 }
 

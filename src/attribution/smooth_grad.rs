@@ -2,14 +2,16 @@
 //! each input, `x + N(0, σ²)` with `σ = level · (max(x) - min(x))` per input, reduced
 //! to their mean, their mean of squares (SmoothGrad²), or their variance (VarGrad,
 //! Adebayo et al. 2018). The copies run through the inner method in batches of a set
-//! size, so memory does not grow with `n`. Noise comes from a seeded ChaCha stream,
-//! drawn in order (copy-major), so a seed reproduces a map on any device.
+//! size, so memory does not grow with `n`. Each copy's noise comes from its own
+//! stream of a seeded ChaCha generator (copies numbered copy-major), so a seed
+//! reproduces a map on any device and at any batch size.
 
 use anyhow::{Result, ensure};
 use candle_core::{D, DType, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 
 use super::{Attribution, Method, Passes, Target, add_onto_inputs, in_batches, onto_inputs};
 use crate::model::{InputGradient, Model};
@@ -188,11 +190,18 @@ impl Method for SmoothGrad {
     fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution> {
         let per_copy = inputs.dims()[1..].iter().product::<usize>();
         let shape: Vec<usize> = inputs.dims()[1..].to_vec();
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        self.smooth(model, inputs, targets, |_, len| {
-            let values: Vec<f32> = (0..len * per_copy)
-                .map(|_| StandardNormal.sample(&mut rng))
-                .collect();
+        self.smooth(model, inputs, targets, |start, len| {
+            // Copy c draws from stream c of the seed, so copies draw in parallel.
+            let mut values = vec![0f32; len * per_copy];
+            values
+                .par_chunks_mut(per_copy)
+                .zip(start..start + len)
+                .for_each(|(copy, c)| {
+                    let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                    rng.set_stream(c as u64);
+                    copy.iter_mut()
+                        .for_each(|v| *v = StandardNormal.sample(&mut rng));
+                });
             Ok(Tensor::from_vec(
                 values,
                 [&[len], shape.as_slice()].concat(),
