@@ -693,6 +693,16 @@ pub(crate) fn conv2d_transpose(
         }
         return cpu::conv2d_transpose(grad, w, g);
     }
+    conv2d_transpose_candle(grad, w, (padding, stride), size)
+}
+
+/// [`conv2d_transpose`] off the CPU: the input gradient of the padded input, cropped.
+fn conv2d_transpose_candle(
+    grad: &Tensor,
+    w: &Tensor,
+    (padding, stride): (Padding, usize),
+    size: (usize, usize),
+) -> Result<Tensor> {
     let [(top, bottom), (left, right)] = padding;
     let padded = (size.0 + top + bottom, size.1 + left + right);
     let conv = Conv { padding: 0, stride };
@@ -940,6 +950,55 @@ mod conv_tests {
     /// non-square inputs, TF-style uneven padding, with and without bias; in float64,
     /// with each rectifier and rule applied by the convolution, against Candle's
     /// convolution followed by the rectifier's own op.
+    #[test]
+    fn transposes_are_the_input_gradient() {
+        let d = Device::Cpu;
+        // (input channels, kernel, stride), padding, input size: ResNet's stem, a
+        // TF-"SAME" stride-2 layer, a Winograd-sized one, uneven padding.
+        let cases = [
+            ((3, 7, 2), [(3, 3), (3, 3)], (16, 13)),
+            ((16, 3, 2), [(0, 1), (0, 1)], (10, 9)),
+            ((16, 3, 1), [(1, 1), (1, 1)], (14, 14)),
+            ((4, 5, 2), [(1, 2), (2, 1)], (9, 8)),
+        ];
+        for ((c_in, k, stride), padding, (h, w)) in cases {
+            let x = Var::zeros((2, c_in, h, w), DType::F64, &d).unwrap();
+            let kernel = Tensor::randn(0f64, 1., (8, c_in, k, k), &d).unwrap();
+            let y = conv2d(
+                x.as_tensor(),
+                (&kernel, None),
+                None,
+                (padding, stride),
+                None,
+            )
+            .unwrap();
+            let g = Tensor::randn(0f64, 1., y.shape(), &d).unwrap();
+            let grads = y.mul(&g).unwrap().sum_all().unwrap().backward().unwrap();
+            let expected = grads.get(x.as_tensor()).unwrap();
+            let geometry = (padding, stride);
+            let ours = conv2d_transpose(&g, &kernel, geometry, (h, w)).unwrap();
+            let candle = conv2d_transpose_candle(&g, &kernel, geometry, (h, w)).unwrap();
+            for (name, t) in [("cpu", ours), ("candle", candle)] {
+                let err = (t - expected)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap();
+                assert!(
+                    err < 1e-9,
+                    "{name} transpose, case {c_in} {k} {stride}: {err}"
+                );
+            }
+        }
+        let g = Tensor::zeros((1, 8, 5, 5), DType::F32, &d).unwrap();
+        let kernel = Tensor::zeros((8, 3, 3, 3), DType::F32, &d).unwrap();
+        let err = conv2d_transpose(&g, &kernel, ([(1, 1), (1, 1)], 1), (6, 6)).err();
+        assert!(err.is_some(), "a gradient of the wrong size is an error");
+    }
+
     #[test]
     fn convolutions_match_candle() {
         let implementations: [(&str, Convolution, bool); 5] = [
