@@ -125,10 +125,10 @@ fn stem_ends(stem: &Stem, baseline: &Tensor, inputs: &Tensor) -> Result<Tensor> 
 /// at `alphas[j]`: `s(x') + α (s(x) - s(x'))` for all of them as one matrix product of
 /// the points' coefficients with the ends (one pass over the output, where selecting,
 /// scaling and adding would take four).
-fn along_path(ends: &Tensor, which: &[u32], alphas: impl Iterator<Item = f64>) -> Result<Tensor> {
+fn along_path(ends: &Tensor, which: &[u32], alphas: &[f64]) -> Result<Tensor> {
     let n = ends.dim(0)? / 2;
     let mut coefficients = vec![0.0; which.len() * 2 * n];
-    for ((row, &i), alpha) in coefficients.chunks_mut(2 * n).zip(which).zip(alphas) {
+    for ((row, &i), &alpha) in coefficients.chunks_mut(2 * n).zip(which).zip(alphas) {
         row[i as usize] = 1.0;
         row[n + i as usize] = alpha;
     }
@@ -207,16 +207,16 @@ impl IntegratedGradients {
             // Point p is step p / n of input p % n.
             let which: Vec<u32> = (start..start + len).map(|p| (p % n) as u32).collect();
             let index = Tensor::new(which.as_slice(), inputs.device())?;
-            let step = |p: usize| p / n;
-            let alpha: Vec<f32> = (start..start + len)
-                .map(|p| alphas[step(p)] as f32)
-                .collect();
+            let per_point = |values: &[f64]| -> Vec<f64> {
+                (start..start + len).map(|p| values[p / n]).collect()
+            };
+            let (point_alphas, point_weights) = (per_point(&alphas), per_point(&weights));
+            let alpha: Vec<f32> = point_alphas.iter().map(|&a| a as f32).collect();
             let alpha = Tensor::from_vec(alpha, (len, 1, 1, 1), inputs.device())?;
             let scaled = (baseline.index_select(&index, 0)?
                 + path.index_select(&index, 0)?.broadcast_mul(&alpha)?)?;
             let batch_targets: Vec<Target> =
                 which.iter().map(|&i| targets[i as usize].clone()).collect();
-            let point_weights: Vec<f64> = (start..start + len).map(|p| weights[step(p)]).collect();
             // The stem's outputs at the ends, made at the first point, kept for the
             // same stem.
             let stem_output = |stem: &Stem, _: &Tensor| {
@@ -225,11 +225,7 @@ impl IntegratedGradients {
                     Some((kept, e)) if stem.same_as(&kept) => cache.insert((kept, e)),
                     _ => cache.insert((stem.clone(), stem_ends(stem, baseline, inputs)?)),
                 };
-                along_path(
-                    at_ends,
-                    &which,
-                    (start..start + len).map(|p| alphas[step(p)]),
-                )
+                along_path(at_ends, &which, &point_alphas)
             };
             let batch = (&scaled, batch_targets.as_slice());
             let grad = held_gradient(

@@ -176,20 +176,13 @@ impl Conv2d {
         &self.weight
     }
 
-    /// The output shape for an input of shape `[N, C, H, W]`.
+    /// The output shape for an input of shape `[N, C, H, W]` (one group).
     pub(crate) fn output_dims(&self, input: &[usize]) -> Result<[usize; 4]> {
-        let &[n, _, h, w] = input else {
+        let &[_, _, h, w] = input else {
             anyhow::bail!("a convolution's input has shape {input:?}, not [N, C, H, W]")
         };
-        let [(top, bottom), (left, right)] = self.padding_of((h, w))?;
-        let k = self.weight.dim(2)?;
-        let out = |len: usize| (len.saturating_sub(k) / self.stride) + 1;
-        Ok([
-            n,
-            self.weight.dim(0)?,
-            out(h + top + bottom),
-            out(w + left + right),
-        ])
+        let geometry = (self.padding_of((h, w))?, self.stride);
+        Ok(ops::conv2d_output_dims(input, &self.weight, geometry)?)
     }
 
     /// The gradient an input of `size` (rows, columns) gets when `grad` arrives at

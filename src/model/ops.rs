@@ -679,21 +679,34 @@ pub(crate) fn conv2d_transpose(
     (padding, stride): (Padding, usize),
     size: (usize, usize),
 ) -> Result<Tensor> {
-    let c_in = w.dim(1)?;
+    let g = geometry((w.dim(1)?, size.0, size.1), (w, None), padding, stride, 1)?;
+    if grad.dims()[1..] != [g.c_out, g.oh, g.ow] {
+        bail!(
+            "convolution transpose: gradient {:?} for an output of [_, {}, {}, {}]",
+            grad.dims(),
+            g.c_out,
+            g.oh,
+            g.ow
+        )
+    }
     if cpu::applies(grad) {
-        let g = geometry((c_in, size.0, size.1), (w, None), padding, stride, 1)?;
-        if grad.dims()[1..] != [g.c_out, g.oh, g.ow] {
-            bail!(
-                "convolution transpose: gradient {:?} for an output of [_, {}, {}, {}]",
-                grad.dims(),
-                g.c_out,
-                g.oh,
-                g.ow
-            )
-        }
         return cpu::conv2d_transpose(grad, w, g);
     }
     conv2d_transpose_candle(grad, w, (padding, stride), size)
+}
+
+/// The output shape of [`conv2d`] for an input of shape `[N, C, H, W]`; an error if
+/// the kernel does not fit them.
+pub(crate) fn conv2d_output_dims(
+    input: &[usize],
+    w: &Tensor,
+    (padding, stride): (Padding, usize),
+) -> Result<[usize; 4]> {
+    let &[n, c, h, wd] = input else {
+        bail!("a convolution's input has shape {input:?}, not [N, C, H, W]")
+    };
+    let g = geometry((c, h, wd), (w, None), padding, stride, 1)?;
+    Ok([n, g.c_out, g.oh, g.ow])
 }
 
 /// [`conv2d_transpose`] off the CPU: the input gradient of the padded input, cropped.

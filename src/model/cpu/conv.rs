@@ -106,7 +106,7 @@ impl ConvGeometry {
 /// strided layers) is written with a constant step, which the compiler turns into
 /// whole-vector loads and shuffles; other strides go element by element.
 #[inline(always)]
-fn gather<T: Element>(dst: &mut [T], src: &[T], stride: usize) {
+fn copy_strided<T: Element>(dst: &mut [T], src: &[T], stride: usize) {
     let Some(last) = dst.len().checked_sub(1) else {
         return;
     };
@@ -128,9 +128,9 @@ fn gather<T: Element>(dst: &mut [T], src: &[T], stride: usize) {
     }
 }
 
-/// `dst[i * stride] += src[i]` for every `i` of `src`: the transpose of [`gather`].
+/// `dst[i * stride] += src[i]` for every `i` of `src`: the transpose of [`copy_strided`].
 #[inline(always)]
-fn scatter_add<T: Element>(src: &[T], dst: &mut [T], stride: usize) {
+fn add_strided<T: Element>(src: &[T], dst: &mut [T], stride: usize) {
     let Some(last) = src.len().checked_sub(1) else {
         return;
     };
@@ -164,7 +164,7 @@ fn im2col<T: Element>(g: &ConvGeometry, x: &[T], cols: &mut [T], parallel: bool)
         g.for_each_segment(c, |tap, row, src, (lo, hi)| {
             let start = tap * g.positions() + row;
             let dst = &mut block[start + lo..start + hi];
-            with_avx2!(gather(dst, &x[src..], g.stride));
+            with_avx2!(copy_strided(dst, &x[src..], g.stride));
         });
     });
 }
@@ -181,7 +181,7 @@ fn col2im<T: Element>(g: &ConvGeometry, cols: &[T], dx: &mut [T], parallel: bool
         g.for_each_segment(c, |tap, row, src, (lo, hi)| {
             let start = c * rows_per_channel + tap * g.positions() + row;
             let from = &cols[start + lo..start + hi];
-            with_avx2!(scatter_add(from, &mut dst[src - base..], g.stride));
+            with_avx2!(add_strided(from, &mut dst[src - base..], g.stride));
         });
     });
 }
