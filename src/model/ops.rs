@@ -1036,7 +1036,7 @@ mod conv_tests {
             Some((Rectifier::Relu, BackwardRule::DeconvNet)),
         ]
         .map(|a| a.map(|(kind, rule)| Activation { kind, rule }));
-        let cases: [(usize, usize, Padding, (usize, usize)); 15] = [
+        let cases: [(usize, usize, Padding, (usize, usize)); 16] = [
             (3, 1, [(1, 1), (1, 1)], (9, 7)),
             (3, 2, [(1, 1), (1, 1)], (9, 9)),
             (7, 2, [(3, 3), (3, 3)], (16, 13)),
@@ -1048,9 +1048,11 @@ mod conv_tests {
             (5, 2, [(1, 2), (2, 1)], (9, 8)),
             (3, 2, [(0, 0), (0, 0)], (10, 10)),
             // With 16 channels (from here on), the Winograd paths, odd edges:
-            // F(2x2) (where F(4x4) would pad more), then F(4x4). Their transforms go
-            // 8 tiles at a time: 56, 48 and 49 tiles, 196 of F(4x4)'s, and 4 of them
-            // per 7x7 sample (at batch 3 one product of 12 columns).
+            // F(2x2) on a map two rows tall (where F(4x4)'s padding would cost more
+            // products), then F(4x4). Their transforms go 8 tiles at a time: 35
+            // tiles of F(2x2); 16, 12 and 16 of F(4x4), 196, and 4 per 7x7 sample
+            // (at batch 3 one product of 12 columns).
+            (3, 1, [(1, 1), (1, 1)], (2, 70)),
             (3, 1, [(1, 1), (1, 1)], (16, 13)),
             (3, 1, [(0, 2), (1, 1)], (12, 15)),
             (3, 1, [(1, 1), (1, 1)], (14, 14)),

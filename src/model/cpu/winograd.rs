@@ -205,9 +205,10 @@ pub(super) enum Plan {
 /// The algorithm for `g`, if any. Only where both channel counts are 16 or more:
 /// on VGG's first layer (3 -> 64 channels at 224 px) F(2x2) took 14.8 ms against
 /// im2col's 3.5, and 8.5 against 3.7 for its input gradient (in-process, one
-/// sample). Then F(4x4) where its tiles cover the map with no more padding than
-/// F(2x2)'s (so not at 14 px: 16 px against 14) and a map has 4 of them (7 px);
-/// else F(2x2) where a map has 32 of its tiles; else im2col.
+/// sample). Then F(4x4) where its padded tiles still take fewer elementwise
+/// products than F(2x2)'s (at 14 px, 16 tiles of 36 against 49 of 16; at 6 px, 4 of
+/// 36 against 9 of 16 is no gain) and a map has 4 of them (7 px); else F(2x2) where
+/// a map has 32 of its tiles; else im2col.
 ///
 /// The choice depends on the geometry only, never on the batch size: the
 /// algorithms round differently, and on images with flat regions (the demo world's
@@ -223,17 +224,22 @@ pub(super) enum Plan {
 /// F(2x2) -> F(4x4), ms on one thread / two: at 28 px 128 -> 128 channels 1.62 ->
 /// 1.31 / 0.85 -> 0.67, 256 -> 256 6.5 -> 4.6 / 3.1 -> 2.2, 512 -> 512 21.0 -> 15.4 /
 /// 10.8 -> 7.8. ResNet-18 at batch 16, its three 3x3 convolutions per map size,
-/// forward (`bench engine` with per-op timers): at 14 px F(2x2) 36 ms, F(4x4) 43;
-/// at 7 px (512 channels) im2col 68, F(2x2) 38, F(4x4) 26, the last two with the
-/// batch's 16 samples in each product.
+/// forward (`bench engine` with per-op timers): at 7 px (512 channels) im2col 68,
+/// F(2x2) 38, F(4x4) 26, the last two with the batch's 16 samples in each product.
+/// At 14 px, F(2x2) -> F(4x4), forward / input gradient of one layer (in-process,
+/// two threads, the two alternating four times, second best of five each): 256 ->
+/// 256 channels at batch 1 0.78 / 0.81 -> 0.61 / 0.71 ms, at batch 16 11.4 / 12.3 ->
+/// 10.5 / 11.5; 512 -> 512 (VGG) at batch 1 3.3 / 3.5 -> 2.9 / 3.2, at batch 16 40 /
+/// 42 -> 32 / 34. (Before the transforms ran on [`Lanes`], F(4x4) measured slower
+/// there.)
 pub(super) fn plan(g: &ConvGeometry) -> Option<Plan> {
     if g.k != 3 || g.stride != 1 || g.c_in.min(g.c_out) < 16 {
         return None;
     }
-    let covered = |side: usize, m: usize| side.div_ceil(m) * m;
-    let f4_fits = covered(g.oh, F4::M) <= covered(g.oh, F2::M)
-        && covered(g.ow, F4::M) <= covered(g.ow, F2::M);
-    if f4_fits && tile_count::<F4>(g) >= 4 {
+    // Elementwise products per map: one per entry of each transformed tile.
+    let products = |tiles: usize, n: usize| tiles * n * n;
+    let f4_fewer = products(tile_count::<F4>(g), F4::N) < products(tile_count::<F2>(g), F2::N);
+    if f4_fewer && tile_count::<F4>(g) >= 4 {
         Some(Plan::F4)
     } else if tile_count::<F2>(g) >= 32 {
         Some(Plan::F2)
