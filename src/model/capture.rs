@@ -17,7 +17,7 @@ use candle_core::{Tensor, TensorId, Var};
 
 use super::layer::{LayerInfo, LayerKind};
 use super::nn::Conv2d;
-use super::ops::{self, Activation, Rectifier};
+use super::ops::{self, Activation, Holder, Rectifier};
 
 /// How gradients pass backwards through every ReLU (and ReLU6) application.
 ///
@@ -159,8 +159,27 @@ enum AtStem<'p> {
     /// Starts the backward pass at the stem's output, which `source` gives for the
     /// stem and the input.
     Hold(&'p StemSource<'p>),
-    /// Done: the variable standing for the stem's output, and the stem.
-    Held(Var, Stem),
+    /// Done: the stem's output is where the backward pass stops.
+    Held(HeldStem),
+}
+
+/// A stem whose output gradient the backward pass leaves in `holder` ([`ops::hold`]).
+struct HeldStem {
+    stem: Stem,
+    holder: Holder,
+    /// The stem's output, off the graph: the shape of the gradient, which is zero
+    /// where the objective does not depend on it.
+    output: Tensor,
+}
+
+impl HeldStem {
+    /// The gradient the last backward pass left, taken out.
+    fn gradient(&self) -> Result<Tensor> {
+        match self.holder.take() {
+            Some(g) => Ok(g),
+            None => Ok(self.output.zeros_like()?),
+        }
+    }
 }
 
 /// What gives a held stem's output: [`Stem::apply`] of the input, or the same
@@ -218,8 +237,7 @@ impl<'p> Trace<'p> {
     }
 
     /// The stem `conv` applied to the input `x`, then `activation` if given: its
-    /// output, from the pass's source, becomes the variable the backward pass ends
-    /// at.
+    /// output, from the pass's source, is where the backward pass stops.
     pub(crate) fn stem(
         &mut self,
         conv: &Conv2d,
@@ -242,9 +260,14 @@ impl<'p> Trace<'p> {
             "the stem's output is given as {:?}, expected {expected:?}",
             value.dims()
         );
-        let var = Var::from_tensor(&value)?;
-        let y = ops::activate(var.as_tensor().clone(), activation)?;
-        self.at_stem = AtStem::Held(var, stem);
+        let holder = Holder::default();
+        let anchor = Var::zeros(1, value.dtype(), value.device())?;
+        let y = ops::hold(&anchor, &value, activation, &holder)?;
+        self.at_stem = AtStem::Held(HeldStem {
+            stem,
+            holder,
+            output: value.detach(),
+        });
         Ok(y)
     }
 
@@ -323,7 +346,7 @@ pub struct Capture {
     /// The variable the input gradient is taken for, unless the probe is layers-only.
     input_var: Option<Var>,
     /// Where the input gradient is held, if the pass held it at the stem.
-    stem: Option<(Var, Stem)>,
+    stem: Option<HeldStem>,
     logits: Tensor,
     recorded: Vec<Recorded>,
 }
@@ -338,7 +361,7 @@ impl Capture {
         trace: Trace<'_>,
     ) -> Self {
         let stem = match trace.at_stem {
-            AtStem::Held(var, stem) => Some((var, stem)),
+            AtStem::Held(held) => Some(held),
             AtStem::Pass | AtStem::Hold(_) => None,
         };
         Self {
@@ -399,8 +422,8 @@ impl Capture {
             .map(|r| Ok((r.name.clone(), grad_of(&r.probe)?)))
             .collect::<Result<_>>()?;
         let input = match (&self.stem, &self.input_var) {
-            (Some((var, stem)), input) => Some(InputGradient {
-                held: Some((grad_of(var)?, stem.clone())),
+            (Some(held), input) => Some(InputGradient {
+                held: Some((held.gradient()?, held.stem.clone())),
                 direct: input
                     .as_ref()
                     .and_then(|v| grads.get(v.as_tensor()).cloned()),

@@ -1,7 +1,8 @@
 //! Autograd operations Candle lacks or does slowly: rectifiers whose backward pass
 //! follows a chosen rule, a max pool whose backward pass works for overlapping
-//! windows, and convolutions (dense and depthwise) whose backward passes compute only
-//! the gradients something needs.
+//! windows, convolutions (dense and depthwise) whose backward passes compute only
+//! the gradients something needs, and a point where the backward pass stops and
+//! leaves its gradient ([`hold`]).
 //!
 //! All are built the same way. The forward value is computed with ordinary Candle
 //! ops (so it runs on every device), detached, and handed to a pass-through custom op
@@ -9,10 +10,12 @@
 //! A custom op with only a CPU forward would break on CUDA; copying storage is the
 //! same code on every backend.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, Var, bail,
+};
 
 use super::capture::BackwardRule;
 use super::cpu;
@@ -174,11 +177,96 @@ pub(crate) fn rectify(x: &Tensor, activation: Activation) -> Result<Tensor> {
 }
 
 fn rectify_candle(x: &Tensor, activation: Activation) -> Result<Tensor> {
-    let value = match activation.kind {
-        Rectifier::Relu => x.relu()?,
-        Rectifier::Relu6 => x.clamp(0f32, 6f32)?,
+    with_backward(x, rectified_candle(x, activation.kind)?, activation)
+}
+
+/// The rectifier `kind` of `x` by Candle's ops, off the graph.
+fn rectified_candle(x: &Tensor, kind: Rectifier) -> Result<Tensor> {
+    match kind {
+        Rectifier::Relu => x.relu(),
+        Rectifier::Relu6 => x.clamp(0f32, 6f32),
+    }
+}
+
+/// Where the backward pass leaves the gradient it stops at ([`hold`]).
+#[derive(Clone, Default)]
+pub(crate) struct Holder(Arc<Mutex<Option<Tensor>>>);
+
+impl Holder {
+    /// Leaves `grad`, replacing what an earlier backward pass left.
+    pub(crate) fn put(&self, grad: Tensor) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(grad);
+    }
+
+    /// The gradient the last backward pass left, taken out (`None` if that pass did
+    /// not reach the hold).
+    pub(crate) fn take(&self) -> Option<Tensor> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// `activation` of `x` (or `x` itself), where the backward pass stops: it leaves the
+/// gradient with respect to `x` in `holder` and passes nothing on (`x` is taken
+/// off the graph). A variable is where Candle's backward pass otherwise ends, but
+/// making `x` one copies it, and Candle then adds the gradient into a zero tensor
+/// of its size; an op whose backward keeps the gradient skips both. The op reaches
+/// the graph through `anchor`, a variable of any shape that nothing else reads
+/// (Candle walks back only from ops that depend on a variable).
+///
+/// On the CPU the op computes the rectifier itself; elsewhere it copies Candle's.
+pub(crate) fn hold(
+    anchor: &Var,
+    x: &Tensor,
+    activation: Option<Activation>,
+    holder: &Holder,
+) -> Result<Tensor> {
+    if cpu::applies(x) {
+        return cpu::hold(anchor.as_tensor(), &x.detach(), activation, holder.clone());
+    }
+    hold_candle(anchor, x, activation, holder)
+}
+
+/// [`hold`] off the CPU.
+fn hold_candle(
+    anchor: &Var,
+    x: &Tensor,
+    activation: Option<Activation>,
+    holder: &Holder,
+) -> Result<Tensor> {
+    let x = x.detach();
+    let holder = holder.clone();
+    let value = match activation {
+        Some(a) => rectified_candle(&x, a.kind)?,
+        None => x.clone(),
     };
-    with_backward(x, value, activation)
+    let keep = Holding { activation, holder };
+    with_backward2(anchor.as_tensor(), &x, value, keep)
+}
+
+/// [`hold_candle`]'s backward.
+struct Holding {
+    activation: Option<Activation>,
+    holder: Holder,
+}
+
+impl Backward2 for Holding {
+    fn name(&self) -> &'static str {
+        "hold"
+    }
+
+    fn grads(
+        &self,
+        _: &Tensor,
+        x: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = match self.activation {
+            Some(a) => a.grad(x, grad)?,
+            None => grad.clone(),
+        };
+        self.holder.put(grad);
+        Ok((None, None))
+    }
 }
 
 /// The rectifier of `a + b` (a residual sum and the ReLU after it): on the CPU one
@@ -753,27 +841,31 @@ mod tests {
         grads.get(x.as_tensor()).unwrap().to_vec1().unwrap()
     }
 
+    /// Rectifier inputs, the gradient arriving at the outputs, and per rule the
+    /// gradient passed back through ReLU and through ReLU6.
+    const X: [f32; 4] = [-1.0, 0.0, 3.0, 7.0];
+    const G: [f32; 4] = [1.0, 1.0, -1.0, 1.0];
+    const RULES: [(BackwardRule, [f32; 4], [f32; 4]); 3] = [
+        (
+            BackwardRule::Gradient,
+            [0.0, 0.0, -1.0, 1.0],
+            [0.0, 0.0, -1.0, 0.0],
+        ),
+        (
+            BackwardRule::GuidedBackprop,
+            [0.0, 0.0, 0.0, 1.0],
+            [0.0, 0.0, 0.0, 0.0],
+        ),
+        (
+            BackwardRule::DeconvNet,
+            [1.0, 1.0, 0.0, 1.0],
+            [1.0, 1.0, 0.0, 1.0],
+        ),
+    ];
+
     #[test]
     fn rectifier_rules() {
-        let x = [-1.0, 0.0, 3.0, 7.0];
-        let g = [1.0, 1.0, -1.0, 1.0];
-        let cases = [
-            (
-                BackwardRule::Gradient,
-                [0.0, 0.0, -1.0, 1.0],
-                [0.0, 0.0, -1.0, 0.0],
-            ),
-            (
-                BackwardRule::GuidedBackprop,
-                [0.0, 0.0, 0.0, 1.0],
-                [0.0, 0.0, 0.0, 0.0],
-            ),
-            (
-                BackwardRule::DeconvNet,
-                [1.0, 1.0, 0.0, 1.0],
-                [1.0, 1.0, 0.0, 1.0],
-            ),
-        ];
+        let (x, g, cases) = (X, G, RULES);
         type Rectify = fn(&Tensor, Activation) -> Result<Tensor>;
         // The sum's two parts each receive the masked gradient: a quarter and three
         // quarters of it add up to it exactly.
@@ -802,6 +894,50 @@ mod tests {
                 let rule = BackwardRule::Gradient;
                 let y = rectify(&x, Activation { kind, rule }).unwrap();
                 assert_eq!(y.to_vec1::<f32>().unwrap(), expected, "{name}");
+            }
+        }
+    }
+
+    /// A hold passes the rectifier's value on and leaves the gradient the rectifier
+    /// passes back under each rule, or the arriving gradient itself without one;
+    /// nothing reaches the held tensor's own graph.
+    #[test]
+    fn holds_leave_the_gradient_at_their_input() {
+        type Hold = fn(&Var, &Tensor, Option<Activation>, &Holder) -> Result<Tensor>;
+        let implementations: [(&str, Hold); 2] = [("cpu", hold), ("candle", hold_candle)];
+        let d = Device::Cpu;
+        let (x, g) = (Var::new(&X, &d).unwrap(), Tensor::new(&G, &d).unwrap());
+        let anchor = Var::zeros(1, DType::F32, &d).unwrap();
+        for (name, hold) in implementations {
+            let run = |activation: Option<Activation>| {
+                let holder = Holder::default();
+                let y = hold(&anchor, x.as_tensor(), activation, &holder).unwrap();
+                let grads = y.mul(&g).unwrap().sum_all().unwrap().backward().unwrap();
+                assert!(
+                    grads.get(x.as_tensor()).is_none(),
+                    "{name}: x got a gradient"
+                );
+                let held = holder.take().expect("the backward pass left no gradient");
+                (y.to_vec1::<f32>().unwrap(), held.to_vec1::<f32>().unwrap())
+            };
+            assert_eq!(
+                run(None),
+                (X.to_vec(), G.to_vec()),
+                "{name} without a rectifier"
+            );
+            for (rule, relu_grad, relu6_grad) in RULES {
+                let cases = [
+                    (Rectifier::Relu, [0.0, 0.0, 3.0, 7.0], relu_grad),
+                    (Rectifier::Relu6, [0.0, 0.0, 3.0, 6.0], relu6_grad),
+                ];
+                for (kind, value, grad) in cases {
+                    let (y, held) = run(Some(Activation { kind, rule }));
+                    assert_eq!(
+                        (y, held),
+                        (value.to_vec(), grad.to_vec()),
+                        "{name} {rule:?}"
+                    );
+                }
             }
         }
     }

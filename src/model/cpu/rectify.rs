@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::{Element, by_dtype, elements, zero};
 use crate::model::capture::BackwardRule;
-use crate::model::ops::{Activation, Rectifier};
+use crate::model::ops::{Activation, Holder, Rectifier};
 
 /// Elements per parallel task: large enough to amortise scheduling, small enough
 /// to share a layer's pass among threads.
@@ -108,6 +108,68 @@ pub(crate) fn rectify_sum(a: &Tensor, b: &Tensor, activation: Activation) -> Res
 pub(super) fn rectify_grad(x: &Tensor, grad: &Tensor, activation: Activation) -> Result<Tensor> {
     x.detach()
         .apply_op2_no_bwd(&grad.contiguous()?, &RectifyGrad(activation))
+}
+
+/// [`crate::model::ops::hold`] on the CPU: `activation` of `x` (or a copy of `x`),
+/// computed by the op itself, with `anchor` its way onto the graph.
+pub(crate) fn hold(
+    anchor: &Tensor,
+    x: &Tensor,
+    activation: Option<Activation>,
+    holder: Holder,
+) -> Result<Tensor> {
+    anchor.apply_op2(&x.contiguous()?, Hold { activation, holder })
+}
+
+struct Hold {
+    activation: Option<Activation>,
+    holder: Holder,
+}
+
+impl CustomOp2 for Hold {
+    fn name(&self) -> &'static str {
+        "cpu-hold"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        x: &CpuStorage,
+        l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Element>(
+            kind: Option<Rectifier>,
+            x: &CpuStorage,
+            l: &Layout,
+        ) -> Result<CpuStorage> {
+            let x = elements::<T>(x, l)?;
+            let y = match kind {
+                Some(kind) => value(kind, x),
+                None => x.to_vec(),
+            };
+            Ok(T::to_cpu_storage_owned(y))
+        }
+        let kind = self.activation.map(|a| a.kind);
+        Ok((by_dtype!(x, run(kind, x, l))?, l.shape().clone()))
+    }
+
+    /// Leaves the gradient with respect to `x`, found from the output `y` as
+    /// [`rectify_grad`] allows, and passes none on.
+    fn bwd(
+        &self,
+        _: &Tensor,
+        _: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = match self.activation {
+            Some(a) => rectify_grad(y, grad, a)?,
+            None => grad.contiguous()?,
+        };
+        self.holder.put(grad);
+        Ok((None, None))
+    }
 }
 
 struct Rectify(Activation);
