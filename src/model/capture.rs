@@ -17,7 +17,7 @@ use candle_core::{Tensor, TensorId, Var};
 
 use super::layer::{LayerInfo, LayerKind};
 use super::nn::Conv2d;
-use super::ops::{self, Activation, Holder, Rectifier};
+use super::ops::{self, Activation, Held, Rectifier};
 
 /// How gradients pass backwards through every ReLU (and ReLU6) application.
 ///
@@ -163,23 +163,14 @@ enum AtStem<'p> {
     Held(HeldStem),
 }
 
-/// A stem whose output gradient the backward pass leaves in `holder` ([`ops::hold`]).
+/// A stem whose output gradient the backward pass leaves with `held`
+/// ([`ops::hold`]).
 struct HeldStem {
     stem: Stem,
-    holder: Holder,
-    /// The stem's output, off the graph: the shape of the gradient, which is zero
-    /// where the objective does not depend on it.
-    output: Tensor,
-}
-
-impl HeldStem {
-    /// The gradient the last backward pass left, taken out.
-    fn gradient(&self) -> Result<Tensor> {
-        match self.holder.take() {
-            Some(g) => Ok(g),
-            None => Ok(self.output.zeros_like()?),
-        }
-    }
+    held: Held,
+    /// The hold's output (the stem's, rectified), which a max pool may read
+    /// ([`Trace::max_pool`]).
+    rectified: TensorId,
 }
 
 /// What gives a held stem's output: [`Stem::apply`] of the input, or the same
@@ -260,13 +251,11 @@ impl<'p> Trace<'p> {
             "the stem's output is given as {:?}, expected {expected:?}",
             value.dims()
         );
-        let holder = Holder::default();
-        let anchor = Var::zeros(1, value.dtype(), value.device())?;
-        let y = ops::hold(&anchor, &value, activation, &holder)?;
+        let (y, held) = ops::hold(&value, activation)?;
         self.at_stem = AtStem::Held(HeldStem {
             stem,
-            holder,
-            output: value.detach(),
+            held,
+            rectified: y.id(),
         });
         Ok(y)
     }
@@ -320,6 +309,24 @@ impl<'p> Trace<'p> {
     /// The rectifier `kind` following the probe's backward rule.
     pub(crate) fn rectify(&self, x: &Tensor, kind: Rectifier) -> Result<Tensor> {
         Ok(ops::rectify(x, self.activation(kind))?)
+    }
+
+    /// Max pooling of `x` (`kernel x kernel` windows every `stride`, `padding` of
+    /// -inf on every side). Reading a held stem's rectified output, the pool takes
+    /// over the hold's backward ([`ops::max_pool2d_held`]).
+    pub(crate) fn max_pool(
+        &self,
+        x: &Tensor,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        Ok(match &self.at_stem {
+            AtStem::Held(h) if h.rectified == x.id() => {
+                ops::max_pool2d_held(x, (kernel, stride, padding), &h.held)?
+            }
+            _ => ops::max_pool2d(x, kernel, stride, padding)?,
+        })
     }
 
     /// The rectifier `kind` of `a + b` following the probe's backward rule.
@@ -423,7 +430,7 @@ impl Capture {
             .collect::<Result<_>>()?;
         let input = match (&self.stem, &self.input_var) {
             (Some(held), input) => Some(InputGradient {
-                held: Some((held.gradient()?, held.stem.clone())),
+                held: Some((held.held.take()?, held.stem.clone())),
                 direct: input
                     .as_ref()
                     .and_then(|v| grads.get(v.as_tensor()).cloned()),

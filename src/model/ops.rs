@@ -188,87 +188,6 @@ fn rectified_candle(x: &Tensor, kind: Rectifier) -> Result<Tensor> {
     }
 }
 
-/// Where the backward pass leaves the gradient it stops at ([`hold`]).
-#[derive(Clone, Default)]
-pub(crate) struct Holder(Arc<Mutex<Option<Tensor>>>);
-
-impl Holder {
-    /// Leaves `grad`, replacing what an earlier backward pass left.
-    pub(crate) fn put(&self, grad: Tensor) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(grad);
-    }
-
-    /// The gradient the last backward pass left, taken out (`None` if that pass did
-    /// not reach the hold).
-    pub(crate) fn take(&self) -> Option<Tensor> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-}
-
-/// `activation` of `x` (or `x` itself), where the backward pass stops: it leaves the
-/// gradient with respect to `x` in `holder` and passes nothing on (`x` is taken
-/// off the graph). A variable is where Candle's backward pass otherwise ends, but
-/// making `x` one copies it, and Candle then adds the gradient into a zero tensor
-/// of its size; an op whose backward keeps the gradient skips both. The op reaches
-/// the graph through `anchor`, a variable of any shape that nothing else reads
-/// (Candle walks back only from ops that depend on a variable).
-///
-/// On the CPU the op computes the rectifier itself; elsewhere it copies Candle's.
-pub(crate) fn hold(
-    anchor: &Var,
-    x: &Tensor,
-    activation: Option<Activation>,
-    holder: &Holder,
-) -> Result<Tensor> {
-    if cpu::applies(x) {
-        return cpu::hold(anchor.as_tensor(), &x.detach(), activation, holder.clone());
-    }
-    hold_candle(anchor, x, activation, holder)
-}
-
-/// [`hold`] off the CPU.
-fn hold_candle(
-    anchor: &Var,
-    x: &Tensor,
-    activation: Option<Activation>,
-    holder: &Holder,
-) -> Result<Tensor> {
-    let x = x.detach();
-    let holder = holder.clone();
-    let value = match activation {
-        Some(a) => rectified_candle(&x, a.kind)?,
-        None => x.clone(),
-    };
-    let keep = Holding { activation, holder };
-    with_backward2(anchor.as_tensor(), &x, value, keep)
-}
-
-/// [`hold_candle`]'s backward.
-struct Holding {
-    activation: Option<Activation>,
-    holder: Holder,
-}
-
-impl Backward2 for Holding {
-    fn name(&self) -> &'static str {
-        "hold"
-    }
-
-    fn grads(
-        &self,
-        _: &Tensor,
-        x: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = match self.activation {
-            Some(a) => a.grad(x, grad)?,
-            None => grad.clone(),
-        };
-        self.holder.put(grad);
-        Ok((None, None))
-    }
-}
-
 /// The rectifier of `a + b` (a residual sum and the ReLU after it): on the CPU one
 /// op, [`cpu::rectify_sum`]; elsewhere the sum, then [`rectify`].
 pub(crate) fn rectify_sum(a: &Tensor, b: &Tensor, activation: Activation) -> Result<Tensor> {
@@ -284,6 +203,132 @@ pub(crate) fn activate(y: Tensor, activation: Option<Activation>) -> Result<Tens
         Some(a) => rectify(&y, a),
         None => Ok(y),
     }
+}
+
+/// Where the backward pass leaves the gradient it stops at ([`hold`]).
+#[derive(Clone, Default)]
+pub(crate) struct Holder(Arc<Mutex<Option<Tensor>>>);
+
+impl Holder {
+    /// Adds `grad` to what this backward pass left so far: the hold's output read
+    /// twice gets a gradient from each reader.
+    pub(crate) fn put(&self, grad: Tensor) -> Result<()> {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *slot = Some(match slot.take() {
+            Some(sum) => (sum + grad)?,
+            None => grad,
+        });
+        Ok(())
+    }
+
+    fn take(&self) -> Option<Tensor> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// A point where the backward pass stops ([`hold`]).
+pub(crate) struct Held {
+    /// A variable that nothing else reads: the hold's ops depend on it, since Candle
+    /// walks back only from ops that depend on a variable.
+    anchor: Var,
+    activation: Option<Activation>,
+    /// The gradient arriving at `output`, from every reader.
+    holder: Holder,
+    /// The hold's output, off the graph.
+    output: Tensor,
+}
+
+impl Held {
+    /// The gradient with respect to the held tensor that the last backward pass
+    /// left, taken out: zero if that pass did not reach the hold. The rectifier's
+    /// rule applies here, once to the sum of what every reader sent back (the
+    /// guided and DeconvNet rules clip that sum, not each part).
+    pub(crate) fn take(&self) -> Result<Tensor> {
+        let Some(grad) = self.holder.take() else {
+            return self.output.zeros_like();
+        };
+        match self.activation {
+            Some(a) if cpu::applies(&grad) => cpu::rectify_grad(&self.output, &grad, a),
+            Some(a) => a.grad(&self.output, &grad),
+            None => Ok(grad),
+        }
+    }
+}
+
+/// `activation` of `x` (or `x` itself), where the backward pass stops: it leaves the
+/// gradient with respect to `x` in the returned [`Held`] and passes nothing on (`x`
+/// is taken off the graph). A variable is where Candle's backward pass otherwise
+/// ends, but making `x` one copies it, and Candle then adds the gradient into a
+/// zero tensor of its size; an op whose backward keeps the gradient skips both.
+///
+/// On the CPU the op computes the rectifier itself; elsewhere it copies Candle's.
+pub(crate) fn hold(x: &Tensor, activation: Option<Activation>) -> Result<(Tensor, Held)> {
+    let anchor = Var::zeros(1, x.dtype(), x.device())?;
+    let holder = Holder::default();
+    let x = x.detach();
+    let y = if cpu::applies(&x) {
+        cpu::hold(anchor.as_tensor(), &x, activation, holder.clone())?
+    } else {
+        hold_candle(&anchor, &x, activation, &holder)?
+    };
+    let held = Held {
+        anchor,
+        activation,
+        holder,
+        output: y.detach(),
+    };
+    Ok((y, held))
+}
+
+/// [`hold`]'s op off the CPU.
+fn hold_candle(
+    anchor: &Var,
+    x: &Tensor,
+    activation: Option<Activation>,
+    holder: &Holder,
+) -> Result<Tensor> {
+    let value = match activation {
+        Some(a) => rectified_candle(x, a.kind)?,
+        None => x.clone(),
+    };
+    let keep = Holding(holder.clone());
+    with_backward2(anchor.as_tensor(), x, value, keep)
+}
+
+/// [`hold_candle`]'s backward: leaves the gradient at the output.
+struct Holding(Holder);
+
+impl Backward2 for Holding {
+    fn name(&self) -> &'static str {
+        "hold"
+    }
+
+    fn grads(
+        &self,
+        _: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        self.0.put(grad.clone())?;
+        Ok((None, None))
+    }
+}
+
+/// [`max_pool2d`] of `y`, the output of the hold `held`, standing in for the hold:
+/// on the CPU one op, whose backward leaves the gradient it routes to `y` with
+/// `held`, so that no gradient of `y`'s size passes through Candle (a zero tensor
+/// and a sum) or through the hold's op; elsewhere the pool of `y` as it is.
+pub(crate) fn max_pool2d_held(
+    y: &Tensor,
+    (kernel, stride, padding): (usize, usize, usize),
+    held: &Held,
+) -> Result<Tensor> {
+    if !cpu::applies(y) {
+        return max_pool2d(y, kernel, stride, padding);
+    }
+    let g = pool_geometry(y, kernel, stride, padding)?;
+    let holder = held.holder.clone();
+    cpu::max_pool2d_held(held.anchor.as_tensor(), &y.detach(), g, holder)
 }
 
 struct MaxPool {
@@ -337,25 +382,34 @@ pub(crate) fn max_pool2d(
     padding: usize,
 ) -> Result<Tensor> {
     if cpu::applies(x) {
-        let (_, _, h, w) = x.dims4()?;
-        let out = |len: usize| match (len + 2 * padding).checked_sub(kernel) {
-            Some(span) if stride > 0 && 2 * padding <= kernel => Ok(span / stride + 1),
-            _ => bail!(
-                "max pool: kernel {kernel}, stride {stride}, padding {padding} do not fit {len}"
-            ),
-        };
-        let g = cpu::PoolGeometry {
-            h,
-            w,
-            k: kernel,
-            stride,
-            pad: padding,
-            oh: out(h)?,
-            ow: out(w)?,
-        };
-        return cpu::max_pool2d(x, g);
+        return cpu::max_pool2d(x, pool_geometry(x, kernel, stride, padding)?);
     }
     max_pool2d_candle(x, kernel, stride, padding)
+}
+
+/// The CPU kernels' description of a max pool of `x: [N, C, H, W]`.
+fn pool_geometry(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<cpu::PoolGeometry> {
+    let (_, _, h, w) = x.dims4()?;
+    let out = |len: usize| match (len + 2 * padding).checked_sub(kernel) {
+        Some(span) if stride > 0 && 2 * padding <= kernel => Ok(span / stride + 1),
+        _ => {
+            bail!("max pool: kernel {kernel}, stride {stride}, padding {padding} do not fit {len}")
+        }
+    };
+    Ok(cpu::PoolGeometry {
+        h,
+        w,
+        k: kernel,
+        stride,
+        pad: padding,
+        oh: out(h)?,
+        ow: out(w)?,
+    })
 }
 
 /// [`max_pool2d`] off the CPU: Candle's forward over explicit -inf padding, the
@@ -904,21 +958,32 @@ mod tests {
     #[test]
     fn holds_leave_the_gradient_at_their_input() {
         type Hold = fn(&Var, &Tensor, Option<Activation>, &Holder) -> Result<Tensor>;
-        let implementations: [(&str, Hold); 2] = [("cpu", hold), ("candle", hold_candle)];
+        let implementations: [(&str, Hold); 2] = [
+            ("cpu", |anchor, x, a, holder| {
+                cpu::hold(anchor.as_tensor(), x, a, holder.clone())
+            }),
+            ("candle", hold_candle),
+        ];
         let d = Device::Cpu;
         let (x, g) = (Var::new(&X, &d).unwrap(), Tensor::new(&G, &d).unwrap());
-        let anchor = Var::zeros(1, DType::F32, &d).unwrap();
         for (name, hold) in implementations {
             let run = |activation: Option<Activation>| {
-                let holder = Holder::default();
-                let y = hold(&anchor, x.as_tensor(), activation, &holder).unwrap();
+                let (anchor, holder) = (Var::zeros(1, DType::F32, &d).unwrap(), Holder::default());
+                let y = hold(&anchor, &x.as_tensor().detach(), activation, &holder).unwrap();
+                let output = y.detach();
+                let held = Held {
+                    anchor,
+                    activation,
+                    holder,
+                    output,
+                };
                 let grads = y.mul(&g).unwrap().sum_all().unwrap().backward().unwrap();
                 assert!(
                     grads.get(x.as_tensor()).is_none(),
                     "{name}: x got a gradient"
                 );
-                let held = holder.take().expect("the backward pass left no gradient");
-                (y.to_vec1::<f32>().unwrap(), held.to_vec1::<f32>().unwrap())
+                let left = held.take().unwrap();
+                (y.to_vec1::<f32>().unwrap(), left.to_vec1::<f32>().unwrap())
             };
             assert_eq!(
                 run(None),
@@ -939,6 +1004,47 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// A max pool that takes over a hold's backward leaves what the hold's input
+    /// gets through the rectifier and the pool as separate ops, plus what a second
+    /// reader of the hold's output sends back. The input has ties (whole windows of
+    /// zeros after the rectifier) and values past 6.
+    #[test]
+    fn a_pool_on_a_hold_leaves_the_gradient_through_both() {
+        let d = Device::Cpu;
+        let x = Tensor::randn(0f32, 4f32, (2, 3, 9, 7), &d)
+            .unwrap()
+            .round()
+            .unwrap();
+        let g = Tensor::randn(0f32, 1f32, (2, 3, 5, 4), &d).unwrap();
+        let h = Tensor::randn(0f32, 1f32, (2, 3, 9, 7), &d).unwrap();
+        let objective = |y: &Tensor, z: &Tensor| {
+            (z.mul(&g).unwrap().sum_all().unwrap() + y.mul(&h).unwrap().sum_all().unwrap()).unwrap()
+        };
+        for (rule, kind) in [
+            (BackwardRule::Gradient, Rectifier::Relu),
+            (BackwardRule::GuidedBackprop, Rectifier::Relu6),
+            (BackwardRule::DeconvNet, Rectifier::Relu),
+        ] {
+            let activation = Activation { kind, rule };
+            let xv = Var::from_tensor(&x).unwrap();
+            let y = rectify(xv.as_tensor(), activation).unwrap();
+            let z = max_pool2d(&y, 3, 2, 1).unwrap();
+            let grads = objective(&y, &z).backward().unwrap();
+            let expected = grads.get(xv.as_tensor()).unwrap();
+
+            let (y, held) = hold(&x, Some(activation)).unwrap();
+            let z_held = max_pool2d_held(&y, (3, 2, 1), &held).unwrap();
+            objective(&y, &z_held).backward().unwrap();
+            let left = held.take().unwrap();
+            let err = |a: &Tensor, b: &Tensor| {
+                let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+                d.to_scalar::<f32>().unwrap()
+            };
+            assert_eq!(err(&z, &z_held), 0.0, "{rule:?}: the pooled values");
+            assert!(err(expected, &left) < 1e-6, "{rule:?}: the gradient");
         }
     }
 

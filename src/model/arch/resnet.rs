@@ -9,7 +9,7 @@ use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
 use crate::model::nn::{ConvBn, ConvSpec, Linear, adaptive_avg_pool2d};
-use crate::model::ops::{Rectifier, max_pool2d};
+use crate::model::ops::Rectifier;
 use crate::model::weights::WeightPath;
 
 const BN_EPS: f64 = 1e-5;
@@ -187,7 +187,7 @@ impl Network for ResNet {
             .stem
             .forward_rectified(x, t, ("conv1", "bn1"), Rectifier::Relu)?;
         let x = t.tap("relu", LayerKind::Relu, x)?;
-        let mut x = t.tap("maxpool", LayerKind::MaxPool, max_pool2d(&x, 3, 2, 1)?)?;
+        let mut x = t.tap("maxpool", LayerKind::MaxPool, t.max_pool(&x, 3, 2, 1)?)?;
         for (s, blocks) in self.stages.iter().enumerate() {
             for block in blocks {
                 x = block.forward(&x, t)?;

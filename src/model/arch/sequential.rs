@@ -9,7 +9,7 @@ use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
 use crate::model::nn::{Conv2d, ConvBn, ConvSpec, Linear, adaptive_avg_pool2d};
-use crate::model::ops::{Rectifier, max_pool2d};
+use crate::model::ops::Rectifier;
 use crate::model::weights::WeightPath;
 
 /// One module of a sequential stack, as declared.
@@ -117,7 +117,7 @@ impl Sequential {
                 (Module::MaxPool { kernel, stride }, _) => t.tap(
                     &name,
                     LayerKind::MaxPool,
-                    max_pool2d(&x, *kernel, *stride, 0)?,
+                    t.max_pool(&x, *kernel, *stride, 0)?,
                 )?,
                 (Module::Linear(l), _) => t.tap(&name, LayerKind::Linear, l.forward(&x)?)?,
             };

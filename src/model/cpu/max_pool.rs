@@ -8,6 +8,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::{Element, by_dtype, elements, with_avx2, zero, zeros};
+use crate::model::ops::Holder;
 
 /// Sizes of one pooling: `k x k` windows every `stride` over an `h x w` plane
 /// padded by `pad` on every side, giving `oh x ow`.
@@ -179,10 +180,57 @@ impl CustomOp1 for MaxPool {
     }
 
     fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let grad = grad.contiguous()?;
-        Ok(Some(
-            x.detach().apply_op2_no_bwd(&grad, &MaxPoolGrad(self.0))?,
-        ))
+        Ok(Some(pool_grad(self.0, x, grad)?))
+    }
+}
+
+/// The gradient `grad` at the pool of `x` passes back to `x`.
+fn pool_grad(g: PoolGeometry, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    x.detach()
+        .apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolGrad(g))
+}
+
+/// [`crate::model::ops::max_pool2d_held`] on the CPU: max pooling of `y`, a hold's
+/// output, whose backward leaves the gradient it routes to `y` in the hold's
+/// `holder`.
+pub(crate) fn max_pool2d_held(
+    anchor: &Tensor,
+    y: &Tensor,
+    g: PoolGeometry,
+    holder: Holder,
+) -> Result<Tensor> {
+    anchor.apply_op2(&y.contiguous()?, HeldPool { g, holder })
+}
+
+struct HeldPool {
+    g: PoolGeometry,
+    holder: Holder,
+}
+
+impl CustomOp2 for HeldPool {
+    fn name(&self) -> &'static str {
+        "cpu-max-pool2d-held"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        y: &CpuStorage,
+        l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        MaxPool(self.g).cpu_fwd(y, l)
+    }
+
+    fn bwd(
+        &self,
+        _: &Tensor,
+        y: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        self.holder.put(pool_grad(self.g, y, grad)?)?;
+        Ok((None, None))
     }
 }
 

@@ -105,24 +105,26 @@ pub(crate) fn rectify_sum(a: &Tensor, b: &Tensor, activation: Activation) -> Res
 /// The gradient `grad` passes back through `activation`, given the rectifier's input
 /// or its output: both pass the same tests (x > 0 iff relu(x) > 0; 0 < x < 6 iff
 /// 0 < relu6(x) < 6), so an op that rectified its output in place can use the output.
-pub(super) fn rectify_grad(x: &Tensor, grad: &Tensor, activation: Activation) -> Result<Tensor> {
+pub(crate) fn rectify_grad(x: &Tensor, grad: &Tensor, activation: Activation) -> Result<Tensor> {
     x.detach()
         .apply_op2_no_bwd(&grad.contiguous()?, &RectifyGrad(activation))
 }
 
-/// [`crate::model::ops::hold`] on the CPU: `activation` of `x` (or a copy of `x`),
-/// computed by the op itself, with `anchor` its way onto the graph.
+/// [`crate::model::ops::hold`]'s op on the CPU: `activation` of `x` (or a copy of
+/// `x`), computed by the op itself, with `anchor` its way onto the graph; its
+/// backward leaves the gradient at the output in `holder`.
 pub(crate) fn hold(
     anchor: &Tensor,
     x: &Tensor,
     activation: Option<Activation>,
     holder: Holder,
 ) -> Result<Tensor> {
-    anchor.apply_op2(&x.contiguous()?, Hold { activation, holder })
+    let kind = activation.map(|a| a.kind);
+    anchor.apply_op2(&x.contiguous()?, Hold { kind, holder })
 }
 
 struct Hold {
-    activation: Option<Activation>,
+    kind: Option<Rectifier>,
     holder: Holder,
 }
 
@@ -150,24 +152,17 @@ impl CustomOp2 for Hold {
             };
             Ok(T::to_cpu_storage_owned(y))
         }
-        let kind = self.activation.map(|a| a.kind);
-        Ok((by_dtype!(x, run(kind, x, l))?, l.shape().clone()))
+        Ok((by_dtype!(x, run(self.kind, x, l))?, l.shape().clone()))
     }
 
-    /// Leaves the gradient with respect to `x`, found from the output `y` as
-    /// [`rectify_grad`] allows, and passes none on.
     fn bwd(
         &self,
         _: &Tensor,
         _: &Tensor,
-        y: &Tensor,
+        _: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = match self.activation {
-            Some(a) => rectify_grad(y, grad, a)?,
-            None => grad.contiguous()?,
-        };
-        self.holder.put(grad);
+        self.holder.put(grad.clone())?;
         Ok((None, None))
     }
 }
