@@ -429,8 +429,8 @@ impl Capture {
             .map(|r| Ok((r.name.clone(), grad_of(&r.probe)?)))
             .collect::<Result<_>>()?;
         let input = match (&self.stem, &self.input_var) {
-            (Some(held), input) => Some(InputGradient {
-                held: Some((held.held.take()?, held.stem.clone())),
+            (Some(at_stem), input) => Some(InputGradient {
+                held: Some((at_stem.held.take()?, at_stem.stem.clone())),
                 direct: input
                     .as_ref()
                     .and_then(|v| grads.get(v.as_tensor()).cloned()),

@@ -119,12 +119,11 @@ pub(crate) fn hold(
     activation: Option<Activation>,
     holder: Holder,
 ) -> Result<Tensor> {
-    let kind = activation.map(|a| a.kind);
-    anchor.apply_op2(&x.contiguous()?, Hold { kind, holder })
+    anchor.apply_op2(&x.contiguous()?, Hold { activation, holder })
 }
 
 struct Hold {
-    kind: Option<Rectifier>,
+    activation: Option<Activation>,
     holder: Holder,
 }
 
@@ -140,19 +139,15 @@ impl CustomOp2 for Hold {
         x: &CpuStorage,
         l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Element>(
-            kind: Option<Rectifier>,
-            x: &CpuStorage,
-            l: &Layout,
-        ) -> Result<CpuStorage> {
-            let x = elements::<T>(x, l)?;
-            let y = match kind {
-                Some(kind) => value(kind, x),
-                None => x.to_vec(),
-            };
-            Ok(T::to_cpu_storage_owned(y))
+        match self.activation {
+            Some(a) => Rectify(a).cpu_fwd(x, l),
+            None => {
+                fn copy<T: Element>(x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
+                    Ok(T::to_cpu_storage_owned(elements::<T>(x, l)?.to_vec()))
+                }
+                Ok((by_dtype!(x, copy(x, l))?, l.shape().clone()))
+            }
         }
-        Ok((by_dtype!(x, run(self.kind, x, l))?, l.shape().clone()))
     }
 
     fn bwd(
