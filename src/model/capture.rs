@@ -16,8 +16,9 @@ use anyhow::{Context, Result, bail, ensure};
 use candle_core::{Tensor, TensorId, Var};
 
 use super::layer::{LayerInfo, LayerKind};
-use super::nn::Conv2d;
+use super::nn::{self, Conv2d};
 use super::ops::{self, Activation, Held, Rectifier};
+use super::tape::Tape;
 
 /// How gradients pass backwards through every ReLU (and ReLU6) application.
 ///
@@ -188,6 +189,9 @@ pub struct Trace<'p> {
     /// The pass's input, whose reader is the stem.
     input: Option<TensorId>,
     at_stem: AtStem<'p>,
+    /// Where the trunk's ops are recorded, in a pass that holds its input gradient
+    /// on the CPU and records no layers ([`super::tape`]).
+    tape: Option<Tape>,
 }
 
 impl<'p> Trace<'p> {
@@ -198,6 +202,7 @@ impl<'p> Trace<'p> {
             described: None,
             input: None,
             at_stem: AtStem::Pass,
+            tape: None,
         }
     }
 
@@ -251,7 +256,15 @@ impl<'p> Trace<'p> {
             "the stem's output is given as {:?}, expected {expected:?}",
             value.dims()
         );
-        let (y, held) = ops::hold(&value, activation)?;
+        // A pass that records no layers needs Candle's graph only for its head: the
+        // trunk's backward runs from a tape.
+        let (y, held) = if ops::on_cpu_kernels(&value) && self.probe.layers.is_empty() {
+            let (y, held) = ops::hold_off_graph(&value, activation)?;
+            self.tape = Some(Tape::new(&y));
+            (y, held)
+        } else {
+            ops::hold(&value, activation)?
+        };
         self.at_stem = AtStem::Held(HeldStem {
             stem,
             held,
@@ -296,42 +309,109 @@ impl<'p> Trace<'p> {
         self.probe.path
     }
 
+    /// Records the op that computed `output` from `inputs` on the pass's tape, if
+    /// they are the tape's: `backward` gives their gradients, in order, from the
+    /// gradient at `output`. Every op of a trunk goes through here.
+    pub(crate) fn record<F>(
+        &mut self,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        backward: F,
+    ) -> Result<()>
+    where
+        F: Fn(&Tensor) -> Result<Vec<Tensor>> + Send + Sync + 'static,
+    {
+        if let Some(tape) = &mut self.tape
+            && tape.takes(inputs)?
+        {
+            tape.record(inputs, output, backward);
+        }
+        Ok(())
+    }
+
     /// ReLU following the probe's backward rule.
-    pub fn relu(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn relu(&mut self, x: &Tensor) -> Result<Tensor> {
         self.rectify(x, Rectifier::Relu)
     }
 
     /// ReLU6 following the probe's backward rule.
-    pub fn relu6(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn relu6(&mut self, x: &Tensor) -> Result<Tensor> {
         self.rectify(x, Rectifier::Relu6)
     }
 
     /// The rectifier `kind` following the probe's backward rule.
-    pub(crate) fn rectify(&self, x: &Tensor, kind: Rectifier) -> Result<Tensor> {
-        Ok(ops::rectify(x, self.activation(kind))?)
+    pub(crate) fn rectify(&mut self, x: &Tensor, kind: Rectifier) -> Result<Tensor> {
+        let activation = self.activation(kind);
+        let y = ops::rectify(x, activation)?;
+        let output = y.clone();
+        self.record(&[x], &y, move |grad| {
+            Ok(vec![ops::rectify_grad(&output, grad, activation)?])
+        })?;
+        Ok(y)
     }
 
     /// Max pooling of `x` (`kernel x kernel` windows every `stride`, `padding` of
-    /// -inf on every side). Reading a held stem's rectified output, the pool takes
-    /// over the hold's backward ([`ops::max_pool2d_held`]).
+    /// -inf on every side). Reading a held stem's rectified output off the tape,
+    /// the pool takes over the hold's backward ([`ops::max_pool2d_held`]).
     pub(crate) fn max_pool(
-        &self,
+        &mut self,
         x: &Tensor,
         kernel: usize,
         stride: usize,
         padding: usize,
     ) -> Result<Tensor> {
-        Ok(match &self.at_stem {
-            AtStem::Held(h) if h.rectified == x.id() => {
-                ops::max_pool2d_held(x, (kernel, stride, padding), &h.held)?
+        let window = (kernel, stride, padding);
+        match &self.at_stem {
+            AtStem::Held(h) if h.rectified == x.id() && self.tape.is_none() => {
+                return Ok(ops::max_pool2d_held(x, window, &h.held)?);
             }
-            _ => ops::max_pool2d(x, kernel, stride, padding)?,
-        })
+            _ => {}
+        }
+        let y = ops::max_pool2d(x, kernel, stride, padding)?;
+        let input = x.clone();
+        self.record(&[x], &y, move |grad| {
+            Ok(vec![ops::max_pool2d_grad(&input, grad, window)?])
+        })?;
+        Ok(y)
     }
 
     /// The rectifier `kind` of `a + b` following the probe's backward rule.
-    pub(crate) fn rectify_sum(&self, a: &Tensor, b: &Tensor, kind: Rectifier) -> Result<Tensor> {
-        Ok(ops::rectify_sum(a, b, self.activation(kind))?)
+    pub(crate) fn rectify_sum(
+        &mut self,
+        a: &Tensor,
+        b: &Tensor,
+        kind: Rectifier,
+    ) -> Result<Tensor> {
+        let activation = self.activation(kind);
+        let y = ops::rectify_sum(a, b, activation)?;
+        let output = y.clone();
+        self.record(&[a, b], &y, move |grad| {
+            let grad = ops::rectify_grad(&output, grad, activation)?;
+            Ok(vec![grad.clone(), grad])
+        })?;
+        Ok(y)
+    }
+
+    /// `a + b` (a residual sum without a rectifier).
+    pub(crate) fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let y = (a + b)?;
+        self.record(&[a, b], &y, |grad| Ok(vec![grad.clone(), grad.clone()]))?;
+        Ok(y)
+    }
+
+    /// PyTorch's `AdaptiveAvgPool2d` of `x` ([`nn::adaptive_avg_pool2d`]): the end
+    /// of the trunk, where a pass that records it on a tape puts `x` back on
+    /// Candle's graph.
+    pub(crate) fn adaptive_avg_pool2d(
+        &mut self,
+        x: &Tensor,
+        size: (usize, usize),
+    ) -> Result<Tensor> {
+        let x = match (&mut self.tape, &self.at_stem) {
+            (Some(tape), AtStem::Held(h)) if tape.takes(&[x])? => tape.end(x, &h.held)?,
+            _ => x.clone(),
+        };
+        nn::adaptive_avg_pool2d(&x, size)
     }
 
     /// The rectifier `kind` with the probe's backward rule, for an op to apply.
@@ -366,18 +446,21 @@ impl Capture {
         input_var: Option<Var>,
         logits: Tensor,
         trace: Trace<'_>,
-    ) -> Self {
+    ) -> Result<Self> {
+        if let Some(tape) = &trace.tape {
+            tape.check_ended()?;
+        }
         let stem = match trace.at_stem {
             AtStem::Held(held) => Some(held),
             AtStem::Pass | AtStem::Hold(_) => None,
         };
-        Self {
+        Ok(Self {
             input,
             input_var,
             stem,
             logits,
             recorded: trace.recorded,
-        }
+        })
     }
 
     /// The input the pass ran on.

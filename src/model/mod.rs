@@ -22,6 +22,7 @@ pub mod layer;
 pub mod nn;
 pub mod objective;
 mod ops;
+mod tape;
 pub mod weights;
 
 use std::sync::OnceLock;
@@ -243,7 +244,7 @@ impl Model {
             None => Trace::new(probe),
         };
         let logits = self.network.forward(&input, &mut trace)?;
-        Ok(Capture::new(input, input_var, logits, trace))
+        Capture::new(input, input_var, logits, trace)
     }
 
     /// Logits of `input` without building a graph.

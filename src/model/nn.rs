@@ -140,7 +140,16 @@ impl Conv2d {
         if self.groups == 1 && t.is_input(x) {
             return t.stem(self, x, activation);
         }
-        self.apply(x, t.engine_path(), activation)
+        let y = self.apply(x, t.engine_path(), activation)?;
+        let (conv, output, size) = (self.clone(), y.clone(), (x.dim(2)?, x.dim(3)?));
+        t.record(&[x], &y, move |grad| {
+            let grad = match activation {
+                Some(a) => ops::rectify_grad(&output, grad, a)?,
+                None => grad.clone(),
+            };
+            Ok(vec![conv.transpose(&grad, size)?])
+        })?;
+        Ok(y)
     }
 
     /// [`Conv2d::forward`] with the implementation of `path`, whatever `x` is.
@@ -186,11 +195,24 @@ impl Conv2d {
     }
 
     /// The gradient an input of `size` (rows, columns) gets when `grad` arrives at
-    /// the output: the transpose of the convolution without its bias. One group only.
+    /// the output: the transpose of the convolution without its bias. One group, or
+    /// depthwise.
     pub(crate) fn transpose(&self, grad: &Tensor, size: (usize, usize)) -> Result<Tensor> {
-        ensure!(self.groups == 1, "transpose of a grouped convolution");
         let geometry = (self.padding_of(size)?, self.stride);
-        Ok(ops::conv2d_transpose(grad, &self.weight, geometry, size)?)
+        if self.groups == 1 {
+            let kernel = (&self.weight, self.cache.as_ref());
+            return Ok(ops::conv2d_transpose(grad, kernel, geometry, size)?);
+        }
+        ensure!(
+            self.weight.dim(1)? == 1 && self.weight.dim(0)? == self.groups,
+            "transpose of a grouped convolution that is not depthwise"
+        );
+        Ok(ops::depthwise_conv2d_transpose(
+            grad,
+            &self.weight,
+            geometry,
+            size,
+        )?)
     }
 
     /// The zero padding of an input of `size` (rows, columns) under this layer's
@@ -278,7 +300,10 @@ impl ConvBn {
         }
         let y = self.conv.forward(x, t, None)?;
         let y = t.tap(conv, self.kind, y)?;
-        t.tap(bn, LayerKind::BatchNorm, self.bn.forward(&y)?)
+        let z = self.bn.forward(&y)?;
+        let scale = self.bn.scale.detach();
+        t.record(&[&y], &z, move |grad| Ok(vec![grad.broadcast_mul(&scale)?]))?;
+        t.tap(bn, LayerKind::BatchNorm, z)
     }
 
     /// [`ConvBn::forward`] followed by the rectifier `kind`, whose output is the

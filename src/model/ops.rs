@@ -180,6 +180,21 @@ fn rectify_candle(x: &Tensor, activation: Activation) -> Result<Tensor> {
     with_backward(x, rectified_candle(x, activation.kind)?, activation)
 }
 
+/// Whether `t` is served by the CPU kernels (see [`cpu`]).
+pub(crate) fn on_cpu_kernels(t: &Tensor) -> bool {
+    cpu::applies(t)
+}
+
+/// The gradient `grad` passes back through `activation`, given the rectifier's input
+/// or its output (both pass the same tests): on the CPU one pass,
+/// [`cpu::rectify_grad`]; elsewhere [`Activation`]'s Candle ops.
+pub(crate) fn rectify_grad(x: &Tensor, grad: &Tensor, activation: Activation) -> Result<Tensor> {
+    if cpu::applies(grad) {
+        return cpu::rectify_grad(x, grad, activation);
+    }
+    activation.grad(x, grad)
+}
+
 /// The rectifier `kind` of `x` by Candle's ops, off the graph.
 fn rectified_candle(x: &Tensor, kind: Rectifier) -> Result<Tensor> {
     match kind {
@@ -248,8 +263,7 @@ impl Held {
             return self.output.zeros_like();
         };
         match self.activation {
-            Some(a) if cpu::applies(&grad) => cpu::rectify_grad(&self.output, &grad, a),
-            Some(a) => a.grad(&self.output, &grad),
+            Some(a) => rectify_grad(&self.output, &grad, a),
             None => Ok(grad),
         }
     }
@@ -276,6 +290,20 @@ pub(crate) fn hold(x: &Tensor, activation: Option<Activation>) -> Result<(Tensor
         activation,
         holder,
         output: y.detach(),
+    };
+    Ok((y, held))
+}
+
+/// [`hold`] for a pass that carries the gradient back to the hold by its own means
+/// ([`super::tape`]): `activation` of `x` (or `x`), off the graph, and the hold that
+/// [`Held::relay`] leaves that gradient with.
+pub(crate) fn hold_off_graph(x: &Tensor, activation: Option<Activation>) -> Result<(Tensor, Held)> {
+    let y = activate(x.detach(), activation)?;
+    let held = Held {
+        anchor: Var::zeros(1, x.dtype(), x.device())?,
+        activation,
+        holder: Holder::default(),
+        output: y.clone(),
     };
     Ok((y, held))
 }
@@ -310,6 +338,50 @@ impl Backward2 for Holding {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         self.0.put(grad.clone())?;
+        Ok((None, None))
+    }
+}
+
+impl Held {
+    /// `x` on Candle's graph: a copy hung on the hold's anchor, whose backward hands
+    /// the gradient arriving at it to `backward` and leaves what that returns (the
+    /// gradient at the hold's output, if the pass reached it) with the hold.
+    pub(crate) fn relay<F>(&self, x: &Tensor, backward: F) -> Result<Tensor>
+    where
+        F: Fn(&Tensor) -> Result<Option<Tensor>> + Send + Sync + 'static,
+    {
+        let anchor = self.anchor.as_tensor();
+        let relay = Relay {
+            holder: self.holder.clone(),
+            backward,
+        };
+        with_backward2(anchor, anchor, x.clone(), relay)
+    }
+}
+
+/// [`Held::relay`]'s backward.
+struct Relay<F> {
+    holder: Holder,
+    backward: F,
+}
+
+impl<F> Backward2 for Relay<F>
+where
+    F: Fn(&Tensor) -> Result<Option<Tensor>> + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        "relay-to-hold"
+    }
+
+    fn grads(
+        &self,
+        _: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if let Some(g) = (self.backward)(grad)? {
+            self.holder.put(g)?;
+        }
         Ok((None, None))
     }
 }
@@ -415,19 +487,59 @@ fn pool_geometry(
 /// [`max_pool2d`] off the CPU: Candle's forward over explicit -inf padding, the
 /// backward on the host.
 fn max_pool2d_candle(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
-    let x = if padding > 0 {
-        let pad_dim = |t: &Tensor, dim: usize| -> Result<Tensor> {
-            let mut shape = t.dims().to_vec();
-            shape[dim] = padding;
-            let fill = Tensor::full(f32::NEG_INFINITY, shape, t.device())?.to_dtype(t.dtype())?;
-            Tensor::cat(&[&fill, t, &fill], dim)
-        };
-        pad_dim(&pad_dim(x, 2)?, 3)?
-    } else {
-        x.clone()
-    };
+    let x = pad_with_neg_inf(x, padding)?;
     let value = x.detach().max_pool2d_with_stride(kernel, stride)?;
     with_backward(&x, value, MaxPool { kernel, stride })
+}
+
+/// `x` with `padding` rows and columns of -inf on every side.
+fn pad_with_neg_inf(x: &Tensor, padding: usize) -> Result<Tensor> {
+    if padding == 0 {
+        return Ok(x.clone());
+    }
+    let pad_dim = |t: &Tensor, dim: usize| -> Result<Tensor> {
+        let mut shape = t.dims().to_vec();
+        shape[dim] = padding;
+        let fill = Tensor::full(f32::NEG_INFINITY, shape, t.device())?.to_dtype(t.dtype())?;
+        Tensor::cat(&[&fill, t, &fill], dim)
+    };
+    pad_dim(&pad_dim(x, 2)?, 3)
+}
+
+/// The gradient the input `x` of [`max_pool2d`] gets when `grad` arrives at the
+/// output: on the CPU, the backward pass's own kernel; elsewhere [`MaxPool`]'s
+/// routing on the padded input, cropped.
+pub(crate) fn max_pool2d_grad(
+    x: &Tensor,
+    grad: &Tensor,
+    (kernel, stride, padding): (usize, usize, usize),
+) -> Result<Tensor> {
+    let g = pool_geometry(x, kernel, stride, padding)?;
+    if grad.dims()[2..] != [g.oh, g.ow] || grad.dims()[..2] != x.dims()[..2] {
+        bail!(
+            "max pool gradient {:?} for an input {:?} ({kernel}, {stride}, {padding})",
+            grad.dims(),
+            x.dims()
+        )
+    }
+    if cpu::applies(x) {
+        return cpu::max_pool2d_grad(g, x, grad);
+    }
+    max_pool2d_grad_candle(x, grad, (kernel, stride, padding))
+}
+
+/// [`max_pool2d_grad`] off the CPU: [`MaxPool`]'s routing on the padded input,
+/// cropped.
+fn max_pool2d_grad_candle(
+    x: &Tensor,
+    grad: &Tensor,
+    (kernel, stride, padding): (usize, usize, usize),
+) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    MaxPool { kernel, stride }
+        .grad(&pad_with_neg_inf(x, padding)?, grad)?
+        .narrow(2, padding, h)?
+        .narrow(3, padding, w)
 }
 
 struct Conv {
@@ -598,20 +710,10 @@ impl Backward2 for Depthwise {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (_, _, h, wd) = x.dims4()?;
         let k = w.dim(2)?;
-        let gx = if x.track_op() {
-            // The same shifted sum over the stride-dilated gradient, kernel flipped.
-            let g = dilate(grad, self.stride)?;
-            let padding = gradient_padding(k, self.padding, (h, wd), &g)?;
-            Some(shifted_sum(
-                &g,
-                &w.detach().flip(&[2, 3])?,
-                padding,
-                1,
-                (h, wd),
-            )?)
-        } else {
-            None
-        };
+        let gx = x
+            .track_op()
+            .then(|| depthwise_input_grad(grad, w, (self.padding, self.stride), (h, wd)))
+            .transpose()?;
         let gw = if w.track_op() {
             let p = (self.padding, self.padding);
             let out = (grad.dim(2)?, grad.dim(3)?);
@@ -626,6 +728,20 @@ impl Backward2 for Depthwise {
         };
         Ok((gx, gw))
     }
+}
+
+/// The gradient an input of `size` gets when `grad` arrives at the output of a
+/// depthwise convolution with kernel `w` and symmetric `padding`: the same shifted
+/// sum over the stride-dilated gradient, kernel flipped.
+fn depthwise_input_grad(
+    grad: &Tensor,
+    w: &Tensor,
+    (padding, stride): (usize, usize),
+    size: (usize, usize),
+) -> Result<Tensor> {
+    let g = dilate(grad, stride)?;
+    let padding = gradient_padding(w.dim(2)?, padding, size, &g)?;
+    shifted_sum(&g, &w.detach().flip(&[2, 3])?, padding, 1, size)
 }
 
 /// Inserts `stride - 1` zeros between the elements of the two spatial axes.
@@ -662,6 +778,46 @@ pub(crate) fn depthwise_conv2d(
         depthwise_conv2d_candle(x, w, bias, padding, stride)?,
         activation,
     )
+}
+
+/// The transpose of [`depthwise_conv2d`]'s linear part: the gradient an input of
+/// `size` gets when `grad` arrives at the output. On the CPU, the backward pass's own
+/// kernel; elsewhere the shifted sums on the padded input, cropped.
+pub(crate) fn depthwise_conv2d_transpose(
+    grad: &Tensor,
+    w: &Tensor,
+    (padding, stride): (Padding, usize),
+    size: (usize, usize),
+) -> Result<Tensor> {
+    let c = w.dim(0)?;
+    let g = geometry((c, size.0, size.1), (w, None), padding, stride, c)?;
+    if grad.dims()[1..] != [g.c_out, g.oh, g.ow] {
+        bail!(
+            "depthwise convolution transpose: gradient {:?} for an output of [_, {c}, {}, {}]",
+            grad.dims(),
+            g.oh,
+            g.ow
+        )
+    }
+    if cpu::applies(grad) {
+        return cpu::depthwise_conv2d_transpose(grad, w, g);
+    }
+    depthwise_conv2d_transpose_candle(grad, w, (padding, stride), size)
+}
+
+/// [`depthwise_conv2d_transpose`] off the CPU: the input gradient of the padded
+/// input, cropped.
+fn depthwise_conv2d_transpose_candle(
+    grad: &Tensor,
+    w: &Tensor,
+    (padding, stride): (Padding, usize),
+    size: (usize, usize),
+) -> Result<Tensor> {
+    let [(top, bottom), (left, right)] = padding;
+    let padded = (size.0 + top + bottom, size.1 + left + right);
+    depthwise_input_grad(grad, w, (0, stride), padded)?
+        .narrow(2, top, size.0)?
+        .narrow(3, left, size.1)
 }
 
 /// [`depthwise_conv2d`] off the CPU: `k²` whole-tensor multiply-adds each way.
@@ -814,10 +970,11 @@ pub(crate) fn conv2d(
 
 /// The transpose of [`conv2d`]'s linear part: the gradient an input of `size` (rows,
 /// columns) gets when `grad` arrives at the output. On the CPU, the backward pass's
-/// own kernel; elsewhere, on the padded input, cropped.
+/// own kernel (with what it made from the kernel kept in `cache`, as [`conv2d`]);
+/// elsewhere, on the padded input, cropped.
 pub(crate) fn conv2d_transpose(
     grad: &Tensor,
-    w: &Tensor,
+    (w, cache): (&Tensor, Option<&Arc<cpu::KernelCache>>),
     (padding, stride): (Padding, usize),
     size: (usize, usize),
 ) -> Result<Tensor> {
@@ -832,7 +989,7 @@ pub(crate) fn conv2d_transpose(
         )
     }
     if cpu::applies(grad) {
-        return cpu::conv2d_transpose(grad, w, g);
+        return cpu::conv2d_transpose(grad, (w, cache), g);
     }
     conv2d_transpose_candle(grad, w, (padding, stride), size)
 }
@@ -1231,7 +1388,7 @@ mod conv_tests {
             let grads = y.mul(&g).unwrap().sum_all().unwrap().backward().unwrap();
             let expected = grads.get(x.as_tensor()).unwrap();
             let geometry = (padding, stride);
-            let ours = conv2d_transpose(&g, &kernel, geometry, (h, w)).unwrap();
+            let ours = conv2d_transpose(&g, (&kernel, None), geometry, (h, w)).unwrap();
             let candle = conv2d_transpose_candle(&g, &kernel, geometry, (h, w)).unwrap();
             for (name, t) in [("cpu", ours), ("candle", candle)] {
                 let err = (t - expected)
@@ -1250,8 +1407,67 @@ mod conv_tests {
         }
         let g = Tensor::zeros((1, 8, 5, 5), DType::F32, &d).unwrap();
         let kernel = Tensor::zeros((8, 3, 3, 3), DType::F32, &d).unwrap();
-        let err = conv2d_transpose(&g, &kernel, ([(1, 1), (1, 1)], 1), (6, 6)).err();
+        let err = conv2d_transpose(&g, (&kernel, None), ([(1, 1), (1, 1)], 1), (6, 6)).err();
         assert!(err.is_some(), "a gradient of the wrong size is an error");
+    }
+
+    /// The depthwise transposes (CPU kernel and Candle ops) are the adjoint of the
+    /// depthwise convolution, `<conv(x), g> = <x, transpose(g)>`, for symmetric
+    /// and TF-style uneven padding, strides 1 and 2; the max pool's gradients (both)
+    /// are those its op's backward pass gives.
+    #[test]
+    fn depthwise_and_pool_gradients_stand_alone() {
+        let d = Device::Cpu;
+        let dot = |a: &Tensor, b: &Tensor| -> f64 {
+            a.mul(b).unwrap().sum_all().unwrap().to_scalar().unwrap()
+        };
+        let cases = [
+            (3, [(1, 1), (1, 1)], 1, (9, 8)),
+            (5, [(1, 2), (2, 1)], 2, (11, 10)),
+            (3, [(0, 1), (0, 1)], 2, (8, 9)),
+        ];
+        for (k, padding, stride, (h, w)) in cases {
+            let x = Tensor::randn(0f64, 1., (2, 4, h, w), &d).unwrap();
+            let kernel = Tensor::randn(0f64, 1., (4, 1, k, k), &d).unwrap();
+            let y = depthwise_conv2d(&x, &kernel, None, (padding, stride), None).unwrap();
+            let g = Tensor::randn(0f64, 1., y.shape(), &d).unwrap();
+            let geometry = (padding, stride);
+            let cpu = depthwise_conv2d_transpose(&g, &kernel, geometry, (h, w)).unwrap();
+            let candle = depthwise_conv2d_transpose_candle(&g, &kernel, geometry, (h, w)).unwrap();
+            for (name, t) in [("cpu", cpu), ("candle", candle)] {
+                let (lhs, rhs) = (dot(&y, &g), dot(&x, &t));
+                assert!(
+                    (lhs - rhs).abs() < 1e-9 * lhs.abs().max(1.0),
+                    "{name} depthwise transpose, k {k} stride {stride}: {lhs} vs {rhs}"
+                );
+            }
+        }
+        let bad = Tensor::zeros((1, 4, 3, 3), DType::F64, &d).unwrap();
+        let kernel = Tensor::zeros((4, 1, 3, 3), DType::F64, &d).unwrap();
+        let err = depthwise_conv2d_transpose(&bad, &kernel, ([(1, 1), (1, 1)], 1), (6, 6)).err();
+        assert!(err.is_some(), "a gradient of the wrong size is an error");
+
+        for (kernel, stride, padding) in [(3, 2, 1), (2, 2, 0), (3, 1, 1)] {
+            let window = (kernel, stride, padding);
+            // Rounded to quarters: ties inside windows.
+            let x = (Tensor::randn(0f64, 1., (2, 3, 9, 8), &d).unwrap() * 4.)
+                .unwrap()
+                .round()
+                .unwrap();
+            let v = Var::from_tensor(&x).unwrap();
+            let y = max_pool2d(v.as_tensor(), kernel, stride, padding).unwrap();
+            let g = Tensor::randn(0f64, 1., y.shape(), &d).unwrap();
+            let grads = y.mul(&g).unwrap().sum_all().unwrap().backward().unwrap();
+            let expected = grads.get(v.as_tensor()).unwrap();
+            let cpu = max_pool2d_grad(&x, &g, window).unwrap();
+            let candle = max_pool2d_grad_candle(&x, &g, window).unwrap();
+            for (name, t) in [("cpu", cpu), ("candle", candle)] {
+                let err = (t - expected).unwrap().abs().unwrap().max_all().unwrap();
+                let err = err.to_scalar::<f64>().unwrap();
+                // The Candle version routes on the host in float32.
+                assert!(err < 1e-6, "{name} pool gradient {window:?}: {err}");
+            }
+        }
     }
 
     #[test]

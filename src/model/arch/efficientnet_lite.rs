@@ -10,7 +10,7 @@ use candle_core::Tensor;
 use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{ConvBn, ConvSpec, Linear, PaddingStyle, adaptive_avg_pool2d};
+use crate::model::nn::{ConvBn, ConvSpec, Linear, PaddingStyle};
 use crate::model::ops::Rectifier;
 use crate::model::weights::WeightPath;
 
@@ -99,7 +99,7 @@ impl MbConv {
             .project
             .forward(&y, t, &format!("{n}._project_conv"), &format!("{n}._bn2"))?;
         if self.residual {
-            y = (y + x)?;
+            y = t.add(&y, x)?;
         }
         t.tap(n, LayerKind::Block, y)
     }
@@ -161,11 +161,8 @@ impl Network for EfficientNetLite {
         }
         let head = ("_conv_head", "_bn1");
         let x = self.head.forward_rectified(&x, t, head, Rectifier::Relu6)?;
-        let x = t.tap(
-            "_avg_pooling",
-            LayerKind::AvgPool,
-            adaptive_avg_pool2d(&x, (1, 1))?,
-        )?;
+        let x = t.adaptive_avg_pool2d(&x, (1, 1))?;
+        let x = t.tap("_avg_pooling", LayerKind::AvgPool, x)?;
         let x = self.fc.forward(&x.flatten_from(1)?)?;
         t.tap("_fc", LayerKind::Linear, x)
     }

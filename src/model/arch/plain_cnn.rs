@@ -10,7 +10,7 @@ use super::sequential::{Sequential, vgg_features};
 use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{Linear, adaptive_avg_pool2d};
+use crate::model::nn::Linear;
 use crate::model::weights::WeightPath;
 
 /// A plain CNN.
@@ -41,11 +41,8 @@ impl PlainCnn {
 impl Network for PlainCnn {
     fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
         let x = self.features.forward(x, t)?;
-        let x = t.tap(
-            "avgpool",
-            LayerKind::AvgPool,
-            adaptive_avg_pool2d(&x, (1, 1))?,
-        )?;
+        let x = t.adaptive_avg_pool2d(&x, (1, 1))?;
+        let x = t.tap("avgpool", LayerKind::AvgPool, x)?;
         let x = self.fc.forward(&x.flatten_from(1)?)?;
         t.tap("fc", LayerKind::Linear, x)
     }

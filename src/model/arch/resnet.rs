@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{ConvBn, ConvSpec, Linear, adaptive_avg_pool2d};
+use crate::model::nn::{ConvBn, ConvSpec, Linear};
 use crate::model::ops::Rectifier;
 use crate::model::weights::WeightPath;
 
@@ -187,18 +187,16 @@ impl Network for ResNet {
             .stem
             .forward_rectified(x, t, ("conv1", "bn1"), Rectifier::Relu)?;
         let x = t.tap("relu", LayerKind::Relu, x)?;
-        let mut x = t.tap("maxpool", LayerKind::MaxPool, t.max_pool(&x, 3, 2, 1)?)?;
+        let x = t.max_pool(&x, 3, 2, 1)?;
+        let mut x = t.tap("maxpool", LayerKind::MaxPool, x)?;
         for (s, blocks) in self.stages.iter().enumerate() {
             for block in blocks {
                 x = block.forward(&x, t)?;
             }
             x = t.tap(&format!("layer{}", s + 1), LayerKind::Stage, x)?;
         }
-        let x = t.tap(
-            "avgpool",
-            LayerKind::AvgPool,
-            adaptive_avg_pool2d(&x, (1, 1))?,
-        )?;
+        let x = t.adaptive_avg_pool2d(&x, (1, 1))?;
+        let x = t.tap("avgpool", LayerKind::AvgPool, x)?;
         let x = self.fc.forward(&x.flatten_from(1)?)?;
         t.tap("fc", LayerKind::Linear, x)
     }

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use crate::model::Network;
 use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{Conv2d, ConvBn, ConvSpec, Linear, adaptive_avg_pool2d};
+use crate::model::nn::{Conv2d, ConvBn, ConvSpec, Linear};
 use crate::model::ops::Rectifier;
 use crate::model::weights::WeightPath;
 
@@ -114,11 +114,10 @@ impl Sequential {
                     let y = t.relu(&x)?;
                     t.tap(&name, LayerKind::Relu, y)?
                 }
-                (Module::MaxPool { kernel, stride }, _) => t.tap(
-                    &name,
-                    LayerKind::MaxPool,
-                    t.max_pool(&x, *kernel, *stride, 0)?,
-                )?,
+                (Module::MaxPool { kernel, stride }, _) => {
+                    let y = t.max_pool(&x, *kernel, *stride, 0)?;
+                    t.tap(&name, LayerKind::MaxPool, y)?
+                }
                 (Module::Linear(l), _) => t.tap(&name, LayerKind::Linear, l.forward(&x)?)?,
             };
         }
@@ -177,11 +176,8 @@ impl FeaturesClassifier {
 impl Network for FeaturesClassifier {
     fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
         let x = self.features.forward(x, t)?;
-        let x = t.tap(
-            "avgpool",
-            LayerKind::AvgPool,
-            adaptive_avg_pool2d(&x, self.grid)?,
-        )?;
+        let x = t.adaptive_avg_pool2d(&x, self.grid)?;
+        let x = t.tap("avgpool", LayerKind::AvgPool, x)?;
         self.classifier.forward(&x.flatten_from(1)?, t)
     }
 }

@@ -399,11 +399,15 @@ pub(crate) fn conv2d(
 }
 
 /// The transpose of [`conv2d`]'s linear part: the input gradient when `grad` arrives
-/// at its output.
-pub(crate) fn conv2d_transpose(grad: &Tensor, kernel: &Tensor, g: ConvGeometry) -> Result<Tensor> {
+/// at its output. `cache` as for [`conv2d`].
+pub(crate) fn conv2d_transpose(
+    grad: &Tensor,
+    (kernel, cache): (&Tensor, Option<&Arc<KernelCache>>),
+    g: ConvGeometry,
+) -> Result<Tensor> {
     let dense = Dense {
         geometry: g,
-        cache: None,
+        cache: cache.cloned(),
     };
     conv_op::transpose(dense, grad, kernel)
 }

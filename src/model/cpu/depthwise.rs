@@ -309,6 +309,16 @@ pub(crate) fn depthwise_conv2d(
     conv_op::apply(Depthwise(g), x, kernel, bias, activation)
 }
 
+/// The transpose of [`depthwise_conv2d`]'s linear part: the input gradient when
+/// `grad` arrives at its output.
+pub(crate) fn depthwise_conv2d_transpose(
+    grad: &Tensor,
+    kernel: &Tensor,
+    g: ConvGeometry,
+) -> Result<Tensor> {
+    conv_op::transpose(Depthwise(g), grad, kernel)
+}
+
 #[derive(Clone, Copy)]
 struct Depthwise(ConvGeometry);
 

@@ -180,12 +180,12 @@ impl CustomOp1 for MaxPool {
     }
 
     fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(pool_grad(self.0, x, grad)?))
+        Ok(Some(max_pool2d_grad(self.0, x, grad)?))
     }
 }
 
 /// The gradient `grad` at the pool of `x` passes back to `x`.
-fn pool_grad(g: PoolGeometry, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
+pub(crate) fn max_pool2d_grad(g: PoolGeometry, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
     x.detach()
         .apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolGrad(g))
 }
@@ -229,7 +229,7 @@ impl CustomOp2 for HeldPool {
         _: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        self.holder.put(pool_grad(self.g, y, grad)?)?;
+        self.holder.put(max_pool2d_grad(self.g, y, grad)?)?;
         Ok((None, None))
     }
 }

@@ -22,9 +22,9 @@ use std::cell::RefCell;
 use std::thread::LocalKey;
 
 pub(crate) use conv::{ConvGeometry, conv2d, conv2d_transpose};
-pub(crate) use depthwise::depthwise_conv2d;
+pub(crate) use depthwise::{depthwise_conv2d, depthwise_conv2d_transpose};
 pub(crate) use linear::linear;
-pub(crate) use max_pool::{PoolGeometry, max_pool2d, max_pool2d_held};
+pub(crate) use max_pool::{PoolGeometry, max_pool2d, max_pool2d_grad, max_pool2d_held};
 pub(crate) use rectify::{hold, rectify, rectify_grad, rectify_sum};
 pub(crate) use winograd::KernelCache;
 
