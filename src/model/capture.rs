@@ -361,11 +361,11 @@ impl<'p> Trace<'p> {
         padding: usize,
     ) -> Result<Tensor> {
         let window = (kernel, stride, padding);
-        match &self.at_stem {
-            AtStem::Held(h) if h.rectified == x.id() && self.tape.is_none() => {
-                return Ok(ops::max_pool2d_held(x, window, &h.held)?);
-            }
-            _ => {}
+        if let AtStem::Held(h) = &self.at_stem
+            && h.rectified == x.id()
+            && self.tape.is_none()
+        {
+            return Ok(ops::max_pool2d_held(x, window, &h.held)?);
         }
         let y = ops::max_pool2d(x, kernel, stride, padding)?;
         let input = x.clone();

@@ -791,14 +791,7 @@ pub(crate) fn depthwise_conv2d_transpose(
 ) -> Result<Tensor> {
     let c = w.dim(0)?;
     let g = geometry((c, size.0, size.1), (w, None), padding, stride, c)?;
-    if grad.dims()[1..] != [g.c_out, g.oh, g.ow] {
-        bail!(
-            "depthwise convolution transpose: gradient {:?} for an output of [_, {c}, {}, {}]",
-            grad.dims(),
-            g.oh,
-            g.ow
-        )
-    }
+    check_output_grad("depthwise convolution transpose", grad, &g)?;
     if cpu::applies(grad) {
         return cpu::depthwise_conv2d_transpose(grad, w, g);
     }
@@ -813,11 +806,9 @@ fn depthwise_conv2d_transpose_candle(
     (padding, stride): (Padding, usize),
     size: (usize, usize),
 ) -> Result<Tensor> {
-    let [(top, bottom), (left, right)] = padding;
-    let padded = (size.0 + top + bottom, size.1 + left + right);
-    depthwise_input_grad(grad, w, (0, stride), padded)?
-        .narrow(2, top, size.0)?
-        .narrow(3, left, size.1)
+    cropped(size, padding, |padded| {
+        depthwise_input_grad(grad, w, (0, stride), padded)
+    })
 }
 
 /// [`depthwise_conv2d`] off the CPU: `k²` whole-tensor multiply-adds each way.
@@ -979,19 +970,39 @@ pub(crate) fn conv2d_transpose(
     size: (usize, usize),
 ) -> Result<Tensor> {
     let g = geometry((w.dim(1)?, size.0, size.1), (w, None), padding, stride, 1)?;
+    check_output_grad("convolution transpose", grad, &g)?;
+    if cpu::applies(grad) {
+        return cpu::conv2d_transpose(grad, (w, cache), g);
+    }
+    conv2d_transpose_candle(grad, w, (padding, stride), size)
+}
+
+/// An error unless `grad` has the per-sample shape of `g`'s output.
+fn check_output_grad(op: &str, grad: &Tensor, g: &cpu::ConvGeometry) -> Result<()> {
     if grad.dims()[1..] != [g.c_out, g.oh, g.ow] {
         bail!(
-            "convolution transpose: gradient {:?} for an output of [_, {}, {}, {}]",
+            "{op}: gradient {:?} for an output of [_, {}, {}, {}]",
             grad.dims(),
             g.c_out,
             g.oh,
             g.ow
         )
     }
-    if cpu::applies(grad) {
-        return cpu::conv2d_transpose(grad, (w, cache), g);
-    }
-    conv2d_transpose_candle(grad, w, (padding, stride), size)
+    Ok(())
+}
+
+/// The gradient an input of `size` gets, computed by `input_grad` for the input
+/// padded by `padding` (given the padded size), then cropped: the transposes off
+/// the CPU.
+fn cropped(
+    size: (usize, usize),
+    padding: Padding,
+    input_grad: impl FnOnce((usize, usize)) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let [(top, bottom), (left, right)] = padding;
+    input_grad((size.0 + top + bottom, size.1 + left + right))?
+        .narrow(2, top, size.0)?
+        .narrow(3, left, size.1)
 }
 
 /// The output shape of [`conv2d`] for an input of shape `[N, C, H, W]`; an error if
@@ -1015,12 +1026,9 @@ fn conv2d_transpose_candle(
     (padding, stride): (Padding, usize),
     size: (usize, usize),
 ) -> Result<Tensor> {
-    let [(top, bottom), (left, right)] = padding;
-    let padded = (size.0 + top + bottom, size.1 + left + right);
-    let conv = Conv { padding: 0, stride };
-    conv.input_grad(padded, w, grad)?
-        .narrow(2, top, size.0)?
-        .narrow(3, left, size.1)
+    cropped(size, padding, |padded| {
+        Conv { padding: 0, stride }.input_grad(padded, w, grad)
+    })
 }
 
 /// [`conv2d`] off the CPU: Candle's forward, our backward.
