@@ -130,16 +130,15 @@ impl Tape {
         Ok(x)
     }
 
-    /// An error unless the tape has ended (or recorded nothing): a pass that never
-    /// took its trunk's output back onto Candle's graph would leave its input
-    /// gradient at zero.
+    /// An error unless the tape has ended: a pass that never took its trunk's
+    /// output back onto Candle's graph would leave its input gradient at zero.
     pub(crate) fn check_ended(&self) -> Result<()> {
         match &self.0 {
-            State::Recording { steps, .. } if !steps.steps.is_empty() => bail!(
+            State::Recording { .. } => bail!(
                 "internal: the network's trunk never left the tape; \
                  it must end at `Trace::adaptive_avg_pool2d`"
             ),
-            _ => Ok(()),
+            State::Ended { .. } => Ok(()),
         }
     }
 }
@@ -237,6 +236,8 @@ mod tests {
         assert!(!tape.takes(&[&other]).unwrap());
         let err = tape.takes(&[&start, &other]).unwrap_err();
         assert!(err.to_string().contains("mixes"), "{err}");
+        let err = tape.check_ended().unwrap_err();
+        assert!(err.to_string().contains("never left the tape"), "{err}");
         let y = scale(&mut tape, &start, 2.0);
         let err = tape.check_ended().unwrap_err();
         assert!(err.to_string().contains("never left the tape"), "{err}");
