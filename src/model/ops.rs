@@ -515,7 +515,8 @@ pub(crate) fn max_pool2d_grad(
     (kernel, stride, padding): (usize, usize, usize),
 ) -> Result<Tensor> {
     let g = pool_geometry(x, kernel, stride, padding)?;
-    if grad.dims()[2..] != [g.oh, g.ow] || grad.dims()[..2] != x.dims()[..2] {
+    let (n, c, _, _) = x.dims4()?;
+    if grad.dims() != [n, c, g.oh, g.ow] {
         bail!(
             "max pool gradient {:?} for an input {:?} ({kernel}, {stride}, {padding})",
             grad.dims(),
@@ -977,18 +978,17 @@ pub(crate) fn conv2d_transpose(
     conv2d_transpose_candle(grad, w, (padding, stride), size)
 }
 
-/// An error unless `grad` has the per-sample shape of `g`'s output.
+/// An error unless `grad` is a batch of `g`'s outputs.
 fn check_output_grad(op: &str, grad: &Tensor, g: &cpu::ConvGeometry) -> Result<()> {
-    if grad.dims()[1..] != [g.c_out, g.oh, g.ow] {
-        bail!(
-            "{op}: gradient {:?} for an output of [_, {}, {}, {}]",
-            grad.dims(),
+    match grad.dims() {
+        [_, c, h, w] if [*c, *h, *w] == [g.c_out, g.oh, g.ow] => Ok(()),
+        dims => bail!(
+            "{op}: gradient {dims:?} for an output of [_, {}, {}, {}]",
             g.c_out,
             g.oh,
             g.ow
-        )
+        ),
     }
-    Ok(())
 }
 
 /// The gradient an input of `size` gets, computed by `input_grad` for the input
@@ -1450,10 +1450,21 @@ mod conv_tests {
                 );
             }
         }
-        let bad = Tensor::zeros((1, 4, 3, 3), DType::F64, &d).unwrap();
+        // Gradients of the wrong size or rank are errors, not panics.
         let kernel = Tensor::zeros((4, 1, 3, 3), DType::F64, &d).unwrap();
-        let err = depthwise_conv2d_transpose(&bad, &kernel, ([(1, 1), (1, 1)], 1), (6, 6)).err();
-        assert!(err.is_some(), "a gradient of the wrong size is an error");
+        for bad in [(1, 4, 3, 3).into(), Shape::from(4), Shape::from(())] {
+            let bad = Tensor::zeros(bad, DType::F64, &d).unwrap();
+            let geometry = ([(1, 1), (1, 1)], 1);
+            let err = depthwise_conv2d_transpose(&bad, &kernel, geometry, (6, 6)).err();
+            assert!(err.is_some(), "a gradient {:?} is an error", bad.dims());
+            let x = Tensor::zeros((1, 4, 6, 6), DType::F64, &d).unwrap();
+            let err = max_pool2d_grad(&x, &bad, (3, 3, 0)).err();
+            assert!(
+                err.is_some(),
+                "a pool gradient {:?} is an error",
+                bad.dims()
+            );
+        }
 
         for (kernel, stride, padding) in [(3, 2, 1), (2, 2, 0), (3, 1, 1)] {
             let window = (kernel, stride, padding);
