@@ -10,6 +10,7 @@
 
 pub mod attribution;
 pub mod data;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod render;

@@ -39,7 +39,11 @@ impl Occlusion {
     /// Window starts along an axis of `len` pixels.
     fn starts(&self, len: usize) -> Vec<usize> {
         let count = len.saturating_sub(self.window).div_ceil(self.stride) + 1;
-        (0..count).map(|i| i * self.stride).collect()
+        // A stride longer than the side leaves one window, at 0.
+        (0..count)
+            .map(|i| i * self.stride)
+            .filter(|&s| s < len)
+            .collect()
     }
 }
 

@@ -1,5 +1,6 @@
 //! `unitscope bench`: timings printed as medians and ratios, never asserted.
 
+use super::outln;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -29,19 +30,19 @@ pub struct AttributionArgs {
     )]
     methods: Vec<String>,
     /// Batch sizes to time.
-    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    #[arg(long, value_delimiter = ',', default_value = "1,16", value_parser = super::count(1..=256))]
     batch: Vec<usize>,
     /// Timed repetitions per measurement (after one warm-up).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::count(1..=1000))]
     reps: usize,
     /// SmoothGrad's noisy copies and integrated gradients' steps.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = super::count(1..=10_000))]
     samples: usize,
     /// Inputs per pass for SmoothGrad, integrated gradients and occlusion.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::count(1..=1024))]
     batch_size: usize,
     /// Occlusion's window and stride (pixels).
-    #[arg(long, value_delimiter = ',', default_value = "32,16")]
+    #[arg(long, value_delimiter = ',', default_value = "32,16", value_parser = super::count(1..=224))]
     occlusion: Vec<usize>,
     /// One JSON object per line: method, model, batch, ms, passes.
     #[arg(long)]
@@ -51,7 +52,7 @@ pub struct AttributionArgs {
 #[derive(clap::Args)]
 pub struct WorldArgs {
     /// Scenes to draw.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     count: u64,
 }
 
@@ -65,10 +66,10 @@ pub struct EngineArgs {
     )]
     models: Vec<String>,
     /// Batch sizes to time.
-    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    #[arg(long, value_delimiter = ',', default_value = "1,16", value_parser = super::count(1..=256))]
     batch: Vec<usize>,
     /// Timed repetitions per measurement (after one warm-up).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = super::count(1..=1000))]
     reps: usize,
     /// Backward rule of the gradient pass.
     #[arg(long, value_enum, default_value_t = BackwardRule::Gradient)]
@@ -123,9 +124,9 @@ fn world(args: &WorldArgs) -> Result<()> {
     }
     let with_masks = start.elapsed();
     let rate = |d: Duration| args.count as f64 / d.as_secs_f64();
-    println!("demo world, one thread, {} scenes of 64x64", args.count);
-    println!("  images:                {:>8.0} scenes/s", rate(render));
-    println!(
+    outln!("demo world, one thread, {} scenes of 64x64", args.count);
+    outln!("  images:                {:>8.0} scenes/s", rate(render));
+    outln!(
         "  images + all 25 masks: {:>8.0} scenes/s",
         rate(with_masks)
     );
@@ -150,11 +151,11 @@ fn engine(args: &EngineArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     if !args.json {
-        println!(
+        outln!(
             "224x224, {threads} threads, rule {rule}, median of {}; floor = MACs x 2 / AVX2 peak",
             args.reps
         );
-        println!(
+        outln!(
             "{:<19} {:>5}  {:<9}  {:>10}  {:>12}  {:>9}  {:>12}  {:>8}",
             "model",
             "batch",
@@ -208,13 +209,13 @@ fn engine(args: &EngineArgs) -> Result<()> {
                         "model": name, "batch": batch, "rule": rule, "path": path_name,
                         "forward_ms": f, "forward_grad_ms": g, "floor_ms": floor, "peak_rss_mb": peak,
                     });
-                    println!("{line}");
+                    outln!("{line}");
                 } else {
                     let floor = floor.map_or("-".into(), |fl| {
                         format!("{:.1}/{:.1}", f / fl, g / (2.0 * fl))
                     });
                     let peak = peak.map_or("-".into(), |p| format!("{p:.0}"));
-                    println!(
+                    outln!(
                         "{name:<19} {batch:>5}  {path_name:<9}  {f:>10.1}  {g:>12.1}  {:>9.2}  {floor:>12}  {peak:>8}",
                         g / f
                     );
@@ -222,7 +223,7 @@ fn engine(args: &EngineArgs) -> Result<()> {
                 match fast {
                     None => fast = Some((f, g)),
                     Some((ff, fg)) if !args.json => {
-                        println!(
+                        outln!(
                             "{:<19} {:>5}  fast/reference: forward {:.2}, fwd+grad {:.2}",
                             "",
                             "",
@@ -262,12 +263,12 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
         ..registry::MethodOptions::default()
     };
     if !args.json {
-        println!(
+        outln!(
             "ResNet-18, 224x224, {} threads, median of {}; passes per image (forward+backward / forward only)",
             threads(),
             args.reps
         );
-        println!(
+        outln!(
             "{:<44} {:>5}  {:>10}  {:>10}  {:>8}",
             "method", "batch", "ms", "ms/image", "passes"
         );
@@ -283,7 +284,7 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
                 sync(&device)
             })?);
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "method": name, "name": method.name(), "model": "resnet18",
@@ -291,7 +292,7 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
                     })
                 );
             } else {
-                println!(
+                outln!(
                     "{:<44} {:>5}  {:>10.1}  {:>10.1}  {:>3} / {:<3}",
                     method.name(),
                     batch,

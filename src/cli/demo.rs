@@ -1,5 +1,6 @@
 //! `unitscope demo`: the demo concept world.
 
+use super::outln;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -17,7 +18,7 @@ pub enum Demo {
 #[derive(clap::Args)]
 pub struct RenderArgs {
     /// How many images.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     count: u64,
     /// World seed: the same seed gives the same images on every machine.
     #[arg(long, default_value_t = 0)]
@@ -35,7 +36,7 @@ pub fn run(demo: &Demo) -> Result<()> {
         Demo::Render(args) => render(args),
         Demo::Concepts => {
             for category in Category::ALL {
-                println!("{:<11} {}", category.name(), category.names().join(", "));
+                outln!("{:<11} {}", category.name(), category.names().join(", "));
             }
             Ok(())
         }
@@ -45,6 +46,12 @@ pub fn run(demo: &Demo) -> Result<()> {
 fn render(args: &RenderArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create `{}`", args.out.display()))?;
+    anyhow::ensure!(
+        args.start.checked_add(args.count).is_some(),
+        "--start {} plus --count {} passes the last scene index, 2^64 - 1",
+        args.start,
+        args.count
+    );
     let world = World::new(args.seed);
     let mut entries = Vec::new();
     for i in 0..args.count {
@@ -80,7 +87,7 @@ fn render(args: &RenderArgs) -> Result<()> {
     let path = args.out.join("index.json");
     std::fs::write(&path, serde_json::to_string_pretty(&index)?)
         .with_context(|| format!("cannot write `{}`", path.display()))?;
-    println!(
+    outln!(
         "wrote {} images with their concept masks and index.json to {}",
         args.count,
         args.out.display()

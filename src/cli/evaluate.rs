@@ -2,6 +2,7 @@
 //! and insertion areas, the pointing game and the mass on the object (where masks
 //! exist: the demo world), and the cascading model-randomization check.
 
+use super::outln;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
@@ -21,12 +22,12 @@ pub struct Args {
     #[arg(long, conflicts_with = "demo")]
     images: Option<PathBuf>,
     /// Held-out scenes of the demo world to evaluate on (they have object masks).
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = super::count(1..=MAX_IMAGES as u64))]
     demo: usize,
     #[command(flatten)]
     methods: super::methods::MethodArgs,
     /// Steps of the deletion and insertion games.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::count(1..=4096))]
     game_steps: usize,
     /// Skip the model-randomization check (one attribution per layer with weights).
     #[arg(long)]
@@ -40,6 +41,9 @@ pub struct Args {
 }
 
 /// Inputs with their object masks, if known.
+/// The most inputs `evaluate` holds at once (as one batch).
+const MAX_IMAGES: usize = 4096;
+
 struct Inputs {
     tensor: Tensor,
     masks: Option<Vec<Vec<bool>>>,
@@ -57,7 +61,7 @@ pub fn run(args: &Args) -> Result<()> {
         ..DeletionInsertion::default()
     };
     if !args.json {
-        println!(
+        outln!(
             "{n} images, {}; areas over {} steps; pointing game vs. {}",
             model.name(),
             args.game_steps,
@@ -66,7 +70,7 @@ pub fn run(args: &Args) -> Result<()> {
                 None => "no masks (give --demo N for them)".into(),
             }
         );
-        println!(
+        outln!(
             "{:<28} {:>10} {:>10} {:>9} {:>9} {:>12}",
             "method", "deletion↓", "insertion↑", "pointing", "mass in", "random ρ↓"
         );
@@ -114,7 +118,7 @@ pub fn run(args: &Args) -> Result<()> {
             .and_then(|steps| steps.last())
             .map(|s| mean(&s.spearman));
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 json!({
                     "method": method.name(),
@@ -132,7 +136,7 @@ pub fn run(args: &Args) -> Result<()> {
             );
         } else {
             let cell = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
-            println!(
+            outln!(
                 "{:<28} {:>10.3} {:>10.3} {:>9} {:>9} {:>12}",
                 name,
                 deletion,
@@ -170,6 +174,13 @@ impl Args {
                 !paths.is_empty(),
                 "`{}` holds no PNG or JPEG images",
                 folder.display()
+            );
+            ensure!(
+                paths.len() <= MAX_IMAGES,
+                "`{}` holds {} images; evaluate takes at most {MAX_IMAGES} at once (they are one \
+                 batch in memory): give a folder with fewer",
+                folder.display(),
+                paths.len()
             );
             return Ok(Inputs {
                 tensor: spec.load_batch(&paths, model.device())?,

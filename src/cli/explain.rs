@@ -1,10 +1,11 @@
 //! `unitscope explain`: attribution maps of images, as PNG overlays, a comparison
 //! grid, a JSON summary, optional raw arrays, and optionally in the terminal.
 
+use super::outln;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use candle_core::Tensor;
 use image::RgbImage;
 use serde_json::json;
@@ -23,7 +24,7 @@ pub struct Args {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Explain N held-out scenes of the demo world instead of image files.
-    #[arg(long, value_name = "N", conflicts_with = "images")]
+    #[arg(long, value_name = "N", conflicts_with = "images", value_parser = super::count(1..=1_000_000))]
     demo: Option<usize>,
     /// What to explain, comma-separated for several: `predicted`, a class index or
     /// name, or a unit LAYER:CHANNEL[:Y:X].
@@ -53,9 +54,9 @@ pub struct Args {
     /// Heatmap colors (signed `--reduction sum` maps use red-blue).
     #[arg(long, value_enum, default_value_t)]
     colormap: Colormap,
-    /// Heatmap opacity over the image.
-    #[arg(long, default_value_t = 0.5)]
-    alpha: f32,
+    /// Heatmap opacity over the image, 0 to 1.
+    #[arg(long, default_value_t = 0.5, value_parser = super::real(0.0, 1.0))]
+    alpha: f64,
     #[command(flatten)]
     methods: super::methods::MethodArgs,
 }
@@ -63,6 +64,8 @@ pub struct Args {
 /// An input to explain: its name in file names and its preprocessed tensor.
 struct Input {
     name: String,
+    /// The image file it was read from, if any.
+    path: Option<PathBuf>,
     tensor: Tensor,
     /// For demo scenes, the pixels of the object that sets the class.
     mask: Option<Vec<bool>>,
@@ -71,7 +74,7 @@ struct Input {
 pub fn run(args: &Args) -> Result<()> {
     if args.list_methods {
         for (name, about) in registry::METHODS {
-            println!("{name:<22} {about}");
+            outln!("{name:<22} {about}");
         }
         return Ok(());
     }
@@ -87,9 +90,11 @@ pub fn run(args: &Args) -> Result<()> {
         .with_context(|| format!("cannot create `{}`", args.output.display()))?;
 
     let mut summary = Vec::new();
-    for input in &inputs {
+    for input in inputs {
+        let input = &input?;
         let x = input.tensor.unsqueeze(0)?;
         let top = model.predict(&x, 1)?.remove(0).remove(0);
+        super::check_outputs([top.p]);
         let resolved: Vec<_> = targets.iter().map(|t| t.resolve(&[top.index])).collect();
         let picture = model.input_spec().to_image(&input.tensor)?;
         let mut tiles = vec![picture.clone()];
@@ -145,7 +150,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
         let grid = args.output.join(format!("{}.grid.png", input.name));
         render::save_png(&render::grid(&tiles, tiles.len(), 2)?, &grid)?;
-        println!(
+        outln!(
             "{}: {} ({:.1}%) -> {}",
             input.name,
             top.label,
@@ -154,6 +159,7 @@ pub fn run(args: &Args) -> Result<()> {
         );
         summary.push(json!({
             "image": input.name,
+            "path": input.path,
             "prediction": top,
             "grid": grid,
             "maps": explained,
@@ -166,36 +172,38 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 impl Args {
-    fn inputs(&self, model: &Model) -> Result<Vec<Input>> {
+    /// The inputs in order. Image files are all read first, so a bad one fails before
+    /// any output is written; demo scenes, whose count is only a number, are drawn
+    /// one at a time.
+    fn inputs<'a>(&'a self, model: &'a Model) -> Result<Box<dyn Iterator<Item = Result<Input>> + 'a>> {
         let spec = model.input_spec();
         if let Some(n) = self.demo {
-            ensure!(n > 0, "--demo needs at least one scene");
             let world = World::new(0);
-            return (0..n as u64)
-                .map(|i| {
-                    let scene = world.scene(HELD_OUT + i);
-                    Ok(Input {
-                        name: format!("scene{i}"),
-                        tensor: spec.to_tensor(&scene.image, model.device())?,
-                        mask: Some(scene.subject_mask()),
-                    })
+            return Ok(Box::new((0..n as u64).map(move |i| {
+                let scene = world.scene(HELD_OUT + i);
+                Ok(Input {
+                    name: format!("scene{i}"),
+                    path: None,
+                    tensor: spec.to_tensor(&scene.image, model.device())?,
+                    mask: Some(scene.subject_mask()),
                 })
-                .collect();
+            })));
         }
-        self.images
+        let inputs = self
+            .images
             .iter()
-            .map(|path| {
+            .zip(unique_names(&self.images))
+            .map(|(path, name)| {
                 let image = unitscope::data::load_image(path)?;
                 Ok(Input {
-                    name: path
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| "image".into()),
+                    name,
+                    path: Some(path.clone()),
                     tensor: spec.to_tensor(&image, model.device())?,
                     mask: None,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(inputs.into_iter().map(Ok)))
     }
 
     /// The map of the first (only) input, scaled, colored and laid over `picture`.
@@ -216,7 +224,7 @@ impl Args {
             self.colormap
         };
         let heat = render::heatmap(&scaling.apply(&values), (w, h), signed, colormap)?;
-        render::overlay(picture, &heat, self.alpha)
+        render::overlay(picture, &heat, self.alpha as f32)
     }
 }
 
@@ -264,6 +272,31 @@ fn describe(target: &attribution::Target, model: &Model) -> String {
         attribution::Target::Class(c) => format!("class {c} ({})", model.labels()[*c]),
         unit => unit.to_string(),
     }
+}
+
+/// The names of `paths` in output file names: each file's stem, and where several
+/// files share one (`a/x.png`, `b/x.png`), `-2`, `-3`, ... after the second and later
+/// in command-line order, so no output overwrites another.
+fn unique_names(paths: &[PathBuf]) -> Vec<String> {
+    let mut taken = std::collections::HashSet::new();
+    paths
+        .iter()
+        .map(|path| {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "image".into());
+            let name = (1..)
+                .map(|n| match n {
+                    1 => stem.clone(),
+                    n => format!("{stem}-{n}"),
+                })
+                .find(|name| !taken.contains(name))
+                .unwrap_or(stem);
+            taken.insert(name.clone());
+            name
+        })
+        .collect()
 }
 
 /// `s` with characters file names should not hold replaced by `_`.
@@ -315,7 +348,7 @@ fn save_raw(
 /// pipe or file only half blocks are written (a protocol query there would be garbage).
 fn show(img: &RgbImage, title: &str) -> Result<()> {
     use std::io::IsTerminal;
-    println!("{title}");
+    outln!("{title}");
     let terminal = std::io::stdout().is_terminal();
     // viuer asks for sixel first; a terminal that also speaks kitty or iTerm2 (WezTerm,
     // Konsole) shows those in full colour rather than sixel's quantized palette.

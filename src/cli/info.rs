@@ -1,5 +1,6 @@
 //! `unitscope info`: the layer table.
 
+use super::outln;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -19,11 +20,11 @@ pub fn run(args: &Args) -> Result<()> {
     let layers = model.layers()?;
     if args.json {
         let out = serde_json::json!({ "model": model.name(), "input": model.input_spec(), "layers": layers });
-        println!("{out}");
+        outln!("{out}");
         return Ok(());
     }
     let [h, w] = model.input_spec().size;
-    println!(
+    outln!(
         "{} — {} layers at 3x{h}x{w}, {} classes",
         model.name(),
         layers.len(),
@@ -35,7 +36,7 @@ pub fn run(args: &Args) -> Result<()> {
         .max()
         .unwrap_or(0)
         .max(5);
-    println!(
+    outln!(
         "{:<width$}  {:<14}  {:<16}  {:>6}",
         "layer", "kind", "shape", "units"
     );
@@ -46,7 +47,7 @@ pub fn run(args: &Args) -> Result<()> {
             .map(usize::to_string)
             .collect::<Vec<_>>()
             .join("x");
-        println!(
+        outln!(
             "{:<width$}  {:<14}  {:<16}  {:>6}",
             l.name,
             l.kind.to_string(),

@@ -1,7 +1,9 @@
 //! The attribution-method flags `explain` and `evaluate` share.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use unitscope::attribution::{self, Baseline, Method, Quadrature, Upsampling, registry};
+use unitscope::data::MAX_SIGMA;
+use unitscope::data::image::MAX_INPUT_SIDE;
 use unitscope::model::Model;
 
 #[derive(clap::Args)]
@@ -19,16 +21,16 @@ pub struct MethodArgs {
     #[arg(long, value_delimiter = ',')]
     layer: Vec<String>,
     /// SmoothGrad: noisy copies per image.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = super::count(1..=10_000))]
     samples: usize,
     /// SmoothGrad: noise as a fraction of the input's value range.
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = 0.15, value_parser = super::real(0.0, 10.0))]
     noise_level: f64,
     /// SmoothGrad: seed of the noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Integrated gradients: steps.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = super::count(1..=10_000))]
     steps: usize,
     /// Integrated gradients: baseline `zero`, `blur` (sigma 10 px) or `blur:SIGMA`.
     #[arg(long, default_value = "zero")]
@@ -37,17 +39,17 @@ pub struct MethodArgs {
     #[arg(long, value_enum, default_value = "gauss-legendre")]
     quadrature: QuadratureArg,
     /// Occlusion: window side in pixels.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::count(1..=MAX_INPUT_SIDE as u64))]
     window: usize,
     /// Occlusion: pixels between windows.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::count(1..=MAX_INPUT_SIDE as u64))]
     stride: usize,
     /// Guided Grad-CAM: upsample the CAM by nearest neighbour (Captum's default)
     /// instead of bilinearly (the paper's).
     #[arg(long)]
     nearest: bool,
     /// Inputs per pass for SmoothGrad, integrated gradients and occlusion (bounds memory).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::count(1..=1024))]
     batch_size: usize,
 }
 
@@ -79,9 +81,8 @@ impl MethodArgs {
             None if self.baseline == "zero" => Baseline::Zero,
             None if self.baseline == "blur" => Baseline::Blurred(10.0),
             Some(("blur", sigma)) => Baseline::Blurred(
-                sigma
-                    .parse()
-                    .with_context(|| format!("--baseline blur:{sigma}: not a number"))?,
+                super::real(f64::MIN_POSITIVE, MAX_SIGMA)(sigma)
+                    .map_err(|e| anyhow::anyhow!("--baseline blur:{sigma}: {e} (the blur's sigma, in pixels)"))?,
             ),
             _ => bail!(
                 "--baseline `{}`: use zero, blur or blur:SIGMA",

@@ -12,17 +12,64 @@ pub mod predict;
 pub mod threads;
 pub mod train;
 
+use std::ops::RangeInclusive;
 use std::path::Path;
 
 use anyhow::Result;
 use candle_core::Device;
+use clap::builder::RangedU64ValueParser;
 use unitscope::model::{Model, ModelCard};
 
-/// The model a `--model CARD` option names, or the embedded demo model.
+/// Writes a line to standard output, returning the error (a closed pipe, a full disk)
+/// instead of panicking as `println!` does.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        use anyhow::Context as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).context("cannot write to standard output")?
+    }};
+}
+pub(crate) use outln;
+
+/// The model a `--model CARD` option names, or the embedded demo model. What loading
+/// found suspect (non-finite weights) is printed as warnings.
 fn load_model(card: Option<&Path>) -> Result<Model> {
-    match card {
-        Some(card) => Model::from_card(&ModelCard::load(card)?, &device()?),
-        None => unitscope::model::demo::model(&device()?),
+    let model = match card {
+        Some(card) => Model::from_card(&ModelCard::load(card)?, &device()?)?,
+        None => unitscope::model::demo::model(&device()?)?,
+    };
+    for warning in model.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    Ok(model)
+}
+
+/// Warns, once per process, when a model's outputs are not finite numbers.
+fn check_outputs(probabilities: impl IntoIterator<Item = f32>) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if probabilities.into_iter().any(|p| !p.is_finite()) {
+        WARNED.call_once(|| {
+            eprintln!(
+                "warning: the model's outputs are NaN or infinite (non-finite weights, or \
+                 inputs far outside what it was trained on); its predictions are meaningless"
+            )
+        });
+    }
+}
+
+/// A whole-number option that must lie in `range`; clap's error names the range.
+fn count(range: RangeInclusive<u64>) -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::<usize>::new().range(range)
+}
+
+/// A parser for a real-valued option that must be finite and lie in `[lo, hi]`.
+fn real(lo: f64, hi: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync {
+    move |s| {
+        let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number"))?;
+        match v.is_finite() && (lo..=hi).contains(&v) {
+            true => Ok(v),
+            false => Err(format!("{v} is not in {lo}..={hi}")),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! `unitscope` with no subcommand: until the TUI lands, the embedded demo model's
 //! layer table and its predictions on a few held-out demo scenes.
 
+use super::outln;
 use anyhow::Result;
 use candle_core::Tensor;
 use unitscope::data::world::{HELD_OUT, World};
@@ -15,13 +16,13 @@ pub fn run() -> Result<()> {
         .map(|s| model.input_spec().to_tensor(&s.image, model.device()))
         .collect::<Result<Vec<_>>>()?;
     let predictions = model.predict(&Tensor::stack(&batch, 0)?, 1)?;
-    println!(
+    outln!(
         "\nheld-out demo scenes (`unitscope demo render --start 1099511627776 -o DIR` draws them):"
     );
     for (i, (scene, top)) in scenes.iter().zip(predictions).enumerate() {
         let p = &top[0];
         let mark = if p.index == scene.class { "ok" } else { "MISS" };
-        println!(
+        outln!(
             "  scene {i}: {:<9} predicted {:<9} {:>5.1}%  {mark}",
             scene.class_name(),
             p.label,

@@ -1,5 +1,6 @@
 //! `unitscope predict`: top-5 classes per image.
 
+use super::outln;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -13,7 +14,7 @@ pub struct Args {
     #[arg(long)]
     model: Option<PathBuf>,
     /// How many classes to print per image.
-    #[arg(long, short = 'k', default_value_t = 5)]
+    #[arg(long, short = 'k', default_value_t = 5, value_parser = super::count(1..=unitscope::model::card::MAX_CLASSES as u64))]
     top: usize,
     /// Print one JSON object per image: {"image", "top": [{"index", "label", "p"}]}.
     #[arg(long)]
@@ -27,12 +28,13 @@ pub fn run(args: &Args) -> Result<()> {
             .input_spec()
             .load_batch(std::slice::from_ref(path), model.device())?;
         let top = model.predict(&x, args.top)?.remove(0);
+        super::check_outputs(top.iter().map(|p| p.p));
         if args.json {
-            println!("{}", serde_json::json!({ "image": path, "top": top }));
+            outln!("{}", serde_json::json!({ "image": path, "top": top }));
         } else {
-            println!("{}", path.display());
+            outln!("{}", path.display());
             for p in &top {
-                println!("  {:>6.2}%  {:>4}  {}", p.p * 100.0, p.index, p.label);
+                outln!("  {:>6.2}%  {:>4}  {}", p.p * 100.0, p.index, p.label);
             }
         }
     }

@@ -1,5 +1,6 @@
 //! `unitscope train demo`: train the demo model on the demo world.
 
+use super::outln;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -19,16 +20,16 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
     /// Optimisation steps.
-    #[arg(long, default_value_t = TrainConfig::default().steps)]
+    #[arg(long, default_value_t = TrainConfig::default().steps, value_parser = super::count(1..=1_000_000))]
     steps: usize,
     /// Scenes per step.
-    #[arg(long, default_value_t = TrainConfig::default().batch)]
+    #[arg(long, default_value_t = TrainConfig::default().batch, value_parser = super::count(1..=1024))]
     batch: usize,
     /// Peak learning rate (AdamW, cosine schedule).
-    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate, value_parser = super::real(1e-9, 10.0))]
     lr: f64,
     /// Held-out scenes to measure accuracy on.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = super::count(1..=100_000))]
     eval: usize,
     /// Where to write the weights.
     #[arg(short, long, default_value = "assets/demo-model.safetensors")]
@@ -66,7 +67,7 @@ pub fn run(train: &Train) -> Result<()> {
     let record_path = args.out.with_extension("json");
     std::fs::write(&record_path, serde_json::to_string_pretty(&record)?)
         .with_context(|| format!("cannot write `{}`", record_path.display()))?;
-    println!(
+    outln!(
         "trained in {seconds:.0} s; held-out accuracy {:.2}% on {} scenes; weights written to {}",
         accuracy * 100.0,
         args.eval,

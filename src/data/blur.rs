@@ -4,10 +4,16 @@
 use anyhow::{Result, ensure};
 use candle_core::Tensor;
 
+/// The widest blur, in pixels: its kernel and padding (3σ each side) grow with it.
+pub const MAX_SIGMA: f64 = 1000.0;
+
 /// `x: [N, C, H, W]` blurred per channel by a Gaussian of `sigma` pixels (truncated
 /// at 3σ, borders replicated).
 pub fn gaussian_blur(x: &Tensor, sigma: f64) -> Result<Tensor> {
-    ensure!(sigma > 0.0, "the blur's sigma must be positive");
+    ensure!(
+        sigma > 0.0 && sigma <= MAX_SIGMA,
+        "the blur's sigma is {sigma}: allowed above 0 and at most {MAX_SIGMA} pixels"
+    );
     let radius = (3.0 * sigma).ceil() as usize;
     let taps: Vec<f32> = (0..=2 * radius)
         .map(|i| (-((i as f64 - radius as f64).powi(2)) / (2.0 * sigma * sigma)).exp() as f32)

@@ -5,15 +5,14 @@ use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
 use candle_core::{Device, Tensor};
-use image::{ImageReader, Limits, RgbImage};
+use image::{ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use super::resample::resize;
+use super::resample::{resize, resize_window};
+use crate::limits::{self, Limits};
 
 /// Images larger than this per side are refused before decoding.
 const MAX_SIDE: u32 = 16_384;
-/// Decoders may not allocate more than this (bytes).
-const MAX_ALLOC: u64 = 1 << 30;
 
 /// How an image is brought to the network's input size.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -72,7 +71,34 @@ impl Default for InputSpec {
     }
 }
 
+/// The largest input side a card may ask for.
+pub const MAX_INPUT_SIDE: usize = 4096;
+
 impl InputSpec {
+    /// Checks the ranges a card's `[input]` may take, before any of them sizes an
+    /// allocation.
+    pub fn check(&self) -> Result<()> {
+        let [h, w] = self.size;
+        ensure!(
+            (1..=MAX_INPUT_SIDE).contains(&h) && (1..=MAX_INPUT_SIDE).contains(&w),
+            "input.size = [{h}, {w}]: each side takes 1 to {MAX_INPUT_SIDE} pixels"
+        );
+        if let Some(r) = self.resize_to {
+            ensure!(
+                (1..=MAX_SIDE as usize).contains(&r),
+                "input.resize_to = {r}: allowed 1 to {MAX_SIDE}"
+            );
+        }
+        for (c, (&m, &s)) in self.mean.iter().zip(&self.std).enumerate() {
+            ensure!(m.is_finite(), "input.mean[{c}] = {m}: must be a finite number");
+            ensure!(
+                s.is_finite() && s > 0.0,
+                "input.std[{c}] = {s}: must be a positive finite number"
+            );
+        }
+        Ok(())
+    }
+
     /// Resizes, crops and normalises `img` into a `[3, H, W]` tensor.
     pub fn to_tensor(&self, img: &RgbImage, device: &Device) -> Result<Tensor> {
         let [h, w] = self.size;
@@ -96,12 +122,12 @@ impl InputSpec {
                 } else {
                     (short * iw / ih, short)
                 };
-                let resized = resize(img, rw as u32, rh as u32, filter);
                 let (x0, y0) = (
                     ((rw - w) as f64 / 2.0).round() as u32,
                     ((rh - h) as f64 / 2.0).round() as u32,
                 );
-                image::imageops::crop_imm(&resized, x0, y0, w as u32, h as u32).to_image()
+                let window = (x0, y0, w as u32, h as u32);
+                resize_window(img, (rw as u32, rh as u32), window, filter)
             }
         };
         // In f32 and in this order, as ToTensor + Normalize compute it.
@@ -145,30 +171,74 @@ impl InputSpec {
     }
 }
 
-/// Reads a PNG or JPEG as RGB. Dimensions are checked from the header first, so a
-/// huge image is refused before it is decoded.
+/// Reads a PNG or JPEG as RGB, within the [`Limits`] the environment sets.
 pub fn load_image(path: &Path) -> Result<RgbImage> {
     let read = || -> Result<RgbImage> {
-        let unreadable = |e: image::ImageError| anyhow::anyhow!("not a readable PNG or JPEG ({e})");
-        // The header alone gives the size, so a huge image is refused undecoded.
-        let (w, h) = ImageReader::open(path)?
-            .with_guessed_format()?
-            .into_dimensions()
-            .map_err(unreadable)?;
-        ensure!(w > 0 && h > 0, "the image is empty ({w}x{h} px)");
-        ensure!(
-            w <= MAX_SIDE && h <= MAX_SIDE,
-            "the image is {w}x{h} px; unitscope reads images up to {MAX_SIDE} px per side (downscale it first)"
-        );
-        let mut reader = ImageReader::open(path)?.with_guessed_format()?;
-        let mut limits = Limits::default();
-        limits.max_image_width = Some(MAX_SIDE);
-        limits.max_image_height = Some(MAX_SIDE);
-        limits.max_alloc = Some(MAX_ALLOC);
-        reader.limits(limits);
-        Ok(reader.decode().map_err(unreadable)?.to_rgb8())
+        ensure!(!path.is_dir(), "it is a directory, not an image");
+        let limits = Limits::from_env()?;
+        decode_image(&std::fs::read(path)?, &limits)
     };
     read().with_context(|| format!("cannot read image `{}`", path.display()))
+}
+
+/// Decodes the bytes of a PNG or JPEG as RGB. Dimensions are checked from the header
+/// first, so an image over `limits` is refused before it is decoded; a JPEG cut off
+/// before its end is refused rather than shown half grey.
+pub fn decode_image(bytes: &[u8], limits: &Limits) -> Result<RgbImage> {
+    let unreadable = |e: image::ImageError| anyhow::anyhow!("not a readable PNG or JPEG ({e})");
+    let reader = || ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format();
+    let (w, h) = reader()?.into_dimensions().map_err(unreadable)?;
+    ensure!(w > 0 && h > 0, "the image is empty ({w}x{h} px)");
+    ensure!(
+        w <= MAX_SIDE && h <= MAX_SIDE,
+        "the image is {w}x{h} px; unitscope reads images up to {MAX_SIDE} px per side (downscale it first)"
+    );
+    let pixels = w as u64 * h as u64;
+    if pixels > limits.image_pixels {
+        return Err(limits::exceeded(
+            format!("the image is {w}x{h} = {pixels} px"),
+            limits.image_pixels,
+            Limits::VARIABLES[4],
+        ));
+    }
+    let mut reader = reader()?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        ensure!(
+            jpeg_is_complete(bytes),
+            "the JPEG is truncated (it has no end-of-image marker): the file was cut off"
+        );
+    }
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_image_width = Some(MAX_SIDE);
+    decoder_limits.max_image_height = Some(MAX_SIDE);
+    // The widest decoded layout (RGBA, 16 bits a channel) of the pixels allowed.
+    decoder_limits.max_alloc = Some(pixels * 8 + (1 << 20));
+    reader.limits(decoder_limits);
+    Ok(reader.decode().map_err(unreadable)?.to_rgb8())
+}
+
+/// Whether a JPEG's entropy-coded data ends with the end-of-image marker. Markers
+/// are walked up to the first scan; after it, `FF D9` can only be that marker (the
+/// coded data stuffs every `FF` with a `00`), whereas a thumbnail's EOI comes before.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let mut at = 2; // past SOI
+    loop {
+        let (Some(0xFF), Some(&marker)) = (bytes.get(at), bytes.get(at + 1)) else {
+            return false;
+        };
+        match marker {
+            0xFF => at += 1, // fill byte
+            0xDA => break,
+            0x01 | 0xD0..=0xD7 => at += 2,
+            _ => {
+                let Some(len) = bytes.get(at + 2..at + 4) else {
+                    return false;
+                };
+                at += 2 + u16::from_be_bytes([len[0], len[1]]) as usize;
+            }
+        }
+    }
+    bytes[at..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 #[cfg(test)]

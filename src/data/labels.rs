@@ -7,13 +7,16 @@ use anyhow::{Context, Result, ensure};
 /// The 1000 ImageNet-1k class names in index order (WordNet lemmas, e.g. `tabby, tabby cat`).
 pub const IMAGENET: &str = include_str!("../../labels/imagenet.txt");
 
+/// The largest label file read (ImageNet-21k's names take 0.5 MB).
+const MAX_LABEL_BYTES: u64 = 64 << 20;
+
 /// Reads class names: the built-in `imagenet`, or a text file with one name per line.
 pub fn load(spec: &str, base: &Path) -> Result<Vec<String>> {
     let text = if spec == "imagenet" {
         IMAGENET.to_owned()
     } else {
         let path = base.join(spec);
-        std::fs::read_to_string(&path)
+        crate::model::card::read_text(&path, MAX_LABEL_BYTES)
             .with_context(|| format!("cannot read label file `{}`", path.display()))?
     };
     let labels: Vec<String> = text

@@ -6,5 +6,5 @@ pub mod labels;
 pub mod resample;
 pub mod world;
 
-pub use blur::gaussian_blur;
+pub use blur::{MAX_SIGMA, gaussian_blur};
 pub use image::{InputSpec, Interpolation, ResizeMode, load_image};

@@ -24,11 +24,32 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 
 use super::arch::{ArchOptions, Architecture};
 use crate::data::InputSpec;
+
+/// The largest card file read (a card is a few hundred bytes).
+const MAX_CARD_BYTES: u64 = 1 << 20;
+/// The most classes a card may declare (ImageNet-21k has 21,843).
+pub const MAX_CLASSES: usize = 1 << 20;
+
+/// Reads a text file of at most `max` bytes, refusing a larger one unread.
+pub fn read_text(path: &Path, max: u64) -> Result<String> {
+    use std::io::Read;
+    ensure!(!path.is_dir(), "it is a directory, not a file");
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_string(&mut text)
+        .context("not UTF-8 text")?;
+    ensure!(
+        text.len() as u64 <= max,
+        "the file is larger than {max} bytes; is it the right file?"
+    );
+    Ok(text)
+}
 
 /// A parsed model card.
 #[derive(Clone, Debug, Deserialize)]
@@ -77,9 +98,15 @@ fn default_revision() -> String {
 impl ModelCard {
     /// Reads and parses a card.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = read_text(path, MAX_CARD_BYTES)
             .with_context(|| format!("cannot read model card `{}`", path.display()))?;
-        let mut card: Self = toml::from_str(&text).map_err(|e| {
+        Self::parse(&text, path)
+    }
+
+    /// Parses the text of the card at `path` (which only names it and anchors its
+    /// relative paths) and checks every value's range.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let mut card: Self = toml::from_str(text).map_err(|e| {
             // toml's Display draws the line with a caret over several lines; say where in one.
             let at = e.span().map(|s| {
                 let line = text[..s.start].matches('\n').count() + 1;
@@ -97,7 +124,23 @@ impl ModelCard {
         if card.name.is_none() {
             card.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         }
+        card.check()
+            .with_context(|| format!("invalid model card `{}`", path.display()))?;
         Ok(card)
+    }
+
+    /// Checks the ranges TOML's types leave open, before any value sizes an
+    /// allocation.
+    fn check(&self) -> Result<()> {
+        self.input.check()?;
+        self.options.check()?;
+        if let Some(n) = self.num_classes {
+            ensure!(
+                (1..=MAX_CLASSES).contains(&n),
+                "num_classes = {n}: allowed 1 to {MAX_CLASSES}"
+            );
+        }
+        Ok(())
     }
 
     /// The weights file this card points to, checked to exist.
@@ -112,6 +155,11 @@ impl ModelCard {
                 "the card names no weights: set `weights = \"file\"` or a `[huggingface]` table"
             ),
         };
+        ensure!(
+            !path.is_dir(),
+            "weights path `{}` is a directory; name the weights file inside it",
+            path.display()
+        );
         if !path.is_file() {
             bail!(
                 "weights file `{}` not found (paths in a card are relative to the card)",
@@ -134,10 +182,32 @@ impl HfFile {
                 std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
             })
             .context("no Hugging Face cache: set HF_HOME")?;
+        // Every name read from the card or the cache becomes a path component: none may
+        // climb out of the cache (`..`, a root, a drive).
+        let plain = |s: &str| {
+            !s.is_empty()
+                && Path::new(s)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+        };
+        ensure!(
+            plain(&self.repo) && self.repo.matches('/').count() == 1,
+            "huggingface.repo = `{}`: expected `owner/name`",
+            self.repo
+        );
+        ensure!(
+            plain(&self.file),
+            "huggingface.file = `{}`: must be a path inside the repository (no `..`, no leading `/`)",
+            self.file
+        );
+        ensure!(
+            plain(&self.revision),
+            "huggingface.revision = `{}`: must be a branch, tag or commit name (no `..`)",
+            self.revision
+        );
+        let is_commit = |s: &str| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
         let repo_dir = hub.join(format!("models--{}", self.repo.replace('/', "--")));
-        let is_commit =
-            self.revision.len() == 40 && self.revision.bytes().all(|b| b.is_ascii_hexdigit());
-        let commit = if is_commit {
+        let commit = if is_commit(&self.revision) {
             self.revision.clone()
         } else {
             let refs = repo_dir.join("refs").join(&self.revision);
@@ -152,7 +222,14 @@ impl HfFile {
                     self.file
                 )
             })?;
-            commit.trim().to_owned()
+            let commit = commit.trim();
+            ensure!(
+                is_commit(commit),
+                "the Hugging Face cache's ref `{}` does not hold a commit hash; the cache is \
+                 corrupt or was tampered with",
+                refs.display()
+            );
+            commit.to_owned()
         };
         let path = repo_dir.join("snapshots").join(commit).join(&self.file);
         if !path.exists() {
@@ -163,6 +240,15 @@ impl HfFile {
                 path.display()
             );
         }
+        // Snapshot files link into the repository's `blobs/`; a link leading
+        // elsewhere is not the cache's doing.
+        let (real, root) = (path.canonicalize()?, repo_dir.canonicalize()?);
+        ensure!(
+            real.starts_with(&root),
+            "`{}` in the Hugging Face cache links outside the cache (to `{}`); refusing it",
+            path.display(),
+            real.display()
+        );
         Ok(path)
     }
 }

@@ -63,6 +63,8 @@ pub struct Model {
     /// The element type of its weights; inputs are converted to it.
     dtype: DType,
     layers: OnceLock<Vec<LayerInfo>>,
+    /// What loading found suspect but not fatal (non-finite weights), for the user.
+    warnings: Vec<String>,
 }
 
 /// One ranked class of a prediction.
@@ -98,6 +100,7 @@ impl Model {
         }
         let path = card.weights_path()?;
         let weights = Weights::load(&path, device)?;
+        let non_finite = weights.non_finite()?;
         let model = Self::new(
             card.name.clone().unwrap_or_default(),
             card.architecture,
@@ -106,13 +109,28 @@ impl Model {
             card.input.clone(),
             labels.unwrap_or_else(|| labels::numbered(num_classes)),
         );
-        model.with_context(|| {
+        let mut model = model.with_context(|| {
             format!(
                 "weights `{}` do not fit architecture `{}`",
                 path.display(),
                 card.architecture
             )
-        })
+        })?;
+        if let Some((first, _)) = non_finite.first() {
+            let values: usize = non_finite.iter().map(|(_, n)| n).sum();
+            model.warnings.push(format!(
+                "{values} weight(s) in {} tensor(s) of `{}` are NaN or infinite (first: `{first}`); \
+                 the model's outputs will be meaningless",
+                non_finite.len(),
+                path.display()
+            ));
+        }
+        Ok(model)
+    }
+
+    /// What loading found suspect but not fatal, one sentence each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Builds a model from weights already in memory; one class per label.
@@ -137,6 +155,7 @@ impl Model {
             device: weights.root().device().clone(),
             dtype: weights.dtype(),
             layers: OnceLock::new(),
+            warnings: Vec::new(),
         })
     }
 

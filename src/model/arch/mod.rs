@@ -60,6 +60,32 @@ pub struct ArchOptions {
     pub batch_norm: Option<bool>,
 }
 
+impl ArchOptions {
+    /// Checks the ranges a card's options may take.
+    pub fn check(&self) -> Result<()> {
+        if let Some(eps) = self.bn_eps {
+            ensure!(
+                eps.is_finite() && eps > 0.0 && eps <= 1.0,
+                "options.bn_eps = {eps}: allowed above 0 and at most 1 (PyTorch's default is 1e-5)"
+            );
+        }
+        if let Some(channels) = &self.channels {
+            ensure!(
+                (1..=8).contains(&channels.len()),
+                "options.channels has {} stages: allowed 1 to 8",
+                channels.len()
+            );
+            for &c in channels {
+                ensure!(
+                    (1..=4096).contains(&c),
+                    "options.channels = {channels:?}: each stage takes 1 to 4096 channels"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for Architecture {
     /// The card's spelling, e.g. `resnet18`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -10,14 +10,74 @@ mod pth;
 pub mod synthetic;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{DType, Device, Tensor, Var};
 
+use crate::limits::Limits;
+
 /// Buffers PyTorch keeps in state dicts that no forward pass reads.
 const IGNORED_SUFFIXES: [&str; 1] = ["num_batches_tracked"];
+
+/// Whether `name` is a buffer no forward pass reads (and so may be of any type).
+fn is_ignored(name: &str) -> bool {
+    IGNORED_SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// The two kinds of weight files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `.safetensors`.
+    Safetensors,
+    /// A PyTorch checkpoint, zip or legacy format (any other extension).
+    Pth,
+}
+
+impl Format {
+    /// The format a file's extension says.
+    pub fn of(path: &Path) -> Self {
+        match path.extension().is_some_and(|e| e == "safetensors") {
+            true => Self::Safetensors,
+            false => Self::Pth,
+        }
+    }
+}
+
+/// The float tensors of a safetensors file. Integer buffers no forward pass reads are
+/// dropped; other non-float tensors, and element types Candle cannot convert, are
+/// errors that name the type.
+fn read_safetensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
+    use safetensors::Dtype as St;
+    let file = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| anyhow::anyhow!("not a valid safetensors file ({e})"))?;
+    let mut tensors = Vec::new();
+    for (name, view) in file.tensors() {
+        let dtype = match view.dtype() {
+            St::F64 => DType::F64,
+            St::F32 => DType::F32,
+            St::F16 => DType::F16,
+            St::BF16 => DType::BF16,
+            _ if is_ignored(&name) => continue,
+            St::BOOL | St::U8 | St::I8 | St::I16 | St::U16 | St::I32 | St::U32 | St::I64 | St::U64 => {
+                bail!(
+                    "tensor `{name}` holds {:?} values; unitscope reads float weights (F16, BF16, \
+                     F32, F64): save the model's parameters as floats",
+                    view.dtype()
+                )
+            }
+            other => bail!(
+                "tensor `{name}` has element type {other:?}, which unitscope does not read; \
+                 convert the weights to F16, BF16 or F32"
+            ),
+        };
+        let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)?;
+        tensors.push((name, t));
+    }
+    Ok(tensors)
+}
 
 /// The tensors of a weights file, addressed by PyTorch parameter name.
 pub struct Weights {
@@ -44,21 +104,51 @@ enum Fallback {
 
 impl Weights {
     /// Reads a `.safetensors` file or a PyTorch checkpoint (`.pth`/`.pt`/`.bin`, zip or
-    /// legacy format). DataParallel's `module.` prefixes are removed.
+    /// legacy format) within the [`Limits`] the environment sets. DataParallel's
+    /// `module.` prefixes are removed.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let read = || -> Result<Vec<(String, Tensor)>> {
-            let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
-            if is_safetensors {
-                let tensors = candle_core::safetensors::load(path, &Device::Cpu)
-                    .context("corrupt or truncated safetensors file")?;
-                Ok(tensors.into_iter().collect())
-            } else {
-                pth::read(path)
+            let limits = Limits::from_env()?;
+            ensure!(
+                !path.is_dir(),
+                "it is a directory; give the weights file inside it"
+            );
+            let file = std::fs::File::open(path)?;
+            match Format::of(path) {
+                Format::Safetensors => {
+                    let mut bytes = Vec::new();
+                    std::io::BufReader::new(file).read_to_end(&mut bytes)?;
+                    read_safetensors(&bytes)
+                }
+                Format::Pth => pth::read(file, &limits),
             }
         };
         let tensors =
             read().with_context(|| format!("cannot read weights `{}`", path.display()))?;
         Self::from_tensors(tensors, device)
+    }
+
+    /// Reads weights from the bytes of a file of `format`, within `limits` (the
+    /// fuzz targets' entry point; [`Weights::load`] reads files).
+    pub fn from_bytes(bytes: &[u8], format: Format, limits: &Limits, device: &Device) -> Result<Self> {
+        let tensors = match format {
+            Format::Safetensors => read_safetensors(bytes)?,
+            Format::Pth => pth::read(std::io::Cursor::new(bytes), limits)?,
+        };
+        Self::from_tensors(tensors, device)
+    }
+
+    /// The tensors holding NaN or infinite values, each with how many, by name.
+    pub fn non_finite(&self) -> Result<Vec<(String, usize)>> {
+        let mut found = Vec::new();
+        for (name, t) in &self.tensors {
+            let values = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            let bad = values.iter().filter(|v| !v.is_finite()).count();
+            if bad > 0 {
+                found.push((name.clone(), bad));
+            }
+        }
+        Ok(found)
     }
 
     /// Wraps named tensors (any float dtype, any device) as a weight set.
@@ -152,7 +242,7 @@ impl Weights {
         let unexpected: Vec<&String> = self
             .tensors
             .keys()
-            .filter(|k| !taken.contains(*k) && !IGNORED_SUFFIXES.iter().any(|s| k.ends_with(s)))
+            .filter(|k| !taken.contains(*k) && !is_ignored(k))
             .collect();
         if !unexpected.is_empty() {
             let shown: Vec<String> = unexpected

@@ -3,9 +3,12 @@
 //! constructors that rebuild tensors and ordered dicts, and any other global (say
 //! `os.system`) is refused with an error that names it.
 
+use std::collections::HashMap;
 use std::io::Read;
 
 use anyhow::{Context, Result, bail, ensure};
+
+use crate::limits::{self, Limits};
 
 /// The element types of torch storages we can turn into Candle tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,27 @@ impl StorageDType {
             "BoolStorage" => Self::Bool,
             _ => return None,
         })
+    }
+
+    /// The dtype's name in PyTorch.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F64 => "float64",
+            Self::F32 => "float32",
+            Self::F16 => "float16",
+            Self::BF16 => "bfloat16",
+            Self::I64 => "int64",
+            Self::I32 => "int32",
+            Self::I16 => "int16",
+            Self::I8 => "int8",
+            Self::U8 => "uint8",
+            Self::Bool => "bool",
+        }
+    }
+
+    /// Whether weights of this type are floating point.
+    pub fn is_float(self) -> bool {
+        matches!(self, Self::F64 | Self::F32 | Self::F16 | Self::BF16)
     }
 
     /// Bytes per element.
@@ -103,6 +127,10 @@ impl Global {
             .flatten();
         Ok(match (module, name, storage) {
             (_, _, Some(dtype)) => Self::StorageClass(dtype),
+            ("torch", storage, None) if storage.ends_with("Storage") => bail!(
+                "the checkpoint holds `torch.{storage}` tensors, an element type unitscope does \
+                 not read; save the weights as float16, bfloat16, float32 or float64"
+            ),
             ("collections", "OrderedDict", _) => Self::OrderedDict,
             ("torch._utils", "_rebuild_tensor", _) => Self::RebuildTensor,
             ("torch._utils", "_rebuild_tensor_v2", _) => Self::RebuildTensorV2,
@@ -116,39 +144,137 @@ impl Global {
     }
 }
 
-/// Reads one pickle (up to its STOP opcode) from `r` and returns its value.
-pub fn read<R: Read>(r: &mut R) -> Result<Value> {
-    let mut vm = Machine::default();
+/// Reads one pickle (up to its STOP opcode) from `r` and returns its value, within
+/// `limits`' depth and decoded size.
+pub fn read<R: Read>(r: &mut R, limits: &Limits) -> Result<Value> {
+    let mut vm = Machine {
+        stack: Vec::new(),
+        memo: HashMap::new(),
+        spent: 0,
+        limits,
+    };
     loop {
         let op = read_u8(r).context("pickle ended before its STOP opcode")?;
         if vm.step(op, r)? {
-            return vm.pop();
+            return Ok(vm.pop()?.value);
         }
     }
 }
 
-#[derive(Default)]
-struct Machine {
-    stack: Vec<Value>,
-    memo: std::collections::HashMap<u64, Value>,
+/// Bytes counted for every value besides its payload (an enum and a vector header).
+const NODE_BYTES: u64 = 64;
+
+/// A value on the stack or in the memo, with what bounds it: how deep its containers
+/// nest and roughly how many bytes it holds. Kept beside the value so that building
+/// a container or copying one costs no walk over its contents.
+#[derive(Clone)]
+struct Node {
+    value: Value,
+    depth: u64,
+    bytes: u64,
 }
 
-impl Machine {
-    fn pop(&mut self) -> Result<Value> {
+impl Node {
+    fn leaf(value: Value, payload: usize) -> Self {
+        Self {
+            value,
+            depth: 0,
+            bytes: NODE_BYTES + payload as u64,
+        }
+    }
+}
+
+struct Machine<'a> {
+    stack: Vec<Node>,
+    memo: HashMap<u64, Node>,
+    /// Bytes of values made so far: every leaf read and every copy of a memo entry or
+    /// of the top of the stack. Containers only move what was counted.
+    spent: u64,
+    limits: &'a Limits,
+}
+
+impl Machine<'_> {
+    /// Counts `bytes` about to be made, failing past the pickle's size limit.
+    fn spend(&mut self, bytes: u64) -> Result<()> {
+        self.spent = self.spent.saturating_add(bytes);
+        if self.spent > self.limits.pickle_bytes {
+            return Err(limits::exceeded(
+                "the checkpoint's pickle expands to more bytes than it holds data for \
+                 (a memo or copy amplification)",
+                self.limits.pickle_bytes,
+                Limits::VARIABLES[1],
+            ));
+        }
+        Ok(())
+    }
+
+    fn push_leaf(&mut self, value: Value, payload: usize) -> Result<()> {
+        let node = Node::leaf(value, payload);
+        self.spend(node.bytes)?;
+        self.stack.push(node);
+        Ok(())
+    }
+
+    /// Pushes a copy of `node` (from the memo or the stack), counting its bytes.
+    fn push_copy(&mut self, node: Node) -> Result<()> {
+        self.spend(node.bytes)?;
+        self.stack.push(node);
+        Ok(())
+    }
+
+    /// Wraps `items` in a container made by `make`, within the depth limit.
+    fn container(&self, items: Vec<Node>, make: impl FnOnce(Vec<Value>) -> Value) -> Result<Node> {
+        let depth = 1 + items.iter().map(|n| n.depth).max().unwrap_or(0);
+        self.check_depth(depth)?;
+        let bytes = NODE_BYTES + items.iter().map(|n| n.bytes).sum::<u64>();
+        Ok(Node {
+            value: make(items.into_iter().map(|n| n.value).collect()),
+            depth,
+            bytes,
+        })
+    }
+
+    fn check_depth(&self, depth: u64) -> Result<()> {
+        if depth > self.limits.pickle_depth {
+            return Err(limits::exceeded(
+                format!("the checkpoint's pickle nests containers {depth} deep"),
+                self.limits.pickle_depth,
+                Limits::VARIABLES[0],
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds `items` to the container on top of the stack with `add`.
+    fn extend_top(
+        &mut self,
+        items: Vec<Node>,
+        add: impl FnOnce(&mut Value, Vec<Value>) -> Result<()>,
+    ) -> Result<()> {
+        let depth = 1 + items.iter().map(|n| n.depth).max().unwrap_or(0);
+        self.check_depth(depth)?;
+        let top = self
+            .stack
+            .last_mut()
+            .context("corrupt pickle: stack underflow")?;
+        top.depth = top.depth.max(depth);
+        top.bytes += items.iter().map(|n| n.bytes).sum::<u64>();
+        add(&mut top.value, items.into_iter().map(|n| n.value).collect())
+    }
+
+    fn pop(&mut self) -> Result<Node> {
         self.stack.pop().context("corrupt pickle: stack underflow")
     }
 
-    fn top(&mut self) -> Result<&mut Value> {
-        self.stack
-            .last_mut()
-            .context("corrupt pickle: stack underflow")
+    fn top(&self) -> Result<&Node> {
+        self.stack.last().context("corrupt pickle: stack underflow")
     }
 
-    fn pop_mark(&mut self) -> Result<Vec<Value>> {
+    fn pop_mark(&mut self) -> Result<Vec<Node>> {
         let mark = self
             .stack
             .iter()
-            .rposition(|v| *v == Value::Mark)
+            .rposition(|n| matches!(n.value, Value::Mark))
             .context("corrupt pickle: no MARK on the stack")?;
         let items = self.stack.split_off(mark + 1);
         self.stack.pop();
@@ -156,16 +282,49 @@ impl Machine {
     }
 
     fn memo_put(&mut self, id: u64) -> Result<()> {
-        let v = self.top()?.clone();
-        self.memo.insert(id, v);
+        let node = self.top()?.clone();
+        self.spend(node.bytes)?;
+        self.memo.insert(id, node);
         Ok(())
     }
 
     fn memo_get(&mut self, id: u64) -> Result<()> {
-        let v = self.memo.get(&id).cloned();
-        self.stack
-            .push(v.with_context(|| format!("corrupt pickle: memo {id} unset"))?);
-        Ok(())
+        let node = self
+            .memo
+            .get(&id)
+            .cloned()
+            .with_context(|| format!("corrupt pickle: memo {id} unset"))?;
+        self.push_copy(node)
+    }
+
+    /// Reads `n` bytes of a string or bytes opcode, counted before they are read.
+    fn payload<R: Read>(&mut self, r: &mut R, n: u64) -> Result<Vec<u8>> {
+        self.spend(n)?;
+        read_bytes(r, n)
+    }
+
+    fn push_str<R: Read>(&mut self, r: &mut R, n: u64) -> Result<()> {
+        let bytes = self.payload(r, n)?;
+        let s = String::from_utf8(bytes).context("corrupt pickle: string is not UTF-8")?;
+        let len = s.len();
+        self.push_leaf(Value::Str(s), len)
+    }
+
+    fn push_latin1<R: Read>(&mut self, r: &mut R, n: u64) -> Result<()> {
+        let bytes = self.payload(r, n)?;
+        self.push_leaf(Value::Str(latin1(&bytes)), bytes.len() * 2)
+    }
+
+    fn push_bytes<R: Read>(&mut self, r: &mut R, n: u64) -> Result<()> {
+        let bytes = self.payload(r, n)?;
+        let len = bytes.len();
+        self.push_leaf(Value::Bytes(bytes), len)
+    }
+
+    fn push_long<R: Read>(&mut self, r: &mut R, n: u64) -> Result<()> {
+        let bytes = self.payload(r, n)?;
+        let len = bytes.len();
+        self.push_leaf(long_from_bytes(&bytes), len)
     }
 
     /// Executes one opcode; returns true at STOP.
@@ -175,10 +334,10 @@ impl Machine {
                 read_u8(r)?; // PROTO: version
             }
             0x95 => {
-                read_bytes(r, 8)?; // FRAME: length, a hint only
+                read_array::<8, R>(r)?; // FRAME: length, a hint only
             }
             b'.' => return Ok(true),
-            b'(' => self.stack.push(Value::Mark),
+            b'(' => self.push_leaf(Value::Mark, 0)?,
             b'0' => {
                 self.pop()?;
             }
@@ -186,28 +345,22 @@ impl Machine {
                 self.pop_mark()?;
             }
             b'2' => {
-                let v = self.top()?.clone();
-                self.stack.push(v);
+                let node = self.top()?.clone();
+                self.push_copy(node)?;
             }
-            b'N' => self.stack.push(Value::None),
-            0x88 => self.stack.push(Value::Bool(true)),
-            0x89 => self.stack.push(Value::Bool(false)),
-            b'J' => self
-                .stack
-                .push(Value::Int(i32::from_le_bytes(read_array(r)?) as i64)),
-            b'K' => self.stack.push(Value::Int(read_u8(r)? as i64)),
-            b'M' => self
-                .stack
-                .push(Value::Int(u16::from_le_bytes(read_array(r)?) as i64)),
+            b'N' => self.push_leaf(Value::None, 0)?,
+            0x88 => self.push_leaf(Value::Bool(true), 0)?,
+            0x89 => self.push_leaf(Value::Bool(false), 0)?,
+            b'J' => self.push_leaf(Value::Int(i32::from_le_bytes(read_array(r)?) as i64), 0)?,
+            b'K' => self.push_leaf(Value::Int(read_u8(r)? as i64), 0)?,
+            b'M' => self.push_leaf(Value::Int(u16::from_le_bytes(read_array(r)?) as i64), 0)?,
             0x8a => {
-                let n = read_u8(r)? as usize;
-                let bytes = read_bytes(r, n)?;
-                self.stack.push(long_from_bytes(&bytes));
+                let n = read_u8(r)? as u64;
+                self.push_long(r, n)?;
             }
             0x8b => {
-                let n = u32::from_le_bytes(read_array(r)?) as usize;
-                let bytes = read_bytes(r, n)?;
-                self.stack.push(long_from_bytes(&bytes));
+                let n = u32::from_le_bytes(read_array(r)?) as u64;
+                self.push_long(r, n)?;
             }
             b'I' => {
                 let line = read_line(r)?;
@@ -219,93 +372,103 @@ impl Machine {
                             .with_context(|| format!("corrupt pickle: INT {s:?}"))?,
                     ),
                 };
-                self.stack.push(v);
+                self.push_leaf(v, 0)?;
             }
-            b'G' => self
-                .stack
-                .push(Value::Float(f64::from_be_bytes(read_array(r)?))),
+            b'G' => self.push_leaf(Value::Float(f64::from_be_bytes(read_array(r)?)), 0)?,
             b'X' => {
-                let n = u32::from_le_bytes(read_array(r)?) as usize;
-                self.stack.push(Value::Str(read_string(r, n)?));
+                let n = u32::from_le_bytes(read_array(r)?) as u64;
+                self.push_str(r, n)?;
             }
             0x8c => {
-                let n = read_u8(r)? as usize;
-                self.stack.push(Value::Str(read_string(r, n)?));
+                let n = read_u8(r)? as u64;
+                self.push_str(r, n)?;
             }
             0x8d => {
-                let n = u64::from_le_bytes(read_array(r)?) as usize;
-                self.stack.push(Value::Str(read_string(r, n)?));
+                let n = u64::from_le_bytes(read_array(r)?);
+                self.push_str(r, n)?;
             }
             // BINSTRING / SHORT_BINSTRING: Python 2 str, read as latin-1-ish text.
             b'T' => {
-                let n = u32::from_le_bytes(read_array(r)?) as usize;
-                self.stack.push(Value::Str(latin1(&read_bytes(r, n)?)));
+                let n = u32::from_le_bytes(read_array(r)?) as u64;
+                self.push_latin1(r, n)?;
             }
             b'U' => {
-                let n = read_u8(r)? as usize;
-                self.stack.push(Value::Str(latin1(&read_bytes(r, n)?)));
+                let n = read_u8(r)? as u64;
+                self.push_latin1(r, n)?;
             }
             b'B' => {
-                let n = u32::from_le_bytes(read_array(r)?) as usize;
-                self.stack.push(Value::Bytes(read_bytes(r, n)?));
+                let n = u32::from_le_bytes(read_array(r)?) as u64;
+                self.push_bytes(r, n)?;
             }
             b'C' => {
-                let n = read_u8(r)? as usize;
-                self.stack.push(Value::Bytes(read_bytes(r, n)?));
+                let n = read_u8(r)? as u64;
+                self.push_bytes(r, n)?;
             }
             0x8e => {
-                let n = u64::from_le_bytes(read_array(r)?) as usize;
-                self.stack.push(Value::Bytes(read_bytes(r, n)?));
+                let n = u64::from_le_bytes(read_array(r)?);
+                self.push_bytes(r, n)?;
             }
-            b')' => self.stack.push(Value::Tuple(vec![])),
-            b']' => self.stack.push(Value::List(vec![])),
-            b'}' => self.stack.push(Value::Dict(vec![])),
+            b')' => self.push_leaf(Value::Tuple(vec![]), 0)?,
+            b']' => self.push_leaf(Value::List(vec![]), 0)?,
+            b'}' => self.push_leaf(Value::Dict(vec![]), 0)?,
             b't' => {
                 let items = self.pop_mark()?;
-                self.stack.push(Value::Tuple(items));
+                let node = self.container(items, Value::Tuple)?;
+                self.stack.push(node);
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
                 ensure!(self.stack.len() >= n, "corrupt pickle: stack underflow");
                 let items = self.stack.split_off(self.stack.len() - n);
-                self.stack.push(Value::Tuple(items));
+                let node = self.container(items, Value::Tuple)?;
+                self.stack.push(node);
             }
             b'l' => {
                 let items = self.pop_mark()?;
-                self.stack.push(Value::List(items));
+                let node = self.container(items, Value::List)?;
+                self.stack.push(node);
             }
             b'd' => {
                 let items = self.pop_mark()?;
-                self.stack.push(Value::Dict(pairs(items)?));
+                ensure!(
+                    items.len().is_multiple_of(2),
+                    "corrupt pickle: odd number of dict items"
+                );
+                let node = self.container(items, |v| Value::Dict(pairs(v)))?;
+                self.stack.push(node);
             }
             b'a' => {
                 let v = self.pop()?;
-                match self.top()? {
-                    Value::List(l) => l.push(v),
+                self.extend_top(vec![v], |top, items| match top {
+                    Value::List(l) => Ok(l.extend(items)),
                     other => bail!("corrupt pickle: APPEND to {}", kind(other)),
-                }
+                })?;
             }
             b'e' => {
                 let items = self.pop_mark()?;
-                match self.top()? {
-                    Value::List(l) => l.extend(items),
+                self.extend_top(items, |top, items| match top {
+                    Value::List(l) => Ok(l.extend(items)),
                     other => bail!("corrupt pickle: APPENDS to {}", kind(other)),
-                }
+                })?;
             }
             b's' => {
                 let v = self.pop()?;
                 let k = self.pop()?;
-                match self.top()? {
-                    Value::Dict(d) => d.push((k, v)),
+                self.extend_top(vec![k, v], |top, items| match top {
+                    Value::Dict(d) => Ok(d.extend(pairs(items))),
                     other => bail!("corrupt pickle: SETITEM on {}", kind(other)),
-                }
+                })?;
             }
             b'u' => {
-                let items = pairs(self.pop_mark()?)?;
-                match self.top()? {
-                    Value::Dict(d) => d.extend(items),
+                let items = self.pop_mark()?;
+                ensure!(
+                    items.len().is_multiple_of(2),
+                    "corrupt pickle: odd number of dict items"
+                );
+                self.extend_top(items, |top, items| match top {
+                    Value::Dict(d) => Ok(d.extend(pairs(items))),
                     other => bail!("corrupt pickle: SETITEMS on {}", kind(other)),
-                }
+                })?;
             }
             b'q' => {
                 let id = read_u8(r)? as u64;
@@ -338,33 +501,33 @@ impl Machine {
             b'c' => {
                 let module = read_line(r)?;
                 let name = read_line(r)?;
-                self.stack
-                    .push(Value::Global(Global::resolve(&module, &name)?));
+                self.push_leaf(Value::Global(Global::resolve(&module, &name)?), 0)?;
             }
             0x93 => {
-                let name = self.pop()?;
-                let module = self.pop()?;
+                let name = self.pop()?.value;
+                let module = self.pop()?.value;
                 match (module, name) {
                     (Value::Str(m), Value::Str(n)) => {
-                        self.stack.push(Value::Global(Global::resolve(&m, &n)?))
+                        self.push_leaf(Value::Global(Global::resolve(&m, &n)?), 0)?
                     }
                     _ => bail!("corrupt pickle: STACK_GLOBAL without two strings"),
                 }
             }
             b'Q' => {
-                let pid = self.pop()?;
-                self.stack.push(persistent_load(pid)?);
+                let pid = self.pop()?.value;
+                self.push_leaf(persistent_load(pid)?, 0)?;
             }
             b'R' | 0x81 => {
                 let args = self.pop()?;
-                let callee = self.pop()?;
-                self.stack.push(call(callee, args)?);
+                let callee = self.pop()?.value;
+                let value = call(callee, args.value)?;
+                self.push_leaf(value, args.bytes as usize)?;
             }
             b'b' => {
                 // BUILD sets an object's state; a state dict's `_metadata` is all we
                 // meet here, and we have no use for it.
                 self.pop()?;
-                match self.top()? {
+                match &self.top()?.value {
                     Value::Dict(_) | Value::Tensor(_) => {}
                     other => bail!("corrupt pickle: BUILD on {}", kind(other)),
                 }
@@ -453,17 +616,14 @@ fn usizes(v: Option<Value>) -> Result<Vec<usize>> {
     }
 }
 
-fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
-    ensure!(
-        items.len().is_multiple_of(2),
-        "corrupt pickle: odd number of dict items"
-    );
+/// Pairs up a dict's flat key-value list (its length checked even by the caller).
+fn pairs(items: Vec<Value>) -> Vec<(Value, Value)> {
     let mut it = items.into_iter();
     let mut out = Vec::new();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         out.push((k, v));
     }
-    Ok(out)
+    out
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -516,15 +676,11 @@ fn read_array<const N: usize, R: Read>(r: &mut R) -> Result<[u8; N]> {
 
 /// Reads `n` bytes without trusting `n` for the allocation: a corrupt length fails
 /// at the end of the data instead of reserving gigabytes first.
-fn read_bytes<R: Read>(r: &mut R, n: usize) -> Result<Vec<u8>> {
+fn read_bytes<R: Read>(r: &mut R, n: u64) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    r.take(n as u64).read_to_end(&mut buf)?;
-    ensure!(buf.len() == n, "pickle truncated");
+    r.take(n).read_to_end(&mut buf)?;
+    ensure!(buf.len() as u64 == n, "pickle truncated");
     Ok(buf)
-}
-
-fn read_string<R: Read>(r: &mut R, n: usize) -> Result<String> {
-    String::from_utf8(read_bytes(r, n)?).context("corrupt pickle: string is not UTF-8")
 }
 
 fn read_line<R: Read>(r: &mut R) -> Result<String> {
@@ -548,7 +704,7 @@ mod tests {
     fn refuses_foreign_globals() {
         // protocol 2: GLOBAL 'os system', then a call; must stop at the GLOBAL.
         let data = b"\x80\x02cos\nsystem\nq\x00X\x02\x00\x00\x00lsq\x01\x85q\x02Rq\x03.";
-        let err = read(&mut &data[..]).unwrap_err().to_string();
+        let err = read(&mut &data[..], &Limits::default()).unwrap_err().to_string();
         assert!(err.contains("`os.system`"), "{err}");
     }
 
@@ -556,7 +712,7 @@ mod tests {
     fn reads_ordered_dict_of_values() {
         // collections.OrderedDict() with {'a': 1, 'b': (2.5, None)}
         let data = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00aK\x01X\x01\x00\x00\x00bG@\x04\x00\x00\x00\x00\x00\x00N\x86u.";
-        let v = read(&mut &data[..]).unwrap();
+        let v = read(&mut &data[..], &Limits::default()).unwrap();
         assert_eq!(
             v,
             Value::Dict(vec![
@@ -570,8 +726,42 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        // 100k MARKs, then 100k LISTs: lists nested 100k deep.
+        let mut data = vec![0x80, 0x02];
+        data.extend(std::iter::repeat_n(b'(', 100_000));
+        data.extend(std::iter::repeat_n(b'l', 100_000));
+        data.push(b'.');
+        let err = read(&mut &data[..], &Limits::default()).unwrap_err().to_string();
+        assert!(err.contains("nests containers 101 deep") && err.contains("UNITSCOPE_MAX_PICKLE_DEPTH"), "{err}");
+    }
+
+    #[test]
+    fn memo_amplification_is_refused() {
+        // A 1 KiB bytes object, memoized, then a list that appends it 2^20 times by
+        // memo references: 1 GiB decoded from ~3 MB of pickle.
+        let mut data = vec![0x80, 0x02, b'B'];
+        data.extend(1024u32.to_le_bytes());
+        data.extend([0u8; 1024]);
+        data.extend([b'q', 0, b'0', b']']);
+        for _ in 0..1 << 20 {
+            data.extend([b'h', 0, b'a']);
+        }
+        data.push(b'.');
+        let err = read(&mut &data[..], &Limits::default()).unwrap_err().to_string();
+        assert!(err.contains("UNITSCOPE_MAX_PICKLE_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_storage_types_are_named() {
+        let data = b"\x80\x02ctorch\nFloat8_e4m3fnStorage\n.";
+        let err = read(&mut &data[..], &Limits::default()).unwrap_err().to_string();
+        assert!(err.contains("Float8_e4m3fnStorage") && !err.contains("refusing"), "{err}");
+    }
+
+    #[test]
     fn big_longs_do_not_overflow() {
         let data = b"\x80\x02\x8a\x0alp\x9cF\xf9 j\xa8P\x19.";
-        assert!(matches!(read(&mut &data[..]).unwrap(), Value::Bytes(b) if b.len() == 10));
+        assert!(matches!(read(&mut &data[..], &Limits::default()).unwrap(), Value::Bytes(b) if b.len() == 10));
     }
 }
