@@ -270,7 +270,11 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
         );
         outln!(
             "{:<44} {:>5}  {:>10}  {:>10}  {:>8}",
-            "method", "batch", "ms", "ms/image", "passes"
+            "method",
+            "batch",
+            "ms",
+            "ms/image",
+            "passes"
         );
     }
     for name in &args.methods {

@@ -72,7 +72,12 @@ pub fn run(args: &Args) -> Result<()> {
         );
         outln!(
             "{:<28} {:>10} {:>10} {:>9} {:>9} {:>12}",
-            "method", "deletion↓", "insertion↑", "pointing", "mass in", "random ρ↓"
+            "method",
+            "deletion↓",
+            "insertion↑",
+            "pointing",
+            "mass in",
+            "random ρ↓"
         );
     }
     for (name, method) in args.methods.build(&model)? {

@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t)]
     colormap: Colormap,
     /// Heatmap opacity over the image, 0 to 1.
-    #[arg(long, default_value_t = 0.5, value_parser = super::real(0.0, 1.0))]
+    #[arg(long, default_value_t = 0.5, value_parser = super::real(0.0, 1.0), allow_negative_numbers = true)]
     alpha: f64,
     #[command(flatten)]
     methods: super::methods::MethodArgs,
@@ -175,7 +175,10 @@ impl Args {
     /// The inputs in order. Image files are all read first, so a bad one fails before
     /// any output is written; demo scenes, whose count is only a number, are drawn
     /// one at a time.
-    fn inputs<'a>(&'a self, model: &'a Model) -> Result<Box<dyn Iterator<Item = Result<Input>> + 'a>> {
+    fn inputs<'a>(
+        &'a self,
+        model: &'a Model,
+    ) -> Result<Box<dyn Iterator<Item = Result<Input>> + 'a>> {
         let spec = model.input_spec();
         if let Some(n) = self.demo {
             let world = World::new(0);

@@ -38,7 +38,10 @@ pub fn run(args: &Args) -> Result<()> {
         .max(5);
     outln!(
         "{:<width$}  {:<14}  {:<16}  {:>6}",
-        "layer", "kind", "shape", "units"
+        "layer",
+        "kind",
+        "shape",
+        "units"
     );
     for l in layers {
         let shape = l

@@ -24,7 +24,7 @@ pub struct MethodArgs {
     #[arg(long, default_value_t = 50, value_parser = super::count(1..=10_000))]
     samples: usize,
     /// SmoothGrad: noise as a fraction of the input's value range.
-    #[arg(long, default_value_t = 0.15, value_parser = super::real(0.0, 10.0))]
+    #[arg(long, default_value_t = 0.15, value_parser = super::real(0.0, 10.0), allow_negative_numbers = true)]
     noise_level: f64,
     /// SmoothGrad: seed of the noise.
     #[arg(long, default_value_t = 0)]
@@ -81,8 +81,9 @@ impl MethodArgs {
             None if self.baseline == "zero" => Baseline::Zero,
             None if self.baseline == "blur" => Baseline::Blurred(10.0),
             Some(("blur", sigma)) => Baseline::Blurred(
-                super::real(f64::MIN_POSITIVE, MAX_SIGMA)(sigma)
-                    .map_err(|e| anyhow::anyhow!("--baseline blur:{sigma}: {e} (the blur's sigma, in pixels)"))?,
+                super::real(f64::MIN_POSITIVE, MAX_SIGMA)(sigma).map_err(|e| {
+                    anyhow::anyhow!("--baseline blur:{sigma}: {e} (the blur's sigma, in pixels)")
+                })?,
             ),
             _ => bail!(
                 "--baseline `{}`: use zero, blur or blur:SIGMA",

@@ -65,7 +65,10 @@ fn count(range: RangeInclusive<u64>) -> RangedU64ValueParser<usize> {
 /// A parser for a real-valued option that must be finite and lie in `[lo, hi]`.
 fn real(lo: f64, hi: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync {
     move |s| {
-        let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number"))?;
+        let v: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not a number"))?;
         match v.is_finite() && (lo..=hi).contains(&v) {
             true => Ok(v),
             false => Err(format!("{v} is not in {lo}..={hi}")),

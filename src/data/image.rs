@@ -90,7 +90,10 @@ impl InputSpec {
             );
         }
         for (c, (&m, &s)) in self.mean.iter().zip(&self.std).enumerate() {
-            ensure!(m.is_finite(), "input.mean[{c}] = {m}: must be a finite number");
+            ensure!(
+                m.is_finite(),
+                "input.mean[{c}] = {m}: must be a finite number"
+            );
             ensure!(
                 s.is_finite() && s > 0.0,
                 "input.std[{c}] = {s}: must be a positive finite number"

@@ -52,7 +52,7 @@ impl Format {
 fn read_safetensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     use safetensors::Dtype as St;
     let file = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| anyhow::anyhow!("not a valid safetensors file ({e})"))?;
+        .map_err(|e| anyhow::anyhow!("not a valid safetensors file, corrupt or truncated ({e})"))?;
     let mut tensors = Vec::new();
     for (name, view) in file.tensors() {
         let dtype = match view.dtype() {
@@ -61,7 +61,15 @@ fn read_safetensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
             St::F16 => DType::F16,
             St::BF16 => DType::BF16,
             _ if is_ignored(&name) => continue,
-            St::BOOL | St::U8 | St::I8 | St::I16 | St::U16 | St::I32 | St::U32 | St::I64 | St::U64 => {
+            St::BOOL
+            | St::U8
+            | St::I8
+            | St::I16
+            | St::U16
+            | St::I32
+            | St::U32
+            | St::I64
+            | St::U64 => {
                 bail!(
                     "tensor `{name}` holds {:?} values; unitscope reads float weights (F16, BF16, \
                      F32, F64): save the model's parameters as floats",
@@ -130,7 +138,12 @@ impl Weights {
 
     /// Reads weights from the bytes of a file of `format`, within `limits` (the
     /// fuzz targets' entry point; [`Weights::load`] reads files).
-    pub fn from_bytes(bytes: &[u8], format: Format, limits: &Limits, device: &Device) -> Result<Self> {
+    pub fn from_bytes(
+        bytes: &[u8],
+        format: Format,
+        limits: &Limits,
+        device: &Device,
+    ) -> Result<Self> {
         let tensors = match format {
             Format::Safetensors => read_safetensors(bytes)?,
             Format::Pth => pth::read(std::io::Cursor::new(bytes), limits)?,

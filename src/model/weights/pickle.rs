@@ -245,12 +245,9 @@ impl Machine<'_> {
         Ok(())
     }
 
-    /// Adds `items` to the container on top of the stack with `add`.
-    fn extend_top(
-        &mut self,
-        items: Vec<Node>,
-        add: impl FnOnce(&mut Value, Vec<Value>) -> Result<()>,
-    ) -> Result<()> {
+    /// Adds `items` to the list (or, for `dict`, the dict of key-value pairs) on top
+    /// of the stack, as opcode `name`.
+    fn extend_top(&mut self, items: Vec<Node>, dict: bool, name: &str) -> Result<()> {
         let depth = 1 + items.iter().map(|n| n.depth).max().unwrap_or(0);
         self.check_depth(depth)?;
         let top = self
@@ -259,7 +256,13 @@ impl Machine<'_> {
             .context("corrupt pickle: stack underflow")?;
         top.depth = top.depth.max(depth);
         top.bytes += items.iter().map(|n| n.bytes).sum::<u64>();
-        add(&mut top.value, items.into_iter().map(|n| n.value).collect())
+        let values = items.into_iter().map(|n| n.value);
+        match (&mut top.value, dict) {
+            (Value::List(l), false) => l.extend(values),
+            (Value::Dict(d), true) => d.extend(pairs(values.collect())),
+            (other, _) => bail!("corrupt pickle: {name} on {}", kind(other)),
+        }
+        Ok(())
     }
 
     fn pop(&mut self) -> Result<Node> {
@@ -439,25 +442,16 @@ impl Machine<'_> {
             }
             b'a' => {
                 let v = self.pop()?;
-                self.extend_top(vec![v], |top, items| match top {
-                    Value::List(l) => Ok(l.extend(items)),
-                    other => bail!("corrupt pickle: APPEND to {}", kind(other)),
-                })?;
+                self.extend_top(vec![v], false, "APPEND")?;
             }
             b'e' => {
                 let items = self.pop_mark()?;
-                self.extend_top(items, |top, items| match top {
-                    Value::List(l) => Ok(l.extend(items)),
-                    other => bail!("corrupt pickle: APPENDS to {}", kind(other)),
-                })?;
+                self.extend_top(items, false, "APPENDS")?;
             }
             b's' => {
                 let v = self.pop()?;
                 let k = self.pop()?;
-                self.extend_top(vec![k, v], |top, items| match top {
-                    Value::Dict(d) => Ok(d.extend(pairs(items))),
-                    other => bail!("corrupt pickle: SETITEM on {}", kind(other)),
-                })?;
+                self.extend_top(vec![k, v], true, "SETITEM")?;
             }
             b'u' => {
                 let items = self.pop_mark()?;
@@ -465,10 +459,7 @@ impl Machine<'_> {
                     items.len().is_multiple_of(2),
                     "corrupt pickle: odd number of dict items"
                 );
-                self.extend_top(items, |top, items| match top {
-                    Value::Dict(d) => Ok(d.extend(pairs(items))),
-                    other => bail!("corrupt pickle: SETITEMS on {}", kind(other)),
-                })?;
+                self.extend_top(items, true, "SETITEMS")?;
             }
             b'q' => {
                 let id = read_u8(r)? as u64;
@@ -704,7 +695,9 @@ mod tests {
     fn refuses_foreign_globals() {
         // protocol 2: GLOBAL 'os system', then a call; must stop at the GLOBAL.
         let data = b"\x80\x02cos\nsystem\nq\x00X\x02\x00\x00\x00lsq\x01\x85q\x02Rq\x03.";
-        let err = read(&mut &data[..], &Limits::default()).unwrap_err().to_string();
+        let err = read(&mut &data[..], &Limits::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`os.system`"), "{err}");
     }
 
@@ -732,8 +725,13 @@ mod tests {
         data.extend(std::iter::repeat_n(b'(', 100_000));
         data.extend(std::iter::repeat_n(b'l', 100_000));
         data.push(b'.');
-        let err = read(&mut &data[..], &Limits::default()).unwrap_err().to_string();
-        assert!(err.contains("nests containers 101 deep") && err.contains("UNITSCOPE_MAX_PICKLE_DEPTH"), "{err}");
+        let err = read(&mut &data[..], &Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nests containers 101 deep") && err.contains("UNITSCOPE_MAX_PICKLE_DEPTH"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -748,20 +746,29 @@ mod tests {
             data.extend([b'h', 0, b'a']);
         }
         data.push(b'.');
-        let err = read(&mut &data[..], &Limits::default()).unwrap_err().to_string();
+        let err = read(&mut &data[..], &Limits::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("UNITSCOPE_MAX_PICKLE_BYTES"), "{err}");
     }
 
     #[test]
     fn unsupported_storage_types_are_named() {
         let data = b"\x80\x02ctorch\nFloat8_e4m3fnStorage\n.";
-        let err = read(&mut &data[..], &Limits::default()).unwrap_err().to_string();
-        assert!(err.contains("Float8_e4m3fnStorage") && !err.contains("refusing"), "{err}");
+        let err = read(&mut &data[..], &Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Float8_e4m3fnStorage") && !err.contains("refusing"),
+            "{err}"
+        );
     }
 
     #[test]
     fn big_longs_do_not_overflow() {
         let data = b"\x80\x02\x8a\x0alp\x9cF\xf9 j\xa8P\x19.";
-        assert!(matches!(read(&mut &data[..], &Limits::default()).unwrap(), Value::Bytes(b) if b.len() == 10));
+        assert!(
+            matches!(read(&mut &data[..], &Limits::default()).unwrap(), Value::Bytes(b) if b.len() == 10)
+        );
     }
 }
