@@ -291,8 +291,8 @@ fn legacy_checkpoint(path: &Path, root: &[u8], storages: &[(&str, i64, Vec<u8>)]
 fn deep_nesting_is_refused_in_both_checkpoint_formats() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // 100k nested lists: a stack overflow in a recursive reader or drop.
-    let deep = pickle::nested(100_000);
+    // A million nested lists (2 MB): a stack overflow in a recursive reader or drop.
+    let deep = pickle::nested(1_000_000);
     zip_checkpoint(&d.join("deep.pth"), &deep, &[], false);
     refused(
         d,
@@ -941,4 +941,97 @@ fn huggingface_names_may_not_leave_the_cache() {
         "file = \"model.safetensors\"\nrevision = \"{commit}\""
     ));
     with_hub(&["info", "--model", s(&c)], "links outside the cache");
+}
+
+// --- Seeds for the fuzz targets -------------------------------------------------------
+
+/// Writes small versions of this file's hostile checkpoints, images and cards into
+/// `$UNITSCOPE_FUZZ_SEEDS/TARGET/` for `fuzz/seed.sh`; run only on request.
+#[test]
+#[ignore = "writes fuzz seeds; run by fuzz/seed.sh"]
+fn write_fuzz_seeds() {
+    let out =
+        PathBuf::from(std::env::var_os("UNITSCOPE_FUZZ_SEEDS").expect("UNITSCOPE_FUZZ_SEEDS"));
+    let dir = |target: &str| {
+        let d = out.join(target);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let float = |n: i64| pickle::tensor("FloatStorage", "0", n, &[n], &[1]);
+    let pickles = [
+        ("nested", pickle::nested(200)),
+        ("memo", {
+            let mut p = pickle::memo_bomb();
+            p.truncate(1100 + 3 * 64);
+            p.push(b'.');
+            p
+        }),
+        (
+            "stride0",
+            pickle::state_dict(&[(
+                "w",
+                pickle::tensor("FloatStorage", "0", 1, &[1 << 20], &[0]),
+            )]),
+        ),
+        (
+            "overlap",
+            pickle::state_dict(&[("a", float(4)), ("b", float(4)), ("c", float(4))]),
+        ),
+        (
+            "int",
+            pickle::state_dict(&[("w", pickle::tensor("LongStorage", "0", 1, &[1], &[1]))]),
+        ),
+        (
+            "fp8",
+            pickle::state_dict(&[(
+                "w",
+                pickle::tensor("Float8_e4m3fnStorage", "0", 1, &[1], &[1]),
+            )]),
+        ),
+        ("plain", pickle::state_dict(&[("w", float(4))])),
+    ];
+    for (name, p) in &pickles {
+        zip_checkpoint(
+            &dir("pth_zip").join(format!("{name}.pth")),
+            p,
+            &[("0", vec![0; 16])],
+            false,
+        );
+        legacy_checkpoint(
+            &dir("pth_legacy").join(format!("{name}.pth")),
+            p,
+            &[("0", 4, vec![0; 16])],
+        );
+    }
+    zip_checkpoint(
+        &dir("pth_zip").join("deflated.pth"),
+        &pickles[6].1,
+        &[("0", vec![0; 4096])],
+        true,
+    );
+    let st = dir("safetensors");
+    raw_safetensors(&st.join("f32.safetensors"), "F32", &[2, 2], &[0; 16]);
+    raw_safetensors(&st.join("i64.safetensors"), "I64", &[1], &[0; 8]);
+    raw_safetensors(&st.join("f8.safetensors"), "F8_E5M2", &[2], &[0; 2]);
+    let img = dir("image");
+    let world = unitscope::data::world::World::new(0);
+    world.scene(3).image.save(img.join("scene.png")).unwrap();
+    world.scene(4).image.save(img.join("scene.jpg")).unwrap();
+    image::RgbImage::from_pixel(1, 300, image::Rgb([1, 2, 3]))
+        .save(img.join("tall.png"))
+        .unwrap();
+    std::fs::write(img.join("huge_header.png"), png_with_header(16384, 16384)).unwrap();
+    let cards = dir("model_card");
+    let card = demo_card(&cards, Path::new("w.safetensors"), "resize_to = 256");
+    std::fs::rename(&card, cards.join("demo.toml")).unwrap();
+    std::fs::copy(
+        root().join("models/efficientnet-lite0.toml"),
+        cards.join("lite0.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        cards.join("hf.toml"),
+        "architecture = \"resnet18\"\nlabels = \"imagenet\"\n[huggingface]\nrepo = \"a/b\"\nfile = \"m.safetensors\"\n",
+    )
+    .unwrap();
 }

@@ -1,6 +1,5 @@
 //! `unitscope bench`: timings printed as medians and ratios, never asserted.
 
-use super::outln;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -9,6 +8,8 @@ use unitscope::data::InputSpec;
 use unitscope::model::{
     ArchOptions, Architecture, BackwardRule, EnginePath, Model, Objective, Probe, Weights,
 };
+
+use super::outln;
 
 #[derive(clap::Subcommand)]
 pub enum Bench {

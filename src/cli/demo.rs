@@ -1,11 +1,12 @@
 //! `unitscope demo`: the demo concept world.
 
-use super::outln;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use image::GrayImage;
 use unitscope::data::world::{Category, Concept, SIZE, World};
+
+use super::outln;
 
 #[derive(clap::Subcommand)]
 pub enum Demo {

@@ -2,7 +2,6 @@
 //! and insertion areas, the pointing game and the mass on the object (where masks
 //! exist: the demo world), and the cascading model-randomization check.
 
-use super::outln;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
@@ -12,6 +11,8 @@ use unitscope::attribution::{self, ChannelReduction, Target};
 use unitscope::data::world::{HELD_OUT, World};
 use unitscope::metrics::{self, DeletionInsertion};
 use unitscope::model::Model;
+
+use super::outln;
 
 #[derive(clap::Args)]
 pub struct Args {

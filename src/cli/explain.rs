@@ -1,7 +1,6 @@
 //! `unitscope explain`: attribution maps of images, as PNG overlays, a comparison
 //! grid, a JSON summary, optional raw arrays, and optionally in the terminal.
 
-use super::outln;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -14,6 +13,8 @@ use unitscope::data::world::{HELD_OUT, World};
 use unitscope::metrics::{self, DeletionInsertion};
 use unitscope::model::Model;
 use unitscope::render::{self, Colormap, Scaling};
+
+use super::outln;
 
 #[derive(clap::Args)]
 pub struct Args {

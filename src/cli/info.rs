@@ -1,9 +1,10 @@
 //! `unitscope info`: the layer table.
 
-use super::outln;
 use std::path::PathBuf;
 
 use anyhow::Result;
+
+use super::outln;
 
 #[derive(clap::Args, Default)]
 pub struct Args {

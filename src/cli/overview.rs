@@ -1,10 +1,11 @@
 //! `unitscope` with no subcommand: until the TUI lands, the embedded demo model's
 //! layer table and its predictions on a few held-out demo scenes.
 
-use super::outln;
 use anyhow::Result;
 use candle_core::Tensor;
 use unitscope::data::world::{HELD_OUT, World};
+
+use super::outln;
 
 pub fn run() -> Result<()> {
     super::info::run(&super::info::Args::default())?;

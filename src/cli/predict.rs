@@ -1,9 +1,10 @@
 //! `unitscope predict`: top-5 classes per image.
 
-use super::outln;
 use std::path::PathBuf;
 
 use anyhow::Result;
+
+use super::outln;
 
 #[derive(clap::Args)]
 pub struct Args {

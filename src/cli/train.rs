@@ -1,12 +1,13 @@
 //! `unitscope train demo`: train the demo model on the demo world.
 
-use super::outln;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use unitscope::train::{TrainConfig, held_out_accuracy, train_demo};
+
+use super::outln;
 
 #[derive(clap::Subcommand)]
 pub enum Train {
