@@ -16,8 +16,8 @@
 
 use anyhow::{Context, Result};
 
-/// The limits in force (see the module doc), each settable by an environment
-/// variable named in [`Limits::VARIABLES`].
+/// The limits in force (see the module doc), each settable by the environment
+/// variable of the constant with its name (`UNITSCOPE_MAX_PICKLE_DEPTH`, ...).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
     /// Containers a pickle may nest inside each other.
@@ -45,26 +45,28 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Each limit's environment variable, for messages and the README.
-    pub const VARIABLES: [&str; 5] = [
-        "UNITSCOPE_MAX_PICKLE_DEPTH",
-        "UNITSCOPE_MAX_PICKLE_BYTES",
-        "UNITSCOPE_MAX_INFLATE_RATIO",
-        "UNITSCOPE_MAX_TENSOR_ELEMENTS",
-        "UNITSCOPE_MAX_IMAGE_PIXELS",
-    ];
+    /// The variable that sets [`Limits::pickle_depth`].
+    pub const PICKLE_DEPTH: &str = "UNITSCOPE_MAX_PICKLE_DEPTH";
+    /// The variable that sets [`Limits::pickle_bytes`].
+    pub const PICKLE_BYTES: &str = "UNITSCOPE_MAX_PICKLE_BYTES";
+    /// The variable that sets [`Limits::inflate_ratio`].
+    pub const INFLATE_RATIO: &str = "UNITSCOPE_MAX_INFLATE_RATIO";
+    /// The variable that sets [`Limits::tensor_elements`].
+    pub const TENSOR_ELEMENTS: &str = "UNITSCOPE_MAX_TENSOR_ELEMENTS";
+    /// The variable that sets [`Limits::image_pixels`].
+    pub const IMAGE_PIXELS: &str = "UNITSCOPE_MAX_IMAGE_PIXELS";
 
     /// The defaults, with any limit its environment variable sets instead.
     pub fn from_env() -> Result<Self> {
         let mut limits = Self::default();
         let fields = [
-            &mut limits.pickle_depth,
-            &mut limits.pickle_bytes,
-            &mut limits.inflate_ratio,
-            &mut limits.tensor_elements,
-            &mut limits.image_pixels,
+            (&mut limits.pickle_depth, Self::PICKLE_DEPTH),
+            (&mut limits.pickle_bytes, Self::PICKLE_BYTES),
+            (&mut limits.inflate_ratio, Self::INFLATE_RATIO),
+            (&mut limits.tensor_elements, Self::TENSOR_ELEMENTS),
+            (&mut limits.image_pixels, Self::IMAGE_PIXELS),
         ];
-        for (field, name) in fields.into_iter().zip(Self::VARIABLES) {
+        for (field, name) in fields {
             if let Some(value) = std::env::var_os(name) {
                 let value = value.to_string_lossy();
                 *field = value

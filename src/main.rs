@@ -54,11 +54,15 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code() as u8);
         }
         Err(e) => {
-            // clap's first line says what is wrong; the usage and tip after it would
-            // break the one-line contract of every other error.
+            // clap's first paragraph says what is wrong; the usage and tip after it
+            // would break the one-line contract of every other error.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("error: invalid arguments");
-            eprintln!("{first} (see --help)");
+            let first: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!("{} (see --help)", first.join(" "));
             return ExitCode::from(2);
         }
     };
@@ -79,7 +83,7 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, whatever the causes' own formatting: scripts grep stderr.
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -91,4 +95,17 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The error and its causes on one line, as `{:#}` joins them, without the backtraces
+/// Candle appends to its errors when `RUST_BACKTRACE` is set.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|cause| match cause.downcast_ref::<candle_core::Error>() {
+            Some(candle_core::Error::WithBacktrace { inner, .. }) => inner.to_string(),
+            _ => cause.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
 }

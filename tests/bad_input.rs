@@ -435,6 +435,38 @@ fn legacy_storages_longer_than_the_file_are_truncation_errors() {
     );
 }
 
+#[test]
+fn tensors_of_absurd_rank_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Materializing a view costs elements x rank: rank 100k over 2^16 elements took
+    // seconds per tensor before the rank was bounded.
+    let rank = 100_000;
+    let shape: Vec<i64> = [1 << 16]
+        .into_iter()
+        .chain(std::iter::repeat_n(1, rank))
+        .collect();
+    let stride: Vec<i64> = [1]
+        .into_iter()
+        .chain(std::iter::repeat_n(0, rank))
+        .collect();
+    let pickle = pickle::state_dict(&[(
+        "w",
+        pickle::tensor("FloatStorage", "0", 1 << 16, &shape, &stride),
+    )]);
+    zip_checkpoint(
+        &d.join("rank.pth"),
+        &pickle,
+        &[("0", vec![0; 4 << 16])],
+        false,
+    );
+    refused(
+        d,
+        &["info", "--model", s(&any_card(d, &d.join("rank.pth")))],
+        &["a tensor of rank 100001 (at most 32)"],
+    );
+}
+
 // --- Class 2: sizes from cards and options ---------------------------------------
 
 /// The demo card with `from` replaced by `to`: `info` must refuse it naming `needle`.
@@ -454,7 +486,7 @@ fn card_sizes_are_checked_before_they_size_anything() {
         (
             "size = [64, 64]",
             "size = [100000, 100000]",
-            "input.size = [100000, 100000]: each side takes 1 to 4096",
+            "input.size = [100000, 100000]: each side takes 1 to 1024",
         ),
         ("size = [64, 64]", "size = [0, 64]", "input.size = [0, 64]"),
         (
@@ -550,7 +582,7 @@ fn option_counts_are_bounded_with_the_range_named() {
             "--baseline",
             "blur:1e9",
         ],
-        &["--baseline blur:1e9", "not in"],
+        &["--baseline blur:1e9", "at most 1000"],
     );
 }
 
@@ -588,6 +620,40 @@ fn images_over_the_pixel_limit_are_refused_undecoded() {
     );
 }
 
+#[test]
+fn endless_image_files_are_refused_at_the_longest_image_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::os::unix::fs::symlink("/dev/zero", d.join("zero.png")).unwrap();
+    refused(
+        d,
+        &["predict", "zero.png"],
+        &["zero.png", "longer than any image within the pixel limit"],
+    );
+}
+
+#[test]
+fn inputs_smaller_than_a_kernel_are_errors_or_maps_never_panics() {
+    // ResNet's 7x7 stride-2 stem on a 2x2 input: every tap of some kernel columns
+    // reads padding only; the column copy addressed input before its start.
+    let model = common::synthetic_model(
+        unitscope::model::Architecture::Resnet18,
+        &unitscope::model::ArchOptions::default(),
+        10,
+    );
+    for (h, w) in [(1, 1), (2, 2), (33, 1), (7, 7)] {
+        let x = common::synthetic_input(&[1, 3, h, w]);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            model.logits(&x).map(|l| l.dims().to_vec())
+        }));
+        match run {
+            Ok(Ok(dims)) => assert_eq!(dims, [1, 10], "{h}x{w}"),
+            Ok(Err(e)) => assert!(e.to_string().contains("too small"), "{h}x{w}: {e}"),
+            Err(_) => panic!("ResNet-18 on a {h}x{w} input panicked"),
+        }
+    }
+}
+
 // --- Class 3: meaningless values --------------------------------------------------
 
 #[test]
@@ -601,7 +667,7 @@ fn meaningless_option_values_are_refused_with_the_range() {
     out_of_range(d, &with(&["--noise-level", "-1"]), "0..=10");
     out_of_range(d, &with(&["--noise-level", "NaN"]), "0..=10");
     out_of_range(d, &with(&["--alpha", "2"]), "0..=1");
-    out_of_range(d, &with(&["--batch-size", "0"]), "1..=1024");
+    out_of_range(d, &with(&["--batch-size", "0"]), "1..=256");
     refused(
         d,
         &with(&["-m", "integrated-gradients", "--baseline", "blur:inf"]),

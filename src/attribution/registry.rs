@@ -106,6 +106,10 @@ pub fn build(name: &str, options: &MethodOptions) -> Result<Box<dyn Method>> {
             "vargrad" => Statistic::Variance,
             _ => bail!("`{wrapper}` wraps no method; {}", known()),
         };
+        // One wrapper: noise over noise multiplies the passes and means nothing more.
+        if inner.contains(':') {
+            bail!("`{wrapper}:` wraps a plain method, not another wrapper");
+        }
         return Ok(Box::new(SmoothGrad {
             samples: options.samples,
             level: options.noise_level,

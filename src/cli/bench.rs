@@ -40,7 +40,7 @@ pub struct AttributionArgs {
     #[arg(long, default_value_t = 50, value_parser = super::count(1..=10_000))]
     samples: usize,
     /// Inputs per pass for SmoothGrad, integrated gradients and occlusion.
-    #[arg(long, default_value_t = 16, value_parser = super::count(1..=1024))]
+    #[arg(long, default_value_t = 16, value_parser = super::count(1..=256))]
     batch_size: usize,
     /// Occlusion's window and stride (pixels).
     #[arg(long, value_delimiter = ',', default_value = "32,16", value_parser = super::count(1..=224))]

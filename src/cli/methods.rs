@@ -1,10 +1,14 @@
 //! The attribution-method flags `explain` and `evaluate` share.
 
-use anyhow::{Result, bail};
+use anyhow::{Result, bail, ensure};
 use unitscope::attribution::{self, Baseline, Method, Quadrature, Upsampling, registry};
 use unitscope::data::MAX_SIGMA;
 use unitscope::data::image::MAX_INPUT_SIDE;
 use unitscope::model::Model;
+
+/// Model passes one method may take per input (SmoothGrad's samples times its inner
+/// method's passes): beyond this a run is hours, not a mistake to wait out.
+const MAX_PASSES: usize = 100_000;
 
 #[derive(clap::Args)]
 pub struct MethodArgs {
@@ -49,7 +53,7 @@ pub struct MethodArgs {
     #[arg(long)]
     nearest: bool,
     /// Inputs per pass for SmoothGrad, integrated gradients and occlusion (bounds memory).
-    #[arg(long, default_value_t = 16, value_parser = super::count(1..=1024))]
+    #[arg(long, default_value_t = 16, value_parser = super::count(1..=256))]
     batch_size: usize,
 }
 
@@ -68,7 +72,17 @@ impl MethodArgs {
         let options = self.options(model)?;
         self.method
             .iter()
-            .map(|name| Ok((name.clone(), registry::build(name, &options)?)))
+            .map(|name| {
+                let method = registry::build(name, &options)?;
+                let passes = method.passes();
+                let total = passes.backward + passes.forward;
+                ensure!(
+                    total <= MAX_PASSES,
+                    "`{name}` would take {total} model passes per input, over the limit of \
+                     {MAX_PASSES}: lower --samples, --steps or raise --window/--stride"
+                );
+                Ok((name.clone(), method))
+            })
             .collect()
     }
 
@@ -81,9 +95,15 @@ impl MethodArgs {
             None if self.baseline == "zero" => Baseline::Zero,
             None if self.baseline == "blur" => Baseline::Blurred(10.0),
             Some(("blur", sigma)) => Baseline::Blurred(
-                super::real(f64::MIN_POSITIVE, MAX_SIGMA)(sigma).map_err(|e| {
-                    anyhow::anyhow!("--baseline blur:{sigma}: {e} (the blur's sigma, in pixels)")
-                })?,
+                super::real(0.0, MAX_SIGMA)(sigma)
+                    .ok()
+                    .filter(|&s| s > 0.0)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--baseline blur:{sigma}: the blur's sigma must be a number of pixels \
+                             above 0 and at most {MAX_SIGMA}"
+                        )
+                    })?,
             ),
             _ => bail!(
                 "--baseline `{}`: use zero, blur or blur:SIGMA",

@@ -1,6 +1,7 @@
 //! Reading images and turning them into normalised input tensors, as torchvision's
 //! standard transforms do (resize, center crop, scale to [0, 1], normalise).
 
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
@@ -72,7 +73,7 @@ impl Default for InputSpec {
 }
 
 /// The largest input side a card may ask for.
-pub const MAX_INPUT_SIDE: usize = 4096;
+pub const MAX_INPUT_SIDE: usize = 1024;
 
 impl InputSpec {
     /// Checks the ranges a card's `[input]` may take, before any of them sizes an
@@ -89,14 +90,15 @@ impl InputSpec {
                 "input.resize_to = {r}: allowed 1 to {MAX_SIDE}"
             );
         }
+        // Normalization runs in f32: values outside these ranges overflow or lose it.
         for (c, (&m, &s)) in self.mean.iter().zip(&self.std).enumerate() {
             ensure!(
-                m.is_finite(),
-                "input.mean[{c}] = {m}: must be a finite number"
+                m.is_finite() && m.abs() <= 1e6,
+                "input.mean[{c}] = {m}: allowed -1e6 to 1e6"
             );
             ensure!(
-                s.is_finite() && s > 0.0,
-                "input.std[{c}] = {s}: must be a positive finite number"
+                s.is_finite() && (1e-6..=1e6).contains(&s),
+                "input.std[{c}] = {s}: allowed 1e-6 to 1e6"
             );
         }
         Ok(())
@@ -179,7 +181,25 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
     let read = || -> Result<RgbImage> {
         ensure!(!path.is_dir(), "it is a directory, not an image");
         let limits = Limits::from_env()?;
-        decode_image(&std::fs::read(path)?, &limits)
+        // A PNG or JPEG within the pixel limit takes at most about 4 bytes a pixel
+        // (RGBA stored raw): a longer file, or a device like /dev/zero, is refused
+        // once that much is read.
+        let max = limits
+            .image_pixels
+            .saturating_mul(4)
+            .saturating_add(1 << 20);
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)?
+            .take(max + 1)
+            .read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > max {
+            return Err(limits::exceeded(
+                format!("the file is longer than any image within the pixel limit ({max} bytes)"),
+                limits.image_pixels,
+                Limits::IMAGE_PIXELS,
+            ));
+        }
+        decode_image(&bytes, &limits)
     };
     read().with_context(|| format!("cannot read image `{}`", path.display()))
 }
@@ -201,7 +221,7 @@ pub fn decode_image(bytes: &[u8], limits: &Limits) -> Result<RgbImage> {
         return Err(limits::exceeded(
             format!("the image is {w}x{h} = {pixels} px"),
             limits.image_pixels,
-            Limits::VARIABLES[4],
+            Limits::IMAGE_PIXELS,
         ));
     }
     let mut reader = reader()?;

@@ -470,7 +470,10 @@ fn pool_geometry(
     let out = |len: usize| match (len + 2 * padding).checked_sub(kernel) {
         Some(span) if stride > 0 && 2 * padding <= kernel => Ok(span / stride + 1),
         _ => {
-            bail!("max pool: kernel {kernel}, stride {stride}, padding {padding} do not fit {len}")
+            bail!(
+                "max pool: kernel {kernel}, stride {stride}, padding {padding} do not fit a map \
+                 of {len} px (is the model's input.size too small for its architecture?)"
+            )
         }
     };
     Ok(cpu::PoolGeometry {

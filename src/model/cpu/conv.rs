@@ -91,6 +91,11 @@ impl ConvGeometry {
             let (y_lo, y_hi) = self.inside(ky, self.top, self.h, self.oh);
             for kx in 0..k {
                 let (x_lo, x_hi) = self.inside(kx, self.left, self.w, self.ow);
+                // A tap whose every output column reads padding has no input to
+                // address (on maps smaller than the kernel, its start would not exist).
+                if x_lo == x_hi {
+                    continue;
+                }
                 for oy in y_lo..y_hi {
                     let iy = oy * s + ky - self.top;
                     let ix = x_lo * s + kx - self.left;

@@ -161,6 +161,10 @@ pub fn read<R: Read>(r: &mut R, limits: &Limits) -> Result<Value> {
     }
 }
 
+/// The most dimensions a tensor may have (weights have at most 5); materializing a
+/// view costs its elements times its rank.
+const MAX_RANK: usize = 32;
+
 /// Bytes counted for every value besides its payload (an enum and a vector header).
 const NODE_BYTES: u64 = 64;
 
@@ -199,10 +203,10 @@ impl Machine<'_> {
         self.spent = self.spent.saturating_add(bytes);
         if self.spent > self.limits.pickle_bytes {
             return Err(limits::exceeded(
-                "the checkpoint's pickle expands to more bytes than it holds data for \
-                 (a memo or copy amplification)",
+                "the checkpoint's pickle decodes to more bytes than allowed, memo copies \
+                 included (an amplification?)",
                 self.limits.pickle_bytes,
-                Limits::VARIABLES[1],
+                Limits::PICKLE_BYTES,
             ));
         }
         Ok(())
@@ -239,7 +243,7 @@ impl Machine<'_> {
             return Err(limits::exceeded(
                 format!("the checkpoint's pickle nests containers {depth} deep"),
                 self.limits.pickle_depth,
-                Limits::VARIABLES[0],
+                Limits::PICKLE_DEPTH,
             ));
         }
         Ok(())
@@ -511,8 +515,12 @@ impl Machine<'_> {
             b'R' | 0x81 => {
                 let args = self.pop()?;
                 let callee = self.pop()?.value;
-                let value = call(callee, args.value)?;
-                self.push_leaf(value, args.bytes as usize)?;
+                // Made of its arguments, whose bytes were counted as they were read.
+                self.stack.push(Node {
+                    value: call(callee, args.value)?,
+                    depth: 0,
+                    bytes: args.bytes,
+                });
             }
             b'b' => {
                 // BUILD sets an object's state; a state dict's `_metadata` is all we
@@ -556,6 +564,11 @@ fn call(callee: Value, args: Value) -> Result<Value> {
             ensure!(
                 shape.len() == stride.len(),
                 "corrupt pickle: tensor shape and stride differ in rank"
+            );
+            ensure!(
+                shape.len() <= MAX_RANK,
+                "a tensor of rank {} (at most {MAX_RANK}): the checkpoint is corrupt",
+                shape.len()
             );
             Ok(Value::Tensor(TensorRef {
                 storage_key: key,

@@ -114,7 +114,7 @@ impl Inflation {
                      allows (a zip bomb?)"
                 ),
                 self.limit,
-                Limits::VARIABLES[2],
+                Limits::INFLATE_RATIO,
             )
         })?;
         Ok(size)
@@ -347,7 +347,7 @@ impl<'a> Materialized<'a> {
             return Err(limits::exceeded(
                 format!("tensor `{name}` has {numel} elements"),
                 self.limits.tensor_elements,
-                Limits::VARIABLES[3],
+                Limits::TENSOR_ELEMENTS,
             ));
         }
         ensure!(
