@@ -50,8 +50,13 @@ fn main() -> ExitCode {
                 || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
         {
             // --help and --version; a closed pipe cuts them short quietly.
-            let _ = e.print();
-            return ExitCode::from(e.exit_code() as u8);
+            return match e.print() {
+                Err(io) if io.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: cannot write to standard output: {io}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::from(e.exit_code() as u8),
+            };
         }
         Err(e) => {
             // clap's first paragraph says what is wrong; the usage and tip after it

@@ -762,15 +762,17 @@ fn a_closed_pipe_ends_quietly_with_success() {
 fn a_full_disk_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
-    let out = run_with(d, &["demo", "concepts"], Some(full.into()));
-    assert_eq!(out.code, Some(1), "{}", out.stderr);
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{}", out.stderr);
-    assert!(lines[0].contains("No space left on device"), "{}", lines[0]);
+    for args in [&["demo", "concepts"][..], &["--help"]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = run_with(d, args, Some(full.into()));
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {}", out.stderr);
+        assert!(lines[0].contains("No space left on device"), "{}", lines[0]);
+    }
 }
 
 #[test]

@@ -81,7 +81,10 @@ fn read_safetensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
                  convert the weights to F16, BF16 or F32"
             ),
         };
-        let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)?;
+        // Widened one tensor at a time, so a half-precision copy never outlives its
+        // tensor: the peak is the file and its weights in f32.
+        let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)?
+            .to_dtype(DType::F32)?;
         tensors.push((name, t));
     }
     Ok(tensors)
