@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod attribution;
+pub mod choice;
 pub mod data;
 pub mod limits;
 pub mod metrics;

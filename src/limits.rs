@@ -14,7 +14,10 @@
 //! `torch.save` stores its zip entries uncompressed, and tensors share storages at
 //! most pairwise (tied weights).
 
-use anyhow::{Context, Result};
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
 
 /// The limits in force (see the module doc), each settable by the environment
 /// variable of the constant with its name (`UNITSCOPE_MAX_PICKLE_DEPTH`, ...).
@@ -86,4 +89,19 @@ pub fn exceeded(what: impl std::fmt::Display, limit: u64, variable: &str) -> any
     anyhow::anyhow!(
         "{what}, over the limit of {limit}; if the file is trusted, raise it with {variable}=N"
     )
+}
+
+/// Reads a text file of at most `max` bytes, refusing a larger one unread.
+pub fn read_text(path: &Path, max: u64) -> Result<String> {
+    ensure!(!path.is_dir(), "it is a directory, not a file");
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_string(&mut text)
+        .context("not UTF-8 text")?;
+    ensure!(
+        text.len() as u64 <= max,
+        "the file is larger than {max} bytes; is it the right file?"
+    );
+    Ok(text)
 }

@@ -10,9 +10,10 @@ use anyhow::Result;
 use candle_core::{D, Tensor};
 
 use super::{Attribution, Upsampling};
+use crate::choice::{Choice, display_by_name};
 
 /// How the channels of an input-shaped map become one value per pixel.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ChannelReduction {
     /// The largest absolute value over channels (Simonyan et al.'s saliency).
@@ -23,6 +24,28 @@ pub enum ChannelReduction {
     /// The Euclidean norm over channels.
     L2,
 }
+
+impl Choice for ChannelReduction {
+    const ALL: &'static [Self] = &[Self::MaxAbs, Self::Sum, Self::L2];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::MaxAbs => "max-abs",
+            Self::Sum => "sum",
+            Self::L2 => "l2",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::MaxAbs => "The largest absolute value over channels (Simonyan et al.'s saliency)",
+            Self::Sum => "The signed sum over channels",
+            Self::L2 => "The Euclidean norm over channels",
+        }
+    }
+}
+
+display_by_name!(ChannelReduction);
 
 impl ChannelReduction {
     /// `map: [N, C, H, W]` to `[N, H, W]`.

@@ -73,7 +73,7 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 5, value_parser = super::count(1..=1000))]
     reps: usize,
     /// Backward rule of the gradient pass.
-    #[arg(long, value_enum, default_value_t = BackwardRule::Gradient)]
+    #[arg(long, value_parser = super::choice::<BackwardRule>(), default_value_t = BackwardRule::Gradient)]
     rule: BackwardRule,
     /// Also time the reference path (Candle's own convolution backward, unfused batch
     /// norm) and print the fast path's ratio to it.

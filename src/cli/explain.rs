@@ -50,10 +50,10 @@ pub struct Args {
     #[arg(long)]
     list_methods: bool,
     /// How gradient-type maps lose their color channels.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_parser = super::choice::<ChannelReduction>(), default_value_t)]
     reduction: ChannelReduction,
     /// Heatmap colors (signed `--reduction sum` maps use red-blue).
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, value_parser = super::choice::<Colormap>(), default_value_t)]
     colormap: Colormap,
     /// Heatmap opacity over the image, 0 to 1.
     #[arg(long, default_value_t = 0.5, value_parser = super::real(0.0, 1.0), allow_negative_numbers = true)]

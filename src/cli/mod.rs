@@ -17,7 +17,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use candle_core::Device;
-use clap::builder::RangedU64ValueParser;
+use clap::builder::{PossibleValue, PossibleValuesParser, RangedU64ValueParser, TypedValueParser};
+use unitscope::choice::Choice;
 use unitscope::model::{Model, ModelCard};
 
 /// Writes a line to standard output, returning the error (a closed pipe, a full disk)
@@ -60,6 +61,16 @@ fn check_outputs(probabilities: impl IntoIterator<Item = f32>) {
 /// A whole-number option that must lie in `range`; clap's error names the range.
 fn count(range: RangeInclusive<u64>) -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::<usize>::new().range(range)
+}
+
+/// A parser for one of a [`Choice`]'s names: `--help` lists them with their help,
+/// and a wrong name is an error that lists them.
+fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
+    let values = T::ALL
+        .iter()
+        .map(|v| PossibleValue::new(v.name()).help(v.help()));
+    // The possible-values parser admits only the names, so `from_name` finds one.
+    PossibleValuesParser::new(values).try_map(|name| T::from_name(&name).ok_or(name))
 }
 
 /// A parser for a real-valued option that must be finite and lie in `[lo, hi]`.

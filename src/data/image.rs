@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use image::{ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use super::resample::{resize, resize_window};
+use super::resample::{Interpolation, resize, resize_window};
 use crate::limits::{self, Limits};
 
 /// Images larger than this per side are refused before decoding.
@@ -25,19 +25,6 @@ pub enum ResizeMode {
     ShorterSide,
     /// Resize the whole image to `size`, ignoring its aspect ratio.
     Stretch,
-}
-
-/// The resampling filter, as Pillow implements it (see [`super::resample`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Interpolation {
-    /// The source pixel under each output pixel's center.
-    Nearest,
-    /// Bilinear, widened when downsampling (antialiased).
-    #[default]
-    Bilinear,
-    /// Bicubic (Keys, a = -0.5), widened when downsampling.
-    Bicubic,
 }
 
 /// A model's input: size and preprocessing (the `[input]` table of a model card).

@@ -16,7 +16,7 @@ pub fn load(spec: &str, base: &Path) -> Result<Vec<String>> {
         IMAGENET.to_owned()
     } else {
         let path = base.join(spec);
-        crate::model::card::read_text(&path, MAX_LABEL_BYTES)
+        crate::limits::read_text(&path, MAX_LABEL_BYTES)
             .with_context(|| format!("cannot read label file `{}`", path.display()))?
     };
     let labels: Vec<String> = text

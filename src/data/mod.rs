@@ -7,4 +7,5 @@ pub mod resample;
 pub mod world;
 
 pub use blur::{MAX_SIGMA, gaussian_blur};
-pub use image::{InputSpec, Interpolation, ResizeMode, load_image};
+pub use image::{InputSpec, ResizeMode, load_image};
+pub use resample::Interpolation;

@@ -9,8 +9,20 @@
 use std::ops::Range;
 
 use image::RgbImage;
+use serde::{Deserialize, Serialize};
 
-use super::image::Interpolation;
+/// The resampling filter, as Pillow implements it (see the module doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Interpolation {
+    /// The source pixel under each output pixel's center.
+    Nearest,
+    /// Bilinear, widened when downsampling (antialiased).
+    #[default]
+    Bilinear,
+    /// Bicubic (Keys, a = -0.5), widened when downsampling.
+    Bicubic,
+}
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 

@@ -29,27 +29,12 @@ use serde::Deserialize;
 
 use super::arch::{ArchOptions, Architecture};
 use crate::data::InputSpec;
+use crate::limits;
 
 /// The largest card file read (a card is a few hundred bytes).
 const MAX_CARD_BYTES: u64 = 1 << 20;
 /// The most classes a card may declare (ImageNet-21k has 21,843).
 pub const MAX_CLASSES: usize = 1 << 20;
-
-/// Reads a text file of at most `max` bytes, refusing a larger one unread.
-pub fn read_text(path: &Path, max: u64) -> Result<String> {
-    use std::io::Read;
-    ensure!(!path.is_dir(), "it is a directory, not a file");
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(max + 1)
-        .read_to_string(&mut text)
-        .context("not UTF-8 text")?;
-    ensure!(
-        text.len() as u64 <= max,
-        "the file is larger than {max} bytes; is it the right file?"
-    );
-    Ok(text)
-}
 
 /// A parsed model card.
 #[derive(Clone, Debug, Deserialize)]
@@ -98,7 +83,7 @@ fn default_revision() -> String {
 impl ModelCard {
     /// Reads and parses a card.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = read_text(path, MAX_CARD_BYTES)
+        let text = limits::read_text(path, MAX_CARD_BYTES)
             .with_context(|| format!("cannot read model card `{}`", path.display()))?;
         Self::parse(&text, path)
     }

@@ -32,10 +32,27 @@ pub enum LayerKind {
     Stage,
 }
 
+impl LayerKind {
+    /// The kind's name in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Conv => "conv",
+            Self::DepthwiseConv => "depthwise_conv",
+            Self::BatchNorm => "batch_norm",
+            Self::Relu => "relu",
+            Self::Relu6 => "relu6",
+            Self::MaxPool => "max_pool",
+            Self::AvgPool => "avg_pool",
+            Self::Linear => "linear",
+            Self::Block => "block",
+            Self::Stage => "stage",
+        }
+    }
+}
+
 impl fmt::Display for LayerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self).ok();
-        write!(f, "{}", s.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
+        f.write_str(self.name())
     }
 }
 

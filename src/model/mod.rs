@@ -14,15 +14,20 @@
 //! ```
 
 pub mod arch;
+pub mod blocks;
 pub mod capture;
 pub mod card;
 mod cpu;
 pub mod demo;
+mod holder;
 pub mod layer;
 pub mod nn;
 pub mod objective;
 mod ops;
+pub mod probe;
+pub mod rules;
 mod tape;
+pub mod trace;
 pub mod weights;
 
 use std::sync::OnceLock;
@@ -32,22 +37,16 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use serde::Serialize;
 
 pub use arch::{ArchOptions, Architecture};
-pub use capture::{
-    BackwardRule, Capture, EnginePath, Gradients, InputGradient, Probe, Stem, StemSource, Trace,
-};
+pub use capture::{Capture, Gradients, InputGradient};
 pub use card::ModelCard;
 pub use layer::{LayerInfo, LayerKind, UnitAddress};
 pub use objective::{Objective, Reduce};
+pub use probe::{EnginePath, Probe};
+pub use rules::{Activation, BackwardRule, Rectifier};
+pub use trace::{Network, Stem, StemSource, Trace};
 pub use weights::Weights;
 
 use crate::data::{InputSpec, labels};
-
-/// An architecture's forward pass, written against a [`Trace`] so that every layer
-/// can be recorded and every rectifier follows the probe's rule.
-pub trait Network: Send + Sync {
-    /// Maps `[N, 3, H, W]` inputs to `[N, classes]` logits.
-    fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor>;
-}
 
 /// A loaded model: network, preprocessing and class names.
 pub struct Model {
@@ -207,10 +206,8 @@ impl Model {
         let [h, w] = self.input.size;
         let probe = Probe::new();
         let mut trace = Trace::describing(&probe);
-        self.network.forward(
-            &Tensor::zeros((1, 3, h, w), self.dtype, &self.device)?,
-            &mut trace,
-        )?;
+        let blank = Tensor::zeros((1, 3, h, w), self.dtype, &self.device)?;
+        trace.run(self.network.as_ref(), &blank)?;
         Ok(self.layers.get_or_init(|| trace.into_layers()))
     }
 
@@ -262,8 +259,8 @@ impl Model {
             Some(source) => Trace::holding(probe, &input, source),
             None => Trace::new(probe),
         };
-        let logits = self.network.forward(&input, &mut trace)?;
-        Capture::new(input, input_var, logits, trace)
+        let logits = trace.run(self.network.as_ref(), &input)?;
+        Ok(Capture::new(input, input_var, logits, trace))
     }
 
     /// Logits of `input` without building a graph.
@@ -276,7 +273,7 @@ impl Model {
     pub fn logits_with(&self, input: &Tensor, probe: &Probe) -> Result<Tensor> {
         self.check_input(input)?;
         let input = input.to_dtype(self.dtype)?.detach();
-        self.network.forward(&input, &mut Trace::new(probe))
+        Trace::new(probe).run(self.network.as_ref(), &input)
     }
 
     /// The `k` most probable classes of each input.

@@ -7,10 +7,10 @@ use anyhow::{Result, ensure};
 use candle_core::{D, Tensor};
 use serde::Deserialize;
 
-use super::capture::{EnginePath, Trace};
 use super::cpu::KernelCache;
-use super::layer::LayerKind;
-use super::ops::{self, Activation, Rectifier};
+use super::ops;
+use super::probe::EnginePath;
+use super::rules::Activation;
 use super::weights::WeightPath;
 
 /// How a convolution pads its input.
@@ -127,32 +127,9 @@ impl Conv2d {
         })
     }
 
-    /// Convolves `[N, C, H, W]` with the implementation of the pass's path, then
-    /// applies `activation` if given (on the fast path, as part of the convolution's
-    /// op). The convolution that reads the pass's input is its stem, which the trace
-    /// may stand in for ([`Trace::stem`]).
-    pub(crate) fn forward(
-        &self,
-        x: &Tensor,
-        t: &mut Trace,
-        activation: Option<Activation>,
-    ) -> Result<Tensor> {
-        if self.groups == 1 && t.is_input(x) {
-            return t.stem(self, x, activation);
-        }
-        let y = self.apply(x, t.engine_path(), activation)?;
-        let (conv, output, size) = (self.clone(), y.clone(), (x.dim(2)?, x.dim(3)?));
-        t.record(&[x], &y, move |grad| {
-            let grad = match activation {
-                Some(a) => ops::rectify_grad(&output, grad, a)?,
-                None => grad.clone(),
-            };
-            Ok(vec![conv.transpose(&grad, size)?])
-        })?;
-        Ok(y)
-    }
-
-    /// [`Conv2d::forward`] with the implementation of `path`, whatever `x` is.
+    /// Convolves `[N, C, H, W]` with the implementation of `path`, then applies
+    /// `activation` if given (on the fast path, as part of the convolution's op).
+    /// Architectures call [`crate::model::Trace::conv`], which runs this.
     pub(crate) fn apply(
         &self,
         x: &Tensor,
@@ -180,6 +157,11 @@ impl Conv2d {
 }
 
 impl Conv2d {
+    /// Its number of groups (1: dense).
+    pub(crate) fn groups(&self) -> usize {
+        self.groups
+    }
+
     /// The kernel, `[C_out, C_in / groups, k, k]`.
     pub(crate) fn weight(&self) -> &Tensor {
         &self.weight
@@ -235,7 +217,7 @@ impl Conv2d {
 
     /// This convolution followed by `bn`, as one convolution: the kernel scaled per
     /// output channel, the bias shifted. Computed once; eval mode only.
-    fn fold(&self, bn: &BatchNorm2d) -> Result<Self> {
+    pub(crate) fn fold(&self, bn: &BatchNorm2d) -> Result<Self> {
         let c = self.weight.dim(0)?;
         let scale = bn.scale.reshape(c)?;
         let weight = self.weight.broadcast_mul(&scale.reshape((c, 1, 1, 1))?)?;
@@ -256,82 +238,6 @@ impl Conv2d {
 /// values change in place).
 fn frozen_cache(weight: &Tensor) -> Option<Arc<KernelCache>> {
     (!weight.is_variable()).then(Arc::default)
-}
-
-/// A convolution and the batch norm after it, each its own inspectable layer. Unless
-/// the convolution's own output is needed, the fast path runs the two as one
-/// convolution with the batch norm folded in.
-pub struct ConvBn {
-    conv: Conv2d,
-    bn: BatchNorm2d,
-    /// The fused convolution; `None` for trainable weights, whose values change after
-    /// loading (a fold computed once would go stale).
-    fused: Option<Conv2d>,
-    kind: LayerKind,
-}
-
-impl ConvBn {
-    /// Loads the convolution under `conv` and the batch norm under `bn`.
-    pub fn load(w: &WeightPath, conv: &str, bn: &str, spec: ConvSpec, eps: f64) -> Result<Self> {
-        let conv = Conv2d::load(&w.pp(conv), spec)?;
-        let bn = BatchNorm2d::load(&w.pp(bn), spec.out_channels, eps)?;
-        let fused = (!conv.weight.track_op())
-            .then(|| conv.fold(&bn))
-            .transpose()?;
-        let depthwise = spec.groups > 1 && spec.groups == spec.in_channels;
-        let kind = if depthwise {
-            LayerKind::DepthwiseConv
-        } else {
-            LayerKind::Conv
-        };
-        Ok(Self {
-            conv,
-            bn,
-            fused,
-            kind,
-        })
-    }
-
-    /// Runs both layers, tapping their outputs as `conv` and `bn`.
-    pub fn forward(&self, x: &Tensor, t: &mut Trace, conv: &str, bn: &str) -> Result<Tensor> {
-        if let Some(fused) = self.fused_for(t, conv) {
-            let y = fused.forward(x, t, None)?;
-            return t.tap(bn, LayerKind::BatchNorm, y);
-        }
-        let y = self.conv.forward(x, t, None)?;
-        let y = t.tap(conv, self.kind, y)?;
-        let z = self.bn.forward(&y)?;
-        let scale = self.bn.scale.detach();
-        t.record(&[&y], &z, move |grad| Ok(vec![grad.broadcast_mul(&scale)?]))?;
-        t.tap(bn, LayerKind::BatchNorm, z)
-    }
-
-    /// [`ConvBn::forward`] followed by the rectifier `kind`, whose output is the
-    /// caller's to tap. Unless the batch norm's output is needed, the fused
-    /// convolution applies the rectifier too.
-    pub(crate) fn forward_rectified(
-        &self,
-        x: &Tensor,
-        t: &mut Trace,
-        (conv, bn): (&str, &str),
-        kind: Rectifier,
-    ) -> Result<Tensor> {
-        if let Some(fused) = self.fused_for(t, conv).filter(|_| !t.needs(bn)) {
-            let activation = t.activation(kind);
-            return fused.forward(x, t, Some(activation));
-        }
-        let y = self.forward(x, t, conv, bn)?;
-        t.rectify(&y, kind)
-    }
-
-    /// The fused convolution, if this pass may use it: fast path, and the
-    /// convolution's own output not needed.
-    fn fused_for(&self, t: &Trace, conv: &str) -> Option<&Conv2d> {
-        let path = t.engine_path();
-        self.fused
-            .as_ref()
-            .filter(|_| path == EnginePath::Fast && !t.needs(conv))
-    }
 }
 
 /// Eval-mode batch norm, kept as the per-channel affine map it reduces to (computed
@@ -356,6 +262,11 @@ impl BatchNorm2d {
             scale: scale.reshape((1, channels, 1, 1))?,
             shift: shift.reshape((1, channels, 1, 1))?,
         })
+    }
+
+    /// The per-channel scale, `[1, C, 1, 1]`.
+    pub(crate) fn scale(&self) -> &Tensor {
+        &self.scale
     }
 
     /// Normalises `[N, C, H, W]`.

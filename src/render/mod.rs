@@ -9,8 +9,10 @@
 use anyhow::{Context, Result, ensure};
 use image::{Rgb, RgbImage};
 
+use crate::choice::{Choice, display_by_name};
+
 /// The colormaps heatmaps are drawn with (from the `colorous` crate).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Colormap {
     /// Perceptually uniform black-red-yellow.
@@ -23,6 +25,30 @@ pub enum Colormap {
     /// Diverging: blue for negative, white for zero, red for positive.
     RedBlue,
 }
+
+impl Choice for Colormap {
+    const ALL: &'static [Self] = &[Self::Inferno, Self::Viridis, Self::Turbo, Self::RedBlue];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Inferno => "inferno",
+            Self::Viridis => "viridis",
+            Self::Turbo => "turbo",
+            Self::RedBlue => "red-blue",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::Inferno => "Perceptually uniform black-red-yellow",
+            Self::Viridis => "Perceptually uniform blue-green-yellow",
+            Self::Turbo => "Google's rainbow with even lightness steps",
+            Self::RedBlue => "Diverging: blue for negative, white for zero, red for positive",
+        }
+    }
+}
+
+display_by_name!(Colormap);
 
 impl Colormap {
     /// The color at `t` in [0, 1] (for [`Colormap::RedBlue`], 0.5 is zero).

@@ -4,7 +4,7 @@
 /// lies in shape `shape` of circumradius `r`.
 pub fn contains(shape: usize, u: f32, v: f32, r: f32) -> bool {
     let d2 = u * u + v * v;
-    match super::SHAPES[shape] {
+    match super::catalogue::SHAPES[shape] {
         "circle" => d2 <= r * r,
         "ring" => d2 <= r * r && d2 >= (0.55 * r) * (0.55 * r),
         "square" => u.abs() <= 0.75 * r && v.abs() <= 0.75 * r,
@@ -57,7 +57,7 @@ fn in_polygon(x: f32, y: f32, vertices: &[(f32, f32)]) -> bool {
 pub fn bright(texture: usize, x: usize, y: usize, period: usize, phase: usize) -> bool {
     let half = period / 2;
     let (px, py) = (x + phase, y + phase);
-    match super::TEXTURES[texture] {
+    match super::catalogue::TEXTURES[texture] {
         "solid" => true,
         "stripes-horizontal" => (py / half).is_multiple_of(2),
         "stripes-vertical" => (px / half).is_multiple_of(2),

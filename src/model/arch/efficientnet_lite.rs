@@ -7,11 +7,11 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use crate::model::Network;
-use crate::model::capture::Trace;
+use crate::model::blocks::ConvBn;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{ConvBn, ConvSpec, Linear, PaddingStyle};
-use crate::model::ops::Rectifier;
+use crate::model::nn::{self, ConvSpec, Linear, PaddingStyle};
+use crate::model::rules::Rectifier;
+use crate::model::trace::{Network, Trace};
 use crate::model::weights::WeightPath;
 
 /// Lite0's stages: (repeats, kernel, stride, expansion, in, out), from the reference
@@ -153,15 +153,18 @@ impl EfficientNetLite {
 }
 
 impl Network for EfficientNetLite {
-    fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
+    fn trunk(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
         let stem = ("_conv_stem", "_bn0");
         let mut x = self.stem.forward_rectified(x, t, stem, Rectifier::Relu6)?;
         for block in &self.blocks {
             x = block.forward(&x, t)?;
         }
         let head = ("_conv_head", "_bn1");
-        let x = self.head.forward_rectified(&x, t, head, Rectifier::Relu6)?;
-        let x = t.adaptive_avg_pool2d(&x, (1, 1))?;
+        self.head.forward_rectified(&x, t, head, Rectifier::Relu6)
+    }
+
+    fn head(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
+        let x = nn::adaptive_avg_pool2d(x, (1, 1))?;
         let x = t.tap("_avg_pooling", LayerKind::AvgPool, x)?;
         let x = self.fc.forward(&x.flatten_from(1)?)?;
         t.tap("_fc", LayerKind::Linear, x)

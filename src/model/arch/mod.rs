@@ -16,8 +16,8 @@ pub use plain_cnn::PlainCnn;
 pub use resnet::ResNet;
 pub use sequential::FeaturesClassifier;
 
-use super::Network;
 use super::nn::PaddingStyle;
+use super::trace::Network;
 use super::weights::WeightPath;
 
 /// An architecture a model card can name.
@@ -86,11 +86,27 @@ impl ArchOptions {
     }
 }
 
-impl std::fmt::Display for Architecture {
+impl Architecture {
     /// The card's spelling, e.g. `resnet18`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Resnet18 => "resnet18",
+            Self::Resnet34 => "resnet34",
+            Self::Resnet50 => "resnet50",
+            Self::Vgg11 => "vgg11",
+            Self::Vgg11Bn => "vgg11_bn",
+            Self::Vgg16 => "vgg16",
+            Self::Vgg16Bn => "vgg16_bn",
+            Self::Alexnet => "alexnet",
+            Self::EfficientnetLite0 => "efficientnet_lite0",
+            Self::PlainCnn => "plain_cnn",
+        }
+    }
+}
+
+impl std::fmt::Display for Architecture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = serde_json::to_value(self).ok();
-        f.write_str(name.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
+        f.write_str(self.name())
     }
 }
 

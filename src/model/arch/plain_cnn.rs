@@ -7,10 +7,9 @@ use anyhow::{Result, ensure};
 use candle_core::Tensor;
 
 use super::sequential::{Sequential, vgg_features};
-use crate::model::Network;
-use crate::model::capture::Trace;
 use crate::model::layer::LayerKind;
-use crate::model::nn::Linear;
+use crate::model::nn::{self, Linear};
+use crate::model::trace::{Network, Trace};
 use crate::model::weights::WeightPath;
 
 /// A plain CNN.
@@ -39,9 +38,12 @@ impl PlainCnn {
 }
 
 impl Network for PlainCnn {
-    fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
-        let x = self.features.forward(x, t)?;
-        let x = t.adaptive_avg_pool2d(&x, (1, 1))?;
+    fn trunk(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
+        self.features.forward(x, t)
+    }
+
+    fn head(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
+        let x = nn::adaptive_avg_pool2d(x, (1, 1))?;
         let x = t.tap("avgpool", LayerKind::AvgPool, x)?;
         let x = self.fc.forward(&x.flatten_from(1)?)?;
         t.tap("fc", LayerKind::Linear, x)

@@ -5,11 +5,11 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use crate::model::Network;
-use crate::model::capture::Trace;
+use crate::model::blocks::ConvBn;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{ConvBn, ConvSpec, Linear};
-use crate::model::ops::Rectifier;
+use crate::model::nn::{self, ConvSpec, Linear};
+use crate::model::rules::Rectifier;
+use crate::model::trace::{Network, Trace};
 use crate::model::weights::WeightPath;
 
 const BN_EPS: f64 = 1e-5;
@@ -182,7 +182,7 @@ impl ResNet {
 }
 
 impl Network for ResNet {
-    fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
+    fn trunk(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
         let x = self
             .stem
             .forward_rectified(x, t, ("conv1", "bn1"), Rectifier::Relu)?;
@@ -195,7 +195,11 @@ impl Network for ResNet {
             }
             x = t.tap(&format!("layer{}", s + 1), LayerKind::Stage, x)?;
         }
-        let x = t.adaptive_avg_pool2d(&x, (1, 1))?;
+        Ok(x)
+    }
+
+    fn head(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
+        let x = nn::adaptive_avg_pool2d(x, (1, 1))?;
         let x = t.tap("avgpool", LayerKind::AvgPool, x)?;
         let x = self.fc.forward(&x.flatten_from(1)?)?;
         t.tap("fc", LayerKind::Linear, x)

@@ -5,11 +5,11 @@
 use anyhow::{Result, bail};
 use candle_core::Tensor;
 
-use crate::model::Network;
-use crate::model::capture::Trace;
+use crate::model::blocks::ConvBn;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{Conv2d, ConvBn, ConvSpec, Linear};
-use crate::model::ops::Rectifier;
+use crate::model::nn::{self, Conv2d, ConvSpec, Linear};
+use crate::model::rules::Rectifier;
+use crate::model::trace::{Network, Trace};
 use crate::model::weights::WeightPath;
 
 /// One module of a sequential stack, as declared.
@@ -96,7 +96,7 @@ impl Sequential {
                 (Module::Conv(c), Some(relu)) if !t.needs(&name) => {
                     modules.next();
                     let relu_op = Some(t.activation(Rectifier::Relu));
-                    let y = c.forward(&x, t, relu_op)?;
+                    let y = t.conv(c, &x, relu_op)?;
                     t.tap(&relu, LayerKind::Relu, y)?
                 }
                 (Module::ConvBn(cb), Some(relu)) => {
@@ -106,7 +106,7 @@ impl Sequential {
                     t.tap(&relu, LayerKind::Relu, y)?
                 }
                 (Module::Conv(c), _) => {
-                    let y = c.forward(&x, t, None)?;
+                    let y = t.conv(c, &x, None)?;
                     t.tap(&name, LayerKind::Conv, y)?
                 }
                 (Module::ConvBn(cb), _) => cb.forward(&x, t, &name, &format!("{p}.{}", i + 1))?,
@@ -174,9 +174,12 @@ impl FeaturesClassifier {
 }
 
 impl Network for FeaturesClassifier {
-    fn forward(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
-        let x = self.features.forward(x, t)?;
-        let x = t.adaptive_avg_pool2d(&x, self.grid)?;
+    fn trunk(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
+        self.features.forward(x, t)
+    }
+
+    fn head(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
+        let x = nn::adaptive_avg_pool2d(x, self.grid)?;
         let x = t.tap("avgpool", LayerKind::AvgPool, x)?;
         self.classifier.forward(&x.flatten_from(1)?, t)
     }

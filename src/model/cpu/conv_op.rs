@@ -5,7 +5,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 
 use super::rectify::{rectify_grad, rectify_in_place};
 use super::{ConvGeometry, Element, by_dtype, elements};
-use crate::model::ops::Activation;
+use crate::model::rules::Activation;
 
 /// A convolution's computations on contiguous slices of one element type.
 pub(super) trait Convolution: Clone + Send + Sync + 'static {

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::conv_op::{self, Convolution};
 use super::{ConvGeometry, Element, dot, with_avx2, with_scratch, zero, zeros};
-use crate::model::ops::Activation;
+use crate::model::rules::Activation;
 
 /// `out[i] = init + sum over (offset, w) in taps of w * src[offset + i]`, the taps
 /// added in order. Outputs go in blocks that stay in registers across all the taps:

@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::{Element, by_dtype, elements, with_avx2, zero, zeros};
-use crate::model::ops::Holder;
+use crate::model::holder::Holder;
 
 /// Sizes of one pooling: `k x k` windows every `stride` over an `h x w` plane
 /// padded by `pad` on every side, giving `oh x ow`.

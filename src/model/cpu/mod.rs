@@ -21,7 +21,7 @@ mod winograd;
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
-pub(crate) use conv::{ConvGeometry, conv2d, conv2d_transpose};
+pub(crate) use conv::{conv2d, conv2d_transpose};
 pub(crate) use depthwise::{depthwise_conv2d, depthwise_conv2d_transpose};
 pub(crate) use linear::linear;
 pub(crate) use max_pool::{PoolGeometry, max_pool2d, max_pool2d_grad, max_pool2d_held};
@@ -179,4 +179,86 @@ fn zeros<T: Element>(len: usize) -> Vec<T> {
 /// `T`'s zero (Candle's element trait offers conversions, not constants).
 fn zero<T: Element>() -> T {
     T::from_f64(0.0)
+}
+
+/// Sizes of one convolution: a `k x k` kernel over a `[C_in, H, W]` sample with
+/// `stride`, zero-padded by `top` rows and `left` columns before the image (and
+/// after it by whatever the output size `oh x ow` implies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConvGeometry {
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub top: usize,
+    pub left: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl ConvGeometry {
+    /// Rows of the column matrix: one per kernel weight of an output channel.
+    fn patch(&self) -> usize {
+        self.c_in * self.k * self.k
+    }
+
+    /// Columns of the column matrix: output positions.
+    fn positions(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn sample_in(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    fn sample_out(&self) -> usize {
+        self.c_out * self.positions()
+    }
+
+    /// A 1x1 kernel at stride 1 without padding: the sample itself is the column matrix.
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && (self.oh, self.ow) == (self.h, self.w)
+    }
+
+    /// Along one axis, for kernel offset `tap`: the output indices `lo..hi` whose input
+    /// index `o * stride + tap - before` falls inside `0..len` (the rest read padding).
+    fn inside(&self, tap: usize, before: usize, len: usize, out: usize) -> (usize, usize) {
+        let lo = before.saturating_sub(tap).div_ceil(self.stride).min(out);
+        let hi = match (len + before).checked_sub(tap + 1) {
+            Some(last) => (last / self.stride + 1).min(out),
+            None => 0,
+        };
+        (lo, hi.max(lo))
+    }
+
+    /// Visits, for input channel `channel` of a sample, every stretch of a kernel tap's
+    /// output row that reads the image: `f(tap, row, input, (lo, hi))` for tap
+    /// `ky * k + kx`, output row start `row` (`oy * ow`), output columns `lo..hi`
+    /// reading sample elements `input, input + stride, ...`. The rest reads padding.
+    fn for_each_segment(
+        &self,
+        channel: usize,
+        mut f: impl FnMut(usize, usize, usize, (usize, usize)),
+    ) {
+        let (k, s) = (self.k, self.stride);
+        for ky in 0..k {
+            let (y_lo, y_hi) = self.inside(ky, self.top, self.h, self.oh);
+            for kx in 0..k {
+                let (x_lo, x_hi) = self.inside(kx, self.left, self.w, self.ow);
+                // A tap whose every output column reads padding has no input to
+                // address (on maps smaller than the kernel, its start would not exist).
+                if x_lo == x_hi {
+                    continue;
+                }
+                for oy in y_lo..y_hi {
+                    let iy = oy * s + ky - self.top;
+                    let ix = x_lo * s + kx - self.left;
+                    let input = (channel * self.h + iy) * self.w + ix;
+                    f(ky * k + kx, oy * self.ow, input, (x_lo, x_hi));
+                }
+            }
+        }
+    }
 }

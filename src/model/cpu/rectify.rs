@@ -5,8 +5,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::{Element, by_dtype, elements, zero};
-use crate::model::capture::BackwardRule;
-use crate::model::ops::{Activation, Holder, Rectifier};
+use crate::model::holder::Holder;
+use crate::model::rules::{Activation, BackwardRule, Rectifier};
 
 /// Elements per parallel task: large enough to amortise scheduling, small enough
 /// to share a layer's pass among threads.

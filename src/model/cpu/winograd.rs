@@ -31,9 +31,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use gemm::Parallelism;
 
-use super::conv::ConvGeometry;
 use super::matmul::{Mat, matmul};
-use super::{Element, for_each_chunk, with_avx2, with_scratch, zero};
+use super::{ConvGeometry, Element, for_each_chunk, with_avx2, with_scratch, zero};
 
 /// One F(m x m, 3x3) algorithm: its one-dimensional transforms, applied along both
 /// axes. Arrays are sized for the largest tile; entries past `N` (or `M`) are unused.

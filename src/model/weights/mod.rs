@@ -19,14 +19,6 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use crate::limits::Limits;
 
-/// Buffers PyTorch keeps in state dicts that no forward pass reads.
-const IGNORED_SUFFIXES: [&str; 1] = ["num_batches_tracked"];
-
-/// Whether `name` is a buffer no forward pass reads (and so may be of any type).
-fn is_ignored(name: &str) -> bool {
-    IGNORED_SUFFIXES.iter().any(|s| name.ends_with(s))
-}
-
 /// The two kinds of weight files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -60,7 +52,7 @@ fn read_safetensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
             St::F32 => DType::F32,
             St::F16 => DType::F16,
             St::BF16 => DType::BF16,
-            _ if is_ignored(&name) => continue,
+            _ if pth::is_ignored(&name) => continue,
             St::BOOL
             | St::U8
             | St::I8
@@ -258,7 +250,7 @@ impl Weights {
         let unexpected: Vec<&String> = self
             .tensors
             .keys()
-            .filter(|k| !taken.contains(*k) && !is_ignored(k))
+            .filter(|k| !taken.contains(*k) && !pth::is_ignored(k))
             .collect();
         if !unexpected.is_empty() {
             let shown: Vec<String> = unexpected

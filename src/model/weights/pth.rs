@@ -252,6 +252,14 @@ fn state_dict(root: Value) -> Result<Vec<(String, TensorRef)>> {
         .collect())
 }
 
+/// Buffers PyTorch keeps in state dicts that no forward pass reads.
+const IGNORED_SUFFIXES: [&str; 1] = ["num_batches_tracked"];
+
+/// Whether `name` is a buffer no forward pass reads (and so may be of any type).
+pub(super) fn is_ignored(name: &str) -> bool {
+    IGNORED_SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
 /// The state dict's float tensors. Integer buffers no forward pass reads are dropped;
 /// any other non-float tensor is refused, since reading it as weights would be garbage.
 fn float_tensors(refs: Vec<(String, TensorRef)>) -> Result<Vec<(String, TensorRef)>> {
@@ -261,7 +269,7 @@ fn float_tensors(refs: Vec<(String, TensorRef)>) -> Result<Vec<(String, TensorRe
             kept.push((name, t));
         } else {
             ensure!(
-                super::is_ignored(&name),
+                is_ignored(&name),
                 "tensor `{name}` holds {} values; unitscope reads float weights (float16, \
                  bfloat16, float32, float64): save the model's parameters as floats",
                 t.dtype.name()

@@ -1,0 +1,94 @@
+//! What a forward pass records, and how its rectifiers backpropagate.
+
+use std::collections::BTreeSet;
+
+use super::rules::BackwardRule;
+
+/// Which implementation of the layers a forward pass uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnginePath {
+    /// unitscope's: batch norm folded into the preceding convolution where nothing
+    /// records the convolution itself, and a convolution backward that computes only
+    /// the gradients needed.
+    #[default]
+    Fast,
+    /// Candle's own convolution and its backward, batch norm as a separate layer: the
+    /// baseline the benchmarks compare against. Same results, within rounding.
+    Reference,
+}
+
+/// What one forward pass records, and how its rectifiers backpropagate.
+#[derive(Clone, Debug, Default)]
+pub struct Probe {
+    layers: BTreeSet<String>,
+    rule: BackwardRule,
+    path: EnginePath,
+    /// Whether backward passes stop at the recorded layers (no input gradient).
+    layers_only: bool,
+}
+
+impl Probe {
+    /// A probe that records nothing and uses the plain gradient.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also records `layer` (a name from [`crate::model::Model::layers`]).
+    pub fn record(mut self, layer: impl Into<String>) -> Self {
+        self.layers.insert(layer.into());
+        self
+    }
+
+    /// Uses `rule` at every rectifier.
+    pub fn rule(mut self, rule: BackwardRule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// Uses the layer implementations of `path`.
+    pub fn path(mut self, path: EnginePath) -> Self {
+        self.path = path;
+        self
+    }
+
+    /// Takes gradients with respect to the recorded layers only: the backward pass
+    /// stops at the lowest of them instead of running down to the input (a CAM needs
+    /// nothing below its layer; on ResNet-18's `layer4` that skips most of the pass).
+    pub fn layers_only(mut self) -> Self {
+        self.layers_only = true;
+        self
+    }
+
+    /// Whether the input gradient is taken.
+    pub fn input_gradient(&self) -> bool {
+        !self.layers_only
+    }
+
+    /// The layers this probe records.
+    pub fn layers(&self) -> impl Iterator<Item = &str> {
+        self.layers.iter().map(String::as_str)
+    }
+
+    /// The rule every rectifier follows.
+    pub fn backward_rule(&self) -> BackwardRule {
+        self.rule
+    }
+}
+
+impl Probe {
+    /// Whether the probe records `layer`.
+    pub fn records(&self, layer: &str) -> bool {
+        self.layers.contains(layer)
+    }
+
+    /// Whether it records no layer.
+    pub fn records_nothing(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// The layer implementations it asks for.
+    pub fn engine_path(&self) -> EnginePath {
+        self.path
+    }
+}

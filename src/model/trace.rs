@@ -1,0 +1,377 @@
+//! The context an architecture's forward pass runs in, and the contract between
+//! them ([`Network`]): a network is a trunk and a head.
+//!
+//! Every inspectable layer's output passes through [`Trace::tap`], every rectifier
+//! through [`Trace::relu`] or [`Trace::relu6`], every convolution through
+//! [`Trace::conv`]. That is how a probe records layers and sets every rectifier's
+//! backward rule, and how two speed-ups stay invisible to architectures:
+//!
+//! - a pass that holds its input gradient at the stem ([`Trace::stem`]) stops the
+//!   backward pass at the output of the convolution that reads the input;
+//! - on the CPU, a pass that also records no layers keeps its trunk on a tape of its
+//!   own ([`super::tape`]) rather than Candle's graph, and the engine puts the
+//!   trunk's output back on the graph before the head runs ([`Trace::run`]).
+//!
+//! The second is why the split is structural: the trunk's ops must all go through
+//! the trace (the tape refuses to lose a gradient, with an error naming the op), and
+//! the head reads nothing of the trunk but its output.
+
+use anyhow::{Result, ensure};
+use candle_core::{Tensor, TensorId, Var};
+
+use super::layer::{LayerInfo, LayerKind};
+use super::nn::Conv2d;
+use super::ops::{self, Held};
+use super::probe::{EnginePath, Probe};
+use super::rules::{Activation, Rectifier};
+use super::tape::Tape;
+
+/// An architecture's forward pass, written against a [`Trace`] so that every layer
+/// can be recorded and every rectifier follows the probe's rule.
+pub trait Network: Send + Sync {
+    /// The trunk: `[N, 3, H, W]` inputs to its last feature maps. Every op here goes
+    /// through the trace ([`Trace::conv`], [`Trace::relu`], [`Trace::max_pool`],
+    /// [`Trace::add`], ... or [`Trace::record`] for an op of your own).
+    fn trunk(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor>;
+
+    /// The head: the trunk's output to `[N, classes]` logits (pooling, classifier).
+    /// It may use Candle's ops freely, but reads nothing of the trunk but its output.
+    fn head(&self, features: &Tensor, t: &mut Trace) -> Result<Tensor>;
+}
+
+/// A layer output recorded on the graph, with the zero variable that collects its
+/// gradient.
+pub(crate) struct Recorded {
+    pub(crate) name: String,
+    pub(crate) value: Tensor,
+    pub(crate) probe: Var,
+}
+
+/// A model's stem: the convolution that reads the input, an affine map of it (batch
+/// norm folded in where the pass folds it). Methods whose maps are linear in the
+/// input gradient sum gradients at the stem's output and carry only the sum back
+/// through it ([`InputGradient`]); on ResNet-18 the stem's 7x7 convolution is an
+/// eighth of a forward + backward pass.
+#[derive(Clone)]
+pub struct Stem {
+    conv: Conv2d,
+    /// The input's rows and columns.
+    size: (usize, usize),
+    path: EnginePath,
+}
+
+impl Stem {
+    /// The stem's output for `x` (shaped like the pass's input, converted to the
+    /// stem's element type), off the graph.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.to_dtype(self.conv.weight().dtype())?.detach();
+        self.conv.apply(&x, self.path, None)
+    }
+
+    /// The gradient at the input, given `grad` at the stem's output: the transpose of
+    /// the convolution.
+    pub(crate) fn transpose(&self, grad: &Tensor) -> Result<Tensor> {
+        self.conv.transpose(grad, self.size)
+    }
+
+    /// Whether `other` is the same convolution on inputs of the same size.
+    pub fn same_as(&self, other: &Stem) -> bool {
+        self.conv.weight().id() == other.conv.weight().id()
+            && (self.size, self.path) == (other.size, other.path)
+    }
+}
+
+/// What a forward pass does at its stem.
+enum AtStem<'p> {
+    /// Nothing special: gradients pass through it to the input.
+    Pass,
+    /// Starts the backward pass at the stem's output, which `source` gives for the
+    /// stem and the input.
+    Hold(&'p StemSource<'p>),
+    /// Done: the stem's output is where the backward pass stops.
+    Held(HeldStem),
+}
+
+/// A stem whose output gradient the backward pass leaves with `held`
+/// ([`ops::hold`]).
+pub(crate) struct HeldStem {
+    pub(crate) stem: Stem,
+    pub(crate) held: Held,
+    /// The hold's output (the stem's, rectified), which a max pool may read
+    /// ([`Trace::max_pool`]).
+    rectified: TensorId,
+}
+
+/// What gives a held stem's output: [`Stem::apply`] of the input, or the same
+/// computed another way (from outputs already at hand, the stem being affine).
+pub type StemSource<'a> = dyn Fn(&Stem, &Tensor) -> Result<Tensor> + 'a;
+
+/// The context an architecture's forward pass runs in: every inspectable layer's
+/// output passes through [`Trace::tap`], every rectifier through [`Trace::relu`] or
+/// [`Trace::relu6`].
+pub struct Trace<'p> {
+    probe: &'p Probe,
+    recorded: Vec<Recorded>,
+    /// Set when the pass only describes the layers (names, kinds, shapes).
+    described: Option<Vec<LayerInfo>>,
+    /// The pass's input, whose reader is the stem.
+    input: Option<TensorId>,
+    at_stem: AtStem<'p>,
+    /// Where the trunk's ops are recorded, in a pass that holds its input gradient
+    /// on the CPU and records no layers ([`super::tape`]).
+    tape: Option<Tape>,
+}
+
+impl<'p> Trace<'p> {
+    pub(crate) fn new(probe: &'p Probe) -> Self {
+        Self {
+            probe,
+            recorded: Vec::new(),
+            described: None,
+            input: None,
+            at_stem: AtStem::Pass,
+            tape: None,
+        }
+    }
+
+    pub(crate) fn describing(probe: &'p Probe) -> Self {
+        Self {
+            described: Some(Vec::new()),
+            ..Self::new(probe)
+        }
+    }
+
+    /// A pass on `input` that holds the input gradient at the stem's output, which
+    /// `source` gives (on the fast path; the reference path holds nothing).
+    pub(crate) fn holding(probe: &'p Probe, input: &Tensor, source: &'p StemSource<'p>) -> Self {
+        let at_stem = match probe.engine_path() {
+            EnginePath::Fast => AtStem::Hold(source),
+            EnginePath::Reference => AtStem::Pass,
+        };
+        Self {
+            input: Some(input.id()),
+            at_stem,
+            ..Self::new(probe)
+        }
+    }
+
+    /// Whether `x` is the pass's input, still to be read by the stem.
+    pub(crate) fn is_input(&self, x: &Tensor) -> bool {
+        self.input == Some(x.id()) && matches!(self.at_stem, AtStem::Hold(_))
+    }
+
+    /// The stem `conv` applied to the input `x`, then `activation` if given: its
+    /// output, from the pass's source, is where the backward pass stops.
+    pub(crate) fn stem(
+        &mut self,
+        conv: &Conv2d,
+        x: &Tensor,
+        activation: Option<Activation>,
+    ) -> Result<Tensor> {
+        let path = self.engine_path();
+        let AtStem::Hold(source) = self.at_stem else {
+            return conv.apply(x, path, activation);
+        };
+        let stem = Stem {
+            conv: conv.clone(),
+            size: (x.dim(2)?, x.dim(3)?),
+            path,
+        };
+        let value = source(&stem, x)?;
+        let expected = conv.output_dims(x.dims())?;
+        ensure!(
+            value.dims() == expected,
+            "the stem's output is given as {:?}, expected {expected:?}",
+            value.dims()
+        );
+        // A pass that records no layers needs Candle's graph only for its head: the
+        // trunk's backward runs from a tape.
+        let (y, held) = if ops::on_cpu_kernels(&value) && self.probe.records_nothing() {
+            let (y, held) = ops::hold_off_graph(&value, activation)?;
+            self.tape = Some(Tape::new(&y));
+            (y, held)
+        } else {
+            ops::hold(&value, activation)?
+        };
+        self.at_stem = AtStem::Held(HeldStem {
+            stem,
+            held,
+            rectified: y.id(),
+        });
+        Ok(y)
+    }
+
+    /// Marks `x` as the output of layer `name`; returns the tensor to continue with.
+    pub fn tap(&mut self, name: &str, kind: LayerKind, x: Tensor) -> Result<Tensor> {
+        if let Some(layers) = &mut self.described {
+            let shape = x.dims()[1..].to_vec();
+            let units = shape.first().copied().unwrap_or(1);
+            layers.push(LayerInfo {
+                name: name.to_owned(),
+                kind,
+                shape,
+                units,
+            });
+        }
+        if !self.probe.records(name) {
+            return Ok(x);
+        }
+        let probe = Var::zeros(x.shape(), x.dtype(), x.device())?;
+        let value = x.add(probe.as_tensor())?;
+        self.recorded.push(Recorded {
+            name: name.to_owned(),
+            value: value.clone(),
+            probe,
+        });
+        Ok(value)
+    }
+
+    /// Whether the output of layer `name` must exist as such: it is recorded, or the
+    /// pass describes every layer. Fused implementations may skip it otherwise.
+    pub fn needs(&self, name: &str) -> bool {
+        self.described.is_some() || self.probe.records(name)
+    }
+
+    /// The layer implementations this pass uses.
+    pub fn engine_path(&self) -> EnginePath {
+        self.probe.engine_path()
+    }
+
+    /// Records the op that computed `output` from `inputs` on the pass's tape, if
+    /// they are the tape's: `backward` gives their gradients, in order, from the
+    /// gradient at `output`. Every op of a trunk goes through here.
+    pub fn record<F>(&mut self, inputs: &[&Tensor], output: &Tensor, backward: F) -> Result<()>
+    where
+        F: Fn(&Tensor) -> Result<Vec<Tensor>> + Send + Sync + 'static,
+    {
+        if let Some(tape) = &mut self.tape
+            && tape.takes(inputs)?
+        {
+            tape.record(inputs, output, Box::new(backward));
+        }
+        Ok(())
+    }
+
+    /// ReLU following the probe's backward rule.
+    pub fn relu(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.rectify(x, Rectifier::Relu)
+    }
+
+    /// ReLU6 following the probe's backward rule.
+    pub fn relu6(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.rectify(x, Rectifier::Relu6)
+    }
+
+    /// The rectifier `kind` following the probe's backward rule.
+    pub fn rectify(&mut self, x: &Tensor, kind: Rectifier) -> Result<Tensor> {
+        let activation = self.activation(kind);
+        let y = ops::rectify(x, activation)?;
+        let output = y.clone();
+        self.record(&[x], &y, move |grad| {
+            Ok(vec![ops::rectify_grad(&output, grad, activation)?])
+        })?;
+        Ok(y)
+    }
+
+    /// Max pooling of `x` (`kernel x kernel` windows every `stride`, `padding` of
+    /// -inf on every side). Reading a held stem's rectified output off the tape,
+    /// the pool takes over the hold's backward ([`ops::max_pool2d_held`]).
+    pub fn max_pool(
+        &mut self,
+        x: &Tensor,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        let window = (kernel, stride, padding);
+        if let AtStem::Held(h) = &self.at_stem
+            && h.rectified == x.id()
+            && self.tape.is_none()
+        {
+            return Ok(ops::max_pool2d_held(x, window, &h.held)?);
+        }
+        let y = ops::max_pool2d(x, kernel, stride, padding)?;
+        let input = x.clone();
+        self.record(&[x], &y, move |grad| {
+            Ok(vec![ops::max_pool2d_grad(&input, grad, window)?])
+        })?;
+        Ok(y)
+    }
+
+    /// The rectifier `kind` of `a + b` following the probe's backward rule.
+    pub fn rectify_sum(&mut self, a: &Tensor, b: &Tensor, kind: Rectifier) -> Result<Tensor> {
+        let activation = self.activation(kind);
+        let y = ops::rectify_sum(a, b, activation)?;
+        let output = y.clone();
+        self.record(&[a, b], &y, move |grad| {
+            let grad = ops::rectify_grad(&output, grad, activation)?;
+            Ok(vec![grad.clone(), grad])
+        })?;
+        Ok(y)
+    }
+
+    /// `a + b` (a residual sum without a rectifier).
+    pub fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let y = (a + b)?;
+        self.record(&[a, b], &y, |grad| Ok(vec![grad.clone(), grad.clone()]))?;
+        Ok(y)
+    }
+
+    /// A 2-D convolution of `x` (one group or depthwise), then `activation` if
+    /// given (on the fast path, as part of the convolution's op). The convolution
+    /// that reads the pass's input is its stem, which the trace may stand in for
+    /// ([`Trace::stem`]).
+    pub fn conv(
+        &mut self,
+        conv: &Conv2d,
+        x: &Tensor,
+        activation: Option<Activation>,
+    ) -> Result<Tensor> {
+        if conv.groups() == 1 && self.is_input(x) {
+            return self.stem(conv, x, activation);
+        }
+        let y = conv.apply(x, self.engine_path(), activation)?;
+        let (conv, output, size) = (conv.clone(), y.clone(), (x.dim(2)?, x.dim(3)?));
+        self.record(&[x], &y, move |grad| {
+            let grad = match activation {
+                Some(a) => ops::rectify_grad(&output, grad, a)?,
+                None => grad.clone(),
+            };
+            Ok(vec![conv.transpose(&grad, size)?])
+        })?;
+        Ok(y)
+    }
+
+    /// Runs `network` on `x`: its trunk, then its head. Where the trunk was recorded
+    /// on a tape, its output goes back onto Candle's graph in between.
+    pub(crate) fn run(&mut self, network: &dyn Network, x: &Tensor) -> Result<Tensor> {
+        let features = network.trunk(x, self)?;
+        let features = match (&mut self.tape, &self.at_stem) {
+            (Some(tape), AtStem::Held(h)) => tape.end(&features, &h.held)?,
+            _ => features,
+        };
+        network.head(&features, self)
+    }
+
+    /// The rectifier `kind` with the probe's backward rule, for an op to apply.
+    pub fn activation(&self, kind: Rectifier) -> Activation {
+        Activation {
+            kind,
+            rule: self.probe.backward_rule(),
+        }
+    }
+
+    pub(crate) fn into_layers(self) -> Vec<LayerInfo> {
+        self.described.unwrap_or_default()
+    }
+
+    /// What a finished pass leaves for its capture: the recorded layers, and the
+    /// held stem if the pass held its input gradient there.
+    pub(crate) fn into_parts(self) -> (Vec<Recorded>, Option<HeldStem>) {
+        let stem = match self.at_stem {
+            AtStem::Held(held) => Some(held),
+            AtStem::Pass | AtStem::Hold(_) => None,
+        };
+        (self.recorded, stem)
+    }
+}
