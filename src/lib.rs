@@ -8,9 +8,11 @@
 
 #![warn(missing_docs)]
 
+pub mod atomic;
 pub mod attribution;
 pub mod choice;
 pub mod data;
+pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod model;

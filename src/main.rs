@@ -86,6 +86,10 @@ fn main() -> ExitCode {
         // A reader that stopped reading (`| head`) is not a failure: end quietly, as
         // ripgrep does.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.is::<cli::job::Interrupted>() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             // One line, whatever the causes' own formatting: scripts grep stderr.
             eprintln!("error: {}", one_line(&e));

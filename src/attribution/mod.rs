@@ -247,6 +247,10 @@ fn in_batches<R>(
     ensure!(size > 0, "the batch size must be at least 1");
     (0..total)
         .step_by(size)
-        .map(|start| f(start, size.min(total - start)))
+        .map(|start| {
+            // A cancelled job stops here, within one batch.
+            crate::jobs::checkpoint()?;
+            f(start, size.min(total - start))
+        })
         .collect()
 }

@@ -7,14 +7,15 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, ensure};
 use candle_core::{DType, Tensor};
 use serde_json::json;
-use unitscope::attribution::{self, ChannelReduction, Target};
+use unitscope::attribution::{self, ChannelReduction, Method, Target};
 use unitscope::data::world::{HELD_OUT, World};
+use unitscope::jobs;
 use unitscope::metrics::{self, DeletionInsertion};
 use unitscope::model::Model;
 
-use super::outln;
+use super::job::{self, Printer};
 
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct Args {
     /// Model card (TOML). Without one: the embedded demo model.
     #[arg(long)]
@@ -52,17 +53,32 @@ struct Inputs {
 
 pub fn run(args: &Args) -> Result<()> {
     let model = super::load_model(args.model.as_deref())?;
-    let inputs = args.inputs(&model)?;
+    let methods = args.methods.build(&model)?;
+    let args = args.clone();
+    job::run("evaluate", methods.len() as u64, move |cx, out| {
+        evaluate(&args, &model, methods, (cx, out))
+    })
+}
+
+/// The body of `evaluate`, run as a job: one method at a time, stopping at a
+/// cancellation between methods, images or batches.
+fn evaluate(
+    args: &Args,
+    model: &Model,
+    methods: Vec<(String, Box<dyn Method>)>,
+    (cx, out): (&jobs::Context, &Printer),
+) -> Result<()> {
+    let inputs = args.inputs(model)?;
     let x = &inputs.tensor;
     let (n, _, h, w) = x.dims4()?;
-    let classes = attribution::predicted(&model, x)?;
+    let classes = attribution::predicted(model, x)?;
     let targets: Vec<Target> = classes.iter().map(|&c| Target::Class(c)).collect();
     let games = DeletionInsertion {
         steps: args.game_steps,
         ..DeletionInsertion::default()
     };
     if !args.json {
-        outln!(
+        out.line(&format!(
             "{n} images, {}; areas over {} steps; pointing game vs. {}",
             model.name(),
             args.game_steps,
@@ -70,19 +86,17 @@ pub fn run(args: &Args) -> Result<()> {
                 Some(m) => format!("a random point's {:.3}", area_fraction(m)),
                 None => "no masks (give --demo N for them)".into(),
             }
-        );
-        outln!(
+        ))?;
+        out.line(&format!(
             "{:<28} {:>10} {:>10} {:>9} {:>9} {:>12}",
-            "method",
-            "deletion↓",
-            "insertion↑",
-            "pointing",
-            "mass in",
-            "random ρ↓"
-        );
+            "method", "deletion↓", "insertion↑", "pointing", "mass in", "random ρ↓"
+        ))?;
     }
-    for (name, method) in args.methods.build(&model)? {
-        let attribution = method.attribute(&model, x, &targets)?;
+    let total = methods.len() as u64;
+    for (done, (name, method)) in methods.into_iter().enumerate() {
+        cx.checkpoint()?;
+        cx.progress(done as u64, total, &name);
+        let attribution = method.attribute(model, x, &targets)?;
         let maps = attribution
             .display((h, w), ChannelReduction::MaxAbs)?
             .flatten_from(1)?
@@ -90,7 +104,8 @@ pub fn run(args: &Args) -> Result<()> {
             .to_vec2::<f32>()?;
         let (mut deletion, mut insertion) = (0.0, 0.0);
         for (i, map) in maps.iter().enumerate() {
-            let curves = games.curves(&model, &x.get(i)?, map, classes[i])?;
+            cx.checkpoint()?;
+            let curves = games.curves(model, &x.get(i)?, map, classes[i])?;
             deletion += metrics::auc(&curves.deletion) / n as f64;
             insertion += metrics::auc(&curves.insertion) / n as f64;
         }
@@ -110,7 +125,7 @@ pub fn run(args: &Args) -> Result<()> {
         let randomization = match args.no_randomization {
             true => None,
             false => Some(metrics::cascading_randomization(
-                &model,
+                model,
                 method.as_ref(),
                 x,
                 &targets,
@@ -124,7 +139,7 @@ pub fn run(args: &Args) -> Result<()> {
             .and_then(|steps| steps.last())
             .map(|s| mean(&s.spearman));
         if args.json {
-            outln!(
+            out.line(&format!(
                 "{}",
                 json!({
                     "method": method.name(),
@@ -139,10 +154,10 @@ pub fn run(args: &Args) -> Result<()> {
                         .map(|s| json!({"layer": s.layer, "spearman": mean(&s.spearman)}))
                         .collect::<Vec<_>>()),
                 })
-            );
+            ))?;
         } else {
             let cell = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
-            outln!(
+            out.line(&format!(
                 "{:<28} {:>10.3} {:>10.3} {:>9} {:>9} {:>12}",
                 name,
                 deletion,
@@ -150,7 +165,7 @@ pub fn run(args: &Args) -> Result<()> {
                 cell(localization.map(|l| l.0)),
                 cell(localization.map(|l| l.1)),
                 cell(bottom)
-            );
+            ))?;
         }
     }
     Ok(())

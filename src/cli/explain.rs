@@ -8,15 +8,18 @@ use anyhow::{Context, Result};
 use candle_core::Tensor;
 use image::RgbImage;
 use serde_json::json;
-use unitscope::attribution::{self, Attribution, ChannelReduction, TargetSpec, registry};
+use unitscope::atomic;
+use unitscope::attribution::{self, Attribution, ChannelReduction, Method, TargetSpec, registry};
 use unitscope::data::world::{HELD_OUT, World};
+use unitscope::jobs;
 use unitscope::metrics::{self, DeletionInsertion};
 use unitscope::model::Model;
 use unitscope::render::{self, Colormap, Scaling};
 
+use super::job::{self, Printer};
 use super::outln;
 
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct Args {
     /// Images (PNG or JPEG).
     #[arg(required_unless_present_any = ["demo", "list_methods"])]
@@ -86,13 +89,30 @@ pub fn run(args: &Args) -> Result<()> {
         .iter()
         .map(|t| TargetSpec::parse(t, model.labels()))
         .collect::<Result<Vec<_>>>()?;
-    let inputs = args.inputs(&model)?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create `{}`", args.output.display()))?;
+    let total = args.demo.unwrap_or(args.images.len()) as u64;
+    let args = args.clone();
+    job::run("explain", total, move |cx, out| {
+        explain(&args, &model, &methods, &targets, (cx, out))
+    })
+}
 
+/// The body of `explain`, run as a job: every input in turn, reporting progress and
+/// stopping at a cancellation between inputs or inside a method's batches.
+fn explain(
+    args: &Args,
+    model: &Model,
+    methods: &[(String, Box<dyn Method>)],
+    targets: &[TargetSpec],
+    (cx, out): (&jobs::Context, &Printer),
+) -> Result<()> {
+    let total = args.demo.unwrap_or(args.images.len()) as u64;
     let mut summary = Vec::new();
-    for input in inputs {
+    for (done, input) in args.inputs(model)?.enumerate() {
+        cx.checkpoint()?;
         let input = &input?;
+        cx.progress(done as u64, total, &input.name);
         let x = input.tensor.unsqueeze(0)?;
         let top = model.predict(&x, 1)?.remove(0).remove(0);
         super::check_outputs([top.p]);
@@ -100,14 +120,14 @@ pub fn run(args: &Args) -> Result<()> {
         let picture = model.input_spec().to_image(&input.tensor)?;
         let mut tiles = vec![picture.clone()];
         let mut explained = Vec::new();
-        for (key, method) in &methods {
+        for (key, method) in methods {
             let start = Instant::now();
-            let results = attribution::attribute(method.as_ref(), &model, &x, &resolved)?;
+            let results = attribution::attribute(method.as_ref(), model, &x, &resolved)?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
             for ((spec, resolved), maps) in args.target.iter().zip(&resolved).zip(results) {
                 let stem = format!("{}.{}.{}", input.name, file_part(key), file_part(spec));
                 let warning = blank_cam(&maps)?.map(|layer| {
-                    let target = describe(&resolved[0], &model);
+                    let target = describe(&resolved[0], model);
                     format!(
                         "{} on `{layer}` is all zero for {target}: no channel there raises the \
                          target (a unit below `{layer}` does not depend on it; try another --layer)",
@@ -121,11 +141,9 @@ pub fn run(args: &Args) -> Result<()> {
                 let png = args.output.join(format!("{stem}.png"));
                 render::save_png(&heat, &png)?;
                 if args.show {
-                    let target = describe(&resolved[0], &model);
-                    show(
-                        &heat,
-                        &format!("{} {} ({target})", input.name, method.name()),
-                    )?;
+                    let target = describe(&resolved[0], model);
+                    let title = format!("{} {} ({target})", input.name, method.name());
+                    out.suspend(|| show(&heat, &title))?;
                 }
                 let raw = if args.save_raw {
                     save_raw(&args.output, &stem, &maps, &picture, args.reduction)?
@@ -133,7 +151,7 @@ pub fn run(args: &Args) -> Result<()> {
                     Vec::new()
                 };
                 let metrics = match args.metrics {
-                    true => Some(measure(&model, input, &maps, top.index)?),
+                    true => Some(measure(model, input, &maps, top.index)?),
                     false => None,
                 };
                 tiles.push(heat);
@@ -142,7 +160,7 @@ pub fn run(args: &Args) -> Result<()> {
                     "warning": warning,
                     "method": method.name(),
                     "passes": method.passes(),
-                    "target": describe(&resolved[0], &model),
+                    "target": describe(&resolved[0], model),
                     "ms": ms,
                     "png": png,
                     "raw": raw,
@@ -151,13 +169,13 @@ pub fn run(args: &Args) -> Result<()> {
         }
         let grid = args.output.join(format!("{}.grid.png", input.name));
         render::save_png(&render::grid(&tiles, tiles.len(), 2)?, &grid)?;
-        outln!(
+        out.line(&format!(
             "{}: {} ({:.1}%) -> {}",
             input.name,
             top.label,
             top.p * 100.0,
             grid.display()
-        );
+        ))?;
         summary.push(json!({
             "image": input.name,
             "path": input.path,
@@ -167,9 +185,7 @@ pub fn run(args: &Args) -> Result<()> {
         }));
     }
     let path = args.output.join("summary.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(())
+    atomic::write(&path, serde_json::to_string_pretty(&summary)?.as_bytes())
 }
 
 impl Args {

@@ -10,7 +10,7 @@ use unitscope::model::Model;
 /// method's passes): beyond this a run is hours, not a mistake to wait out.
 const MAX_PASSES: usize = 100_000;
 
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct MethodArgs {
     /// Methods, comma-separated (`unitscope explain --list-methods` names them all).
     #[arg(

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod explain;
 pub mod info;
+pub mod job;
 pub mod methods;
 pub mod overview;
 pub mod predict;

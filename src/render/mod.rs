@@ -9,6 +9,7 @@
 use anyhow::{Context, Result, ensure};
 use image::{Rgb, RgbImage};
 
+use crate::atomic;
 use crate::choice::{Choice, display_by_name};
 
 /// The colormaps heatmaps are drawn with (from the `colorous` crate).
@@ -191,8 +192,10 @@ pub fn grid(images: &[RgbImage], columns: usize, gap: u32) -> Result<RgbImage> {
 
 /// Writes `img` as a PNG.
 pub fn save_png(img: &RgbImage, path: &std::path::Path) -> Result<()> {
-    img.save_with_format(path, image::ImageFormat::Png)
-        .with_context(|| format!("cannot write `{}`", path.display()))
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("cannot encode a PNG")?;
+    atomic::write(path, &png)
 }
 
 /// Writes `t` as a float32 `.npy` array of its shape.
@@ -202,8 +205,7 @@ pub fn save_npy(t: &candle_core::Tensor, path: &std::path::Path) -> Result<()> {
         .flatten_all()?
         .to_vec1::<f32>()?;
     let shape: Vec<u64> = t.dims().iter().map(|&d| d as u64).collect();
-    let write = || -> Result<()> {
-        let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    atomic::write_with(path, |file| {
         use npyz::WriterBuilder;
         let mut writer = npyz::WriteOptions::new()
             .default_dtype()
@@ -213,8 +215,7 @@ pub fn save_npy(t: &candle_core::Tensor, path: &std::path::Path) -> Result<()> {
         writer.extend(values)?;
         writer.finish()?;
         Ok(())
-    };
-    write().with_context(|| format!("cannot write `{}`", path.display()))
+    })
 }
 
 #[cfg(test)]
