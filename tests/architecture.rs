@@ -72,6 +72,18 @@ fn a_planted_cycle_is_found() {
         ("m::x", "use super::Model;"),
     ]);
     assert_eq!(through_parent, ["m: m -> x -> m"]);
+    let inline = plant(&[
+        ("", "pub mod m;"),
+        ("m", "pub mod x;\nfn f() { x::g() }"),
+        (
+            "m::x",
+            "pub mod inner {\n    use super::Thing;\n}\npub fn g() {}",
+        ),
+    ]);
+    assert!(
+        inline.is_empty(),
+        "`super` in an inline module is its file: {inline:?}"
+    );
     let clean = plant(&[
         ("", "pub mod a;\npub mod b;"),
         ("a", "use crate::b;"),
@@ -193,10 +205,11 @@ fn paths(module: &str, children: &BTreeSet<String>, text: &str) -> Vec<String> {
                 out.push(absolute);
             }
         }
-        if let Some(name) = trimmed
-            .strip_prefix("mod ")
-            .and_then(|r| r.strip_suffix(" {"))
-        {
+        let item = ["pub ", "pub(crate) ", "pub(super) "]
+            .iter()
+            .find_map(|p| trimmed.strip_prefix(p))
+            .unwrap_or(trimmed);
+        if let Some(name) = item.strip_prefix("mod ").and_then(|r| r.strip_suffix(" {")) {
             inline.push((name.to_owned(), depth));
         }
         depth += code.matches('{').count();

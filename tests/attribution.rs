@@ -3,7 +3,8 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use unitscope::attribution::registry::{self, MethodOptions};
+use unitscope::attribution::descriptor::{Build, Params, Value};
+use unitscope::attribution::registry;
 use unitscope::attribution::{
     self, Attribution, Baseline, Gradient, IntegratedGradients, Method, Quadrature, SmoothGrad,
     Statistic, Target, TargetSpec,
@@ -196,20 +197,19 @@ fn integrated_gradients_equal_the_plain_sum_over_the_path() {
 
 #[test]
 fn the_registry_builds_every_method_and_explains_mistakes() {
-    let options = MethodOptions {
-        layers: vec!["features.10".into()],
-        ..MethodOptions::default()
-    };
-    for (name, _) in registry::METHODS {
-        let name = name.replace("METHOD", "guided-backprop");
+    let mut options = Params::new();
+    options.set("layer", Value::Layers(vec!["features.10".into()]));
+    for descriptor in registry::descriptors() {
+        let name = match descriptor.build {
+            Build::Method(_) => descriptor.name.to_owned(),
+            Build::Wrapper(_) => format!("{}:guided-backprop", descriptor.name),
+        };
         let method = registry::build(&name, &options).unwrap();
         assert!(!method.name().is_empty());
     }
     let err = registry::build("gradcam", &options).err().unwrap();
     assert!(err.to_string().contains("known methods"), "{err}");
-    let no_layer = registry::build("grad-cam", &MethodOptions::default())
-        .err()
-        .unwrap();
+    let no_layer = registry::build("grad-cam", &Params::new()).err().unwrap();
     assert!(no_layer.to_string().contains("--layer"), "{no_layer}");
 }
 

@@ -12,8 +12,46 @@
 use anyhow::{Result, ensure};
 use candle_core::Tensor;
 
-use super::{Attribution, Method, Passes, Target, backward};
+use super::descriptor::shared::LAYER;
+use super::descriptor::{Build, Descriptor, Params};
+use super::method::{Attribution, Method, Passes, backward};
+use super::target::Target;
 use crate::model::{Model, Probe};
+
+/// The CAM family's methods, each on `--layer`.
+pub const DESCRIPTORS: &[Descriptor] = &[
+    Descriptor {
+        name: "grad-cam",
+        aliases: &[],
+        about: "Grad-CAM on --layer",
+        citation: "Selvaraju et al. 2017",
+        params: &[LAYER],
+        build: Build::Method(|p| cam(p, CamWeighting::GradCam)),
+    },
+    Descriptor {
+        name: "grad-cam++",
+        aliases: &[],
+        about: "Grad-CAM++ on --layer",
+        citation: "Chattopadhay et al. 2018",
+        params: &[LAYER],
+        build: Build::Method(|p| cam(p, CamWeighting::GradCamPlusPlus)),
+    },
+    Descriptor {
+        name: "layer-cam",
+        aliases: &[],
+        about: "LayerCAM on --layer",
+        citation: "Jiang et al. 2021",
+        params: &[LAYER],
+        build: Build::Method(|p| cam(p, CamWeighting::LayerCam)),
+    },
+];
+
+fn cam(params: &Params, weighting: CamWeighting) -> Result<Box<dyn Method>> {
+    Ok(Box::new(Cam {
+        layers: params.layers(&LAYER)?,
+        weighting,
+    }))
+}
 
 /// How a CAM weighs a layer's channels.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -9,7 +9,8 @@
 use anyhow::Result;
 use candle_core::{D, Tensor};
 
-use super::{Attribution, Upsampling};
+use super::guided_grad_cam::Upsampling;
+use super::method::Attribution;
 use crate::choice::{Choice, display_by_name};
 
 /// How the channels of an input-shaped map become one value per pixel.

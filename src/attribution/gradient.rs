@@ -6,8 +6,46 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::{Attribution, Method, Passes, Target, backward, held_gradient};
+use super::descriptor::{Build, Descriptor};
+use super::method::{Attribution, Method, Passes, backward, held_gradient};
+use super::target::Target;
 use crate::model::{BackwardRule, InputGradient, Model, Probe, Stem};
+
+/// The gradient family's methods.
+pub const DESCRIPTORS: &[Descriptor] = &[
+    Descriptor {
+        name: "saliency",
+        aliases: &[],
+        about: "the vanilla gradient",
+        citation: "Simonyan et al. 2014",
+        params: &[],
+        build: Build::Method(|_| Ok(Box::new(Gradient::saliency()))),
+    },
+    Descriptor {
+        name: "gradient-x-input",
+        aliases: &[],
+        about: "the gradient times the input",
+        citation: "Shrikumar et al. 2016",
+        params: &[],
+        build: Build::Method(|_| Ok(Box::new(Gradient::times_input()))),
+    },
+    Descriptor {
+        name: "deconvnet",
+        aliases: &[],
+        about: "DeconvNet's backward rule at every rectifier",
+        citation: "Zeiler & Fergus 2014",
+        params: &[],
+        build: Build::Method(|_| Ok(Box::new(Gradient::deconvnet()))),
+    },
+    Descriptor {
+        name: "guided-backprop",
+        aliases: &[],
+        about: "guided backpropagation",
+        citation: "Springenberg et al. 2015",
+        params: &[],
+        build: Build::Method(|_| Ok(Box::new(Gradient::guided_backprop()))),
+    },
+];
 
 /// The input gradient of each target under a backward rule, signed and per channel
 /// (`[N, 3, H, W]`); optionally multiplied by the input.

@@ -6,8 +6,42 @@
 use anyhow::{Result, bail};
 use candle_core::Tensor;
 
-use super::{Attribution, Cam, Gradient, Method, Passes, Target};
+use super::cam::Cam;
+use super::descriptor::shared::LAYER;
+use super::descriptor::{Build, Descriptor, Kind, Param};
+use super::gradient::Gradient;
+use super::method::{Attribution, Method, Passes};
+use super::target::Target;
 use crate::model::Model;
+
+/// Guided Grad-CAM, on one `--layer`.
+pub const DESCRIPTORS: &[Descriptor] = &[Descriptor {
+    name: "guided-grad-cam",
+    aliases: &[],
+    about: "guided backprop x Grad-CAM on --layer",
+    citation: "Selvaraju et al. 2017",
+    params: &[LAYER, NEAREST],
+    build: Build::Method(|p| {
+        let layers = p.layers(&LAYER)?;
+        if layers.len() > 1 {
+            bail!("guided-grad-cam takes one --layer, got {}", layers.len());
+        }
+        Ok(Box::new(GuidedGradCam {
+            layer: layers[0].clone(),
+            upsampling: match p.flag(&NEAREST)? {
+                true => Upsampling::Nearest,
+                false => Upsampling::Bilinear,
+            },
+        }))
+    }),
+}];
+
+const NEAREST: Param = Param {
+    name: "nearest",
+    kind: Kind::Flag,
+    help: "Guided Grad-CAM: upsample the CAM by nearest neighbour (Captum's default) \
+           instead of bilinearly (the paper's)",
+};
 
 /// How a layer-resolution map is brought to the input's resolution.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

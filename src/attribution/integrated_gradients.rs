@@ -11,14 +11,68 @@
 use std::cell::RefCell;
 use std::f64::consts::PI;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use candle_core::{DType, Tensor};
 
-use super::{
-    Attribution, Method, Passes, Target, add_onto_inputs, held_gradient, in_batches, target_values,
+use super::descriptor::shared::BATCH_SIZE;
+use super::descriptor::{Build, Descriptor, Kind, Param};
+use super::method::{
+    Attribution, Method, Passes, add_onto_inputs, held_gradient, in_batches, target_values,
 };
-use crate::data::gaussian_blur;
+use super::target::Target;
+use crate::data::{MAX_SIGMA, gaussian_blur};
 use crate::model::{Model, Probe, Stem};
+
+/// Integrated gradients.
+pub const DESCRIPTORS: &[Descriptor] = &[Descriptor {
+    name: "integrated-gradients",
+    aliases: &["ig"],
+    about: "integrated gradients",
+    citation: "Sundararajan et al. 2017",
+    params: &[STEPS, BASELINE, QUADRATURE, BATCH_SIZE],
+    build: Build::Method(|p| {
+        Ok(Box::new(IntegratedGradients {
+            steps: p.count(&STEPS)?,
+            quadrature: Quadrature::from_name(&p.text(&QUADRATURE)?)?,
+            baseline: Baseline::parse(&p.text(&BASELINE)?)?,
+            batch: p.count(&BATCH_SIZE)?,
+        }))
+    }),
+}];
+
+/// Quadrature points unless told (Captum's default).
+const DEFAULT_STEPS: usize = 50;
+
+const STEPS: Param = Param {
+    name: "steps",
+    kind: Kind::Integer {
+        default: DEFAULT_STEPS as u64,
+        min: 1,
+        max: 10_000,
+    },
+    help: "Integrated gradients: steps",
+};
+
+const BASELINE: Param = Param {
+    name: "baseline",
+    kind: Kind::Text { default: "zero" },
+    help: "Integrated gradients: baseline `zero`, `blur` (sigma 10 px) or `blur:SIGMA`",
+};
+
+const QUADRATURE: Param = Param {
+    name: "quadrature",
+    kind: Kind::Choice {
+        default: "gauss-legendre",
+        values: &[
+            ("riemann-left", "Riemann sum at each interval's left end"),
+            ("riemann-right", "Riemann sum at each interval's right end"),
+            ("riemann-middle", "Riemann sum at each interval's middle"),
+            ("riemann-trapezoid", "the trapezoid rule"),
+            ("gauss-legendre", "Gauss-Legendre quadrature (Captum's default)"),
+        ],
+    },
+    help: "Integrated gradients: quadrature",
+};
 
 /// Where the path starts.
 #[derive(Clone, Debug, Default)]
@@ -50,6 +104,18 @@ pub enum Quadrature {
 }
 
 impl Quadrature {
+    /// The rule named `name` (see [`QUADRATURE`]).
+    fn from_name(name: &str) -> Result<Self> {
+        Ok(match name {
+            "riemann-left" => Self::RiemannLeft,
+            "riemann-right" => Self::RiemannRight,
+            "riemann-middle" => Self::RiemannMiddle,
+            "riemann-trapezoid" => Self::RiemannTrapezoid,
+            "gauss-legendre" => Self::GaussLegendre,
+            _ => bail!("unknown quadrature `{name}`"),
+        })
+    }
+
     /// The `steps` points `α` on [0, 1] and their weights.
     pub fn nodes(self, steps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
         ensure!(steps > 0, "integrated gradients needs at least one step");
@@ -153,10 +219,34 @@ pub struct IntegratedGradients {
     pub batch: usize,
 }
 
+impl Baseline {
+    /// `zero`, `blur` (sigma 10 px) or `blur:SIGMA`, as `--baseline` takes it.
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(match text.split_once(':') {
+            None if text == "zero" => Self::Zero,
+            None if text == "blur" => Self::Blurred(10.0),
+            Some(("blur", sigma)) => Self::Blurred(
+                sigma
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_SIGMA)
+                    .with_context(|| {
+                        format!(
+                            "--baseline blur:{sigma}: the blur's sigma must be a number of pixels \
+                             above 0 and at most {MAX_SIGMA}"
+                        )
+                    })?,
+            ),
+            _ => bail!("--baseline `{text}`: use zero, blur or blur:SIGMA"),
+        })
+    }
+}
+
 impl Default for IntegratedGradients {
     fn default() -> Self {
         Self {
-            steps: 50,
+            steps: DEFAULT_STEPS,
             quadrature: Quadrature::GaussLegendre,
             baseline: Baseline::Zero,
             batch: 16,

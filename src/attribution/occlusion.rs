@@ -8,8 +8,52 @@
 use anyhow::{Result, ensure};
 use candle_core::{DType, Tensor};
 
-use super::{Attribution, Method, Passes, Target, in_batches, target_values};
+use super::descriptor::shared::BATCH_SIZE;
+use super::descriptor::{Build, Descriptor, Kind, Param};
+use super::method::{Attribution, Method, Passes, in_batches, target_values};
+use super::target::Target;
+use crate::data::image::MAX_INPUT_SIDE;
 use crate::model::Model;
+
+/// Occlusion.
+pub const DESCRIPTORS: &[Descriptor] = &[Descriptor {
+    name: "occlusion",
+    aliases: &[],
+    about: "occlusion by a sliding window",
+    citation: "Zeiler & Fergus 2014",
+    params: &[WINDOW, STRIDE, BATCH_SIZE],
+    build: Build::Method(|p| {
+        Ok(Box::new(Occlusion {
+            window: p.count(&WINDOW)?,
+            stride: p.count(&STRIDE)?,
+            batch: p.count(&BATCH_SIZE)?,
+            ..Occlusion::default()
+        }))
+    }),
+}];
+
+const WINDOW: Param = Param {
+    name: "window",
+    kind: Kind::Integer {
+        default: DEFAULT_WINDOW as u64,
+        min: 1,
+        max: MAX_INPUT_SIDE as u64,
+    },
+    help: "Occlusion: window side in pixels",
+};
+
+const STRIDE: Param = Param {
+    name: "stride",
+    kind: Kind::Integer {
+        default: DEFAULT_STRIDE as u64,
+        min: 1,
+        max: MAX_INPUT_SIDE as u64,
+    },
+    help: "Occlusion: pixels between windows",
+};
+
+const DEFAULT_WINDOW: usize = 16;
+const DEFAULT_STRIDE: usize = 8;
 
 /// Occlusion with a square window.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,8 +71,8 @@ pub struct Occlusion {
 impl Default for Occlusion {
     fn default() -> Self {
         Self {
-            window: 16,
-            stride: 8,
+            window: DEFAULT_WINDOW,
+            stride: DEFAULT_STRIDE,
             fill: 0.0,
             batch: 32,
         }

@@ -1,175 +1,188 @@
-//! Methods by name, as the command line and the TUI ask for them.
+//! Methods by name, as the command line and the TUI ask for them, from the
+//! [`Descriptor`]s every method file declares. A name is a method
+//! (`guided-backprop`), a wrapper around one (`smoothgrad:guided-backprop`), or a
+//! wrapper alone, around saliency (`smoothgrad`).
 
-use anyhow::{Result, bail};
+use std::collections::BTreeMap;
 
-use super::{
-    Baseline, Cam, CamWeighting, Gradient, GuidedGradCam, IntegratedGradients, Method, Occlusion,
-    Quadrature, SmoothGrad, Statistic, Upsampling,
-};
+use anyhow::{Result, bail, ensure};
 
-/// The method names [`build`] knows, with a line each for help texts.
-pub const METHODS: &[(&str, &str)] = &[
-    ("saliency", "vanilla gradient (Simonyan et al. 2014)"),
-    ("gradient-x-input", "gradient times input"),
-    (
-        "deconvnet",
-        "DeconvNet backward rule (Zeiler & Fergus 2014)",
-    ),
-    (
-        "guided-backprop",
-        "guided backpropagation (Springenberg et al. 2015)",
-    ),
-    ("grad-cam", "Grad-CAM on --layer (Selvaraju et al. 2017)"),
-    (
-        "grad-cam++",
-        "Grad-CAM++ on --layer (Chattopadhay et al. 2018)",
-    ),
-    ("layer-cam", "LayerCAM on --layer (Jiang et al. 2021)"),
-    ("guided-grad-cam", "guided backprop x Grad-CAM on --layer"),
-    (
-        "integrated-gradients",
-        "integrated gradients (Sundararajan et al. 2017)",
-    ),
-    (
-        "occlusion",
-        "occlusion by a sliding window (Zeiler & Fergus 2014)",
-    ),
-    (
-        "smoothgrad:METHOD",
-        "SmoothGrad around any method (Smilkov et al. 2017)",
-    ),
-    (
-        "smoothgrad-sq:METHOD",
-        "mean of squared maps over noisy copies",
-    ),
-    (
-        "vargrad:METHOD",
-        "variance of the maps over noisy copies (Adebayo et al. 2018)",
-    ),
-];
+use super::descriptor::{Build, Descriptor, Param, Params, Value};
+use super::method::Method;
 
-/// The parameters methods take; each method reads the ones it needs.
-#[derive(Clone, Debug)]
-pub struct MethodOptions {
-    /// CAM layers (Grad-CAM and relatives); several are averaged.
-    pub layers: Vec<String>,
-    /// Guided Grad-CAM's upsampling.
-    pub upsampling: Upsampling,
-    /// SmoothGrad's noisy copies.
-    pub samples: usize,
-    /// SmoothGrad's noise level (fraction of the input's range).
-    pub noise_level: f64,
-    /// SmoothGrad's seed.
-    pub seed: u64,
-    /// Integrated gradients' steps.
-    pub steps: usize,
-    /// Integrated gradients' quadrature.
-    pub quadrature: Quadrature,
-    /// Integrated gradients' baseline.
-    pub baseline: Baseline,
-    /// Occlusion's window side and stride, in pixels.
-    pub window: usize,
-    /// Occlusion's stride.
-    pub stride: usize,
-    /// Occlusion's fill value.
-    pub fill: f64,
-    /// Inputs per pass for the methods that run many (SmoothGrad, IG, occlusion).
-    pub batch: usize,
+/// The method a lone wrapper wraps.
+const DEFAULT_INNER: &str = "saliency";
+
+/// Every method, in the order help lists them.
+pub fn descriptors() -> impl Iterator<Item = &'static Descriptor> {
+    super::METHOD_FILES.iter().flat_map(|file| file.iter())
 }
 
-impl Default for MethodOptions {
-    fn default() -> Self {
-        let occlusion = Occlusion::default();
-        Self {
-            layers: Vec::new(),
-            upsampling: Upsampling::Bilinear,
-            samples: 50,
-            noise_level: 0.15,
-            seed: 0,
-            steps: 50,
-            quadrature: Quadrature::GaussLegendre,
-            baseline: Baseline::Zero,
-            window: occlusion.window,
-            stride: occlusion.stride,
-            fill: occlusion.fill,
-            batch: 16,
-        }
-    }
+/// The method called `name` (or one of its aliases).
+pub fn find(name: &str) -> Option<&'static Descriptor> {
+    descriptors().find(|d| d.name == name || d.aliases.contains(&name))
 }
 
-/// The method called `name` (see [`METHODS`]) with `options`.
-pub fn build(name: &str, options: &MethodOptions) -> Result<Box<dyn Method>> {
-    if let Some((wrapper, inner)) = name.split_once(':') {
-        let statistic = match wrapper {
-            "smoothgrad" => Statistic::Mean,
-            "smoothgrad-sq" => Statistic::MeanOfSquares,
-            "vargrad" => Statistic::Variance,
-            _ => bail!("`{wrapper}` wraps no method; {}", known()),
-        };
-        // One wrapper: noise over noise multiplies the passes and means nothing more.
-        if inner.contains(':') {
-            bail!("`{wrapper}:` wraps a plain method, not another wrapper");
+/// Every parameter some method reads, once each, in the order methods declare them.
+pub fn parameters() -> Vec<&'static Param> {
+    let mut all: Vec<&'static Param> = Vec::new();
+    for param in descriptors().flat_map(|d| d.params) {
+        if !all.iter().any(|p| p.name == param.name) {
+            all.push(param);
         }
-        return Ok(Box::new(SmoothGrad {
-            samples: options.samples,
-            level: options.noise_level,
-            statistic,
-            batch: options.batch,
-            seed: options.seed,
-            ..SmoothGrad::new(build(inner, options)?)
-        }));
     }
-    let cam = |weighting| -> Result<Box<dyn Method>> {
-        Ok(Box::new(Cam {
-            layers: cam_layers(name, options)?,
-            weighting,
-        }))
+    all
+}
+
+/// The descriptors `name` is made of: the method, or the wrapper then the method.
+pub fn resolve(name: &str) -> Result<Vec<&'static Descriptor>> {
+    let (outer, inner) = match name.split_once(':') {
+        Some((outer, inner)) => (outer, Some(inner)),
+        None => (name, None),
     };
-    Ok(match name {
-        "saliency" => Box::new(Gradient::saliency()),
-        "gradient-x-input" => Box::new(Gradient::times_input()),
-        "deconvnet" => Box::new(Gradient::deconvnet()),
-        "guided-backprop" => Box::new(Gradient::guided_backprop()),
-        "grad-cam" => cam(CamWeighting::GradCam)?,
-        "grad-cam++" => cam(CamWeighting::GradCamPlusPlus)?,
-        "layer-cam" => cam(CamWeighting::LayerCam)?,
-        "guided-grad-cam" => {
-            let layers = cam_layers(name, options)?;
-            if layers.len() > 1 {
-                bail!("guided-grad-cam takes one --layer, got {}", layers.len());
-            }
-            Box::new(GuidedGradCam {
-                layer: layers[0].clone(),
-                upsampling: options.upsampling,
-            })
-        }
-        "integrated-gradients" | "ig" => Box::new(IntegratedGradients {
-            steps: options.steps,
-            quadrature: options.quadrature,
-            baseline: options.baseline.clone(),
-            batch: options.batch,
-        }),
-        "occlusion" => Box::new(Occlusion {
-            window: options.window,
-            stride: options.stride,
-            fill: options.fill,
-            batch: options.batch,
-        }),
-        "smoothgrad" | "smoothgrad-sq" | "vargrad" => {
-            return build(&format!("{name}:saliency"), options);
-        }
-        _ => bail!("unknown method `{name}`; {}", known()),
-    })
+    let Some(outer) = find(outer) else {
+        bail!("unknown method `{outer}`; {}", known());
+    };
+    let inner = match (&outer.build, inner) {
+        (Build::Method(_), None) => return Ok(vec![outer]),
+        (Build::Method(_), Some(_)) => bail!("`{}` wraps no method; {}", outer.name, known()),
+        (Build::Wrapper(_), inner) => inner.unwrap_or(DEFAULT_INNER),
+    };
+    // One wrapper: noise over noise multiplies the passes and means nothing more.
+    ensure!(
+        !inner.contains(':') && find(inner).is_none_or(|d| matches!(d.build, Build::Method(_))),
+        "`{}:` wraps a plain method, not another wrapper",
+        outer.name
+    );
+    let Some(inner) = find(inner) else {
+        bail!("unknown method `{inner}`; {}", known());
+    };
+    Ok(vec![outer, inner])
 }
 
-fn cam_layers(name: &str, options: &MethodOptions) -> Result<Vec<String>> {
-    if options.layers.is_empty() {
-        bail!("{name} needs a layer with feature maps: --layer NAME (`unitscope info` lists them)");
+/// The method called `name`, with `params` (each parameter not given at its
+/// default).
+pub fn build(name: &str, params: &Params) -> Result<Box<dyn Method>> {
+    match resolve(name)?.as_slice() {
+        [
+            Descriptor {
+                build: Build::Method(make),
+                ..
+            },
+        ] => make(params),
+        [
+            Descriptor {
+                build: Build::Wrapper(wrap),
+                ..
+            },
+            Descriptor {
+                build: Build::Method(make),
+                ..
+            },
+        ] => wrap(params, make(params)?),
+        _ => bail!("internal: `{name}` resolved to no method"),
     }
-    Ok(options.layers.clone())
+}
+
+/// The parameter values the method `name` runs with under `params`, by name: what
+/// a summary records beside its maps.
+pub fn values(name: &str, params: &Params) -> Result<BTreeMap<&'static str, Value>> {
+    Ok(resolve(name)?
+        .into_iter()
+        .flat_map(|d| params.of(d))
+        .collect())
+}
+
+/// What `--list-methods` prints: a method per line, then its parameters indented,
+/// each with its default and help.
+pub fn listing() -> Vec<String> {
+    let mut lines = Vec::new();
+    for d in descriptors() {
+        let name = match d.build {
+            Build::Method(_) => d.name.to_owned(),
+            Build::Wrapper(_) => format!("{}:METHOD", d.name),
+        };
+        let aliases = match d.aliases {
+            [] => String::new(),
+            a => format!(" (also {})", a.join(", ")),
+        };
+        lines.push(format!("{name:<22} {} ({}){aliases}", d.about, d.citation));
+        for p in d.params {
+            let default = p
+                .default_value()
+                .map_or("the model's last feature map".to_owned(), |v| v.to_string());
+            lines.push(format!(
+                "    --{:<16} [default: {default}] {}",
+                p.name, p.help
+            ));
+        }
+    }
+    lines
 }
 
 fn known() -> String {
-    let names: Vec<&str> = METHODS.iter().map(|(n, _)| *n).collect();
+    let names: Vec<String> = descriptors()
+        .map(|d| match d.build {
+            Build::Method(_) => d.name.to_owned(),
+            Build::Wrapper(_) => format!("{}:METHOD", d.name),
+        })
+        .collect();
     format!("known methods: {}", names.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Methods that read a parameter of the same name declare the same parameter:
+    /// one option, one default, one range.
+    #[test]
+    fn a_shared_parameter_is_declared_alike_everywhere() {
+        for d in descriptors() {
+            for p in d.params {
+                let first = parameters().into_iter().find(|q| q.name == p.name).unwrap();
+                assert_eq!(first, p, "`{}` of {} differs", p.name, d.name);
+            }
+        }
+    }
+
+    /// Names and aliases are unique, and every default parses as its own parameter.
+    #[test]
+    fn names_are_unique_and_defaults_are_valid() {
+        let mut names: Vec<&str> = descriptors()
+            .flat_map(|d| std::iter::once(d.name).chain(d.aliases.iter().copied()))
+            .collect();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "a name is taken twice");
+        for p in parameters() {
+            if let Some(default) = p.default_value() {
+                assert_eq!(
+                    p.parse(&default.to_string()).unwrap(),
+                    default,
+                    "{}",
+                    p.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn names_resolve_to_methods_and_wrappers() {
+        let names = |n: &str| -> Vec<&str> { resolve(n).unwrap().iter().map(|d| d.name).collect() };
+        assert_eq!(names("ig"), ["integrated-gradients"]);
+        assert_eq!(names("vargrad"), ["vargrad", "saliency"]);
+        assert_eq!(names("smoothgrad:occlusion"), ["smoothgrad", "occlusion"]);
+        for (bad, needle) in [
+            ("gradcam", "known methods"),
+            ("saliency:occlusion", "wraps no method"),
+            ("smoothgrad:vargrad", "not another wrapper"),
+            ("smoothgrad:vargrad:saliency", "not another wrapper"),
+            ("smoothgrad:nope", "unknown method `nope`"),
+        ] {
+            let err = resolve(bad).err().unwrap().to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
 }

@@ -13,8 +13,87 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
-use super::{Attribution, Method, Passes, Target, add_onto_inputs, in_batches, onto_inputs};
+use super::descriptor::shared::BATCH_SIZE;
+use super::descriptor::{Build, Descriptor, Kind, Param, Params};
+use super::method::{Attribution, Method, Passes, add_onto_inputs, in_batches, onto_inputs};
+use super::target::Target;
 use crate::model::{InputGradient, Model};
+
+/// SmoothGrad and its relatives, around any method (`smoothgrad:guided-backprop`;
+/// alone, around saliency).
+pub const DESCRIPTORS: &[Descriptor] = &[
+    Descriptor {
+        name: "smoothgrad",
+        aliases: &[],
+        about: "SmoothGrad: the mean map over noisy copies",
+        citation: "Smilkov et al. 2017",
+        params: PARAMS,
+        build: Build::Wrapper(|p, inner| smooth(p, inner, Statistic::Mean)),
+    },
+    Descriptor {
+        name: "smoothgrad-sq",
+        aliases: &[],
+        about: "the mean of squared maps over noisy copies",
+        citation: "Smilkov et al. 2017; Hooker et al. 2019",
+        params: PARAMS,
+        build: Build::Wrapper(|p, inner| smooth(p, inner, Statistic::MeanOfSquares)),
+    },
+    Descriptor {
+        name: "vargrad",
+        aliases: &[],
+        about: "the variance of the maps over noisy copies",
+        citation: "Adebayo et al. 2018",
+        params: PARAMS,
+        build: Build::Wrapper(|p, inner| smooth(p, inner, Statistic::Variance)),
+    },
+];
+
+const PARAMS: &[Param] = &[SAMPLES, NOISE_LEVEL, SEED, BATCH_SIZE];
+
+const SAMPLES: Param = Param {
+    name: "samples",
+    kind: Kind::Integer {
+        default: DEFAULT_SAMPLES as u64,
+        min: 1,
+        max: 10_000,
+    },
+    help: "SmoothGrad: noisy copies per image",
+};
+
+const NOISE_LEVEL: Param = Param {
+    name: "noise-level",
+    kind: Kind::Real {
+        default: DEFAULT_LEVEL,
+        min: 0.0,
+        max: 10.0,
+    },
+    help: "SmoothGrad: noise as a fraction of the input's value range",
+};
+
+const SEED: Param = Param {
+    name: "seed",
+    kind: Kind::Integer {
+        default: 0,
+        min: 0,
+        max: u64::MAX,
+    },
+    help: "SmoothGrad: seed of the noise",
+};
+
+/// The paper's defaults: 50 copies at noise level 0.15.
+const DEFAULT_SAMPLES: usize = 50;
+const DEFAULT_LEVEL: f64 = 0.15;
+
+fn smooth(p: &Params, inner: Box<dyn Method>, statistic: Statistic) -> Result<Box<dyn Method>> {
+    Ok(Box::new(SmoothGrad {
+        samples: p.count(&SAMPLES)?,
+        level: p.real(&NOISE_LEVEL)?,
+        statistic,
+        batch: p.count(&BATCH_SIZE)?,
+        seed: p.integer(&SEED)?,
+        ..SmoothGrad::new(inner)
+    }))
+}
 
 /// How the noisy copies' maps are combined.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,8 +128,8 @@ impl SmoothGrad {
     pub fn new(inner: Box<dyn Method>) -> Self {
         Self {
             inner,
-            samples: 50,
-            level: 0.15,
+            samples: DEFAULT_SAMPLES,
+            level: DEFAULT_LEVEL,
             statistic: Statistic::Mean,
             batch: 16,
             seed: 0,

@@ -241,7 +241,8 @@ fn engine(args: &EngineArgs) -> Result<()> {
 }
 
 fn attribution(args: &AttributionArgs) -> Result<()> {
-    use unitscope::attribution::{Target, registry};
+    use unitscope::attribution::descriptor::Value;
+    use unitscope::attribution::{Params, Target, registry};
     let device = super::device()?;
     let model = Model::new(
         "resnet18".into(),
@@ -254,15 +255,17 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
     let [window, stride] = args.occlusion[..] else {
         anyhow::bail!("--occlusion takes WINDOW,STRIDE");
     };
-    let options = registry::MethodOptions {
-        layers: vec!["layer4".into()],
-        samples: args.samples,
-        steps: args.samples,
-        window,
-        stride,
-        batch: args.batch_size,
-        ..registry::MethodOptions::default()
-    };
+    let mut options = Params::new();
+    options.set("layer", Value::Layers(vec!["layer4".into()]));
+    for (name, value) in [
+        ("samples", args.samples),
+        ("steps", args.samples),
+        ("window", window),
+        ("stride", stride),
+        ("batch-size", args.batch_size),
+    ] {
+        options.set(name, Value::Integer(value as u64));
+    }
     if !args.json {
         outln!(
             "ResNet-18, 224x224, {} threads, median of {}; passes per image (forward+backward / forward only)",

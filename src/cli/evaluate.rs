@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, ensure};
 use candle_core::{DType, Tensor};
 use serde_json::json;
-use unitscope::attribution::{self, ChannelReduction, Method, Target};
+use unitscope::attribution::{self, ChannelReduction, Target};
 use unitscope::data::world::{HELD_OUT, World};
 use unitscope::jobs;
 use unitscope::metrics::{self, DeletionInsertion};
 use unitscope::model::Model;
 
 use super::job::{self, Printer};
+use super::methods::NamedMethod;
 
 #[derive(Clone, clap::Args)]
 pub struct Args {
@@ -65,7 +66,7 @@ pub fn run(args: &Args) -> Result<()> {
 fn evaluate(
     args: &Args,
     model: &Model,
-    methods: Vec<(String, Box<dyn Method>)>,
+    methods: Vec<NamedMethod>,
     (cx, out): (&jobs::Context, &Printer),
 ) -> Result<()> {
     let inputs = args.inputs(model)?;

@@ -9,7 +9,7 @@ use candle_core::Tensor;
 use image::RgbImage;
 use serde_json::json;
 use unitscope::atomic;
-use unitscope::attribution::{self, Attribution, ChannelReduction, Method, TargetSpec, registry};
+use unitscope::attribution::{self, Attribution, ChannelReduction, Params, TargetSpec, registry};
 use unitscope::data::world::{HELD_OUT, World};
 use unitscope::jobs;
 use unitscope::metrics::{self, DeletionInsertion};
@@ -17,6 +17,7 @@ use unitscope::model::Model;
 use unitscope::render::{self, Colormap, Scaling};
 
 use super::job::{self, Printer};
+use super::methods::NamedMethod;
 use super::outln;
 
 #[derive(Clone, clap::Args)]
@@ -77,13 +78,14 @@ struct Input {
 
 pub fn run(args: &Args) -> Result<()> {
     if args.list_methods {
-        for (name, about) in registry::METHODS {
-            outln!("{name:<22} {about}");
+        for line in registry::listing() {
+            outln!("{line}");
         }
         return Ok(());
     }
     let model = super::load_model(args.model.as_deref())?;
     let methods = args.methods.build(&model)?;
+    let params = args.methods.params(&model);
     let targets = args
         .target
         .iter()
@@ -94,7 +96,7 @@ pub fn run(args: &Args) -> Result<()> {
     let total = args.demo.unwrap_or(args.images.len()) as u64;
     let args = args.clone();
     job::run("explain", total, move |cx, out| {
-        explain(&args, &model, &methods, &targets, (cx, out))
+        explain(&args, &model, (&methods, &params), &targets, (cx, out))
     })
 }
 
@@ -103,7 +105,7 @@ pub fn run(args: &Args) -> Result<()> {
 fn explain(
     args: &Args,
     model: &Model,
-    methods: &[(String, Box<dyn Method>)],
+    (methods, params): (&[NamedMethod], &Params),
     targets: &[TargetSpec],
     (cx, out): (&jobs::Context, &Printer),
 ) -> Result<()> {
@@ -159,6 +161,7 @@ fn explain(
                     "metrics": metrics,
                     "warning": warning,
                     "method": method.name(),
+                    "parameters": registry::values(key, params)?,
                     "passes": method.passes(),
                     "target": describe(&resolved[0], model),
                     "ms": ms,

@@ -1,79 +1,109 @@
 //! The attribution-method flags `explain` and `evaluate` share.
 
-use anyhow::{Result, bail, ensure};
-use unitscope::attribution::{self, Baseline, Method, Quadrature, Upsampling, registry};
-use unitscope::data::MAX_SIGMA;
-use unitscope::data::image::MAX_INPUT_SIDE;
+use anyhow::{Result, ensure};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use unitscope::attribution::descriptor::shared::LAYER;
+use unitscope::attribution::descriptor::{Kind, Param, Params, Value};
+use unitscope::attribution::{self, Method, registry};
 use unitscope::model::Model;
 
 /// Model passes one method may take per input (SmoothGrad's samples times its inner
 /// method's passes): beyond this a run is hours, not a mistake to wait out.
 const MAX_PASSES: usize = 100_000;
 
-#[derive(Clone, clap::Args)]
+/// The methods to run and their parameters. Every parameter option comes from the
+/// methods' descriptors (see [`registry::parameters`]); a method added to the
+/// registry brings its own.
+#[derive(Clone, Debug)]
 pub struct MethodArgs {
-    /// Methods, comma-separated (`unitscope explain --list-methods` names them all).
-    #[arg(
-        long,
-        short,
-        value_delimiter = ',',
-        default_value = "saliency,guided-backprop,grad-cam"
-    )]
-    method: Vec<String>,
-    /// Layers for the CAM methods (comma-separated; several are averaged). Default:
-    /// the last layer with feature maps.
-    #[arg(long, value_delimiter = ',')]
-    layer: Vec<String>,
-    /// SmoothGrad: noisy copies per image.
-    #[arg(long, default_value_t = 50, value_parser = super::count(1..=10_000))]
-    samples: usize,
-    /// SmoothGrad: noise as a fraction of the input's value range.
-    #[arg(long, default_value_t = 0.15, value_parser = super::real(0.0, 10.0), allow_negative_numbers = true)]
-    noise_level: f64,
-    /// SmoothGrad: seed of the noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Integrated gradients: steps.
-    #[arg(long, default_value_t = 50, value_parser = super::count(1..=10_000))]
-    steps: usize,
-    /// Integrated gradients: baseline `zero`, `blur` (sigma 10 px) or `blur:SIGMA`.
-    #[arg(long, default_value = "zero")]
-    baseline: String,
-    /// Integrated gradients: quadrature.
-    #[arg(long, value_enum, default_value = "gauss-legendre")]
-    quadrature: QuadratureArg,
-    /// Occlusion: window side in pixels.
-    #[arg(long, default_value_t = 16, value_parser = super::count(1..=MAX_INPUT_SIDE as u64))]
-    window: usize,
-    /// Occlusion: pixels between windows.
-    #[arg(long, default_value_t = 8, value_parser = super::count(1..=MAX_INPUT_SIDE as u64))]
-    stride: usize,
-    /// Guided Grad-CAM: upsample the CAM by nearest neighbour (Captum's default)
-    /// instead of bilinearly (the paper's).
-    #[arg(long)]
-    nearest: bool,
-    /// Inputs per pass for SmoothGrad, integrated gradients and occlusion (bounds memory).
-    #[arg(long, default_value_t = 16, value_parser = super::count(1..=256))]
-    batch_size: usize,
+    methods: Vec<String>,
+    params: Params,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum QuadratureArg {
-    RiemannLeft,
-    RiemannRight,
-    RiemannMiddle,
-    RiemannTrapezoid,
-    GaussLegendre,
+/// A method as named on the command line, built.
+pub type NamedMethod = (String, Box<dyn Method>);
+
+const DEFAULT_METHODS: &str = "saliency,guided-backprop,grad-cam";
+
+impl clap::Args for MethodArgs {
+    fn augment_args(cmd: Command) -> Command {
+        let method = Arg::new("method")
+            .long("method")
+            .short('m')
+            .value_name("METHOD")
+            .value_delimiter(',')
+            .default_value(DEFAULT_METHODS)
+            .help("Methods, comma-separated (`unitscope explain --list-methods` names them all)");
+        registry::parameters()
+            .into_iter()
+            .fold(cmd.arg(method), |cmd, p| cmd.arg(option(p)))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for MethodArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let methods = matches
+            .get_many::<String>("method")
+            .map(|names| names.cloned().collect())
+            .unwrap_or_default();
+        let mut params = Params::new();
+        for p in registry::parameters() {
+            let value = match p.kind {
+                Kind::Flag => matches.get_flag(p.name).then_some(Value::Flag(true)),
+                Kind::Layers => matches
+                    .get_many::<String>(p.name)
+                    .map(|layers| Value::Layers(layers.cloned().collect())),
+                _ => matches.get_one::<Value>(p.name).cloned(),
+            };
+            if let Some(value) = value {
+                params.set(p.name, value);
+            }
+        }
+        Ok(Self { methods, params })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+/// The option `--NAME` of a method parameter: its help, its default, and its
+/// range or choices checked as the command line is read.
+fn option(p: &'static Param) -> Arg {
+    let arg = Arg::new(p.name)
+        .long(p.name)
+        .help(p.help)
+        .value_name(p.name.to_uppercase());
+    match &p.kind {
+        Kind::Flag => arg.action(ArgAction::SetTrue).value_name(None::<&str>),
+        Kind::Layers => arg.value_delimiter(',').action(ArgAction::Append),
+        Kind::Choice { default, values } => arg.default_value(*default).value_parser(
+            PossibleValuesParser::new(values.iter().map(|(n, h)| PossibleValue::new(n).help(h)))
+                .map(Value::Text),
+        ),
+        _ => {
+            let default = p.default_value().map(|v| v.to_string()).unwrap_or_default();
+            arg.default_value(default)
+                .allow_negative_numbers(true)
+                .value_parser(move |s: &str| p.parse(s).map_err(|e| e.to_string()))
+        }
+    }
 }
 
 impl MethodArgs {
     /// Each method as named on the command line, built for `model`.
-    pub fn build(&self, model: &Model) -> Result<Vec<(String, Box<dyn Method>)>> {
-        let options = self.options(model)?;
-        self.method
+    pub fn build(&self, model: &Model) -> Result<Vec<NamedMethod>> {
+        let params = self.params(model);
+        self.methods
             .iter()
             .map(|name| {
-                let method = registry::build(name, &options)?;
+                let method = registry::build(name, &params)?;
                 let passes = method.passes();
                 let total = passes.backward + passes.forward;
                 ensure!(
@@ -86,52 +116,15 @@ impl MethodArgs {
             .collect()
     }
 
-    fn options(&self, model: &Model) -> Result<registry::MethodOptions> {
-        let layers = match self.layer.is_empty() {
-            true => vec![attribution::default_cam_layer(model)?],
-            false => self.layer.clone(),
-        };
-        let baseline = match self.baseline.split_once(':') {
-            None if self.baseline == "zero" => Baseline::Zero,
-            None if self.baseline == "blur" => Baseline::Blurred(10.0),
-            Some(("blur", sigma)) => Baseline::Blurred(
-                super::real(0.0, MAX_SIGMA)(sigma)
-                    .ok()
-                    .filter(|&s| s > 0.0)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "--baseline blur:{sigma}: the blur's sigma must be a number of pixels \
-                             above 0 and at most {MAX_SIGMA}"
-                        )
-                    })?,
-            ),
-            _ => bail!(
-                "--baseline `{}`: use zero, blur or blur:SIGMA",
-                self.baseline
-            ),
-        };
-        Ok(registry::MethodOptions {
-            layers,
-            upsampling: match self.nearest {
-                true => Upsampling::Nearest,
-                false => Upsampling::Bilinear,
-            },
-            samples: self.samples,
-            noise_level: self.noise_level,
-            seed: self.seed,
-            steps: self.steps,
-            quadrature: match self.quadrature {
-                QuadratureArg::RiemannLeft => Quadrature::RiemannLeft,
-                QuadratureArg::RiemannRight => Quadrature::RiemannRight,
-                QuadratureArg::RiemannMiddle => Quadrature::RiemannMiddle,
-                QuadratureArg::RiemannTrapezoid => Quadrature::RiemannTrapezoid,
-                QuadratureArg::GaussLegendre => Quadrature::GaussLegendre,
-            },
-            baseline,
-            window: self.window,
-            stride: self.stride,
-            fill: 0.0,
-            batch: self.batch_size,
-        })
+    /// The parameters as given, the CAM layer defaulting to `model`'s last feature
+    /// map (when it has one; a CAM on a model without says what to give).
+    pub fn params(&self, model: &Model) -> Params {
+        let mut params = self.params.clone();
+        if params.get(&LAYER).is_err()
+            && let Ok(layer) = attribution::default_cam_layer(model)
+        {
+            params.set(LAYER.name, Value::Layers(vec![layer]));
+        }
+        params
     }
 }
