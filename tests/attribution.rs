@@ -223,3 +223,30 @@ fn the_default_cam_layer_is_the_last_feature_map() {
     let resnet = common::synthetic_model(Architecture::Resnet18, &ArchOptions::default(), 10);
     assert_eq!(attribution::default_cam_layer(&resnet).unwrap(), "layer4");
 }
+
+/// The random baseline is reproducible, the same for an input alone or in a batch,
+/// in [0, 1), and knows nothing of the target.
+#[test]
+fn the_random_baseline_is_seeded_per_input() {
+    let model = demo::model(&Device::Cpu).unwrap();
+    let random = registry::build("random", &Params::new()).unwrap();
+    let x = Tensor::randn(0f32, 1., (3, 3, 64, 64), &Device::Cpu).unwrap();
+    let map = |x: &Tensor, class: usize| -> Vec<f32> {
+        let targets = vec![Target::Class(class); x.dim(0).unwrap()];
+        let Attribution::Input(m) = random.attribute(&model, x, &targets).unwrap() else {
+            panic!("random gives an input map");
+        };
+        assert_eq!(m.dims(), x.dims());
+        m.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let batch = map(&x, 0);
+    assert!(batch.iter().all(|v| (0.0..1.0).contains(v)));
+    assert_eq!(batch, map(&x, 1), "the map depends on the target");
+    let first = map(&x.narrow(0, 0, 1).unwrap(), 0);
+    assert_eq!(first[..], batch[..first.len()], "input 0 alone differs");
+    assert_ne!(
+        first[..],
+        batch[first.len()..2 * first.len()],
+        "inputs share noise"
+    );
+}

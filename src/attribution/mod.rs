@@ -22,6 +22,7 @@ descriptor::method_files! {
     integrated_gradients,
     occlusion,
     smooth_grad,
+    random,
 }
 
 pub use cam::{Cam, CamWeighting};
