@@ -14,7 +14,7 @@ use unitscope::data::world::{HELD_OUT, World};
 use unitscope::jobs;
 use unitscope::metrics::{self, DeletionInsertion};
 use unitscope::model::Model;
-use unitscope::render::{self, Colormap, Scaling};
+use unitscope::render::{self, Cells, Colormap, Panel, Style, Terminal};
 
 use super::job::{self, Printer};
 use super::methods::NamedMethod;
@@ -66,6 +66,16 @@ pub struct Args {
     methods: super::methods::MethodArgs,
 }
 
+/// What `explain` runs with, once the options are read.
+struct Run<'a> {
+    model: &'a Model,
+    methods: &'a [NamedMethod],
+    params: &'a Params,
+    targets: &'a [TargetSpec],
+    /// Where `--show` prints, if asked.
+    terminal: Option<Terminal>,
+}
+
 /// An input to explain: its name in file names and its preprocessed tensor.
 struct Input {
     name: String,
@@ -93,22 +103,33 @@ pub fn run(args: &Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create `{}`", args.output.display()))?;
+    // Asked here, before the job: the answer to a terminal query is read from the
+    // terminal, which a worker must not race the progress bar for.
+    let terminal = args.show.then(Terminal::detect).transpose()?;
     let total = args.demo.unwrap_or(args.images.len()) as u64;
     let args = args.clone();
     job::run("explain", total, move |cx, out| {
-        explain(&args, &model, (&methods, &params), &targets, (cx, out))
+        let run = Run {
+            model: &model,
+            methods: &methods,
+            params: &params,
+            targets: &targets,
+            terminal,
+        };
+        explain(&args, &run, (cx, out))
     })
 }
 
 /// The body of `explain`, run as a job: every input in turn, reporting progress and
 /// stopping at a cancellation between inputs or inside a method's batches.
-fn explain(
-    args: &Args,
-    model: &Model,
-    (methods, params): (&[NamedMethod], &Params),
-    targets: &[TargetSpec],
-    (cx, out): (&jobs::Context, &Printer),
-) -> Result<()> {
+fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Result<()> {
+    let Run {
+        model,
+        methods,
+        params,
+        targets,
+        terminal,
+    } = run;
     let total = args.demo.unwrap_or(args.images.len()) as u64;
     let mut summary = Vec::new();
     for (done, input) in args.inputs(model)?.enumerate() {
@@ -120,9 +141,15 @@ fn explain(
         super::check_outputs([top.p]);
         let resolved: Vec<_> = targets.iter().map(|t| t.resolve(&[top.index])).collect();
         let picture = model.input_spec().to_image(&input.tensor)?;
-        let mut tiles = vec![picture.clone()];
+        let mut panels = vec![Panel {
+            image: picture.clone(),
+            caption: vec![
+                input.name.clone(),
+                format!("{} {:.0}%", top.label, top.p * 100.0),
+            ],
+        }];
         let mut explained = Vec::new();
-        for (key, method) in methods {
+        for (key, method) in methods.iter() {
             let start = Instant::now();
             let results = attribution::attribute(method.as_ref(), model, &x, &resolved)?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
@@ -139,13 +166,14 @@ fn explain(
                 if let Some(w) = &warning {
                     eprintln!("warning: {}: {w}", input.name);
                 }
-                let heat = args.heatmap(&maps, &picture)?;
+                let heat = render::draw(&maps, &picture, args.style())?;
                 let png = args.output.join(format!("{stem}.png"));
                 render::save_png(&heat, &png)?;
-                if args.show {
+                if let Some(terminal) = terminal {
                     let target = describe(&resolved[0], model);
                     let title = format!("{} {} ({target})", input.name, method.name());
-                    out.suspend(|| show(&heat, &title))?;
+                    out.line(&title)?;
+                    out.suspend(|| terminal.print(&heat, SHOW_AREA))?;
                 }
                 let raw = if args.save_raw {
                     save_raw(&args.output, &stem, &maps, &picture, args.reduction)?
@@ -156,7 +184,10 @@ fn explain(
                     true => Some(measure(model, input, &maps, top.index)?),
                     false => None,
                 };
-                tiles.push(heat);
+                panels.push(Panel {
+                    image: heat,
+                    caption: caption(key, &describe(&resolved[0], model), &maps),
+                });
                 explained.push(json!({
                     "metrics": metrics,
                     "warning": warning,
@@ -171,7 +202,7 @@ fn explain(
             }
         }
         let grid = args.output.join(format!("{}.grid.png", input.name));
-        render::save_png(&render::grid(&tiles, tiles.len(), 2)?, &grid)?;
+        render::save_png(&render::grid(&panels, panels.len())?, &grid)?;
         out.line(&format!(
             "{}: {} ({:.1}%) -> {}",
             input.name,
@@ -229,25 +260,13 @@ impl Args {
         Ok(Box::new(inputs.into_iter().map(Ok)))
     }
 
-    /// The map of the first (only) input, scaled, colored and laid over `picture`.
-    fn heatmap(&self, maps: &Attribution, picture: &RgbImage) -> Result<RgbImage> {
-        let (w, h) = (picture.width() as usize, picture.height() as usize);
-        let display = maps.display((h, w), self.reduction)?;
-        let values = display
-            .flatten_all()?
-            .to_dtype(candle_core::DType::F32)?
-            .to_vec1::<f32>()?;
-        let (scaling, signed) = match maps {
-            Attribution::Layers(_) => (Scaling::None, false),
-            Attribution::Input(_) => (Scaling::default(), self.reduction == ChannelReduction::Sum),
-        };
-        let colormap = if signed {
-            Colormap::RedBlue
-        } else {
-            self.colormap
-        };
-        let heat = render::heatmap(&scaling.apply(&values), (w, h), signed, colormap)?;
-        render::overlay(picture, &heat, self.alpha as f32)
+    /// How maps are drawn, from the options.
+    fn style(&self) -> Style {
+        Style {
+            reduction: self.reduction,
+            colormap: self.colormap,
+            alpha: self.alpha as f32,
+        }
     }
 }
 
@@ -366,26 +385,21 @@ fn save_raw(
     Ok(written)
 }
 
-/// Prints `img` in the terminal under a title line, by the richest protocol the
-/// terminal answers for: kitty or iTerm2 images, then sixel, else half blocks. Into a
-/// pipe or file only half blocks are written (a protocol query there would be garbage).
-fn show(img: &RgbImage, title: &str) -> Result<()> {
-    use std::io::IsTerminal;
-    outln!("{title}");
-    let terminal = std::io::stdout().is_terminal();
-    // viuer asks for sixel first; a terminal that also speaks kitty or iTerm2 (WezTerm,
-    // Konsole) shows those in full colour rather than sixel's quantized palette.
-    let full_colour = terminal
-        && (viuer::get_kitty_support() != viuer::KittySupport::None || viuer::is_iterm_supported());
-    let config = viuer::Config {
-        absolute_offset: false,
-        width: Some(32),
-        use_kitty: terminal,
-        use_iterm: terminal,
-        use_sixel: terminal && !full_colour,
-        ..Default::default()
+/// The cells `--show` prints each heatmap into.
+const SHOW_AREA: Cells = Cells {
+    columns: 32,
+    rows: 32,
+};
+
+/// A map's caption in the grid: the method as asked for, the target, and the
+/// layer(s) a CAM was taken at (input maps are at the input).
+fn caption(method: &str, target: &str, maps: &Attribution) -> Vec<String> {
+    let at = match maps {
+        Attribution::Input(_) => "at the input".to_owned(),
+        Attribution::Layers(layers) => {
+            let names: Vec<&str> = layers.iter().map(|(name, _)| name.as_str()).collect();
+            format!("layer {}", names.join(","))
+        }
     };
-    viuer::print(&image::DynamicImage::ImageRgb8(img.clone()), &config)
-        .map_err(|e| anyhow::anyhow!("cannot print the heatmap in this terminal: {e}"))?;
-    Ok(())
+    vec![method.to_owned(), target.to_owned(), at]
 }

@@ -1,0 +1,35 @@
+//! Pictures and raw maps on disk, each written whole or not at all
+//! ([`crate::atomic`]).
+
+use anyhow::{Context, Result};
+use image::RgbImage;
+
+use crate::atomic;
+
+/// Writes `img` as a PNG.
+pub fn save_png(img: &RgbImage, path: &std::path::Path) -> Result<()> {
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("cannot encode a PNG")?;
+    atomic::write(path, &png)
+}
+
+/// Writes `t` as a float32 `.npy` array of its shape.
+pub fn save_npy(t: &candle_core::Tensor, path: &std::path::Path) -> Result<()> {
+    let values = t
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let shape: Vec<u64> = t.dims().iter().map(|&d| d as u64).collect();
+    atomic::write_with(path, |file| {
+        use npyz::WriterBuilder;
+        let mut writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(file)
+            .begin_nd()?;
+        writer.extend(values)?;
+        writer.finish()?;
+        Ok(())
+    })
+}

@@ -1,0 +1,151 @@
+//! Pictures side by side, each captioned (method, target, layer): a grid a reader
+//! can tell apart without the file names. Captions are drawn in the public-domain
+//! 8x8 font of the `font8x8` crate; small pictures are enlarged (nearest neighbour,
+//! so pixels stay pixels) until a caption of [`CAPTION_CHARS`] characters fits.
+
+use anyhow::{Result, ensure};
+use font8x8::{BASIC_FONTS, UnicodeFonts};
+use image::imageops::{self, FilterType};
+use image::{Rgb, RgbImage};
+
+/// Characters a caption line holds at least; longer lines are cut with `~`.
+pub const CAPTION_CHARS: u32 = 20;
+
+/// A glyph's side in pixels.
+const GLYPH: u32 = 8;
+/// Pixels between panels, and around caption text.
+const GAP: u32 = 4;
+
+const BACKGROUND: Rgb<u8> = Rgb([24, 24, 24]);
+const TEXT: Rgb<u8> = Rgb([235, 235, 235]);
+
+/// One picture of a grid and its caption lines.
+#[derive(Clone, Debug)]
+pub struct Panel {
+    /// The picture; every panel of a grid has the same size.
+    pub image: RgbImage,
+    /// Caption lines, drawn under the picture.
+    pub caption: Vec<String>,
+}
+
+/// `panels` in rows of `columns`, each picture enlarged to fit its caption, the
+/// caption under it.
+pub fn grid(panels: &[Panel], columns: usize) -> Result<RgbImage> {
+    ensure!(!panels.is_empty() && columns > 0, "an empty grid");
+    let (w, h) = panels[0].image.dimensions();
+    ensure!(
+        panels.iter().all(|p| p.image.dimensions() == (w, h)) && w > 0 && h > 0,
+        "grid pictures differ in size"
+    );
+    let scale = (CAPTION_CHARS * GLYPH).div_ceil(w).max(1);
+    let (pw, ph) = (w * scale, h * scale);
+    let lines = panels.iter().map(|p| p.caption.len()).max().unwrap_or(0) as u32;
+    let caption_height = match lines {
+        0 => 0,
+        n => n * (GLYPH + 2) + GAP,
+    };
+    let cell = (pw + GAP, ph + caption_height + GAP);
+    let rows = panels.len().div_ceil(columns) as u32;
+    let cols = columns.min(panels.len()) as u32;
+    let mut out = RgbImage::from_pixel(cols * cell.0 + GAP, rows * cell.1 + GAP, BACKGROUND);
+    for (i, panel) in panels.iter().enumerate() {
+        let (x, y) = (
+            GAP + (i % columns) as u32 * cell.0,
+            GAP + (i / columns) as u32 * cell.1,
+        );
+        let picture = imageops::resize(&panel.image, pw, ph, FilterType::Nearest);
+        imageops::replace(&mut out, &picture, x as i64, y as i64);
+        for (n, line) in panel.caption.iter().enumerate() {
+            let top = y + ph + GAP / 2 + n as u32 * (GLYPH + 2);
+            text(&mut out, (x, top), &fit(line, pw / GLYPH));
+        }
+    }
+    Ok(out)
+}
+
+/// `line` cut to `chars` characters, the cut marked by a final `~`.
+fn fit(line: &str, chars: u32) -> String {
+    let chars = chars as usize;
+    match line.chars().count() {
+        n if n <= chars => line.to_owned(),
+        _ => line
+            .chars()
+            .take(chars.saturating_sub(1))
+            .chain(['~'])
+            .collect(),
+    }
+}
+
+/// Draws `line` with its top-left corner at `(x, y)`; characters the font lacks
+/// are drawn as `?`.
+fn text(img: &mut RgbImage, (x, y): (u32, u32), line: &str) {
+    for (i, c) in line.chars().enumerate() {
+        let glyph = BASIC_FONTS.get(c).or_else(|| BASIC_FONTS.get('?'));
+        let Some(rows) = glyph else { continue };
+        for (dy, row) in rows.iter().enumerate() {
+            for dx in 0..GLYPH {
+                // Bit 0 is the glyph's leftmost pixel.
+                let (px, py) = (x + i as u32 * GLYPH + dx, y + dy as u32);
+                if row & (1 << dx) != 0 && px < img.width() && py < img.height() {
+                    img.put_pixel(px, py, TEXT);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panel(color: [u8; 3], caption: &[&str]) -> Panel {
+        Panel {
+            image: RgbImage::from_pixel(16, 8, Rgb(color)),
+            caption: caption.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Small pictures are enlarged to hold a caption, tiles keep their places, and
+    /// captions put text pixels under their own picture only.
+    #[test]
+    fn panels_are_enlarged_and_captioned() {
+        let (red, blue) = ([200, 0, 0], [0, 0, 200]);
+        let img = grid(&[panel(red, &["grad-cam"]), panel(blue, &[])], 2).unwrap();
+        // 16 px wide, enlarged 10x to hold 20 glyphs of 8 px.
+        let scale = (CAPTION_CHARS * GLYPH).div_ceil(16);
+        let (pw, ph) = (16 * scale, 8 * scale);
+        assert_eq!(
+            img.dimensions(),
+            (2 * (pw + GAP) + GAP, ph + GLYPH + 2 + 2 * GAP + GAP)
+        );
+        assert_eq!(img[(GAP, GAP)], Rgb(red));
+        assert_eq!(img[(2 * GAP + pw + pw - 1, GAP + ph - 1)], Rgb(blue));
+        let lit = |x0: u32, x1: u32| {
+            (x0..x1)
+                .flat_map(|x| (GAP + ph..img.height()).map(move |y| (x, y)))
+                .filter(|&(x, y)| img[(x, y)] == TEXT)
+                .count()
+        };
+        assert!(lit(GAP, GAP + pw) > 20, "the first caption is drawn");
+        assert_eq!(
+            lit(2 * GAP + pw, 2 * GAP + 2 * pw),
+            0,
+            "the second has none"
+        );
+    }
+
+    #[test]
+    fn long_lines_are_cut_visibly() {
+        assert_eq!(fit("integrated-gradients(steps=50)", 10), "integrate~");
+        assert_eq!(fit("saliency", 10), "saliency");
+        assert!(grid(&[], 2).is_err());
+        let mixed = [
+            panel([0; 3], &[]),
+            Panel {
+                image: RgbImage::new(3, 3),
+                caption: vec![],
+            },
+        ];
+        assert!(grid(&mixed, 2).is_err());
+    }
+}
