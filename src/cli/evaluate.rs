@@ -4,13 +4,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use candle_core::{DType, Tensor};
 use serde_json::json;
 use unitscope::attribution::{self, ChannelReduction, Target};
-use unitscope::data::world::{HELD_OUT, World};
+use unitscope::data::{Sample, Source};
 use unitscope::jobs;
-use unitscope::metrics::{self, DeletionInsertion};
+use unitscope::metrics::{self, DeletionInsertion, MapScores, MeanScores};
 use unitscope::model::Model;
 
 use super::job::{self, Printer};
@@ -103,26 +103,14 @@ fn evaluate(
             .flatten_from(1)?
             .to_dtype(DType::F32)?
             .to_vec2::<f32>()?;
-        let (mut deletion, mut insertion) = (0.0, 0.0);
+        let mut scores = Vec::with_capacity(n);
         for (i, map) in maps.iter().enumerate() {
             cx.checkpoint()?;
-            let curves = games.curves(model, &x.get(i)?, map, classes[i])?;
-            deletion += metrics::auc(&curves.deletion) / n as f64;
-            insertion += metrics::auc(&curves.insertion) / n as f64;
+            let mask = inputs.masks.as_ref().map(|m| m[i].as_slice());
+            let pair = (&x.get(i)?, map.as_slice());
+            scores.push(MapScores::measure(model, &games, pair, classes[i], mask)?);
         }
-        let localization = inputs.masks.as_ref().map(|masks| {
-            let hits = maps
-                .iter()
-                .zip(masks)
-                .filter(|(m, k)| metrics::pointing_hit(m, k))
-                .count();
-            let mass: f64 = maps
-                .iter()
-                .zip(masks)
-                .map(|(m, k)| metrics::mass_inside(m, k))
-                .sum();
-            (hits as f64 / n as f64, mass / n as f64)
-        });
+        let means = MeanScores::of(&scores);
         let randomization = match args.no_randomization {
             true => None,
             false => Some(metrics::cascading_randomization(
@@ -144,11 +132,11 @@ fn evaluate(
                 "{}",
                 json!({
                     "method": method.name(),
-                    "images": n,
-                    "deletion_auc": deletion,
-                    "insertion_auc": insertion,
-                    "pointing_game": localization.map(|l| l.0),
-                    "mass_inside": localization.map(|l| l.1),
+                    "images": means.images,
+                    "deletion_auc": means.deletion_auc,
+                    "insertion_auc": means.insertion_auc,
+                    "pointing_game": means.pointing_game,
+                    "mass_inside": means.mass_inside,
                     "random_point_baseline": inputs.masks.as_ref().map(|m| area_fraction(m)),
                     "randomization": randomization.as_ref().map(|steps| steps
                         .iter()
@@ -161,10 +149,10 @@ fn evaluate(
             out.line(&format!(
                 "{:<28} {:>10.3} {:>10.3} {:>9} {:>9} {:>12}",
                 name,
-                deletion,
-                insertion,
-                cell(localization.map(|l| l.0)),
-                cell(localization.map(|l| l.1)),
+                means.deletion_auc,
+                means.insertion_auc,
+                cell(means.pointing_game),
+                cell(means.mass_inside),
                 cell(bottom)
             ))?;
         }
@@ -179,54 +167,34 @@ fn area_fraction(masks: &[Vec<bool>]) -> f64 {
 }
 
 impl Args {
+    /// Every input as one batch, with the objects' masks where the source has them.
     fn inputs(&self, model: &Model) -> Result<Inputs> {
-        let spec = model.input_spec();
-        if let Some(folder) = &self.images {
-            let mut paths: Vec<PathBuf> = std::fs::read_dir(folder)
-                .with_context(|| format!("cannot read folder `{}`", folder.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        ["png", "jpg", "jpeg"].contains(&e.to_lowercase().as_str())
-                    })
-                })
-                .collect();
-            paths.sort();
-            ensure!(
-                !paths.is_empty(),
-                "`{}` holds no PNG or JPEG images",
-                folder.display()
-            );
-            ensure!(
-                paths.len() <= MAX_IMAGES,
-                "`{}` holds {} images; evaluate takes at most {MAX_IMAGES} at once (they are one \
-                 batch in memory): give a folder with fewer",
-                folder.display(),
-                paths.len()
-            );
-            return Ok(Inputs {
-                tensor: spec.load_batch(&paths, model.device())?,
-                masks: None,
-            });
-        }
-        ensure!(self.demo > 0, "--demo needs at least one scene");
-        let world = World::new(0);
-        let scenes: Vec<_> = (0..self.demo as u64)
-            .map(|i| world.scene(HELD_OUT + i))
-            .collect();
+        let source = match &self.images {
+            Some(folder) => Source::Folder(folder.clone()),
+            None => Source::Demo(self.demo),
+        };
+        let count = source.len()?;
         ensure!(
-            spec.size == [unitscope::data::world::SIZE; 2],
-            "demo scenes are {0}x{0}; this model takes {1:?} inputs (give --images)",
-            unitscope::data::world::SIZE,
-            spec.size
+            count <= MAX_IMAGES,
+            "{count} images; evaluate takes at most {MAX_IMAGES} at once (they are one batch \
+             in memory): give a folder with fewer"
         );
-        let tensors = scenes
-            .iter()
-            .map(|s| spec.to_tensor(&s.image, model.device()))
-            .collect::<Result<Vec<_>>>()?;
+        let spec = model.input_spec();
+        if let Source::Demo(_) = source {
+            ensure!(
+                spec.size == [unitscope::data::world::SIZE; 2],
+                "demo scenes are {0}x{0}; this model takes {1:?} inputs (give --images)",
+                unitscope::data::world::SIZE,
+                spec.size
+            );
+        }
+        let samples: Vec<Sample> = source
+            .samples(spec, model.device())?
+            .collect::<Result<_>>()?;
+        let tensors: Vec<&Tensor> = samples.iter().map(|s| &s.tensor).collect();
         Ok(Inputs {
             tensor: Tensor::stack(&tensors, 0)?,
-            masks: Some(scenes.iter().map(|s| s.subject_mask()).collect()),
+            masks: samples.iter().map(|s| s.mask.clone()).collect(),
         })
     }
 }

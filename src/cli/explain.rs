@@ -10,9 +10,9 @@ use image::RgbImage;
 use serde_json::json;
 use unitscope::atomic;
 use unitscope::attribution::{self, Attribution, ChannelReduction, Params, TargetSpec, registry};
-use unitscope::data::world::{HELD_OUT, World};
+use unitscope::data::{Sample, Source};
 use unitscope::jobs;
-use unitscope::metrics::{self, DeletionInsertion};
+use unitscope::metrics::{DeletionInsertion, MapScores};
 use unitscope::model::Model;
 use unitscope::render::{self, Cells, Colormap, Panel, Style, Terminal};
 
@@ -76,16 +76,6 @@ struct Run<'a> {
     terminal: Option<Terminal>,
 }
 
-/// An input to explain: its name in file names and its preprocessed tensor.
-struct Input {
-    name: String,
-    /// The image file it was read from, if any.
-    path: Option<PathBuf>,
-    tensor: Tensor,
-    /// For demo scenes, the pixels of the object that sets the class.
-    mask: Option<Vec<bool>>,
-}
-
 pub fn run(args: &Args) -> Result<()> {
     if args.list_methods {
         for line in registry::listing() {
@@ -106,7 +96,7 @@ pub fn run(args: &Args) -> Result<()> {
     // Asked here, before the job: the answer to a terminal query is read from the
     // terminal, which a worker must not race the progress bar for.
     let terminal = args.show.then(Terminal::detect).transpose()?;
-    let total = args.demo.unwrap_or(args.images.len()) as u64;
+    let total = args.source().len()? as u64;
     let args = args.clone();
     job::run("explain", total, move |cx, out| {
         let run = Run {
@@ -132,7 +122,8 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
     } = run;
     let total = args.demo.unwrap_or(args.images.len()) as u64;
     let mut summary = Vec::new();
-    for (done, input) in args.inputs(model)?.enumerate() {
+    let (spec, device) = (model.input_spec(), model.device());
+    for (done, input) in args.source().samples(spec, device)?.enumerate() {
         cx.checkpoint()?;
         let input = &input?;
         cx.progress(done as u64, total, &input.name);
@@ -223,41 +214,12 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
 }
 
 impl Args {
-    /// The inputs in order. Image files are all read first, so a bad one fails before
-    /// any output is written; demo scenes, whose count is only a number, are drawn
-    /// one at a time.
-    fn inputs<'a>(
-        &'a self,
-        model: &'a Model,
-    ) -> Result<Box<dyn Iterator<Item = Result<Input>> + 'a>> {
-        let spec = model.input_spec();
-        if let Some(n) = self.demo {
-            let world = World::new(0);
-            return Ok(Box::new((0..n as u64).map(move |i| {
-                let scene = world.scene(HELD_OUT + i);
-                Ok(Input {
-                    name: format!("scene{i}"),
-                    path: None,
-                    tensor: spec.to_tensor(&scene.image, model.device())?,
-                    mask: Some(scene.subject_mask()),
-                })
-            })));
+    /// Where the inputs come from.
+    fn source(&self) -> Source {
+        match self.demo {
+            Some(n) => Source::Demo(n),
+            None => Source::Files(self.images.clone()),
         }
-        let inputs = self
-            .images
-            .iter()
-            .zip(unique_names(&self.images))
-            .map(|(path, name)| {
-                let image = unitscope::data::load_image(path)?;
-                Ok(Input {
-                    name,
-                    path: Some(path.clone()),
-                    tensor: spec.to_tensor(&image, model.device())?,
-                    mask: None,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Box::new(inputs.into_iter().map(Ok)))
     }
 
     /// How maps are drawn, from the options.
@@ -268,29 +230,6 @@ impl Args {
             alpha: self.alpha as f32,
         }
     }
-}
-
-/// The trust metrics of one map of `input`, for the probability of `class`.
-fn measure(
-    model: &Model,
-    input: &Input,
-    maps: &Attribution,
-    class: usize,
-) -> Result<serde_json::Value> {
-    let (_, h, w) = input.tensor.dims3()?;
-    let values = maps
-        .display((h, w), ChannelReduction::MaxAbs)?
-        .flatten_all()?
-        .to_dtype(candle_core::DType::F32)?
-        .to_vec1::<f32>()?;
-    let curves = DeletionInsertion::default().curves(model, &input.tensor, &values, class)?;
-    let mask = input.mask.as_deref();
-    Ok(json!({
-        "deletion_auc": metrics::auc(&curves.deletion),
-        "insertion_auc": metrics::auc(&curves.insertion),
-        "pointing_hit": mask.map(|m| metrics::pointing_hit(&values, m)),
-        "mass_inside": mask.map(|m| metrics::mass_inside(&values, m)),
-    }))
 }
 
 /// The first layer whose CAM is zero everywhere, if any: the normalized display of
@@ -314,31 +253,6 @@ fn describe(target: &attribution::Target, model: &Model) -> String {
         attribution::Target::Class(c) => format!("class {c} ({})", model.labels()[*c]),
         unit => unit.to_string(),
     }
-}
-
-/// The names of `paths` in output file names: each file's stem, and where several
-/// files share one (`a/x.png`, `b/x.png`), `-2`, `-3`, ... after the second and later
-/// in command-line order, so no output overwrites another.
-fn unique_names(paths: &[PathBuf]) -> Vec<String> {
-    let mut taken = std::collections::HashSet::new();
-    paths
-        .iter()
-        .map(|path| {
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "image".into());
-            let name = (1..)
-                .map(|n| match n {
-                    1 => stem.clone(),
-                    n => format!("{stem}-{n}"),
-                })
-                .find(|name| !taken.contains(name))
-                .unwrap_or(stem);
-            taken.insert(name.clone());
-            name
-        })
-        .collect()
 }
 
 /// `s` with characters file names should not hold replaced by `_`.
@@ -402,4 +316,17 @@ fn caption(method: &str, target: &str, maps: &Attribution) -> Vec<String> {
         }
     };
     vec![method.to_owned(), target.to_owned(), at]
+}
+
+/// The trust scores of one map of `input`, for the probability of `class`.
+fn measure(model: &Model, input: &Sample, maps: &Attribution, class: usize) -> Result<MapScores> {
+    let (_, h, w) = input.tensor.dims3()?;
+    let values = maps
+        .display((h, w), ChannelReduction::MaxAbs)?
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    let games = DeletionInsertion::default();
+    let pair = (&input.tensor, values.as_slice());
+    MapScores::measure(model, &games, pair, class, input.mask.as_deref())
 }

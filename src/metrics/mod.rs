@@ -5,10 +5,12 @@
 mod deletion;
 mod localization;
 mod randomization;
+mod scores;
 
 pub use deletion::{DeletionInsertion, auc};
 pub use localization::{mass_inside, pointing_hit};
 pub use randomization::{RandomizationStep, cascading_randomization};
+pub use scores::{MapScores, MeanScores};
 
 /// Spearman's rank correlation of `a` and `b` (ties get their average rank): the
 /// Pearson correlation of the ranks. 0 when either side is constant.

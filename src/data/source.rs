@@ -1,0 +1,194 @@
+//! Where inputs come from, as one source: image files, a folder of images, or
+//! held-out scenes of the demo world (which come with the pixels of the object that
+//! sets their class). Every view and command reads its inputs from a [`Source`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
+use candle_core::{Device, Tensor};
+
+use super::image::{InputSpec, load_image};
+use super::world::{HELD_OUT, World};
+
+/// A source of inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// These image files, in order.
+    Files(Vec<PathBuf>),
+    /// The PNG and JPEG files of a folder, by name.
+    Folder(PathBuf),
+    /// The first `n` held-out scenes of the demo world.
+    Demo(usize),
+}
+
+/// One input, preprocessed.
+pub struct Sample {
+    /// Its name in output file names: the file's stem (made unique), or `sceneN`.
+    pub name: String,
+    /// The file it was read from, if any.
+    pub path: Option<PathBuf>,
+    /// The model's input, `[3, H, W]`.
+    pub tensor: Tensor,
+    /// For demo scenes, the pixels of the object that sets the class.
+    pub mask: Option<Vec<bool>>,
+}
+
+impl Source {
+    /// How many inputs it gives.
+    pub fn len(&self) -> Result<usize> {
+        Ok(match self {
+            Self::Files(paths) => paths.len(),
+            Self::Folder(folder) => images_in(folder)?.len(),
+            Self::Demo(n) => *n,
+        })
+    }
+
+    /// Whether it gives none.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Its inputs, preprocessed by `spec` onto `device`, in order. Image files are
+    /// all read first, so a bad one fails before any result is written; scenes,
+    /// whose count is only a number, are drawn one at a time.
+    pub fn samples<'a>(
+        &'a self,
+        spec: &'a InputSpec,
+        device: &'a Device,
+    ) -> Result<Box<dyn Iterator<Item = Result<Sample>> + 'a>> {
+        let paths = match self {
+            Self::Demo(n) => {
+                let world = World::new(0);
+                return Ok(Box::new((0..*n as u64).map(move |i| {
+                    let scene = world.scene(HELD_OUT + i);
+                    Ok(Sample {
+                        name: format!("scene{i}"),
+                        path: None,
+                        tensor: spec.to_tensor(&scene.image, device)?,
+                        mask: Some(scene.subject_mask()),
+                    })
+                })));
+            }
+            Self::Files(paths) => paths.clone(),
+            Self::Folder(folder) => images_in(folder)?,
+        };
+        let samples = paths
+            .iter()
+            .zip(unique_names(&paths))
+            .map(|(path, name)| {
+                let image = load_image(path)?;
+                Ok(Sample {
+                    name,
+                    path: Some(path.clone()),
+                    tensor: spec.to_tensor(&image, device)?,
+                    mask: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(samples.into_iter().map(Ok)))
+    }
+}
+
+/// The PNG and JPEG files of `folder`, sorted; an error if there are none.
+fn images_in(folder: &Path) -> Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("cannot read folder `{}`", folder.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_lowercase().as_str()))
+        })
+        .collect();
+    paths.sort();
+    ensure!(
+        !paths.is_empty(),
+        "`{}` holds no PNG or JPEG images",
+        folder.display()
+    );
+    Ok(paths)
+}
+
+/// The names of `paths` in output file names: each file's stem, and where several
+/// files share one (`a/x.png`, `b/x.png`), `-2`, `-3`, ... after the second and later
+/// in order, so no output overwrites another.
+fn unique_names(paths: &[PathBuf]) -> Vec<String> {
+    let mut taken = std::collections::HashSet::new();
+    paths
+        .iter()
+        .map(|path| {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "image".into());
+            let name = (1..)
+                .map(|n| match n {
+                    1 => stem.clone(),
+                    n => format!("{stem}-{n}"),
+                })
+                .find(|name| !taken.contains(name))
+                .unwrap_or(stem);
+            taken.insert(name.clone());
+            name
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_that_share_a_name_get_suffixes() {
+        let paths: Vec<PathBuf> = ["a/x.png", "b/x.png", "x-2.png", "c/x.jpg"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(unique_names(&paths), ["x", "x-2", "x-2-2", "x-3"]);
+    }
+
+    #[test]
+    fn a_folder_gives_its_images_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let scene = World::new(0).scene(1).image;
+        for name in ["b.png", "a.PNG", "notes.txt"] {
+            match name.ends_with("txt") {
+                true => std::fs::write(dir.path().join(name), "x").unwrap(),
+                false => scene
+                    .save_with_format(dir.path().join(name), image::ImageFormat::Png)
+                    .unwrap(),
+            }
+        }
+        let source = Source::Folder(dir.path().to_owned());
+        assert_eq!(source.len().unwrap(), 2);
+        let spec = InputSpec::default();
+        let names: Vec<String> = source
+            .samples(&spec, &Device::Cpu)
+            .unwrap()
+            .map(|s| s.unwrap().name)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        let empty = tempfile::tempdir().unwrap();
+        let err = Source::Folder(empty.path().to_owned()).len().unwrap_err();
+        assert!(err.to_string().contains("no PNG or JPEG"), "{err}");
+    }
+
+    #[test]
+    fn demo_scenes_come_with_masks() {
+        let spec = InputSpec {
+            size: [super::super::world::SIZE; 2],
+            ..InputSpec::default()
+        };
+        let samples: Vec<Sample> = Source::Demo(2)
+            .samples(&spec, &Device::Cpu)
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(samples[1].name, "scene1");
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.mask.as_ref().is_some_and(|m| m.iter().any(|&b| b)))
+        );
+    }
+}
