@@ -194,6 +194,27 @@ fn bad_cards_are_one_line_errors() {
 
     let err = fails(&["info", "--model", s(&dir.path().join("nope.toml"))]);
     assert!(err.contains("cannot read model card"), "{err}");
+
+    // Options are checked per architecture: each says which ones it reads.
+    for (arch, option, reads) in [
+        ("resnet18", "channels = [4]", "none"),
+        (
+            "efficientnet_lite0",
+            "batch_norm = false",
+            "padding, bn_eps",
+        ),
+        ("plain_cnn", "bn_eps = 0.001", "channels, batch_norm"),
+    ] {
+        let card = dir.path().join(format!("{arch}.toml"));
+        let text = format!("architecture = \"{arch}\"\nweights = \"w.pth\"\n[options]\n{option}\n");
+        std::fs::write(&card, text).unwrap();
+        let err = fails(&["info", "--model", s(&card)]);
+        let key = option.split(' ').next().unwrap();
+        assert!(
+            err.contains(&format!("takes no option `{key}`")) && err.contains(reads),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -118,7 +118,7 @@ impl ModelCard {
     /// allocation.
     fn check(&self) -> Result<()> {
         self.input.check()?;
-        self.options.check()?;
+        super::arch::check_options(self.architecture, &self.options)?;
         if let Some(n) = self.num_classes {
             ensure!(
                 (1..=MAX_CLASSES).contains(&n),

@@ -3,9 +3,17 @@
 
 use anyhow::Result;
 
+use super::entry::{Architecture, Entry};
 use super::sequential::{FeaturesClassifier, Spec};
 use crate::model::nn::ConvSpec;
 use crate::model::weights::WeightPath;
+
+/// torchvision's AlexNet; no options.
+pub(super) const ENTRY: Entry = Entry {
+    architectures: &[Architecture::Alexnet],
+    options: &[],
+    build: |_, w, _, classes| Ok(Box::new(alexnet(w, classes)?)),
+};
 
 /// torchvision's AlexNet with a `num_classes`-way classifier.
 pub fn alexnet(w: &WeightPath, num_classes: usize) -> Result<FeaturesClassifier> {

@@ -7,6 +7,7 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
+use super::entry::{Architecture, Entry};
 use crate::model::blocks::ConvBn;
 use crate::model::layer::LayerKind;
 use crate::model::nn::{self, ConvSpec, Linear, PaddingStyle};
@@ -25,6 +26,25 @@ const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 ];
+
+/// EfficientNet-Lite0; its padding and batch-norm epsilon are the card's to set.
+pub(super) const ENTRY: Entry = Entry {
+    architectures: &[Architecture::EfficientnetLite0],
+    options: &[
+        (
+            "padding",
+            "`tf-same` (default) or `symmetric` padding of strided convolutions",
+        ),
+        ("bn_eps", "batch-norm epsilon (default 1e-3)"),
+    ],
+    build: |_, w, options, classes| {
+        let lite = LiteOptions {
+            padding: options.padding.unwrap_or(PaddingStyle::TfSame),
+            bn_eps: options.bn_eps.unwrap_or(1e-3),
+        };
+        Ok(Box::new(EfficientNetLite::lite0(w, lite, classes)?))
+    },
+};
 
 /// Options the model card can set.
 #[derive(Clone, Copy, Debug)]

@@ -6,11 +6,32 @@
 use anyhow::{Result, ensure};
 use candle_core::Tensor;
 
+use super::entry::{Architecture, Entry};
 use super::sequential::{Sequential, vgg_features};
 use crate::model::layer::LayerKind;
 use crate::model::nn::{self, Linear};
 use crate::model::trace::{Network, Trace};
 use crate::model::weights::WeightPath;
+
+/// The plain CNN family; its stages' widths and batch norm are the card's to set.
+pub(super) const ENTRY: Entry = Entry {
+    architectures: &[Architecture::PlainCnn],
+    options: &[
+        (
+            "channels",
+            "output channels of each stage (default [32, 64, 128])",
+        ),
+        (
+            "batch_norm",
+            "batch norm after each convolution (default true)",
+        ),
+    ],
+    build: |_, w, options, classes| {
+        let channels = options.channels.as_deref().unwrap_or(&[32, 64, 128]);
+        let batch_norm = options.batch_norm.unwrap_or(true);
+        Ok(Box::new(PlainCnn::load(w, channels, batch_norm, classes)?))
+    },
+};
 
 /// A plain CNN.
 pub struct PlainCnn {

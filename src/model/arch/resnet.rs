@@ -5,12 +5,30 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
+use super::entry::{Architecture, Entry};
 use crate::model::blocks::ConvBn;
 use crate::model::layer::LayerKind;
 use crate::model::nn::{self, ConvSpec, Linear};
 use crate::model::rules::Rectifier;
 use crate::model::trace::{Network, Trace};
 use crate::model::weights::WeightPath;
+
+/// torchvision's ResNets; no options.
+pub(super) const ENTRY: Entry = Entry {
+    architectures: &[
+        Architecture::Resnet18,
+        Architecture::Resnet34,
+        Architecture::Resnet50,
+    ],
+    options: &[],
+    build: |architecture, w, _, classes| {
+        Ok(Box::new(match architecture {
+            Architecture::Resnet34 => ResNet::resnet34(w, classes)?,
+            Architecture::Resnet50 => ResNet::resnet50(w, classes)?,
+            _ => ResNet::resnet18(w, classes)?,
+        }))
+    },
+};
 
 const BN_EPS: f64 = 1e-5;
 

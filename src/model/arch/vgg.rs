@@ -3,8 +3,28 @@
 
 use anyhow::Result;
 
+use super::entry::{Architecture, Entry};
 use super::sequential::{FeaturesClassifier, Spec, vgg_features};
 use crate::model::weights::WeightPath;
+
+/// torchvision's VGGs, with and without batch norm; no options.
+pub(super) const ENTRY: Entry = Entry {
+    architectures: &[
+        Architecture::Vgg11,
+        Architecture::Vgg11Bn,
+        Architecture::Vgg16,
+        Architecture::Vgg16Bn,
+    ],
+    options: &[],
+    build: |architecture, w, _, classes| {
+        Ok(Box::new(match architecture {
+            Architecture::Vgg11Bn => vgg11(w, true, classes)?,
+            Architecture::Vgg16 => vgg16(w, false, classes)?,
+            Architecture::Vgg16Bn => vgg16(w, true, classes)?,
+            _ => vgg11(w, false, classes)?,
+        }))
+    },
+};
 
 /// A 2x2 max pool; `Some(c)` is a 3x3 convolution to `c` channels.
 const M: Option<usize> = None;
