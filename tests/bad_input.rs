@@ -721,18 +721,20 @@ fn meaningless_card_values_are_refused_with_the_range() {
             "mean = [nan, 0.5, 0.5]",
             "input.mean[0] = NaN",
         ),
-        (
-            "batch_norm = false",
-            "batch_norm = false\nbn_eps = 0.0",
-            "options.bn_eps = 0",
-        ),
-        (
-            "batch_norm = false",
-            "batch_norm = false\nbn_eps = -1e-5",
-            "options.bn_eps = -0.00001",
-        ),
     ] {
         refuses_card_edit(d, from, to, needle);
+    }
+    // The batch-norm epsilon is EfficientNet's option (the plain CNN takes none).
+    for (eps, needle) in [
+        ("0.0", "options.bn_eps = 0"),
+        ("-1e-5", "options.bn_eps = -0.00001"),
+    ] {
+        let card = d.join("lite.toml");
+        let text = format!(
+            "architecture = \"efficientnet_lite0\"\nweights = \"w.pth\"\n[options]\nbn_eps = {eps}\n"
+        );
+        std::fs::write(&card, text).unwrap();
+        refused(d, &["info", "--model", s(&card)], &[needle]);
     }
 }
 
