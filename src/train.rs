@@ -56,8 +56,9 @@ impl Trained {
     /// Writes the parameters as safetensors.
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         let map: std::collections::HashMap<_, _> = self.tensors.iter().cloned().collect();
-        candle_core::safetensors::save(&map, path)
-            .with_context(|| format!("cannot write weights to `{}`", path.display()))
+        let bytes = safetensors::serialize(&map, None)
+            .with_context(|| format!("cannot encode weights for `{}`", path.display()))?;
+        crate::atomic::write(path, &bytes)
     }
 }
 
@@ -79,6 +80,7 @@ pub fn train_demo(config: &TrainConfig, mut progress: impl FnMut(Progress)) -> R
     let world = World::new(config.seed);
     let mut recent = Vec::new();
     for step in 0..config.steps {
+        crate::jobs::checkpoint()?;
         let cosine = 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / config.steps as f64).cos());
         optimizer.set_learning_rate(config.learning_rate * (0.02 + 0.98 * cosine));
         let first = (step * config.batch) as u64;

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use image::GrayImage;
+use unitscope::atomic;
 use unitscope::data::world::{Category, Concept, SIZE, World};
+use unitscope::jobs;
 
+use super::job::{self, Printer};
 use super::outln;
 
 #[derive(clap::Subcommand)]
@@ -16,7 +19,7 @@ pub enum Demo {
     Concepts,
 }
 
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct RenderArgs {
     /// How many images.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -45,6 +48,14 @@ pub fn run(demo: &Demo) -> Result<()> {
 }
 
 fn render(args: &RenderArgs) -> Result<()> {
+    let args = args.clone();
+    job::run("render", args.count, move |cx, out| {
+        render_scenes(&args, (cx, out))
+    })
+}
+
+/// The body of `demo render`, run as a job: a scene at a time.
+fn render_scenes(args: &RenderArgs, (cx, out): (&jobs::Context, &Printer)) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create `{}`", args.out.display()))?;
     anyhow::ensure!(
@@ -56,6 +67,8 @@ fn render(args: &RenderArgs) -> Result<()> {
     let world = World::new(args.seed);
     let mut entries = Vec::new();
     for i in 0..args.count {
+        cx.checkpoint()?;
+        cx.progress(i, args.count, format!("scene {i}"));
         let index = args.start + i;
         let scene = world.scene(index);
         let stem = format!("{index:05}");
@@ -86,14 +99,12 @@ fn render(args: &RenderArgs) -> Result<()> {
     }
     let index = serde_json::json!({ "seed": args.seed, "size": SIZE, "images": entries });
     let path = args.out.join("index.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&index)?)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    outln!(
+    atomic::write(&path, serde_json::to_string_pretty(&index)?.as_bytes())?;
+    out.line(&format!(
         "wrote {} images with their concept masks and index.json to {}",
         args.count,
         args.out.display()
-    );
-    Ok(())
+    ))
 }
 
 fn concept_json(concept: Concept, mask: &str, pixels: usize) -> serde_json::Value {
@@ -108,7 +119,9 @@ fn save<P: image::PixelWithColorType>(
 where
     [P::Subpixel]: image::EncodableLayout,
 {
-    let path = dir.join(file);
-    img.save(&path)
-        .with_context(|| format!("cannot write `{}`", path.display()))
+    atomic::write_with(&dir.join(file), |out| {
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+        Ok(out.write_all(&png)?)
+    })
 }

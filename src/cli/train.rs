@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use anyhow::Result;
+use unitscope::atomic;
 use unitscope::train::{TrainConfig, held_out_accuracy, train_demo};
 
-use super::outln;
+use super::{job, outln};
 
 #[derive(clap::Subcommand)]
 pub enum Train {
@@ -45,18 +45,14 @@ pub fn run(train: &Train) -> Result<()> {
         batch: args.batch,
         learning_rate: args.lr,
     };
-    let bar = ProgressBar::new(config.steps as u64).with_style(
-        ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} steps  {msg}  [{elapsed_precise}, eta {eta}]",
-        )
-        .context("progress bar template")?,
-    );
     let start = Instant::now();
-    let trained = train_demo(&config, |p| {
-        bar.set_position(p.step as u64);
-        bar.set_message(format!("loss {:.3}", p.loss));
+    let steps = config.steps as u64;
+    let job_config = config.clone();
+    let trained = job::run("train", steps, move |cx, _| {
+        train_demo(&job_config, |p| {
+            cx.progress(p.step as u64, steps, format!("loss {:.3}", p.loss));
+        })
     })?;
-    bar.finish();
     let seconds = start.elapsed().as_secs_f64();
     let accuracy = held_out_accuracy(&trained.model, config.seed, args.eval)?;
     trained.save(&args.out)?;
@@ -66,8 +62,10 @@ pub fn run(train: &Train) -> Result<()> {
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
     let record_path = args.out.with_extension("json");
-    std::fs::write(&record_path, serde_json::to_string_pretty(&record)?)
-        .with_context(|| format!("cannot write `{}`", record_path.display()))?;
+    atomic::write(
+        &record_path,
+        serde_json::to_string_pretty(&record)?.as_bytes(),
+    )?;
     outln!(
         "trained in {seconds:.0} s; held-out accuracy {:.2}% on {} scenes; weights written to {}",
         accuracy * 100.0,
