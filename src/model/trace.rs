@@ -50,8 +50,8 @@ pub(crate) struct Recorded {
 /// A model's stem: the convolution that reads the input, an affine map of it (batch
 /// norm folded in where the pass folds it). Methods whose maps are linear in the
 /// input gradient sum gradients at the stem's output and carry only the sum back
-/// through it ([`InputGradient`]); on ResNet-18 the stem's 7x7 convolution is an
-/// eighth of a forward + backward pass.
+/// through it ([`super::capture::InputGradient`]); on ResNet-18 the stem's 7x7
+/// convolution is an eighth of a forward + backward pass.
 #[derive(Clone)]
 pub struct Stem {
     conv: Conv2d,
