@@ -524,3 +524,37 @@ fn show_uses_the_richest_graphics_the_terminal_answers_for() {
     assert!(find(&kitty, b"\x1b_Gf=").is_some(), "a kitty image");
     assert!(find(&kitty, SIXEL_START).is_none());
 }
+
+/// `--list-methods` and `--help` are built from the methods' descriptors: every
+/// method with its paper, every parameter with its default.
+#[test]
+fn method_listing_and_options_come_from_the_descriptors() {
+    let out = unitscope(&["explain", "--list-methods"], &[]);
+    assert!(out.status.success());
+    let listing = String::from_utf8(out.stdout).unwrap();
+    for descriptor in unitscope::attribution::registry::descriptors() {
+        assert!(
+            listing.contains(descriptor.name),
+            "{} missing:\n{listing}",
+            descriptor.name
+        );
+        assert!(
+            listing.contains(descriptor.citation),
+            "{}",
+            descriptor.citation
+        );
+    }
+    assert!(
+        listing.contains("--samples") && listing.contains("[default: 50]"),
+        "{listing}"
+    );
+    let help = unitscope(&["explain", "--help"], &[]);
+    let help = String::from_utf8(help.stdout).unwrap();
+    for param in unitscope::attribution::registry::parameters() {
+        assert!(
+            help.contains(&format!("--{}", param.name)),
+            "--{} missing",
+            param.name
+        );
+    }
+}
