@@ -109,6 +109,46 @@ fn the_progress_bar_shows_on_a_terminal_only() {
     );
 }
 
+/// `--show` on a terminal that never answers the graphics queries (a silent pseudo
+/// terminal) gives up on them and prints half blocks, instead of hanging.
+#[test]
+fn show_on_a_silent_terminal_falls_back_to_half_blocks() {
+    let (master, slave) = pseudo_terminal();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_unitscope"))
+        .args(["explain", "--demo", "1", "-m", "saliency", "--show", "-o"])
+        .arg(dir.path())
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut terminal = std::fs::File::from(master);
+        let mut seen = Vec::new();
+        let _ = terminal.read_to_end(&mut seen);
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    // A hang detector, not a speed test: the queries time out in well under a second.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("explain --show hung on a silent terminal");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let drawn = reader.join().unwrap();
+    assert!(status.success(), "{drawn}");
+    assert!(
+        drawn.contains('\u{2584}') || drawn.contains('\u{2580}'),
+        "no half blocks: {drawn:?}"
+    );
+}
+
 /// A pseudo terminal of 24 x 120 cells: (master, slave).
 fn pseudo_terminal() -> (OwnedFd, OwnedFd) {
     let (mut master, mut slave) = (0, 0);

@@ -73,8 +73,9 @@ pub struct Terminal {
 
 impl Terminal {
     /// The richest protocol standard output answers for, unless [`PROTOCOL_VAR`]
-    /// names one; half blocks when it is not a terminal. Kitty and iTerm2 come
-    /// before sixel: a terminal that speaks both shows them in full colour.
+    /// names one; half blocks when it is not a terminal, or when it does not answer
+    /// within [`QUERY_TIMEOUT`]. Kitty and iTerm2 come before sixel: a terminal that
+    /// speaks both shows them in full colour.
     pub fn detect() -> Result<Self> {
         if let Ok(name) = std::env::var(PROTOCOL_VAR) {
             let protocol = Protocol::from_name(&name).ok_or_else(|| {
@@ -83,17 +84,22 @@ impl Terminal {
             })?;
             return Ok(Self { protocol });
         }
-        let protocol = if !std::io::stdout().is_terminal() {
+        if !std::io::stdout().is_terminal() {
+            return Ok(Self::with(Protocol::HalfBlocks));
+        }
+        // The queries wait for the terminal's answer; one that never answers (a
+        // silent pseudo-terminal, some multiplexers) would hang us. Ask on a
+        // thread, and give up on it after the timeout, restoring the terminal's
+        // mode, which the query may have left raw.
+        let mode = TerminalMode::save();
+        let (answer, answered) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = answer.send(query());
+        });
+        let protocol = answered.recv_timeout(QUERY_TIMEOUT).unwrap_or_else(|_| {
+            mode.restore();
             Protocol::HalfBlocks
-        } else if viuer::get_kitty_support() != viuer::KittySupport::None {
-            Protocol::Kitty
-        } else if viuer::is_iterm_supported() {
-            Protocol::Iterm2
-        } else if viuer::is_sixel_supported() {
-            Protocol::Sixel
-        } else {
-            Protocol::HalfBlocks
-        };
+        });
         Ok(Self { protocol })
     }
 
@@ -136,6 +142,41 @@ impl Terminal {
         write!(out, "\x1b[{}F\x1b[J", used.rows)?;
         out.flush()?;
         Ok(())
+    }
+}
+
+/// How long a terminal has to answer the graphics queries.
+pub const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The richest protocol the terminal answers for (may wait on the terminal).
+fn query() -> Protocol {
+    if viuer::get_kitty_support() != viuer::KittySupport::None {
+        Protocol::Kitty
+    } else if viuer::is_iterm_supported() {
+        Protocol::Iterm2
+    } else if viuer::is_sixel_supported() {
+        Protocol::Sixel
+    } else {
+        Protocol::HalfBlocks
+    }
+}
+
+/// Standard input's terminal mode, to put back after a query that did not return.
+struct TerminalMode(Option<libc::termios>);
+
+impl TerminalMode {
+    fn save() -> Self {
+        // SAFETY: tcgetattr fills the zeroed struct, or fails (not a terminal).
+        let mut mode: libc::termios = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut mode) } == 0;
+        Self(ok.then_some(mode))
+    }
+
+    fn restore(&self) {
+        if let Some(mode) = &self.0 {
+            // SAFETY: a mode tcgetattr gave for the same descriptor.
+            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, mode) };
+        }
     }
 }
 
