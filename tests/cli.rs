@@ -558,3 +558,48 @@ fn method_listing_and_options_come_from_the_descriptors() {
         );
     }
 }
+
+/// Modes that used to run silently wrong: a photo classified by the demo model says
+/// so; demo scenes refused to a model made for other inputs; a checkpoint passed
+/// where a card goes is named for what it is.
+#[test]
+fn wrong_modes_are_said_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("photo.png");
+    unitscope::data::world::World::new(0)
+        .scene(3)
+        .image
+        .save(&photo)
+        .unwrap();
+    let out = unitscope(&["predict", s(&photo)], &[]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("note: no --model given: using the embedded demo model"),
+        "{stderr}"
+    );
+    let with_card = plain_card(dir.path(), &weights_fixture("plain_cnn_legacy.pth"));
+    let out = unitscope(&["predict", s(&photo), "--model", s(&with_card)], &[]);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let err = fails(&["explain", "--demo", "1", "--model", s(&with_card)]);
+    assert!(
+        err.contains("demo scenes are 64x64 px") && err.contains("16x16"),
+        "{err}"
+    );
+    let err = fails(&["evaluate", "--demo", "2", "--model", s(&with_card)]);
+    assert!(err.contains("demo scenes are 64x64 px"), "{err}");
+
+    let checkpoint = weights_fixture("plain_cnn_legacy.pth");
+    let err = fails(&["info", "--model", s(&checkpoint)]);
+    assert!(err.contains("is a weights file, not a model card"), "{err}");
+    // Recognised by its first bytes too, whatever it is called.
+    let renamed = dir.path().join("card.toml");
+    std::fs::copy(root().join("assets/demo-model.safetensors"), &renamed).unwrap();
+    let err = fails(&["info", "--model", s(&renamed)]);
+    assert!(err.contains("is a weights file, not a model card"), "{err}");
+}

@@ -180,14 +180,7 @@ impl Args {
              in memory): give a folder with fewer"
         );
         let spec = model.input_spec();
-        if let Source::Demo(_) = source {
-            ensure!(
-                spec.size == [unitscope::data::world::SIZE; 2],
-                "demo scenes are {0}x{0}; this model takes {1:?} inputs (give --images)",
-                unitscope::data::world::SIZE,
-                spec.size
-            );
-        }
+        source.check(spec)?;
         let samples: Vec<Sample> = source
             .samples(spec, model.device())?
             .collect::<Result<_>>()?;

@@ -84,6 +84,7 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let model = super::load_model(args.model.as_deref())?;
+    args.source().check(model.input_spec())?;
     let methods = args.methods.build(&model)?;
     let params = args.methods.params(&model);
     let targets = args
@@ -98,6 +99,8 @@ pub fn run(args: &Args) -> Result<()> {
     let terminal = args.show.then(Terminal::detect).transpose()?;
     let total = args.source().len()? as u64;
     let args = args.clone();
+    let photos_on_demo_model = args.model.is_none() && args.demo.is_none();
+    let model_labels = model.labels().to_vec();
     job::run("explain", total, move |cx, out| {
         let run = Run {
             model: &model,
@@ -107,7 +110,12 @@ pub fn run(args: &Args) -> Result<()> {
             terminal,
         };
         explain(&args, &run, (cx, out))
-    })
+    })?;
+    // After the results, so that an error stays the one line on stderr.
+    if photos_on_demo_model {
+        super::note_demo_model(&model_labels);
+    }
+    Ok(())
 }
 
 /// The body of `explain`, run as a job: every input in turn, reporting progress and

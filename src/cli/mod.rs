@@ -46,6 +46,16 @@ fn load_model(card: Option<&Path>) -> Result<Model> {
     Ok(model)
 }
 
+/// Says, on standard error, that image files go to the embedded demo model when no
+/// `--model` was given: its 64 px shapes are not what a photo shows.
+fn note_demo_model(labels: &[String]) {
+    eprintln!(
+        "note: no --model given: using the embedded demo model (64 px shapes: {}); \
+         give --model CARD to use your own",
+        labels.join(", ")
+    );
+}
+
 /// Warns, once per process, when a model's outputs are not finite numbers.
 fn check_outputs(probabilities: impl IntoIterator<Item = f32>) {
     static WARNED: std::sync::Once = std::sync::Once::new();

@@ -39,5 +39,9 @@ pub fn run(args: &Args) -> Result<()> {
             }
         }
     }
+    // After the results, so that an error stays the one line on stderr.
+    if args.model.is_none() {
+        super::note_demo_model(model.labels());
+    }
     Ok(())
 }

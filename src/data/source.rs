@@ -8,7 +8,7 @@ use anyhow::{Context, Result, ensure};
 use candle_core::{Device, Tensor};
 
 use super::image::{InputSpec, load_image};
-use super::world::{HELD_OUT, World};
+use super::world::{HELD_OUT, SIZE, World};
 
 /// A source of inputs.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +46,21 @@ impl Source {
     /// Whether it gives none.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
+    }
+
+    /// An error unless a model taking `spec`'s inputs suits it: demo scenes are
+    /// [`SIZE`] px, and a model made for other inputs never saw them.
+    pub fn check(&self, spec: &InputSpec) -> Result<()> {
+        if let Self::Demo(_) = self {
+            ensure!(
+                spec.size == [SIZE; 2],
+                "demo scenes are {SIZE}x{SIZE} px and this model takes {}x{} inputs: it was not \
+                 made for them; give image files (or a folder) instead",
+                spec.size[0],
+                spec.size[1]
+            );
+        }
+        Ok(())
     }
 
     /// Its inputs, preprocessed by `spec` onto `device`, in order. Image files are

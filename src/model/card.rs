@@ -36,6 +36,25 @@ const MAX_CARD_BYTES: u64 = 1 << 20;
 /// The most classes a card may declare (ImageNet-21k has 21,843).
 pub const MAX_CLASSES: usize = 1 << 20;
 
+/// Whether `path` holds weights rather than a card: a checkpoint's extension, or
+/// the first bytes of a zip (`torch.save`), a pickle (legacy `torch.save`) or a
+/// safetensors header.
+fn is_checkpoint(path: &Path) -> bool {
+    use std::io::Read;
+    let by_name = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["pth", "pt", "bin", "ckpt", "safetensors"].contains(&e));
+    let mut head = [0u8; 9];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let zip = read >= 4 && head[..4] == *b"PK\x03\x04";
+    let pickle = read >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]);
+    let safetensors = read == 9 && head[8] == b'{';
+    by_name || zip || pickle || safetensors
+}
+
 /// A parsed model card.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +102,16 @@ fn default_revision() -> String {
 impl ModelCard {
     /// Reads and parses a card.
     pub fn load(path: &Path) -> Result<Self> {
+        if is_checkpoint(path) {
+            bail!(
+                "`{}` is a weights file, not a model card: write a card (TOML) that names it, \
+                 e.g. `architecture = \"resnet18\"` and `weights = \"{}\"` (README: Model cards), \
+                 and pass the card to --model",
+                path.display(),
+                path.file_name()
+                    .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+            );
+        }
         let text = limits::read_text(path, MAX_CARD_BYTES)
             .with_context(|| format!("cannot read model card `{}`", path.display()))?;
         Self::parse(&text, path)
