@@ -603,3 +603,107 @@ fn wrong_modes_are_said_or_refused() {
     let err = fails(&["info", "--model", s(&renamed)]);
     assert!(err.contains("is a weights file, not a model card"), "{err}");
 }
+
+/// An output folder holds one run: a second run into it is refused, `--force`
+/// replaces the earlier run's files (and only those), and a folder of other files
+/// is never written into. `train demo` makes the folder it saves into first.
+#[test]
+fn an_output_folder_holds_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let explain = |extra: &[&str]| {
+        let args = [
+            &[
+                "explain",
+                "--demo",
+                "2",
+                "-m",
+                "saliency,grad-cam",
+                "-o",
+                s(&out),
+            ],
+            extra,
+        ]
+        .concat();
+        unitscope(&args, &[])
+    };
+    assert!(explain(&[]).status.success());
+    let first: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let again = explain(&[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let replaced = unitscope(
+        &[
+            "explain",
+            "--demo",
+            "1",
+            "-m",
+            "saliency",
+            "-o",
+            s(&out),
+            "--force",
+        ],
+        &[],
+    );
+    assert!(
+        replaced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replaced.stderr)
+    );
+    let mut now: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    now.sort();
+    assert_eq!(
+        now,
+        [
+            "notes.txt",
+            "scene0.grid.png",
+            "scene0.saliency.predicted.png",
+            "summary.json"
+        ],
+        "the earlier run had {first:?}"
+    );
+    let foreign = dir.path().join("photos");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("cat.png"), "not ours").unwrap();
+    let err = fails(&[
+        "explain",
+        "--demo",
+        "1",
+        "-m",
+        "saliency",
+        "-o",
+        s(&foreign),
+        "--force",
+    ]);
+    assert!(err.contains("not a finished explain run"), "{err}");
+
+    let weights = dir.path().join("new/folder/w.safetensors");
+    let trained = unitscope(
+        &[
+            "train",
+            "demo",
+            "--steps",
+            "1",
+            "--batch",
+            "2",
+            "--eval",
+            "2",
+            "-o",
+            s(&weights),
+        ],
+        &[],
+    );
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    assert!(weights.is_file() && weights.with_extension("json").is_file());
+}

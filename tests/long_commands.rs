@@ -98,7 +98,7 @@ fn the_progress_bar_shows_on_a_terminal_only() {
 
     let piped = Command::new(env!("CARGO_BIN_EXE_unitscope"))
         .args(["explain", "--demo", "3", "-m", "saliency", "-o"])
-        .arg(dir.path())
+        .arg(dir.path().join("piped"))
         .output()
         .unwrap();
     assert!(piped.status.success());

@@ -53,6 +53,9 @@ pub struct Args {
     /// List the methods and exit.
     #[arg(long)]
     list_methods: bool,
+    /// Replace an earlier run in the output folder (the files its summary.json lists).
+    #[arg(long)]
+    force: bool,
     /// How gradient-type maps lose their color channels.
     #[arg(long, value_parser = super::choice::<ChannelReduction>(), default_value_t)]
     reduction: ChannelReduction,
@@ -92,8 +95,7 @@ pub fn run(args: &Args) -> Result<()> {
         .iter()
         .map(|t| TargetSpec::parse(t, model.labels()))
         .collect::<Result<Vec<_>>>()?;
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("cannot create `{}`", args.output.display()))?;
+    prepare_output(&args.output, args.force)?;
     // Asked here, before the job: the answer to a terminal query is read from the
     // terminal, which a worker must not race the progress bar for.
     let terminal = args.show.then(Terminal::detect).transpose()?;
@@ -305,6 +307,65 @@ fn save_raw(
         }
     }
     Ok(written)
+}
+
+/// Makes `dir` ready for one run: created if missing; an earlier finished run in it
+/// refused, or with `force` removed (the files its `summary.json` lists, nothing
+/// else), so that a folder never mixes two runs' maps. Files that are no run's are
+/// never touched: a folder holding them but no `summary.json` is refused.
+fn prepare_output(dir: &Path, force: bool) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let occupied = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read `{}`", dir.display()))?
+        .next()
+        .is_some();
+    if !occupied {
+        return Ok(());
+    }
+    let summary = dir.join("summary.json");
+    anyhow::ensure!(
+        summary.is_file(),
+        "`{}` holds files that are not a finished explain run; give an empty or new -o",
+        dir.display()
+    );
+    anyhow::ensure!(
+        force,
+        "`{}` holds an earlier run (summary.json and its maps); give --force to replace it, \
+         or another -o",
+        dir.display()
+    );
+    let text = std::fs::read_to_string(&summary)
+        .with_context(|| format!("cannot read `{}`", summary.display()))?;
+    let earlier: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("`{}` is not an explain summary", summary.display()))?;
+    let mut listed = Vec::new();
+    for image in earlier.as_array().into_iter().flatten() {
+        listed.extend(image["grid"].as_str());
+        for map in image["maps"].as_array().into_iter().flatten() {
+            listed.extend(map["png"].as_str());
+            listed.extend(
+                map["raw"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_str()),
+            );
+        }
+    }
+    for file in listed {
+        // Only files of the folder itself: a summary is no licence to delete elsewhere.
+        let Some(name) = Path::new(file).file_name() else {
+            continue;
+        };
+        match std::fs::remove_file(dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e)
+                    .with_context(|| format!("cannot remove `{file}` of the earlier run"));
+            }
+            _ => {}
+        }
+    }
+    std::fs::remove_file(&summary).with_context(|| format!("cannot remove `{}`", summary.display()))
 }
 
 /// The cells `--show` prints each heatmap into.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use unitscope::atomic;
 use unitscope::train::{TrainConfig, held_out_accuracy, train_demo};
 
@@ -45,6 +45,11 @@ pub fn run(train: &Train) -> Result<()> {
         batch: args.batch,
         learning_rate: args.lr,
     };
+    // Before the training, not after it: a folder that cannot be made fails now.
+    if let Some(folder) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("cannot create `{}` for the weights", folder.display()))?;
+    }
     let start = Instant::now();
     let steps = config.steps as u64;
     let job_config = config.clone();
