@@ -24,6 +24,8 @@ enum Command {
     Info(cli::info::Args),
     /// Print the top-5 classes of each image.
     Predict(cli::predict::Args),
+    /// List the model's class names (what --target takes), optionally matching a pattern.
+    Classes(cli::classes::Args),
     /// The demo concept world: render images and masks, list concepts.
     #[command(subcommand)]
     Demo(cli::demo::Demo),
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         None => cli::overview::run(),
         Some(Command::Info(args)) => cli::info::run(&args),
         Some(Command::Predict(args)) => cli::predict::run(&args),
+        Some(Command::Classes(args)) => cli::classes::run(&args),
         Some(Command::Explain(args)) => cli::explain::run(&args),
         Some(Command::Evaluate(args)) => cli::evaluate::run(&args),
         Some(Command::Bench(bench)) => cli::bench::run(&bench),

@@ -707,3 +707,51 @@ fn an_output_folder_holds_one_run() {
     );
     assert!(weights.is_file() && weights.with_extension("json").is_file());
 }
+
+/// Class names as targets: `classes` lists them (from the card alone), any synonym
+/// in any case names a class, and a misspelling suggests the closest.
+#[test]
+fn classes_are_listed_and_named_forgivingly() {
+    let lite0 = root().join("models/efficientnet-lite0.toml");
+    let out = unitscope(&["classes", "TABBY", "--model", s(&lite0)], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "  281  tabby, tabby cat\n"
+    );
+    let demo = String::from_utf8(unitscope(&["classes"], &[]).stdout).unwrap();
+    assert!(demo.lines().any(|l| l.ends_with("  square")), "{demo}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let named = unitscope(
+        &[
+            "explain",
+            "--demo",
+            "1",
+            "-m",
+            "saliency",
+            "-t",
+            "SQUARE",
+            "-t",
+            "predicted,2",
+            "-o",
+            s(&out),
+        ],
+        &[],
+    );
+    assert!(
+        named.status.success(),
+        "{}",
+        String::from_utf8_lossy(&named.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary[0]["maps"].as_array().unwrap().len(), 3);
+    let err = fails(&["explain", "--demo", "1", "-t", "squre"]);
+    assert!(err.contains("closest") && err.contains("square"), "{err}");
+}

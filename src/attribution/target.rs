@@ -5,6 +5,7 @@ use std::fmt;
 use anyhow::{Context, Result, ensure};
 use candle_core::{D, Tensor};
 
+use crate::data::labels;
 use crate::model::{Model, Objective, Reduce, UnitAddress};
 
 /// The scalar a map attributes, for one input.
@@ -65,7 +66,24 @@ pub enum TargetSpec {
 }
 
 impl TargetSpec {
-    /// Parses `predicted`, a class index, a class name of `labels`, or a unit address.
+    /// The targets one `--target` value asks for, each with its text: the value as
+    /// one class name when it is one (ImageNet's names hold commas: `tabby, tabby
+    /// cat`), else its comma-separated parts.
+    pub fn parse_list(s: &str, labels: &[String]) -> Result<Vec<(String, Self)>> {
+        if s.contains(',')
+            && let Ok(c) = labels::find(labels, s)
+        {
+            return Ok(vec![(s.trim().to_owned(), Self::Class(c))]);
+        }
+        s.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| Ok((t.to_owned(), Self::parse(t, labels)?)))
+            .collect()
+    }
+
+    /// Parses `predicted`, a class index, a class name of `labels` (any synonym, any
+    /// case: [`labels::find`]), or a unit address.
     pub fn parse(s: &str, labels: &[String]) -> Result<Self> {
         if s == "predicted" {
             return Ok(Self::Predicted);
@@ -78,16 +96,15 @@ impl TargetSpec {
             );
             return Ok(Self::Class(c));
         }
-        if let Some(c) = labels.iter().position(|l| l == s) {
-            return Ok(Self::Class(c));
-        }
         if s.contains(':') {
             return Ok(Self::Unit(s.parse()?));
         }
-        anyhow::bail!(
-            "target `{s}` is neither `predicted`, a class index or name, nor a unit \
-             LAYER:CHANNEL[:Y:X] (`unitscope info` lists layers)"
-        )
+        labels::find(labels, s).map(Self::Class).with_context(|| {
+            format!(
+                "target `{s}` is neither `predicted`, a class index or name, nor a unit \
+                 LAYER:CHANNEL[:Y:X] (`unitscope info` lists layers)"
+            )
+        })
     }
 
     /// The target of each input, given each input's most probable class
@@ -113,4 +130,29 @@ pub fn predicted(model: &Model, inputs: &Tensor) -> Result<Vec<usize>> {
         .into_iter()
         .map(|c| c as usize)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name holding commas is one target when it is a whole label; otherwise the
+    /// commas separate targets.
+    #[test]
+    fn a_target_list_keeps_names_with_commas_whole() {
+        let labels = labels::load("imagenet", std::path::Path::new(".")).unwrap();
+        let one = TargetSpec::parse_list("tabby, tabby cat", &labels).unwrap();
+        assert_eq!(
+            one,
+            [("tabby, tabby cat".to_owned(), TargetSpec::Class(281))]
+        );
+        let two = TargetSpec::parse_list("predicted, Tabby Cat", &labels).unwrap();
+        assert_eq!(
+            two,
+            [
+                ("predicted".to_owned(), TargetSpec::Predicted),
+                ("Tabby Cat".to_owned(), TargetSpec::Class(281))
+            ]
+        );
+    }
 }

@@ -31,9 +31,10 @@ pub struct Args {
     /// Explain N held-out scenes of the demo world instead of image files.
     #[arg(long, value_name = "N", conflicts_with = "images", value_parser = super::count(1..=1_000_000))]
     demo: Option<usize>,
-    /// What to explain, comma-separated for several: `predicted`, a class index or
-    /// name, or a unit LAYER:CHANNEL[:Y:X].
-    #[arg(long, short, value_delimiter = ',', default_value = "predicted")]
+    /// What to explain, comma-separated or repeated for several: `predicted`, a class
+    /// index or name (any synonym, any case; `unitscope classes` lists them), or a
+    /// unit LAYER:CHANNEL[:Y:X].
+    #[arg(long, short, default_value = "predicted")]
     target: Vec<String>,
     /// Output folder.
     #[arg(long, short, default_value = "explain")]
@@ -74,7 +75,8 @@ struct Run<'a> {
     model: &'a Model,
     methods: &'a [NamedMethod],
     params: &'a Params,
-    targets: &'a [TargetSpec],
+    /// Each target with the text that asked for it (in file names).
+    targets: &'a [(String, TargetSpec)],
     /// Where `--show` prints, if asked.
     terminal: Option<Terminal>,
 }
@@ -90,11 +92,12 @@ pub fn run(args: &Args) -> Result<()> {
     args.source().check(model.input_spec())?;
     let methods = args.methods.build(&model)?;
     let params = args.methods.params(&model);
-    let targets = args
+    let targets: Vec<(String, TargetSpec)> = args
         .target
         .iter()
-        .map(|t| TargetSpec::parse(t, model.labels()))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|t| TargetSpec::parse_list(t, model.labels()))
+        .collect::<Result<Vec<_>>>()?
+        .concat();
     prepare_output(&args.output, args.force)?;
     // Asked here, before the job: the answer to a terminal query is read from the
     // terminal, which a worker must not race the progress bar for.
@@ -140,7 +143,10 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
         let x = input.tensor.unsqueeze(0)?;
         let top = model.predict(&x, 1)?.remove(0).remove(0);
         super::check_outputs([top.p]);
-        let resolved: Vec<_> = targets.iter().map(|t| t.resolve(&[top.index])).collect();
+        let resolved: Vec<_> = targets
+            .iter()
+            .map(|(_, t)| t.resolve(&[top.index]))
+            .collect();
         let picture = model.input_spec().to_image(&input.tensor)?;
         let mut panels = vec![Panel {
             image: picture.clone(),
@@ -154,7 +160,7 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
             let start = Instant::now();
             let results = attribution::attribute(method.as_ref(), model, &x, &resolved)?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
-            for ((spec, resolved), maps) in args.target.iter().zip(&resolved).zip(results) {
+            for (((spec, _), resolved), maps) in targets.iter().zip(&resolved).zip(results) {
                 let stem = format!("{}.{}.{}", input.name, file_part(key), file_part(spec));
                 let warning = blank_cam(&maps)?.map(|layer| {
                     let target = describe(&resolved[0], model);

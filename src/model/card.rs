@@ -100,6 +100,31 @@ fn default_revision() -> String {
 }
 
 impl ModelCard {
+    /// The class names: the card's label file, or `class 0`, `class 1`, ... for
+    /// `num_classes` (1000 unless given) when it names none.
+    pub fn class_names(&self) -> Result<Vec<String>> {
+        let labels = self
+            .labels
+            .as_deref()
+            .map(|l| crate::data::labels::load(l, &self.base))
+            .transpose()?;
+        let count = self
+            .num_classes
+            .or(labels.as_ref().map(Vec::len))
+            .unwrap_or(1000);
+        match labels {
+            Some(l) => {
+                ensure!(
+                    l.len() == count,
+                    "the card says {count} classes but its label file names {}",
+                    l.len()
+                );
+                Ok(l)
+            }
+            None => Ok(crate::data::labels::numbered(count)),
+        }
+    }
+
     /// Reads and parses a card.
     pub fn load(path: &Path) -> Result<Self> {
         if is_checkpoint(path) {

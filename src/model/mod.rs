@@ -46,7 +46,7 @@ pub use rules::{Activation, BackwardRule, Rectifier};
 pub use trace::{Network, Stem, StemSource, Trace};
 pub use weights::Weights;
 
-use crate::data::{InputSpec, labels};
+use crate::data::InputSpec;
 
 /// A loaded model: network, preprocessing and class names.
 pub struct Model {
@@ -81,22 +81,7 @@ impl Model {
     /// Loads the model a card describes: reads its weights, checks them against the
     /// architecture, reads its labels.
     pub fn from_card(card: &ModelCard, device: &Device) -> Result<Self> {
-        let labels = card
-            .labels
-            .as_deref()
-            .map(|l| labels::load(l, &card.base))
-            .transpose()?;
-        let num_classes = card
-            .num_classes
-            .or(labels.as_ref().map(Vec::len))
-            .unwrap_or(1000);
-        if let Some(l) = &labels {
-            ensure!(
-                l.len() == num_classes,
-                "the card says {num_classes} classes but its label file names {}",
-                l.len()
-            );
-        }
+        let labels = card.class_names()?;
         let path = card.weights_path()?;
         let weights = Weights::load(&path, device)?;
         let non_finite = weights.non_finite()?;
@@ -106,7 +91,7 @@ impl Model {
             &card.options,
             &weights,
             card.input.clone(),
-            labels.unwrap_or_else(|| labels::numbered(num_classes)),
+            labels,
         );
         let mut model = model.with_context(|| {
             format!(
