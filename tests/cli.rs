@@ -755,3 +755,54 @@ fn classes_are_listed_and_named_forgivingly() {
     let err = fails(&["explain", "--demo", "1", "-t", "squre"]);
     assert!(err.contains("closest") && err.contains("square"), "{err}");
 }
+
+/// summary.json's figures are each map's own: occlusion's passes at the input's
+/// size (7 x 7 windows + 1 on 64 px demo scenes, not the 224 px count), each map's
+/// share of its batch's time, and parameters complete enough to rerun it.
+#[test]
+fn summary_figures_are_each_maps_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "explain",
+        "--demo",
+        "1",
+        "-m",
+        "occlusion,smoothgrad",
+        "-t",
+        "predicted,2",
+    ];
+    let run = unitscope(
+        &[&args[..], &["--samples", "4", "-o", s(&out)]].concat(),
+        &[],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let maps = summary[0]["maps"].as_array().unwrap();
+    assert_eq!(maps.len(), 4);
+    assert_eq!(
+        maps[0]["passes"],
+        serde_json::json!({"backward": 0, "forward": 50})
+    );
+    for map in maps {
+        let (ms, batch) = (
+            map["ms"].as_f64().unwrap(),
+            map["batch_ms"].as_f64().unwrap(),
+        );
+        assert!((ms * 2.0 - batch).abs() < 1e-9 * batch.max(1.0), "{map}");
+    }
+    let smooth = &maps[2]["parameters"];
+    for key in ["samples", "noise-level", "seed", "batch-size"] {
+        assert!(!smooth[key].is_null(), "{key} missing: {smooth}");
+    }
+    assert_eq!(smooth["samples"], 4);
+    assert_eq!(
+        maps[2]["passes"],
+        serde_json::json!({"backward": 4, "forward": 0})
+    );
+}

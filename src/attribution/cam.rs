@@ -94,7 +94,7 @@ impl Method for Cam {
         format!("{base}({})", self.layers.join(","))
     }
 
-    fn passes(&self) -> Passes {
+    fn passes(&self, _size: (usize, usize)) -> Passes {
         Passes {
             backward: 1,
             forward: 0,

@@ -105,7 +105,7 @@ impl Method for Gradient {
         }
     }
 
-    fn passes(&self) -> Passes {
+    fn passes(&self, _size: (usize, usize)) -> Passes {
         Passes {
             backward: 1,
             forward: 0,

@@ -82,7 +82,7 @@ impl Method for GuidedGradCam {
         format!("guided-grad-cam({}{mode})", self.layer)
     }
 
-    fn passes(&self) -> Passes {
+    fn passes(&self, _size: (usize, usize)) -> Passes {
         Passes {
             backward: 2,
             forward: 0,

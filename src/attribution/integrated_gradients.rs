@@ -365,7 +365,7 @@ impl Method for IntegratedGradients {
         )
     }
 
-    fn passes(&self) -> Passes {
+    fn passes(&self, _size: (usize, usize)) -> Passes {
         Passes {
             backward: self.steps,
             forward: 0,

@@ -54,8 +54,9 @@ pub trait Method: Send + Sync {
     /// The method and its parameters, e.g. `smoothgrad(saliency, n=50, level=0.15)`.
     fn name(&self) -> String;
 
-    /// Model passes per input: forward + backward pairs and forward-only passes.
-    fn passes(&self) -> Passes;
+    /// Model passes per input of `size` (rows, columns): forward + backward pairs
+    /// and forward-only passes (occlusion's count depends on the size).
+    fn passes(&self, size: (usize, usize)) -> Passes;
 
     /// The maps of `inputs` (`[N, 3, H, W]`, preprocessed), sample `i` explaining
     /// `targets[i]`.

@@ -99,10 +99,9 @@ impl Method for Occlusion {
         )
     }
 
-    fn passes(&self) -> Passes {
-        // Per input at 224 px, the default 27 x 27 windows plus the clean pass; the
-        // count depends on the input size, so this is the 224 px figure.
-        let windows = self.starts(224).len().pow(2);
+    fn passes(&self, (h, w): (usize, usize)) -> Passes {
+        // A window per start along each axis, plus the clean pass.
+        let windows = self.starts(h).len() * self.starts(w).len();
         Passes {
             backward: 0,
             forward: windows + 1,

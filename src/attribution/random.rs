@@ -31,7 +31,7 @@ impl Method for Random {
         "random".into()
     }
 
-    fn passes(&self) -> Passes {
+    fn passes(&self, _size: (usize, usize)) -> Passes {
         Passes::default()
     }
 

@@ -258,8 +258,8 @@ impl Method for SmoothGrad {
         )
     }
 
-    fn passes(&self) -> Passes {
-        let inner = self.inner.passes();
+    fn passes(&self, size: (usize, usize)) -> Passes {
+        let inner = self.inner.passes(size);
         Passes {
             backward: inner.backward * self.samples,
             forward: inner.forward * self.samples,

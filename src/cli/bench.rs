@@ -283,7 +283,7 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
     }
     for name in &args.methods {
         let method = registry::build(name, &options)?;
-        let passes = method.passes();
+        let passes = method.passes((224, 224));
         for &batch in &args.batch {
             let x = Tensor::randn(0f32, 1f32, (batch, 3, 224, 224), &device)?;
             let targets = vec![Target::Class(0); batch];

@@ -159,7 +159,9 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
         for (key, method) in methods.iter() {
             let start = Instant::now();
             let results = attribution::attribute(method.as_ref(), model, &x, &resolved)?;
-            let ms = start.elapsed().as_secs_f64() * 1e3;
+            // The targets ran as one batch: each map's share of its time.
+            let batch_ms = start.elapsed().as_secs_f64() * 1e3;
+            let ms = batch_ms / targets.len() as f64;
             for (((spec, _), resolved), maps) in targets.iter().zip(&resolved).zip(results) {
                 let stem = format!("{}.{}.{}", input.name, file_part(key), file_part(spec));
                 let warning = blank_cam(&maps)?.map(|layer| {
@@ -200,9 +202,10 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
                     "warning": warning,
                     "method": method.name(),
                     "parameters": registry::values(key, params)?,
-                    "passes": method.passes(),
+                    "passes": method.passes((picture.height() as usize, picture.width() as usize)),
                     "target": describe(&resolved[0], model),
                     "ms": ms,
+                    "batch_ms": batch_ms,
                     "png": png,
                     "raw": raw,
                 }));

@@ -104,7 +104,8 @@ impl MethodArgs {
             .iter()
             .map(|name| {
                 let method = registry::build(name, &params)?;
-                let passes = method.passes();
+                let [h, w] = model.input_spec().size;
+                let passes = method.passes((h, w));
                 let total = passes.backward + passes.forward;
                 ensure!(
                     total <= MAX_PASSES,
