@@ -36,15 +36,18 @@ pub struct AttributionArgs {
     /// Timed repetitions per measurement (after one warm-up).
     #[arg(long, default_value_t = 3, value_parser = super::count(1..=1000))]
     reps: usize,
-    /// SmoothGrad's noisy copies and integrated gradients' steps.
-    #[arg(long, default_value_t = 50, value_parser = super::count(1..=10_000))]
-    samples: usize,
-    /// Inputs per pass for SmoothGrad, integrated gradients and occlusion.
-    #[arg(long, default_value_t = 16, value_parser = super::count(1..=256))]
-    batch_size: usize,
-    /// Occlusion's window and stride (pixels).
-    #[arg(long, value_delimiter = ',', default_value = "32,16", value_parser = super::count(1..=224))]
-    occlusion: Vec<usize>,
+    /// SmoothGrad's noisy copies and integrated gradients' steps (default: each
+    /// method's own, 50).
+    #[arg(long, value_parser = super::count(1..=10_000))]
+    samples: Option<usize>,
+    /// Inputs per pass for SmoothGrad, integrated gradients and occlusion (default:
+    /// the methods' own, 16).
+    #[arg(long, value_parser = super::count(1..=256))]
+    batch_size: Option<usize>,
+    /// Occlusion's window and stride in pixels (default: occlusion's own, as
+    /// `explain` uses them).
+    #[arg(long, value_delimiter = ',', num_args = 2, value_parser = super::count(1..=224))]
+    occlusion: Option<Vec<usize>>,
     /// One JSON object per line: method, model, batch, ms, passes.
     #[arg(long)]
     json: bool,
@@ -252,19 +255,22 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
         InputSpec::default(),
         unitscope::data::labels::numbered(1000),
     )?;
-    let [window, stride] = args.occlusion[..] else {
-        anyhow::bail!("--occlusion takes WINDOW,STRIDE");
-    };
+    // Only what was given is set: every other parameter is at its method's default,
+    // the one `explain` uses.
     let mut options = Params::new();
     options.set("layer", Value::Layers(vec!["layer4".into()]));
-    for (name, value) in [
+    let occlusion = args.occlusion.as_deref().unwrap_or_default();
+    let given = [
         ("samples", args.samples),
         ("steps", args.samples),
-        ("window", window),
-        ("stride", stride),
+        ("window", occlusion.first().copied()),
+        ("stride", occlusion.get(1).copied()),
         ("batch-size", args.batch_size),
-    ] {
-        options.set(name, Value::Integer(value as u64));
+    ];
+    for (name, value) in given {
+        if let Some(value) = value {
+            options.set(name, Value::Integer(value as u64));
+        }
     }
     if !args.json {
         outln!(
