@@ -346,10 +346,11 @@ fn explain_writes_maps_grid_summary_and_raw_arrays() {
         assert!(maps[0]["metrics"]["pointing_hit"].is_boolean());
         let grid = image::open(image["grid"].as_str().unwrap()).unwrap();
         // The input and six maps, each enlarged 3x to 192 px so that its caption
-        // fits, 4 px apart and around; under each, 3 caption lines of 10 px.
+        // fits, 4 px apart and around; under each, 4 caption lines of 10 px; under
+        // the grid, a colour bar of 12 px with two lines of labels.
         assert_eq!(
             (grid.width(), grid.height()),
-            (7 * (192 + 4) + 4, 4 + 192 + 4 + 3 * 10 + 4)
+            (7 * (192 + 4) + 4, 4 + 192 + 4 + 4 * 10 + 4 + (12 + 2 * 10 + 4))
         );
     }
 }

@@ -47,6 +47,19 @@ impl Attribution {
     pub fn narrow(&self, start: usize, len: usize) -> Result<Self> {
         self.map(|_, t| Ok(t.narrow(0, start, len)?))
     }
+
+    /// The smallest and largest raw value over the whole batch, before any
+    /// normalization: what a normalized picture no longer shows (a unit's CAM with
+    /// raw maximum 0.06 is drawn as bright as a class's with 0.5).
+    pub fn raw_range(&self) -> Result<(f64, f64)> {
+        let mut range = (f64::INFINITY, f64::NEG_INFINITY);
+        for t in self.tensors() {
+            let t = t.to_dtype(candle_core::DType::F64)?;
+            range.0 = range.0.min(t.min_all()?.to_scalar::<f64>()?);
+            range.1 = range.1.max(t.max_all()?.to_scalar::<f64>()?);
+        }
+        Ok(range)
+    }
 }
 
 /// An attribution method.

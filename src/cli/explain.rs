@@ -14,7 +14,7 @@ use unitscope::data::{Sample, Source};
 use unitscope::jobs;
 use unitscope::metrics::{DeletionInsertion, MapScores};
 use unitscope::model::Model;
-use unitscope::render::{self, Cells, Colormap, Panel, Style, Terminal};
+use unitscope::render::{self, Cells, Colormap, ColourBar, Panel, Style, Terminal};
 
 use super::job::{self, Printer};
 use super::methods::NamedMethod;
@@ -195,7 +195,7 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
                 };
                 panels.push(Panel {
                     image: heat,
-                    caption: caption(key, &describe(&resolved[0], model), &maps),
+                    caption: caption(key, &describe(&resolved[0], model), &maps)?,
                 });
                 explained.push(json!({
                     "metrics": metrics,
@@ -212,7 +212,11 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
             }
         }
         let grid = args.output.join(format!("{}.grid.png", input.name));
-        render::save_png(&render::grid(&panels, panels.len())?, &grid)?;
+        let grid_image = render::grid(&panels, panels.len())?;
+        render::save_png(
+            &render::with_colour_bars(&grid_image, &args.colour_bars()),
+            &grid,
+        )?;
         out.line(&format!(
             "{}: {} ({:.1}%) -> {}",
             input.name,
@@ -239,6 +243,26 @@ impl Args {
             Some(n) => Source::Demo(n),
             None => Source::Files(self.images.clone()),
         }
+    }
+
+    /// The colour bars under a grid: the colormap of unsigned maps, and red-blue
+    /// when `--reduction sum` keeps the signs.
+    fn colour_bars(&self) -> Vec<ColourBar> {
+        let mut bars = vec![ColourBar {
+            colormap: self.colormap,
+            low: "0",
+            high: "max",
+            caption: "each panel scaled to its own range (its raw range is in its caption)".into(),
+        }];
+        if self.reduction == ChannelReduction::Sum {
+            bars.push(ColourBar {
+                colormap: Colormap::RedBlue,
+                low: "-max",
+                high: "+max",
+                caption: "signed maps: negative blue, zero white, positive red".into(),
+            });
+        }
+        bars
     }
 
     /// How maps are drawn, from the options.
@@ -385,7 +409,7 @@ const SHOW_AREA: Cells = Cells {
 
 /// A map's caption in the grid: the method as asked for, the target, and the
 /// layer(s) a CAM was taken at (input maps are at the input).
-fn caption(method: &str, target: &str, maps: &Attribution) -> Vec<String> {
+fn caption(method: &str, target: &str, maps: &Attribution) -> Result<Vec<String>> {
     let at = match maps {
         Attribution::Input(_) => "at the input".to_owned(),
         Attribution::Layers(layers) => {
@@ -393,7 +417,10 @@ fn caption(method: &str, target: &str, maps: &Attribution) -> Vec<String> {
             format!("layer {}", names.join(","))
         }
     };
-    vec![method.to_owned(), target.to_owned(), at]
+    // Each panel is scaled to its own range: say what that range was.
+    let (lo, hi) = maps.raw_range()?;
+    let range = format!("raw {lo:.2e}..{hi:.2e}");
+    Ok(vec![method.to_owned(), target.to_owned(), at, range])
 }
 
 /// The trust scores of one map of `input`, for the probability of `class`.

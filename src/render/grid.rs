@@ -8,6 +8,8 @@ use font8x8::{BASIC_FONTS, UnicodeFonts};
 use image::imageops::{self, FilterType};
 use image::{Rgb, RgbImage};
 
+use super::color::Colormap;
+
 /// Characters a caption line holds at least; longer lines are cut with `~`.
 pub const CAPTION_CHARS: u32 = 20;
 
@@ -61,6 +63,50 @@ pub fn grid(panels: &[Panel], columns: usize) -> Result<RgbImage> {
         }
     }
     Ok(out)
+}
+
+/// `picture` with a colour bar under it for each of `bars`: the colormap across
+/// the picture's width, its ends labelled (`low` at the left, `high` at the right)
+/// and a caption under it.
+pub fn with_colour_bars(picture: &RgbImage, bars: &[ColourBar]) -> RgbImage {
+    const BAR: u32 = 12;
+    let row = BAR + 2 * (GLYPH + 2) + GAP;
+    let (w, h) = picture.dimensions();
+    let mut out = RgbImage::from_pixel(w, h + bars.len() as u32 * row, BACKGROUND);
+    imageops::replace(&mut out, picture, 0, 0);
+    let span = w.saturating_sub(2 * GAP).max(1);
+    for (i, bar) in bars.iter().enumerate() {
+        let top = h + i as u32 * row;
+        for dx in 0..span {
+            let color = bar.colormap.color(dx as f64 / (span - 1).max(1) as f64);
+            for dy in 0..BAR {
+                out.put_pixel(GAP + dx, top + dy, color);
+            }
+        }
+        let labels = top + BAR + 2;
+        text(&mut out, (GAP, labels), bar.low);
+        let right = GAP + span.saturating_sub(bar.high.chars().count() as u32 * GLYPH);
+        text(&mut out, (right, labels), bar.high);
+        text(
+            &mut out,
+            (GAP, labels + GLYPH + 2),
+            &fit(&bar.caption, span / GLYPH),
+        );
+    }
+    out
+}
+
+/// A colour bar's colormap and labels.
+#[derive(Clone, Debug)]
+pub struct ColourBar {
+    /// Its colors, 0 at the left.
+    pub colormap: Colormap,
+    /// The left end's label.
+    pub low: &'static str,
+    /// The right end's label.
+    pub high: &'static str,
+    /// What the colors mean.
+    pub caption: String,
 }
 
 /// `line` cut to `chars` characters, the cut marked by a final `~`.
@@ -132,6 +178,24 @@ mod tests {
             0,
             "the second has none"
         );
+    }
+
+    /// A bar runs the colormap left to right under the picture.
+    #[test]
+    fn colour_bars_run_the_colormap_under_the_picture() {
+        let picture = RgbImage::from_pixel(100, 10, Rgb([1, 2, 3]));
+        let bar = ColourBar {
+            colormap: Colormap::Viridis,
+            low: "0",
+            high: "max",
+            caption: "each panel to its own max".into(),
+        };
+        let out = with_colour_bars(&picture, &[bar.clone(), bar]);
+        assert_eq!(out.width(), 100);
+        assert!(out.height() > 10 + 2 * 12);
+        assert_eq!(out[(50, 5)], Rgb([1, 2, 3]));
+        assert_eq!(out[(GAP, 10)], Colormap::Viridis.color(0.0));
+        assert_eq!(out[(100 - GAP - 1, 10)], Colormap::Viridis.color(1.0));
     }
 
     #[test]

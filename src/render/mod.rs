@@ -11,5 +11,5 @@ pub mod terminal;
 pub use color::{Colormap, Scaling, heatmap};
 pub use compose::{Style, draw, overlay};
 pub use files::{save_npy, save_png};
-pub use grid::{Panel, grid};
+pub use grid::{ColourBar, Panel, grid, with_colour_bars};
 pub use terminal::{Cells, Protocol, Terminal};
