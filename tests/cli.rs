@@ -350,7 +350,10 @@ fn explain_writes_maps_grid_summary_and_raw_arrays() {
         // the grid, a colour bar of 12 px with two lines of labels.
         assert_eq!(
             (grid.width(), grid.height()),
-            (7 * (192 + 4) + 4, 4 + 192 + 4 + 4 * 10 + 4 + (12 + 2 * 10 + 4))
+            (
+                7 * (192 + 4) + 4,
+                4 + 192 + 4 + 4 * 10 + 4 + (12 + 2 * 10 + 4)
+            )
         );
     }
 }
@@ -805,5 +808,51 @@ fn summary_figures_are_each_maps_own() {
     assert_eq!(
         maps[2]["passes"],
         serde_json::json!({"backward": 4, "forward": 0})
+    );
+}
+
+/// Maps are drawn on the user's image at its own resolution: the heatmap over the
+/// part the model saw (the center crop, scaled back), the rest dimmed.
+#[test]
+fn maps_are_drawn_on_the_original_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("wide.png");
+    image::RgbImage::from_pixel(60, 40, image::Rgb([200, 100, 50]))
+        .save(&photo)
+        .unwrap();
+    let card = plain_card(dir.path(), &weights_fixture("plain_cnn_legacy.pth"));
+    let out = dir.path().join("out");
+    let run = unitscope(
+        &[
+            "explain",
+            s(&photo),
+            "--model",
+            s(&card),
+            "-m",
+            "saliency",
+            "-o",
+            s(&out),
+        ],
+        &[],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let map = image::open(out.join("wide.saliency.predicted.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(map.dimensions(), (60, 40));
+    // 16 px center crop of the 19 px shorter side: the left edge lies outside it.
+    assert_eq!(
+        map[(0, 20)],
+        image::Rgb([80, 40, 20]),
+        "outside the crop is dimmed"
+    );
+    assert_ne!(
+        map[(30, 20)],
+        image::Rgb([80, 40, 20]),
+        "inside it is the map"
     );
 }

@@ -147,9 +147,12 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
             .iter()
             .map(|(_, t)| t.resolve(&[top.index]))
             .collect();
+        // The model's input, for the raw maps; the user's image for every picture.
         let picture = model.input_spec().to_image(&input.tensor)?;
+        let window = model.input_spec().window(input.original.dimensions());
+        let input_size = (picture.height() as usize, picture.width() as usize);
         let mut panels = vec![Panel {
-            image: picture.clone(),
+            image: panel_image(&input.original),
             caption: vec![
                 input.name.clone(),
                 format!("{} {:.0}%", top.label, top.p * 100.0),
@@ -175,7 +178,8 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
                 if let Some(w) = &warning {
                     eprintln!("warning: {}: {w}", input.name);
                 }
-                let heat = render::draw(&maps, &picture, args.style())?;
+                let on = (window, input_size);
+                let heat = render::draw_on(&maps, &input.original, on, args.style())?;
                 let png = args.output.join(format!("{stem}.png"));
                 render::save_png(&heat, &png)?;
                 if let Some(terminal) = terminal {
@@ -194,7 +198,7 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
                     false => None,
                 };
                 panels.push(Panel {
-                    image: heat,
+                    image: panel_image(&heat),
                     caption: caption(key, &describe(&resolved[0], model), &maps)?,
                 });
                 explained.push(json!({
@@ -202,7 +206,7 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
                     "warning": warning,
                     "method": method.name(),
                     "parameters": registry::values(key, params)?,
-                    "passes": method.passes((picture.height() as usize, picture.width() as usize)),
+                    "passes": method.passes(input_size),
                     "target": describe(&resolved[0], model),
                     "ms": ms,
                     "batch_ms": batch_ms,
@@ -399,6 +403,30 @@ fn prepare_output(dir: &Path, force: bool) -> Result<()> {
         }
     }
     std::fs::remove_file(&summary).with_context(|| format!("cannot remove `{}`", summary.display()))
+}
+
+/// The longest side of a grid panel: a photo's own resolution is kept in its map's
+/// PNG, but ten 4000 px panels side by side would be a grid no one can open.
+const MAX_PANEL_SIDE: u32 = 512;
+
+/// `img` as a grid panel: as it is, or shrunk to [`MAX_PANEL_SIDE`].
+fn panel_image(img: &RgbImage) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let longest = w.max(h);
+    if longest <= MAX_PANEL_SIDE {
+        return img.clone();
+    }
+    let scale = MAX_PANEL_SIDE as f64 / longest as f64;
+    let size = (
+        (w as f64 * scale).round().max(1.0),
+        (h as f64 * scale).round().max(1.0),
+    );
+    image::imageops::resize(
+        img,
+        size.0 as u32,
+        size.1 as u32,
+        image::imageops::FilterType::Triangle,
+    )
 }
 
 /// The cells `--show` prints each heatmap into.

@@ -102,24 +102,9 @@ impl InputSpec {
         let img = match self.resize {
             ResizeMode::Stretch => resize(img, w as u32, h as u32, filter),
             ResizeMode::ShorterSide => {
-                // torchvision: the shorter side becomes `short`, the longer one
-                // `floor(short * long / shorter)`.
-                let short = self
-                    .resize_to
-                    .unwrap_or((h.min(w) * 256).div_ceil(224))
-                    .max(h.max(w));
-                let (iw, ih) = (img.width() as usize, img.height() as usize);
-                let (rw, rh) = if iw <= ih {
-                    (short, short * ih / iw)
-                } else {
-                    (short * iw / ih, short)
-                };
-                let (x0, y0) = (
-                    ((rw - w) as f64 / 2.0).round() as u32,
-                    ((rh - h) as f64 / 2.0).round() as u32,
-                );
+                let ((rw, rh), (x0, y0)) = self.shorter_side(img.dimensions());
                 let window = (x0, y0, w as u32, h as u32);
-                resize_window(img, (rw as u32, rh as u32), window, filter)
+                resize_window(img, (rw, rh), window, filter)
             }
         };
         // In f32 and in this order, as ToTensor + Normalize compute it.
@@ -132,6 +117,43 @@ impl InputSpec {
             }
         }
         Ok(Tensor::from_vec(data, (3, h, w), device)?)
+    }
+
+    /// The `shorter-side` geometry for an image of `(width, height)`: the size it
+    /// is resized to, and the top-left corner of the crop in it. As torchvision:
+    /// the shorter side becomes `short`, the longer one `floor(short * long /
+    /// shorter)`, and the crop is centered (rounded).
+    fn shorter_side(&self, (iw, ih): (u32, u32)) -> ((u32, u32), (u32, u32)) {
+        let [h, w] = self.size;
+        let short = self
+            .resize_to
+            .unwrap_or((h.min(w) * 256).div_ceil(224))
+            .max(h.max(w));
+        let (iw, ih) = (iw.max(1) as usize, ih.max(1) as usize);
+        let (rw, rh) = if iw <= ih {
+            (short, short * ih / iw)
+        } else {
+            (short * iw / ih, short)
+        };
+        let x0 = ((rw - w) as f64 / 2.0).round() as u32;
+        let y0 = ((rh - h) as f64 / 2.0).round() as u32;
+        ((rw as u32, rh as u32), (x0, y0))
+    }
+
+    /// The part of an image of `(width, height)` that the model's input shows, in
+    /// the image's pixels: `(x, y, width, height)`. The whole image when it is
+    /// stretched; the crop's window, scaled back, when the shorter side is resized.
+    /// A map of the input drawn over this window lands where it belongs.
+    pub fn window(&self, (iw, ih): (u32, u32)) -> (f64, f64, f64, f64) {
+        let [h, w] = self.size;
+        match self.resize {
+            ResizeMode::Stretch => (0.0, 0.0, iw as f64, ih as f64),
+            ResizeMode::ShorterSide => {
+                let ((rw, rh), (x0, y0)) = self.shorter_side((iw, ih));
+                let (sx, sy) = (iw as f64 / rw as f64, ih as f64 / rh as f64);
+                (x0 as f64 * sx, y0 as f64 * sy, w as f64 * sx, h as f64 * sy)
+            }
+        }
     }
 
     /// The picture a preprocessed `[3, H, W]` tensor shows: normalization undone,
@@ -254,6 +276,28 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// torchvision's resize-256 + center-crop-224 of a 451 x 300 photo sees the
+    /// middle 263 x 263 px: the window maps the crop back onto the photo.
+    #[test]
+    fn the_window_is_the_crop_in_the_photos_pixels() {
+        let (x, y, w, h) = InputSpec::default().window((451, 300));
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        // Resized to 384 x 256, crop at (80, 16), scaled back by 451/384 and 300/256.
+        assert!(
+            close(x, 80.0 * 451.0 / 384.0) && close(w, 224.0 * 451.0 / 384.0),
+            "{x} {w}"
+        );
+        assert!(
+            close(y, 16.0 * 300.0 / 256.0) && close(h, 224.0 * 300.0 / 256.0),
+            "{y} {h}"
+        );
+        let stretch = InputSpec {
+            resize: ResizeMode::Stretch,
+            ..InputSpec::default()
+        };
+        assert_eq!(stretch.window((451, 300)), (0.0, 0.0, 451.0, 300.0));
+    }
 
     #[test]
     fn to_image_undoes_to_tensor() {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use candle_core::{Device, Tensor};
+use image::RgbImage;
 
 use super::image::{InputSpec, load_image};
 use super::world::{HELD_OUT, SIZE, World};
@@ -27,6 +28,8 @@ pub struct Sample {
     pub name: String,
     /// The file it was read from, if any.
     pub path: Option<PathBuf>,
+    /// The image as it was before preprocessing (a demo scene as drawn).
+    pub original: RgbImage,
     /// The model's input, `[3, H, W]`.
     pub tensor: Tensor,
     /// For demo scenes, the pixels of the object that sets the class.
@@ -81,6 +84,7 @@ impl Source {
                         path: None,
                         tensor: spec.to_tensor(&scene.image, device)?,
                         mask: Some(scene.subject_mask()),
+                        original: scene.image,
                     })
                 })));
             }
@@ -97,6 +101,7 @@ impl Source {
                     path: Some(path.clone()),
                     tensor: spec.to_tensor(&image, device)?,
                     mask: None,
+                    original: image,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

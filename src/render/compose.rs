@@ -2,7 +2,8 @@
 //! blended, as every view shows it.
 
 use anyhow::{Result, ensure};
-use image::RgbImage;
+use image::imageops::{self, FilterType};
+use image::{Rgb, RgbImage};
 
 use super::color::{Colormap, Scaling, heatmap};
 use crate::attribution::{Attribution, ChannelReduction};
@@ -28,10 +29,56 @@ impl Default for Style {
     }
 }
 
-/// The map of the first (only) input of `maps` over `picture`: input maps scaled as
-/// Captum does, CAMs as they come (normalized), signed sums in red-blue.
+/// The map of the first (only) input of `maps` over `picture`, the model's input:
+/// input maps scaled as Captum does, CAMs as they come (normalized), signed sums in
+/// red-blue.
 pub fn draw(maps: &Attribution, picture: &RgbImage, style: Style) -> Result<RgbImage> {
-    let (w, h) = (picture.width() as usize, picture.height() as usize);
+    let (w, h) = picture.dimensions();
+    overlay(
+        picture,
+        &heat(maps, (h as usize, w as usize), style)?,
+        style.alpha,
+    )
+}
+
+/// The map of the first input over `original`, the image before preprocessing, at
+/// its own resolution: the heatmap (the model input's `(height, width)`) is resized
+/// onto `window`, the part of the original the model saw (`InputSpec::window`), and
+/// what lies outside it is dimmed.
+pub fn draw_on(
+    maps: &Attribution,
+    original: &RgbImage,
+    (window, input): ((f64, f64, f64, f64), (usize, usize)),
+    style: Style,
+) -> Result<RgbImage> {
+    let (x, y, width, height) = window;
+    let size = (
+        width.round().max(1.0) as u32,
+        height.round().max(1.0) as u32,
+    );
+    let heat = imageops::resize(
+        &heat(maps, input, style)?,
+        size.0,
+        size.1,
+        FilterType::Triangle,
+    );
+    let (x0, y0) = (x.round() as i64, y.round() as i64);
+    let alpha = style.alpha.clamp(0.0, 1.0);
+    let mut out = original.clone();
+    for (px, py, pixel) in out.enumerate_pixels_mut() {
+        let (hx, hy) = (px as i64 - x0, py as i64 - y0);
+        let inside = (0..size.0 as i64).contains(&hx) && (0..size.1 as i64).contains(&hy);
+        *pixel = match inside {
+            true => blend(*pixel, *heat.get_pixel(hx as u32, hy as u32), alpha),
+            // The model never saw it: dimmed, so no one reads a map into it.
+            false => blend(*pixel, Rgb([0, 0, 0]), 0.6),
+        };
+    }
+    Ok(out)
+}
+
+/// The heatmap of the first input of `maps` at `(height, width)`, colored.
+fn heat(maps: &Attribution, (h, w): (usize, usize), style: Style) -> Result<RgbImage> {
     let values = maps
         .display((h, w), style.reduction)?
         .flatten_all()?
@@ -46,8 +93,14 @@ pub fn draw(maps: &Attribution, picture: &RgbImage, style: Style) -> Result<RgbI
     } else {
         style.colormap
     };
-    let heat = heatmap(&scaling.apply(&values), (w, h), signed, colormap)?;
-    overlay(picture, &heat, style.alpha)
+    heatmap(&scaling.apply(&values), (w, h), signed, colormap)
+}
+
+/// `heat` over `base` with opacity `alpha`.
+fn blend(base: Rgb<u8>, heat: Rgb<u8>, alpha: f32) -> Rgb<u8> {
+    Rgb(std::array::from_fn(|c| {
+        ((1.0 - alpha) * base[c] as f32 + alpha * heat[c] as f32).round() as u8
+    }))
 }
 
 /// `heat` blended over `base` with opacity `alpha` (0: only the base).
@@ -61,10 +114,7 @@ pub fn overlay(base: &RgbImage, heat: &RgbImage, alpha: f32) -> Result<RgbImage>
     let alpha = alpha.clamp(0.0, 1.0);
     let mut out = base.clone();
     for (o, h) in out.pixels_mut().zip(heat.pixels()) {
-        for c in 0..3 {
-            let v = (1.0 - alpha) * o[c] as f32 + alpha * h[c] as f32;
-            o[c] = v.round() as u8;
-        }
+        *o = blend(*o, *h, alpha);
     }
     Ok(out)
 }
