@@ -75,6 +75,21 @@ impl Attribution {
             }
         }
     }
+
+    /// [`Attribution::display`] without any normalization, for maps to be drawn on
+    /// one scale: CAM maps resized, rectified and averaged over layers as they are.
+    pub fn display_raw(&self, size: (usize, usize), reduction: ChannelReduction) -> Result<Tensor> {
+        match self {
+            Self::Input(map) => reduction.apply(map),
+            Self::Layers(layers) => {
+                let resized = layers
+                    .iter()
+                    .map(|(_, m)| Ok(Upsampling::Bilinear.apply(m, size)?.squeeze(1)?))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Tensor::stack(&resized, 0)?.relu()?.mean(0)?)
+            }
+        }
+    }
 }
 
 /// `maps: [N, h, w]` shifted and scaled per map to [0, 1]: `(m - min) / (max - min +

@@ -14,7 +14,7 @@ use unitscope::data::{Sample, Source};
 use unitscope::jobs;
 use unitscope::metrics::{DeletionInsertion, MapScores};
 use unitscope::model::Model;
-use unitscope::render::{self, Cells, Colormap, ColourBar, Panel, Style, Terminal};
+use unitscope::render::{self, Cells, Colormap, ColourBar, Panel, Scale, Style, Terminal};
 
 use super::job::{self, Printer};
 use super::methods::NamedMethod;
@@ -63,6 +63,9 @@ pub struct Args {
     /// Heatmap colors (signed `--reduction sum` maps use red-blue).
     #[arg(long, value_parser = super::choice::<Colormap>(), default_value_t)]
     colormap: Colormap,
+    /// Whether a method's maps for several targets share one scale.
+    #[arg(long, value_parser = super::choice::<Scale>(), default_value_t)]
+    scale: Scale,
     /// Heatmap opacity over the image, 0 to 1.
     #[arg(long, default_value_t = 0.5, value_parser = super::real(0.0, 1.0), allow_negative_numbers = true)]
     alpha: f64,
@@ -165,7 +168,10 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
             // The targets ran as one batch: each map's share of its time.
             let batch_ms = start.elapsed().as_secs_f64() * 1e3;
             let ms = batch_ms / targets.len() as f64;
-            for (((spec, _), resolved), maps) in targets.iter().zip(&resolved).zip(results) {
+            let on = (window, input_size);
+            let heats = render::draw_all_on(&results, &input.original, on, args.style())?;
+            let each = targets.iter().zip(&resolved).zip(results).zip(heats);
+            for ((((spec, _), resolved), maps), heat) in each {
                 let stem = format!("{}.{}.{}", input.name, file_part(key), file_part(spec));
                 let warning = blank_cam(&maps)?.map(|layer| {
                     let target = describe(&resolved[0], model);
@@ -178,8 +184,6 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
                 if let Some(w) = &warning {
                     eprintln!("warning: {}: {w}", input.name);
                 }
-                let on = (window, input_size);
-                let heat = render::draw_on(&maps, &input.original, on, args.style())?;
                 let png = args.output.join(format!("{stem}.png"));
                 render::save_png(&heat, &png)?;
                 if let Some(terminal) = terminal {
@@ -256,7 +260,15 @@ impl Args {
             colormap: self.colormap,
             low: "0",
             high: "max",
-            caption: "each panel scaled to its own range (its raw range is in its caption)".into(),
+            caption: match self.scale {
+                Scale::PerMap => {
+                    "each panel scaled to its own range (its raw range is in its caption)"
+                }
+                Scale::Shared => {
+                    "each method's panels on one scale across targets (raw ranges in captions)"
+                }
+            }
+            .into(),
         }];
         if self.reduction == ChannelReduction::Sum {
             bars.push(ColourBar {
@@ -275,6 +287,7 @@ impl Args {
             reduction: self.reduction,
             colormap: self.colormap,
             alpha: self.alpha as f32,
+            scale: self.scale,
         }
     }
 }

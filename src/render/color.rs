@@ -75,6 +75,8 @@ pub enum Scaling {
     },
     /// The values are already in range (normalized CAMs).
     None,
+    /// Divide by this value, then clip: one scale shared by several maps.
+    Divide(f32),
 }
 
 impl Default for Scaling {
@@ -88,6 +90,8 @@ impl Scaling {
     pub fn apply(self, values: &[f32]) -> Vec<f32> {
         match self {
             Self::None => values.iter().map(|v| v.clamp(-1.0, 1.0)).collect(),
+            Self::Divide(by) if by <= f32::EPSILON => vec![0.0; values.len()],
+            Self::Divide(by) => values.iter().map(|v| (v / by).clamp(-1.0, 1.0)).collect(),
             Self::CumulativeOutlier { percentile } => {
                 let threshold = cumulative_threshold(values, percentile);
                 if threshold <= f32::EPSILON {
@@ -105,7 +109,7 @@ impl Scaling {
 
 /// The smallest sorted |value| at which the cumulative sum of the sorted absolute
 /// values reaches `percentile`% of their total.
-fn cumulative_threshold(values: &[f32], percentile: f64) -> f32 {
+pub(super) fn cumulative_threshold(values: &[f32], percentile: f64) -> f32 {
     let mut sorted: Vec<f64> = values.iter().map(|v| v.abs() as f64).collect();
     sorted.sort_by(f64::total_cmp);
     let total: f64 = sorted.iter().sum();

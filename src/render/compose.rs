@@ -5,8 +5,40 @@ use anyhow::{Result, ensure};
 use image::imageops::{self, FilterType};
 use image::{Rgb, RgbImage};
 
-use super::color::{Colormap, Scaling, heatmap};
+use super::color::{Colormap, Scaling, cumulative_threshold, heatmap};
 use crate::attribution::{Attribution, ChannelReduction};
+use crate::choice::{Choice, display_by_name};
+
+/// Whether maps drawn together share one scale.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scale {
+    /// Each map to its own range: every map uses the whole colormap.
+    #[default]
+    PerMap,
+    /// One scale for the maps of one method across targets: a weak target's map
+    /// looks weak beside a strong one's.
+    Shared,
+}
+
+impl Choice for Scale {
+    const ALL: &'static [Self] = &[Self::PerMap, Self::Shared];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::PerMap => "per-map",
+            Self::Shared => "shared",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::PerMap => "each map scaled to its own range",
+            Self::Shared => "one scale for a method's maps across targets",
+        }
+    }
+}
+
+display_by_name!(Scale);
 
 /// How a map is drawn.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -17,6 +49,8 @@ pub struct Style {
     pub colormap: Colormap,
     /// The heatmap's opacity over the input, 0 to 1.
     pub alpha: f32,
+    /// Whether maps drawn together ([`draw_all_on`]) share a scale.
+    pub scale: Scale,
 }
 
 impl Default for Style {
@@ -25,6 +59,7 @@ impl Default for Style {
             reduction: ChannelReduction::default(),
             colormap: Colormap::default(),
             alpha: 0.5,
+            scale: Scale::PerMap,
         }
     }
 }
@@ -51,19 +86,24 @@ pub fn draw_on(
     (window, input): ((f64, f64, f64, f64), (usize, usize)),
     style: Style,
 ) -> Result<RgbImage> {
-    let (x, y, width, height) = window;
+    place(&heat(maps, input, style)?, original, window, style.alpha)
+}
+
+/// `heat` resized onto `window` of `original`, blended with opacity `alpha`; the
+/// rest of `original` dimmed.
+fn place(
+    heat: &RgbImage,
+    original: &RgbImage,
+    (x, y, width, height): (f64, f64, f64, f64),
+    alpha: f32,
+) -> Result<RgbImage> {
     let size = (
         width.round().max(1.0) as u32,
         height.round().max(1.0) as u32,
     );
-    let heat = imageops::resize(
-        &heat(maps, input, style)?,
-        size.0,
-        size.1,
-        FilterType::Triangle,
-    );
+    let heat = imageops::resize(heat, size.0, size.1, FilterType::Triangle);
     let (x0, y0) = (x.round() as i64, y.round() as i64);
-    let alpha = style.alpha.clamp(0.0, 1.0);
+    let alpha = alpha.clamp(0.0, 1.0);
     let mut out = original.clone();
     for (px, py, pixel) in out.enumerate_pixels_mut() {
         let (hx, hy) = (px as i64 - x0, py as i64 - y0);
@@ -75,6 +115,53 @@ pub fn draw_on(
         };
     }
     Ok(out)
+}
+
+/// [`draw_on`] for several maps of one method (one per target), on one scale when
+/// `style.scale` is [`Scale::Shared`]: Captum's outlier rule over their pooled
+/// values for input maps, the largest value for CAMs (their normalization skipped).
+pub fn draw_all_on(
+    maps: &[Attribution],
+    original: &RgbImage,
+    on: ((f64, f64, f64, f64), (usize, usize)),
+    style: Style,
+) -> Result<Vec<RgbImage>> {
+    if style.scale == Scale::PerMap || maps.len() < 2 {
+        return maps
+            .iter()
+            .map(|m| draw_on(m, original, on, style))
+            .collect();
+    }
+    let (h, w) = on.1;
+    let values = maps
+        .iter()
+        .map(|m| {
+            let raw = m.display_raw((h, w), style.reduction)?;
+            Ok(raw
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1::<f32>()?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pooled = values.concat();
+    let input_maps = matches!(maps[0], Attribution::Input(_));
+    let signed = input_maps && style.reduction == ChannelReduction::Sum;
+    let limit = match input_maps {
+        true => cumulative_threshold(&pooled, 98.0),
+        false => pooled.iter().copied().fold(0.0, f32::max),
+    };
+    let colormap = if signed {
+        Colormap::RedBlue
+    } else {
+        style.colormap
+    };
+    values
+        .iter()
+        .map(|v| {
+            let heat = heatmap(&Scaling::Divide(limit).apply(v), (w, h), signed, colormap)?;
+            place(&heat, original, on.0, style.alpha)
+        })
+        .collect()
 }
 
 /// The heatmap of the first input of `maps` at `(height, width)`, colored.
@@ -136,6 +223,40 @@ mod tests {
             Rgb([100, 50, 0])
         );
         assert!(overlay(&RgbImage::new(3, 2), &heat, 0.5).is_err());
+    }
+
+    /// On a shared scale, a map a tenth as strong is drawn a tenth as bright; each
+    /// on its own, both reach the colormap's top.
+    #[test]
+    fn a_shared_scale_keeps_strengths_apart() {
+        let cam = |peak: f32| {
+            let t = Tensor::new(&[[[0f32, peak], [0., 0.]]], &Device::Cpu).unwrap();
+            Attribution::Layers(vec![("l".into(), t)])
+        };
+        let maps = [cam(1.0), cam(0.1)];
+        let black = RgbImage::new(2, 2);
+        let on = ((0.0, 0.0, 2.0, 2.0), (2, 2));
+        let near = |a: Rgb<u8>, b: Rgb<u8>| a.0.iter().zip(b.0).all(|(x, y)| x.abs_diff(y) <= 2);
+        let top = Colormap::Inferno.color(1.0);
+        for (scale, weak_peak) in [(Scale::PerMap, 1.0), (Scale::Shared, 0.1)] {
+            let style = Style {
+                alpha: 1.0,
+                scale,
+                ..Style::default()
+            };
+            let drawn = draw_all_on(&maps, &black, on, style).unwrap();
+            assert!(
+                near(drawn[0][(1, 0)], top),
+                "{scale}: {:?}",
+                drawn[0][(1, 0)]
+            );
+            let weak = Colormap::Inferno.color(weak_peak);
+            assert!(
+                near(drawn[1][(1, 0)], weak),
+                "{scale}: {:?} vs {weak:?}",
+                drawn[1][(1, 0)]
+            );
+        }
     }
 
     /// A CAM is drawn as it comes: its hottest pixel takes the colormap's top, at

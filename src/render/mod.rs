@@ -9,7 +9,7 @@ pub mod grid;
 pub mod terminal;
 
 pub use color::{Colormap, Scaling, heatmap};
-pub use compose::{Style, draw, draw_on, overlay};
+pub use compose::{Scale, Style, draw, draw_all_on, draw_on, overlay};
 pub use files::{save_npy, save_png};
 pub use grid::{ColourBar, Panel, grid, with_colour_bars};
 pub use terminal::{Cells, Protocol, Terminal};
