@@ -15,10 +15,12 @@ pub fn write_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>)
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        // Dropped on any error before `persist`, which deletes it.
+        // Dropped on any error before `persist`, which deletes it. Created with the
+        // mode any new file gets (0666 less the umask), not a temporary file's 0600.
         let file = tempfile::Builder::new()
             .prefix(".unitscope-")
             .suffix(".part")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)?;
         let mut out = BufWriter::new(file);
         write(&mut out)?;
@@ -60,5 +62,19 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["summary.json"]);
+    }
+
+    /// The file others may read as they may any new file: the umask's mode, not a
+    /// temporary file's owner-only 0600.
+    #[test]
+    fn a_written_file_has_the_usual_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"x").unwrap();
+        let atomic = dir.path().join("atomic");
+        write(&atomic, b"x").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&atomic), mode(&plain));
     }
 }

@@ -49,6 +49,8 @@ where
         .progress_chars("=> "),
     );
     bar.set_prefix(label.to_owned());
+    // Redrawn on its own, so the clock moves even while one unit takes minutes.
+    bar.enable_steady_tick(Duration::from_millis(250));
     let printer = Printer(bar.clone());
     let mut runner = Runner::new();
     runner.submit(label, move |cx| work(cx, &printer));
