@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::outln;
+use super::job;
 
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct Args {
     /// Images (PNG or JPEG).
     #[arg(required = true)]
@@ -24,24 +24,38 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let model = super::load_model(args.model.as_deref())?;
-    for path in &args.images {
-        let x = model
-            .input_spec()
-            .load_batch(std::slice::from_ref(path), model.device())?;
-        let top = model.predict(&x, args.top)?.remove(0);
-        super::check_outputs(top.iter().map(|p| p.p));
-        if args.json {
-            outln!("{}", serde_json::json!({ "image": path, "top": top }));
-        } else {
-            outln!("{}", path.display());
-            for p in &top {
-                outln!("  {:>6.2}%  {:>4}  {}", p.p * 100.0, p.index, p.label);
+    let labels = model.labels().to_vec();
+    let args = args.clone();
+    let total = args.images.len() as u64;
+    let on_demo_model = args.model.is_none();
+    job::run("predict", total, move |cx, out| {
+        for (done, path) in args.images.iter().enumerate() {
+            cx.checkpoint()?;
+            cx.progress(done as u64, total, path.display().to_string());
+            let x = model
+                .input_spec()
+                .load_batch(std::slice::from_ref(path), model.device())?;
+            let top = model.predict(&x, args.top)?.remove(0);
+            super::check_outputs(top.iter().map(|p| p.p));
+            if args.json {
+                out.line(&serde_json::json!({ "image": path, "top": top }).to_string())?;
+            } else {
+                out.line(&path.display().to_string())?;
+                for p in &top {
+                    out.line(&format!(
+                        "  {:>6.2}%  {:>4}  {}",
+                        p.p * 100.0,
+                        p.index,
+                        p.label
+                    ))?;
+                }
             }
         }
-    }
+        Ok(())
+    })?;
     // After the results, so that an error stays the one line on stderr.
-    if args.model.is_none() {
-        super::note_demo_model(model.labels());
+    if on_demo_model {
+        super::note_demo_model(&labels);
     }
     Ok(())
 }
