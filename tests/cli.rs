@@ -856,3 +856,65 @@ fn maps_are_drawn_on_the_original_image() {
         "inside it is the map"
     );
 }
+
+/// Review fixes: names that would overwrite each other's files are refused; a
+/// `--force` whose images cannot be read keeps the earlier run; `classes` matches
+/// names as `--target` does; occlusion leaves uncovered pixels at zero, not NaN.
+#[test]
+fn overwrites_and_lost_runs_are_refused() {
+    let err = fails(&["explain", "--demo", "1", "-m", "saliency,saliency"]);
+    assert!(err.contains("would write the same files"), "{err}");
+    let err = fails(&["explain", "--demo", "1", "-t", "2,2"]);
+    assert!(err.contains("would write the same files"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let first = unitscope(
+        &["explain", "--demo", "1", "-m", "saliency", "-o", s(&out)],
+        &[],
+    );
+    assert!(first.status.success());
+    let bad = dir.path().join("bad.png");
+    std::fs::write(&bad, "not a png").unwrap();
+    fails(&["explain", s(&bad), "-o", s(&out), "--force"]);
+    assert!(out.join("summary.json").is_file() && out.join("scene0.grid.png").is_file());
+
+    let lite0 = root().join("models/efficientnet-lite0.toml");
+    let listed = unitscope(&["classes", "tabby_cat", "--model", s(&lite0)], &[]);
+    assert_eq!(
+        String::from_utf8(listed.stdout).unwrap(),
+        "  281  tabby, tabby cat\n"
+    );
+
+    let sparse = dir.path().join("sparse");
+    let run = unitscope(
+        &[
+            "explain",
+            "--demo",
+            "1",
+            "-m",
+            "occlusion",
+            "--window",
+            "4",
+            "--stride",
+            "16",
+            "--save-raw",
+            "-o",
+            s(&sparse),
+        ],
+        &[],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let raw = std::fs::read(sparse.join("scene0.occlusion.predicted.raw.npy")).unwrap();
+    // float32 little-endian values after the .npy header: none may be NaN.
+    let header = 10 + u16::from_le_bytes([raw[8], raw[9]]) as usize;
+    let nans = raw[header..]
+        .chunks_exact(4)
+        .filter(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_nan())
+        .count();
+    assert_eq!(nans, 0);
+}

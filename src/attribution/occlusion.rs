@@ -162,7 +162,14 @@ impl Method for Occlusion {
         }
         let mean: Vec<f32> = total
             .chunks_exact(h * w)
-            .flat_map(|plane| plane.iter().zip(&count).map(|(t, c)| t / c))
+            .flat_map(|plane| {
+                // A stride longer than the window leaves pixels no window covers:
+                // nothing is known of them, so they get no attribution (not 0/0).
+                plane
+                    .iter()
+                    .zip(&count)
+                    .map(|(t, c)| if *c > 0.0 { t / c } else { 0.0 })
+            })
             .collect();
         let map = Tensor::from_vec(mean, (n, 1, h, w), inputs.device())?;
         Ok(Attribution::Input(map.repeat((1, c, 1, 1))?))

@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use unitscope::data::labels::normalize;
 use unitscope::model::ModelCard;
 
 use super::outln;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Only the classes whose name contains this, in any case.
+    /// Only the classes whose name contains this (case, spacing and `_` aside).
     pattern: Option<String>,
     /// Model card (TOML). Without one: the embedded demo model.
     #[arg(long)]
@@ -25,11 +26,12 @@ pub fn run(args: &Args) -> Result<()> {
         Some(card) => ModelCard::load(card)?.class_names()?,
         None => unitscope::model::demo::labels(),
     };
-    let pattern = args.pattern.as_deref().map(str::to_lowercase);
+    // Compared as --target compares names: case, spacing and `_` aside.
+    let pattern = args.pattern.as_deref().map(normalize);
     for (index, label) in labels.iter().enumerate() {
         if pattern
             .as_ref()
-            .is_some_and(|p| !label.to_lowercase().contains(p))
+            .is_some_and(|p| !normalize(label).contains(p))
         {
             continue;
         }

@@ -43,10 +43,10 @@ pub struct Args {
     json: bool,
 }
 
-/// Inputs with their object masks, if known.
 /// The most inputs `evaluate` holds at once (as one batch).
 const MAX_IMAGES: usize = 4096;
 
+/// Inputs with their object masks, if known.
 struct Inputs {
     tensor: Tensor,
     masks: Option<Vec<Vec<bool>>>,

@@ -73,6 +73,9 @@ pub struct Args {
     methods: super::methods::MethodArgs,
 }
 
+/// How often a long run's `summary.json` is rewritten with what it has done.
+const SUMMARY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What `explain` runs with, once the options are read.
 struct Run<'a> {
     model: &'a Model,
@@ -101,6 +104,19 @@ pub fn run(args: &Args) -> Result<()> {
         .map(|t| TargetSpec::parse_list(t, model.labels()))
         .collect::<Result<Vec<_>>>()?
         .concat();
+    // Two maps may not share a file name: one would overwrite the other.
+    unique("method", methods.iter().map(|(k, _)| k.as_str()))?;
+    unique("target", targets.iter().map(|(t, _)| t.as_str()))?;
+    anyhow::ensure!(!targets.is_empty(), "--target names nothing to explain");
+    if args.force
+        && let Source::Files(paths) = args.source()
+    {
+        // Replacing an earlier run needs a run to replace it with: read the images
+        // before anything is deleted.
+        for path in &paths {
+            unitscope::data::load_image(path)?;
+        }
+    }
     prepare_output(&args.output, args.force)?;
     // Asked here, before the job: the answer to a terminal query is read from the
     // terminal, which a worker must not race the progress bar for.
@@ -127,8 +143,27 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// The body of `explain`, run as a job: every input in turn, reporting progress and
-/// stopping at a cancellation between inputs or inside a method's batches.
-fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Result<()> {
+/// stopping at a cancellation between inputs or inside a method's batches. However
+/// the run ends, `summary.json` lists what it wrote (every file of which is whole).
+fn explain(args: &Args, run: &Run, job: (&jobs::Context, &Printer)) -> Result<()> {
+    let path = args.output.join("summary.json");
+    let mut summary = Vec::new();
+    let outcome = explain_each(args, run, job, &mut summary);
+    if outcome.is_ok() || !summary.is_empty() {
+        atomic::write(&path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    }
+    outcome
+}
+
+/// [`explain`]'s inputs, their entries pushed onto `summary`, which is rewritten
+/// every few seconds so that even a killed run leaves one close to what it wrote.
+fn explain_each(
+    args: &Args,
+    run: &Run,
+    (cx, out): (&jobs::Context, &Printer),
+    summary: &mut Vec<serde_json::Value>,
+) -> Result<()> {
+    let mut saved = Instant::now();
     let Run {
         model,
         methods,
@@ -137,7 +172,6 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
         terminal,
     } = run;
     let total = args.demo.unwrap_or(args.images.len()) as u64;
-    let mut summary = Vec::new();
     let (spec, device) = (model.input_spec(), model.device());
     for (done, input) in args.source().samples(spec, device)?.enumerate() {
         cx.checkpoint()?;
@@ -152,10 +186,11 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
             .collect();
         // The model's input, for the raw maps; the user's image for every picture.
         let picture = model.input_spec().to_image(&input.tensor)?;
-        let window = model.input_spec().window(input.original.dimensions());
+        let original = input.original()?;
+        let window = model.input_spec().window(original.dimensions());
         let input_size = (picture.height() as usize, picture.width() as usize);
         let mut panels = vec![Panel {
-            image: panel_image(&input.original),
+            image: panel_image(&original),
             caption: vec![
                 input.name.clone(),
                 format!("{} {:.0}%", top.label, top.p * 100.0),
@@ -169,7 +204,7 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
             let batch_ms = start.elapsed().as_secs_f64() * 1e3;
             let ms = batch_ms / targets.len() as f64;
             let on = (window, input_size);
-            let heats = render::draw_all_on(&results, &input.original, on, args.style())?;
+            let heats = render::draw_all_on(&results, &original, on, args.style())?;
             let each = targets.iter().zip(&resolved).zip(results).zip(heats);
             for ((((spec, _), resolved), maps), heat) in each {
                 let stem = format!("{}.{}.{}", input.name, file_part(key), file_part(spec));
@@ -239,9 +274,13 @@ fn explain(args: &Args, run: &Run, (cx, out): (&jobs::Context, &Printer)) -> Res
             "grid": grid,
             "maps": explained,
         }));
+        if saved.elapsed() > SUMMARY_EVERY {
+            let path = args.output.join("summary.json");
+            atomic::write(&path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
+            saved = Instant::now();
+        }
     }
-    let path = args.output.join("summary.json");
-    atomic::write(&path, serde_json::to_string_pretty(&summary)?.as_bytes())
+    Ok(())
 }
 
 impl Args {
@@ -359,6 +398,19 @@ fn save_raw(
     Ok(written)
 }
 
+/// An error if two of `names` make the same file name part.
+fn unique<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen = std::collections::HashMap::new();
+    for name in names {
+        if let Some(earlier) = seen.insert(file_part(name), name) {
+            anyhow::bail!(
+                "the {what}s `{earlier}` and `{name}` would write the same files; give each once"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Makes `dir` ready for one run: created if missing; an earlier finished run in it
 /// refused, or with `force` removed (the files its `summary.json` lists, nothing
 /// else), so that a folder never mixes two runs' maps. Files that are no run's are
@@ -415,6 +467,13 @@ fn prepare_output(dir: &Path, force: bool) -> Result<()> {
             _ => {}
         }
     }
+    // Debris of a run killed mid-write (a second Ctrl-C), never a whole file.
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".unitscope-") && name.ends_with(".part") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     std::fs::remove_file(&summary).with_context(|| format!("cannot remove `{}`", summary.display()))
 }
 
@@ -458,7 +517,8 @@ fn caption(method: &str, target: &str, maps: &Attribution) -> Result<Vec<String>
             format!("layer {}", names.join(","))
         }
     };
-    // Each panel is scaled to its own range: say what that range was.
+    // A picture's colors no longer show its values' size (each panel is scaled to
+    // its own range, or a method's to one shared range): say what the values were.
     let (lo, hi) = maps.raw_range()?;
     let range = format!("raw {lo:.2e}..{hi:.2e}");
     Ok(vec![method.to_owned(), target.to_owned(), at, range])

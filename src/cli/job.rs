@@ -3,7 +3,6 @@
 //! the job stops within one batch, the command exits with status 130, and every file
 //! it wrote is whole ([`unitscope::atomic`]). A second Ctrl-C exits at once.
 
-use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -39,7 +38,7 @@ where
     T: Send + 'static,
     F: FnOnce(&Context, &Printer) -> Result<T> + Send + 'static,
 {
-    catch_interrupts();
+    let _interrupts = Interrupts::catch();
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
@@ -87,24 +86,40 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// Installs the SIGINT handler once: the first Ctrl-C asks the job to stop, a
-/// second one exits at once (status 130).
-fn catch_interrupts() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
+/// Ctrl-C caught while a job runs: the first asks the job to stop, a second exits
+/// at once (status 130). Dropped, Ctrl-C interrupts as usual again, and the next
+/// job starts uncancelled.
+struct Interrupts;
+
+impl Interrupts {
+    fn catch() -> Self {
         extern "C" fn on_sigint(_: libc::c_int) {
             // Only async-signal-safe calls here: an atomic swap and `_exit`.
             if INTERRUPTED.swap(true, Ordering::Relaxed) {
                 unsafe { libc::_exit(130) };
             }
         }
-        // SAFETY: the handler only touches an atomic and calls `_exit`, both
-        // async-signal-safe; `sigaction` is given a zeroed, then filled, struct.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-        }
-    });
+        INTERRUPTED.store(false, Ordering::Relaxed);
+        set_sigint(on_sigint as extern "C" fn(libc::c_int) as usize);
+        Self
+    }
+}
+
+impl Drop for Interrupts {
+    fn drop(&mut self) {
+        set_sigint(libc::SIG_DFL);
+        INTERRUPTED.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Installs `handler` (a function, or `SIG_DFL`) for SIGINT.
+fn set_sigint(handler: libc::sighandler_t) {
+    // SAFETY: the handlers given only touch an atomic and call `_exit`, both
+    // async-signal-safe; `sigaction` is given a zeroed, then filled, struct.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
 }

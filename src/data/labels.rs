@@ -71,8 +71,9 @@ fn synonyms(label: &str) -> impl Iterator<Item = String> + '_ {
     label.split(',').map(normalize).filter(|s| !s.is_empty())
 }
 
-/// Lower case, underscores as spaces, runs of spaces as one, trimmed.
-fn normalize(name: &str) -> String {
+/// A name as [`find`] compares it: lower case, underscores as spaces, runs of
+/// spaces as one, trimmed.
+pub fn normalize(name: &str) -> String {
     name.to_lowercase()
         .replace('_', " ")
         .split_whitespace()

@@ -28,12 +28,25 @@ pub struct Sample {
     pub name: String,
     /// The file it was read from, if any.
     pub path: Option<PathBuf>,
-    /// The image as it was before preprocessing (a demo scene as drawn).
-    pub original: RgbImage,
+    /// The image as it was before preprocessing, for a demo scene (as drawn); an
+    /// image file is not kept decoded ([`Sample::original`] reads it again).
+    pub scene: Option<RgbImage>,
     /// The model's input, `[3, H, W]`.
     pub tensor: Tensor,
     /// For demo scenes, the pixels of the object that sets the class.
     pub mask: Option<Vec<bool>>,
+}
+
+impl Sample {
+    /// The image as it was before preprocessing, at its own resolution: read again
+    /// from its file, so that a folder of large photos is not held decoded at once.
+    pub fn original(&self) -> Result<RgbImage> {
+        match (&self.scene, &self.path) {
+            (Some(scene), _) => Ok(scene.clone()),
+            (None, Some(path)) => load_image(path),
+            (None, None) => anyhow::bail!("`{}` has no image to draw on", self.name),
+        }
+    }
 }
 
 impl Source {
@@ -84,7 +97,7 @@ impl Source {
                         path: None,
                         tensor: spec.to_tensor(&scene.image, device)?,
                         mask: Some(scene.subject_mask()),
-                        original: scene.image,
+                        scene: Some(scene.image),
                     })
                 })));
             }
@@ -101,7 +114,7 @@ impl Source {
                     path: Some(path.clone()),
                     tensor: spec.to_tensor(&image, device)?,
                     mask: None,
-                    original: image,
+                    scene: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

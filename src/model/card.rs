@@ -49,9 +49,13 @@ fn is_checkpoint(path: &Path) -> bool {
     let read = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
         .unwrap_or(0);
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
     let zip = read >= 4 && head[..4] == *b"PK\x03\x04";
     let pickle = read >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]);
-    let safetensors = read == 9 && head[8] == b'{';
+    // A little-endian header length that fits the file, then the header's `{`: a
+    // TOML card could start with `{` at byte 8, but not with such a length too.
+    let header = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+    let safetensors = read == 9 && head[8] == b'{' && header > 1 && header < size;
     by_name || zip || pickle || safetensors
 }
 

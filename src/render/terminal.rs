@@ -61,8 +61,10 @@ pub struct Cells {
     pub rows: u32,
 }
 
-/// The environment variable that forces a protocol (one of [`Protocol`]'s names):
-/// for terminals that answer queries wrongly, or GNU screen, which needs half blocks.
+/// The environment variable that chooses a protocol (one of [`Protocol`]'s names)
+/// instead of detection: `half-blocks` asks the terminal nothing (GNU screen, a
+/// terminal that never answers); for the graphics protocols, viuer still checks
+/// the terminal's support as it prints, and falls back to half blocks without it.
 pub const PROTOCOL_VAR: &str = "UNITSCOPE_GRAPHICS";
 
 /// Where pictures go: standard output, by one protocol.
@@ -161,21 +163,28 @@ fn query() -> Protocol {
     }
 }
 
-/// Standard input's terminal mode, to put back after a query that did not return.
-struct TerminalMode(Option<libc::termios>);
+/// The controlling terminal's mode, to put back after a query that did not
+/// return: the queries read keys from `/dev/tty` (not standard input, which may be
+/// redirected) in raw mode.
+struct TerminalMode(Option<(std::fs::File, libc::termios)>);
 
 impl TerminalMode {
     fn save() -> Self {
+        use std::os::fd::AsRawFd;
+        let Ok(tty) = std::fs::File::open("/dev/tty") else {
+            return Self(None);
+        };
         // SAFETY: tcgetattr fills the zeroed struct, or fails (not a terminal).
         let mut mode: libc::termios = unsafe { std::mem::zeroed() };
-        let ok = unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut mode) } == 0;
-        Self(ok.then_some(mode))
+        let ok = unsafe { libc::tcgetattr(tty.as_raw_fd(), &mut mode) } == 0;
+        Self(ok.then_some((tty, mode)))
     }
 
     fn restore(&self) {
-        if let Some(mode) = &self.0 {
-            // SAFETY: a mode tcgetattr gave for the same descriptor.
-            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, mode) };
+        use std::os::fd::AsRawFd;
+        if let Some((tty, mode)) = &self.0 {
+            // SAFETY: a mode tcgetattr gave for the same terminal.
+            unsafe { libc::tcsetattr(tty.as_raw_fd(), libc::TCSANOW, mode) };
         }
     }
 }
