@@ -84,6 +84,19 @@ fn a_planted_cycle_is_found() {
         inline.is_empty(),
         "`super` in an inline module is its file: {inline:?}"
     );
+    let multiline = plant(&[
+        ("", "pub mod a;\npub mod b;"),
+        ("a", "use crate::{\n    b::Thing,\n};"),
+        (
+            "b",
+            "use crate::a;\nfn f() { let _ = '{'; let _ = \"{ \\\n crate::nothing::x\"; }",
+        ),
+    ]);
+    assert_eq!(
+        multiline,
+        ["a -> b -> a"],
+        "a `use` over several lines is one"
+    );
     let clean = plant(&[
         ("", "pub mod a;\npub mod b;"),
         ("a", "use crate::b;"),
@@ -186,8 +199,8 @@ fn paths(module: &str, children: &BTreeSet<String>, text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut inline: Vec<(String, usize)> = Vec::new();
     let mut depth = 0usize;
-    for line in text.lines() {
-        let code = line.split("//").next().unwrap_or("");
+    for code in code_lines(text) {
+        let code = code.as_str();
         let trimmed = code.trim_start();
         // `super::` inside an inline module (`mod tests { .. }`) is one level up.
         let inner: Vec<&str> = inline.iter().map(|(m, _)| m.as_str()).collect();
@@ -216,6 +229,71 @@ fn paths(module: &str, children: &BTreeSet<String>, text: &str) -> Vec<String> {
         depth = depth.saturating_sub(code.matches('}').count());
         while inline.last().is_some_and(|(_, d)| *d >= depth) {
             inline.pop();
+        }
+    }
+    out
+}
+
+/// `text` as lines of code: comments dropped, string and character literals
+/// emptied (a `{` or a path in one is no code; strings may span lines), and each
+/// `use` statement on one line, however many it spans.
+fn code_lines(text: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut pending = String::new();
+    for code in code_only(text).lines() {
+        let starts_use = ["use ", "pub use ", "pub(crate) use ", "pub(super) use "]
+            .iter()
+            .any(|p| code.trim_start().starts_with(p));
+        if pending.is_empty() && (code.contains(';') || !starts_use) {
+            lines.push(code.to_owned());
+            continue;
+        }
+        pending.push_str(code);
+        pending.push(' ');
+        if code.contains(';') {
+            lines.push(std::mem::take(&mut pending));
+        }
+    }
+    lines.extend((!pending.is_empty()).then_some(pending));
+    lines
+}
+
+/// `text` without comments and with string and character literals emptied; line
+/// breaks are kept, so lines stay lines.
+fn code_only(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    // Skips a literal's body up to its closing `end`, keeping its line breaks.
+    let skip = |chars: &mut std::iter::Peekable<std::str::Chars>, out: &mut String, end: char| {
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => out.extend(chars.next().filter(|&c| c == '\n')),
+                '\n' => out.push('\n'),
+                c if c == end => break,
+                _ => {}
+            }
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                skip(&mut chars, &mut out, '"');
+                out.push_str("\"\"");
+            }
+            // A character literal ('{', '\n'), not a lifetime ('a).
+            '\'' if matches!(chars.clone().nth(1), Some('\'')) || chars.peek() == Some(&'\\') => {
+                skip(&mut chars, &mut out, '\'');
+                out.push_str("' '");
+            }
+            c => out.push(c),
         }
     }
     out
