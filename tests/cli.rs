@@ -18,6 +18,15 @@ fn unitscope(args: &[&str], env: &[(&str, &Path)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// Asserts that a run succeeded, showing its stderr if not.
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs a command that must fail, returning its single line of stderr.
 fn fails(args: &[&str]) -> String {
     let out = unitscope(args, &[]);
@@ -57,11 +66,7 @@ fn info_json_lists_layers() {
     let dir = tempfile::tempdir().unwrap();
     let card = plain_card(dir.path(), &weights_fixture("plain_cnn_legacy.pth"));
     let out = unitscope(&["info", "--json", "--model", s(&card)], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let layers = json["layers"].as_array().unwrap();
     let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
@@ -118,11 +123,7 @@ fn huggingface_cache_is_read_offline() {
         &["info", "--json", "--model", s(&card)],
         &[("HF_HOME", home.path())],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["layers"].as_array().unwrap().len(), 6);
 
@@ -250,11 +251,7 @@ fn predict_prints_top_classes() {
         &["predict", "--json", "-k", "2", s(&img), "--model", s(&card)],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let top = json["top"].as_array().unwrap();
     assert_eq!(top.len(), 2);
@@ -305,11 +302,7 @@ fn explain_writes_maps_grid_summary_and_raw_arrays() {
         ],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
     let images = summary.as_array().unwrap();
@@ -383,11 +376,7 @@ fn evaluate_prints_one_json_object_per_method() {
         ],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let rows: Vec<serde_json::Value> = stdout
         .lines()
@@ -484,11 +473,7 @@ fn show_on_terminal(answers: &[(&[u8], &[u8])]) -> Vec<u8> {
         }
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     written
 }
 
@@ -653,11 +638,7 @@ fn an_output_folder_holds_one_run() {
         ],
         &[],
     );
-    assert!(
-        replaced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replaced.stderr)
-    );
+    assert_success(&replaced);
     let mut now: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -704,11 +685,7 @@ fn an_output_folder_holds_one_run() {
         ],
         &[],
     );
-    assert!(
-        trained.status.success(),
-        "{}",
-        String::from_utf8_lossy(&trained.stderr)
-    );
+    assert_success(&trained);
     assert!(weights.is_file() && weights.with_extension("json").is_file());
 }
 
@@ -718,11 +695,7 @@ fn an_output_folder_holds_one_run() {
 fn classes_are_listed_and_named_forgivingly() {
     let lite0 = root().join("models/efficientnet-lite0.toml");
     let out = unitscope(&["classes", "TABBY", "--model", s(&lite0)], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         "  281  tabby, tabby cat\n"
@@ -748,11 +721,7 @@ fn classes_are_listed_and_named_forgivingly() {
         ],
         &[],
     );
-    assert!(
-        named.status.success(),
-        "{}",
-        String::from_utf8_lossy(&named.stderr)
-    );
+    assert_success(&named);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary[0]["maps"].as_array().unwrap().len(), 3);
@@ -780,11 +749,7 @@ fn summary_figures_are_each_maps_own() {
         &[&args[..], &["--samples", "4", "-o", s(&out)]].concat(),
         &[],
     );
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert_success(&run);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let maps = summary[0]["maps"].as_array().unwrap();
@@ -835,11 +800,7 @@ fn maps_are_drawn_on_the_original_image() {
         ],
         &[],
     );
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert_success(&run);
     let map = image::open(out.join("wide.saliency.predicted.png"))
         .unwrap()
         .to_rgb8();
@@ -904,11 +865,7 @@ fn overwrites_and_lost_runs_are_refused() {
         ],
         &[],
     );
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert_success(&run);
     let raw = std::fs::read(sparse.join("scene0.occlusion.predicted.raw.npy")).unwrap();
     // float32 little-endian values after the .npy header: none may be NaN.
     let header = 10 + u16::from_le_bytes([raw[8], raw[9]]) as usize;

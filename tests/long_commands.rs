@@ -42,17 +42,7 @@ fn ctrl_c_stops_explain_with_only_whole_files() {
         assert!(line.starts_with("scene"), "{line}");
     }
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "explain did not stop after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_or_kill(&mut child, "explain did not stop after SIGINT");
     let mut stderr = String::new();
     child
         .stderr
@@ -92,13 +82,7 @@ fn the_progress_bar_shows_on_a_terminal_only() {
         .stderr(Stdio::from(slave))
         .spawn()
         .unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut terminal = std::fs::File::from(master);
-        let mut seen = Vec::new();
-        // Reading the master ends with an error (EIO) once the child closed its side.
-        let _ = terminal.read_to_end(&mut seen);
-        String::from_utf8_lossy(&seen).into_owned()
-    });
+    let reader = read_terminal(master);
     assert!(child.wait().unwrap().success());
     let drawn = reader.join().unwrap();
     assert!(
@@ -133,30 +117,42 @@ fn show_on_a_silent_terminal_falls_back_to_half_blocks() {
         .stderr(Stdio::from(slave))
         .spawn()
         .unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut terminal = std::fs::File::from(master);
-        let mut seen = Vec::new();
-        let _ = terminal.read_to_end(&mut seen);
-        String::from_utf8_lossy(&seen).into_owned()
-    });
-    // A hang detector, not a speed test: the queries time out in well under a second.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("explain --show hung on a silent terminal");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let reader = read_terminal(master);
+    // The queries time out in well under a second.
+    let status = wait_or_kill(&mut child, "explain --show hung on a silent terminal");
     let drawn = reader.join().unwrap();
     assert!(status.success(), "{drawn}");
     assert!(
         drawn.contains('\u{2584}') || drawn.contains('\u{2580}'),
         "no half blocks: {drawn:?}"
     );
+}
+
+/// The exit status of `child`, or a failure saying `hung` after two minutes: a
+/// hang detector, not a speed test.
+fn wait_or_kill(child: &mut std::process::Child, hung: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{hung}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Everything written to a pseudo terminal's slave side, read from `master` on a
+/// thread until the child closes its side (the read then ends with EIO).
+fn read_terminal(master: OwnedFd) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut terminal = std::fs::File::from(master);
+        let mut seen = Vec::new();
+        let _ = terminal.read_to_end(&mut seen);
+        String::from_utf8_lossy(&seen).into_owned()
+    })
 }
 
 /// A pseudo terminal of 24 x 120 cells: (master, slave).
