@@ -875,3 +875,26 @@ fn overwrites_and_lost_runs_are_refused() {
         .count();
     assert_eq!(nans, 0);
 }
+
+/// `bench attribution --occlusion WINDOW,STRIDE` takes its pair as
+/// bench/captum_attribution.py passes it; one number alone is refused.
+#[test]
+fn bench_attribution_takes_the_occlusion_pair() {
+    let args = [
+        "bench",
+        "attribution",
+        "--methods",
+        "saliency",
+        "--batch",
+        "1",
+        "--reps",
+        "1",
+    ];
+    let out = unitscope(
+        &[&args[..], &["--json", "--occlusion", "32,16"]].concat(),
+        &[],
+    );
+    assert_success(&out);
+    let err = fails(&[&args[..], &["--occlusion", "32"]].concat());
+    assert!(err.contains("WINDOW,STRIDE"), "{err}");
+}

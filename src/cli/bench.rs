@@ -46,7 +46,7 @@ pub struct AttributionArgs {
     batch_size: Option<usize>,
     /// Occlusion's window and stride in pixels (default: occlusion's own, as
     /// `explain` uses them).
-    #[arg(long, value_delimiter = ',', num_args = 2, value_parser = super::count(1..=224))]
+    #[arg(long, value_name = "WINDOW,STRIDE", value_delimiter = ',', value_parser = super::count(1..=224))]
     occlusion: Option<Vec<usize>>,
     /// One JSON object per line: method, model, batch, ms, passes.
     #[arg(long)]
@@ -260,6 +260,10 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
     let mut options = Params::new();
     options.set("layer", Value::Layers(vec!["layer4".into()]));
     let occlusion = args.occlusion.as_deref().unwrap_or_default();
+    anyhow::ensure!(
+        args.occlusion.is_none() || occlusion.len() == 2,
+        "--occlusion takes WINDOW,STRIDE"
+    );
     let given = [
         ("samples", args.samples),
         ("steps", args.samples),
