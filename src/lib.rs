@@ -4,7 +4,7 @@
 //! layers and gradients; [`attribution`] turns them into maps of what an input's
 //! parts contribute; [`metrics`] measure how far to trust them; [`render`] draws
 //! them; [`data`] turns images into inputs and draws the demo world;
-//! [`train`] trains the demo model on it.
+//! [`train`] trains the demo model on it; [`units`] finds what excites each unit.
 
 #![warn(missing_docs)]
 
@@ -18,3 +18,4 @@ pub mod metrics;
 pub mod model;
 pub mod render;
 pub mod train;
+pub mod units;

@@ -1,6 +1,7 @@
 //! The `unitscope` command line.
 
 mod cli;
+mod tui;
 
 // Keeps freed activation-sized blocks for the next pass (see the module).
 #[global_allocator]
@@ -12,10 +13,14 @@ use clap::{Parser, Subcommand};
 
 /// Inspect what a neural network has learned: layers, units, gradients.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// With no subcommand: the inspector (the TUI) on a terminal, the overview of
+    /// the model into a pipe.
+    #[command(flatten)]
+    inspect: tui::Options,
 }
 
 #[derive(Subcommand)]
@@ -74,7 +79,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        None => cli::overview::run(),
+        None if is_interactive() => tui::run(&cli.inspect),
+        None => cli::overview::run(cli.inspect.model.as_deref()),
         Some(Command::Info(args)) => cli::info::run(&args),
         Some(Command::Predict(args)) => cli::predict::run(&args),
         Some(Command::Classes(args)) => cli::classes::run(&args),
@@ -99,6 +105,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether a person is at the terminal: standard input and output both one.
+fn is_interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

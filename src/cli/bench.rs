@@ -19,6 +19,8 @@ pub enum Bench {
     Attribution(AttributionArgs),
     /// Demo-world generation rate.
     World(WorldArgs),
+    /// The inspector's first frame, key-to-frame time under load, method key to heatmap.
+    Tui(crate::tui::bench::Args),
 }
 
 #[derive(clap::Args)]
@@ -108,6 +110,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Engine(args) => engine(args),
         Bench::Attribution(args) => attribution(args),
         Bench::World(args) => world(args),
+        Bench::Tui(args) => crate::tui::bench::run(args),
     }
 }
 

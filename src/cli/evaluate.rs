@@ -5,12 +5,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, ensure};
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use serde_json::json;
-use unitscope::attribution::{self, ChannelReduction, Target};
 use unitscope::data::{Sample, Source};
 use unitscope::jobs;
-use unitscope::metrics::{self, DeletionInsertion, MapScores, MeanScores};
+use unitscope::metrics::{self, DeletionInsertion, TrustInputs};
 use unitscope::model::Model;
 
 use super::job::{self, Printer};
@@ -46,12 +45,6 @@ pub struct Args {
 /// The most inputs `evaluate` holds at once (as one batch).
 const MAX_IMAGES: usize = 4096;
 
-/// Inputs with their object masks, if known.
-struct Inputs {
-    tensor: Tensor,
-    masks: Option<Vec<Vec<bool>>>,
-}
-
 pub fn run(args: &Args) -> Result<()> {
     let model = super::load_model(args.model.as_deref())?;
     let methods = args.methods.build(&model)?;
@@ -70,21 +63,19 @@ fn evaluate(
     (cx, out): (&jobs::Context, &Printer),
 ) -> Result<()> {
     let inputs = args.inputs(model)?;
-    let x = &inputs.tensor;
-    let (n, _, h, w) = x.dims4()?;
-    let classes = attribution::predicted(model, x)?;
-    let targets: Vec<Target> = classes.iter().map(|&c| Target::Class(c)).collect();
+    let n = inputs.tensor.dim(0)?;
     let games = DeletionInsertion {
         steps: args.game_steps,
         ..DeletionInsertion::default()
     };
+    let baseline = inputs.random_point_baseline();
     if !args.json {
         out.line(&format!(
             "{n} images, {}; areas over {} steps; pointing game vs. {}",
             model.name(),
             args.game_steps,
-            match &inputs.masks {
-                Some(m) => format!("a random point's {:.3}", area_fraction(m)),
+            match baseline {
+                Some(b) => format!("a random point's {b:.3}"),
                 None => "no masks (give --demo N for them)".into(),
             }
         ))?;
@@ -94,40 +85,14 @@ fn evaluate(
         ))?;
     }
     let total = methods.len() as u64;
+    let seed = (!args.no_randomization).then_some(args.randomization_seed);
     for (done, (name, method)) in methods.into_iter().enumerate() {
         cx.checkpoint()?;
         cx.progress(done as u64, total, &name);
-        let attribution = method.attribute(model, x, &targets)?;
-        let maps = attribution
-            .display((h, w), ChannelReduction::MaxAbs)?
-            .flatten_from(1)?
-            .to_dtype(DType::F32)?
-            .to_vec2::<f32>()?;
-        let mut scores = Vec::with_capacity(n);
-        for (i, map) in maps.iter().enumerate() {
-            cx.checkpoint()?;
-            let mask = inputs.masks.as_ref().map(|m| m[i].as_slice());
-            let pair = (&x.get(i)?, map.as_slice());
-            scores.push(MapScores::measure(model, &games, pair, classes[i], mask)?);
-        }
-        let means = MeanScores::of(&scores);
-        let randomization = match args.no_randomization {
-            true => None,
-            false => Some(metrics::cascading_randomization(
-                model,
-                method.as_ref(),
-                x,
-                &targets,
-                &attribution,
-                args.randomization_seed,
-            )?),
-        };
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        let bottom = randomization
-            .as_ref()
-            .and_then(|steps| steps.last())
-            .map(|s| mean(&s.spearman));
+        let trust = metrics::trust(model, method.as_ref(), &inputs, &games, seed)?;
+        let means = &trust.means;
         if args.json {
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             out.line(&format!(
                 "{}",
                 json!({
@@ -137,8 +102,8 @@ fn evaluate(
                     "insertion_auc": means.insertion_auc,
                     "pointing_game": means.pointing_game,
                     "mass_inside": means.mass_inside,
-                    "random_point_baseline": inputs.masks.as_ref().map(|m| area_fraction(m)),
-                    "randomization": randomization.as_ref().map(|steps| steps
+                    "random_point_baseline": baseline,
+                    "randomization": trust.randomization.as_ref().map(|steps| steps
                         .iter()
                         .map(|s| json!({"layer": s.layer, "spearman": mean(&s.spearman)}))
                         .collect::<Vec<_>>()),
@@ -153,22 +118,16 @@ fn evaluate(
                 means.insertion_auc,
                 cell(means.pointing_game),
                 cell(means.mass_inside),
-                cell(bottom)
+                cell(trust.fully_random_spearman())
             ))?;
         }
     }
     Ok(())
 }
 
-/// The mean object area fraction: the pointing game's hit rate for a random point.
-fn area_fraction(masks: &[Vec<bool>]) -> f64 {
-    let per_image = |m: &Vec<bool>| m.iter().filter(|&&b| b).count() as f64 / m.len() as f64;
-    masks.iter().map(per_image).sum::<f64>() / masks.len() as f64
-}
-
 impl Args {
     /// Every input as one batch, with the objects' masks where the source has them.
-    fn inputs(&self, model: &Model) -> Result<Inputs> {
+    fn inputs(&self, model: &Model) -> Result<TrustInputs> {
         let source = match &self.images {
             Some(folder) => Source::Folder(folder.clone()),
             None => Source::Demo(self.demo),
@@ -185,7 +144,7 @@ impl Args {
             .samples(spec, model.device())?
             .collect::<Result<_>>()?;
         let tensors: Vec<&Tensor> = samples.iter().map(|s| &s.tensor).collect();
-        Ok(Inputs {
+        Ok(TrustInputs {
             tensor: Tensor::stack(&tensors, 0)?,
             masks: samples.iter().map(|s| s.mask.clone()).collect(),
         })

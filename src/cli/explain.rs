@@ -14,7 +14,9 @@ use unitscope::data::{Sample, Source};
 use unitscope::jobs;
 use unitscope::metrics::{DeletionInsertion, MapScores};
 use unitscope::model::Model;
-use unitscope::render::{self, Cells, Colormap, ColourBar, Panel, Scale, Style, Terminal};
+use unitscope::render::{
+    self, Cells, Colormap, ColourBar, Panel, Scale, Style, Terminal, file_part,
+};
 
 use super::job::{self, Printer};
 use super::methods::NamedMethod;
@@ -352,21 +354,6 @@ fn describe(target: &attribution::Target, model: &Model) -> String {
         attribution::Target::Class(c) => format!("class {c} ({})", model.labels()[*c]),
         unit => unit.to_string(),
     }
-}
-
-/// `s` with characters file names should not hold replaced by `_`.
-fn file_part(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_+.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect::<String>()
-        .trim_matches('_')
-        .to_string()
 }
 
 /// Writes the raw maps of the first input as float32 .npy: an input map as `C x H x

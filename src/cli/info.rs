@@ -10,10 +10,10 @@ use super::outln;
 pub struct Args {
     /// Model card (TOML). Without one: the embedded demo model.
     #[arg(long)]
-    model: Option<PathBuf>,
+    pub model: Option<PathBuf>,
     /// Print JSON: {"model", "input", "layers": [{"name", "kind", "shape", "units"}]}.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 pub fn run(args: &Args) -> Result<()> {

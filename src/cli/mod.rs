@@ -77,7 +77,7 @@ fn count(range: RangeInclusive<u64>) -> RangedU64ValueParser<usize> {
 
 /// A parser for one of a [`Choice`]'s names: `--help` lists them with their help,
 /// and a wrong name is an error that lists them.
-fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
+pub(crate) fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
     let values = T::ALL
         .iter()
         .map(|v| PossibleValue::new(v.name()).help(v.help()));

@@ -1,5 +1,6 @@
-//! `unitscope` with no subcommand: until the TUI lands, the embedded demo model's
-//! layer table and its predictions on a few held-out demo scenes.
+//! `unitscope` with no subcommand and no terminal (a pipe, CI): the model's layer
+//! table and, for the embedded demo model, its predictions on a few held-out demo
+//! scenes. On a terminal the same command opens the inspector.
 
 use anyhow::Result;
 use candle_core::Tensor;
@@ -7,8 +8,14 @@ use unitscope::data::world::{HELD_OUT, World};
 
 use super::outln;
 
-pub fn run() -> Result<()> {
-    super::info::run(&super::info::Args::default())?;
+pub fn run(card: Option<&std::path::Path>) -> Result<()> {
+    super::info::run(&super::info::Args {
+        model: card.map(Into::into),
+        ..Default::default()
+    })?;
+    if card.is_some() {
+        return Ok(());
+    }
     let model = super::load_model(None)?;
     let world = World::new(0);
     let scenes: Vec<_> = (0..8).map(|i| world.scene(HELD_OUT + i)).collect();

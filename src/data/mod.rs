@@ -10,4 +10,4 @@ pub mod world;
 pub use blur::{MAX_SIGMA, gaussian_blur};
 pub use image::{InputSpec, ResizeMode, load_image};
 pub use resample::Interpolation;
-pub use source::{Sample, Source};
+pub use source::{Entry, Sample, Source};

@@ -79,6 +79,32 @@ impl Source {
         Ok(())
     }
 
+    /// Its inputs, named but not read: a folder of thousands of images is listed,
+    /// not decoded (the TUI opens one at a time).
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        let paths = match self {
+            Self::Demo(n) => {
+                return Ok((0..*n as u64)
+                    .map(|i| Entry {
+                        name: format!("scene{i}"),
+                        kind: EntryKind::Scene(i),
+                    })
+                    .collect());
+            }
+            Self::Files(paths) => paths.clone(),
+            Self::Folder(folder) => images_in(folder)?,
+        };
+        let names = unique_names(&paths);
+        Ok(names
+            .into_iter()
+            .zip(paths)
+            .map(|(name, path)| Entry {
+                name,
+                kind: EntryKind::File(path),
+            })
+            .collect())
+    }
+
     /// Its inputs, preprocessed by `spec` onto `device`, in order. Image files are
     /// all read first, so a bad one fails before any result is written; scenes,
     /// whose count is only a number, are drawn one at a time.
@@ -87,38 +113,68 @@ impl Source {
         spec: &'a InputSpec,
         device: &'a Device,
     ) -> Result<Box<dyn Iterator<Item = Result<Sample>> + 'a>> {
-        let paths = match self {
-            Self::Demo(n) => {
-                let world = World::new(0);
-                return Ok(Box::new((0..*n as u64).map(move |i| {
-                    let scene = world.scene(HELD_OUT + i);
-                    Ok(Sample {
-                        name: format!("scene{i}"),
-                        path: None,
-                        tensor: spec.to_tensor(&scene.image, device)?,
-                        mask: Some(scene.subject_mask()),
-                        scene: Some(scene.image),
-                    })
-                })));
-            }
-            Self::Files(paths) => paths.clone(),
-            Self::Folder(folder) => images_in(folder)?,
-        };
-        let samples = paths
+        let entries = self.entries()?;
+        if let Self::Demo(_) = self {
+            return Ok(Box::new(
+                entries.into_iter().map(move |e| e.load(spec, device)),
+            ));
+        }
+        let samples = entries
             .iter()
-            .zip(unique_names(&paths))
-            .map(|(path, name)| {
+            .map(|e| e.load(spec, device))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(samples.into_iter().map(Ok)))
+    }
+}
+
+/// One input of a [`Source`], not yet read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// Its name in output file names (as [`Sample::name`]).
+    pub name: String,
+    kind: EntryKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum EntryKind {
+    /// The i-th held-out scene of the demo world.
+    Scene(u64),
+    File(PathBuf),
+}
+
+impl Entry {
+    /// The file it is read from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.kind {
+            EntryKind::File(path) => Some(path),
+            EntryKind::Scene(_) => None,
+        }
+    }
+
+    /// Reads it and preprocesses it by `spec` onto `device`.
+    pub fn load(&self, spec: &InputSpec, device: &Device) -> Result<Sample> {
+        match &self.kind {
+            EntryKind::Scene(i) => {
+                let scene = World::new(0).scene(HELD_OUT + i);
+                Ok(Sample {
+                    name: self.name.clone(),
+                    path: None,
+                    tensor: spec.to_tensor(&scene.image, device)?,
+                    mask: Some(scene.subject_mask()),
+                    scene: Some(scene.image),
+                })
+            }
+            EntryKind::File(path) => {
                 let image = load_image(path)?;
                 Ok(Sample {
-                    name,
+                    name: self.name.clone(),
                     path: Some(path.clone()),
                     tensor: spec.to_tensor(&image, device)?,
                     mask: None,
                     scene: None,
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Box::new(samples.into_iter().map(Ok)))
+            }
+        }
     }
 }
 

@@ -6,11 +6,13 @@ mod deletion;
 mod localization;
 mod randomization;
 mod scores;
+mod trust;
 
 pub use deletion::{DeletionInsertion, auc};
 pub use localization::{mass_inside, pointing_hit};
 pub use randomization::{RandomizationStep, cascading_randomization};
 pub use scores::{MapScores, MeanScores};
+pub use trust::{Trust, TrustInputs, trust};
 
 /// Spearman's rank correlation of `a` and `b` (ties get their average rank): the
 /// Pearson correlation of the ranks. 0 when either side is constant.

@@ -33,3 +33,19 @@ pub fn save_npy(t: &candle_core::Tensor, path: &std::path::Path) -> Result<()> {
         Ok(())
     })
 }
+
+/// `s` with characters file names should not hold replaced by `_`: output files
+/// are named `INPUT.METHOD.TARGET.png` from what the user typed.
+pub fn file_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_+.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_matches('_')
+        .to_string()
+}

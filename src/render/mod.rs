@@ -10,6 +10,6 @@ pub mod terminal;
 
 pub use color::{Colormap, Scaling, heatmap};
 pub use compose::{Scale, Style, draw, draw_all_on, draw_on, overlay};
-pub use files::{save_npy, save_png};
+pub use files::{file_part, save_npy, save_png};
 pub use grid::{ColourBar, Panel, grid, with_colour_bars};
 pub use terminal::{Cells, Protocol, Terminal};

@@ -1,0 +1,1116 @@
+//! The inspector's state and what each key, click and job result does to it. The
+//! views (`view/`) only read it; the jobs (`work`) only compute. Every request for
+//! work goes through [`App::submit`], every result comes back through
+//! [`App::pump`], so the UI thread never waits on the model.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::layout::Rect;
+use unitscope::attribution::descriptor::Value;
+use unitscope::attribution::descriptor::shared::LAYER;
+use unitscope::attribution::{Params, TargetSpec, registry};
+use unitscope::choice::Choice;
+use unitscope::data::{Entry, Source};
+use unitscope::jobs::{self, Event, JobId, Progress, Runner};
+use unitscope::model::{Model, ModelCard, UnitAddress};
+use unitscope::render::Colormap;
+
+use super::Screen;
+use super::finder::Finder;
+use super::keys::{Action, Keymap};
+use super::pictures::{PictureId, Pictures};
+use super::theme::Theme;
+use super::work::{
+    self, Compared, ExplainKey, Explained, InputView, LayerView, Output, Request, Tile, TrustRow,
+};
+
+/// The methods compared and measured unless the config names others.
+pub const COMPARE: &[&str] = &[
+    "saliency",
+    "guided-backprop",
+    "grad-cam",
+    "smoothgrad",
+    "integrated-gradients",
+];
+
+/// The inputs a layer's unit statistics are computed on: the first of the list.
+pub const STATS_INPUTS: usize = 64;
+
+/// Read inputs kept, with their maps and pictures.
+const KEPT_INPUTS: usize = 24;
+
+/// What the inspector opens.
+pub struct Setup {
+    /// A model card, or the embedded demo model.
+    pub card: Option<(PathBuf, ModelCard)>,
+    /// A model already loaded (the bench's), instead of loading the card's.
+    pub model: Option<Arc<Model>>,
+    /// Where the inputs come from.
+    pub source: Source,
+    pub theme: Theme,
+    pub keys: Keymap,
+    pub pictures: Pictures,
+    pub compare: Vec<String>,
+    /// Problems found while setting up (a bad config), for the status bar.
+    pub notices: Vec<String>,
+}
+
+/// A line in the status bar.
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub text: String,
+    pub error: bool,
+}
+
+/// A running job, as the status bar shows it.
+pub struct Running {
+    pub slot: &'static str,
+    /// What it computes, so that asking again does not restart it.
+    what: String,
+    pub progress: Option<Progress>,
+}
+
+/// What is drawn over the screen.
+pub enum Overlay {
+    Help,
+    Finder(Finder<Pick>),
+    /// Typing a new value for a method parameter.
+    Edit {
+        param: &'static str,
+        text: String,
+    },
+}
+
+/// What a finder entry does when chosen.
+#[derive(Clone, Debug)]
+pub enum Pick {
+    Act(Action),
+    Screen(Screen),
+    Method(String),
+    Colormap(Colormap),
+    Theme(&'static str),
+    Input(usize),
+    Class(usize),
+    Layer(String),
+}
+
+/// How the Units grid is ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sort {
+    Index,
+    Mean,
+    Max,
+}
+
+impl Sort {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Index => "index",
+            Self::Mean => "mean",
+            Self::Max => "max",
+        }
+    }
+}
+
+/// Where a click lands, as the last frame drew it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Hit {
+    Tab(Screen),
+    Layer(usize),
+    Unit(usize),
+    Input(usize),
+    Parameter(usize),
+}
+
+/// The Units screen.
+pub struct UnitsState {
+    pub layer: Option<String>,
+    /// The selected position in the shown (sorted, filtered) order.
+    pub cursor: usize,
+    pub sort: Sort,
+    pub filter: String,
+    pub filtering: bool,
+    /// Grid columns in the last frame (for up and down).
+    pub columns: usize,
+    /// Grid rows in the last frame (for a page).
+    pub rows: usize,
+}
+
+/// The Explain screen.
+pub struct ExplainState {
+    pub input: usize,
+    pub method: String,
+    pub target: TargetSpec,
+    pub colormap: Colormap,
+    pub params: Params,
+    /// The parameter panel has the keys.
+    pub editing: bool,
+    pub param_cursor: usize,
+    pub compare: bool,
+}
+
+pub struct App {
+    pub theme: Theme,
+    pub keys: Keymap,
+    pub pictures: Pictures,
+    pub card: Option<(PathBuf, ModelCard)>,
+    pub model: Option<Arc<Model>>,
+    pub source: Source,
+    pub entries: Arc<Vec<Entry>>,
+    pub compare_methods: Vec<String>,
+    pub screen: Screen,
+    history: Vec<Screen>,
+    pub overlay: Option<Overlay>,
+    pub layer_cursor: usize,
+    pub units: UnitsState,
+    pub unit: Option<usize>,
+    pub explain: ExplainState,
+    pub inputs: HashMap<usize, Arc<InputView>>,
+    pub explained: HashMap<ExplainKey, Arc<Explained>>,
+    pub compared: HashMap<ExplainKey, Arc<Vec<Compared>>>,
+    pub layers: HashMap<String, Arc<LayerView>>,
+    pub tiles: HashMap<(String, usize), Arc<Vec<Tile>>>,
+    pub trust: Option<Arc<Vec<TrustRow>>>,
+    /// Pictures made from results, by what they show.
+    pub drawn: HashMap<String, PictureId>,
+    runner: Runner<Output>,
+    pub running: HashMap<JobId, Running>,
+    pub status: Option<Message>,
+    pub hits: Vec<(Rect, Hit)>,
+    pub quit: bool,
+}
+
+impl App {
+    /// The inspector on `setup`; the model loads in the background.
+    pub fn new(setup: Setup) -> Self {
+        let Setup {
+            card,
+            model,
+            source,
+            theme,
+            keys,
+            pictures,
+            compare,
+            notices,
+        } = setup;
+        let (entries, mut status) = match source.entries() {
+            Ok(entries) => (entries, None),
+            Err(e) => (Vec::new(), Some(error_message(&e))),
+        };
+        if !notices.is_empty() {
+            status = Some(Message {
+                text: notices.join("; "),
+                error: true,
+            });
+        }
+        let mut app = Self {
+            explain: ExplainState {
+                input: 0,
+                method: "grad-cam".into(),
+                target: TargetSpec::Predicted,
+                colormap: theme.colormap,
+                params: Params::new(),
+                editing: false,
+                param_cursor: 0,
+                compare: false,
+            },
+            theme,
+            keys,
+            pictures,
+            card,
+            model: None,
+            source,
+            entries: Arc::new(entries),
+            compare_methods: compare,
+            screen: Screen::Model,
+            history: Vec::new(),
+            overlay: None,
+            layer_cursor: 0,
+            units: UnitsState {
+                layer: None,
+                cursor: 0,
+                sort: Sort::Index,
+                filter: String::new(),
+                filtering: false,
+                columns: 1,
+                rows: 1,
+            },
+            unit: None,
+            inputs: HashMap::new(),
+            explained: HashMap::new(),
+            compared: HashMap::new(),
+            layers: HashMap::new(),
+            tiles: HashMap::new(),
+            trust: None,
+            drawn: HashMap::new(),
+            runner: Runner::new(),
+            running: HashMap::new(),
+            status,
+            hits: Vec::new(),
+            quit: false,
+        };
+        match model {
+            Some(model) => app.model = Some(model),
+            None => {
+                let card = app.card.as_ref().map(|(_, card)| card.clone());
+                app.submit("model", "", move |_| work::load_model(card.as_ref()));
+            }
+        }
+        app
+    }
+
+    /// Cancels every running job.
+    pub fn cancel_jobs(&mut self) {
+        self.runner.cancel_all();
+    }
+
+    /// Starts `work` as the job of `slot` computing `what`, superseding the slot's
+    /// older job, unless that job computes the same thing.
+    fn submit(
+        &mut self,
+        slot: &'static str,
+        what: impl Into<String>,
+        work: impl FnOnce(&jobs::Context) -> Result<Output> + Send + 'static,
+    ) {
+        let what = what.into();
+        if self
+            .running
+            .values()
+            .any(|r| r.slot == slot && r.what == what)
+        {
+            return;
+        }
+        self.running.retain(|_, r| r.slot != slot);
+        let id = self.runner.submit(slot, work);
+        self.running.insert(
+            id,
+            Running {
+                slot,
+                what,
+                progress: None,
+            },
+        );
+    }
+
+    /// Takes in job results, waiting up to `wait` for the first; whether anything
+    /// changed.
+    pub fn pump(&mut self, wait: Duration) -> bool {
+        let mut changed = false;
+        let mut wait = wait;
+        while let Some(event) = self.runner.recv_timeout(wait) {
+            wait = Duration::ZERO;
+            changed = true;
+            match event {
+                Event::Progress(id, progress) => {
+                    if let Some(running) = self.running.get_mut(&id) {
+                        running.progress = Some(progress);
+                    }
+                }
+                Event::Finished(id, result) => {
+                    let slot = self.running.remove(&id).map_or("job", |r| r.slot);
+                    match result {
+                        Ok(output) => self.take(output),
+                        Err(e) if jobs::is_cancelled(&e) => {
+                            self.say(format!("{slot}: cancelled"), false);
+                        }
+                        Err(e) => self.fail(slot, &e),
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// Whether a job is running.
+    pub fn busy(&self) -> bool {
+        !self.running.is_empty()
+    }
+
+    fn take(&mut self, output: Output) {
+        match output {
+            Output::Model(model) => {
+                self.model = Some(model);
+                self.request_current();
+            }
+            Output::Input(index, view) => {
+                self.inputs.insert(index, view);
+                self.forget_far_inputs();
+                self.request_current();
+            }
+            Output::Explained(key, explained) => {
+                self.explained.insert(key, explained);
+            }
+            Output::Compared(key, rows) => {
+                self.compared.insert(key, rows);
+            }
+            Output::Layer(view) => {
+                self.layers.insert(view.stats.layer.clone(), view);
+            }
+            Output::Unit(layer, unit, tiles) => {
+                self.tiles.insert((layer, unit), tiles);
+            }
+            Output::Trust(rows) => self.trust = Some(rows),
+            Output::Exported(paths) => {
+                let first = paths
+                    .first()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                self.say(format!("exported {} file(s): {first}…", paths.len()), false);
+            }
+        }
+    }
+
+    /// Past [`KEPT_INPUTS`] read inputs, forgets those farthest from the current
+    /// one, with their maps and pictures: browsing a folder of photos must not
+    /// hold them all decoded.
+    fn forget_far_inputs(&mut self) {
+        while self.inputs.len() > KEPT_INPUTS {
+            let current = self.explain.input;
+            let Some(&far) = self.inputs.keys().max_by_key(|&&i| i.abs_diff(current)) else {
+                return;
+            };
+            self.inputs.remove(&far);
+            self.explained.retain(|k, _| k.input != far);
+            self.compared.retain(|k, _| k.input != far);
+            let prefixes = [format!("input:{far}"), format!("heat:{far}:")];
+            let pictures = &mut self.pictures;
+            self.drawn.retain(|name, id| {
+                let gone = prefixes
+                    .iter()
+                    .any(|p| name == p || (p.ends_with(':') && name.starts_with(p.as_str())));
+                if gone {
+                    pictures.remove(*id);
+                }
+                !gone
+            });
+        }
+    }
+
+    fn fail(&mut self, slot: &str, e: &anyhow::Error) {
+        let mut message = error_message(e);
+        if slot == "model" && self.card.is_some() {
+            // The rest stays usable: the demo model and its scenes.
+            message.text = format!("{}; opened the embedded demo model instead", message.text);
+            self.card = None;
+            self.source = Source::Demo(64);
+            self.entries = Arc::new(self.source.entries().unwrap_or_default());
+            self.submit("model", "", |_| work::load_model(None));
+        }
+        self.status = Some(message);
+    }
+
+    fn say(&mut self, text: String, error: bool) {
+        self.status = Some(Message { text, error });
+    }
+
+    // ---- keys and clicks ----
+
+    /// Does what `event` asks.
+    pub fn key(&mut self, event: KeyEvent) {
+        if self.overlay.is_some() {
+            return self.overlay_key(event);
+        }
+        if self.units.filtering && self.screen == Screen::Units {
+            return self.filter_key(event);
+        }
+        let editing = self.explain.editing && self.screen == Screen::Explain;
+        if editing && event.code == KeyCode::Enter {
+            return self.edit_selected_param();
+        }
+        let Some(action) = self.keys.action(&event, self.screen) else {
+            return;
+        };
+        if editing {
+            match action {
+                Action::Up => {
+                    return self.explain.param_cursor = self.explain.param_cursor.saturating_sub(1);
+                }
+                Action::Down => {
+                    let last = self.method_params().len().saturating_sub(1);
+                    return self.explain.param_cursor = (self.explain.param_cursor + 1).min(last);
+                }
+                Action::Back | Action::EditParameters => return self.explain.editing = false,
+                _ => {}
+            }
+        }
+        self.act(action);
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Quit => self.quit = true,
+            Action::Help => self.overlay = Some(Overlay::Help),
+            Action::Palette => self.overlay = Some(Overlay::Finder(self.palette())),
+            Action::Back => self.back(),
+            Action::NextScreen => self.go(self.screen.next()),
+            Action::PreviousScreen => self.go(self.screen.previous()),
+            Action::Up => self.step(-1),
+            Action::Down => self.step(1),
+            Action::Left => self.step_units(-1),
+            Action::Right => self.step_units(1),
+            Action::PageUp => self.page(-1),
+            Action::PageDown => self.page(1),
+            Action::Top => self.step(isize::MIN / 2),
+            Action::Bottom => self.step(isize::MAX / 2),
+            Action::Open => self.open(),
+            Action::Filter => self.units.filtering = true,
+            Action::Export => self.export(),
+            Action::Sort => {
+                self.units.sort = match self.units.sort {
+                    Sort::Index => Sort::Mean,
+                    Sort::Mean => Sort::Max,
+                    Sort::Max => Sort::Index,
+                };
+                self.units.cursor = 0;
+            }
+            Action::ExplainUnit => self.explain_unit(),
+            Action::NextMethod => self.cycle_method(1),
+            Action::PreviousMethod => self.cycle_method(-1),
+            Action::NextTarget => self.cycle_target(),
+            Action::PickClass => self.overlay = Some(Overlay::Finder(self.class_finder())),
+            Action::NextLayer => self.cycle_cam_layer(),
+            Action::NextColormap => {
+                let all = Colormap::ALL;
+                let i = all
+                    .iter()
+                    .position(|c| *c == self.explain.colormap)
+                    .unwrap_or(0);
+                self.explain.colormap = all[(i + 1) % all.len()];
+            }
+            Action::PickInput => self.overlay = Some(Overlay::Finder(self.input_finder())),
+            Action::NextInput => self.set_input(self.explain.input.saturating_add(1)),
+            Action::PreviousInput => self.set_input(self.explain.input.saturating_sub(1)),
+            Action::EditParameters => {
+                self.explain.editing = !self.explain.editing;
+                self.explain.param_cursor = 0;
+            }
+            Action::Compare => {
+                self.explain.compare = !self.explain.compare;
+                self.request_current();
+            }
+            Action::Run => self.request_trust(),
+        }
+    }
+
+    fn overlay_key(&mut self, event: KeyEvent) {
+        let ctrl = event.modifiers.contains(KeyModifiers::CONTROL);
+        match self.overlay.as_mut() {
+            Some(Overlay::Help) => {
+                // Any key closes the help, as in less; q too, without quitting.
+                self.overlay = None;
+            }
+            Some(Overlay::Finder(finder)) => match event.code {
+                KeyCode::Esc => self.overlay = None,
+                KeyCode::Enter => {
+                    let pick = finder.chosen().cloned();
+                    self.overlay = None;
+                    if let Some(pick) = pick {
+                        self.pick(pick);
+                    }
+                }
+                KeyCode::Up => finder.step(-1),
+                KeyCode::Down => finder.step(1),
+                KeyCode::Char('p') if ctrl => finder.step(-1),
+                KeyCode::Char('n') if ctrl => finder.step(1),
+                KeyCode::Char('c') if ctrl => self.overlay = None,
+                KeyCode::Backspace => finder.pop(),
+                KeyCode::Char(c) => finder.push(c),
+                _ => {}
+            },
+            Some(Overlay::Edit { param, text }) => match event.code {
+                KeyCode::Esc => self.overlay = None,
+                KeyCode::Enter => {
+                    let (param, text) = (*param, text.clone());
+                    self.overlay = None;
+                    self.set_param(param, &text);
+                }
+                KeyCode::Backspace => {
+                    text.pop();
+                }
+                KeyCode::Char(c) if !ctrl => text.push(c),
+                _ => {}
+            },
+            None => {}
+        }
+    }
+
+    fn filter_key(&mut self, event: KeyEvent) {
+        match event.code {
+            KeyCode::Esc => {
+                self.units.filter.clear();
+                self.units.filtering = false;
+            }
+            KeyCode::Enter => self.units.filtering = false,
+            KeyCode::Backspace => {
+                self.units.filter.pop();
+            }
+            KeyCode::Char(c) => self.units.filter.push(c),
+            _ => {}
+        }
+        self.units.cursor = 0;
+    }
+
+    /// Does what a mouse event asks: a click selects what it lands on, the wheel
+    /// moves the selection.
+    pub fn mouse(&mut self, event: MouseEvent) {
+        if self.overlay.is_some() {
+            return;
+        }
+        match event.kind {
+            MouseEventKind::ScrollUp => self.step(-1),
+            MouseEventKind::ScrollDown => self.step(1),
+            MouseEventKind::Down(MouseButton::Left) => {
+                let at = (event.column, event.row);
+                let hit = self
+                    .hits
+                    .iter()
+                    .find(|(r, _)| r.contains(at.into()))
+                    .map(|(_, h)| h.clone());
+                match hit {
+                    Some(Hit::Tab(screen)) => self.go(screen),
+                    Some(Hit::Layer(i)) => {
+                        if self.layer_cursor == i {
+                            self.open();
+                        }
+                        self.layer_cursor = i;
+                    }
+                    Some(Hit::Unit(position)) => {
+                        if self.units.cursor == position {
+                            self.open();
+                        }
+                        self.units.cursor = position;
+                    }
+                    Some(Hit::Input(i)) => self.set_input(i),
+                    Some(Hit::Parameter(i)) => {
+                        self.explain.editing = true;
+                        self.explain.param_cursor = i;
+                    }
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ---- navigation ----
+
+    fn go(&mut self, screen: Screen) {
+        if screen == self.screen {
+            return;
+        }
+        self.history.push(self.screen);
+        self.screen = screen;
+        self.request_current();
+    }
+
+    fn back(&mut self) {
+        if self.explain.editing && self.screen == Screen::Explain {
+            self.explain.editing = false;
+        } else if self.busy() {
+            self.runner.cancel_all();
+        } else if let Some(screen) = self.history.pop() {
+            self.screen = screen;
+            self.request_current();
+        }
+    }
+
+    fn step(&mut self, by: isize) {
+        match self.screen {
+            Screen::Model => {
+                let n = self.layer_count();
+                self.layer_cursor = clamp_step(self.layer_cursor, by, n);
+            }
+            Screen::Units => {
+                let columns = self.units.columns.max(1) as isize;
+                let n = self.shown_units().len();
+                self.units.cursor = clamp_step(self.units.cursor, by.saturating_mul(columns), n);
+            }
+            Screen::Unit => {
+                let n = self.shown_units().len();
+                self.units.cursor = clamp_step(self.units.cursor, by, n);
+                self.unit = self.shown_units().get(self.units.cursor).copied();
+                self.request_current();
+            }
+            Screen::Explain => {
+                let n = self.entries.len();
+                let input = clamp_step(self.explain.input, by, n);
+                self.set_input(input);
+            }
+            Screen::Trust => {}
+        }
+    }
+
+    fn step_units(&mut self, by: isize) {
+        let n = self.shown_units().len();
+        self.units.cursor = clamp_step(self.units.cursor, by, n);
+    }
+
+    fn page(&mut self, by: isize) {
+        let rows = match self.screen {
+            Screen::Units => self.units.rows.max(1),
+            _ => 10,
+        };
+        self.step(by * rows as isize);
+    }
+
+    fn open(&mut self) {
+        match self.screen {
+            Screen::Model => {
+                let Some(layer) = self.layer_names().get(self.layer_cursor).cloned() else {
+                    return;
+                };
+                if self.units.layer.as_ref() != Some(&layer) {
+                    self.units.cursor = 0;
+                    self.units.filter.clear();
+                }
+                self.units.layer = Some(layer);
+                self.go(Screen::Units);
+            }
+            Screen::Units => {
+                let Some(&unit) = self.shown_units().get(self.units.cursor) else {
+                    return;
+                };
+                self.unit = Some(unit);
+                self.go(Screen::Unit);
+            }
+            _ => {}
+        }
+    }
+
+    fn pick(&mut self, pick: Pick) {
+        match pick {
+            Pick::Act(action) => self.act(action),
+            Pick::Screen(screen) => self.go(screen),
+            Pick::Method(method) => {
+                self.explain.method = method;
+                self.go(Screen::Explain);
+                self.request_current();
+            }
+            Pick::Colormap(colormap) => self.explain.colormap = colormap,
+            Pick::Theme(name) => match Theme::load(name) {
+                Ok(theme) => self.theme = theme,
+                Err(e) => self.status = Some(error_message(&e)),
+            },
+            Pick::Input(i) => self.set_input(i),
+            Pick::Class(c) => {
+                self.explain.target = TargetSpec::Class(c);
+                self.request_current();
+            }
+            Pick::Layer(layer) => {
+                self.layer_cursor = self
+                    .layer_names()
+                    .iter()
+                    .position(|l| *l == layer)
+                    .unwrap_or(0);
+                self.screen = Screen::Model;
+                self.open();
+            }
+        }
+    }
+
+    // ---- the palette and finders ----
+
+    fn palette(&self) -> Finder<Pick> {
+        let mut items: Vec<(String, Pick)> = Screen::ALL
+            .iter()
+            .map(|s| (format!("go to {}", s.title()), Pick::Screen(*s)))
+            .collect();
+        for (action, name, help) in super::keys::actions() {
+            if !matches!(
+                action,
+                Action::Palette | Action::Up | Action::Down | Action::Left | Action::Right
+            ) {
+                items.push((format!("{name}: {help}"), Pick::Act(action)));
+            }
+        }
+        for method in self.method_names() {
+            items.push((format!("method {method}"), Pick::Method(method)));
+        }
+        for colormap in Colormap::ALL {
+            items.push((format!("colormap {colormap}"), Pick::Colormap(*colormap)));
+        }
+        for theme in Theme::names() {
+            items.push((format!("theme {theme}"), Pick::Theme(theme)));
+        }
+        for layer in self.layer_names() {
+            items.push((format!("layer {layer}"), Pick::Layer(layer)));
+        }
+        Finder::new("command", items)
+    }
+
+    fn input_finder(&self) -> Finder<Pick> {
+        let items = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), Pick::Input(i)))
+            .collect();
+        Finder::new("input", items)
+    }
+
+    fn class_finder(&self) -> Finder<Pick> {
+        let labels = self
+            .model
+            .as_ref()
+            .map(|m| m.labels().to_vec())
+            .unwrap_or_default();
+        let items = labels
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| (format!("{i} {l}"), Pick::Class(i)))
+            .collect();
+        Finder::new("class", items)
+    }
+
+    // ---- the Explain screen ----
+
+    /// Every method the Explain screen cycles through, as the registry lists them.
+    pub fn method_names(&self) -> Vec<String> {
+        registry::descriptors()
+            .map(|d| d.name.to_string())
+            .collect()
+    }
+
+    fn cycle_method(&mut self, by: isize) {
+        let names = self.method_names();
+        let i = names
+            .iter()
+            .position(|n| *n == self.explain.method)
+            .unwrap_or(0);
+        let next = (i as isize + by).rem_euclid(names.len() as isize) as usize;
+        self.explain.method = names[next].clone();
+        self.explain.param_cursor = 0;
+        self.request_current();
+    }
+
+    /// Predicted, then the input's other top classes, then the selected unit.
+    fn cycle_target(&mut self) {
+        let top: Vec<usize> = self
+            .inputs
+            .get(&self.explain.input)
+            .map(|v| v.top.iter().map(|p| p.index).collect())
+            .unwrap_or_default();
+        let mut cycle = vec![TargetSpec::Predicted];
+        cycle.extend(top.iter().skip(1).map(|&c| TargetSpec::Class(c)));
+        if let Some(unit) = self.selected_unit() {
+            cycle.push(TargetSpec::Unit(unit));
+        }
+        let i = cycle.iter().position(|t| *t == self.explain.target);
+        self.explain.target = cycle[i.map_or(0, |i| (i + 1) % cycle.len())].clone();
+        self.request_current();
+    }
+
+    /// The selected unit of the Units screen, as a target.
+    pub fn selected_unit(&self) -> Option<UnitAddress> {
+        let layer = self.units.layer.clone()?;
+        let channel = match self.screen {
+            Screen::Unit => self.unit?,
+            _ => *self.shown_units().get(self.units.cursor)?,
+        };
+        Some(UnitAddress {
+            layer,
+            channel,
+            position: None,
+        })
+    }
+
+    fn explain_unit(&mut self) {
+        let Some(unit) = self.selected_unit() else {
+            return self.say("open a layer and select a unit first".into(), true);
+        };
+        self.explain.target = TargetSpec::Unit(unit);
+        self.go(Screen::Explain);
+        self.request_current();
+    }
+
+    /// The layers a CAM can read: those with feature maps.
+    pub fn cam_layers(&self) -> Vec<String> {
+        let Some(model) = &self.model else {
+            return Vec::new();
+        };
+        let layers = model.layers().map(|l| l.to_vec()).unwrap_or_default();
+        layers
+            .into_iter()
+            .filter(|l| l.shape.len() == 3 && l.shape[1] * l.shape[2] > 1)
+            .map(|l| l.name)
+            .collect()
+    }
+
+    /// The CAM layer in force: the one set, or the model's default.
+    pub fn cam_layer(&self) -> Option<String> {
+        match self.explain.params.layers(&LAYER) {
+            Ok(layers) => layers.first().cloned(),
+            Err(_) => self
+                .model
+                .as_ref()
+                .and_then(|m| unitscope::attribution::default_cam_layer(m).ok()),
+        }
+    }
+
+    fn cycle_cam_layer(&mut self) {
+        let layers = self.cam_layers();
+        if layers.is_empty() {
+            return;
+        }
+        let current = self.cam_layer();
+        let i = layers
+            .iter()
+            .position(|l| Some(l) == current.as_ref())
+            .map_or(0, |i| (i + 1) % layers.len());
+        self.explain
+            .params
+            .set(LAYER.name, Value::Layers(vec![layers[i].clone()]));
+        self.request_current();
+    }
+
+    /// The current method's parameters, with their values in force.
+    pub fn method_params(
+        &self,
+    ) -> Vec<(&'static unitscope::attribution::descriptor::Param, String)> {
+        let Ok(descriptors) = registry::resolve(&self.explain.method) else {
+            return Vec::new();
+        };
+        let params = self.params();
+        let mut seen = Vec::new();
+        for p in descriptors.iter().flat_map(|d| d.params) {
+            if !seen.iter().any(
+                |(q, _): &(&'static unitscope::attribution::descriptor::Param, String)| {
+                    q.name == p.name
+                },
+            ) {
+                let value = params
+                    .get(p)
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|_| "-".into());
+                seen.push((p, value));
+            }
+        }
+        seen
+    }
+
+    /// The parameters in force: those set, and the CAM layer defaulted.
+    pub fn params(&self) -> Params {
+        let mut params = self.explain.params.clone();
+        if params.get(&LAYER).is_err()
+            && let Some(layer) = self.cam_layer()
+        {
+            params.set(LAYER.name, Value::Layers(vec![layer]));
+        }
+        params
+    }
+
+    /// Opens the editor on the selected parameter (Enter in the panel).
+    pub fn edit_selected_param(&mut self) {
+        let params = self.method_params();
+        if let Some((param, value)) = params.get(self.explain.param_cursor) {
+            self.overlay = Some(Overlay::Edit {
+                param: param.name,
+                text: value.clone(),
+            });
+        }
+    }
+
+    fn set_param(&mut self, name: &str, text: &str) {
+        let Some(param) = registry::parameters().into_iter().find(|p| p.name == name) else {
+            return;
+        };
+        match param.parse(text.trim()) {
+            Ok(value) => {
+                self.explain.params.set(param.name, value);
+                self.request_current();
+            }
+            Err(e) => self.say(format!("--{name}: {e}"), true),
+        }
+    }
+
+    fn set_input(&mut self, input: usize) {
+        let last = self.entries.len().saturating_sub(1);
+        self.explain.input = input.min(last);
+        self.request_current();
+    }
+
+    /// The key of the current explanation.
+    pub fn explain_key(&self) -> ExplainKey {
+        let params = registry::values(&self.explain.method, &self.params())
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
+        ExplainKey {
+            input: self.explain.input,
+            method: self.explain.method.clone(),
+            target: target_text(&self.explain.target),
+            params: if self.explain.compare {
+                format!("compare {:?} {params}", self.compare_methods)
+            } else {
+                params
+            },
+        }
+    }
+
+    /// Asks for whatever the current screen shows and is not cached.
+    pub fn request_current(&mut self) {
+        let Some(model) = self.model.clone() else {
+            return;
+        };
+        match self.screen {
+            Screen::Model => {}
+            Screen::Units | Screen::Unit => self.request_layer(&model),
+            Screen::Explain => self.request_explanation(&model),
+            Screen::Trust => {
+                if self.trust.is_none() && !self.running.values().any(|r| r.slot == "trust") {
+                    self.request_trust();
+                }
+            }
+        }
+    }
+
+    fn request_layer(&mut self, model: &Arc<Model>) {
+        let Some(layer) = self.units.layer.clone() else {
+            return;
+        };
+        let Some(view) = self.layers.get(&layer).cloned() else {
+            let entries: Vec<Entry> = self.entries.iter().take(STATS_INPUTS).cloned().collect();
+            let model = model.clone();
+            self.submit("layer", layer.clone(), move |cx| {
+                work::layer(&model, &layer, &entries, cx)
+            });
+            return;
+        };
+        if self.screen == Screen::Unit
+            && let Some(unit) = self.unit
+            && !self.tiles.contains_key(&(layer.clone(), unit))
+        {
+            let (model, entries) = (model.clone(), self.entries.clone());
+            let colormap = self.theme.colormap;
+            self.submit("unit", format!("{layer}:{unit}"), move |_| {
+                work::unit(&model, &view, unit, &entries, colormap)
+            });
+        }
+    }
+
+    fn request_explanation(&mut self, model: &Arc<Model>) {
+        let index = self.explain.input;
+        let Some(input) = self.inputs.get(&index).cloned() else {
+            let Some(entry) = self.entries.get(index).cloned() else {
+                return;
+            };
+            let model = model.clone();
+            self.submit("input", index.to_string(), move |_| {
+                work::load_input(&model, index, &entry)
+            });
+            return;
+        };
+        let key = self.explain_key();
+        let request = Request {
+            key: key.clone(),
+            input,
+            target: self.explain.target.clone(),
+            params: self.params(),
+        };
+        let model = model.clone();
+        if self.explain.compare {
+            if !self.compared.contains_key(&key) {
+                let methods = self.compare_methods.clone();
+                let what = format!("{key:?}");
+                self.submit("compare", what, move |cx| {
+                    work::compare(&model, &request, &methods, cx)
+                });
+            }
+        } else if !self.explained.contains_key(&key) {
+            self.submit("explain", format!("{key:?}"), move |_| {
+                work::explain(&model, &request)
+            });
+        }
+    }
+
+    fn request_trust(&mut self) {
+        let Some(model) = self.model.clone() else {
+            return;
+        };
+        let (methods, params, entries) = (
+            self.compare_methods.clone(),
+            self.params(),
+            self.entries.clone(),
+        );
+        self.trust = None;
+        self.submit("trust", "", move |cx| {
+            work::trust(&model, &methods, &params, &entries, cx)
+        });
+    }
+
+    // ---- the Units screen ----
+
+    /// The model's layer names, in forward order.
+    pub fn layer_names(&self) -> Vec<String> {
+        self.model
+            .as_ref()
+            .and_then(|m| m.layers().ok())
+            .map(|l| l.iter().map(|l| l.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn layer_count(&self) -> usize {
+        self.model
+            .as_ref()
+            .and_then(|m| m.layers().ok())
+            .map_or(0, |l| l.len())
+    }
+
+    /// The open layer's units in the order shown: filtered, sorted.
+    pub fn shown_units(&self) -> Vec<usize> {
+        let Some(view) = self.units.layer.as_ref().and_then(|l| self.layers.get(l)) else {
+            return Vec::new();
+        };
+        let units = &view.stats.units;
+        let mut shown: Vec<usize> = (0..units.len())
+            .filter(|u| {
+                self.units.filter.is_empty() || u.to_string().contains(self.units.filter.trim())
+            })
+            .collect();
+        match self.units.sort {
+            Sort::Index => {}
+            Sort::Mean => shown.sort_by(|&a, &b| units[b].mean.total_cmp(&units[a].mean)),
+            Sort::Max => shown.sort_by(|&a, &b| units[b].max.total_cmp(&units[a].max)),
+        }
+        shown
+    }
+
+    // ---- export ----
+
+    fn export(&mut self) {
+        let Some(model) = self.model.clone() else {
+            return;
+        };
+        let job = super::export::job(self, &model);
+        match job {
+            Ok(job) => self.submit("export", format!("{:?}", std::time::Instant::now()), job),
+            Err(e) => self.status = Some(error_message(&e)),
+        }
+    }
+}
+
+/// `at` moved by `by`, within `0..n`.
+fn clamp_step(at: usize, by: isize, n: usize) -> usize {
+    at.saturating_add_signed(by).min(n.saturating_sub(1))
+}
+
+/// A target as the options write it.
+pub fn target_text(target: &TargetSpec) -> String {
+    match target {
+        TargetSpec::Predicted => "predicted".into(),
+        TargetSpec::Class(c) => c.to_string(),
+        TargetSpec::Unit(unit) => unit.to_string(),
+    }
+}
+
+/// An error as one status line.
+pub fn error_message(e: &anyhow::Error) -> Message {
+    Message {
+        text: format!("{e:#}").replace('\n', " "),
+        error: true,
+    }
+}

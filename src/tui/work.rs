@@ -1,0 +1,342 @@
+//! The inspector's background work, one function per kind of job. Each runs on a
+//! worker ([`unitscope::jobs::Runner`]) and returns an [`Output`] the event loop
+//! stores; none touches the screen. A newer request for the same slot supersedes
+//! the older (the runner cancels it), and the app caches what comes back by what
+//! it was computed from.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use candle_core::{Device, Tensor};
+use image::{RgbImage, imageops};
+use unitscope::attribution::{self, Attribution, Params, TargetSpec, registry};
+use unitscope::data::Entry;
+use unitscope::jobs::Context;
+use unitscope::metrics::{self, DeletionInsertion, MapScores, Trust, TrustInputs};
+use unitscope::model::{Model, ModelCard, Prediction};
+use unitscope::render::{self, Colormap, Style};
+use unitscope::units::LayerStats;
+
+/// What a job hands back.
+pub enum Output {
+    Model(Arc<Model>),
+    Input(usize, Arc<InputView>),
+    Explained(ExplainKey, Arc<Explained>),
+    Compared(ExplainKey, Arc<Vec<Compared>>),
+    Layer(Arc<LayerView>),
+    Unit(String, usize, Arc<Vec<Tile>>),
+    Trust(Arc<Vec<TrustRow>>),
+    Exported(Vec<PathBuf>),
+}
+
+/// The embedded demo model, or the model a card describes.
+pub fn load_model(card: Option<&ModelCard>) -> Result<Output> {
+    let model = match card {
+        Some(card) => Model::from_card(card, &Device::Cpu)?,
+        None => unitscope::model::demo::model(&Device::Cpu)?,
+    };
+    // The layer table needs one forward pass: done here, not on the first frame.
+    model.layers()?;
+    Ok(Output::Model(Arc::new(model)))
+}
+
+/// One input, read, with the model's top-5 on it.
+pub struct InputView {
+    pub name: String,
+    /// The image as the user has it.
+    pub original: RgbImage,
+    /// The model's input, `[3, H, W]`.
+    pub tensor: Tensor,
+    /// The object's pixels, on demo scenes.
+    pub mask: Option<Vec<bool>>,
+    pub top: Vec<Prediction>,
+}
+
+pub fn load_input(model: &Model, index: usize, entry: &Entry) -> Result<Output> {
+    let sample = entry.load(model.input_spec(), model.device())?;
+    let top = model.predict(&sample.tensor.unsqueeze(0)?, 5)?.remove(0);
+    let view = InputView {
+        original: sample.original()?,
+        name: sample.name,
+        tensor: sample.tensor,
+        mask: sample.mask,
+        top,
+    };
+    Ok(Output::Input(index, Arc::new(view)))
+}
+
+/// What one map was computed from: the cache key of explanations.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ExplainKey {
+    pub input: usize,
+    pub method: String,
+    pub target: String,
+    /// The method's parameter values, as text.
+    pub params: String,
+}
+
+/// One method's map of one input.
+pub struct Explained {
+    pub maps: Attribution,
+    /// What the target resolved to, as people read it.
+    pub target: String,
+    /// The method's own time.
+    pub ms: f64,
+    /// Model passes it took.
+    pub passes: usize,
+    pub raw_range: (f64, f64),
+}
+
+/// The request of one explanation: everything [`explain`] needs, owned.
+#[derive(Clone)]
+pub struct Request {
+    pub key: ExplainKey,
+    pub input: Arc<InputView>,
+    pub target: TargetSpec,
+    pub params: Params,
+}
+
+pub fn explain(model: &Model, request: &Request) -> Result<Output> {
+    let explained = explain_one(model, request, &request.key.method)?;
+    Ok(Output::Explained(request.key.clone(), Arc::new(explained)))
+}
+
+fn explain_one(model: &Model, request: &Request, method_name: &str) -> Result<Explained> {
+    let method = registry::build(method_name, &request.params)?;
+    let input = &request.input;
+    let x = input.tensor.unsqueeze(0)?;
+    let predicted = input.top.first().map(|p| p.index).unwrap_or(0);
+    let target = request.target.resolve(&[predicted]);
+    let start = Instant::now();
+    let maps = attribution::attribute(method.as_ref(), model, &x, std::slice::from_ref(&target))?
+        .remove(0);
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let (_, _, h, w) = x.dims4()?;
+    let passes = method.passes((h, w));
+    Ok(Explained {
+        raw_range: maps.raw_range()?,
+        target: describe(&target[0], model),
+        maps,
+        ms,
+        passes: passes.forward + passes.backward,
+    })
+}
+
+/// A target as people read it: a class with its label, or a unit.
+pub fn describe(target: &attribution::Target, model: &Model) -> String {
+    match target {
+        attribution::Target::Class(c) => match model.labels().get(*c) {
+            Some(label) => format!("{label} ({c})"),
+            None => format!("class {c}"),
+        },
+        unit => unit.to_string(),
+    }
+}
+
+/// The heatmap of `explained` over the input as the user has it.
+pub fn draw(
+    model: &Model,
+    input: &InputView,
+    explained: &Explained,
+    colormap: Colormap,
+) -> Result<RgbImage> {
+    let [h, w] = model.input_spec().size;
+    let window = model.input_spec().window(input.original.dimensions());
+    let style = Style {
+        colormap,
+        ..Style::default()
+    };
+    render::draw_on(&explained.maps, &input.original, (window, (h, w)), style)
+}
+
+/// One method's map in the compare view, with how far to trust it.
+pub struct Compared {
+    pub method: String,
+    pub explained: Arc<Explained>,
+    pub scores: MapScores,
+}
+
+/// Every method of `methods` on one input and target, each scored.
+pub fn compare(
+    model: &Model,
+    request: &Request,
+    methods: &[String],
+    cx: &Context,
+) -> Result<Output> {
+    let games = DeletionInsertion::default();
+    let (h, w) = (model.input_spec().size[0], model.input_spec().size[1]);
+    let class = request.input.top.first().map(|p| p.index).unwrap_or(0);
+    let mut rows = Vec::new();
+    for (done, method) in methods.iter().enumerate() {
+        cx.checkpoint()?;
+        cx.progress(done as u64, methods.len() as u64, method);
+        let explained =
+            explain_one(model, request, method).with_context(|| format!("method `{method}`"))?;
+        let map = explained
+            .maps
+            .display((h, w), attribution::ChannelReduction::MaxAbs)?
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        let mask = request.input.mask.as_deref();
+        let scores = MapScores::measure(model, &games, (&request.input.tensor, &map), class, mask)?;
+        rows.push(Compared {
+            method: method.clone(),
+            explained: Arc::new(explained),
+            scores,
+        });
+    }
+    Ok(Output::Compared(request.key.clone(), Arc::new(rows)))
+}
+
+/// A layer's units over the inputs: statistics and, per unit, a thumbnail of its
+/// strongest input cropped around the peak.
+pub struct LayerView {
+    pub stats: LayerStats,
+    pub thumbnails: Vec<RgbImage>,
+}
+
+/// The side of a thumbnail, in pixels.
+const THUMBNAIL: u32 = 48;
+
+pub fn layer(model: &Model, layer: &str, entries: &[Entry], cx: &Context) -> Result<Output> {
+    let (spec, device) = (model.input_spec(), model.device());
+    let batches = entries.chunks(16).enumerate().map(|(b, chunk)| {
+        cx.progress((b * 16) as u64, entries.len() as u64, layer);
+        let tensors = chunk
+            .iter()
+            .map(|e| Ok(e.load(spec, device)?.tensor))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&tensors, 0)?)
+    });
+    let stats = LayerStats::collect(model, layer, 4, batches)?;
+    // Each strongest input is read once, however many units it tops.
+    let mut originals: std::collections::HashMap<usize, RgbImage> = Default::default();
+    let mut thumbnails = Vec::with_capacity(stats.units.len());
+    for unit in &stats.units {
+        cx.checkpoint()?;
+        let Some(best) = unit.top.first() else {
+            thumbnails.push(RgbImage::new(THUMBNAIL, THUMBNAIL));
+            continue;
+        };
+        let original = match originals.entry(best.input) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(entries[best.input].load(spec, device)?.original()?)
+            }
+        };
+        thumbnails.push(crop_around(
+            original,
+            spec.window(original.dimensions()),
+            stats.size,
+            best.position,
+        ));
+    }
+    Ok(Output::Layer(Arc::new(LayerView { stats, thumbnails })))
+}
+
+/// The part of `original` around a layer position: the cell's centre mapped into
+/// the window the model saw, a square of a quarter of the window (at least three
+/// cells), scaled to a thumbnail. (The exact receptive field is the units issue's.)
+fn crop_around(
+    original: &RgbImage,
+    (wx, wy, ww, wh): (f64, f64, f64, f64),
+    (h, w): (usize, usize),
+    (y, x): (usize, usize),
+) -> RgbImage {
+    let cx = wx + (x as f64 + 0.5) / w as f64 * ww;
+    let cy = wy + (y as f64 + 0.5) / h as f64 * wh;
+    let side = (ww.min(wh) / 4.0).max(3.0 * ww / w as f64).min(ww.min(wh));
+    let (iw, ih) = (original.width() as f64, original.height() as f64);
+    let x0 = (cx - side / 2.0).clamp(0.0, (iw - side).max(0.0));
+    let y0 = (cy - side / 2.0).clamp(0.0, (ih - side).max(0.0));
+    let side_px = side.round().max(1.0) as u32;
+    let crop = imageops::crop_imm(original, x0 as u32, y0 as u32, side_px, side_px).to_image();
+    imageops::resize(&crop, THUMBNAIL, THUMBNAIL, imageops::FilterType::Triangle)
+}
+
+/// One of a unit's strongest inputs with the unit's upsampled activation over it.
+pub struct Tile {
+    pub image: RgbImage,
+    pub caption: String,
+}
+
+pub fn unit(
+    model: &Model,
+    view: &LayerView,
+    unit: usize,
+    entries: &[Entry],
+    colormap: Colormap,
+) -> Result<Output> {
+    let stats = &view.stats;
+    let (spec, device) = (model.input_spec(), model.device());
+    let (h, w) = stats.size;
+    let mut tiles = Vec::new();
+    for top in &stats.units[unit].top {
+        unitscope::jobs::checkpoint()?;
+        let entry = &entries[top.input];
+        let original = entry.load(spec, device)?.original()?;
+        let map = Tensor::from_vec(top.map.clone(), (1, 1, h, w), &Device::Cpu)?;
+        let maps = Attribution::Layers(vec![(stats.layer.clone(), map)]);
+        let [ih, iw] = spec.size;
+        let window = spec.window(original.dimensions());
+        let style = Style {
+            colormap,
+            ..Style::default()
+        };
+        let image = render::draw_on(&maps, &original, (window, (ih, iw)), style)?;
+        tiles.push(Tile {
+            image,
+            caption: format!("{} peak {:.3}", entry.name, top.peak),
+        });
+    }
+    Ok(Output::Unit(stats.layer.clone(), unit, Arc::new(tiles)))
+}
+
+/// One method's row of the Trust screen.
+pub struct TrustRow {
+    pub method: String,
+    pub trust: Trust,
+    pub baseline: Option<f64>,
+}
+
+/// The inputs the Trust screen measures on: the first few, so a row takes seconds.
+pub const TRUST_INPUTS: usize = 16;
+
+pub fn trust(
+    model: &Model,
+    methods: &[String],
+    params: &Params,
+    entries: &[Entry],
+    cx: &Context,
+) -> Result<Output> {
+    let (spec, device) = (model.input_spec(), model.device());
+    let samples = entries
+        .iter()
+        .take(TRUST_INPUTS)
+        .map(|e| e.load(spec, device))
+        .collect::<Result<Vec<_>>>()?;
+    let tensors: Vec<&Tensor> = samples.iter().map(|s| &s.tensor).collect();
+    let inputs = TrustInputs {
+        tensor: Tensor::stack(&tensors, 0)?,
+        masks: samples.iter().map(|s| s.mask.clone()).collect(),
+    };
+    let baseline = inputs.random_point_baseline();
+    let games = DeletionInsertion::default();
+    let mut rows = Vec::new();
+    for (done, name) in methods.iter().enumerate() {
+        cx.checkpoint()?;
+        cx.progress(done as u64, methods.len() as u64, name);
+        let method = registry::build(name, params)?;
+        let trust = metrics::trust(model, method.as_ref(), &inputs, &games, Some(0))
+            .with_context(|| format!("method `{name}`"))?;
+        rows.push(TrustRow {
+            method: name.clone(),
+            trust,
+            baseline,
+        });
+    }
+    Ok(Output::Trust(Arc::new(rows)))
+}
