@@ -168,6 +168,8 @@ fn method_key(
         .position(|n| n == method)
         .expect("a registered method");
     app.explain.method = names[(i + names.len() - 1) % names.len()].clone();
+    // Computed afresh, not shown from the cache.
+    app.explained.clear();
     let start = Instant::now();
     press(app, KeyCode::Char('m'));
     ensure!(app.explain.method == method, "m did not select {method}");

@@ -61,7 +61,7 @@ impl Config {
 pub fn located(error: toml::de::Error, text: &str, path: &Path) -> anyhow::Error {
     let line = error
         .span()
-        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
     let what = error.message().trim_end().to_string();
     match line {
         Some(line) => anyhow::anyhow!("{}, line {line}: {what}", path.display()),

@@ -192,7 +192,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let e = format!("{:#}", Theme::load(path.to_str().unwrap()).unwrap_err());
         assert!(
-            e.contains("mine.toml: [ui] background") && e.contains("not a colour"),
+            e.contains("mine.toml: [ui] text") && e.contains("not a colour"),
             "{e}"
         );
 

@@ -278,7 +278,8 @@ pub fn unit(
         unitscope::jobs::checkpoint()?;
         let entry = &entries[top.input];
         let original = entry.load(spec, device)?.original()?;
-        let map = Tensor::from_vec(top.map.clone(), (1, 1, h, w), &Device::Cpu)?;
+        // One input's layer map, as a CAM's: `[1, H, W]`.
+        let map = Tensor::from_vec(top.map.clone(), (1, h, w), &Device::Cpu)?;
         let maps = Attribution::Layers(vec![(stats.layer.clone(), map)]);
         let [ih, iw] = spec.size;
         let window = spec.window(original.dimensions());

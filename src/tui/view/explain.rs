@@ -120,14 +120,14 @@ fn draw_compare(app: &mut App, frame: &mut Frame, area: Rect, input: &Arc<InputV
             caption,
         );
         let s = &row.scores;
-        let mut text = format!("del {:.3}↓ ins {:.3}↑", s.deletion_auc, s.insertion_auc);
+        let mut text = format!("del {:.2} ins {:.2}", s.deletion_auc, s.insertion_auc);
         if has_mask {
             let hit = if s.pointing_hit == Some(true) {
                 "hit"
             } else {
                 "miss"
             };
-            text.push_str(&format!(" point {hit}"));
+            text.push_str(&format!(" {hit}"));
         }
         frame.render_widget(Paragraph::new(text).style(app.theme.muted), scores);
         let id = heat(
