@@ -406,6 +406,17 @@ fn evaluate_prints_one_json_object_per_method() {
 /// a terminal does, and returns everything the command wrote to the terminal.
 #[cfg(target_os = "linux")]
 fn show_on_terminal(answers: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().to_str().unwrap();
+    let args = [
+        "explain", "--demo", "1", "-m", "grad-cam", "--show", "-o", output,
+    ];
+    on_terminal(&args, answers, None)
+}
+
+/// What `unitscope ARGS` writes on a pseudo-terminal that answers its queries
+/// with `answers`, and, once the output holds `then.0`, is sent `then.1`.
+fn on_terminal(args: &[&str], answers: &[(&[u8], &[u8])], then: Option<(&[u8], &[u8])>) -> Vec<u8> {
     use std::io::{Read, Write};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::process::Stdio;
@@ -431,11 +442,20 @@ fn show_on_terminal(answers: &[(&[u8], &[u8])]) -> Vec<u8> {
         libc::cfmakeraw(&mut attrs);
         libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &attrs);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let args = ["explain", "--demo", "1", "-m", "grad-cam", "--show", "-o"];
+    if then.is_some() {
+        // A screen to draw on, as the end-to-end test's: 120x40.
+        let size = libc::winsize {
+            ws_row: 40,
+            ws_col: 120,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    }
+    let config = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_unitscope"))
         .args(args)
-        .arg(dir.path())
+        .env("XDG_CONFIG_HOME", config.path())
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave))
         .stderr(Stdio::piped())
@@ -444,6 +464,7 @@ fn show_on_terminal(answers: &[(&[u8], &[u8])]) -> Vec<u8> {
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let (mut written, mut answered, mut chunk) = (Vec::new(), 0, [0u8; 65536]);
+    let mut then = then;
     loop {
         let mut ready = libc::pollfd {
             fd: master.as_raw_fd(),
@@ -453,7 +474,7 @@ fn show_on_terminal(answers: &[(&[u8], &[u8])]) -> Vec<u8> {
         if unsafe { libc::poll(&mut ready, 1, 1000) } == 0 {
             if Instant::now() > deadline {
                 child.kill().unwrap();
-                panic!("`explain --show` hung; it wrote {written:?}");
+                panic!("`unitscope {args:?}` hung; it wrote {written:?}");
             }
             continue;
         }
@@ -470,6 +491,12 @@ fn show_on_terminal(answers: &[(&[u8], &[u8])]) -> Vec<u8> {
         {
             master.write_all(reply).unwrap();
             answered += at + query.len();
+        }
+        if let Some((marker, keys)) = then
+            && find(&written, marker).is_some()
+        {
+            master.write_all(keys).unwrap();
+            then = None;
         }
     }
     let out = child.wait_with_output().unwrap();
@@ -512,6 +539,37 @@ fn show_uses_the_richest_graphics_the_terminal_answers_for() {
     ]);
     assert!(find(&kitty, b"\x1b_Gf=").is_some(), "a kitty image");
     assert!(find(&kitty, SIXEL_START).is_none());
+}
+
+/// The inspector asks the terminal once at start and draws with what it answers
+/// for: kitty over sixel, sixel on a VT340-like terminal, half blocks on a VT220;
+/// the status bar names the protocol, and `q` ends it with success.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_inspector_uses_the_graphics_the_terminal_answers_for() {
+    const KITTY_QUERY: &[u8] = b"\x1b_Gi=31,s=1,v=1,a=q,t=d,f=24;AAAA";
+    const DEVICE_ATTRIBUTES: &[u8] = b"\x1b[c";
+    const CELL_SIZE: &[u8] = b"\x1b[16t";
+    const STATUS: &[u8] = b"\x1b[5n";
+    let terminal = |answers: &[(&[u8], &[u8])]| -> String {
+        let mut all = answers.to_vec();
+        all.extend([
+            (CELL_SIZE, &b"\x1b[6;20;10t"[..]),
+            (STATUS, &b"\x1b[0n"[..]),
+        ]);
+        // The first frame's status bar names the protocol; then q.
+        let written = on_terminal(&[], &all, Some(("· cpu ·".as_bytes(), b"q")));
+        String::from_utf8_lossy(&written).into_owned()
+    };
+    let vt220 = terminal(&[(DEVICE_ATTRIBUTES, b"\x1b[?62;1c")]);
+    assert!(vt220.contains("cpu · halfblocks"), "{vt220}");
+    let sixel = terminal(&[(DEVICE_ATTRIBUTES, b"\x1b[?62;4c")]);
+    assert!(sixel.contains("cpu · sixel"), "{sixel}");
+    let kitty = terminal(&[
+        (KITTY_QUERY, b"\x1b_Gi=31;OK\x1b\\"),
+        (DEVICE_ATTRIBUTES, b"\x1b[?62;4c"),
+    ]);
+    assert!(kitty.contains("cpu · kitty"), "{kitty}");
 }
 
 /// `--list-methods` and `--help` are built from the methods' descriptors: every
