@@ -182,6 +182,8 @@ pub struct App {
     pub running: HashMap<JobId, Running>,
     pub status: Option<Message>,
     pub hits: Vec<(Rect, Hit)>,
+    /// Where `e` writes (the working directory).
+    pub export_dir: PathBuf,
     pub quit: bool,
 }
 
@@ -252,6 +254,7 @@ impl App {
             running: HashMap::new(),
             status,
             hits: Vec::new(),
+            export_dir: PathBuf::from("."),
             quit: false,
         };
         match model {
@@ -286,7 +289,10 @@ impl App {
             return;
         }
         self.running.retain(|_, r| r.slot != slot);
-        let id = self.runner.submit(slot, work);
+        let id = self.runner.submit(slot, move |cx| {
+            work::lower_this_thread();
+            work(cx)
+        });
         self.running.insert(
             id,
             Running {
@@ -397,6 +403,14 @@ impl App {
             // The rest stays usable: the demo model and its scenes.
             message.text = format!("{}; opened the embedded demo model instead", message.text);
             self.card = None;
+            self.model = None;
+            // Nothing computed with the other model may show under the demo model.
+            self.inputs.clear();
+            self.explained.clear();
+            self.compared.clear();
+            self.layers.clear();
+            self.tiles.clear();
+            self.trust = None;
             self.source = Source::Demo(64);
             self.entries = Arc::new(self.source.entries().unwrap_or_default());
             self.submit("model", "", |_| work::load_model(None));

@@ -37,6 +37,7 @@ pub struct Args {
 const SIZE: (u16, u16) = (120, 40);
 
 pub fn run(args: &Args) -> Result<()> {
+    super::work::yield_to_the_screen();
     // 1. The first frame, before the model has loaded, and the first with it.
     let start = Instant::now();
     let mut app = App::new(setup(Source::Demo(64), None));

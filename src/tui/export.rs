@@ -4,7 +4,7 @@
 //! `summary.json`), `evaluate --json`'s lines, and the unit statistics. Written on a
 //! worker, each file whole or not at all.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
@@ -25,6 +25,7 @@ pub type Job = Box<dyn FnOnce(&Context) -> Result<Output> + Send>;
 /// The job that exports what `app` shows now.
 pub fn job(app: &App, model: &Arc<Model>) -> Result<Job> {
     let model = model.clone();
+    let base = app.export_dir.clone();
     match app.screen {
         Screen::Model => Ok(Box::new(move |_| {
             let info = json!({
@@ -32,7 +33,7 @@ pub fn job(app: &App, model: &Arc<Model>) -> Result<Job> {
                 "input": model.input_spec(),
                 "layers": model.layers()?,
             });
-            let path = PathBuf::from("info.json");
+            let path = base.join("info.json");
             atomic::write(&path, serde_json::to_string_pretty(&info)?.as_bytes())?;
             Ok(Output::Exported(vec![path]))
         })),
@@ -61,8 +62,9 @@ pub fn job(app: &App, model: &Arc<Model>) -> Result<Job> {
                 .map(|e| e.name.clone())
                 .collect();
             Ok(Box::new(move |_| {
-                let dir = Path::new("units");
-                std::fs::create_dir_all(dir).context("cannot create `units/`")?;
+                let dir = &base.join("units");
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create `{}`", dir.display()))?;
                 let layer = file_part(&view.stats.layer);
                 let path = dir.join(format!("{layer}.json"));
                 let body = json!({"stats": view.stats, "inputs": names});
@@ -83,7 +85,7 @@ pub fn job(app: &App, model: &Arc<Model>) -> Result<Job> {
                 Ok(Output::Exported(written))
             }))
         }
-        Screen::Explain => explain_job(app, model),
+        Screen::Explain => explain_job(app, model, base.join("explain")),
         Screen::Trust => {
             let Some(rows) = app.trust.clone() else {
                 bail!("nothing to export yet: press r to measure");
@@ -106,7 +108,7 @@ pub fn job(app: &App, model: &Arc<Model>) -> Result<Job> {
                         .to_string()
                     })
                     .collect();
-                let path = PathBuf::from("evaluate.json");
+                let path = base.join("evaluate.json");
                 atomic::write(&path, (lines.join("\n") + "\n").as_bytes())?;
                 Ok(Output::Exported(vec![path]))
             }))
@@ -115,7 +117,7 @@ pub fn job(app: &App, model: &Arc<Model>) -> Result<Job> {
 }
 
 /// The shown map (or every compared map) as `explain/INPUT.METHOD.TARGET.{png,npy,json}`.
-fn explain_job(app: &App, model: Arc<Model>) -> Result<Job> {
+fn explain_job(app: &App, model: Arc<Model>, dir: PathBuf) -> Result<Job> {
     let key = app.explain_key();
     let Some(input) = app.inputs.get(&key.input).cloned() else {
         bail!("nothing to export yet: the input is still loading");
@@ -139,8 +141,8 @@ fn explain_job(app: &App, model: Arc<Model>) -> Result<Job> {
         app.params(),
     );
     Ok(Box::new(move |_| {
-        let dir = Path::new("explain");
-        std::fs::create_dir_all(dir).context("cannot create `explain/`")?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
         let mut written = Vec::new();
         for (method, explained) in maps {
             let stem = format!(

@@ -173,6 +173,7 @@ pub fn run(options: &Options) -> Result<()> {
     let mut session = terminal::Session::enter()?;
     setup.pictures = Pictures::new(picker(graphics));
     setup.notices = notices;
+    work::yield_to_the_screen();
     let mut app = App::new(setup);
     let outcome = event_loop(session.terminal(), &mut app, &signals);
     // Workers are cancelled, not joined: a method mid-batch must not hold the exit.

@@ -61,10 +61,11 @@ fn draw(app: &mut App, (w, h): (u16, u16)) -> Terminal<TestBackend> {
     terminal
 }
 
-/// The snapshot of `app`'s frame, timings masked (they vary run to run).
+/// The snapshot of `app`'s frame, the method's time masked (it varies run to run,
+/// and its width with it).
 fn snapshot(name: &str, app: &mut App) {
     let terminal = draw(app, (120, 40));
-    insta::with_settings!({filters => vec![(r"\d+\.\d ms", "[ms]")]}, {
+    insta::with_settings!({filters => vec![(r"time     [^│]*│", "time     [masked]│")]}, {
         insta::assert_snapshot!(name, terminal.backend());
     });
 }
@@ -191,4 +192,42 @@ fn colours(buffer: &Buffer, area: Rect) -> Vec<Color> {
     area.positions()
         .flat_map(|p| [buffer[p].fg, buffer[p].bg])
         .collect()
+}
+
+/// `e` writes what each screen shows under the headless commands' names.
+#[test]
+fn export_writes_the_views_files() {
+    let mut app = app();
+    let dir = tempfile::tempdir().unwrap();
+    app.export_dir = dir.path().to_owned();
+    press(&mut app, &[Char('e')]);
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("info.json")).unwrap()).unwrap();
+    let layers = app.model.as_ref().unwrap().layers().unwrap().len();
+    assert_eq!(info["layers"].as_array().unwrap().len(), layers, "{info}");
+    press(&mut app, &[Tab, Tab, Tab, Char('e')]);
+    assert_eq!(app.screen, Screen::Explain);
+    let file = |suffix: &str| {
+        dir.path()
+            .join(format!("explain/scene0.grad-cam.predicted.{suffix}"))
+    };
+    for suffix in ["png", "json", "raw.features.10.npy"] {
+        let path = file(suffix);
+        assert!(
+            path.exists(),
+            "{} missing; status: {:?}",
+            path.display(),
+            app.status
+        );
+    }
+    let png = image::open(file("png")).unwrap();
+    assert_eq!((png.width(), png.height()), (64, 64));
+    let entry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file("json")).unwrap()).unwrap();
+    assert_eq!(entry["method"], "grad-cam");
+    assert!(
+        app.status
+            .as_ref()
+            .is_some_and(|m| m.text.starts_with("exported 3 file(s)"))
+    );
 }

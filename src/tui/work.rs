@@ -31,6 +31,24 @@ pub enum Output {
     Exported(Vec<PathBuf>),
 }
 
+/// Lowers the priority of the compute pool's threads (rayon's, where the kernels
+/// run): on a machine with few cores a method's batch would otherwise take the core
+/// the UI thread needs to answer a key within a frame. Job threads lower their own
+/// ([`lower_this_thread`]).
+pub fn yield_to_the_screen() {
+    rayon::broadcast(|_| lower_this_thread());
+}
+
+/// Lowers the calling thread's priority (Linux sets niceness per thread; elsewhere
+/// this does nothing).
+pub fn lower_this_thread() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on this thread's own id; an error leaves it as it was.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10)
+    };
+}
+
 /// The embedded demo model, or the model a card describes.
 pub fn load_model(card: Option<&ModelCard>) -> Result<Output> {
     let model = match card {
