@@ -4,10 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
-use unitscope::data::InputSpec;
-use unitscope::model::{
-    ArchOptions, Architecture, BackwardRule, EnginePath, Model, Objective, Probe, Weights,
-};
+use unitscope::model::{Architecture, BackwardRule, EnginePath, Model, Objective, Probe};
 
 use super::outln;
 
@@ -180,14 +177,7 @@ fn engine(args: &EngineArgs) -> Result<()> {
         &[EnginePath::Fast]
     };
     for (name, arch) in &archs {
-        let model = Model::new(
-            name.to_string(),
-            *arch,
-            &ArchOptions::default(),
-            &Weights::synthetic(&device),
-            InputSpec::default(),
-            unitscope::data::labels::numbered(1000),
-        )?;
+        let model = Model::synthetic(*arch, &device)?;
         for &batch in &args.batch {
             let x =
                 Tensor::randn(0f32, 1f32, (batch, 3, 224, 224), &device)?.to_dtype(DType::F32)?;
@@ -250,14 +240,7 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
     use unitscope::attribution::descriptor::Value;
     use unitscope::attribution::{Params, Target, registry};
     let device = super::device()?;
-    let model = Model::new(
-        "resnet18".into(),
-        Architecture::Resnet18,
-        &ArchOptions::default(),
-        &Weights::synthetic(&device),
-        InputSpec::default(),
-        unitscope::data::labels::numbered(1000),
-    )?;
+    let model = Model::synthetic(Architecture::Resnet18, &device)?;
     // Only what was given is set: every other parameter is at its method's default,
     // the one `explain` uses.
     let mut options = Params::new();

@@ -143,6 +143,23 @@ impl Model {
         })
     }
 
+    /// `architecture` with closed-form synthetic weights ([`Weights::synthetic`]),
+    /// 1000 numbered classes and ImageNet preprocessing at 224 px: what benchmarks
+    /// time, since a pass's cost does not depend on the weights' values.
+    pub fn synthetic(architecture: Architecture, device: &Device) -> Result<Self> {
+        Self::new(
+            serde_json::to_value(architecture)?
+                .as_str()
+                .unwrap_or("synthetic")
+                .to_string(),
+            architecture,
+            &ArchOptions::default(),
+            &Weights::synthetic(device),
+            InputSpec::default(),
+            crate::data::labels::numbered(1000),
+        )
+    }
+
     /// The model's display name.
     pub fn name(&self) -> &str {
         &self.name

@@ -13,9 +13,8 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui_image::picker::Picker;
 use unitscope::attribution::descriptor::Value;
-use unitscope::data::{InputSpec, Source};
-use unitscope::model::arch::{ArchOptions, Architecture};
-use unitscope::model::{Model, Weights};
+use unitscope::data::Source;
+use unitscope::model::{Architecture, Model};
 
 use super::app::{App, COMPARE, Setup};
 use super::keys::Keymap;
@@ -105,8 +104,9 @@ pub fn run(args: &Args) -> Result<()> {
     for method in ["saliency", "grad-cam", "integrated-gradients"] {
         method_key(&mut app, &mut terminal, method, "demo")?;
     }
-    let resnet = resnet18_app()?;
-    let mut app = resnet;
+    // The image is read when the app asks for it: the folder lives to the end.
+    let dir = tempfile::tempdir()?;
+    let mut app = resnet18_app(dir.path())?;
     wait(&mut app, |app| app.model.is_some())?;
     open_explain(&mut app, &mut terminal)?;
     for method in ["saliency", "grad-cam", "integrated-gradients"] {
@@ -129,26 +129,14 @@ fn setup(source: Source, model: Option<Arc<Model>>) -> Setup {
 }
 
 /// ResNet-18 with synthetic weights (timing does not depend on their values) on
-/// one 224 px image.
-fn resnet18_app() -> Result<App> {
-    let device = candle_core::Device::Cpu;
-    let model = Model::new(
-        "resnet18".into(),
-        Architecture::Resnet18,
-        &ArchOptions::default(),
-        &Weights::synthetic(&device),
-        InputSpec::default(),
-        unitscope::data::labels::numbered(1000),
-    )?;
-    let dir = tempfile::tempdir()?;
+/// one 224 px image, written into `dir`.
+fn resnet18_app(dir: &std::path::Path) -> Result<App> {
+    let model = Model::synthetic(Architecture::Resnet18, &candle_core::Device::Cpu)?;
     let scene = unitscope::data::world::World::new(0)
         .scene(unitscope::data::world::HELD_OUT)
         .image;
-    let path = dir.path().join("scene.png");
+    let path = dir.join("scene.png");
     imageops::resize(&scene, 224, 224, imageops::FilterType::Triangle).save(&path)?;
-    // The image is read when the app asks for it: keep the folder until the end.
-    let path = path.clone();
-    std::mem::forget(dir);
     Ok(App::new(setup(
         Source::Files(vec![path]),
         Some(Arc::new(model)),
