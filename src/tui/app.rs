@@ -306,7 +306,7 @@ impl App {
     /// Takes in job results, waiting up to `wait` for the first; whether anything
     /// changed.
     pub fn pump(&mut self, wait: Duration) -> bool {
-        let mut changed = false;
+        let mut changed = self.pictures.pump();
         let mut wait = wait;
         while let Some(event) = self.runner.recv_timeout(wait) {
             wait = Duration::ZERO;

@@ -165,6 +165,12 @@ fn method_key(
     let key = app.explain_key();
     wait(app, |app| app.explained.contains_key(&key))?;
     terminal.draw(|f| view::draw(app, f))?;
+    // With a graphics protocol the picture is encoded off the UI thread: on
+    // screen means the frame after its encoding came back.
+    if app.pictures.encoding() {
+        wait(app, |app| !app.pictures.encoding())?;
+        terminal.draw(|f| view::draw(app, f))?;
+    }
     let total = start.elapsed();
     let own = app.explained[&key].ms;
     println!(
