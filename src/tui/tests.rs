@@ -231,3 +231,49 @@ fn export_writes_the_views_files() {
             .is_some_and(|m| m.text.starts_with("exported 3 file(s)"))
     );
 }
+
+/// Clicks land on what the last frame drew there: a tab switches screens, a
+/// second click on a layer opens it, the wheel moves the selection.
+#[test]
+fn the_mouse_selects_what_it_clicks() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let mut app = app();
+    let mut terminal = draw(&mut app, (120, 40));
+    let text = format!("{}", terminal.backend());
+    let click = |app: &mut App, (column, row): (u16, u16)| {
+        let kind = MouseEventKind::Down(MouseButton::Left);
+        app.mouse(MouseEvent {
+            kind,
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        });
+        settle(app);
+    };
+    // The Explain tab, where the first line shows it.
+    let first_line = text.lines().next().unwrap();
+    let column = first_line.find("Explain").unwrap() as u16 - 1;
+    click(&mut app, (column, 0));
+    assert_eq!(app.screen, Screen::Explain);
+    terminal.draw(|f| view::draw(&mut app, f)).unwrap();
+    // Back on the Model screen, the wheel and two clicks on the fourth layer row.
+    app.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::NONE));
+    app.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::NONE));
+    app.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::NONE));
+    assert_eq!(app.screen, Screen::Model);
+    terminal.draw(|f| view::draw(&mut app, f)).unwrap();
+    let wheel = MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 10,
+        row: 10,
+        modifiers: KeyModifiers::NONE,
+    };
+    app.mouse(wheel);
+    assert_eq!(app.layer_cursor, 1);
+    // Rows: the tab line, the border, the header, then layers from 0.
+    click(&mut app, (5, 3 + 3));
+    assert_eq!((app.layer_cursor, app.screen), (3, Screen::Model));
+    click(&mut app, (5, 3 + 3));
+    assert_eq!(app.screen, Screen::Units);
+    assert_eq!(app.units.layer.as_deref(), Some("features.3"));
+}
