@@ -217,3 +217,29 @@ fn sigterm_and_sighup_give_the_terminal_back() {
         tmux.assert_restored();
     }
 }
+
+/// An SSH drop that kills the shell leaves the inspector on a hung-up terminal
+/// without a signal of its own: it must end, not spin on end-of-file.
+#[test]
+fn a_hung_up_terminal_ends_the_inspector() {
+    let tmux = Tmux::start("hangup", &[]);
+    tmux.wait_for("layers (enter opens its units)");
+    let pid = tmux.inspector_pid();
+    let _ = Command::new("tmux")
+        .args(["-L", &tmux.socket, "kill-server"])
+        .output();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Command::new("kill")
+        .args(["-0", &pid])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        if Instant::now() > deadline {
+            let _ = Command::new("kill").args(["-9", &pid]).output();
+            panic!("the inspector still runs 10 s after its terminal hung up");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -45,6 +45,7 @@ impl Signals {
             }
             .context("cannot catch SIGTERM/SIGHUP")?;
         }
+        watch_for_hangup();
         Ok(Self { received })
     }
 
@@ -55,6 +56,28 @@ impl Signals {
             signal => Some(signal),
         }
     }
+}
+
+/// Ends the process when its terminal hangs up. An SSH drop that kills the shell
+/// sends SIGHUP to the shell alone, and the inspector is left reading end-of-file,
+/// on which crossterm's reader spins without reporting anything; the terminal is
+/// gone, so there is nothing to restore.
+fn watch_for_hangup() {
+    std::thread::spawn(|| {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let mut stdin = libc::pollfd {
+                fd: libc::STDIN_FILENO,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd, no wait.
+            let ready = unsafe { libc::poll(&mut stdin, 1, 0) };
+            if ready > 0 && stdin.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+                std::process::exit(128 + signal_hook::consts::SIGHUP);
+            }
+        }
+    });
 }
 
 /// The terminal in the inspector's modes, until [`Session::leave`] or drop.
