@@ -41,6 +41,10 @@ pub const COMPARE: &[&str] = &[
 /// The inputs a layer's unit statistics are computed on: the first of the list.
 pub const STATS_INPUTS: usize = 64;
 
+/// Thumbnails made per job beyond the visible ones: small enough that scrolling
+/// away cancels little work.
+const THUMBNAIL_BATCH: usize = 32;
+
 /// Read inputs kept, with their maps and pictures.
 const KEPT_INPUTS: usize = 24;
 
@@ -71,7 +75,7 @@ pub struct Message {
 pub struct Running {
     pub slot: &'static str,
     /// What it computes, so that asking again does not restart it.
-    what: String,
+    pub(super) what: String,
     pub progress: Option<Progress>,
 }
 
@@ -174,6 +178,8 @@ pub struct App {
     pub explained: HashMap<ExplainKey, Arc<Explained>>,
     pub compared: HashMap<ExplainKey, Arc<Vec<Compared>>>,
     pub layers: HashMap<String, Arc<LayerView>>,
+    /// Each unit's thumbnail, once made, by (layer, unit).
+    pub thumbnails: HashMap<(String, usize), PictureId>,
     pub tiles: HashMap<(String, usize), Arc<Vec<Tile>>>,
     pub trust: Option<Arc<Vec<TrustRow>>>,
     /// Pictures made from results, by what they show.
@@ -181,6 +187,9 @@ pub struct App {
     runner: Runner<Output>,
     pub running: HashMap<JobId, Running>,
     pub status: Option<Message>,
+    /// The slot whose failure the status bar shows: its next success clears it,
+    /// and a broken input's error goes when another input is picked.
+    failed: Option<&'static str>,
     pub hits: Vec<(Rect, Hit)>,
     /// Where `e` writes (the working directory).
     pub export_dir: PathBuf,
@@ -250,9 +259,11 @@ impl App {
             tiles: HashMap::new(),
             trust: None,
             drawn: HashMap::new(),
+            thumbnails: HashMap::new(),
             runner: Runner::new(),
             running: HashMap::new(),
             status,
+            failed: None,
             hits: Vec::new(),
             export_dir: PathBuf::from("."),
             quit: false,
@@ -320,7 +331,13 @@ impl App {
                 Event::Finished(id, result) => {
                     let slot = self.running.remove(&id).map_or("job", |r| r.slot);
                     match result {
-                        Ok(output) => self.take(output),
+                        Ok(output) => {
+                            if self.failed == Some(slot) {
+                                self.failed = None;
+                                self.status = None;
+                            }
+                            self.take(output)
+                        }
                         Err(e) if jobs::is_cancelled(&e) => {
                             self.say(format!("{slot}: cancelled"), false);
                         }
@@ -356,6 +373,17 @@ impl App {
             }
             Output::Layer(view) => {
                 self.layers.insert(view.stats.layer.clone(), view);
+                self.request_current();
+            }
+            Output::Thumbnails(layer, made) => {
+                for (unit, image) in made {
+                    let id = self.pictures.add(image);
+                    if let Some(old) = self.thumbnails.insert((layer.clone(), unit), id) {
+                        self.pictures.remove(old);
+                    }
+                }
+                // The next batch: newly visible cells, or the rest of the layer.
+                self.request_current();
             }
             Output::Unit(layer, unit, tiles) => {
                 self.tiles.insert((layer, unit), tiles);
@@ -397,9 +425,12 @@ impl App {
         }
     }
 
-    fn fail(&mut self, slot: &str, e: &anyhow::Error) {
+    fn fail(&mut self, slot: &'static str, e: &anyhow::Error) {
         let mut message = error_message(e);
+        self.failed = Some(slot);
         if slot == "model" && self.card.is_some() {
+            // Stays: the demo model loading next is no news about the card.
+            self.failed = None;
             // The rest stays usable: the demo model and its scenes.
             message.text = format!("{}; opened the embedded demo model instead", message.text);
             self.card = None;
@@ -409,6 +440,9 @@ impl App {
             self.explained.clear();
             self.compared.clear();
             self.layers.clear();
+            for (_, id) in self.thumbnails.drain() {
+                self.pictures.remove(id);
+            }
             self.tiles.clear();
             self.trust = None;
             self.source = Source::Demo(64);
@@ -419,6 +453,7 @@ impl App {
     }
 
     fn say(&mut self, text: String, error: bool) {
+        self.failed = None;
         self.status = Some(Message { text, error });
     }
 
@@ -643,6 +678,7 @@ impl App {
                 let columns = self.units.columns.max(1) as isize;
                 let n = self.shown_units().len();
                 self.units.cursor = clamp_step(self.units.cursor, by.saturating_mul(columns), n);
+                self.request_current();
             }
             Screen::Unit => {
                 let n = self.shown_units().len();
@@ -662,6 +698,7 @@ impl App {
     fn step_units(&mut self, by: isize) {
         let n = self.shown_units().len();
         self.units.cursor = clamp_step(self.units.cursor, by, n);
+        self.request_current();
     }
 
     fn page(&mut self, by: isize) {
@@ -708,7 +745,7 @@ impl App {
             Pick::Colormap(colormap) => self.explain.colormap = colormap,
             Pick::Theme(name) => match Theme::load(name) {
                 Ok(theme) => self.theme = theme,
-                Err(e) => self.status = Some(error_message(&e)),
+                Err(e) => self.say(error_message(&e).text, true),
             },
             Pick::Input(i) => self.set_input(i),
             Pick::Class(c) => {
@@ -945,6 +982,11 @@ impl App {
     fn set_input(&mut self, input: usize) {
         let last = self.entries.len().saturating_sub(1);
         self.explain.input = input.min(last);
+        if self.failed == Some("input") {
+            // That error was about the input left behind.
+            self.failed = None;
+            self.status = None;
+        }
         self.request_current();
     }
 
@@ -994,8 +1036,9 @@ impl App {
             });
             return;
         };
-        if self.screen == Screen::Unit
-            && let Some(unit) = self.unit
+        if self.screen == Screen::Units {
+            self.request_thumbnails(model, &layer, view);
+        } else if let Some(unit) = self.unit
             && !self.tiles.contains_key(&(layer.clone(), unit))
         {
             let (model, entries) = (model.clone(), self.entries.clone());
@@ -1004,6 +1047,44 @@ impl App {
                 work::unit(&model, &view, unit, &entries, colormap)
             });
         }
+    }
+
+    /// Thumbnails for the grid's visible cells that lack one; once they all have
+    /// one, the next [`THUMBNAIL_BATCH`] of the layer in the shown order, so
+    /// scrolling finds them made. Each batch's arrival asks for the next.
+    fn request_thumbnails(&mut self, model: &Arc<Model>, layer: &str, view: Arc<LayerView>) {
+        let shown = self.shown_units();
+        let lacks = |unit: &&usize| !self.thumbnails.contains_key(&(layer.to_owned(), **unit));
+        let visible = self.visible_positions(shown.len());
+        let mut units: Vec<usize> = shown[visible].iter().filter(lacks).copied().collect();
+        if units.is_empty() {
+            units = shown
+                .iter()
+                .filter(lacks)
+                .take(THUMBNAIL_BATCH)
+                .copied()
+                .collect();
+        }
+        if units.is_empty() {
+            return;
+        }
+        let (model, entries) = (model.clone(), self.entries.clone());
+        self.submit("thumbnails", format!("{layer} {units:?}"), move |_| {
+            work::thumbnails(&model, &view, &units, &entries)
+        });
+    }
+
+    /// The positions (in the shown order) of the Units grid's visible cells: the
+    /// rows that keep the cursor's row on screen, as the last frame laid them out
+    /// (before the first frame, one batch's worth).
+    pub fn visible_positions(&self, shown: usize) -> std::ops::Range<usize> {
+        let (columns, rows) = (self.units.columns.max(1), self.units.rows);
+        if rows == 0 {
+            return 0..THUMBNAIL_BATCH.min(shown);
+        }
+        let first_row = (self.units.cursor / columns).saturating_sub(rows - 1);
+        let start = (first_row * columns).min(shown);
+        start..(start + rows * columns).min(shown)
     }
 
     fn request_explanation(&mut self, model: &Arc<Model>) {
@@ -1102,7 +1183,7 @@ impl App {
         let job = super::export::job(self, &model);
         match job {
             Ok(job) => self.submit("export", format!("{:?}", std::time::Instant::now()), job),
-            Err(e) => self.status = Some(error_message(&e)),
+            Err(e) => self.say(error_message(&e).text, true),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Every screen drawn on ratatui's headless backend at the end-to-end test's size,
 //! snapshotted (insta), on the embedded demo model; and the colours of a heatmap.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -11,6 +12,7 @@ use ratatui::layout::Rect;
 use ratatui::style::Color;
 use ratatui_image::picker::Picker;
 use unitscope::data::Source;
+use unitscope::model::ModelCard;
 
 use super::app::{App, COMPARE, Setup};
 use super::keys::Keymap;
@@ -19,22 +21,35 @@ use super::theme::Theme;
 use super::{Screen, view};
 
 fn app() -> App {
-    let mut app = App::new(Setup {
-        card: None,
+    let mut app = app_on(None, Source::Demo(64));
+    settle(&mut app);
+    app
+}
+
+/// The inspector on a model card and a source, its jobs just started.
+fn app_on(card: Option<(PathBuf, ModelCard)>, source: Source) -> App {
+    App::new(Setup {
+        card,
         model: None,
-        source: Source::Demo(64),
+        source,
         theme: Theme::built_in(),
         keys: Keymap::default(),
         pictures: Pictures::new(Picker::halfblocks()),
         compare: COMPARE.iter().map(|m| m.to_string()).collect(),
         notices: Vec::new(),
-    });
-    settle(&mut app);
-    app
+    })
+}
+
+/// Takes in results until no job runs; an error on the status bar fails the test.
+fn settle(app: &mut App) {
+    settle_quietly(app);
+    if let Some(message) = app.status.as_ref().filter(|m| m.error) {
+        panic!("{}", message.text);
+    }
 }
 
 /// Takes in results until no job runs.
-fn settle(app: &mut App) {
+fn settle_quietly(app: &mut App) {
     let deadline = Instant::now() + Duration::from_secs(300);
     while app.busy() {
         assert!(
@@ -42,9 +57,6 @@ fn settle(app: &mut App) {
             "jobs still running after 5 minutes"
         );
         app.pump(Duration::from_millis(5));
-    }
-    if let Some(message) = app.status.as_ref().filter(|m| m.error) {
-        panic!("{}", message.text);
     }
 }
 
@@ -101,6 +113,119 @@ fn every_screen_and_overlay() {
     press(&mut app, &[KeyCode::Esc, Tab]);
     assert_eq!(app.screen, Screen::Trust);
     snapshot("trust", &mut app);
+}
+
+/// The Units grid's thumbnails come visible cells first: scrolled to the end of a
+/// layer, the next thumbnail job is for exactly the cells on screen; then the rest
+/// of the layer follows without a key.
+#[test]
+fn thumbnails_come_visible_cells_first() {
+    let mut app = app();
+    let keys = [Char('j'); 10].into_iter().chain([Enter]);
+    for code in keys {
+        app.key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+    let layer = "features.10".to_string();
+    assert_eq!(app.units.layer.as_ref(), Some(&layer));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !app.layers.contains_key(&layer) {
+        assert!(
+            Instant::now() < deadline,
+            "no layer statistics in 5 minutes"
+        );
+        app.pump(Duration::from_millis(5));
+    }
+    draw(&mut app, (120, 40));
+    app.key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE));
+    let shown = app.shown_units();
+    let visible = app.visible_positions(shown.len());
+    assert_eq!(visible, 88..128, "the last five rows of eight at 120x40");
+    let asked: Vec<_> = shown[visible]
+        .iter()
+        .filter(|&&u| !app.thumbnails.contains_key(&(layer.clone(), u)))
+        .collect();
+    assert!(
+        !asked.is_empty(),
+        "the end of the layer was made before it was seen"
+    );
+    let job = app.running.values().find(|r| r.slot == "thumbnails");
+    assert_eq!(
+        job.map(|r| r.what.clone()),
+        Some(format!("{layer} {asked:?}"))
+    );
+    settle(&mut app);
+    let made = (0..128)
+        .filter(|&u| app.thumbnails.contains_key(&(layer.clone(), u)))
+        .count();
+    assert_eq!(made, 128, "every unit gets its thumbnail in the background");
+}
+
+/// A model that fails to load says why on the status bar and leaves the embedded
+/// demo model and its scenes usable.
+#[test]
+fn a_model_that_fails_to_load_leaves_the_demo_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("card.toml");
+    let text = "architecture = \"plain_cnn\"\nweights = \"gone.safetensors\"\nnum_classes = 3\n";
+    let card = ModelCard::parse(text, &path).unwrap();
+    let folder = dir.path().join("images");
+    std::fs::create_dir(&folder).unwrap();
+    let mut app = app_on(Some((path, card)), Source::Folder(folder));
+    settle_quietly(&mut app);
+    let status = app.status.as_ref().expect("no message on the status bar");
+    assert!(status.error, "{}", status.text);
+    assert!(
+        status.text.contains("gone.safetensors")
+            && status
+                .text
+                .contains("opened the embedded demo model instead"),
+        "{}",
+        status.text
+    );
+    assert!(app.card.is_none() && app.model.is_some());
+    assert_eq!(app.entries.len(), 64, "the demo scenes replace the folder");
+    app.status = None;
+    press(&mut app, &[Tab, Tab, Tab]);
+    assert_eq!(app.screen, Screen::Explain);
+    assert!(app.inputs.contains_key(&0) && !app.explained.is_empty());
+}
+
+/// A folder of 10,000 images opens without reading them: all but the first 64 are
+/// not images at all, and the inspector shows the first one explained; stepping
+/// onto a broken one says so on the status bar and the others stay usable.
+#[test]
+fn a_folder_of_ten_thousand_images_opens_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let picture =
+        image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 0]));
+    for i in 0..10_000 {
+        let path = dir.path().join(format!("img{i:05}.png"));
+        if i < 64 {
+            picture.save(&path).unwrap();
+        } else {
+            std::fs::write(&path, b"not a png").unwrap();
+        }
+    }
+    let mut app = app_on(None, Source::Folder(dir.path().to_path_buf()));
+    assert_eq!(app.entries.len(), 10_000);
+    settle(&mut app);
+    press(&mut app, &[Tab, Tab, Tab]);
+    assert_eq!(app.screen, Screen::Explain);
+    assert_eq!(app.inputs.len(), 1, "only the shown input is read");
+    assert!(!app.explained.is_empty());
+    app.key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE));
+    settle_quietly(&mut app);
+    assert_eq!(app.explain.input, 9_999);
+    let status = app.status.as_ref().expect("no message on the status bar");
+    assert!(
+        status.error && status.text.contains("img09999.png"),
+        "{}",
+        status.text
+    );
+    press(&mut app, &[KeyCode::Home]);
+    assert!(app.inputs.contains_key(&0));
+    assert!(app.status.is_none(), "the broken image's error outlives it");
+    assert!(app.inputs.len() <= 2, "{} inputs read", app.inputs.len());
 }
 
 #[test]

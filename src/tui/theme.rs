@@ -184,6 +184,24 @@ mod tests {
         }
     }
 
+    /// `--theme PATH`: a user's file, here the light theme with another accent
+    /// and colormap, is read whole and named for its file.
+    #[test]
+    fn a_theme_file_loads_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mine.toml");
+        let text = Theme::built_in_text("light")
+            .replace("#1d4ed8", "#ff8800")
+            .replace("\"viridis\"", "\"turbo\"");
+        std::fs::write(&path, text).unwrap();
+        let theme = Theme::load(path.to_str().unwrap()).unwrap();
+        assert_eq!(theme.name, "mine");
+        assert_eq!(theme.accent.fg, Some(Color::Rgb(0xff, 0x88, 0x00)));
+        assert_eq!(theme.colormap, Colormap::Turbo);
+        let light = Theme::load("light").unwrap();
+        assert_eq!(theme.text.fg, light.text.fg);
+    }
+
     #[test]
     fn a_bad_theme_names_its_file_and_line() {
         let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@
 //! the older (the runner cancels it), and the app caches what comes back by what
 //! it was computed from.
 
+use std::collections::{HashMap, hash_map};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +27,7 @@ pub enum Output {
     Explained(ExplainKey, Arc<Explained>),
     Compared(ExplainKey, Arc<Vec<Compared>>),
     Layer(Arc<LayerView>),
+    Thumbnails(String, Vec<(usize, RgbImage)>),
     Unit(String, usize, Arc<Vec<Tile>>),
     Trust(Arc<Vec<TrustRow>>),
     Exported(Vec<PathBuf>),
@@ -209,11 +211,10 @@ pub fn compare(
     Ok(Output::Compared(request.key.clone(), Arc::new(rows)))
 }
 
-/// A layer's units over the inputs: statistics and, per unit, a thumbnail of its
-/// strongest input cropped around the peak.
+/// A layer's units over the inputs: each unit's statistics and strongest inputs.
+/// Its thumbnails come after, visible cells first ([`thumbnails`]).
 pub struct LayerView {
     pub stats: LayerStats,
-    pub thumbnails: Vec<RgbImage>,
 }
 
 /// The side of a thumbnail, in pixels.
@@ -230,29 +231,39 @@ pub fn layer(model: &Model, layer: &str, entries: &[Entry], cx: &Context) -> Res
         Ok(Tensor::stack(&tensors, 0)?)
     });
     let stats = LayerStats::collect(model, layer, 4, batches)?;
+    Ok(Output::Layer(Arc::new(LayerView { stats })))
+}
+
+/// The thumbnails of `units`: each unit's strongest input cropped around its peak
+/// (a black square for a unit that never fired).
+pub fn thumbnails(
+    model: &Model,
+    view: &LayerView,
+    units: &[usize],
+    entries: &[Entry],
+) -> Result<Output> {
+    let stats = &view.stats;
+    let (spec, device) = (model.input_spec(), model.device());
     // Each strongest input is read once, however many units it tops.
-    let mut originals: std::collections::HashMap<usize, RgbImage> = Default::default();
-    let mut thumbnails = Vec::with_capacity(stats.units.len());
-    for unit in &stats.units {
-        cx.checkpoint()?;
-        let Some(best) = unit.top.first() else {
-            thumbnails.push(RgbImage::new(THUMBNAIL, THUMBNAIL));
+    let mut originals: HashMap<usize, RgbImage> = HashMap::new();
+    let mut thumbnails = Vec::with_capacity(units.len());
+    for &unit in units {
+        unitscope::jobs::checkpoint()?;
+        let Some(best) = stats.units[unit].top.first() else {
+            thumbnails.push((unit, RgbImage::new(THUMBNAIL, THUMBNAIL)));
             continue;
         };
         let original = match originals.entry(best.input) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
+            hash_map::Entry::Occupied(e) => e.into_mut(),
+            hash_map::Entry::Vacant(e) => {
                 e.insert(entries[best.input].load(spec, device)?.original()?)
             }
         };
-        thumbnails.push(crop_around(
-            original,
-            spec.window(original.dimensions()),
-            stats.size,
-            best.position,
-        ));
+        let window = spec.window(original.dimensions());
+        let crop = crop_around(original, window, stats.size, best.position);
+        thumbnails.push((unit, crop));
     }
-    Ok(Output::Layer(Arc::new(LayerView { stats, thumbnails })))
+    Ok(Output::Thumbnails(stats.layer.clone(), thumbnails))
 }
 
 /// The part of `original` around a layer position: the cell's centre mapped into

@@ -53,15 +53,9 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
     let rows = (grid.height / CELL.1).max(1) as usize;
     app.units.columns = columns;
     app.units.rows = rows;
-    let cursor_row = app.units.cursor / columns;
-    let first_row = cursor_row.saturating_sub(rows - 1);
-    for (slot, (position, &unit)) in shown
-        .iter()
-        .enumerate()
-        .skip(first_row * columns)
-        .take(rows * columns)
-        .enumerate()
-    {
+    let visible = app.visible_positions(shown.len());
+    for (slot, position) in visible.enumerate() {
+        let unit = shown[position];
         let (r, c) = ((slot / columns) as u16, (slot % columns) as u16);
         let cell = Rect::new(grid.x + c * CELL.0, grid.y + r * CELL.1, CELL.0 - 1, CELL.1);
         if cell.bottom() > grid.bottom() {
@@ -84,16 +78,10 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
         let [label, picture] =
             Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(cell);
         frame.render_widget(Paragraph::new(caption), label);
-        let key = format!("thumb:{layer}:{unit}");
-        let id = match app.drawn.get(&key) {
-            Some(id) => *id,
-            None => {
-                let id = app.pictures.add(view.thumbnails[unit].clone());
-                app.drawn.insert(key, id);
-                id
-            }
-        };
-        app.pictures.draw(frame, picture, id);
+        match app.thumbnails.get(&(layer.clone(), unit)) {
+            Some(&id) => app.pictures.draw(frame, picture, id),
+            None => note(app, frame, picture, "…"),
+        }
         app.hits.push((cell, Hit::Unit(position)));
     }
     if shown.is_empty() {
