@@ -67,6 +67,9 @@ pub struct LayerInfo {
     pub shape: Vec<usize>,
     /// Number of units: channels of a feature map, or features of a vector.
     pub units: usize,
+    /// The input pixels each position sees, for a layer of the trunk (a pooled or
+    /// flattened head layer sees the whole input: `None`).
+    pub field: Option<super::field::ReceptiveField>,
 }
 
 /// A unit: a channel of a layer, optionally one spatial position of it.

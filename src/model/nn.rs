@@ -8,6 +8,7 @@ use candle_core::{D, Tensor};
 use serde::Deserialize;
 
 use super::cpu::KernelCache;
+use super::field::Axis;
 use super::ops;
 use super::probe::EnginePath;
 use super::rules::Activation;
@@ -195,6 +196,19 @@ impl Conv2d {
             geometry,
             size,
         )?)
+    }
+
+    /// The window geometry `(rows, columns)` on an input of `size`, for receptive
+    /// fields.
+    pub(crate) fn axes(&self, size: (usize, usize)) -> Result<(Axis, Axis)> {
+        let [(top, _), (left, _)] = self.padding_of(size)?;
+        let (kernel, stride) = (self.weight.dim(2)?, self.stride);
+        let axis = |padding| Axis {
+            kernel,
+            stride,
+            padding,
+        };
+        Ok((axis(top), axis(left)))
     }
 
     /// The zero padding of an input of `size` (rows, columns) under this layer's

@@ -16,8 +16,12 @@
 //! the trace (the tape refuses to lose a gradient, with an error naming the op), and
 //! the head reads nothing of the trunk but its output.
 
+use std::collections::HashMap;
+
 use anyhow::{Result, ensure};
 use candle_core::{Tensor, TensorId, Var};
+
+use super::field::{Axis, ReceptiveField};
 
 use super::layer::{LayerInfo, LayerKind};
 use super::nn::Conv2d;
@@ -114,6 +118,8 @@ pub struct Trace<'p> {
     recorded: Vec<Recorded>,
     /// Set when the pass only describes the layers (names, kinds, shapes).
     described: Option<Vec<LayerInfo>>,
+    /// In a describing pass, the receptive field of each trunk tensor so far.
+    fields: HashMap<TensorId, ReceptiveField>,
     /// The pass's input, whose reader is the stem.
     input: Option<TensorId>,
     at_stem: AtStem<'p>,
@@ -128,6 +134,7 @@ impl<'p> Trace<'p> {
             probe,
             recorded: Vec::new(),
             described: None,
+            fields: HashMap::new(),
             input: None,
             at_stem: AtStem::Pass,
             tape: None,
@@ -209,6 +216,11 @@ impl<'p> Trace<'p> {
             layers.push(LayerInfo {
                 name: name.to_owned(),
                 kind,
+                field: self
+                    .fields
+                    .get(&x.id())
+                    .copied()
+                    .filter(|_| shape.len() == 3),
                 shape,
                 units,
             });
@@ -244,6 +256,16 @@ impl<'p> Trace<'p> {
     where
         F: Fn(&Tensor) -> Result<Vec<Tensor>> + Send + Sync + 'static,
     {
+        if self.described.is_some() && !self.fields.contains_key(&output.id()) {
+            // An op that keeps positions: an element-wise map, or a sum of branches.
+            let field = inputs
+                .iter()
+                .filter_map(|x| self.fields.get(&x.id()).copied())
+                .reduce(ReceptiveField::union);
+            if let Some(field) = field {
+                self.fields.insert(output.id(), field);
+            }
+        }
         if let Some(tape) = &mut self.tape
             && tape.takes(inputs)?
         {
@@ -291,6 +313,12 @@ impl<'p> Trace<'p> {
             return Ok(ops::max_pool2d_held(x, window, &h.held)?);
         }
         let y = ops::max_pool2d(x, kernel, stride, padding)?;
+        let axis = Axis {
+            kernel,
+            stride,
+            padding,
+        };
+        self.window_op(x, &y, (axis, axis));
         let input = x.clone();
         self.record(&[x], &y, move |grad| {
             Ok(vec![ops::max_pool2d_grad(&input, grad, window)?])
@@ -331,7 +359,9 @@ impl<'p> Trace<'p> {
             return self.stem(conv, x, activation);
         }
         let y = conv.apply(x, self.engine_path(), activation)?;
-        let (conv, output, size) = (conv.clone(), y.clone(), (x.dim(2)?, x.dim(3)?));
+        let size = (x.dim(2)?, x.dim(3)?);
+        self.window_op(x, &y, conv.axes(size)?);
+        let (conv, output) = (conv.clone(), y.clone());
         self.record(&[x], &y, move |grad| {
             let grad = match activation {
                 Some(a) => ops::rectify_grad(&output, grad, a)?,
@@ -342,9 +372,21 @@ impl<'p> Trace<'p> {
         Ok(y)
     }
 
+    /// Notes, in a describing pass, that `y` is a window op of `geometry` on `x`.
+    fn window_op(&mut self, x: &Tensor, y: &Tensor, geometry: (Axis, Axis)) {
+        if self.described.is_some()
+            && let Some(field) = self.fields.get(&x.id())
+        {
+            self.fields.insert(y.id(), field.then(geometry));
+        }
+    }
+
     /// Runs `network` on `x`: its trunk, then its head. Where the trunk was recorded
     /// on a tape, its output goes back onto Candle's graph in between.
     pub(crate) fn run(&mut self, network: &dyn Network, x: &Tensor) -> Result<Tensor> {
+        if self.described.is_some() {
+            self.fields.insert(x.id(), ReceptiveField::INPUT);
+        }
         let features = network.trunk(x, self)?;
         let features = match (&mut self.tape, &self.at_stem) {
             (Some(tape), AtStem::Held(h)) => tape.end(&features, &h.held)?,
