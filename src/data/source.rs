@@ -151,6 +151,26 @@ impl Entry {
         }
     }
 
+    /// What the entry's content is known by, for cache keys: the scene's number, or
+    /// the file's path, size and modification time (a file that cannot be read
+    /// says so, and fails later where it is loaded).
+    pub fn identity(&self) -> String {
+        match &self.kind {
+            EntryKind::Scene(i) => format!("demo scene {i}"),
+            EntryKind::File(path) => match std::fs::metadata(path) {
+                Ok(m) => {
+                    let modified = m
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_nanos());
+                    format!("{} {} {modified}", path.display(), m.len())
+                }
+                Err(e) => format!("{} unreadable: {e}", path.display()),
+            },
+        }
+    }
+
     /// Reads it and preprocesses it by `spec` onto `device`.
     pub fn load(&self, spec: &InputSpec, device: &Device) -> Result<Sample> {
         match &self.kind {

@@ -13,10 +13,10 @@
 //! Where branches meet (a residual sum) the field is the union of theirs. This is
 //! the theoretical field: every pixel that can reach the unit, whatever the weights.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The receptive field of a layer's positions, in input pixels.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReceptiveField {
     /// Side of a position's field `(rows, columns)`.
     pub size: (usize, usize),

@@ -64,6 +64,8 @@ pub struct Model {
     /// The element type of its weights; inputs are converted to it.
     dtype: DType,
     layers: OnceLock<Vec<LayerInfo>>,
+    /// A digest of the architecture and parameter values, found once.
+    digest: OnceLock<String>,
     /// What loading found suspect but not fatal (non-finite weights), for the user.
     warnings: Vec<String>,
 }
@@ -141,6 +143,7 @@ impl Model {
             device: weights.root().device().clone(),
             dtype: weights.dtype(),
             layers: OnceLock::new(),
+            digest: OnceLock::new(),
             warnings: Vec::new(),
         })
     }
@@ -184,6 +187,29 @@ impl Model {
             self.input.clone(),
             self.labels.clone(),
         )
+    }
+
+    /// SHA-256 of the architecture, its options and every parameter (names, shapes,
+    /// values as f32), in hex: what results computed from this model are cached
+    /// under. The same weights read from a .pth or a .safetensors give the same one.
+    pub fn digest(&self) -> Result<&str> {
+        use sha2::{Digest, Sha256};
+        if let Some(digest) = self.digest.get() {
+            return Ok(digest);
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(format!("{:?} {:?}\n", self.architecture, self.options));
+        for (name, tensor) in &self.parameters {
+            hasher.update(format!("{name} {:?}\n", tensor.dims()));
+            let values = tensor
+                .flatten_all()?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?;
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            hasher.update(&bytes);
+        }
+        let digest = format!("{:x}", hasher.finalize());
+        Ok(self.digest.get_or_init(|| digest))
     }
 
     /// The preprocessing inputs need.

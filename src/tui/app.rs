@@ -19,6 +19,7 @@ use unitscope::data::{Entry, Source};
 use unitscope::jobs::{self, Event, JobId, Progress, Runner};
 use unitscope::model::{Model, ModelCard, UnitAddress};
 use unitscope::render::Colormap;
+use unitscope::units::Cache;
 
 use super::Screen;
 use super::finder::Finder;
@@ -60,6 +61,8 @@ pub struct Setup {
     pub keys: Keymap,
     pub pictures: Pictures,
     pub compare: Vec<String>,
+    /// Where layer searches are kept between runs (none: searched every time).
+    pub cache: Option<Cache>,
     /// Problems found while setting up (a bad config), for the status bar.
     pub notices: Vec<String>,
 }
@@ -167,6 +170,7 @@ pub struct App {
     pub source: Source,
     pub entries: Arc<Vec<Entry>>,
     pub compare_methods: Vec<String>,
+    cache: Option<Cache>,
     pub screen: Screen,
     history: Vec<Screen>,
     pub overlay: Option<Overlay>,
@@ -207,6 +211,7 @@ impl App {
             keys,
             pictures,
             compare,
+            cache,
             notices,
         } = setup;
         let (entries, mut status) = match source.entries() {
@@ -238,6 +243,7 @@ impl App {
             source,
             entries: Arc::new(entries),
             compare_methods: compare,
+            cache,
             screen: Screen::Model,
             history: Vec::new(),
             overlay: None,
@@ -372,6 +378,9 @@ impl App {
                 self.compared.insert(key, rows);
             }
             Output::Layer(view) => {
+                if !view.notes.is_empty() {
+                    self.say(view.notes.join("; "), true);
+                }
                 self.layers.insert(view.stats.layer.clone(), view);
                 self.request_current();
             }
@@ -1030,9 +1039,9 @@ impl App {
         };
         let Some(view) = self.layers.get(&layer).cloned() else {
             let entries: Vec<Entry> = self.entries.iter().take(STATS_INPUTS).cloned().collect();
-            let model = model.clone();
+            let (model, cache) = (model.clone(), self.cache.clone());
             self.submit("layer", layer.clone(), move |cx| {
-                work::layer(&model, &layer, &entries, cx)
+                work::layer(&model, &layer, &entries, cache.as_ref(), cx)
             });
             return;
         };

@@ -124,6 +124,7 @@ fn setup(source: Source, model: Option<Arc<Model>>) -> Setup {
         keys: Keymap::default(),
         pictures: Pictures::new(Picker::halfblocks()),
         compare: COMPARE.iter().map(|m| m.to_string()).collect(),
+        cache: None,
         notices: Vec::new(),
     }
 }

@@ -36,6 +36,7 @@ fn app_on(card: Option<(PathBuf, ModelCard)>, source: Source) -> App {
         keys: Keymap::default(),
         pictures: Pictures::new(Picker::halfblocks()),
         compare: COMPARE.iter().map(|m| m.to_string()).collect(),
+        cache: None,
         notices: Vec::new(),
     })
 }

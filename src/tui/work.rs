@@ -18,7 +18,7 @@ use unitscope::jobs::Context;
 use unitscope::metrics::{self, DeletionInsertion, MapScores, Trust, TrustInputs};
 use unitscope::model::{Model, ModelCard, Prediction};
 use unitscope::render::{self, Colormap, Style};
-use unitscope::units::LayerStats;
+use unitscope::units::{self, Cache, LayerStats};
 
 /// What a job hands back.
 pub enum Output {
@@ -215,27 +215,34 @@ pub fn compare(
 /// Its thumbnails come after, visible cells first ([`thumbnails`]).
 pub struct LayerView {
     pub stats: LayerStats,
+    /// What went wrong with the search cache, for the status bar.
+    pub notes: Vec<String>,
 }
 
 /// The side of a thumbnail, in pixels.
 const THUMBNAIL: u32 = 48;
 
-pub fn layer(model: &Model, layer: &str, entries: &[Entry], cx: &Context) -> Result<Output> {
-    let (spec, device) = (model.input_spec(), model.device());
-    let batches = entries.chunks(16).enumerate().map(|(b, chunk)| {
-        cx.progress((b * 16) as u64, entries.len() as u64, layer);
-        let tensors = chunk
-            .iter()
-            .map(|e| Ok(e.load(spec, device)?.tensor))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::stack(&tensors, 0)?)
-    });
-    let stats = LayerStats::collect(model, layer, 4, batches)?;
-    Ok(Output::Layer(Arc::new(LayerView { stats })))
+/// The layer's unit statistics over `entries`, from the search cache when it has
+/// them (opening a layer searched before is instant).
+pub fn layer(
+    model: &Model,
+    layer: &str,
+    entries: &[Entry],
+    cache: Option<&Cache>,
+    cx: &Context,
+) -> Result<Output> {
+    let layers = [layer.to_string()];
+    let mut progress = |done, total| cx.progress(done, total, layer);
+    let searched = units::search_entries(model, entries, &layers, 4, cache, 16, &mut progress)?;
+    let stats = searched.stats.into_iter().next().expect("one layer asked");
+    Ok(Output::Layer(Arc::new(LayerView {
+        stats,
+        notes: searched.notes,
+    })))
 }
 
-/// The thumbnails of `units`: each unit's strongest input cropped around its peak
-/// (a black square for a unit that never fired).
+/// The thumbnails of `units`: what each unit's peak on its strongest input sees
+/// (its receptive field there), a black square for a unit that never fired.
 pub fn thumbnails(
     model: &Model,
     view: &LayerView,
@@ -259,31 +266,15 @@ pub fn thumbnails(
                 e.insert(entries[best.input].load(spec, device)?.original()?)
             }
         };
-        let window = spec.window(original.dimensions());
-        let crop = crop_around(original, window, stats.size, best.position);
-        thumbnails.push((unit, crop));
+        let crop = stats.crop(best, original, spec);
+        // Scaled to fit the thumbnail square, aspect kept (an edge crop is narrow).
+        let (w, h) = crop.dimensions();
+        let scale = THUMBNAIL as f64 / w.max(h) as f64;
+        let size = |side: u32| ((side as f64 * scale).round() as u32).max(1);
+        let thumbnail = imageops::resize(&crop, size(w), size(h), imageops::FilterType::Triangle);
+        thumbnails.push((unit, thumbnail));
     }
     Ok(Output::Thumbnails(stats.layer.clone(), thumbnails))
-}
-
-/// The part of `original` around a layer position: the cell's centre mapped into
-/// the window the model saw, a square of a quarter of the window (at least three
-/// cells), scaled to a thumbnail. (The exact receptive field is the units issue's.)
-fn crop_around(
-    original: &RgbImage,
-    (wx, wy, ww, wh): (f64, f64, f64, f64),
-    (h, w): (usize, usize),
-    (y, x): (usize, usize),
-) -> RgbImage {
-    let cx = wx + (x as f64 + 0.5) / w as f64 * ww;
-    let cy = wy + (y as f64 + 0.5) / h as f64 * wh;
-    let side = (ww.min(wh) / 4.0).max(3.0 * ww / w as f64).min(ww.min(wh));
-    let (iw, ih) = (original.width() as f64, original.height() as f64);
-    let x0 = (cx - side / 2.0).clamp(0.0, (iw - side).max(0.0));
-    let y0 = (cy - side / 2.0).clamp(0.0, (ih - side).max(0.0));
-    let side_px = side.round().max(1.0) as u32;
-    let crop = imageops::crop_imm(original, x0 as u32, y0 as u32, side_px, side_px).to_image();
-    imageops::resize(&crop, THUMBNAIL, THUMBNAIL, imageops::FilterType::Triangle)
 }
 
 /// One of a unit's strongest inputs with the unit's upsampled activation over it.

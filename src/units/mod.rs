@@ -1,7 +1,12 @@
 //! What excites each unit of a layer, found in data: per unit, the inputs whose
 //! activation peaks highest (ranked by spatial maximum, as NetDissect-Lite ranks),
-//! where the peak is, and summary statistics over the inputs seen.
+//! where the peak is and what input pixels it sees, and summary statistics over the
+//! inputs seen; cached on disk per (weights, dataset, layer, preprocessing).
 
-mod stats;
+mod cache;
+mod histogram;
+mod search;
 
-pub use stats::{LayerStats, TopInput, UnitStats};
+pub use cache::{Cache, Lookup, Searched, key, search_entries};
+pub use histogram::Histogram;
+pub use search::{LayerStats, Search, TopInput, UnitStats, search};

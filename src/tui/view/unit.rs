@@ -77,7 +77,7 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
     ];
     frame.render_widget(Paragraph::new(lines), numbers);
     let bins = ((chart.width / 3).clamp(4, 24)) as usize;
-    let (counts, (lo, hi)) = stats.histogram(bins);
+    let (counts, (lo, hi)) = stats.peaks.bins(bins);
     let bars: Vec<Bar> = counts
         .iter()
         .map(|&c| Bar::default().value(c).text_value(String::new()))
