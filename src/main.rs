@@ -41,6 +41,8 @@ enum Command {
     Explain(Box<cli::explain::Args>),
     /// How far to trust each method: deletion/insertion, pointing game, randomization.
     Evaluate(Box<cli::evaluate::Args>),
+    /// What excites each unit, found in data: top-k inputs, receptive-field crops, JSON.
+    Topk(Box<cli::topk::Args>),
     /// Time the engine and the attribution methods.
     #[command(subcommand)]
     Bench(cli::bench::Bench),
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Some(Command::Classes(args)) => cli::classes::run(&args),
         Some(Command::Explain(args)) => cli::explain::run(&args),
         Some(Command::Evaluate(args)) => cli::evaluate::run(&args),
+        Some(Command::Topk(args)) => cli::topk::run(&args),
         Some(Command::Bench(bench)) => cli::bench::run(&bench),
         Some(Command::Demo(demo)) => cli::demo::run(&demo),
         Some(Command::Train(train)) => cli::train::run(&train),

@@ -956,3 +956,80 @@ fn bench_attribution_takes_the_occlusion_pair() {
     let err = fails(&[&args[..], &["--occlusion", "32"]].concat());
     assert!(err.contains("WINDOW,STRIDE"), "{err}");
 }
+
+/// `topk` writes each unit's strongest inputs as receptive-field crops and whole
+/// images, indexed in JSON, ranked by peak; the second run reads the cache; bad
+/// units and layers are one-line errors.
+#[test]
+fn topk_writes_crops_images_and_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, cache) = (dir.path().join("out"), dir.path().join("cache"));
+    let env: &[(&str, &Path)] = &[("XDG_CACHE_HOME", &cache)];
+    let args = [
+        "topk",
+        "--layer",
+        "features.6",
+        "--units",
+        "0-1,5",
+        "--k",
+        "3",
+        "--demo",
+        "12",
+        "-o",
+        s(&out),
+    ];
+    let run = unitscope(&args, env);
+    assert_success(&run);
+    assert!(String::from_utf8_lossy(&run.stdout).contains("(searched)"));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("topk.json")).unwrap()).unwrap();
+    let layer = &index["layers"][0];
+    assert_eq!(layer["layer"], "features.6");
+    assert_eq!(
+        layer["receptive_field"]["size"],
+        serde_json::json!([18, 18])
+    );
+    let units: Vec<u64> = layer["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["unit"].as_u64().unwrap())
+        .collect();
+    assert_eq!(units, [0, 1, 5]);
+    for unit in layer["units"].as_array().unwrap() {
+        let top = unit["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        let peaks: Vec<f64> = top.iter().map(|t| t["peak"].as_f64().unwrap()).collect();
+        assert!(peaks.windows(2).all(|p| p[0] >= p[1]), "{peaks:?}");
+        assert_eq!(unit["max"].as_f64().unwrap(), peaks[0]);
+        for t in top {
+            let w: Vec<u32> = serde_json::from_value(t["window"].clone()).unwrap();
+            let crop = image::open(out.join(t["crop"].as_str().unwrap())).unwrap();
+            // Demo scenes are the model's 64 px input: a crop is its window exactly.
+            assert_eq!((crop.height(), crop.width()), (w[2] - w[0], w[3] - w[1]));
+            assert!(w[2] - w[0] <= 18 && w[3] <= 64);
+            let whole = image::open(out.join(t["activation"].as_str().unwrap())).unwrap();
+            assert_eq!((whole.width(), whole.height()), (64, 64));
+        }
+    }
+    let again = unitscope(&args, env);
+    assert_success(&again);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("(from the cache)"));
+    let e = fails(&[
+        "topk",
+        "--layer",
+        "features.6",
+        "--units",
+        "70",
+        "--demo",
+        "2",
+        "-o",
+        s(&out),
+    ]);
+    assert!(
+        e.contains("unit 70 is out of range: `features.6` has 64 units"),
+        "{e}"
+    );
+    let e = fails(&["topk", "--layer", "nope", "--demo", "2", "-o", s(&out)]);
+    assert!(e.contains("no layer `nope`"), "{e}");
+}

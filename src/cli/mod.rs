@@ -12,6 +12,7 @@ pub mod methods;
 pub mod overview;
 pub mod predict;
 pub mod threads;
+pub mod topk;
 pub mod train;
 
 use std::ops::RangeInclusive;

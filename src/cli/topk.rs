@@ -1,0 +1,256 @@
+//! `unitscope topk`: dataset search from the command line. For each unit of the
+//! chosen layers, its k strongest inputs as receptive-field crops and as whole
+//! images under the unit's upsampled activation, and a JSON index of it all.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use candle_core::{Device, Tensor};
+use serde_json::{Value, json};
+use unitscope::attribution::Attribution;
+use unitscope::data::{Entry, Source};
+use unitscope::jobs;
+use unitscope::model::Model;
+use unitscope::render::{self, Style};
+use unitscope::units::{self, Cache, LayerStats};
+
+use super::job::{self, Printer};
+
+#[derive(Clone, clap::Args)]
+pub struct Args {
+    /// Model card (TOML). Without one: the embedded demo model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Layers to search, by name (`unitscope info` lists them); repeat or separate
+    /// with commas. One pass searches them all.
+    #[arg(
+        long = "layer",
+        value_name = "LAYER",
+        required = true,
+        value_delimiter = ','
+    )]
+    layers: Vec<String>,
+    /// Units to write, e.g. `0-7,12` (default: every unit of each layer).
+    #[arg(long, value_parser = parse_units)]
+    units: Option<Units>,
+    /// Strongest inputs kept per unit.
+    #[arg(long, default_value_t = 8, value_parser = super::count(1..=256))]
+    k: usize,
+    /// A folder of PNG/JPEG images to search.
+    #[arg(long, conflicts_with = "demo")]
+    images: Option<PathBuf>,
+    /// Held-out scenes of the demo world to search.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = super::count(1..=1_000_000))]
+    demo: usize,
+    /// Inputs per forward pass.
+    #[arg(long, default_value_t = 16, value_parser = super::count(1..=1024))]
+    batch: usize,
+    /// Search again even if the cache ($XDG_CACHE_HOME/unitscope/search) has it.
+    #[arg(long)]
+    no_cache: bool,
+    /// Where to write `topk.json` and one folder per layer.
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+/// Unit indices as ranges, inclusive.
+#[derive(Clone, Debug)]
+struct Units(Vec<(usize, usize)>);
+
+fn parse_units(s: &str) -> Result<Units, String> {
+    let number = |p: &str| {
+        p.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("`{p}` in `{s}` is not a unit index"))
+    };
+    s.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (number(a)?, number(b)?);
+                match a <= b {
+                    true => Ok((a, b)),
+                    false => Err(format!("`{part}` is an empty range")),
+                }
+            }
+            None => number(part).map(|u| (u, u)),
+        })
+        .collect::<Result<_, _>>()
+        .map(Units)
+}
+
+impl Units {
+    /// The chosen units of a layer of `count`, in order; an index past the end is
+    /// an error naming the layer's size.
+    fn of(&self, layer: &str, count: usize) -> Result<Vec<usize>> {
+        let mut units = Vec::new();
+        for &(a, b) in &self.0 {
+            ensure!(
+                b < count,
+                "unit {b} is out of range: `{layer}` has {count} units (0-{})",
+                count - 1
+            );
+            units.extend(a..=b);
+        }
+        units.sort_unstable();
+        units.dedup();
+        Ok(units)
+    }
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let model = super::load_model(args.model.as_deref())?;
+    let source = match &args.images {
+        Some(folder) => Source::Folder(folder.clone()),
+        None => Source::Demo(args.demo),
+    };
+    let entries = source.entries()?;
+    ensure!(!entries.is_empty(), "no inputs to search");
+    if args.images.is_some() && args.model.is_none() {
+        super::note_demo_model(model.labels());
+    }
+    let args = args.clone();
+    job::run("topk", entries.len() as u64, move |cx, out| {
+        topk(&args, &model, &entries, (cx, out))
+    })
+}
+
+fn topk(
+    args: &Args,
+    model: &Model,
+    entries: &[Entry],
+    (cx, out): (&jobs::Context, &Printer),
+) -> Result<()> {
+    // Units are checked before the search, which may take long.
+    let mut chosen = Vec::new();
+    for name in &args.layers {
+        let layers = model.layers()?;
+        let Some(info) = layers.iter().find(|l| &l.name == name) else {
+            bail!("the model has no layer `{name}`; `unitscope info` lists its layers");
+        };
+        chosen.push(match &args.units {
+            Some(units) => units.of(name, info.units)?,
+            None => (0..info.units).collect(),
+        });
+    }
+    let cache = if args.no_cache {
+        None
+    } else {
+        Cache::at_default()
+    };
+    let mut progress = |done, total| cx.progress(done, total, "searching");
+    let searched = units::search_entries(
+        model,
+        entries,
+        &args.layers,
+        args.k,
+        cache.as_ref(),
+        args.batch,
+        &mut progress,
+    )?;
+    for note in &searched.notes {
+        out.line(&format!("note: {note}"))?;
+    }
+    let mut layers = Vec::new();
+    for ((stats, cached), units) in searched.stats.iter().zip(&searched.cached).zip(chosen) {
+        let dir = args.out.join(render::file_part(&stats.layer));
+        cx.progress(0, units.len() as u64, format!("writing {}", stats.layer));
+        layers.push(write_layer(
+            model,
+            entries,
+            stats,
+            &units,
+            &dir,
+            (cx, &args.out),
+        )?);
+        out.line(&format!(
+            "{}: {} units over {} inputs ({}) -> {}",
+            stats.layer,
+            units.len(),
+            stats.inputs,
+            if *cached {
+                "from the cache"
+            } else {
+                "searched"
+            },
+            dir.display()
+        ))?;
+    }
+    let index = json!({
+        "model": model.name(),
+        "inputs": entries.len(),
+        "k": args.k,
+        "layers": layers,
+    });
+    let path = args.out.join("topk.json");
+    unitscope::atomic::write(&path, serde_json::to_string_pretty(&index)?.as_bytes())?;
+    out.line(&format!("index: {}", path.display()))
+}
+
+/// Writes the crops and masked images of `units` of one layer into `dir`; returns
+/// the layer's part of the index, with paths relative to `root`.
+fn write_layer(
+    model: &Model,
+    entries: &[Entry],
+    stats: &LayerStats,
+    units: &[usize],
+    dir: &Path,
+    (cx, root): (&jobs::Context, &Path),
+) -> Result<Value> {
+    let spec = model.input_spec();
+    let (h, w) = stats.size;
+    let [rows, columns] = spec.size;
+    let mut written = Vec::new();
+    for (done, &unit) in units.iter().enumerate() {
+        cx.checkpoint()?;
+        cx.progress(done as u64, units.len() as u64, format!("unit {unit}"));
+        let unit_dir = dir.join(format!("unit{unit:04}"));
+        std::fs::create_dir_all(&unit_dir)
+            .with_context(|| format!("cannot create `{}`", unit_dir.display()))?;
+        let s = &stats.units[unit];
+        let mut top = Vec::new();
+        for (rank, found) in s.top.iter().enumerate() {
+            let entry = &entries[found.input];
+            let original = entry.load(spec, model.device())?.original()?;
+            let stem = format!("{:02}_{}", rank + 1, render::file_part(&entry.name));
+            let crop_path = unit_dir.join(format!("{stem}_crop.png"));
+            render::save_png(&stats.crop(found, &original, spec), &crop_path)?;
+            // The unit's map over the whole image, as Grad-CAM's over its input.
+            let map = Tensor::from_vec(found.map.clone(), (1, h, w), &Device::Cpu)?;
+            let maps = Attribution::Layers(vec![(stats.layer.clone(), map)]);
+            let window = spec.window(original.dimensions());
+            let masked = render::draw_on(
+                &maps,
+                &original,
+                (window, (rows, columns)),
+                Style::default(),
+            )?;
+            let mask_path = unit_dir.join(format!("{stem}_activation.png"));
+            render::save_png(&masked, &mask_path)?;
+            let relative = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
+            top.push(json!({
+                "rank": rank + 1,
+                "input": entry.name,
+                "peak": found.peak,
+                "position": [found.position.0, found.position.1],
+                "window": stats.window(found, (rows, columns)),
+                "crop": relative(&crop_path),
+                "activation": relative(&mask_path),
+            }));
+        }
+        let (counts, (low, high)) = s.peaks.bins(16);
+        written.push(json!({
+            "unit": unit,
+            "mean": s.mean,
+            "max": s.max,
+            "peaks_histogram": {"counts": counts, "low": low, "high": high},
+            "top": top,
+        }));
+    }
+    Ok(json!({
+        "layer": stats.layer,
+        "size": [h, w],
+        "receptive_field": stats.field,
+        "inputs": stats.inputs,
+        "units": written,
+    }))
+}
