@@ -140,3 +140,95 @@ fn dataset_search_ranks_what_a_planted_unit_detects_first() {
     let field = stats.field.expect("a convolution's field");
     assert_eq!((field.size, field.jump), ((3, 3), (1, 1)));
 }
+
+/// The mean of each colour channel of a picture, in [0, 1].
+fn mean_colour(image: &RgbImage) -> [f64; 3] {
+    let n = (image.width() * image.height()) as f64;
+    std::array::from_fn(|c| image.pixels().map(|p| p[c] as f64 / 255.0).sum::<f64>() / n)
+}
+
+/// Gradient energy along columns (vertical structure) and along rows.
+fn gradient_energy(image: &RgbImage) -> (f64, f64) {
+    let grey = |x: u32, y: u32| {
+        let p = image.get_pixel(x, y);
+        (p[0] as f64 + p[1] as f64 + p[2] as f64) / 765.0
+    };
+    let (w, h) = image.dimensions();
+    let (mut across, mut down) = (0.0, 0.0);
+    for y in 0..h - 1 {
+        for x in 0..w - 1 {
+            across += (grey(x + 1, y) - grey(x, y)).powi(2);
+            down += (grey(x, y + 1) - grey(x, y)).powi(2);
+        }
+    }
+    (across, down)
+}
+
+/// Feature visualization of the planted units (after their ReLU) finds what they
+/// detect: a red image for the redness unit, vertical stripes for the edge unit,
+/// each exciting its unit beyond the 99th percentile of a dataset's images (seen:
+/// 0.83 against 0.34, and 1.13 against 0.15).
+#[test]
+fn feature_visualization_of_planted_units_shows_what_they_detect() {
+    use unitscope::featvis::{Settings, Target, visualize};
+    let model = planted();
+    let unit = |u: &str| Target::Unit(u.parse().unwrap());
+    let targets = [unit("features.1:0"), unit("features.1:1")];
+    // Lucid's transforms (a 12 px grey pad, 8 px jitter) are made for images of
+    // hundreds of pixels: the unit is visualized at 128 px, its maps size-free.
+    let settings = Settings {
+        size: Some((128, 128)),
+        seed: 3,
+        ..Settings::new("channel".parse().unwrap())
+    };
+    let vis = visualize(&model, &targets, &settings, &mut |_, _| {}).unwrap();
+
+    // The same objective, a unit's mean activation, on every image of a dataset:
+    // 256 scenes of the demo world (coloured shapes on textured grounds).
+    let spec = model.input_spec();
+    let tensors: Vec<Tensor> = unitscope::data::Source::Demo(256)
+        .samples(spec, &Device::Cpu)
+        .unwrap()
+        .map(|s| s.unwrap().tensor)
+        .collect();
+    let probe = unitscope::model::Probe::new()
+        .record("features.1")
+        .layers_only();
+    let capture = model
+        .forward(&Tensor::stack(&tensors, 0).unwrap(), &probe)
+        .unwrap();
+    let means = capture
+        .activation("features.1")
+        .unwrap()
+        .mean((2, 3))
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    for (u, &value) in vis.values.iter().enumerate() {
+        let mut dataset: Vec<f32> = means.iter().map(|m| m[u]).collect();
+        dataset.sort_by(f32::total_cmp);
+        let p99 = dataset[((dataset.len() - 1) as f64 * 0.99).round() as usize];
+        assert!(
+            value > p99,
+            "unit {u}: visualization {value} vs dataset p99 {p99}"
+        );
+        let curve = &vis.curves[u];
+        assert!(
+            curve.last() > curve.first(),
+            "unit {u}: the objective did not rise"
+        );
+    }
+    // Noise would give equal channels and equal energies. (Seen here: red 0.67
+    // against 0.31 and 0.31 (the ReLU's dead patches stay cyan); energies 4894
+    // against 2112.)
+    let [r, g, b] = mean_colour(&vis.images[0]);
+    assert!(
+        r - g.max(b) > 0.25,
+        "redness unit's image is {r:.2} {g:.2} {b:.2}"
+    );
+    let (across, down) = gradient_energy(&vis.images[1]);
+    assert!(
+        across > 2.0 * down,
+        "edge unit's image: across {across:.1}, down {down:.1}"
+    );
+}

@@ -1,0 +1,201 @@
+//! Feature visualization by optimization: start from noise, back-propagate an
+//! objective (a unit's activation, a class logit, ...) to the image, step, repeat
+//! (Erhan et al. 2009; Olah, Mordvintsev & Schubert 2017, "Feature Visualization",
+//! Distill). What makes the results readable follows Lucid and Lucent: a Fourier
+//! parameterization with decorrelated colours ([`param`]), random transforms
+//! before every step ([`transform`]), and optional regularizers and a diversity
+//! term ([`objective`]); Adam at 0.05 for 512 steps by default.
+//!
+//! One optimization runs a whole batch: image `i` stands for `targets[i]` (a unit
+//! or a class), so one pass of the engine serves many units.
+//!
+//! Each step is two backward passes. The engine gives the gradient of the
+//! objective at its input (its own rules and fast paths); Candle's autograd then
+//! carries it through normalization, the transforms and the parameterization as
+//! the gradient of `sum(x * g)`, with the regularizers added there.
+
+pub mod objective;
+pub mod param;
+pub mod transform;
+
+use anyhow::{Result, ensure};
+use candle_core::{DType, Tensor};
+use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use image::RgbImage;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::model::{Model, Probe};
+pub use objective::{Objective, Regularizers, Target, Term};
+pub use param::{ImageParam, Parameterization};
+pub use transform::Transforms;
+
+/// How to optimize.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// What each image maximizes.
+    pub objective: Objective,
+    /// Pixels or a Fourier spectrum.
+    pub parameterization: Parameterization,
+    /// Optimize in decorrelated colour space (colour images only).
+    pub decorrelate: bool,
+    /// 1: a grey image (shown to the model as RGB); 3: colour.
+    pub channels: usize,
+    /// The image's `(rows, columns)`; `None`: the model's input size.
+    pub size: Option<(usize, usize)>,
+    /// The random transforms before each step.
+    pub transforms: Transforms,
+    /// Penalties on the image.
+    pub regularizers: Regularizers,
+    /// Weight of the diversity term, and the layer it compares images on (`None`:
+    /// the first layer the objective reads).
+    pub diversity: Option<(f64, Option<String>)>,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// The initial noise's and the transforms' seed.
+    pub seed: u64,
+}
+
+impl Settings {
+    /// Lucid's defaults for `objective`: Fourier, decorrelated colour, standard
+    /// transforms, Adam at 0.05, 512 steps.
+    pub fn new(objective: Objective) -> Self {
+        Self {
+            objective,
+            parameterization: Parameterization::Fourier,
+            decorrelate: true,
+            channels: 3,
+            size: None,
+            transforms: Transforms::standard(),
+            regularizers: Regularizers::default(),
+            diversity: None,
+            steps: 512,
+            lr: 0.05,
+            seed: 0,
+        }
+    }
+}
+
+/// What an optimization made.
+#[derive(Clone, Debug, Serialize)]
+pub struct Visualization {
+    /// Per target, the image.
+    #[serde(skip)]
+    pub images: Vec<RgbImage>,
+    /// Per target, the objective (regularizers and diversity excluded) at each
+    /// step, on the transformed image the step saw.
+    pub curves: Vec<Vec<f32>>,
+    /// Per target, the objective on the final image, untransformed.
+    pub values: Vec<f32>,
+}
+
+/// Optimizes one image per target; `progress` hears (step, steps). Stops between
+/// steps when the running job is cancelled.
+pub fn visualize(
+    model: &Model,
+    targets: &[Target],
+    settings: &Settings,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Visualization> {
+    ensure!(!targets.is_empty(), "nothing to visualize");
+    ensure!(settings.steps > 0, "at least one step");
+    let [rows, columns] = model.input_spec().size;
+    let size = settings.size.unwrap_or((rows, columns));
+    let param = ImageParam::new(
+        settings.parameterization,
+        targets.len(),
+        settings.channels,
+        size,
+        settings.decorrelate,
+        settings.seed,
+        model.device(),
+    )?;
+    let mut layers = settings.objective.layers(targets)?;
+    let diversity = match &settings.diversity {
+        Some((weight, layer)) => {
+            let layer = layer.clone().or_else(|| layers.first().cloned());
+            let Some(layer) = layer else {
+                anyhow::bail!("the diversity term needs a layer: the objective reads none")
+            };
+            if !layers.contains(&layer) {
+                layers.push(layer.clone());
+            }
+            Some((*weight, layer))
+        }
+        None => None,
+    };
+    let probe = layers
+        .iter()
+        .fold(Probe::new(), |p, l| p.record(l.as_str()));
+    let mut optimizer = AdamW::new(
+        vec![param.var().clone()],
+        ParamsAdamW {
+            lr: settings.lr,
+            weight_decay: 0.0,
+            ..ParamsAdamW::default()
+        },
+    )?;
+    let normalize = Normalize::new(model)?;
+    // The transforms draw from their own stream, so the initial noise of a seed
+    // does not depend on how many steps ran.
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ 0x7472_616e_7366_6f72);
+    let mut curves = vec![Vec::with_capacity(settings.steps); targets.len()];
+    for step in 0..settings.steps {
+        crate::jobs::checkpoint()?;
+        progress(step as u64, settings.steps as u64);
+        let images = param.images()?;
+        let warped = settings.transforms.draw(size, &mut rng).apply(&images)?;
+        let x = normalize.apply(&warped)?;
+        let capture = model.forward(&x.detach(), &probe)?;
+        let values = settings.objective.values(&capture, targets)?;
+        let mut total = values.sum_all()?;
+        if let Some((weight, layer)) = &diversity {
+            total = (total - (objective::diversity(capture.activation(layer)?)? * *weight)?)?;
+        }
+        let g = capture.backward(&total)?.input()?.to_dtype(DType::F32)?;
+        let mut ascent = (x * g.detach())?.sum_all()?;
+        if let Some(penalty) = settings.regularizers.penalty(&images)? {
+            ascent = (ascent - penalty)?;
+        }
+        optimizer.backward_step(&ascent.neg()?)?;
+        let values = values.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        for (curve, v) in curves.iter_mut().zip(values) {
+            curve.push(v);
+        }
+    }
+    progress(settings.steps as u64, settings.steps as u64);
+    let images = param.images()?.detach();
+    let capture = model.forward(&normalize.apply(&images)?, &probe.clone().layers_only())?;
+    let values = settings.objective.values(&capture, targets)?;
+    Ok(Visualization {
+        images: param::to_pictures(&images)?,
+        curves,
+        values: values.to_dtype(DType::F32)?.to_vec1()?,
+    })
+}
+
+/// The model's preprocessing of `[0, 1]` images: `(x - mean) / std` per channel.
+struct Normalize {
+    mean: Tensor,
+    std: Tensor,
+}
+
+impl Normalize {
+    fn new(model: &Model) -> Result<Self> {
+        let spec = model.input_spec();
+        let column = |v: [f64; 3]| {
+            Tensor::from_vec(v.map(|x| x as f32).to_vec(), (1, 3, 1, 1), model.device())
+        };
+        Ok(Self {
+            mean: column(spec.mean)?,
+            std: column(spec.std)?,
+        })
+    }
+
+    fn apply(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(images.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?)
+    }
+}
