@@ -43,6 +43,8 @@ enum Command {
     Evaluate(Box<cli::evaluate::Args>),
     /// What excites each unit, found in data: top-k inputs, receptive-field crops, JSON.
     Topk(Box<cli::topk::Args>),
+    /// What a unit looks for, made by optimization: feature visualization PNGs and curves.
+    Visualize(Box<cli::visualize::Args>),
     /// Time the engine and the attribution methods.
     #[command(subcommand)]
     Bench(cli::bench::Bench),
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Some(Command::Explain(args)) => cli::explain::run(&args),
         Some(Command::Evaluate(args)) => cli::evaluate::run(&args),
         Some(Command::Topk(args)) => cli::topk::run(&args),
+        Some(Command::Visualize(args)) => cli::visualize::run(&args),
         Some(Command::Bench(bench)) => cli::bench::run(&bench),
         Some(Command::Demo(demo)) => cli::demo::run(&demo),
         Some(Command::Train(train)) => cli::train::run(&train),

@@ -14,6 +14,7 @@ pub mod predict;
 pub mod threads;
 pub mod topk;
 pub mod train;
+pub mod visualize;
 
 use std::ops::RangeInclusive;
 use std::path::Path;

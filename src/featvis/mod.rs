@@ -26,8 +26,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::attribution::Target;
 use crate::model::{Model, Probe};
-pub use objective::{Objective, Regularizers, Target, Term};
+pub use objective::{Objective, Regularizers, Term};
 pub use param::{ImageParam, Parameterization};
 pub use transform::Transforms;
 
@@ -44,8 +45,9 @@ pub struct Settings {
     pub channels: usize,
     /// The image's `(rows, columns)`; `None`: the model's input size.
     pub size: Option<(usize, usize)>,
-    /// The random transforms before each step.
-    pub transforms: Transforms,
+    /// The random transforms before each step; `None`: Lucid's, sized for the
+    /// image ([`Transforms::standard_for`]).
+    pub transforms: Option<Transforms>,
     /// Penalties on the image.
     pub regularizers: Regularizers,
     /// Weight of the diversity term, and the layer it compares images on (`None`:
@@ -61,7 +63,7 @@ pub struct Settings {
 
 impl Settings {
     /// Lucid's defaults for `objective`: Fourier, decorrelated colour, standard
-    /// transforms, Adam at 0.05, 512 steps.
+    /// transforms (sized for the image), Adam at 0.05, 512 steps.
     pub fn new(objective: Objective) -> Self {
         Self {
             objective,
@@ -69,7 +71,7 @@ impl Settings {
             decorrelate: true,
             channels: 3,
             size: None,
-            transforms: Transforms::standard(),
+            transforms: None,
             regularizers: Regularizers::default(),
             diversity: None,
             steps: 512,
@@ -85,10 +87,10 @@ pub struct Visualization {
     /// Per target, the image.
     #[serde(skip)]
     pub images: Vec<RgbImage>,
-    /// Per target, the objective (regularizers and diversity excluded) at each
-    /// step, on the transformed image the step saw.
+    /// Per target, the objective optimized (with its leak, without regularizers and
+    /// diversity) at each step, on the transformed image the step saw.
     pub curves: Vec<Vec<f32>>,
-    /// Per target, the objective on the final image, untransformed.
+    /// Per target, the objective as asked on the final image, untransformed.
     pub values: Vec<f32>,
 }
 
@@ -113,7 +115,8 @@ pub fn visualize(
         settings.seed,
         model.device(),
     )?;
-    let mut layers = settings.objective.layers(targets)?;
+    let plan = settings.objective.plan(targets, Some(model))?;
+    let mut layers = plan.layers().to_vec();
     let diversity = match &settings.diversity {
         Some((weight, layer)) => {
             let layer = layer.clone().or_else(|| layers.first().cloned());
@@ -139,6 +142,10 @@ pub fn visualize(
         },
     )?;
     let normalize = Normalize::new(model)?;
+    let transforms = settings
+        .transforms
+        .clone()
+        .unwrap_or_else(|| Transforms::standard_for(size));
     // The transforms draw from their own stream, so the initial noise of a seed
     // does not depend on how many steps ran.
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ 0x7472_616e_7366_6f72);
@@ -147,10 +154,10 @@ pub fn visualize(
         crate::jobs::checkpoint()?;
         progress(step as u64, settings.steps as u64);
         let images = param.images()?;
-        let warped = settings.transforms.draw(size, &mut rng).apply(&images)?;
+        let warped = transforms.draw(size, &mut rng).apply(&images)?;
         let x = normalize.apply(&warped)?;
         let capture = model.forward(&x.detach(), &probe)?;
-        let values = settings.objective.values(&capture, targets)?;
+        let values = plan.values(&capture)?;
         let mut total = values.sum_all()?;
         if let Some((weight, layer)) = &diversity {
             total = (total - (objective::diversity(capture.activation(layer)?)? * *weight)?)?;
@@ -167,9 +174,15 @@ pub fn visualize(
         }
     }
     progress(settings.steps as u64, settings.steps as u64);
+    // The final values are the objective as asked, without the leak.
     let images = param.images()?.detach();
-    let capture = model.forward(&normalize.apply(&images)?, &probe.clone().layers_only())?;
-    let values = settings.objective.values(&capture, targets)?;
+    let asked = settings.objective.plan(targets, None)?;
+    let probe = asked
+        .layers()
+        .iter()
+        .fold(Probe::new().layers_only(), |p, l| p.record(l.as_str()));
+    let capture = model.forward(&normalize.apply(&images)?, &probe)?;
+    let values = asked.values(&capture)?;
     Ok(Visualization {
         images: param::to_pictures(&images)?,
         curves,

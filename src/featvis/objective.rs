@@ -18,9 +18,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail, ensure};
-use candle_core::{D, Tensor};
+use candle_core::Tensor;
 
-use crate::model::{Capture, Reduce, UnitAddress};
+use crate::attribution::Target;
+use crate::model::{Capture, LayerKind, Model, UnitAddress};
 
 /// One kind of term.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,15 +42,6 @@ pub enum Term {
 pub struct Objective {
     /// Weight and term, summed.
     pub terms: Vec<(f64, Term)>,
-}
-
-/// What a batch image stands for: the unit (or class) it visualizes.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Target {
-    /// A unit of a layer (its position, if any, is the neuron's).
-    Unit(UnitAddress),
-    /// A class.
-    Class(usize),
 }
 
 impl FromStr for Objective {
@@ -163,29 +155,80 @@ impl fmt::Display for Objective {
 }
 
 impl Objective {
-    /// The layers a pass must record to evaluate it for `targets`.
-    pub fn layers(&self, targets: &[Target]) -> Result<Vec<String>> {
-        let mut layers = Vec::new();
+    /// The objective made concrete for `targets` (image `i` stands for
+    /// `targets[i]`). With `leak_from`, each unit term on a rectifier layer (a
+    /// ReLU or ReLU6 of its own) also gets [`LEAK`] times the same unit just
+    /// before the rectifier: a unit the initial noise leaves at zero after its
+    /// ReLU has no gradient and would never move; the leak gives it one (a leaky
+    /// ReLU), and once the unit fires its own term dominates. (Lucid visualizes
+    /// `*_pre_relu` layers for the same reason.)
+    pub fn plan(&self, targets: &[Target], leak_from: Option<&Model>) -> Result<Plan> {
+        let feeding = match leak_from {
+            Some(model) => rectifier_inputs(model)?,
+            None => Vec::new(),
+        };
+        let mut layers: Vec<String> = Vec::new();
+        let mut per_target = Vec::with_capacity(targets.len());
         for target in targets {
-            for (_, term) in &self.terms {
-                if let Some(layer) = resolve(term, target)?.layer()
-                    && !layers.contains(&layer)
-                {
-                    layers.push(layer);
+            let mut terms = Vec::new();
+            for (weight, term) in &self.terms {
+                let mut resolved = resolve(term, target)?;
+                if let Resolved::Unit { unit, before, .. } = &mut resolved {
+                    *before = feeding
+                        .iter()
+                        .find(|(rectifier, _)| *rectifier == unit.layer)
+                        .map(|(_, input)| input.clone());
                 }
+                for layer in resolved.layers() {
+                    if !layers.contains(&layer) {
+                        layers.push(layer);
+                    }
+                }
+                terms.push((*weight, resolved));
             }
+            per_target.push(terms);
         }
-        Ok(layers)
+        Ok(Plan { per_target, layers })
+    }
+}
+
+/// How much of a unit before its rectifier is added to the unit (see
+/// [`Objective::plan`]).
+pub const LEAK: f64 = 0.01;
+
+/// Each rectifier layer of `model` with the layer that feeds it (the layer listed
+/// just before it, of the same shape).
+fn rectifier_inputs(model: &Model) -> Result<Vec<(String, String)>> {
+    let layers = model.layers()?;
+    Ok(layers
+        .windows(2)
+        .filter(|pair| {
+            matches!(pair[1].kind, LayerKind::Relu | LayerKind::Relu6)
+                && pair[0].shape == pair[1].shape
+        })
+        .map(|pair| (pair[1].name.clone(), pair[0].name.clone()))
+        .collect())
+}
+
+/// An objective made concrete for a batch of targets.
+pub struct Plan {
+    per_target: Vec<Vec<(f64, Resolved)>>,
+    layers: Vec<String>,
+}
+
+impl Plan {
+    /// The layers a pass must record.
+    pub fn layers(&self) -> &[String] {
+        &self.layers
     }
 
-    /// Each image's value, `[batch]`, on the autograd graph; image `i` stands for
-    /// `targets[i]`.
-    pub fn values(&self, capture: &Capture, targets: &[Target]) -> Result<Tensor> {
-        let mut per_image = Vec::with_capacity(targets.len());
-        for (i, target) in targets.iter().enumerate() {
+    /// Each image's value, `[batch]`, on the autograd graph.
+    pub fn values(&self, capture: &Capture) -> Result<Tensor> {
+        let mut per_image = Vec::with_capacity(self.per_target.len());
+        for (i, terms) in self.per_target.iter().enumerate() {
             let mut total: Option<Tensor> = None;
-            for (weight, term) in &self.terms {
-                let value = (resolve(term, target)?.value(capture, i)? * *weight)?;
+            for (weight, term) in terms {
+                let value = (term.value(capture, i)? * *weight)?;
                 total = Some(match total {
                     Some(t) => (t + value)?,
                     None => value,
@@ -199,46 +242,43 @@ impl Objective {
 
 /// A term made concrete for one image.
 enum Resolved {
-    Unit(UnitAddress, Reduce, bool),
+    Unit {
+        unit: UnitAddress,
+        /// Read at the map's centre (a neuron without a position).
+        centre: bool,
+        /// The layer before the unit's rectifier, for the leak.
+        before: Option<String>,
+    },
     Layer(String),
     Logit(usize),
 }
 
 impl Resolved {
-    fn layer(&self) -> Option<String> {
+    fn layers(&self) -> Vec<String> {
         match self {
-            Self::Unit(u, ..) => Some(u.layer.clone()),
-            Self::Layer(l) => Some(l.clone()),
-            Self::Logit(_) => None,
+            Self::Unit { unit, before, .. } => std::iter::once(unit.layer.clone())
+                .chain(before.clone())
+                .collect(),
+            Self::Layer(l) => vec![l.clone()],
+            Self::Logit(_) => Vec::new(),
         }
     }
 
     /// The term's value on image `i` of `capture`, a scalar.
     fn value(&self, capture: &Capture, i: usize) -> Result<Tensor> {
         Ok(match self {
-            Self::Unit(unit, reduce, centre) => {
-                let a = capture.activation(&unit.layer)?.get(i)?;
-                ensure!(
-                    unit.channel < a.dim(0)?,
-                    "unit {unit}: `{}` has {} units",
-                    unit.layer,
-                    a.dim(0)?
-                );
-                let channel = a.get(unit.channel)?;
-                match (channel.rank(), unit.position, centre, reduce) {
-                    (0, ..) => channel,
-                    (2, Some((y, x)), false, _) => {
-                        let (h, w) = channel.dims2()?;
-                        // The image may be larger or smaller than the model's input
-                        // under transforms: the position is kept inside the map.
-                        channel.get(y.min(h - 1))?.get(x.min(w - 1))?
+            Self::Unit {
+                unit,
+                centre,
+                before,
+            } => {
+                let value = unit_value(capture.activation(&unit.layer)?.get(i)?, unit, *centre)?;
+                match before {
+                    Some(layer) => {
+                        let input = unit_value(capture.activation(layer)?.get(i)?, unit, *centre)?;
+                        (value + (input * LEAK)?)?
                     }
-                    (2, _, true, _) => {
-                        let (h, w) = channel.dims2()?;
-                        channel.get(h / 2)?.get(w / 2)?
-                    }
-                    (_, _, _, Reduce::Max) => channel.flatten_all()?.max(D::Minus1)?,
-                    _ => channel.mean_all()?,
+                    None => value,
                 }
             }
             Self::Layer(layer) => capture.activation(layer)?.get(i)?.sqr()?.mean_all()?,
@@ -251,27 +291,54 @@ impl Resolved {
     }
 }
 
+/// A unit's value in one image's activations `a` (`[C, H, W]` or `[C]`): at its
+/// position, at the centre, or its channel's spatial mean.
+fn unit_value(a: Tensor, unit: &UnitAddress, centre: bool) -> Result<Tensor> {
+    ensure!(
+        unit.channel < a.dim(0)?,
+        "unit {unit}: `{}` has {} units",
+        unit.layer,
+        a.dim(0)?
+    );
+    let channel = a.get(unit.channel)?;
+    if channel.rank() == 0 {
+        return Ok(channel);
+    }
+    let (h, w) = channel.dims2()?;
+    Ok(match (unit.position, centre) {
+        // The image may be larger or smaller than the model's input under
+        // transforms: a position is kept inside the map.
+        (Some((y, x)), false) => channel.get(y.min(h - 1))?.get(x.min(w - 1))?,
+        (_, true) => channel.get(h / 2)?.get(w / 2)?,
+        (None, false) => channel.mean_all()?,
+    })
+}
+
 fn resolve(term: &Term, target: &Target) -> Result<Resolved> {
     let own_unit = || match target {
         Target::Unit(u) => Ok(u.clone()),
         Target::Class(c) => bail!("a unit term needs a unit, and this image stands for class {c}"),
     };
+    let unit = |unit: UnitAddress, centre| Resolved::Unit {
+        unit,
+        centre,
+        before: None,
+    };
     Ok(match term {
         Term::Channel(u) => {
             let u = u.clone().map_or_else(own_unit, Ok)?;
-            Resolved::Unit(
+            unit(
                 UnitAddress {
                     position: None,
                     ..u
                 },
-                Reduce::Mean,
                 false,
             )
         }
         Term::Neuron(u) => {
             let u = u.clone().map_or_else(own_unit, Ok)?;
             let centre = u.position.is_none();
-            Resolved::Unit(u, Reduce::Mean, centre)
+            unit(u, centre)
         }
         Term::Layer(Some(l)) => Resolved::Layer(l.clone()),
         Term::Layer(None) => Resolved::Layer(own_unit()?.layer),

@@ -43,6 +43,21 @@ impl Transforms {
         }
     }
 
+    /// Lucid's transforms for an image of `size`: its pixel amounts (made for
+    /// images of 224 px and more) scaled down in proportion for smaller ones, so a
+    /// 64 px image is padded 3 px and jittered 2 and 1 px rather than a quarter of
+    /// its width; scales and angles are kept.
+    pub fn standard_for((h, w): (usize, usize)) -> Self {
+        let ratio = (h.min(w) as f64 / 224.0).min(1.0);
+        let px = |n: usize| (n as f64 * ratio).round() as usize;
+        let lucid = Self::standard();
+        Self {
+            pad: px(lucid.pad),
+            jitter: (px(lucid.jitter.0).max(1), px(lucid.jitter.1).max(1)),
+            ..lucid
+        }
+    }
+
     /// No transform at all: the image as it is.
     pub fn none() -> Self {
         Self {
