@@ -18,13 +18,16 @@ pub mod objective;
 pub mod param;
 pub mod transform;
 
-use anyhow::{Result, ensure};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
 use candle_core::{DType, Tensor};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use image::RgbImage;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use sha2::Digest;
 
 use crate::attribution::Target;
 use crate::model::{Model, Probe};
@@ -211,4 +214,49 @@ impl Normalize {
     fn apply(&self, images: &Tensor) -> Result<Tensor> {
         Ok(images.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?)
     }
+}
+
+/// [`visualize`] through a folder of PNGs: each target's image is read from `dir`
+/// when a file under its key (the model's digest, the settings, the target) is
+/// there and decodes; the others are optimized together and written. `None`:
+/// nothing is kept.
+pub fn cached(
+    model: &Model,
+    targets: &[Target],
+    settings: &Settings,
+    dir: Option<&Path>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<RgbImage>> {
+    let Some(dir) = dir else {
+        return Ok(visualize(model, targets, settings, progress)?.images);
+    };
+    let paths = targets
+        .iter()
+        .map(|t| {
+            let key = format!(
+                "feature visualization 1\nmodel {}\n{settings:?}\n{t:?}\n",
+                model.digest()?
+            );
+            let name = format!("{:x}", sha2::Sha256::digest(key.as_bytes()));
+            Ok(dir.join(format!("{}.png", &name[..32])))
+        })
+        .collect::<Result<Vec<PathBuf>>>()?;
+    let mut images: Vec<Option<RgbImage>> = paths
+        .iter()
+        .map(|p| image::open(p).ok().map(|i| i.to_rgb8()))
+        .collect();
+    let missing: Vec<usize> = (0..targets.len())
+        .filter(|&i| images[i].is_none())
+        .collect();
+    if !missing.is_empty() {
+        let asked: Vec<Target> = missing.iter().map(|&i| targets[i].clone()).collect();
+        let made = visualize(model, &asked, settings, progress)?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the cache `{}`", dir.display()))?;
+        for (&i, image) in missing.iter().zip(made.images) {
+            crate::render::save_png(&image, &paths[i])?;
+            images[i] = Some(image);
+        }
+    }
+    Ok(images.into_iter().flatten().collect())
 }

@@ -61,8 +61,11 @@ pub struct Setup {
     pub keys: Keymap,
     pub pictures: Pictures,
     pub compare: Vec<String>,
-    /// Where layer searches are kept between runs (none: searched every time).
-    pub cache: Option<Cache>,
+    /// Where layer searches and feature visualizations are kept between runs
+    /// (none: computed every time).
+    pub cache: Option<PathBuf>,
+    /// Whether units get feature visualizations (thumbnails and the unit card).
+    pub visualize: bool,
     /// Problems found while setting up (a bad config), for the status bar.
     pub notices: Vec<String>,
 }
@@ -170,7 +173,9 @@ pub struct App {
     pub source: Source,
     pub entries: Arc<Vec<Entry>>,
     pub compare_methods: Vec<String>,
-    cache: Option<Cache>,
+    /// The search cache and the feature visualizations' folder.
+    cache: (Option<Cache>, Option<PathBuf>),
+    visualize: bool,
     pub screen: Screen,
     history: Vec<Screen>,
     pub overlay: Option<Overlay>,
@@ -184,6 +189,10 @@ pub struct App {
     pub layers: HashMap<String, Arc<LayerView>>,
     /// Each unit's thumbnail, once made, by (layer, unit).
     pub thumbnails: HashMap<(String, usize), PictureId>,
+    /// Each unit's feature visualization, once made.
+    pub visuals: HashMap<(String, usize), PictureId>,
+    /// A unit's diverse visualizations, once asked for and made.
+    pub diverse: HashMap<(String, usize), Vec<PictureId>>,
     pub tiles: HashMap<(String, usize), Arc<Vec<Tile>>>,
     pub trust: Option<Arc<Vec<TrustRow>>>,
     /// Pictures made from results, by what they show.
@@ -212,6 +221,7 @@ impl App {
             pictures,
             compare,
             cache,
+            visualize,
             notices,
         } = setup;
         let (entries, mut status) = match source.entries() {
@@ -243,7 +253,13 @@ impl App {
             source,
             entries: Arc::new(entries),
             compare_methods: compare,
-            cache,
+            cache: (
+                cache.as_ref().map(|root| Cache::new(root.join("search"))),
+                cache.map(|root| root.join("featvis")),
+            ),
+            visualize,
+            visuals: HashMap::new(),
+            diverse: HashMap::new(),
             screen: Screen::Model,
             history: Vec::new(),
             overlay: None,
@@ -384,6 +400,19 @@ impl App {
                 self.layers.insert(view.stats.layer.clone(), view);
                 self.request_current();
             }
+            Output::Visuals(layer, made) => {
+                for (unit, image) in made {
+                    let id = self.pictures.add(image);
+                    if let Some(old) = self.visuals.insert((layer.clone(), unit), id) {
+                        self.pictures.remove(old);
+                    }
+                }
+                self.request_current();
+            }
+            Output::Diverse(layer, unit, images) => {
+                let ids = images.into_iter().map(|i| self.pictures.add(i)).collect();
+                self.diverse.insert((layer, unit), ids);
+            }
             Output::Thumbnails(layer, made) => {
                 for (unit, image) in made {
                     let id = self.pictures.add(image);
@@ -449,7 +478,13 @@ impl App {
             self.explained.clear();
             self.compared.clear();
             self.layers.clear();
-            for (_, id) in self.thumbnails.drain() {
+            let made = self
+                .thumbnails
+                .drain()
+                .chain(self.visuals.drain())
+                .map(|(_, id)| id);
+            let diverse = self.diverse.drain().flat_map(|(_, ids)| ids);
+            for id in made.chain(diverse).collect::<Vec<_>>() {
                 self.pictures.remove(id);
             }
             self.tiles.clear();
@@ -527,6 +562,7 @@ impl App {
                 self.units.cursor = 0;
             }
             Action::ExplainUnit => self.explain_unit(),
+            Action::Diverse => self.request_diverse(),
             Action::NextMethod => self.cycle_method(1),
             Action::PreviousMethod => self.cycle_method(-1),
             Action::NextTarget => self.cycle_target(),
@@ -1039,7 +1075,7 @@ impl App {
         };
         let Some(view) = self.layers.get(&layer).cloned() else {
             let entries: Vec<Entry> = self.entries.iter().take(STATS_INPUTS).cloned().collect();
-            let (model, cache) = (model.clone(), self.cache.clone());
+            let (model, cache) = (model.clone(), self.cache.0.clone());
             self.submit("layer", layer.clone(), move |cx| {
                 work::layer(&model, &layer, &entries, cache.as_ref(), cx)
             });
@@ -1047,15 +1083,74 @@ impl App {
         };
         if self.screen == Screen::Units {
             self.request_thumbnails(model, &layer, view);
-        } else if let Some(unit) = self.unit
-            && !self.tiles.contains_key(&(layer.clone(), unit))
-        {
+            self.request_visuals(model, &layer);
+            return;
+        }
+        let Some(unit) = self.unit else {
+            return;
+        };
+        if !self.tiles.contains_key(&(layer.clone(), unit)) {
             let (model, entries) = (model.clone(), self.entries.clone());
             let colormap = self.theme.colormap;
+            let layer = layer.clone();
             self.submit("unit", format!("{layer}:{unit}"), move |_| {
                 work::unit(&model, &view, unit, &entries, colormap)
             });
         }
+        if self.visualize && !self.visuals.contains_key(&(layer.clone(), unit)) {
+            self.submit_visuals(model, &layer, vec![unit]);
+        }
+    }
+
+    /// Feature visualizations for the grid's visible cells that lack one, then the
+    /// rest of the layer in batches, as [`App::request_thumbnails`] does crops.
+    fn request_visuals(&mut self, model: &Arc<Model>, layer: &str) {
+        if !self.visualize {
+            return;
+        }
+        let shown = self.shown_units();
+        let lacks = |unit: &&usize| !self.visuals.contains_key(&(layer.to_owned(), **unit));
+        let visible = self.visible_positions(shown.len());
+        let mut units: Vec<usize> = shown[visible].iter().filter(lacks).copied().collect();
+        if units.is_empty() {
+            units = shown
+                .iter()
+                .filter(lacks)
+                .take(THUMBNAIL_BATCH)
+                .copied()
+                .collect();
+        }
+        if !units.is_empty() {
+            self.submit_visuals(model, layer, units);
+        }
+    }
+
+    fn submit_visuals(&mut self, model: &Arc<Model>, layer: &str, units: Vec<usize>) {
+        let (model, cache, layer) = (model.clone(), self.cache.1.clone(), layer.to_string());
+        self.submit("visuals", format!("{layer} {units:?}"), move |cx| {
+            work::visuals(&model, &layer, &units, cache.as_deref(), cx)
+        });
+    }
+
+    /// Whether units get feature visualizations.
+    pub fn visualizing(&self) -> bool {
+        self.visualize
+    }
+
+    /// Asks for the open unit's diverse visualizations.
+    fn request_diverse(&mut self) {
+        let (Some(model), Some(layer), Some(unit)) =
+            (self.model.clone(), self.units.layer.clone(), self.unit)
+        else {
+            return;
+        };
+        if self.diverse.contains_key(&(layer.clone(), unit)) {
+            return;
+        }
+        let cache = self.cache.1.clone();
+        self.submit("diverse", format!("{layer}:{unit}"), move |cx| {
+            work::diverse(&model, &layer, unit, cache.as_deref(), cx)
+        });
     }
 
     /// Thumbnails for the grid's visible cells that lack one; once they all have

@@ -125,6 +125,7 @@ fn setup(source: Source, model: Option<Arc<Model>>) -> Setup {
         pictures: Pictures::new(Picker::halfblocks()),
         compare: COMPARE.iter().map(|m| m.to_string()).collect(),
         cache: None,
+        visualize: false,
         notices: Vec::new(),
     }
 }

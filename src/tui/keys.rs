@@ -31,6 +31,7 @@ pub enum Action {
     Export,
     Sort,
     ExplainUnit,
+    Diverse,
     NextMethod,
     PreviousMethod,
     NextTarget,
@@ -159,6 +160,13 @@ const TABLE: &[Binding] = &[
         &["x"],
         On::Only(&[Units, Unit]),
         "explain this unit on the current input",
+    ),
+    b(
+        Action::Diverse,
+        "diverse",
+        &["d"],
+        On::Only(&[Unit]),
+        "four diverse feature visualizations of this unit",
     ),
     b(
         Action::NextMethod,

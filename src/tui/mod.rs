@@ -33,7 +33,6 @@ use ratatui_image::picker::{Picker, ProtocolType};
 use unitscope::choice::Choice;
 use unitscope::data::Source;
 use unitscope::model::ModelCard;
-use unitscope::units::Cache;
 
 use app::{App, COMPARE, Setup};
 use config::Config;
@@ -228,7 +227,8 @@ fn setup(options: &Options, config: &Config, notices: &mut Vec<String>) -> Setup
             .methods
             .clone()
             .unwrap_or_else(|| COMPARE.iter().map(|m| m.to_string()).collect()),
-        cache: Cache::at_default(),
+        cache: unitscope::units::root(),
+        visualize: true,
         notices: Vec::new(),
     }
 }

@@ -26,9 +26,14 @@ fn app() -> App {
     app
 }
 
-/// The inspector on a model card and a source, its jobs just started.
+/// The inspector on a model card and a source, its jobs just started; units are
+/// not visualized (their pictures would tie the snapshots to float rounding).
 fn app_on(card: Option<(PathBuf, ModelCard)>, source: Source) -> App {
-    App::new(Setup {
+    App::new(setup(card, source))
+}
+
+fn setup(card: Option<(PathBuf, ModelCard)>, source: Source) -> Setup {
+    Setup {
         card,
         model: None,
         source,
@@ -37,8 +42,9 @@ fn app_on(card: Option<(PathBuf, ModelCard)>, source: Source) -> App {
         pictures: Pictures::new(Picker::halfblocks()),
         compare: COMPARE.iter().map(|m| m.to_string()).collect(),
         cache: None,
+        visualize: false,
         notices: Vec::new(),
-    })
+    }
 }
 
 /// Takes in results until no job runs; an error on the status bar fails the test.
@@ -227,6 +233,63 @@ fn a_folder_of_ten_thousand_images_opens_without_reading_them() {
     assert!(app.inputs.contains_key(&0));
     assert!(app.status.is_none(), "the broken image's error outlives it");
     assert!(app.inputs.len() <= 2, "{} inputs read", app.inputs.len());
+}
+
+/// Units are visualized in the background, visible cells first: the first
+/// visualization job after the layer's statistics is the cells on screen; every
+/// unit gets one; the unit card shows it, and `d` adds four diverse ones.
+#[test]
+fn units_get_feature_visualizations_visible_cells_first() {
+    let mut app = App::new(Setup {
+        visualize: true,
+        ..setup(None, Source::Demo(64))
+    });
+    settle(&mut app);
+    for code in [Char('j'); 3].into_iter().chain([Enter]) {
+        app.key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+    let layer = "features.3".to_string();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !app.layers.contains_key(&layer) {
+        assert!(
+            Instant::now() < deadline,
+            "no layer statistics in 5 minutes"
+        );
+        app.pump(Duration::from_millis(5));
+    }
+    // A small terminal: a few of the layer's 32 cells on screen.
+    draw(&mut app, (80, 24));
+    app.key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE));
+    let shown = app.shown_units();
+    let visible: Vec<usize> = shown[app.visible_positions(shown.len())].to_vec();
+    assert!(visible.len() < 32 && visible.contains(&31), "{visible:?}");
+    let job = app.running.values().find(|r| r.slot == "visuals");
+    assert_eq!(
+        job.map(|r| r.what.clone()),
+        Some(format!("{layer} {visible:?}"))
+    );
+    settle(&mut app);
+    assert_eq!(
+        (0..32)
+            .filter(|&u| app.visuals.contains_key(&(layer.clone(), u)))
+            .count(),
+        32
+    );
+    press(&mut app, &[Enter]);
+    assert_eq!(app.screen, Screen::Unit);
+    let text = format!("{}", draw(&mut app, (120, 40)).backend());
+    assert!(
+        text.contains("feature visualization · d: diverse"),
+        "{text}"
+    );
+    press(&mut app, &[Char('d')]);
+    let unit = app.unit.unwrap();
+    assert_eq!(
+        app.diverse.get(&(layer.clone(), unit)).map(Vec::len),
+        Some(4)
+    );
+    let text = format!("{}", draw(&mut app, (120, 40)).backend());
+    assert!(text.contains("feature visualization · diverse"), "{text}");
 }
 
 #[test]

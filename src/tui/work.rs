@@ -5,18 +5,19 @@
 //! it was computed from.
 
 use std::collections::{HashMap, hash_map};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use candle_core::{Device, Tensor};
 use image::{RgbImage, imageops};
-use unitscope::attribution::{self, Attribution, Params, TargetSpec, registry};
+use unitscope::attribution::{self, Attribution, Params, Target, TargetSpec, registry};
 use unitscope::data::Entry;
+use unitscope::featvis;
 use unitscope::jobs::Context;
 use unitscope::metrics::{self, DeletionInsertion, MapScores, Trust, TrustInputs};
-use unitscope::model::{Model, ModelCard, Prediction};
+use unitscope::model::{Model, ModelCard, Prediction, UnitAddress};
 use unitscope::render::{self, Colormap, Style};
 use unitscope::units::{self, Cache, LayerStats};
 
@@ -28,6 +29,9 @@ pub enum Output {
     Compared(ExplainKey, Arc<Vec<Compared>>),
     Layer(Arc<LayerView>),
     Thumbnails(String, Vec<(usize, RgbImage)>),
+    /// Feature visualizations of units of a layer: one each, or a unit's diverse set.
+    Visuals(String, Vec<(usize, RgbImage)>),
+    Diverse(String, usize, Vec<RgbImage>),
     Unit(String, usize, Arc<Vec<Tile>>),
     Trust(Arc<Vec<TrustRow>>),
     Exported(Vec<PathBuf>),
@@ -275,6 +279,70 @@ pub fn thumbnails(
         thumbnails.push((unit, thumbnail));
     }
     Ok(Output::Thumbnails(stats.layer.clone(), thumbnails))
+}
+
+/// How the inspector visualizes units: Lucid's defaults, 256 steps, at most
+/// 128 px (a screen of ResNet-18 units then takes minutes, not ten), so the grid
+/// fills in while the user browses; kept in the cache for the next run.
+fn visual_settings(model: &Model) -> featvis::Settings {
+    let [h, w] = model.input_spec().size;
+    featvis::Settings {
+        steps: 256,
+        size: Some((h.min(128), w.min(128))),
+        ..featvis::Settings::new("channel".parse().expect("a valid objective"))
+    }
+}
+
+/// Feature visualizations of `units` of `layer`, optimized together (read from
+/// the cache where there).
+pub fn visuals(
+    model: &Model,
+    layer: &str,
+    units: &[usize],
+    cache: Option<&Path>,
+    cx: &Context,
+) -> Result<Output> {
+    let targets: Vec<Target> = units.iter().map(|&u| unit_target(layer, u)).collect();
+    let mut progress = |step, steps| cx.progress(step, steps, "visualizing");
+    let images = featvis::cached(
+        model,
+        &targets,
+        &visual_settings(model),
+        cache,
+        &mut progress,
+    )?;
+    Ok(Output::Visuals(
+        layer.to_string(),
+        units.iter().copied().zip(images).collect(),
+    ))
+}
+
+/// Images kept apart by Lucid's diversity term: what else excites `unit`.
+pub const DIVERSE: usize = 4;
+
+pub fn diverse(
+    model: &Model,
+    layer: &str,
+    unit: usize,
+    cache: Option<&Path>,
+    cx: &Context,
+) -> Result<Output> {
+    let targets = vec![unit_target(layer, unit); DIVERSE];
+    let settings = featvis::Settings {
+        diversity: Some((1.0, None)),
+        ..visual_settings(model)
+    };
+    let mut progress = |step, steps| cx.progress(step, steps, "diverse visualizations");
+    let images = featvis::cached(model, &targets, &settings, cache, &mut progress)?;
+    Ok(Output::Diverse(layer.to_string(), unit, images))
+}
+
+fn unit_target(layer: &str, channel: usize) -> Target {
+    Target::Unit(UnitAddress {
+        layer: layer.to_string(),
+        channel,
+        position: None,
+    })
 }
 
 /// One of a unit's strongest inputs with the unit's upsampled activation over it.

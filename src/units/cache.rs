@@ -41,16 +41,9 @@ impl Cache {
         Self { dir: dir.into() }
     }
 
-    /// `$XDG_CACHE_HOME/unitscope/search`, else `~/.cache/unitscope/search`; none
-    /// when neither variable is set.
+    /// `search` under [`root`].
     pub fn at_default() -> Option<Self> {
-        let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
-            None => {
-                PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".cache")
-            }
-        };
-        Some(Self::new(base.join("unitscope").join("search")))
+        Some(Self::new(root()?.join("search")))
     }
 
     /// The file a key is stored in.
@@ -79,6 +72,17 @@ impl Cache {
             .with_context(|| format!("cannot create the cache `{}`", self.dir.display()))?;
         crate::atomic::write(&self.path(key), &encode(key, stats)?)
     }
+}
+
+/// Where unitscope keeps what it computed for later runs:
+/// `$XDG_CACHE_HOME/unitscope`, else `~/.cache/unitscope`; none when neither
+/// variable is set.
+pub fn root() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".cache"),
+    };
+    Some(base.join("unitscope"))
 }
 
 /// The key of a search of `layer` with `k` over `entries`: everything its result

@@ -7,6 +7,6 @@ mod cache;
 mod histogram;
 mod search;
 
-pub use cache::{Cache, Lookup, Searched, key, search_entries};
+pub use cache::{Cache, Lookup, Searched, key, root, search_entries};
 pub use histogram::Histogram;
 pub use search::{LayerStats, Search, TopInput, UnitStats, search};

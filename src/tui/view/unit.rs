@@ -1,6 +1,7 @@
 //! The Unit card: what is known about one unit — the inputs that excite it most
-//! with its upsampled activation over them, the histogram of its peaks, its mean
-//! and max. Later issues add its feature visualization and its concept.
+//! with its upsampled activation over them, its feature visualization (and on
+//! request diverse ones), the histogram of its peaks, its mean and max. A later
+//! issue adds its concept.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -56,6 +57,8 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
             }
         }
     }
+    let [visual, right] = Layout::vertical([Constraint::Fill(1); 2]).areas(right);
+    draw_visual(app, frame, visual, (&layer, unit));
     let block = panel(app, " statistics ");
     let inner = block.inner(right);
     frame.render_widget(block, right);
@@ -94,4 +97,35 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
         Paragraph::new(format!("{lo:.2} … {hi:.2}")).style(app.theme.muted),
         axis,
     );
+}
+
+/// The unit's feature visualization, or its diverse set once asked for (`d`).
+fn draw_visual(app: &mut App, frame: &mut Frame, area: Rect, (layer, unit): (&str, usize)) {
+    let key = (layer.to_string(), unit);
+    let title = match app.diverse.contains_key(&key) {
+        true => " feature visualization · diverse ",
+        false => " feature visualization · d: diverse ",
+    };
+    let block = panel(app, title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if let Some(ids) = app.diverse.get(&key).cloned() {
+        let [top, bottom] = Layout::vertical([Constraint::Fill(1); 2]).areas(inner);
+        let cells =
+            [top, bottom].map(|r| Layout::horizontal([Constraint::Fill(1); 2]).areas::<2>(r));
+        for (i, id) in ids.into_iter().enumerate().take(4) {
+            app.pictures.draw(frame, cells[i / 2][i % 2], id);
+        }
+        return;
+    }
+    match app.visuals.get(&key).copied() {
+        Some(id) => app.pictures.draw(frame, inner, id),
+        None if !app.visualizing() => note(app, frame, inner, "feature visualization is off"),
+        None => {
+            let text = progress(app, "diverse")
+                .or_else(|| progress(app, "visuals"))
+                .unwrap_or_else(|| "…".into());
+            note(app, frame, inner, &text);
+        }
+    }
 }

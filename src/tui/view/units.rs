@@ -1,5 +1,6 @@
 //! The Units screen: the open layer's units as a grid of thumbnails (each unit's
-//! strongest input, cropped around its peak), sorted and filtered.
+//! feature visualization, and until it is made the part of its strongest input
+//! that its peak sees), sorted and filtered.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -78,7 +79,9 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
         let [label, picture] =
             Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(cell);
         frame.render_widget(Paragraph::new(caption), label);
-        match app.thumbnails.get(&(layer.clone(), unit)) {
+        // The feature visualization once made; the strongest input's crop until then.
+        let key = (layer.clone(), unit);
+        match app.visuals.get(&key).or(app.thumbnails.get(&key)) {
             Some(&id) => app.pictures.draw(frame, picture, id),
             None => note(app, frame, picture, "…"),
         }
