@@ -18,6 +18,8 @@ pub enum Bench {
     World(WorldArgs),
     /// The inspector's first frame, key-to-frame time under load, method key to heatmap.
     Tui(crate::tui::bench::Args),
+    /// Dataset search against the forward-only rate; feature-visualization steps/s.
+    Units(super::bench_units::Args),
 }
 
 #[derive(clap::Args)]
@@ -108,6 +110,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Attribution(args) => attribution(args),
         Bench::World(args) => world(args),
         Bench::Tui(args) => crate::tui::bench::run(args),
+        Bench::Units(args) => super::bench_units::run(args),
     }
 }
 

@@ -9,12 +9,14 @@
 //! composed into one and the image is resampled once, bilinearly (one gather of
 //! four neighbours and their weights; Candle differentiates the gather). Where a
 //! pixel falls outside the image it takes the padding's grey, as Lucid's pad does.
-//! The output grows with the scale as Lucent's does (scaled up, never cut below the
-//! padded size).
+//! The output is one size for every step: the padded image at the largest scale.
+
+use std::sync::Arc;
 
 use anyhow::Result;
-use candle_core::{D, Tensor};
+use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Shape, Tensor};
 use rand::Rng;
+use rayon::prelude::*;
 
 /// The grey that padding and uncovered corners take.
 const FILL: f64 = 0.5;
@@ -81,7 +83,8 @@ impl Transforms {
         let scale = self.scales[rng.random_range(0..self.scales.len())];
         let angle = self.angles[rng.random_range(0..self.angles.len())];
         let second = shift(self.jitter.1, rng);
-        Warp::new(size, self.pad, first, scale, angle, second)
+        let canvas = self.scales.iter().copied().fold(1.0, f64::max);
+        Warp::new(size, self.pad, first, (scale, canvas), angle, second)
     }
 }
 
@@ -100,21 +103,23 @@ pub struct Warp {
 
 impl Warp {
     /// The chain pad -> shift `first` -> scale about the top-left pixel (as an
-    /// align-corners upsampling), centred back by padding when it shrinks -> rotate
-    /// by `angle` degrees about the centre -> shift `second`.
+    /// align-corners upsampling), centred on a canvas the size the largest scale
+    /// `canvas` makes -> rotate by `angle` degrees about the centre -> shift
+    /// `second`. (Lucent's output grows with each draw's scale; one canvas size
+    /// for every step lets the engine reuse its buffers, and only adds grey.)
     fn new(
         (h, w): (usize, usize),
         pad: usize,
         first: (f64, f64),
-        scale: f64,
+        (scale, canvas): (f64, f64),
         angle: f64,
         second: (f64, f64),
     ) -> Self {
         let (ph, pw) = (h + 2 * pad, w + 2 * pad);
-        let scaled = |n: usize| ((n as f64 * scale).ceil() as usize).max(1);
-        let (sh, sw) = (scaled(ph), scaled(pw));
-        // A smaller image is padded back to the padded size, centred.
-        let (out_h, out_w) = (sh.max(ph), sw.max(pw));
+        let scaled = |n: usize, s: f64| ((n as f64 * s).ceil() as usize).max(1);
+        let (sh, sw) = (scaled(ph, scale), scaled(pw, scale));
+        let canvas = canvas.max(scale).max(1.0);
+        let (out_h, out_w) = (scaled(ph, canvas), scaled(pw, canvas));
         let margin = |out: usize, s: usize| ((out - s) as f64 / 2.0).ceil();
         let (my, mx) = (margin(out_h, sh), margin(out_w, sw));
         // Align-corners scaling: the first and last pixel centres stay put.
@@ -175,12 +180,47 @@ impl Warp {
             self.size
         );
         let (oh, ow) = self.out;
+        let taps = Arc::new(self.taps());
+        if images.device().is_cpu() && images.dtype() == DType::F32 {
+            let planes = images.contiguous()?.reshape((b * c, h * w))?;
+            let out = planes.apply_op1(Resample(taps))?;
+            return Ok(out.reshape((b, c, oh, ow))?);
+        }
+        // Elsewhere, the same sums from Candle's gather (its backward scatters).
         let n = oh * ow;
-        // Four neighbours per output pixel: their flat indices and weights; a
-        // neighbour outside the image gives its weight to the fill.
-        let mut index = vec![0u32; 4 * n];
-        let mut weight = vec![0f32; 4 * n];
-        let mut fill = vec![0f32; n];
+        let device = images.device();
+        let dtype = images.dtype();
+        let index: Vec<u32> = (0..4)
+            .flat_map(|k| taps.index.iter().map(move |i| i[k]))
+            .collect();
+        let weight: Vec<f32> = (0..4)
+            .flat_map(|k| taps.weight.iter().map(move |w| w[k]))
+            .collect();
+        let index = Tensor::from_vec(index, 4 * n, device)?;
+        let weight = Tensor::from_vec(weight, (1, 4, n), device)?.to_dtype(dtype)?;
+        let fill = Tensor::from_vec(taps.fill.clone(), (1, n), device)?.to_dtype(dtype)?;
+        let flat = images.reshape((b * c, h * w))?;
+        let gathered = flat.index_select(&index, 1)?.reshape((b * c, 4, n))?;
+        let out = gathered
+            .broadcast_mul(&weight)?
+            .sum(D::Minus2)?
+            .broadcast_add(&fill)?;
+        Ok(out.reshape((b, c, oh, ow))?)
+    }
+
+    /// Per output pixel, its four source neighbours' flat indices and bilinear
+    /// weights; a neighbour outside the image gives its weight to the fill
+    /// (already multiplied by the fill's grey).
+    fn taps(&self) -> Taps {
+        let (h, w) = self.size;
+        let (oh, ow) = self.out;
+        let n = oh * ow;
+        let mut taps = Taps {
+            index: vec![[0; 4]; n],
+            weight: vec![[0.0; 4]; n],
+            fill: vec![0.0; n],
+            input: h * w,
+        };
         for y in 0..oh {
             for x in 0..ow {
                 let p = y * ow + x;
@@ -194,29 +234,115 @@ impl Warp {
                     (y0 + 1.0, x0 + 1.0, fy * fx),
                 ];
                 for (k, (cy, cx, wk)) in corners.into_iter().enumerate() {
-                    let inside = cy >= 0.0 && cx >= 0.0 && cy < h as f64 && cx < w as f64;
-                    if inside {
-                        index[k * n + p] = (cy as usize * w + cx as usize) as u32;
-                        weight[k * n + p] = wk as f32;
+                    if cy >= 0.0 && cx >= 0.0 && cy < h as f64 && cx < w as f64 {
+                        taps.index[p][k] = (cy as usize * w + cx as usize) as u32;
+                        taps.weight[p][k] = wk as f32;
                     } else {
-                        fill[p] += wk as f32;
+                        taps.fill[p] += (wk * FILL) as f32;
                     }
                 }
             }
         }
-        let device = images.device();
-        let dtype = images.dtype();
-        let index = Tensor::from_vec(index, 4 * n, device)?;
-        let weight = Tensor::from_vec(weight, (1, 4, n), device)?.to_dtype(dtype)?;
-        let fill = (Tensor::from_vec(fill, (1, n), device)?.to_dtype(dtype)? * FILL)?;
-        let flat = images.reshape((b * c, h * w))?;
-        let gathered = flat.index_select(&index, 1)?.reshape((b * c, 4, n))?;
-        let out = gathered
-            .broadcast_mul(&weight)?
-            .sum(D::Minus2)?
-            .broadcast_add(&fill)?;
-        Ok(out.reshape((b, c, oh, ow))?)
+        taps
     }
+}
+
+/// A warp's bilinear taps: per output pixel four source indices and weights, and
+/// the fill's share.
+struct Taps {
+    index: Vec<[u32; 4]>,
+    weight: Vec<[f32; 4]>,
+    fill: Vec<f32>,
+    /// Pixels of a source plane.
+    input: usize,
+}
+
+/// The resampling of `[planes, H*W]` f32 on the CPU as one op: the forward
+/// gathers each output pixel's four taps, the backward scatters the gradient
+/// back; both in parallel over planes. (Candle's gather and scatter-add take
+/// several times longer on a 224 px batch.)
+struct Resample(Arc<Taps>);
+
+impl CustomOp1 for Resample {
+    fn name(&self) -> &'static str {
+        "featvis-resample"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let taps = &self.0;
+        let source = contiguous_f32(storage, layout)?;
+        let planes = source.len() / taps.input;
+        let n = taps.fill.len();
+        let mut out = vec![0f32; planes * n];
+        out.par_chunks_mut(n)
+            .zip(source.par_chunks(taps.input))
+            .for_each(|(out, plane)| {
+                for (p, o) in out.iter_mut().enumerate() {
+                    let (index, weight) = (&taps.index[p], &taps.weight[p]);
+                    *o = taps.fill[p]
+                        + (0..4)
+                            .map(|k| weight[k] * plane[index[k] as usize])
+                            .sum::<f32>();
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((planes, n))))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(
+            grad.contiguous()?
+                .apply_op1_no_bwd(&Scatter(self.0.clone()))?,
+        ))
+    }
+}
+
+/// [`Resample`]'s transpose: `[planes, out]` gradients to `[planes, H*W]`.
+struct Scatter(Arc<Taps>);
+
+impl CustomOp1 for Scatter {
+    fn name(&self) -> &'static str {
+        "featvis-resample-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let taps = &self.0;
+        let grad = contiguous_f32(storage, layout)?;
+        let n = taps.fill.len();
+        let planes = grad.len() / n;
+        let mut out = vec![0f32; planes * taps.input];
+        out.par_chunks_mut(taps.input)
+            .zip(grad.par_chunks(n))
+            .for_each(|(plane, grad)| {
+                for (p, &g) in grad.iter().enumerate() {
+                    let (index, weight) = (&taps.index[p], &taps.weight[p]);
+                    for k in 0..4 {
+                        plane[index[k] as usize] += weight[k] * g;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((planes, taps.input))))
+    }
+}
+
+/// The f32 values of a contiguous CPU tensor.
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("the resample op needs a contiguous tensor");
+    };
+    Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
 #[cfg(test)]
@@ -255,10 +381,48 @@ mod tests {
         assert_eq!(rows(&warp.apply(&x).unwrap()), rows(&x));
     }
 
+    /// The CPU op and Candle's gather (the path on other devices, taken here by
+    /// f64) give the same images and the same gradients.
+    #[test]
+    fn the_resample_op_matches_candles_gather() {
+        use candle_core::{DType, Var};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let warp = Transforms::standard().draw((16, 12), &mut rng);
+        let x = Tensor::rand(0f32, 1f32, (2, 3, 16, 12), &Device::Cpu).unwrap();
+        let r = Tensor::rand(0f32, 1f32, (2, 3, warp.out.0, warp.out.1), &Device::Cpu).unwrap();
+        let run = |dtype: DType| {
+            let v = Var::from_tensor(&x.to_dtype(dtype).unwrap()).unwrap();
+            let y = warp.apply(v.as_tensor()).unwrap();
+            let loss = (&y * r.to_dtype(dtype).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let g = loss.backward().unwrap().remove(v.as_tensor()).unwrap();
+            let flat = |t: Tensor| {
+                t.to_dtype(DType::F32)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            };
+            (flat(y), flat(g))
+        };
+        let (ours, candles) = (run(DType::F32), run(DType::F64));
+        for (a, b) in ours
+            .0
+            .iter()
+            .zip(&candles.0)
+            .chain(ours.1.iter().zip(&candles.1))
+        {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
     /// Padding grows the image with grey; a jitter shifts it inside.
     #[test]
     fn padding_and_jitter_shift_the_image_into_grey() {
-        let warp = Warp::new((2, 3), 1, (1.0, 0.0), 1.0, 0.0, (0.0, 0.0));
+        let warp = Warp::new((2, 3), 1, (1.0, 0.0), (1.0, 1.0), 0.0, (0.0, 0.0));
         assert_eq!(warp.out, (4, 5));
         let out = rows(&warp.apply(&ramp(2, 3)).unwrap());
         let g = FILL as f32;
@@ -274,7 +438,7 @@ mod tests {
     /// +90 degrees turns the image counter-clockwise, as `np.rot90` does.
     #[test]
     fn rotation_turns_counter_clockwise() {
-        let warp = Warp::new((3, 3), 0, (0.0, 0.0), 1.0, 90.0, (0.0, 0.0));
+        let warp = Warp::new((3, 3), 0, (0.0, 0.0), (1.0, 1.0), 90.0, (0.0, 0.0));
         let out = rows(&warp.apply(&ramp(3, 3)).unwrap());
         let expected = vec![
             vec![2.0, 5.0, 8.0],
@@ -288,7 +452,7 @@ mod tests {
     /// rest interpolated; scaling by 1/2 is padded back to size with grey.
     #[test]
     fn scaling_keeps_the_corners() {
-        let up = Warp::new((2, 2), 0, (0.0, 0.0), 2.0, 0.0, (0.0, 0.0));
+        let up = Warp::new((2, 2), 0, (0.0, 0.0), (2.0, 2.0), 0.0, (0.0, 0.0));
         assert_eq!(up.out, (4, 4));
         let out = rows(&up.apply(&ramp(2, 2)).unwrap());
         assert!(
@@ -296,7 +460,7 @@ mod tests {
             "{out:?}"
         );
         assert!((out[3][3] - 3.0).abs() < 1e-5);
-        let down = Warp::new((4, 4), 0, (0.0, 0.0), 0.5, 0.0, (0.0, 0.0));
+        let down = Warp::new((4, 4), 0, (0.0, 0.0), (0.5, 1.0), 0.0, (0.0, 0.0));
         assert_eq!(down.out, (4, 4));
         let out = rows(&down.apply(&ramp(4, 4)).unwrap());
         assert_eq!(out[0][0], FILL as f32);
