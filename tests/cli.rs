@@ -1033,3 +1033,73 @@ fn topk_writes_crops_images_and_an_index() {
     let e = fails(&["topk", "--layer", "nope", "--demo", "2", "-o", s(&out)]);
     assert!(e.contains("no layer `nope`"), "{e}");
 }
+
+/// `visualize` writes one PNG per unit and the curves; the same seed makes the
+/// same pictures; wrong units and objectives are one-line errors.
+#[test]
+fn visualize_writes_pictures_and_curves_reproducibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &Path| {
+        let args = [
+            "visualize",
+            "--layer",
+            "features.6",
+            "--unit",
+            "2,5",
+            "--steps",
+            "12",
+            "--seed",
+            "7",
+            "-o",
+            s(out),
+        ];
+        let run = unitscope(&args, &[]);
+        assert_success(&run);
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    run(&a);
+    run(&b);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("visualize.json")).unwrap()).unwrap();
+    let images = index["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    for image in images {
+        assert_eq!(image["curve"].as_array().unwrap().len(), 12);
+        let file = image["file"].as_str().unwrap();
+        let picture = image::open(a.join(file)).unwrap();
+        assert_eq!(
+            (picture.width(), picture.height()),
+            (64, 64),
+            "the model's input size"
+        );
+        assert_eq!(
+            std::fs::read(a.join(file)).unwrap(),
+            std::fs::read(b.join(file)).unwrap(),
+            "{file}: the same seed made another picture"
+        );
+    }
+    assert_eq!(images[0]["target"], "features.6:2");
+    let e = fails(&[
+        "visualize",
+        "--layer",
+        "features.6",
+        "--unit",
+        "64",
+        "-o",
+        s(&a),
+    ]);
+    assert!(
+        e.contains("unit 64 is out of range: `features.6` has 64 units"),
+        "{e}"
+    );
+    let e = fails(&[
+        "visualize",
+        "--layer",
+        "features.6",
+        "--objective",
+        "logit",
+        "-o",
+        s(&a),
+    ]);
+    assert!(e.contains("a bare `logit` term needs --class"), "{e}");
+}

@@ -321,3 +321,55 @@ fn demo_visualizations_beat_the_best_dataset_image_and_survive_transforms() {
         );
     }
 }
+
+/// Each regularizer does what it penalizes: with total variation the picture is
+/// smoother, with L1 it stays nearer grey, than the same run without.
+#[test]
+fn regularizers_shape_the_picture() {
+    use unitscope::attribution::Target;
+    use unitscope::featvis::{Regularizers, Settings, visualize};
+    let model = unitscope::model::demo::model(&Device::Cpu).unwrap();
+    let targets = [Target::Unit("features.6:3".parse().unwrap())];
+    let run = |regularizers| {
+        let settings = Settings {
+            steps: 64,
+            regularizers,
+            ..Settings::new("channel".parse().unwrap())
+        };
+        visualize(&model, &targets, &settings, &mut |_, _| {})
+            .unwrap()
+            .images
+            .remove(0)
+    };
+    let plain = run(Regularizers::default());
+    let smooth = run(Regularizers {
+        total_variation: 0.05,
+        ..Regularizers::default()
+    });
+    let grey = run(Regularizers {
+        l1: 0.05,
+        ..Regularizers::default()
+    });
+    let variation = |i: &RgbImage| {
+        let (a, d) = gradient_energy(i);
+        a + d
+    };
+    let distance = |i: &RgbImage| {
+        i.pixels()
+            .flat_map(|p| p.0)
+            .map(|v| (v as f64 - 127.5).abs())
+            .sum::<f64>()
+    };
+    assert!(
+        variation(&smooth) < 0.7 * variation(&plain),
+        "{} vs {}",
+        variation(&smooth),
+        variation(&plain)
+    );
+    assert!(
+        distance(&grey) < 0.7 * distance(&plain),
+        "{} vs {}",
+        distance(&grey),
+        distance(&plain)
+    );
+}
