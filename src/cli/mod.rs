@@ -20,7 +20,7 @@ pub mod visualize;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
 use candle_core::Device;
 use clap::builder::{PossibleValue, PossibleValuesParser, RangedU64ValueParser, TypedValueParser};
 use unitscope::choice::Choice;
@@ -108,5 +108,50 @@ fn device() -> Result<Device> {
         Ok(Device::new_cuda(0)?)
     } else {
         Ok(Device::Cpu)
+    }
+}
+
+/// Unit indices as inclusive ranges, as `--units` and `--unit` take them.
+#[derive(Clone, Debug)]
+pub struct Units(Vec<(usize, usize)>);
+
+impl Units {
+    /// Parses `3`, `0-7` and lists of them, `0-7,12`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let number = |p: &str| {
+            p.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{p}` in `{s}` is not a unit index"))
+        };
+        s.split(',')
+            .map(|part| match part.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (number(a)?, number(b)?);
+                    match a <= b {
+                        true => Ok((a, b)),
+                        false => Err(format!("`{part}` is an empty range")),
+                    }
+                }
+                None => number(part).map(|u| (u, u)),
+            })
+            .collect::<Result<_, _>>()
+            .map(Units)
+    }
+
+    /// The chosen units of a layer of `count`, in order; an index past the end is
+    /// an error naming the layer's size.
+    pub fn of(&self, layer: &str, count: usize) -> Result<Vec<usize>> {
+        let mut units = Vec::new();
+        for &(a, b) in &self.0 {
+            ensure!(
+                b < count,
+                "unit {b} is out of range: `{layer}` has {count} units (0-{})",
+                count - 1
+            );
+            units.extend(a..=b);
+        }
+        units.sort_unstable();
+        units.dedup();
+        Ok(units)
     }
 }

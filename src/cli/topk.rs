@@ -31,8 +31,8 @@ pub struct Args {
     )]
     layers: Vec<String>,
     /// Units to write, e.g. `0-7,12` (default: every unit of each layer).
-    #[arg(long, value_parser = parse_units)]
-    units: Option<Units>,
+    #[arg(long, value_parser = super::Units::parse)]
+    units: Option<super::Units>,
     /// Strongest inputs kept per unit.
     #[arg(long, default_value_t = 8, value_parser = super::count(1..=256))]
     k: usize,
@@ -51,50 +51,6 @@ pub struct Args {
     /// Where to write `topk.json` and one folder per layer.
     #[arg(short, long)]
     out: PathBuf,
-}
-
-/// Unit indices as ranges, inclusive.
-#[derive(Clone, Debug)]
-struct Units(Vec<(usize, usize)>);
-
-fn parse_units(s: &str) -> Result<Units, String> {
-    let number = |p: &str| {
-        p.trim()
-            .parse::<usize>()
-            .map_err(|_| format!("`{p}` in `{s}` is not a unit index"))
-    };
-    s.split(',')
-        .map(|part| match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (number(a)?, number(b)?);
-                match a <= b {
-                    true => Ok((a, b)),
-                    false => Err(format!("`{part}` is an empty range")),
-                }
-            }
-            None => number(part).map(|u| (u, u)),
-        })
-        .collect::<Result<_, _>>()
-        .map(Units)
-}
-
-impl Units {
-    /// The chosen units of a layer of `count`, in order; an index past the end is
-    /// an error naming the layer's size.
-    fn of(&self, layer: &str, count: usize) -> Result<Vec<usize>> {
-        let mut units = Vec::new();
-        for &(a, b) in &self.0 {
-            ensure!(
-                b < count,
-                "unit {b} is out of range: `{layer}` has {count} units (0-{})",
-                count - 1
-            );
-            units.extend(a..=b);
-        }
-        units.sort_unstable();
-        units.dedup();
-        Ok(units)
-    }
 }
 
 pub fn run(args: &Args) -> Result<()> {

@@ -24,16 +24,17 @@ pub struct Args {
     #[arg(long, required_unless_present = "class")]
     layer: Option<String>,
     /// Units of --layer, e.g. `3,7,12` or `0-15`: one image each, optimized together.
-    #[arg(long, requires = "layer", value_parser = parse_indices)]
-    unit: Option<Indices>,
+    #[arg(long, requires = "layer", value_parser = super::Units::parse)]
+    unit: Option<super::Units>,
     /// Classes (indices or names) whose logits are visualized, for `logit` objectives.
     #[arg(long, conflicts_with = "unit", value_delimiter = ',')]
     class: Vec<String>,
-    /// What each image maximizes: `channel` (the unit's mean), `neuron` (its centre),
-    /// `layer` (DeepDream), `logit`, or a weighted sum such as
-    /// `channel - 0.5*channel:layer4:7` (a bare term is the image's own unit).
-    #[arg(long, default_value = "channel", value_parser = parse_objective)]
-    objective: Objective,
+    /// What each image maximizes: `channel` (the unit's mean; the default for
+    /// units), `neuron` (its centre), `layer` (DeepDream), `logit` (the default for
+    /// classes), or a weighted sum such as `channel - 0.5*channel:layer4:7` (a bare
+    /// term is the image's own unit or class).
+    #[arg(long, value_parser = parse_objective)]
+    objective: Option<Objective>,
     /// Parameterization: `fft` (1/f spectrum) or `pixel`.
     #[arg(long, default_value = "fft", value_parser = ["fft", "pixel"])]
     param: String,
@@ -74,6 +75,10 @@ pub struct Args {
     /// Images per unit (or class); above 1, a diversity term keeps them apart.
     #[arg(long, default_value_t = 1, value_parser = super::count(1..=64))]
     count: usize,
+    /// The layer the diversity term compares images at (default: the first layer
+    /// the objective reads; needed for a logit).
+    #[arg(long)]
+    diversity_layer: Option<String>,
     /// Weight of the diversity term, relative to the objective's scale (Lucid's
     /// examples use 100 on InceptionV1, whose activations are far larger).
     #[arg(long, default_value_t = 1.0, value_parser = super::real(0.0, 1e9))]
@@ -87,29 +92,6 @@ pub struct Args {
     /// Also print the pictures in the terminal.
     #[arg(long)]
     show: bool,
-}
-
-/// Indices as inclusive ranges.
-#[derive(Clone, Debug)]
-struct Indices(Vec<usize>);
-
-fn parse_indices(s: &str) -> Result<Indices, String> {
-    let number = |p: &str| {
-        p.trim()
-            .parse::<usize>()
-            .map_err(|_| format!("`{p}` in `{s}` is not an index"))
-    };
-    let mut all = Vec::new();
-    for part in s.split(',') {
-        match part.split_once('-') {
-            Some((a, b)) => all.extend(number(a)?..=number(b)?),
-            None => all.push(number(part)?),
-        }
-    }
-    match all.is_empty() {
-        true => Err(format!("`{s}` names no index")),
-        false => Ok(Indices(all)),
-    }
 }
 
 fn parse_objective(s: &str) -> Result<Objective, String> {
@@ -131,7 +113,7 @@ pub fn run(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", args.out.display()))?;
     let args = args.clone();
-    let total = (targets.len() * args.count) as u64 * settings.steps as u64;
+    let total = targets.len() as u64 * settings.steps as u64;
     job::run("visualize", total, move |cx, out| {
         visualize(&args, &model, &targets, &settings, terminal, (cx, out))
     })
@@ -157,17 +139,9 @@ impl Args {
                 );
             };
             let units = match &self.unit {
-                Some(Indices(units)) => units.clone(),
+                Some(units) => units.of(&layer, info.units)?,
                 None => vec![0],
             };
-            for &u in &units {
-                ensure!(
-                    u < info.units,
-                    "unit {u} is out of range: `{layer}` has {} units (0-{})",
-                    info.units,
-                    info.units - 1
-                );
-            }
             units
                 .into_iter()
                 .map(|channel| {
@@ -185,9 +159,21 @@ impl Args {
             .collect())
     }
 
+    /// The objective asked for, or the default for units or classes.
+    fn objective(&self) -> Objective {
+        let default = if self.class.is_empty() {
+            "channel"
+        } else {
+            "logit"
+        };
+        self.objective
+            .clone()
+            .unwrap_or_else(|| default.parse().expect("a valid objective"))
+    }
+
     fn settings(&self) -> Result<Settings> {
-        let needs_class = self
-            .objective
+        let objective = self.objective();
+        let needs_class = objective
             .terms
             .iter()
             .any(|(_, t)| *t == featvis::Term::Logit(None));
@@ -195,8 +181,18 @@ impl Args {
             !needs_class || !self.class.is_empty(),
             "a bare `logit` term needs --class (or write `logit:N`)"
         );
+        let diverse = self.count > 1 && self.diversity > 0.0;
+        let reads_a_layer = objective
+            .terms
+            .iter()
+            .any(|(_, t)| !matches!(t, featvis::Term::Logit(_)));
+        ensure!(
+            !diverse || reads_a_layer || self.diversity_layer.is_some(),
+            "--count above 1 compares the images at a layer, and a logit reads none: \
+             give --diversity-layer LAYER"
+        );
         Ok(Settings {
-            objective: self.objective.clone(),
+            objective,
             parameterization: match self.param.as_str() {
                 "pixel" => Parameterization::Pixel,
                 _ => Parameterization::Fourier,
@@ -211,7 +207,7 @@ impl Args {
                 total_variation: self.tv,
                 blur: self.blur,
             },
-            diversity: (self.count > 1 && self.diversity > 0.0).then_some((self.diversity, None)),
+            diversity: diverse.then(|| (self.diversity, self.diversity_layer.clone())),
             steps: self.steps,
             lr: self.lr,
             seed: self.seed,
@@ -227,9 +223,13 @@ fn visualize(
     terminal: Option<Terminal>,
     (cx, out): (&jobs::Context, &Printer),
 ) -> Result<()> {
-    // A unit's diverse images are optimized in one batch, so the diversity term
-    // sees them all.
-    let per_batch = (args.batch / args.count).max(1) * args.count;
+    // A unit's diverse images are a batch of their own: the diversity term compares
+    // every image of a batch, and must not push different units apart.
+    let per_batch = if args.count > 1 {
+        args.count
+    } else {
+        args.batch
+    };
     let mut index = Vec::new();
     let steps = settings.steps as u64;
     let total = targets.len() as u64 * steps;
@@ -272,7 +272,7 @@ fn visualize(
         "model": model.name(),
         "objective": settings.objective.to_string(),
         "param": args.param,
-        "decorrelate": settings.decorrelate,
+        "decorrelate": settings.decorrelate && settings.channels == 3,
         "steps": settings.steps,
         "lr": settings.lr,
         "seed": settings.seed,

@@ -109,13 +109,19 @@ pub fn visualize(
     ensure!(settings.steps > 0, "at least one step");
     let [rows, columns] = model.input_spec().size;
     let size = settings.size.unwrap_or((rows, columns));
+    let seeds: Vec<u64> = image_keys(targets)
+        .iter()
+        .map(|key| {
+            let digest = sha2::Sha256::digest(format!("{} {key}", settings.seed).as_bytes());
+            u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+        })
+        .collect();
     let param = ImageParam::new(
         settings.parameterization,
-        targets.len(),
+        &seeds,
         settings.channels,
         size,
         settings.decorrelate,
-        settings.seed,
         model.device(),
     )?;
     let plan = settings.objective.plan(targets, Some(model))?;
@@ -216,47 +222,79 @@ impl Normalize {
     }
 }
 
-/// [`visualize`] through a folder of PNGs: each target's image is read from `dir`
-/// when a file under its key (the model's digest, the settings, the target) is
-/// there and decodes; the others are optimized together and written. `None`:
-/// nothing is kept.
+/// What tells the images of a batch apart: each target, with the number of its
+/// copies before it (a unit's diverse images are copies of one target).
+fn image_keys(targets: &[Target]) -> Vec<String> {
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let copy = targets[..i].iter().filter(|u| *u == t).count();
+            format!("{t:?} copy {copy}")
+        })
+        .collect()
+}
+
+/// [`visualize`] through a folder of PNGs: each image is read from `dir` when a
+/// file under its key (the model's digest and preprocessing, the settings, the
+/// target and its copy) is there and decodes at the right size; the others are
+/// optimized together and written. Returns the images and what went wrong writing
+/// them (a cache that cannot be written loses nothing but time). `None`: nothing
+/// is kept.
 pub fn cached(
     model: &Model,
     targets: &[Target],
     settings: &Settings,
     dir: Option<&Path>,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Vec<RgbImage>> {
+) -> Result<(Vec<RgbImage>, Vec<String>)> {
     let Some(dir) = dir else {
-        return Ok(visualize(model, targets, settings, progress)?.images);
+        return Ok((
+            visualize(model, targets, settings, progress)?.images,
+            Vec::new(),
+        ));
     };
-    let paths = targets
+    let [rows, columns] = model.input_spec().size;
+    let (h, w) = settings.size.unwrap_or((rows, columns));
+    let preprocessing = serde_json::to_string(model.input_spec())?;
+    let digest = model.digest()?;
+    let paths: Vec<PathBuf> = image_keys(targets)
         .iter()
-        .map(|t| {
+        .map(|image| {
             let key = format!(
-                "feature visualization 1\nmodel {}\n{settings:?}\n{t:?}\n",
-                model.digest()?
+                "feature visualization 2\nmodel {digest}\npreprocessing {preprocessing}\n{settings:?}\n{image}\n"
             );
             let name = format!("{:x}", sha2::Sha256::digest(key.as_bytes()));
-            Ok(dir.join(format!("{}.png", &name[..32])))
+            dir.join(format!("{}.png", &name[..32]))
         })
-        .collect::<Result<Vec<PathBuf>>>()?;
+        .collect();
     let mut images: Vec<Option<RgbImage>> = paths
         .iter()
-        .map(|p| image::open(p).ok().map(|i| i.to_rgb8()))
+        .map(|p| {
+            let image = image::open(p).ok()?.to_rgb8();
+            (image.dimensions() == (w as u32, h as u32)).then_some(image)
+        })
         .collect();
     let missing: Vec<usize> = (0..targets.len())
         .filter(|&i| images[i].is_none())
         .collect();
+    let mut notes = Vec::new();
     if !missing.is_empty() {
         let asked: Vec<Target> = missing.iter().map(|&i| targets[i].clone()).collect();
         let made = visualize(model, &asked, settings, progress)?;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the cache `{}`", dir.display()))?;
+        let stored = std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the cache `{}`", dir.display()));
+        if let Err(e) = &stored {
+            notes.push(format!("{e:#}; the visualizations are not cached"));
+        }
         for (&i, image) in missing.iter().zip(made.images) {
-            crate::render::save_png(&image, &paths[i])?;
+            if stored.is_ok()
+                && let Err(e) = crate::render::save_png(&image, &paths[i])
+            {
+                notes.push(format!("{e:#}; not cached"));
+            }
             images[i] = Some(image);
         }
     }
-    Ok(images.into_iter().flatten().collect())
+    Ok((images.into_iter().flatten().collect(), notes))
 }

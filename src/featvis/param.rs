@@ -55,15 +55,15 @@ pub struct ImageParam {
 }
 
 impl ImageParam {
-    /// `batch` images of `channels` (1: grey, shown as RGB; 3: colour) and `size`
-    /// `(rows, columns)`, initialized from `seed`.
+    /// One image per seed, of `channels` (1: grey, shown as RGB; 3: colour) and
+    /// `size` `(rows, columns)`, each initialized from its own seed (so an image does
+    /// not depend on the batch it is optimized in).
     pub fn new(
         kind: Parameterization,
-        batch: usize,
+        seeds: &[u64],
         channels: usize,
         size: (usize, usize),
         decorrelate: bool,
-        seed: u64,
         device: &Device,
     ) -> Result<Self> {
         ensure!(
@@ -72,15 +72,27 @@ impl ImageParam {
         );
         ensure!(size.0 > 0 && size.1 > 0, "an image needs a positive size");
         let (h, w) = size;
+        let batch = seeds.len();
+        // Per image: its values, then (Fourier) the real and imaginary parts.
+        let (parts, per_part) = match kind {
+            Parameterization::Pixel => (1, channels * h * w),
+            Parameterization::Fourier => (2, channels * h * (w / 2 + 1)),
+        };
+        let normal = Normal::new(0.0f32, 0.01).expect("a positive standard deviation");
+        let mut values = vec![0f32; parts * batch * per_part];
+        for (b, &seed) in seeds.iter().enumerate() {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            for part in 0..parts {
+                let at = (part * batch + b) * per_part;
+                for v in &mut values[at..at + per_part] {
+                    *v = normal.sample(&mut rng);
+                }
+            }
+        }
         let shape: Vec<usize> = match kind {
             Parameterization::Pixel => vec![batch, channels, h, w],
-            // Real and imaginary parts of each frequency.
             Parameterization::Fourier => vec![2, batch, channels, h, w / 2 + 1],
         };
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let normal = Normal::new(0.0f32, 0.01).expect("a positive standard deviation");
-        let count = shape.iter().product();
-        let values: Vec<f32> = (0..count).map(|_| normal.sample(&mut rng)).collect();
         let var = Var::from_tensor(&Tensor::from_vec(values, shape, device)?)?;
         let fourier = match kind {
             Parameterization::Pixel => None,

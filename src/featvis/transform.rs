@@ -47,8 +47,9 @@ impl Transforms {
 
     /// Lucid's transforms for an image of `size`: its pixel amounts (made for
     /// images of 224 px and more) scaled down in proportion for smaller ones, so a
-    /// 64 px image is padded 3 px and jittered 2 and 1 px rather than a quarter of
-    /// its width; scales and angles are kept.
+    /// 64 px image is padded 3 px and jittered by up to 1 px then not at all (a
+    /// jitter of 1 is no shift) rather than by a quarter of its width; scales and
+    /// angles are kept. Shifts go right and down only, as Lucent's.
     pub fn standard_for((h, w): (usize, usize)) -> Self {
         let ratio = (h.min(w) as f64 / 224.0).min(1.0);
         let px = |n: usize| (n as f64 * ratio).round() as usize;

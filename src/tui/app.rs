@@ -400,7 +400,10 @@ impl App {
                 self.layers.insert(view.stats.layer.clone(), view);
                 self.request_current();
             }
-            Output::Visuals(layer, made) => {
+            Output::Visuals(layer, made, notes) => {
+                if !notes.is_empty() {
+                    self.say(notes.join("; "), true);
+                }
                 for (unit, image) in made {
                     let id = self.pictures.add(image);
                     if let Some(old) = self.visuals.insert((layer.clone(), unit), id) {
@@ -409,7 +412,10 @@ impl App {
                 }
                 self.request_current();
             }
-            Output::Diverse(layer, unit, images) => {
+            Output::Diverse(layer, unit, images, notes) => {
+                if !notes.is_empty() {
+                    self.say(notes.join("; "), true);
+                }
                 let ids = images.into_iter().map(|i| self.pictures.add(i)).collect();
                 self.diverse.insert((layer, unit), ids);
             }

@@ -29,9 +29,10 @@ pub enum Output {
     Compared(ExplainKey, Arc<Vec<Compared>>),
     Layer(Arc<LayerView>),
     Thumbnails(String, Vec<(usize, RgbImage)>),
-    /// Feature visualizations of units of a layer: one each, or a unit's diverse set.
-    Visuals(String, Vec<(usize, RgbImage)>),
-    Diverse(String, usize, Vec<RgbImage>),
+    /// Feature visualizations of units of a layer: one each, or a unit's diverse
+    /// set; with what went wrong caching them.
+    Visuals(String, Vec<(usize, RgbImage)>, Vec<String>),
+    Diverse(String, usize, Vec<RgbImage>, Vec<String>),
     Unit(String, usize, Arc<Vec<Tile>>),
     Trust(Arc<Vec<TrustRow>>),
     Exported(Vec<PathBuf>),
@@ -246,7 +247,9 @@ pub fn layer(
 }
 
 /// The thumbnails of `units`: what each unit's peak on its strongest input sees
-/// (its receptive field there), a black square for a unit that never fired.
+/// (its receptive field there); a black square for a unit without one (a search
+/// over no inputs, which the search refuses: kept so every asked unit is answered
+/// and none is asked again).
 pub fn thumbnails(
     model: &Model,
     view: &LayerView,
@@ -304,17 +307,10 @@ pub fn visuals(
 ) -> Result<Output> {
     let targets: Vec<Target> = units.iter().map(|&u| unit_target(layer, u)).collect();
     let mut progress = |step, steps| cx.progress(step, steps, "visualizing");
-    let images = featvis::cached(
-        model,
-        &targets,
-        &visual_settings(model),
-        cache,
-        &mut progress,
-    )?;
-    Ok(Output::Visuals(
-        layer.to_string(),
-        units.iter().copied().zip(images).collect(),
-    ))
+    let settings = visual_settings(model);
+    let (images, notes) = featvis::cached(model, &targets, &settings, cache, &mut progress)?;
+    let made = units.iter().copied().zip(images).collect();
+    Ok(Output::Visuals(layer.to_string(), made, notes))
 }
 
 /// Images kept apart by Lucid's diversity term: what else excites `unit`.
@@ -333,8 +329,8 @@ pub fn diverse(
         ..visual_settings(model)
     };
     let mut progress = |step, steps| cx.progress(step, steps, "diverse visualizations");
-    let images = featvis::cached(model, &targets, &settings, cache, &mut progress)?;
-    Ok(Output::Diverse(layer.to_string(), unit, images))
+    let (images, notes) = featvis::cached(model, &targets, &settings, cache, &mut progress)?;
+    Ok(Output::Diverse(layer.to_string(), unit, images, notes))
 }
 
 fn unit_target(layer: &str, channel: usize) -> Target {

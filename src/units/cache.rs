@@ -167,10 +167,15 @@ pub fn search_entries(
         for (i, slot) in found.iter_mut().enumerate() {
             if slot.is_none() {
                 let stats = searched.next().expect("one result per missing layer");
-                if let Some(cache) = cache
-                    && let Err(e) = cache.store(&keys[i], &stats)
-                {
-                    notes.push(format!("{e:#}; the search is not cached"));
+                if let Some(cache) = cache {
+                    if !finite(&stats) {
+                        notes.push(format!(
+                            "`{}` has non-finite activations (NaN or infinite); its search is not cached",
+                            stats.layer
+                        ));
+                    } else if let Err(e) = cache.store(&keys[i], &stats) {
+                        notes.push(format!("{e:#}; the search is not cached"));
+                    }
                 }
                 *slot = Some(stats);
             }
@@ -180,6 +185,14 @@ pub fn search_entries(
         stats: found.into_iter().flatten().collect(),
         cached,
         notes,
+    })
+}
+
+/// Whether every statistic is a finite number (JSON has no NaN or infinity: a
+/// cached file holding one could never be read back).
+fn finite(stats: &LayerStats) -> bool {
+    stats.units.iter().all(|u| {
+        u.mean.is_finite() && u.max.is_finite() && u.top.iter().all(|t| t.peak.is_finite())
     })
 }
 

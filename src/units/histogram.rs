@@ -15,9 +15,12 @@ pub struct Histogram {
     low: f32,
     /// A bin's width; zero until two different values have arrived.
     width: f32,
-    /// The values seen before the bins could be placed (all equal, or fewer than
-    /// [`BINS`]): they fix the first range from their own spread.
+    /// The values seen before the bins could be placed (fewer than [`BINS`], or
+    /// all equal): they fix the first range from their own spread.
     pending: Vec<f32>,
+    /// Further copies of the pending value while every value so far is that one
+    /// (a unit that never fires): counted, not kept.
+    repeats: u64,
 }
 
 impl Default for Histogram {
@@ -27,6 +30,7 @@ impl Default for Histogram {
             low: 0.0,
             width: 0.0,
             pending: Vec::new(),
+            repeats: 0,
         }
     }
 }
@@ -38,6 +42,11 @@ impl Histogram {
             return;
         }
         if self.width == 0.0 {
+            if self.pending.len() >= BINS && self.pending[0] == value {
+                // Still one value throughout: the pending list holds its first copies.
+                self.repeats += 1;
+                return;
+            }
             self.pending.push(value);
             if self.pending.len() >= BINS {
                 self.place();
@@ -63,9 +72,12 @@ impl Histogram {
         self.low = low;
         // A hair wider than the spread, so the largest value has a bin.
         self.width = (high - low) / BINS as f32 * (1.0 + 1e-6);
+        let repeated = self.pending[0];
         for value in std::mem::take(&mut self.pending) {
             self.add(value);
         }
+        let bin = ((repeated - self.low) / self.width) as usize;
+        self.counts[bin.min(BINS - 1)] += std::mem::take(&mut self.repeats);
     }
 
     /// Doubles the bins' width until `value` falls inside them: upwards from the same
@@ -90,7 +102,7 @@ impl Histogram {
 
     /// How many values were counted.
     pub fn total(&self) -> u64 {
-        self.counts.iter().sum::<u64>() + self.pending.len() as u64
+        self.counts.iter().sum::<u64>() + self.pending.len() as u64 + self.repeats
     }
 
     /// The counts in `bins` equal bins between the lowest and highest occupied
@@ -107,7 +119,7 @@ impl Histogram {
             }
             // Every value equal: one spike.
             let value = self.pending.first().copied().unwrap_or(0.0);
-            out[0] = self.pending.len() as u64;
+            out[0] = self.pending.len() as u64 + self.repeats;
             return (out, (value, value));
         }
         let first = self.counts.iter().position(|&c| c > 0).unwrap_or(0);
@@ -148,6 +160,22 @@ mod tests {
             recount[(((v - h.low) / h.width) as usize).min(BINS - 1)] += 1;
         }
         assert_eq!(h.counts, recount);
+    }
+
+    /// A unit that never fires: thousands of equal peaks are counted in constant
+    /// memory, and a later different value still places them.
+    #[test]
+    fn equal_values_are_counted_not_kept() {
+        let mut h = Histogram::default();
+        for _ in 0..10_000 {
+            h.add(0.0);
+        }
+        assert!(h.pending.len() <= BINS);
+        assert_eq!(h.bins(3), (vec![10_000, 0, 0], (0.0, 0.0)));
+        h.add(1.0);
+        let (counts, (lo, hi)) = h.bins(2);
+        assert_eq!(counts, vec![10_000, 1]);
+        assert!(lo <= 0.0 && hi > 1.0);
     }
 
     #[test]
