@@ -1114,18 +1114,7 @@ impl App {
         if !self.visualize {
             return;
         }
-        let shown = self.shown_units();
-        let lacks = |unit: &&usize| !self.visuals.contains_key(&(layer.to_owned(), **unit));
-        let visible = self.visible_positions(shown.len());
-        let mut units: Vec<usize> = shown[visible].iter().filter(lacks).copied().collect();
-        if units.is_empty() {
-            units = shown
-                .iter()
-                .filter(lacks)
-                .take(THUMBNAIL_BATCH)
-                .copied()
-                .collect();
-        }
+        let units = self.next_batch(layer, &self.visuals);
         if !units.is_empty() {
             self.submit_visuals(model, layer, units);
         }
@@ -1159,22 +1148,30 @@ impl App {
         });
     }
 
+    /// The units of `layer` to make pictures for next, given those `made`: the
+    /// grid's visible cells that lack one, else the next [`THUMBNAIL_BATCH`] in the
+    /// shown order.
+    fn next_batch(&self, layer: &str, made: &HashMap<(String, usize), PictureId>) -> Vec<usize> {
+        let shown = self.shown_units();
+        let lacks = |unit: &&usize| !made.contains_key(&(layer.to_owned(), **unit));
+        let visible = self.visible_positions(shown.len());
+        let units: Vec<usize> = shown[visible].iter().filter(lacks).copied().collect();
+        if !units.is_empty() {
+            return units;
+        }
+        shown
+            .iter()
+            .filter(lacks)
+            .take(THUMBNAIL_BATCH)
+            .copied()
+            .collect()
+    }
+
     /// Thumbnails for the grid's visible cells that lack one; once they all have
     /// one, the next [`THUMBNAIL_BATCH`] of the layer in the shown order, so
     /// scrolling finds them made. Each batch's arrival asks for the next.
     fn request_thumbnails(&mut self, model: &Arc<Model>, layer: &str, view: Arc<LayerView>) {
-        let shown = self.shown_units();
-        let lacks = |unit: &&usize| !self.thumbnails.contains_key(&(layer.to_owned(), **unit));
-        let visible = self.visible_positions(shown.len());
-        let mut units: Vec<usize> = shown[visible].iter().filter(lacks).copied().collect();
-        if units.is_empty() {
-            units = shown
-                .iter()
-                .filter(lacks)
-                .take(THUMBNAIL_BATCH)
-                .copied()
-                .collect();
-        }
+        let units = self.next_batch(layer, &self.thumbnails);
         if units.is_empty() {
             return;
         }

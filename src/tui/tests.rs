@@ -47,6 +47,18 @@ fn setup(card: Option<(PathBuf, ModelCard)>, source: Source) -> Setup {
     }
 }
 
+/// Takes in results until `layer`'s statistics have come (its pictures may not).
+fn wait_for_layer(app: &mut App, layer: &str) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !app.layers.contains_key(layer) {
+        assert!(
+            Instant::now() < deadline,
+            "no layer statistics in 5 minutes"
+        );
+        app.pump(Duration::from_millis(5));
+    }
+}
+
 /// Takes in results until no job runs; an error on the status bar fails the test.
 fn settle(app: &mut App) {
     settle_quietly(app);
@@ -134,14 +146,7 @@ fn thumbnails_come_visible_cells_first() {
     }
     let layer = "features.10".to_string();
     assert_eq!(app.units.layer.as_ref(), Some(&layer));
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !app.layers.contains_key(&layer) {
-        assert!(
-            Instant::now() < deadline,
-            "no layer statistics in 5 minutes"
-        );
-        app.pump(Duration::from_millis(5));
-    }
+    wait_for_layer(&mut app, &layer);
     draw(&mut app, (120, 40));
     app.key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE));
     let shown = app.shown_units();
@@ -249,14 +254,7 @@ fn units_get_feature_visualizations_visible_cells_first() {
         app.key(KeyEvent::new(code, KeyModifiers::NONE));
     }
     let layer = "features.3".to_string();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !app.layers.contains_key(&layer) {
-        assert!(
-            Instant::now() < deadline,
-            "no layer statistics in 5 minutes"
-        );
-        app.pump(Duration::from_millis(5));
-    }
+    wait_for_layer(&mut app, &layer);
     // A small terminal: a few of the layer's 32 cells on screen.
     draw(&mut app, (80, 24));
     app.key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE));
