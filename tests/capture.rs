@@ -158,7 +158,7 @@ fn bad_addresses_are_errors() {
         .to_string();
     assert!(err.contains("out of range"), "{err}");
     let err = capture
-        .backward(capture.logits())
+        .backward(capture.logits().unwrap())
         .err()
         .unwrap()
         .to_string();

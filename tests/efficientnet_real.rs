@@ -148,7 +148,7 @@ fn visualizations_beat_every_photo() {
     let capture = model.forward(&x, &probe).unwrap();
     let means = capture.activation(layer).unwrap().mean((2, 3)).unwrap();
     let means = means.to_vec2::<f32>().unwrap();
-    let logits = capture.logits().to_vec2::<f32>().unwrap();
+    let logits = capture.logits().unwrap().to_vec2::<f32>().unwrap();
     for c in 0..3 {
         let best = means.iter().map(|m| m[c]).fold(f32::MIN, f32::max);
         println!(

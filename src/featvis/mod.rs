@@ -10,12 +10,15 @@
 //! or a class), so one pass of the engine serves many units.
 //!
 //! Each step is two backward passes. The engine gives the gradient of the
-//! objective at its input (its own rules and fast paths); Candle's autograd then
-//! carries it through normalization, the transforms and the parameterization as
-//! the gradient of `sum(x * g)`, with the regularizers added there.
+//! objective at its input (its own rules and fast paths: a pass that stops after
+//! the layers the objective reads, its trunk on the engine's tape, the gradient
+//! held at the stem); Candle's autograd then carries it through normalization, the
+//! transforms and the parameterization as the gradient of `sum(x * g)`, with the
+//! regularizers added there.
 
 pub mod objective;
 pub mod param;
+mod spectrum;
 pub mod transform;
 
 use std::path::{Path, PathBuf};
@@ -125,25 +128,19 @@ pub fn visualize(
         model.device(),
     )?;
     let plan = settings.objective.plan(targets, Some(model))?;
-    let mut layers = plan.layers().to_vec();
     let diversity = match &settings.diversity {
         Some((weight, layer)) => {
-            let layer = layer.clone().or_else(|| layers.first().cloned());
+            let layer = layer.clone().or_else(|| plan.layers().first().cloned());
             let Some(layer) = layer else {
                 anyhow::bail!("the diversity term needs a layer: the objective reads none")
             };
-            if !layers.contains(&layer) {
-                layers.push(layer.clone());
-            }
             Some((*weight, layer))
         }
         None => None,
     };
-    let probe = layers
-        .iter()
-        .fold(Probe::new(), |p, l| p.record(l.as_str()));
+    let probe = plan.probe(Probe::new(), diversity.as_ref().map(|(_, l)| l.as_str()));
     let mut optimizer = AdamW::new(
-        vec![param.var().clone()],
+        param.vars().to_vec(),
         ParamsAdamW {
             lr: settings.lr,
             weight_decay: 0.0,
@@ -165,7 +162,7 @@ pub fn visualize(
         let images = param.images()?;
         let warped = transforms.draw(size, &mut rng).apply(&images)?;
         let x = normalize.apply(&warped)?;
-        let capture = model.forward(&x.detach(), &probe)?;
+        let capture = model.forward_held(&x.detach(), &probe, &|stem, x| stem.apply(x))?;
         let values = plan.values(&capture)?;
         let mut total = values.sum_all()?;
         if let Some((weight, layer)) = &diversity {
@@ -186,10 +183,7 @@ pub fn visualize(
     // The final values are the objective as asked, without the leak.
     let images = param.images()?.detach();
     let asked = settings.objective.plan(targets, None)?;
-    let probe = asked
-        .layers()
-        .iter()
-        .fold(Probe::new().layers_only(), |p, l| p.record(l.as_str()));
+    let probe = asked.probe(Probe::new().layers_only(), None);
     let capture = model.forward(&normalize.apply(&images)?, &probe)?;
     let values = asked.values(&capture)?;
     Ok(Visualization {

@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail, ensure};
 use candle_core::Tensor;
 
 use crate::attribution::Target;
-use crate::model::{Capture, LayerKind, Model, UnitAddress};
+use crate::model::{Capture, LayerKind, Model, Probe, UnitAddress};
 
 /// One kind of term.
 #[derive(Clone, Debug, PartialEq)]
@@ -222,6 +222,20 @@ impl Plan {
         &self.layers
     }
 
+    /// A probe recording the plan's layers and `extra`; it stops the pass after
+    /// them unless the plan reads logits.
+    pub fn probe(&self, base: Probe, extra: Option<&str>) -> Probe {
+        let reads_logits =
+            (self.per_target.iter().flatten()).any(|(_, t)| matches!(t, Resolved::Logit(_)));
+        let probe = (self.layers.iter().map(String::as_str))
+            .chain(extra)
+            .fold(base, |p, l| p.record(l));
+        match reads_logits {
+            true => probe,
+            false => probe.stop_after_recorded(),
+        }
+    }
+
     /// Each image's value, `[batch]`, on the autograd graph.
     pub fn values(&self, capture: &Capture) -> Result<Tensor> {
         let mut per_image = Vec::with_capacity(self.per_target.len());
@@ -283,7 +297,7 @@ impl Resolved {
             }
             Self::Layer(layer) => capture.activation(layer)?.get(i)?.sqr()?.mean_all()?,
             Self::Logit(class) => {
-                let logits = capture.logits().get(i)?;
+                let logits = capture.logits()?.get(i)?;
                 ensure!(*class < logits.dim(0)?, "class {class} is out of range");
                 logits.get(*class)?
             }

@@ -17,14 +17,15 @@
 //!   norm; the optimizer then works in a space of uncorrelated colours.
 //! - **Sigmoid**: the result squashed into `[0, 1]`.
 //!
-//! The inverse FFT is two real matrix products per axis (cosine and sine tables),
-//! so Candle's autograd differentiates it on any device.
+//! The inverse FFT is [`super::spectrum`]'s.
 
 use anyhow::{Result, ensure};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
+
+use super::spectrum::InverseRfft2;
 
 /// Lucid's `color_correlation_svd_sqrt`: the square root of ImageNet's RGB
 /// covariance (rows: R, G, B).
@@ -45,12 +46,13 @@ pub enum Parameterization {
 
 /// A batch of images being optimized.
 pub struct ImageParam {
-    var: Var,
-    kind: Parameterization,
+    /// The pixels, or the spectrum's real and imaginary parts (two variables, so
+    /// that neither's gradient goes through a slice of the other's).
+    vars: Vec<Var>,
     size: (usize, usize),
     channels: usize,
     decorrelate: bool,
-    /// The inverse FFT's tables, for the Fourier parameterization.
+    /// The inverse FFT, for the Fourier parameterization.
     fourier: Option<InverseRfft2>,
 }
 
@@ -91,16 +93,18 @@ impl ImageParam {
         }
         let shape: Vec<usize> = match kind {
             Parameterization::Pixel => vec![batch, channels, h, w],
-            Parameterization::Fourier => vec![2, batch, channels, h, w / 2 + 1],
+            Parameterization::Fourier => vec![batch, channels, h, w / 2 + 1],
         };
-        let var = Var::from_tensor(&Tensor::from_vec(values, shape, device)?)?;
+        let vars = values
+            .chunks_exact(batch * per_part)
+            .map(|part| Var::from_vec(part.to_vec(), shape.as_slice(), device))
+            .collect::<candle_core::Result<_>>()?;
         let fourier = match kind {
             Parameterization::Pixel => None,
             Parameterization::Fourier => Some(InverseRfft2::new(size, device)?),
         };
         Ok(Self {
-            var,
-            kind,
+            vars,
             size,
             channels,
             decorrelate: decorrelate && channels == 3,
@@ -108,22 +112,24 @@ impl ImageParam {
         })
     }
 
-    /// The variable the optimizer steps.
-    pub fn var(&self) -> &Var {
-        &self.var
+    /// The variables the optimizer steps.
+    pub fn vars(&self) -> &[Var] {
+        &self.vars
     }
 
     /// The images, `[batch, 3, rows, columns]` in `[0, 1]`, on the autograd graph.
     pub fn images(&self) -> Result<Tensor> {
-        let raw = match (&self.kind, &self.fourier) {
-            (Parameterization::Fourier, Some(inverse)) => {
-                let spectrum = self.var.as_tensor();
-                let (re, im) = (spectrum.get(0)?, spectrum.get(1)?);
-                let scale = inverse.scale.broadcast_as(re.shape())?;
-                let image = inverse.apply(&(re * &scale)?, &(im * &scale)?)?;
-                (image / FFT_MAGIC)?
+        let raw = match (&self.fourier, self.vars.as_slice()) {
+            (Some(inverse), [re, im]) => {
+                // The inverse is linear: Lucid's divisor goes into the scale.
+                let scale = (&inverse.scale / FFT_MAGIC)?;
+                inverse.apply(&re.broadcast_mul(&scale)?, &im.broadcast_mul(&scale)?)?
             }
-            _ => self.var.as_tensor().clone(),
+            (_, [pixels]) => pixels.as_tensor().clone(),
+            _ => anyhow::bail!(
+                "internal: a parameterization with {} parts",
+                self.vars.len()
+            ),
         };
         let coloured = match self.decorrelate {
             true => decorrelate_colours(&raw)?,
@@ -161,78 +167,6 @@ pub fn decorrelate_colours(x: &Tensor) -> Result<Tensor> {
     Ok(m.broadcast_matmul(&flat)?.reshape((b, 3, h, w))?)
 }
 
-/// The inverse real 2-D FFT of a `rows x columns` image as matrix products, and
-/// Lucid's spectrum scale.
-struct InverseRfft2 {
-    /// Along rows (complex, full): `cos` and `sin` of `2 pi ky y / h`, `[h, h]`.
-    cos_rows: Tensor,
-    sin_rows: Tensor,
-    /// Along columns (real output): `c_kx cos(2 pi kx x / w) / (h w)` and the same
-    /// with `sin`, `[w/2+1, w]`; `c_kx` is 2 for frequencies whose conjugate is not
-    /// stored, 1 for zero and (even `w`) Nyquist.
-    cos_columns: Tensor,
-    sin_columns: Tensor,
-    /// `sqrt(h w) / max(f, 1 / max(h, w))`, `[h, w/2+1]`.
-    scale: Tensor,
-}
-
-impl InverseRfft2 {
-    fn new((h, w): (usize, usize), device: &Device) -> Result<Self> {
-        let wf = w / 2 + 1;
-        let tau = std::f64::consts::TAU;
-        let table = |n: usize, m: usize, f: &dyn Fn(usize, usize) -> f64| {
-            let values: Vec<f32> = (0..n * m).map(|i| f(i / m, i % m) as f32).collect();
-            Tensor::from_vec(values, (n, m), device)
-        };
-        let cos_rows = table(h, h, &|y, k| (tau * (k * y) as f64 / h as f64).cos())?;
-        let sin_rows = table(h, h, &|y, k| (tau * (k * y) as f64 / h as f64).sin())?;
-        let weight = |k: usize| {
-            let unpaired = k == 0 || (w % 2 == 0 && k == w / 2);
-            if unpaired { 1.0 } else { 2.0 }
-        };
-        let norm = (h * w) as f64;
-        let cos_columns = table(wf, w, &|k, x| {
-            weight(k) * (tau * (k * x) as f64 / w as f64).cos() / norm
-        })?;
-        let sin_columns = table(wf, w, &|k, x| {
-            weight(k) * (tau * (k * x) as f64 / w as f64).sin() / norm
-        })?;
-        let frequency = |k: usize, n: usize| {
-            // numpy's fftfreq: k / n below n / 2, (k - n) / n from there.
-            let k = if k < n.div_ceil(2) {
-                k as f64
-            } else {
-                k as f64 - n as f64
-            };
-            k / n as f64
-        };
-        let floor = 1.0 / h.max(w) as f64;
-        let root = norm.sqrt();
-        let scale = table(h, wf, &|ky, kx| {
-            let f = frequency(ky, h).hypot(frequency(kx, w));
-            root / f.max(floor)
-        })?;
-        Ok(Self {
-            cos_rows,
-            sin_rows,
-            cos_columns,
-            sin_columns,
-            scale,
-        })
-    }
-
-    /// The real image whose half spectrum is `re + i im`, `[..., h, w/2+1]` to
-    /// `[..., h, w]`.
-    fn apply(&self, re: &Tensor, im: &Tensor) -> Result<Tensor> {
-        // Rows: the complex inverse DFT, e^{+i theta} = cos + i sin.
-        let t_re = (self.cos_rows.broadcast_matmul(re)? - self.sin_rows.broadcast_matmul(im)?)?;
-        let t_im = (self.sin_rows.broadcast_matmul(re)? + self.cos_rows.broadcast_matmul(im)?)?;
-        // Columns: the real part of the Hermitian-completed inverse DFT.
-        Ok((t_re.broadcast_matmul(&self.cos_columns)?
-            - t_im.broadcast_matmul(&self.sin_columns)?)?)
-    }
-}
-
 /// The images of `param` as 8-bit pictures.
 pub fn to_pictures(images: &Tensor) -> Result<Vec<image::RgbImage>> {
     let (b, c, h, w) = images.dims4()?;
@@ -256,67 +190,6 @@ pub fn to_pictures(images: &Tensor) -> Result<Vec<image::RgbImage>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The naive real 2-D DFT of an image, in f64: what the inverse must undo.
-    fn rfft2(image: &[f64], (h, w): (usize, usize)) -> (Vec<f64>, Vec<f64>) {
-        let wf = w / 2 + 1;
-        let (mut re, mut im) = (vec![0.0; h * wf], vec![0.0; h * wf]);
-        for ky in 0..h {
-            for kx in 0..wf {
-                for y in 0..h {
-                    for x in 0..w {
-                        let theta = -std::f64::consts::TAU
-                            * ((ky * y) as f64 / h as f64 + (kx * x) as f64 / w as f64);
-                        re[ky * wf + kx] += image[y * w + x] * theta.cos();
-                        im[ky * wf + kx] += image[y * w + x] * theta.sin();
-                    }
-                }
-            }
-        }
-        (re, im)
-    }
-
-    /// The inverse transform recovers an image from its half spectrum, for even
-    /// and odd sizes.
-    #[test]
-    fn the_inverse_fft_recovers_the_image() {
-        let device = Device::Cpu;
-        for (h, w) in [(6, 8), (5, 7), (4, 9)] {
-            let image: Vec<f64> = (0..h * w).map(|i| ((i * 37) % 11) as f64 - 5.0).collect();
-            let (re, im) = rfft2(&image, (h, w));
-            let shape = (h, w / 2 + 1);
-            let to = |v: Vec<f64>| {
-                Tensor::from_vec(
-                    v.into_iter().map(|x| x as f32).collect::<Vec<_>>(),
-                    shape,
-                    &device,
-                )
-                .unwrap()
-            };
-            let inverse = InverseRfft2::new((h, w), &device).unwrap();
-            let back = inverse.apply(&to(re), &to(im)).unwrap();
-            let back = back.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            for (a, b) in back.iter().zip(&image) {
-                assert!((*a as f64 - b).abs() < 1e-3, "{h}x{w}: {a} vs {b}");
-            }
-        }
-    }
-
-    /// Lucid's scale: `sqrt(h w) / max(f, 1 / max(h, w))`, numpy's frequencies.
-    #[test]
-    fn the_spectrum_scale_is_lucids() {
-        let inverse = InverseRfft2::new((4, 6), &Device::Cpu).unwrap();
-        let scale = inverse.scale.to_vec2::<f32>().unwrap();
-        let root = 24f64.sqrt();
-        // (0, 0): the floor 1/6; (1, 2): fy = 1/4, fx = 2/6; (3, 3): fy = -1/4, fx = -1/2.
-        for ((ky, kx), f) in [
-            ((0, 0), 1.0 / 6.0),
-            ((1, 2), 0.25f64.hypot(2.0 / 6.0)),
-            ((3, 3), 0.25f64.hypot(0.5)),
-        ] {
-            assert!((scale[ky][kx] as f64 - root / f).abs() < 1e-3, "{ky},{kx}");
-        }
-    }
 
     /// Uncorrelated unit-variance colours come out with covariance M M^T, M being
     /// Lucid's matrix over its largest column norm.

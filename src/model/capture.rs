@@ -7,16 +7,18 @@
 //!
 //! Candle's `GradStore` keeps gradients only for variables, so each recorded layer's
 //! output gets a zero [`Var`] added to it ([`Trace::tap`]); that variable's gradient
-//! is exactly the gradient with respect to the activation.
+//! is exactly the gradient with respect to the activation. A layer of a trunk on a
+//! tape ([`super::tape`]) gets its gradient from the tape's run instead, which the
+//! backward pass starts once Candle's is done.
 //!
 //! [`Probe`]: super::probe::Probe
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{Tensor, Var};
 
-use super::trace::{HeldStem, Recorded, Stem, Trace};
+use super::trace::{HeldStem, LayerGradient, Recorded, Stem, Trace};
 
 /// The result of a forward pass: logits and recorded activations, on the graph.
 pub struct Capture {
@@ -25,7 +27,8 @@ pub struct Capture {
     input_var: Option<Var>,
     /// Where the input gradient is held, if the pass held it at the stem.
     stem: Option<HeldStem>,
-    logits: Tensor,
+    /// `None` where the pass stopped after its recorded layers.
+    logits: Option<Tensor>,
     recorded: Vec<Recorded>,
 }
 
@@ -35,7 +38,7 @@ impl Capture {
     pub(crate) fn new(
         input: Tensor,
         input_var: Option<Var>,
-        logits: Tensor,
+        logits: Option<Tensor>,
         trace: Trace<'_>,
     ) -> Self {
         let (recorded, stem) = trace.into_parts();
@@ -53,9 +56,13 @@ impl Capture {
         &self.input
     }
 
-    /// The logits, `[batch, classes]`.
-    pub fn logits(&self) -> &Tensor {
-        &self.logits
+    /// The logits, `[batch, classes]`; an error where the pass stopped after its
+    /// recorded layers ([`super::Probe::stop_after_recorded`]).
+    pub fn logits(&self) -> Result<&Tensor> {
+        self.logits.as_ref().context(
+            "the pass stopped after its recorded layers, so it has no logits; \
+             take them from a probe without `stop_after_recorded`",
+        )
     }
 
     /// A recorded layer's output, `[batch, ...]`.
@@ -85,6 +92,24 @@ impl Capture {
             ),
         };
         let grads = objective.backward()?;
+        let taped = match &self.stem {
+            Some(HeldStem {
+                taped: Some(tape),
+                held,
+                ..
+            }) => {
+                let keep: HashSet<_> = self
+                    .recorded
+                    .iter()
+                    .filter_map(|r| match r.gradient {
+                        LayerGradient::Taped(id) => Some(id),
+                        LayerGradient::Probe(_) => None,
+                    })
+                    .collect();
+                tape.run(held, &keep)?
+            }
+            _ => Default::default(),
+        };
         let grad_of = |v: &Var| -> Result<Tensor> {
             match grads.get(v.as_tensor()) {
                 Some(g) => Ok(g.clone()),
@@ -94,7 +119,16 @@ impl Capture {
         let layers = self
             .recorded
             .iter()
-            .map(|r| Ok((r.name.clone(), grad_of(&r.probe)?)))
+            .map(|r| {
+                let grad = match &r.gradient {
+                    LayerGradient::Probe(v) => grad_of(v)?,
+                    LayerGradient::Taped(id) => match taped.get(id) {
+                        Some(g) => g.clone(),
+                        None => r.value.zeros_like()?,
+                    },
+                };
+                Ok((r.name.clone(), grad))
+            })
             .collect::<Result<_>>()?;
         let input = match (&self.stem, &self.input_var) {
             (Some(at_stem), input) => Some(InputGradient {

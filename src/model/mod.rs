@@ -303,7 +303,9 @@ impl Model {
     pub fn logits_with(&self, input: &Tensor, probe: &Probe) -> Result<Tensor> {
         self.check_input(input)?;
         let input = input.to_dtype(self.dtype)?.detach();
-        Trace::new(probe).run(self.network.as_ref(), &input)
+        Trace::new(probe)
+            .run(self.network.as_ref(), &input)?
+            .context("a probe that stops after its recorded layers gives no logits")
     }
 
     /// The `k` most probable classes of each input.

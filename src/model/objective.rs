@@ -46,7 +46,7 @@ impl Capture {
 
     /// Evaluates `objective` for each sample: `[batch]`, on the autograd graph.
     pub fn per_sample(&self, objective: &Objective) -> Result<Tensor> {
-        let logits = self.logits();
+        let logits = self.logits()?;
         let (batch, classes) = logits.dims2()?;
         let check_class = |c: usize| -> Result<()> {
             ensure!(

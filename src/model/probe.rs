@@ -26,6 +26,8 @@ pub struct Probe {
     path: EnginePath,
     /// Whether backward passes stop at the recorded layers (no input gradient).
     layers_only: bool,
+    /// Whether forward passes stop after the last recorded layer (no logits).
+    stop_after_recorded: bool,
 }
 
 impl Probe {
@@ -60,6 +62,14 @@ impl Probe {
         self
     }
 
+    /// Ends forward passes once every recorded layer is computed: the rest of the
+    /// network does not run and the capture has no logits. A unit's objective on
+    /// ResNet-18's `layer1` then skips three quarters of the forward pass.
+    pub fn stop_after_recorded(mut self) -> Self {
+        self.stop_after_recorded = true;
+        self
+    }
+
     /// Whether the input gradient is taken.
     pub fn input_gradient(&self) -> bool {
         !self.layers_only
@@ -82,9 +92,9 @@ impl Probe {
         self.layers.contains(layer)
     }
 
-    /// Whether it records no layer.
-    pub fn records_nothing(&self) -> bool {
-        self.layers.is_empty()
+    /// Whether passes end after the last recorded layer.
+    pub fn stops_after_recorded(&self) -> bool {
+        self.stop_after_recorded
     }
 
     /// The layer implementations it asks for.

@@ -8,9 +8,9 @@
 //!
 //! - a pass that holds its input gradient at the stem ([`Trace::stem`]) stops the
 //!   backward pass at the output of the convolution that reads the input;
-//! - on the CPU, a pass that also records no layers keeps its trunk on a tape of its
-//!   own ([`super::tape`]) rather than Candle's graph, and the engine puts the
-//!   trunk's output back on the graph before the head runs ([`Trace::run`]).
+//! - on the CPU, such a pass keeps its trunk on a tape of its own ([`super::tape`])
+//!   rather than Candle's graph; the recorded layers go onto the graph as they are
+//!   tapped, and the trunk's output before the head runs ([`Trace::run`]).
 //!
 //! The second is why the split is structural: the trunk's ops must all go through
 //! the trace (the tape refuses to lose a gradient, with an error naming the op), and
@@ -28,7 +28,7 @@ use super::nn::Conv2d;
 use super::ops::{self, Held};
 use super::probe::{EnginePath, Probe};
 use super::rules::{Activation, Rectifier};
-use super::tape::Tape;
+use super::tape::{Tape, Taped};
 
 /// An architecture's forward pass, written against a [`Trace`] so that every layer
 /// can be recorded and every rectifier follows the probe's rule.
@@ -43,12 +43,35 @@ pub trait Network: Send + Sync {
     fn head(&self, features: &Tensor, t: &mut Trace) -> Result<Tensor>;
 }
 
-/// A layer output recorded on the graph, with the zero variable that collects its
-/// gradient.
+/// Why a pass stopped early: every layer its probe records is computed
+/// ([`Probe::stop_after_recorded`]). Raised by [`Trace::tap`] through the
+/// architecture's `?`s and caught in [`Trace::run`], so that architectures need not
+/// know.
+#[derive(Debug)]
+struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the pass stopped after its last recorded layer")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// A layer output recorded on the graph, and where its gradient is collected.
 pub(crate) struct Recorded {
     pub(crate) name: String,
     pub(crate) value: Tensor,
-    pub(crate) probe: Var,
+    pub(crate) gradient: LayerGradient,
+}
+
+/// Where a recorded layer's gradient is found after a backward pass.
+pub(crate) enum LayerGradient {
+    /// With a zero variable added to the layer's output: Candle's `GradStore` keeps
+    /// gradients only for variables.
+    Probe(Var),
+    /// On the tape, at this value ([`Taped::run`]).
+    Taped(TensorId),
 }
 
 /// A model's stem: the convolution that reads the input, an affine map of it (batch
@@ -104,6 +127,8 @@ pub(crate) struct HeldStem {
     /// The hold's output (the stem's, rectified), which a max pool may read
     /// ([`Trace::max_pool`]).
     rectified: TensorId,
+    /// The trunk, once recorded on a tape: its backward pass still to run.
+    pub(crate) taped: Option<Taped>,
 }
 
 /// What gives a held stem's output: [`Stem::apply`] of the input, or the same
@@ -124,7 +149,7 @@ pub struct Trace<'p> {
     input: Option<TensorId>,
     at_stem: AtStem<'p>,
     /// Where the trunk's ops are recorded, in a pass that holds its input gradient
-    /// on the CPU and records no layers ([`super::tape`]).
+    /// on the CPU ([`super::tape`]).
     tape: Option<Tape>,
 }
 
@@ -191,9 +216,9 @@ impl<'p> Trace<'p> {
             "the stem's output is given as {:?}, expected {expected:?}",
             value.dims()
         );
-        // A pass that records no layers needs Candle's graph only for its head: the
-        // trunk's backward runs from a tape.
-        let (y, held) = if ops::on_cpu_kernels(&value) && self.probe.records_nothing() {
+        // The trunk's backward runs from a tape; Candle's graph holds only what
+        // leaves the trunk.
+        let (y, held) = if ops::on_cpu_kernels(&value) {
             let (y, held) = ops::hold_off_graph(&value, activation)?;
             self.tape = Some(Tape::new(&y));
             (y, held)
@@ -204,12 +229,27 @@ impl<'p> Trace<'p> {
             stem,
             held,
             rectified: y.id(),
+            taped: None,
         });
         Ok(y)
     }
 
     /// Marks `x` as the output of layer `name`; returns the tensor to continue with.
+    /// In a pass that stops after its recorded layers, the last of them ends the
+    /// pass here: an error that [`Trace::run`] turns into the pass's end, which the
+    /// architecture passes on with `?` like any other.
     pub fn tap(&mut self, name: &str, kind: LayerKind, x: Tensor) -> Result<Tensor> {
+        let x = self.record_layer(name, kind, x)?;
+        if self.probe.stops_after_recorded()
+            && self.described.is_none()
+            && self.recorded.len() == self.probe.layers().count()
+        {
+            return Err(Stopped.into());
+        }
+        Ok(x)
+    }
+
+    fn record_layer(&mut self, name: &str, kind: LayerKind, x: Tensor) -> Result<Tensor> {
         if let Some(layers) = &mut self.described {
             let shape = x.dims()[1..].to_vec();
             let units = shape.first().copied().unwrap_or(1);
@@ -228,12 +268,24 @@ impl<'p> Trace<'p> {
         if !self.probe.records(name) {
             return Ok(x);
         }
+        // A layer of a taped trunk leaves the tape for its readers on the graph; the
+        // trunk goes on from it on the tape.
+        if let (Some(tape), AtStem::Held(h)) = (&mut self.tape, &self.at_stem)
+            && tape.takes(&[&x])?
+        {
+            self.recorded.push(Recorded {
+                name: name.to_owned(),
+                value: tape.exit(&x, &h.held)?,
+                gradient: LayerGradient::Taped(x.id()),
+            });
+            return Ok(x);
+        }
         let probe = Var::zeros(x.shape(), x.dtype(), x.device())?;
         let value = x.add(probe.as_tensor())?;
         self.recorded.push(Recorded {
             name: name.to_owned(),
             value: value.clone(),
-            probe,
+            gradient: LayerGradient::Probe(probe),
         });
         Ok(value)
     }
@@ -381,15 +433,34 @@ impl<'p> Trace<'p> {
         }
     }
 
-    /// Runs `network` on `x`: its trunk, then its head. Where the trunk was recorded
-    /// on a tape, its output goes back onto Candle's graph in between.
-    pub(crate) fn run(&mut self, network: &dyn Network, x: &Tensor) -> Result<Tensor> {
+    /// Runs `network` on `x`: its trunk, then its head, giving the logits, or
+    /// `None` where the pass stopped after its recorded layers. Where the trunk was
+    /// recorded on a tape, its output goes back onto Candle's graph in between.
+    pub(crate) fn run(&mut self, network: &dyn Network, x: &Tensor) -> Result<Option<Tensor>> {
         if self.described.is_some() {
             self.fields.insert(x.id(), ReceptiveField::INPUT);
         }
+        let logits = self.trunk_and_head(network, x);
+        if let (Some(tape), AtStem::Held(h)) = (&mut self.tape, &mut self.at_stem)
+            && h.taped.is_none()
+        {
+            h.taped = Some(tape.finish()?);
+        }
+        match logits {
+            Ok(logits) => Ok(Some(logits)),
+            Err(e) if e.is::<Stopped>() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn trunk_and_head(&mut self, network: &dyn Network, x: &Tensor) -> Result<Tensor> {
         let features = network.trunk(x, self)?;
-        let features = match (&mut self.tape, &self.at_stem) {
-            (Some(tape), AtStem::Held(h)) => tape.end(&features, &h.held)?,
+        let features = match (&mut self.tape, &mut self.at_stem) {
+            (Some(tape), AtStem::Held(h)) => {
+                let (features, taped) = tape.end(&features, &h.held)?;
+                h.taped = Some(taped);
+                features
+            }
             _ => features,
         };
         network.head(&features, self)

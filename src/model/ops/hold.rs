@@ -1,6 +1,7 @@
 //! A point where the backward pass stops and leaves its gradient ([`hold`]), and
-//! the ways back to it: a max pool that stands in for it ([`max_pool2d_held`]) and a
-//! relay that runs a [`Step`] of our own ([`Held::relay`], used by the tape).
+//! the ways back to it: a max pool that stands in for it ([`max_pool2d_held`]), and
+//! the tape's relays ([`Held::relay`]) with what the tape then leaves there
+//! ([`Held::leave`]).
 
 use candle_core::{Result, Tensor, Var};
 
@@ -10,11 +11,6 @@ use super::{Backward, with_backward};
 use crate::model::cpu;
 use crate::model::holder::Holder;
 use crate::model::rules::Activation;
-
-/// A backward step run by this crate rather than Candle's graph: the gradients of an
-/// op's inputs, in order, given the gradient at its output. The tape keeps one per
-/// op of a trunk ([`crate::model::tape`]); a hold's relay runs one to reach the hold.
-pub(crate) type Step = Box<dyn Fn(&Tensor) -> anyhow::Result<Vec<Tensor>> + Send + Sync>;
 
 /// A point where the backward pass stops ([`hold`]).
 pub(crate) struct Held {
@@ -46,18 +42,21 @@ impl Held {
 
 impl Held {
     /// `x` on Candle's graph: a copy hung on the hold's anchor, whose backward hands
-    /// the gradient arriving at it to `step` and leaves what that returns (the
-    /// gradient at the hold's output, or nothing if the pass did not reach it) with
-    /// the hold.
-    pub(crate) fn relay(&self, x: &Tensor, step: Step) -> Result<Tensor> {
+    /// the gradient arriving at it to `keep` and passes nothing on.
+    pub(crate) fn relay(&self, x: &Tensor, keep: Keep) -> Result<Tensor> {
         let anchor = self.anchor.as_tensor();
-        let relay = Relay {
-            holder: self.holder.clone(),
-            step,
-        };
-        with_backward(anchor, anchor, x.clone(), relay)
+        with_backward(anchor, anchor, x.clone(), Relay(keep))
+    }
+
+    /// Adds `grad` to the gradient at the hold's output, for a backward pass run
+    /// by other means than Candle's (the tape's).
+    pub(crate) fn leave(&self, grad: Tensor) -> Result<()> {
+        self.holder.put(grad)
     }
 }
+
+/// What a relay does with the gradient arriving at it.
+pub(crate) type Keep = Box<dyn Fn(&Tensor) + Send + Sync>;
 
 /// `activation` of `x` (or `x` itself), where the backward pass stops: it leaves the
 /// gradient with respect to `x` in the returned [`Held`] and passes nothing on (`x`
@@ -85,8 +84,8 @@ pub(crate) fn hold(x: &Tensor, activation: Option<Activation>) -> Result<(Tensor
 }
 
 /// [`hold`] for a pass that carries the gradient back to the hold by its own means
-/// ([`super::tape`]): `activation` of `x` (or `x`), off the graph, and the hold that
-/// [`Held::relay`] leaves that gradient with.
+/// ([`crate::model::tape`]): `activation` of `x` (or `x`), off the graph, and the
+/// hold that the tape leaves that gradient with ([`Held::leave`]).
 pub(crate) fn hold_off_graph(x: &Tensor, activation: Option<Activation>) -> Result<(Tensor, Held)> {
     let y = activate(x.detach(), activation)?;
     let held = Held {
@@ -133,14 +132,11 @@ impl Backward for Holding {
 }
 
 /// [`Held::relay`]'s backward.
-struct Relay {
-    holder: Holder,
-    step: Step,
-}
+struct Relay(Keep);
 
 impl Backward for Relay {
     fn name(&self) -> &'static str {
-        "relay-to-hold"
+        "relay-off-graph"
     }
 
     fn grads(
@@ -149,11 +145,7 @@ impl Backward for Relay {
         _: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        // Candle's backward pass carries its own error type.
-        let grads = (self.step)(grad).map_err(|e| candle_core::Error::msg(format!("{e:#}")))?;
-        for g in grads {
-            self.holder.put(g)?;
-        }
+        (self.0)(grad);
         Ok((None, None))
     }
 }

@@ -30,7 +30,7 @@ pub(crate) use conv::{
     Padding, add_bias, as_symmetric, conv2d, conv2d_output_dims, conv2d_transpose,
 };
 pub(crate) use depthwise::{depthwise_conv2d, depthwise_conv2d_transpose};
-pub(crate) use hold::{Held, Step, hold, hold_off_graph, max_pool2d_held};
+pub(crate) use hold::{Held, hold, hold_off_graph, max_pool2d_held};
 pub(crate) use linear::linear;
 pub(crate) use pool::{max_pool2d, max_pool2d_grad};
 pub(crate) use rectify::{activate, rectify, rectify_grad, rectify_sum};
