@@ -260,3 +260,65 @@ fn a_held_pass_checks_its_stem_output() {
         .unwrap();
     assert!(err.to_string().contains("layers-only"), "{err}");
 }
+
+/// A held pass on the CPU keeps its trunk on the engine's tape; layers it records
+/// leave the tape for the objective while the trunk goes on. Their gradients and
+/// the input gradient are the plain pass's, with the objective reading two layers
+/// and a logit, and in a pass that stops after its recorded layers (which has no
+/// logits) for an objective of the layers alone.
+#[test]
+fn recorded_layers_of_a_taped_trunk_get_the_plain_passs_gradients() {
+    let cases = [
+        (Architecture::Resnet18, 64),
+        (Architecture::Vgg11Bn, 32),
+        (Architecture::EfficientnetLite0, 64),
+        (Architecture::PlainCnn, 32),
+    ];
+    for (arch, size) in cases {
+        let model = synthetic_model(arch, &ArchOptions::default(), 10);
+        let x = synthetic_input(&[2, 3, size, size]);
+        let maps: Vec<String> = (model.layers().unwrap().iter())
+            .filter(|l| l.shape.len() == 3)
+            .map(|l| l.name.clone())
+            .collect();
+        let (a, b) = (&maps[maps.len() / 3], &maps[2 * maps.len() / 3]);
+        let probe = Probe::new().record(a.as_str()).record(b.as_str());
+        let units = vec![
+            (1.0, unit(&format!("{a}:1"), Reduce::Mean)),
+            (0.5, unit(&format!("{b}:2"), Reduce::Max)),
+        ];
+        let with_logit = [units.clone(), vec![(0.1, Objective::Logit(3))]].concat();
+        let whole = |stem: &Stem, input: &Tensor| stem.apply(input);
+        for (objective, stops) in [
+            (Objective::Weighted(with_logit), false),
+            (Objective::Weighted(units), true),
+        ] {
+            let plain = model.forward(&x, &probe).unwrap();
+            let expected = plain
+                .backward(&plain.objective(&objective).unwrap())
+                .unwrap();
+            let taped_probe = match stops {
+                true => probe.clone().stop_after_recorded(),
+                false => probe.clone(),
+            };
+            let taped = model.forward_held(&x, &taped_probe, &whole).unwrap();
+            assert_eq!(taped.logits().is_err(), stops, "{arch:?}");
+            for layer in [a, b] {
+                let err = rel_err(
+                    taped.activation(layer).unwrap(),
+                    plain.activation(layer).unwrap(),
+                );
+                assert!(err < 1e-6, "{arch:?} {layer}: activation off by {err:e}");
+            }
+            let actual = taped
+                .backward(&taped.objective(&objective).unwrap())
+                .unwrap();
+            for layer in [a, b] {
+                let err = rel_err(actual.layer(layer).unwrap(), expected.layer(layer).unwrap());
+                assert!(err < 1e-5, "{arch:?} {layer} stops={stops}: off by {err:e}");
+            }
+            let err = rel_err(&actual.input().unwrap(), &expected.input().unwrap());
+            assert!(err < 1e-5, "{arch:?} input stops={stops}: off by {err:e}");
+        }
+    }
+}

@@ -46,9 +46,9 @@ impl Capture {
 
     /// Evaluates `objective` for each sample: `[batch]`, on the autograd graph.
     pub fn per_sample(&self, objective: &Objective) -> Result<Tensor> {
-        let logits = self.logits()?;
-        let (batch, classes) = logits.dims2()?;
+        let batch = self.input().dim(0)?;
         let check_class = |c: usize| -> Result<()> {
+            let classes = self.logits()?.dim(1)?;
             ensure!(
                 c < classes,
                 "class {c} is out of range: the model has {classes} classes"
@@ -62,11 +62,12 @@ impl Capture {
         Ok(match objective {
             Objective::Logit(c) => {
                 check_class(*c)?;
-                logits.narrow(1, *c, 1)?.squeeze(1)?
+                self.logits()?.narrow(1, *c, 1)?.squeeze(1)?
             }
             Objective::Logits(cs) => {
                 check_batch(cs.len(), "target classes")?;
                 cs.iter().try_for_each(|&c| check_class(c))?;
+                let logits = self.logits()?;
                 let index = Tensor::from_vec(
                     cs.iter().map(|&c| c as u32).collect::<Vec<_>>(),
                     (batch, 1),
@@ -79,7 +80,8 @@ impl Capture {
             }
             Objective::Weighted(terms) => {
                 ensure!(!terms.is_empty(), "an empty weighted objective");
-                let mut total = Tensor::zeros(batch, logits.dtype(), logits.device())?;
+                let input = self.input();
+                let mut total = Tensor::zeros(batch, input.dtype(), input.device())?;
                 for (w, o) in terms {
                     total = total.add(&self.per_sample(o)?.affine(*w, 0.0)?)?;
                 }
