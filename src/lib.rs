@@ -12,6 +12,7 @@ pub mod atomic;
 pub mod attribution;
 pub mod choice;
 pub mod data;
+pub mod dissect;
 pub mod featvis;
 pub mod jobs;
 pub mod limits;

@@ -45,6 +45,8 @@ enum Command {
     Topk(Box<cli::topk::Args>),
     /// What a unit looks for, made by optimization: feature visualization PNGs and curves.
     Visualize(Box<cli::visualize::Args>),
+    /// Which concept each unit detects (Network Dissection): tally.csv and JSON per layer.
+    Dissect(Box<cli::dissect::Args>),
     /// Time the engine and the attribution methods.
     #[command(subcommand)]
     Bench(cli::bench::Bench),
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Some(Command::Evaluate(args)) => cli::evaluate::run(&args),
         Some(Command::Topk(args)) => cli::topk::run(&args),
         Some(Command::Visualize(args)) => cli::visualize::run(&args),
+        Some(Command::Dissect(args)) => cli::dissect::run(&args),
         Some(Command::Bench(bench)) => cli::bench::run(&bench),
         Some(Command::Demo(demo)) => cli::demo::run(&demo),
         Some(Command::Train(train)) => cli::train::run(&train),

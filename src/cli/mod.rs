@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_units;
 pub mod classes;
 pub mod demo;
+pub mod dissect;
 pub mod evaluate;
 pub mod explain;
 pub mod info;

@@ -1,6 +1,9 @@
-//! Inputs: images from disk, the preprocessing a model expects, and the demo world.
+//! Inputs: images from disk, the preprocessing a model expects, the demo world, and
+//! concept-labelled images (Broden, or the demo world's concepts).
 
 mod blur;
+pub mod broden;
+pub mod concepts;
 pub mod image;
 pub mod labels;
 pub mod resample;
@@ -8,6 +11,8 @@ mod source;
 pub mod world;
 
 pub use blur::{MAX_SIGMA, gaussian_blur};
+pub use broden::Broden;
+pub use concepts::{ConceptSet, ImageLabels, Label, Vocabulary};
 pub use image::{InputSpec, ResizeMode, load_image};
 pub use resample::Interpolation;
 pub use source::{Entry, Sample, Source};

@@ -1,0 +1,202 @@
+//! Concept-labelled images, as Network Dissection reads them: a vocabulary of
+//! labels in categories, and per image its pixel labels (several layers may cover
+//! one pixel) and image-level labels. A Broden dataset on disk and the demo world
+//! give the same [`ConceptSet`].
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::broden::Broden;
+use super::world::{Category, Concept, HELD_OUT, SIZE, World};
+use super::{Entry, Source};
+
+/// The labels a dataset uses and their categories.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Vocabulary {
+    /// Category names, in order.
+    pub categories: Vec<String>,
+    /// Per global label number; number 0 is "unlabelled".
+    pub labels: Vec<Label>,
+}
+
+/// A label: its name and its primary category.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Label {
+    /// The name, e.g. `red`.
+    pub name: String,
+    /// The index of its primary category; `None` for label 0 and labels no
+    /// category lists.
+    pub category: Option<usize>,
+}
+
+impl Label {
+    pub(super) fn unlabelled() -> Self {
+        Self {
+            name: "-".into(),
+            category: None,
+        }
+    }
+}
+
+/// One image's labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageLabels {
+    /// The labels' `(rows, columns)`, covering the whole image.
+    pub size: (usize, usize),
+    /// Pixel labels, layer by layer: each `rows · columns` label numbers (0: none).
+    pub layers: Vec<Vec<u32>>,
+    /// Labels of the whole image.
+    pub scalars: Vec<u32>,
+}
+
+/// Images with concept labels.
+#[derive(Clone, Debug)]
+pub enum ConceptSet {
+    /// A Broden-layout dataset.
+    Broden(Broden),
+    /// The first `n` held-out scenes of the demo world, with its concepts.
+    Demo(usize),
+}
+
+impl ConceptSet {
+    /// Its categories and labels.
+    pub fn vocabulary(&self) -> Vocabulary {
+        match self {
+            Self::Broden(b) => b.vocabulary().clone(),
+            Self::Demo(_) => demo_vocabulary(),
+        }
+    }
+
+    /// How many images it has.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Broden(b) => b.len(),
+            Self::Demo(n) => *n,
+        }
+    }
+
+    /// Whether it has none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its images as inputs, in order.
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        match self {
+            Self::Broden(b) => {
+                let paths: Vec<PathBuf> = (0..b.len()).map(|i| b.image_path(i)).collect();
+                Source::Files(paths).entries()
+            }
+            Self::Demo(n) => Source::Demo(*n).entries(),
+        }
+    }
+
+    /// Image `i`'s labels.
+    pub fn labels(&self, i: usize) -> Result<ImageLabels> {
+        match self {
+            Self::Broden(b) => b.labels(i),
+            Self::Demo(_) => Ok(demo_labels(i)),
+        }
+    }
+
+    /// What the set is known by, for cache keys.
+    pub fn identity(&self) -> String {
+        match self {
+            Self::Broden(b) => b.identity(),
+            Self::Demo(n) => format!("demo world, {n} held-out scenes"),
+        }
+    }
+}
+
+/// The demo world's concepts as labels, numbered from 1 in catalogue order.
+fn demo_vocabulary() -> Vocabulary {
+    let labels = std::iter::once(Label::unlabelled())
+        .chain(Concept::all().map(|c| Label {
+            name: c.name().to_string(),
+            category: Some(category_index(c.category)),
+        }))
+        .collect();
+    Vocabulary {
+        categories: Category::ALL.iter().map(|c| c.name().to_string()).collect(),
+        labels,
+    }
+}
+
+fn category_index(category: Category) -> usize {
+    Category::ALL
+        .iter()
+        .position(|&c| c == category)
+        .expect("every category is in ALL")
+}
+
+/// The label number of `concept` in [`demo_vocabulary`].
+pub fn demo_label(concept: Concept) -> u32 {
+    let before: usize = Category::ALL
+        .iter()
+        .take(category_index(concept.category))
+        .map(|c| c.names().len())
+        .sum();
+    (1 + before + concept.index) as u32
+}
+
+/// Held-out scene `i`'s pixel labels: one layer per category, at the scene's size.
+fn demo_labels(i: usize) -> ImageLabels {
+    let scene = World::new(0).scene(HELD_OUT + i as u64);
+    let layers = Category::ALL
+        .iter()
+        .map(|&category| {
+            scene
+                .owner
+                .iter()
+                .map(|&k| {
+                    let index = match (k, category) {
+                        (0, Category::Background) => Some(scene.background),
+                        (0, _) | (_, Category::Background) => None,
+                        (k, _) => {
+                            let o = &scene.objects[k as usize - 1];
+                            Some(match category {
+                                Category::Shape => o.shape,
+                                Category::Color => o.color,
+                                _ => o.texture,
+                            })
+                        }
+                    };
+                    index.map_or(0, |index| demo_label(Concept { category, index }))
+                })
+                .collect()
+        })
+        .collect();
+    ImageLabels {
+        size: (SIZE, SIZE),
+        layers,
+        scalars: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo labels are the scene's concept masks, pixel by pixel.
+    #[test]
+    fn demo_labels_are_the_scenes_masks() {
+        let labels = demo_labels(3);
+        let scene = World::new(0).scene(HELD_OUT + 3);
+        for concept in Concept::all() {
+            let mask = scene.mask(concept);
+            let layer = &labels.layers[category_index(concept.category)];
+            let number = demo_label(concept);
+            for (m, &l) in mask.iter().zip(layer) {
+                assert_eq!(*m, l == number, "{}", concept.name());
+            }
+        }
+        let vocabulary = demo_vocabulary();
+        for concept in Concept::all() {
+            assert_eq!(
+                vocabulary.labels[demo_label(concept) as usize].name,
+                concept.name()
+            );
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Network Dissection (Bau, Zhou, Khosla, Oliva & Torralba 2017): which human
+//! concept each unit detects. Three steps, as NetDissect-Lite runs them:
+//!
+//! 1. concept-labelled images ([`crate::data::ConceptSet`]: Broden, or the demo
+//!    world's concepts);
+//! 2. per unit, the threshold `T_k`: the top 0.005 quantile of its activations over
+//!    every position of every image ([`quantile`]);
+//! 3. per unit and concept, the IoU of the unit's thresholded, upsampled map with
+//!    the concept's pixels over the dataset ([`tally`]); a unit's label is its best
+//!    concept, a detector when the IoU reaches 0.04.
+//!
+//! Two passes of the model over the images: the thresholds need every activation
+//! before any mask can be drawn. Images are shown to the model whole (stretched to
+//! its input size, as NetDissect-Lite feeds Broden), so a map covers its labels.
+
+pub mod quantile;
+pub mod report;
+pub mod tally;
+
+use anyhow::{Result, bail, ensure};
+use candle_core::{DType, Tensor};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::data::{ConceptSet, Entry, ResizeMode, Vocabulary};
+use crate::model::{Model, Probe};
+pub use quantile::{STATED_ERROR, Sketch, Thresholds};
+pub use tally::{Match, Tally, UnitResult};
+
+/// How to dissect.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The top quantile that sets each unit's threshold (Network Dissection's 0.005).
+    pub quantile: f64,
+    /// The IoU from which a unit counts as a detector of its label (0.04).
+    pub iou_threshold: f64,
+    /// Images per forward pass.
+    pub batch: usize,
+    /// Bytes of activations kept for exact thresholds; past it, the sketch's.
+    pub exact_budget: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            quantile: 0.005,
+            iou_threshold: 0.04,
+            batch: 16,
+            exact_budget: 512 << 20,
+        }
+    }
+}
+
+/// One layer dissected.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerDissection {
+    /// The layer.
+    pub layer: String,
+    /// Each unit's `T_k`.
+    pub thresholds: Vec<f32>,
+    /// Whether the thresholds are exact (every activation was kept) or the sketch's.
+    pub exact: bool,
+    /// With exact thresholds, the sketch's largest relative error against them.
+    pub sketch_error: Option<f64>,
+    /// Each unit's labels.
+    pub units: Vec<UnitResult>,
+    /// The counts behind them.
+    #[serde(skip)]
+    pub tally: Tally,
+}
+
+impl LayerDissection {
+    /// The detectors, and the distinct concepts they cover.
+    pub fn summary(&self) -> (usize, usize) {
+        let detectors: Vec<&UnitResult> = self.units.iter().filter(|u| u.detector).collect();
+        let mut concepts: Vec<&str> = detectors.iter().map(|u| u.best.label.as_str()).collect();
+        concepts.sort_unstable();
+        concepts.dedup();
+        (detectors.len(), concepts.len())
+    }
+}
+
+/// Dissects `layers` of `model` on `set`; `progress` hears (images done, of the
+/// two passes' total). Stops between batches when the running job is cancelled.
+pub fn dissect(
+    model: &Model,
+    set: &ConceptSet,
+    layers: &[String],
+    settings: &Settings,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<LayerDissection>> {
+    ensure!(!layers.is_empty(), "no layer to dissect");
+    ensure!(!set.is_empty(), "no images to dissect on");
+    ensure!(
+        settings.quantile > 0.0 && settings.quantile < 1.0,
+        "the quantile is {}; it lies between 0 and 1",
+        settings.quantile
+    );
+    let known = model.layers()?;
+    let mut units = Vec::with_capacity(layers.len());
+    for name in layers {
+        let Some(info) = known.iter().find(|l| &l.name == name) else {
+            bail!("the model has no layer `{name}`; `unitscope info` lists its layers");
+        };
+        let size = match info.shape.as_slice() {
+            [_, h, w] => (*h, *w),
+            _ => (1, 1),
+        };
+        units.push((info.units, size));
+    }
+    let vocabulary = set.vocabulary();
+    let entries = set.entries()?;
+    let total = 2 * entries.len() as u64;
+
+    let mut thresholds: Vec<Thresholds> = units
+        .iter()
+        .map(|&(n, _)| Thresholds::new(n, settings.exact_budget / layers.len()))
+        .collect();
+    let mut done = 0u64;
+    each_batch(model, &entries, layers, settings.batch, |_, acts| {
+        for (t, (a, batch)) in thresholds.iter_mut().zip(acts) {
+            t.add(a, *batch)?;
+        }
+        done += acts.first().map_or(0, |(_, n)| *n) as u64;
+        progress(done, total);
+        Ok(())
+    })?;
+    let mut finished = Vec::with_capacity(layers.len());
+    for t in thresholds {
+        finished.push(t.finish(settings.quantile)?);
+    }
+
+    let mut tallies: Vec<Tally> = units
+        .iter()
+        .map(|&(n, _)| Tally::new(n, &vocabulary))
+        .collect();
+    each_batch(model, &entries, layers, settings.batch, |first, acts| {
+        let batch = acts.first().map_or(0, |(_, n)| *n);
+        let labels = (first..first + batch)
+            .into_par_iter()
+            .map(|i| set.labels(i))
+            .collect::<Result<Vec<_>>>()?;
+        for (((tally, (a, _)), &(n, size)), (t, _)) in
+            tallies.iter_mut().zip(acts).zip(&units).zip(&finished)
+        {
+            let per_image = n * size.0 * size.1;
+            for (b, labels) in labels.iter().enumerate() {
+                tally.add(
+                    &a[b * per_image..(b + 1) * per_image],
+                    size,
+                    labels,
+                    t,
+                    &vocabulary,
+                );
+            }
+        }
+        done += batch as u64;
+        progress(done, total);
+        Ok(())
+    })?;
+    Ok(layers
+        .iter()
+        .zip(tallies)
+        .zip(finished)
+        .map(
+            |((layer, tally), (thresholds, sketch_error))| LayerDissection {
+                layer: layer.clone(),
+                units: tally.results(&vocabulary, settings.iou_threshold),
+                exact: sketch_error.is_some(),
+                sketch_error,
+                thresholds,
+                tally,
+            },
+        )
+        .collect())
+}
+
+/// Runs the model over `entries` in batches, recording `layers` and stopping after
+/// them, and hands `f` each batch's first index and, per layer, its activations
+/// (`[batch, units, positions]` flattened) with the batch's size.
+fn each_batch(
+    model: &Model,
+    entries: &[Entry],
+    layers: &[String],
+    batch: usize,
+    mut f: impl FnMut(usize, &[(Vec<f32>, usize)]) -> Result<()>,
+) -> Result<()> {
+    let probe = layers
+        .iter()
+        .fold(Probe::new().layers_only().stop_after_recorded(), |p, l| {
+            p.record(l.as_str())
+        });
+    // Whole images, as the labels cover them.
+    let mut spec = model.input_spec().clone();
+    spec.resize = ResizeMode::Stretch;
+    for (chunk, first) in entries
+        .chunks(batch.max(1))
+        .zip((0..).step_by(batch.max(1)))
+    {
+        crate::jobs::checkpoint()?;
+        let inputs = chunk
+            .par_iter()
+            .map(|e| Ok(e.load(&spec, model.device())?.tensor))
+            .collect::<Result<Vec<_>>>()?;
+        let capture = model.forward(&Tensor::stack(&inputs, 0)?, &probe)?;
+        let acts = layers
+            .iter()
+            .map(|l| {
+                let a = capture.activation(l)?.to_dtype(DType::F32)?;
+                Ok((a.flatten_all()?.to_vec1::<f32>()?, chunk.len()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        f(first, &acts)?;
+    }
+    Ok(())
+}
+
+/// The vocabulary's categories with each one's detector count in `layer`.
+pub fn detectors_per_category(
+    layer: &LayerDissection,
+    vocabulary: &Vocabulary,
+) -> Vec<(String, usize)> {
+    vocabulary
+        .categories
+        .iter()
+        .map(|c| {
+            let n = layer
+                .units
+                .iter()
+                .filter(|u| u.detector && &u.best.category == c)
+                .count();
+            (c.clone(), n)
+        })
+        .collect()
+}

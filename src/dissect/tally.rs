@@ -1,0 +1,361 @@
+//! Network Dissection's alignment (Bau et al. 2017), with NetDissect-Lite's
+//! bookkeeping: each unit's map `A_k(x)` is upsampled bilinearly to the labels'
+//! resolution (`S_k`), thresholded (`M_k = S_k > T_k`), and counted against every
+//! label `c`:
+//!
+//! ```text
+//! IoU_k,c = Σ_x |M_k(x) ∩ L_c(x)| / (Σ_x |M_k(x) ∪ L_c(x)| + 1e-10)
+//! ```
+//!
+//! The union's `|M_k|` part counts only on images where the mask meets a label of
+//! `c`'s (primary) category, or where the image carries an image-level label of it
+//! (`tally_units_cat` in NetDissect-Lite's `tally_job`): a unit is not charged for
+//! firing on images that say nothing about that category. An image-level label
+//! covers every pixel. A unit's label is its best concept; the counts add up, so
+//! tallies of image ranges merge into the whole's.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{ImageLabels, Vocabulary};
+
+/// The counts of one layer's units against a vocabulary's labels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    units: usize,
+    labels: usize,
+    categories: usize,
+    /// Per label, its pixels over all images (`tally_labels`).
+    label_area: Vec<u64>,
+    /// Per unit, its mask's pixels (`tally_units`).
+    unit_area: Vec<u64>,
+    /// Per unit and category, its mask's pixels on images where the mask meets that
+    /// category (`tally_units_cat`).
+    unit_category: Vec<u64>,
+    /// Per unit and label, the mask's pixels on the label (`tally_both`).
+    both: Vec<u64>,
+}
+
+/// One unit's best label in one category: NetDissect-Lite's per-category columns.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Match {
+    /// The category.
+    pub category: String,
+    /// The best label of it.
+    pub label: String,
+    /// The label's pixels (`truth`).
+    pub truth: u64,
+    /// The unit's mask pixels counted in the union (`activation`).
+    pub activation: u64,
+    /// Their intersection.
+    pub intersect: u64,
+    /// The IoU.
+    pub iou: f64,
+}
+
+/// A unit's result: its best match, and the best of each category.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UnitResult {
+    /// The unit (0-based).
+    pub unit: usize,
+    /// Its best match over every category.
+    pub best: Match,
+    /// Whether the best IoU reaches the detector threshold.
+    pub detector: bool,
+    /// The best match of each category, in the vocabulary's order.
+    pub categories: Vec<Match>,
+}
+
+impl Tally {
+    /// An empty tally of `units` units against `vocabulary`.
+    pub fn new(units: usize, vocabulary: &Vocabulary) -> Self {
+        let (labels, categories) = (vocabulary.labels.len(), vocabulary.categories.len());
+        Self {
+            units,
+            labels,
+            categories,
+            label_area: vec![0; labels],
+            unit_area: vec![0; units],
+            unit_category: vec![0; units * categories],
+            both: vec![0; units * labels],
+        }
+    }
+
+    /// Counts one image: `maps` is its `[units, rows, columns]` activations (`size`
+    /// is `(rows, columns)`), `thresholds` each unit's `T_k`.
+    pub fn add(
+        &mut self,
+        maps: &[f32],
+        size: (usize, usize),
+        labels: &ImageLabels,
+        thresholds: &[f32],
+        vocabulary: &Vocabulary,
+    ) {
+        let (sh, sw) = labels.size;
+        let area = (sh * sw) as u64;
+        let primary: Vec<Option<usize>> = vocabulary.labels.iter().map(|l| l.category).collect();
+        for layer in &labels.layers {
+            for &l in layer {
+                if l != 0 {
+                    self.label_area[l as usize] += 1;
+                }
+            }
+        }
+        for &s in &labels.scalars {
+            self.label_area[s as usize] += area;
+        }
+        let upsample = Upsample::new(size, labels.size);
+        let per_map = size.0 * size.1;
+        let categories = self.categories;
+        (self.unit_area.par_iter_mut())
+            .zip(self.unit_category.par_chunks_mut(categories))
+            .zip(self.both.par_chunks_mut(self.labels))
+            .enumerate()
+            .for_each(|(k, ((unit_area, unit_category), both))| {
+                let map = &maps[k * per_map..(k + 1) * per_map];
+                let mut hit = vec![false; categories];
+                let mut count = 0u64;
+                upsample.for_each_above(map, thresholds[k], |p| {
+                    count += 1;
+                    for layer in &labels.layers {
+                        let l = layer[p];
+                        if l != 0 {
+                            both[l as usize] += 1;
+                            if let Some(c) = primary[l as usize] {
+                                hit[c] = true;
+                            }
+                        }
+                    }
+                });
+                if count == 0 {
+                    return;
+                }
+                for &s in &labels.scalars {
+                    both[s as usize] += count;
+                    if let Some(c) = primary[s as usize] {
+                        hit[c] = true;
+                    }
+                }
+                *unit_area += count;
+                for (total, hit) in unit_category.iter_mut().zip(hit) {
+                    if hit {
+                        *total += count;
+                    }
+                }
+            });
+    }
+
+    /// Adds another tally of the same layer and vocabulary (another image range).
+    pub fn merge(&mut self, other: &Tally) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (self.units, self.labels, self.categories)
+                == (other.units, other.labels, other.categories),
+            "tallies of {}x{} and {}x{} units x labels cannot merge",
+            self.units,
+            self.labels,
+            other.units,
+            other.labels
+        );
+        let add = |a: &mut Vec<u64>, b: &Vec<u64>| a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+        add(&mut self.label_area, &other.label_area);
+        add(&mut self.unit_area, &other.unit_area);
+        add(&mut self.unit_category, &other.unit_category);
+        add(&mut self.both, &other.both);
+        Ok(())
+    }
+
+    /// `IoU_k,c` for unit `k` and label `c`; 0 for labels of no category.
+    pub fn iou(&self, k: usize, c: usize, vocabulary: &Vocabulary) -> f64 {
+        let Some(category) = vocabulary.labels[c].category else {
+            return 0.0;
+        };
+        let both = self.both[k * self.labels + c] as f64;
+        let activation = self.unit_category[k * self.categories + category] as f64;
+        both / (activation + self.label_area[c] as f64 - both + 1e-10)
+    }
+
+    /// Each unit's best label per category and overall, as NetDissect-Lite picks
+    /// them (the first label of the highest IoU in a category; the later category on
+    /// ties), in unit order; detectors reach `iou_threshold`.
+    pub fn results(&self, vocabulary: &Vocabulary, iou_threshold: f64) -> Vec<UnitResult> {
+        (0..self.units)
+            .map(|k| {
+                let categories: Vec<Match> = (0..self.categories)
+                    .map(|category| {
+                        let mut best: Option<(usize, f64)> = None;
+                        for (c, label) in vocabulary.labels.iter().enumerate() {
+                            if label.category != Some(category) {
+                                continue;
+                            }
+                            let iou = self.iou(k, c, vocabulary);
+                            if best.is_none_or(|(_, b)| iou > b) {
+                                best = Some((c, iou));
+                            }
+                        }
+                        let (c, iou) = best.unwrap_or((0, 0.0));
+                        Match {
+                            category: vocabulary.categories[category].clone(),
+                            label: vocabulary.labels[c].name.clone(),
+                            truth: self.label_area[c],
+                            activation: self.unit_category[k * self.categories + category],
+                            intersect: self.both[k * self.labels + c],
+                            iou,
+                        }
+                    })
+                    .collect();
+                let best = categories
+                    .iter()
+                    .rev()
+                    .max_by(|a, b| a.iou.total_cmp(&b.iou))
+                    .cloned()
+                    .expect("a vocabulary has a category");
+                UnitResult {
+                    unit: k,
+                    detector: best.iou >= iou_threshold,
+                    best,
+                    categories,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Bilinear upsampling of a map to the labels' size, with half-pixel centres and
+/// clamped edges (PIL's and `align_corners=False`).
+struct Upsample {
+    rows: Vec<(usize, usize, f32)>,
+    columns: Vec<(usize, usize, f32)>,
+    width: usize,
+}
+
+impl Upsample {
+    fn new((h, w): (usize, usize), (sh, sw): (usize, usize)) -> Self {
+        let taps = |n: usize, out: usize| -> Vec<(usize, usize, f32)> {
+            (0..out)
+                .map(|i| {
+                    let x =
+                        ((i as f64 + 0.5) * n as f64 / out as f64 - 0.5).clamp(0.0, (n - 1) as f64);
+                    let lo = x.floor() as usize;
+                    (lo, (lo + 1).min(n - 1), (x - lo as f64) as f32)
+                })
+                .collect()
+        };
+        Self {
+            rows: taps(h, sh),
+            columns: taps(w, sw),
+            width: w,
+        }
+    }
+
+    /// Calls `f` with the index (row-major) of every upsampled pixel above
+    /// `threshold`.
+    fn for_each_above(&self, map: &[f32], threshold: f32, mut f: impl FnMut(usize)) {
+        let (w, sw) = (self.width, self.columns.len());
+        for (y, &(y0, y1, fy)) in self.rows.iter().enumerate() {
+            let (top, bottom) = (&map[y0 * w..(y0 + 1) * w], &map[y1 * w..(y1 + 1) * w]);
+            for (x, &(x0, x1, fx)) in self.columns.iter().enumerate() {
+                let upper = top[x0] + (top[x1] - top[x0]) * fx;
+                let lower = bottom[x0] + (bottom[x1] - bottom[x0]) * fx;
+                if upper + (lower - upper) * fy > threshold {
+                    f(y * sw + x);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Label;
+
+    fn vocabulary() -> Vocabulary {
+        let label = |name: &str, category| Label {
+            name: name.into(),
+            category,
+        };
+        Vocabulary {
+            categories: vec!["object".into(), "scene".into()],
+            labels: vec![
+                label("-", None),
+                label("dog", Some(0)),
+                label("cat", Some(0)),
+                label("beach", Some(1)),
+            ],
+        }
+    }
+
+    /// The lecture's worked example: M = [[1,1],[0,0]], L = [[1,0],[1,0]] share one
+    /// pixel of three: IoU 1/3.
+    #[test]
+    fn the_worked_example_has_iou_one_third() {
+        let vocabulary = vocabulary();
+        let mut tally = Tally::new(1, &vocabulary);
+        let labels = ImageLabels {
+            size: (2, 2),
+            layers: vec![vec![1, 0, 1, 0]],
+            scalars: vec![],
+        };
+        tally.add(&[1., 1., 0., 0.], (2, 2), &labels, &[0.5], &vocabulary);
+        let iou = tally.iou(0, 1, &vocabulary);
+        assert!((iou - 1.0 / 3.0).abs() < 1e-9, "{iou}");
+        let result = &tally.results(&vocabulary, 0.04)[0];
+        assert_eq!((result.best.label.as_str(), result.detector), ("dog", true));
+        assert_eq!(
+            (
+                result.best.truth,
+                result.best.activation,
+                result.best.intersect
+            ),
+            (2, 2, 1)
+        );
+    }
+
+    /// A mask on an image whose labels of a category it does not meet is not
+    /// counted against that category's labels; an image-level label covers every
+    /// pixel; tallies of two images merge into one of both.
+    #[test]
+    fn the_bookkeeping_is_netdissect_lites() {
+        let vocabulary = vocabulary();
+        // Image 1: the unit fires on the left column, a cat sits on the right.
+        let cat_right = ImageLabels {
+            size: (2, 2),
+            layers: vec![vec![0, 2, 0, 2]],
+            scalars: vec![],
+        };
+        // Image 2: a beach scene; the unit fires on one pixel.
+        let beach = ImageLabels {
+            size: (2, 2),
+            layers: vec![],
+            scalars: vec![3],
+        };
+        let maps = [[1., 0., 1., 0.], [1., 0., 0., 0.]];
+        let mut both = Tally::new(1, &vocabulary);
+        let mut parts = [Tally::new(1, &vocabulary), Tally::new(1, &vocabulary)];
+        for ((map, labels), part) in maps.iter().zip([&cat_right, &beach]).zip(&mut parts) {
+            both.add(map, (2, 2), labels, &[0.5], &vocabulary);
+            part.add(map, (2, 2), labels, &[0.5], &vocabulary);
+        }
+        // Cat: the mask never meets an object label: 0 / (0 + 2 − 0).
+        assert_eq!(both.iou(0, 2, &vocabulary), 0.0);
+        assert_eq!(both.unit_category, vec![0, 1]);
+        // Beach: 1 pixel of the mask on a 4-pixel label: 1 / (1 + 4 − 1).
+        assert!((both.iou(0, 3, &vocabulary) - 0.25).abs() < 1e-9);
+        let [mut merged, other] = parts;
+        merged.merge(&other).unwrap();
+        assert_eq!(merged, both);
+    }
+
+    /// Upsampling 2x2 to 4x4 interpolates between pixel centres and keeps the
+    /// edges.
+    #[test]
+    fn upsampling_is_bilinear_with_half_pixel_centres() {
+        let up = Upsample::new((2, 2), (4, 4));
+        let map = [0., 4., 8., 12.];
+        let mut above = Vec::new();
+        up.for_each_above(&map, 6.5, |p| above.push(p));
+        // The upsampled values, row by row:
+        // row 0: 0 1 3 4; row 1: 2 3 5 6; row 2: 6 7 9 10; row 3: 8 9 11 12.
+        assert_eq!(above, vec![9, 10, 11, 12, 13, 14, 15]);
+    }
+}

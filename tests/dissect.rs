@@ -1,0 +1,426 @@
+//! Network Dissection: the Broden layout read pixel by pixel from a directory the
+//! test writes, the streaming dissection against a brute-force one (every
+//! activation in memory, sorted; every mask drawn), and planted colour detectors
+//! labelled with their colour.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use image::{Rgb, RgbImage};
+use unitscope::data::{Broden, ConceptSet, ImageLabels, InputSpec, ResizeMode, Vocabulary};
+use unitscope::dissect::{self, STATED_ERROR, Settings};
+use unitscope::model::{ArchOptions, Architecture, Model, Probe, Weights};
+
+/// Label numbers: two colours, an object numbered past 255 (its PNG code needs
+/// the green channel), a scene.
+const RED: u32 = 1;
+const BLUE: u32 = 2;
+const DOG: u32 = 300;
+const BEACH: u32 = 4;
+
+/// A label PNG of `w x h` whose pixel `(x, y)` carries `label(x, y)` as red + 256 green.
+fn label_png(path: &Path, (w, h): (u32, u32), label: impl Fn(u32, u32) -> u32) {
+    RgbImage::from_fn(w, h, |x, y| {
+        let n = label(x, y);
+        Rgb([(n % 256) as u8, (n / 256) as u8, 0])
+    })
+    .save(path)
+    .unwrap();
+}
+
+/// A small Broden directory: two images of different sizes whose label sizes
+/// differ per row (one not square), a category with two label files for one
+/// image, an image-level scene label, and a label listed in two categories.
+fn write_broden(dir: &Path) {
+    let images = dir.join("images");
+    std::fs::create_dir_all(images.join("sub")).unwrap();
+    std::fs::write(
+        dir.join("category.csv"),
+        "name,first,last,count,frequency\ncolor,1,2,2,2\nobject,300,300,1,1\nscene,4,4,1,1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("label.csv"),
+        "number,name,category,frequency,coverage,syns\n\
+         1,red,color(2),2,0.3,\n2,blue,color(1),1,0.1,\n\
+         300,dog,object(1);color(1),1,0.2,hound\n4,beach,scene(1),1,1.0,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("c_color.csv"),
+        "code,number,name,frequency,coverage\n1,1,red,2,0.3\n2,2,blue,1,0.1\n3,300,dog,1,0.05\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("c_object.csv"),
+        "code,number,name,frequency,coverage\n1,300,dog,1,0.2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("c_scene.csv"),
+        "code,number,name,frequency,coverage\n1,4,beach,1,1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("index.csv"),
+        "image,split,ih,iw,sh,sw,color,object,scene\n\
+         sub/a.png,train,8,8,4,4,sub/a_color.png,sub/a_dog1.png;sub/a_dog2.png,4\n\
+         b.png,val,6,6,3,2,b_color.png,,\n",
+    )
+    .unwrap();
+    RgbImage::from_pixel(8, 8, Rgb([200, 30, 30]))
+        .save(images.join("sub/a.png"))
+        .unwrap();
+    RgbImage::from_pixel(6, 6, Rgb([30, 30, 200]))
+        .save(images.join("b.png"))
+        .unwrap();
+    label_png(&images.join("sub/a_color.png"), (4, 4), |x, _| {
+        if x < 2 { RED } else { 0 }
+    });
+    label_png(&images.join("sub/a_dog1.png"), (4, 4), |_, y| {
+        if y == 0 { DOG } else { 0 }
+    });
+    label_png(&images.join("sub/a_dog2.png"), (4, 4), |x, y| {
+        if x == y { DOG } else { 0 }
+    });
+    label_png(&images.join("b_color.png"), (2, 3), |x, y| {
+        if (x + y) % 2 == 0 { BLUE } else { RED }
+    });
+}
+
+#[test]
+fn a_broden_directory_is_read_label_by_label() {
+    let dir = tempfile::tempdir().unwrap();
+    write_broden(dir.path());
+    let broden = Broden::open(dir.path()).unwrap();
+    assert_eq!(broden.len(), 2);
+    let vocabulary = broden.vocabulary();
+    assert_eq!(vocabulary.categories, ["color", "object", "scene"]);
+    let category = |n: u32| vocabulary.labels[n as usize].category;
+    // Dog's coverage is larger in `object` than in `color`: object is primary.
+    assert_eq!(
+        [
+            category(0),
+            category(RED),
+            category(BLUE),
+            category(DOG),
+            category(BEACH)
+        ],
+        [None, Some(0), Some(0), Some(1), Some(2)]
+    );
+    assert_eq!(vocabulary.labels[DOG as usize].name, "dog");
+    assert_eq!(vocabulary.labels[3].category, None, "an unlisted number");
+
+    let a = broden.labels(0).unwrap();
+    let expected = ImageLabels {
+        size: (4, 4),
+        layers: vec![
+            (0..16).map(|i| if i % 4 < 2 { RED } else { 0 }).collect(),
+            (0..16).map(|i| if i / 4 == 0 { DOG } else { 0 }).collect(),
+            (0..16)
+                .map(|i| if i % 4 == i / 4 { DOG } else { 0 })
+                .collect(),
+        ],
+        scalars: vec![BEACH],
+    };
+    assert_eq!(a, expected);
+    let b = broden.labels(1).unwrap();
+    assert_eq!(b.size, (3, 2));
+    assert_eq!(b.layers, vec![vec![BLUE, RED, RED, BLUE, BLUE, RED]]);
+    assert!(b.scalars.is_empty());
+    assert!(broden.image_path(0).ends_with("images/sub/a.png"));
+
+    // A label file whose size is not the row's is an error naming it.
+    label_png(&dir.path().join("images/b_color.png"), (3, 3), |_, _| RED);
+    let err = broden.labels(1).unwrap_err().to_string();
+    assert!(err.contains("b_color.png") && err.contains("2x3"), "{err}");
+    // A missing listing says what a Broden dataset holds.
+    std::fs::remove_file(dir.path().join("c_scene.csv")).unwrap();
+    let err = format!("{:#}", Broden::open(dir.path()).unwrap_err());
+    assert!(
+        err.contains("c_scene.csv") && err.contains("index.csv"),
+        "{err}"
+    );
+}
+
+/// Bilinear upsampling with half-pixel centres, written out for the reference.
+fn upsample(map: &[f32], (h, w): (usize, usize), (sh, sw): (usize, usize)) -> Vec<f32> {
+    let coordinate = |i: usize, n: usize, out: usize| {
+        ((i as f64 + 0.5) * n as f64 / out as f64 - 0.5).clamp(0.0, (n - 1) as f64)
+    };
+    let mut out = Vec::with_capacity(sh * sw);
+    for y in 0..sh {
+        let fy = coordinate(y, h, sh);
+        let (y0, ty) = (fy.floor() as usize, (fy - fy.floor()) as f32);
+        let y1 = (y0 + 1).min(h - 1);
+        for x in 0..sw {
+            let fx = coordinate(x, w, sw);
+            let (x0, tx) = (fx.floor() as usize, (fx - fx.floor()) as f32);
+            let x1 = (x0 + 1).min(w - 1);
+            let at = |y: usize, x: usize| map[y * w + x];
+            let upper = at(y0, x0) + (at(y0, x1) - at(y0, x0)) * tx;
+            let lower = at(y1, x0) + (at(y1, x1) - at(y1, x0)) * tx;
+            out.push(upper + (lower - upper) * ty);
+        }
+    }
+    out
+}
+
+/// Every unit's IoU with every label, from everything in memory.
+fn brute_force(
+    model: &Model,
+    set: &ConceptSet,
+    layer: &str,
+    vocabulary: &Vocabulary,
+) -> (Vec<f32>, Vec<Vec<f64>>) {
+    let mut spec = model.input_spec().clone();
+    spec.resize = ResizeMode::Stretch;
+    let inputs: Vec<Tensor> = set
+        .entries()
+        .unwrap()
+        .iter()
+        .map(|e| e.load(&spec, &Device::Cpu).unwrap().tensor)
+        .collect();
+    let capture = model
+        .forward(
+            &Tensor::stack(&inputs, 0).unwrap(),
+            &Probe::new().record(layer),
+        )
+        .unwrap();
+    let acts = capture
+        .activation(layer)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let (n, units, h, w) = acts.dims4().unwrap();
+    let acts = acts.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let map = |i: usize, k: usize| &acts[(i * units + k) * h * w..][..h * w];
+    let thresholds: Vec<f32> = (0..units)
+        .map(|k| {
+            let mut v: Vec<f32> = (0..n).flat_map(|i| map(i, k).to_vec()).collect();
+            v.sort_by(f32::total_cmp);
+            let p = (v.len() - 1) as f64 * 0.995;
+            let (lo, hi) = (v[p.floor() as usize] as f64, v[p.ceil() as usize] as f64);
+            (lo + (hi - lo) * p.fract()) as f32
+        })
+        .collect();
+    let labels = vocabulary.labels.len();
+    let categories = vocabulary.categories.len();
+    let (mut label_area, mut both) = (vec![0f64; labels], vec![vec![0f64; labels]; units]);
+    let mut unit_category = vec![vec![0f64; categories]; units];
+    for i in 0..n {
+        let l = set.labels(i).unwrap();
+        for layer in &l.layers {
+            for &c in layer.iter().filter(|&&c| c != 0) {
+                label_area[c as usize] += 1.0;
+            }
+        }
+        for k in 0..units {
+            let mask: Vec<bool> = upsample(map(i, k), (h, w), l.size)
+                .iter()
+                .map(|&s| s > thresholds[k])
+                .collect();
+            let area = mask.iter().filter(|&&m| m).count() as f64;
+            let mut met = vec![false; categories];
+            for layer in &l.layers {
+                for (&c, _) in layer.iter().zip(&mask).filter(|(c, m)| **c != 0 && **m) {
+                    both[k][c as usize] += 1.0;
+                    met[vocabulary.labels[c as usize].category.unwrap()] = true;
+                }
+            }
+            for (total, met) in unit_category[k].iter_mut().zip(met) {
+                if met {
+                    *total += area;
+                }
+            }
+        }
+    }
+    let iou = (0..units)
+        .map(|k| {
+            (0..labels)
+                .map(|c| match vocabulary.labels[c].category {
+                    Some(cat) => {
+                        both[k][c] / (unit_category[k][cat] + label_area[c] - both[k][c] + 1e-10)
+                    }
+                    None => 0.0,
+                })
+                .collect()
+        })
+        .collect();
+    (thresholds, iou)
+}
+
+/// The streaming dissection (batches, exact thresholds) gives the brute force's
+/// thresholds and IoUs, and each unit the brute force's best label; from the
+/// sketch alone, thresholds within its stated error.
+#[test]
+fn streaming_dissection_equals_a_brute_force_reference() {
+    let model = unitscope::model::demo::model(&Device::Cpu).unwrap();
+    let set = ConceptSet::Demo(24);
+    let vocabulary = set.vocabulary();
+    let layer = "features.4".to_string();
+    let settings = Settings {
+        batch: 5,
+        ..Settings::default()
+    };
+    let dissected = dissect::dissect(
+        &model,
+        &set,
+        std::slice::from_ref(&layer),
+        &settings,
+        &mut |_, _| {},
+    )
+    .unwrap()
+    .remove(0);
+    let (thresholds, iou) = brute_force(&model, &set, &layer, &vocabulary);
+    assert!(dissected.exact);
+    assert_eq!(dissected.thresholds, thresholds);
+    let mut detectors = 0;
+    for (k, unit) in dissected.units.iter().enumerate() {
+        let (best, best_iou) = (0..vocabulary.labels.len())
+            .map(|c| (c, iou[k][c]))
+            .fold((0, -1.0), |a, b| if b.1 > a.1 { b } else { a });
+        assert_eq!(unit.best.label, vocabulary.labels[best].name, "unit {k}");
+        assert!((unit.best.iou - best_iou).abs() < 1e-12, "unit {k}");
+        for (c, reference) in iou[k].iter().enumerate() {
+            assert!((dissected.tally.iou(k, c, &vocabulary) - reference).abs() < 1e-12);
+        }
+        detectors += unit.detector as usize;
+    }
+    assert!(
+        detectors > 0,
+        "features.4 of the demo model has colour detectors"
+    );
+
+    let sketched = Settings {
+        exact_budget: 0,
+        ..settings
+    };
+    let from_sketch = dissect::dissect(&model, &set, &[layer], &sketched, &mut |_, _| {})
+        .unwrap()
+        .remove(0);
+    assert!(!from_sketch.exact);
+    for (s, e) in from_sketch.thresholds.iter().zip(&thresholds) {
+        let error = (s - e).abs() as f64 / e.abs().max(f32::MIN_POSITIVE) as f64;
+        assert!(error <= STATED_ERROR, "{s} vs {e}");
+    }
+}
+
+/// A plain CNN at 64 px whose two 3x3 units are planted colour detectors (the
+/// centre tap only): R − G − B, and B − R − G.
+fn planted() -> Model {
+    let device = Device::Cpu;
+    let mut kernel = vec![0f32; 2 * 3 * 9];
+    for (unit, weights) in [[1.0, -1.0, -1.0], [-1.0, -1.0, 1.0]].iter().enumerate() {
+        for (c, w) in weights.iter().enumerate() {
+            kernel[unit * 27 + c * 9 + 4] = *w;
+        }
+    }
+    let tensors = [
+        (
+            "features.0.weight",
+            Tensor::from_vec(kernel, (2, 3, 3, 3), &device),
+        ),
+        ("features.0.bias", Tensor::zeros(2, DType::F32, &device)),
+        ("fc.weight", Tensor::ones((2, 2), DType::F32, &device)),
+        ("fc.bias", Tensor::zeros(2, DType::F32, &device)),
+    ]
+    .map(|(name, t)| (name.to_string(), t.unwrap()));
+    let options = ArchOptions {
+        channels: Some(vec![2]),
+        batch_norm: Some(false),
+        ..ArchOptions::default()
+    };
+    let input = InputSpec {
+        size: [64, 64],
+        resize: ResizeMode::Stretch,
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        ..InputSpec::default()
+    };
+    let weights = Weights::from_tensors(tensors, &device).unwrap();
+    Model::new(
+        "planted".into(),
+        Architecture::PlainCnn,
+        &options,
+        &weights,
+        input,
+        vec!["a".into(), "b".into()],
+    )
+    .unwrap()
+}
+
+/// In the demo world, the planted redness and blueness units are labelled red and
+/// blue, as detectors well above the 0.04 IoU. The world's objects are flat
+/// colours, so a planted unit's strongest response is one value on more than 0.5%
+/// of all pixels: the top-0.005 threshold is that value and the mask `S > T` would
+/// be empty (as in NetDissect-Lite). The top 5% puts the threshold below it.
+#[test]
+fn planted_colour_detectors_get_their_colour() {
+    let model = planted();
+    let set = ConceptSet::Demo(300);
+    let settings = Settings {
+        quantile: 0.05,
+        ..Settings::default()
+    };
+    let dissected = dissect::dissect(
+        &model,
+        &set,
+        &["features.1".to_string()],
+        &settings,
+        &mut |_, _| {},
+    )
+    .unwrap()
+    .remove(0);
+    for (unit, colour) in dissected.units.iter().zip(["red", "blue"]) {
+        assert_eq!(
+            (unit.best.category.as_str(), unit.best.label.as_str()),
+            ("color", colour),
+            "unit {}: {:?}",
+            unit.unit,
+            unit.best
+        );
+        assert!(
+            unit.detector && unit.best.iou > 0.1,
+            "{colour}: IoU {}",
+            unit.best.iou
+        );
+    }
+}
+
+/// A Broden directory dissects end to end: image-level labels count the whole
+/// image, and every unit gets a label from the vocabulary.
+#[test]
+fn a_broden_directory_dissects_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    write_broden(dir.path());
+    let set = ConceptSet::Broden(Broden::open(dir.path()).unwrap());
+    let dissected = dissect::dissect(
+        &planted(),
+        &set,
+        &["features.1".to_string()],
+        &Settings::default(),
+        &mut |_, _| {},
+    )
+    .unwrap()
+    .remove(0);
+    // The beach label covers image a's 16 label pixels; red 8 + 3, blue 3, dog 4 + 4.
+    let truth = |label: &str| {
+        dissected.units[0]
+            .categories
+            .iter()
+            .find(|m| m.label == label)
+            .map(|m| m.truth)
+    };
+    assert_eq!(truth("beach"), Some(16));
+    assert_eq!(truth("dog"), Some(8));
+    let names: Vec<String> = set
+        .vocabulary()
+        .labels
+        .iter()
+        .map(|l| l.name.clone())
+        .collect();
+    for unit in &dissected.units {
+        assert!(names.contains(&unit.best.label));
+    }
+}
