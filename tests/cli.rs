@@ -1103,3 +1103,78 @@ fn visualize_writes_pictures_and_curves_reproducibly() {
     ]);
     assert!(e.contains("a bare `logit` term needs --class"), "{e}");
 }
+
+/// `dissect` on the demo world writes NetDissect-Lite's tally.csv (every unit, by
+/// score), a JSON per layer and an index; a rerun keeps the finished layer; bad
+/// datasets and settings are one-line errors.
+#[test]
+fn dissect_writes_a_tally_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d");
+    let args = [
+        "dissect",
+        "--layer",
+        "features.4",
+        "--demo",
+        "40",
+        "-o",
+        s(&out),
+    ];
+    let run = unitscope(&args, &[]);
+    assert_success(&run);
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    assert!(
+        stdout.contains("features.4: ") && stdout.contains("units covering"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(out.join("features.4/tally.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("unit,category,label,score,shape-label,shape-truth,shape-activation,shape-intersect,shape-iou,color-label"),
+        "{header}"
+    );
+    let scores: Vec<f64> = lines
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(scores.len(), 32);
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let layer: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("features.4/dissection.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(layer["results"].as_array().unwrap().len(), 32);
+    assert!(out.join("dissect.json").exists());
+
+    let again = unitscope(&args, &[]);
+    assert_success(&again);
+    assert!(
+        String::from_utf8(again.stdout)
+            .unwrap()
+            .contains("already dissected")
+    );
+
+    let missing = dir.path().join("nothing");
+    let err = fails(&[
+        "dissect",
+        "--layer",
+        "features.4",
+        "--dataset",
+        s(&missing),
+        "-o",
+        s(&out),
+    ]);
+    assert!(err.contains("index.csv"), "{err}");
+    let err = fails(&["dissect", "--layer", "nope", "--demo", "4", "-o", s(&out)]);
+    assert!(err.contains("no layer `nope`"), "{err}");
+    let err = fails(&[
+        "dissect",
+        "--layer",
+        "features.4",
+        "--quantile",
+        "2",
+        "-o",
+        s(&out),
+    ]);
+    assert!(err.contains("--quantile"), "{err}");
+}

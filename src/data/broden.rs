@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 
-use super::concepts::{ImageLabels, Label, Vocabulary};
 use super::image::load_image;
+use super::vocabulary::{ImageLabels, Label, Vocabulary};
 
 /// A Broden-layout dataset on disk.
 #[derive(Clone, Debug)]

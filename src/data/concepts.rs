@@ -1,54 +1,15 @@
-//! Concept-labelled images, as Network Dissection reads them: a vocabulary of
-//! labels in categories, and per image its pixel labels (several layers may cover
-//! one pixel) and image-level labels. A Broden dataset on disk and the demo world
-//! give the same [`ConceptSet`].
+//! Concept-labelled images, as Network Dissection reads them: a Broden dataset on
+//! disk and the demo world give the same [`ConceptSet`] (a [`Vocabulary`] and each
+//! image's [`ImageLabels`]).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 
 use super::broden::Broden;
+use super::vocabulary::{ImageLabels, Label, Vocabulary};
 use super::world::{Category, Concept, HELD_OUT, SIZE, World};
 use super::{Entry, Source};
-
-/// The labels a dataset uses and their categories.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Vocabulary {
-    /// Category names, in order.
-    pub categories: Vec<String>,
-    /// Per global label number; number 0 is "unlabelled".
-    pub labels: Vec<Label>,
-}
-
-/// A label: its name and its primary category.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Label {
-    /// The name, e.g. `red`.
-    pub name: String,
-    /// The index of its primary category; `None` for label 0 and labels no
-    /// category lists.
-    pub category: Option<usize>,
-}
-
-impl Label {
-    pub(super) fn unlabelled() -> Self {
-        Self {
-            name: "-".into(),
-            category: None,
-        }
-    }
-}
-
-/// One image's labels.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ImageLabels {
-    /// The labels' `(rows, columns)`, covering the whole image.
-    pub size: (usize, usize),
-    /// Pixel labels, layer by layer: each `rows · columns` label numbers (0: none).
-    pub layers: Vec<Vec<u32>>,
-    /// Labels of the whole image.
-    pub scalars: Vec<u32>,
-}
 
 /// Images with concept labels.
 #[derive(Clone, Debug)]

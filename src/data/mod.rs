@@ -8,11 +8,13 @@ pub mod image;
 pub mod labels;
 pub mod resample;
 mod source;
+pub mod vocabulary;
 pub mod world;
 
 pub use blur::{MAX_SIGMA, gaussian_blur};
 pub use broden::Broden;
-pub use concepts::{ConceptSet, ImageLabels, Label, Vocabulary};
+pub use concepts::ConceptSet;
 pub use image::{InputSpec, ResizeMode, load_image};
 pub use resample::Interpolation;
 pub use source::{Entry, Sample, Source};
+pub use vocabulary::{ImageLabels, Label, Vocabulary};
