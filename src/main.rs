@@ -46,7 +46,7 @@ enum Command {
     /// What a unit looks for, made by optimization: feature visualization PNGs and curves.
     Visualize(Box<cli::visualize::Args>),
     /// Which concept each unit detects (Network Dissection): tally.csv and JSON per layer.
-    Dissect(Box<cli::dissect::Args>),
+    Dissect(Box<cli::dissect::Command>),
     /// Time the engine and the attribution methods.
     #[command(subcommand)]
     Bench(cli::bench::Bench),

@@ -1178,3 +1178,75 @@ fn dissect_writes_a_tally_and_resumes() {
     ]);
     assert!(err.contains("--quantile"), "{err}");
 }
+
+/// The sharded flow as the README's job array runs it: round 1 per shard, merge,
+/// round 2 per shard, merge; its tally.csv is the single run's from the sketch.
+/// A round-2 shard without round 1's thresholds and a missing shard are one-line
+/// errors.
+#[test]
+fn sharded_dissection_merges_into_the_single_runs_tally() {
+    let dir = tempfile::tempdir().unwrap();
+    let (parts, merged) = (dir.path().join("parts"), dir.path().join("merged"));
+    let layer = ["--layer", "features.4", "--demo", "30"];
+    let shard = |i: usize, extra: &[&str]| {
+        let spec = format!("{i}/2");
+        let mut args = vec!["dissect"];
+        args.extend(layer);
+        args.extend(["--shard", &spec, "-o", s(&parts)]);
+        args.extend(extra);
+        assert_success(&unitscope(&args, &[]));
+    };
+    shard(0, &[]);
+    let err = fails(&["dissect", "merge", s(&parts), "-o", s(&parts)]);
+    assert!(err.contains("lacks shard(s) 1 of 2"), "{err}");
+    shard(1, &[]);
+    assert_success(&unitscope(
+        &["dissect", "merge", s(&parts), "-o", s(&parts)],
+        &[],
+    ));
+    let thresholds = parts.join("thresholds.json");
+    shard(0, &["--thresholds", s(&thresholds)]);
+    shard(1, &["--thresholds", s(&thresholds)]);
+    let tallies: Vec<String> = (0..2)
+        .map(|i| s(&parts.join(format!("features.4.tally.{i:04}-of-0002.json"))).to_string())
+        .collect();
+    let mut args = vec!["dissect", "merge"];
+    args.extend(tallies.iter().map(String::as_str));
+    args.extend(["-o", s(&merged)]);
+    assert_success(&unitscope(&args, &[]));
+    // A single run that keeps no activations uses the sketch too: the same tally.
+    let single = dir.path().join("single");
+    let mut args = vec!["dissect", "--max-exact-mb", "0", "-o", s(&single)];
+    args.extend(layer);
+    assert_success(&unitscope(&args, &[]));
+    let tally = |dir: &Path| std::fs::read_to_string(dir.join("features.4/tally.csv")).unwrap();
+    assert_eq!(tally(&merged), tally(&single));
+    assert_eq!(tally(&merged).lines().count(), 33);
+
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, "{}").unwrap();
+    let err = fails(&[
+        "dissect",
+        "--layer",
+        "features.4",
+        "--demo",
+        "30",
+        "--shard",
+        "0/2",
+        "--thresholds",
+        s(&other),
+        "-o",
+        s(&parts),
+    ]);
+    assert!(err.contains("merge round 1"), "{err}");
+    let err = fails(&[
+        "dissect",
+        "--layer",
+        "features.4",
+        "--shard",
+        "2/2",
+        "-o",
+        s(&parts),
+    ]);
+    assert!(err.contains("2/2"), "{err}");
+}

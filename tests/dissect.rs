@@ -424,3 +424,106 @@ fn a_broden_directory_dissects_end_to_end() {
         assert!(names.contains(&unit.best.label));
     }
 }
+
+/// Two rounds over three uneven shards, merged, equal one run from the sketch: the
+/// same thresholds and the same tally, count for count. A missing shard, a doubled
+/// one, and parts of another run are refused by name.
+#[test]
+fn merged_shards_equal_a_single_run() {
+    use unitscope::dissect::shard::{self, Merged, Part, Run};
+    let model = unitscope::model::demo::model(&Device::Cpu).unwrap();
+    let set = ConceptSet::Demo(31);
+    let layer = "features.7".to_string();
+    let layers = std::slice::from_ref(&layer);
+    let settings = Settings {
+        batch: 4,
+        exact_budget: 0,
+        ..Settings::default()
+    };
+    let single = dissect::dissect(&model, &set, layers, &settings, &mut |_, _| {})
+        .unwrap()
+        .remove(0);
+    assert!(!single.exact);
+
+    let run = Run {
+        model: "demo".into(),
+        data: set.identity(),
+        images: set.len(),
+        quantile: settings.quantile,
+        iou_threshold: settings.iou_threshold,
+        vocabulary: set.vocabulary(),
+    };
+    let shards: Vec<_> = (0..3)
+        .map(|i| (i, shard::shard_range((i, 3), set.len()).unwrap()))
+        .collect();
+    assert_eq!(shards[2].1, 20..31);
+    let sketched: Vec<Part> = shards
+        .iter()
+        .map(|(i, range)| {
+            let t = dissect::thresholds_pass(
+                &model,
+                &set,
+                range.clone(),
+                layers,
+                &settings,
+                &mut |_, _| {},
+            )
+            .unwrap()
+            .remove(0);
+            Part::sketched(
+                ("k", &run),
+                &layer,
+                (*i, 3),
+                range.clone(),
+                t.into_sketches(),
+            )
+        })
+        .collect();
+    let Merged::Sketches(sketches) = shard::merge(&sketched).unwrap() else {
+        panic!("round 1 merges into sketches")
+    };
+    let thresholds = dissect::sketch_thresholds(&sketches, settings.quantile);
+    assert_eq!(thresholds, single.thresholds);
+    let tallied: Vec<Part> = shards
+        .iter()
+        .map(|(i, range)| {
+            let t = std::slice::from_ref(&thresholds);
+            let tally = dissect::tally_pass(
+                &model,
+                &set,
+                range.clone(),
+                layers,
+                t,
+                &settings,
+                &mut |_, _| {},
+            )
+            .unwrap()
+            .remove(0);
+            Part::tallied(
+                ("k", &run),
+                &layer,
+                (*i, 3),
+                range.clone(),
+                thresholds.clone(),
+                tally,
+            )
+        })
+        .collect();
+    let Merged::Tally(_, tally) = shard::merge(&tallied).unwrap() else {
+        panic!("round 2 merges into a tally")
+    };
+    assert_eq!(tally, single.tally);
+
+    let error = |parts: &[Part]| match shard::merge(parts) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("merged"),
+    };
+    assert!(error(&tallied[..2]).contains("lacks shard(s) 2 of 3"));
+    let doubled = [tallied.clone(), vec![tallied[0].clone()]].concat();
+    assert!(error(&doubled).contains("given twice"));
+    let mut other = tallied.clone();
+    other[1].key = "another run".into();
+    assert!(error(&other).contains("different runs"));
+    let mixed = [vec![sketched[0].clone()], tallied[1..].to_vec()].concat();
+    assert!(error(&mixed).contains("both rounds"));
+}

@@ -2,15 +2,45 @@
 //! (a finished layer's files are written before the next starts, so Ctrl-C loses
 //! none, and a rerun skips the layers already done under the same model, data and
 //! settings), each unit's concept and IoU into `tally.csv` and `dissection.json`.
+//! With `--shard I/N`, one shard's partial state instead (see
+//! [`unitscope::dissect::shard`]), which `dissect merge` combines.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use unitscope::data::{Broden, ConceptSet};
-use unitscope::dissect::{self, Settings, report};
+use unitscope::dissect::shard::{self, Merged, Part};
+use unitscope::dissect::{self, LayerDissection, Settings, report};
+use unitscope::model::Model;
 
 use super::job;
+
+#[derive(Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Command {
+    #[command(subcommand)]
+    merge: Option<Merge>,
+    #[command(flatten)]
+    args: Args,
+}
+
+#[derive(Clone, clap::Subcommand)]
+enum Merge {
+    /// Combine shards' parts: round 1's into thresholds.json, round 2's into the
+    /// dissection (tally.csv, dissection.json, dissect.json).
+    Merge(MergeArgs),
+}
+
+#[derive(Clone, clap::Args)]
+struct MergeArgs {
+    /// Part files, or folders holding them.
+    #[arg(required = true)]
+    parts: Vec<PathBuf>,
+    /// Where to write the merged result.
+    #[arg(short, long)]
+    out: PathBuf,
+}
 
 #[derive(Clone, clap::Args)]
 pub struct Args {
@@ -42,12 +72,41 @@ pub struct Args {
     /// Images per forward pass.
     #[arg(long, default_value_t = 16, value_parser = super::count(1..=1024))]
     batch: usize,
-    /// Where to write `dissect.json` and one folder per layer.
+    /// Memory for exact thresholds, in MB: past it (and in shards) each unit's
+    /// threshold comes from its sketch.
+    #[arg(long, value_name = "MB", default_value_t = 512, value_parser = super::count(0..=1 << 20))]
+    max_exact_mb: usize,
+    /// Dissect only the I-th of N equal image ranges (from 0) and write its
+    /// partial state into --out, for `dissect merge`: round 1 without
+    /// --thresholds, round 2 with the merged round 1's.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+    /// Round 2 of a sharded run: the thresholds.json that merging round 1 wrote.
+    #[arg(long, requires = "shard")]
+    thresholds: Option<PathBuf>,
+    /// Where to write `dissect.json` and one folder per layer (or a shard's parts).
     #[arg(short, long, default_value = "dissection")]
     out: PathBuf,
 }
 
-pub fn run(args: &Args) -> Result<()> {
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((i, n)) if n > 0 && i < n => Ok((i, n)),
+        _ => Err(format!("`{text}` is not a shard I/N with 0 <= I < N")),
+    }
+}
+
+pub fn run(command: &Command) -> Result<()> {
+    match &command.merge {
+        Some(Merge::Merge(args)) => merge(args),
+        None => dissect_layers(&command.args),
+    }
+}
+
+fn dissect_layers(args: &Args) -> Result<()> {
     ensure!(
         args.quantile > 0.0 && args.quantile < 1.0,
         "--quantile {} must lie between 0 and 1",
@@ -67,8 +126,11 @@ pub fn run(args: &Args) -> Result<()> {
         quantile: args.quantile,
         iou_threshold: args.iou,
         batch: args.batch,
-        ..Settings::default()
+        exact_budget: args.max_exact_mb << 20,
     };
+    if let Some(shard) = args.shard {
+        return dissect_shard(args, model, set, settings, shard);
+    }
     let total = 2 * (set.len() * args.layers.len()) as u64;
     let args = args.clone();
     job::run("dissect", total, move |cx, out| {
@@ -99,23 +161,212 @@ pub fn run(args: &Args) -> Result<()> {
             out.line(&headline(&value))?;
             layers.push(value);
         }
-        let index = json!({
-            "model": model.name(),
-            "data": set.identity(),
-            "images": set.len(),
-            "layers": layers.iter().map(|l| json!({
-                "layer": l["layer"],
-                "units": l["units"],
-                "detectors": l["detectors"],
-                "concepts": l["concepts"],
-                "detectors_per_category": l["detectors_per_category"],
-                "tally": format!("{}/tally.csv", unitscope::render::file_part(l["layer"].as_str().unwrap_or(""))),
-            })).collect::<Vec<_>>(),
-        });
-        let path = args.out.join("dissect.json");
-        unitscope::atomic::write(&path, serde_json::to_string_pretty(&index)?.as_bytes())?;
+        let path = write_index(&args.out, model.name(), &set.identity(), set.len(), &layers)?;
         out.line(&format!("index: {}", path.display()))
     })
+}
+
+/// Writes `dissect.json`, the index of the dissected `layers`.
+fn write_index(
+    out: &Path,
+    model: &str,
+    data: &str,
+    images: usize,
+    layers: &[Value],
+) -> Result<PathBuf> {
+    let index = json!({
+        "model": model,
+        "data": data,
+        "images": images,
+        "layers": layers.iter().map(|l| json!({
+            "layer": l["layer"],
+            "units": l["units"],
+            "detectors": l["detectors"],
+            "concepts": l["concepts"],
+            "detectors_per_category": l["detectors_per_category"],
+            "tally": format!("{}/tally.csv", unitscope::render::file_part(l["layer"].as_str().unwrap_or(""))),
+        })).collect::<Vec<_>>(),
+    });
+    let path = out.join("dissect.json");
+    unitscope::atomic::write(&path, serde_json::to_string_pretty(&index)?.as_bytes())?;
+    Ok(path)
+}
+
+/// One shard: round 1 (sketches) or, given merged thresholds, round 2 (tallies);
+/// one part file per layer in `--out`.
+fn dissect_shard(
+    args: &Args,
+    model: Model,
+    set: ConceptSet,
+    settings: Settings,
+    shard: (usize, usize),
+) -> Result<()> {
+    let images = shard::shard_range(shard, set.len())?;
+    let thresholds = match &args.thresholds {
+        Some(path) => Some(read_thresholds(path)?),
+        None => None,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create `{}`", args.out.display()))?;
+    let run = shard::Run {
+        model: model.name().to_string(),
+        data: set.identity(),
+        images: set.len(),
+        quantile: settings.quantile,
+        iou_threshold: settings.iou_threshold,
+        vocabulary: set.vocabulary(),
+    };
+    let total = (images.len() * args.layers.len()) as u64;
+    let args = args.clone();
+    job::run("dissect shard", total, move |cx, out| {
+        for (i, layer) in args.layers.iter().enumerate() {
+            let key = report::key(&model, &set, &settings, layer)?;
+            let offset = (i * images.len()) as u64;
+            let mut progress = |done, _| cx.progress(offset + done, total, layer.to_string());
+            let layers = std::slice::from_ref(layer);
+            let part = match &thresholds {
+                None => {
+                    let t = dissect::thresholds_pass(
+                        &model,
+                        &set,
+                        images.clone(),
+                        layers,
+                        &settings,
+                        &mut progress,
+                    )?;
+                    let sketches = t.into_iter().next().context("one layer")?.into_sketches();
+                    Part::sketched((&key, &run), layer, shard, images.clone(), sketches)
+                }
+                Some(merged) => {
+                    let Some(t) = merged
+                        .get(layer)
+                        .filter(|(k, _)| *k == key)
+                        .map(|(_, t)| t.clone())
+                    else {
+                        bail!(
+                            "the thresholds file has no thresholds of `{layer}` for this model, data and settings; \
+                             merge round 1 of this run first"
+                        );
+                    };
+                    let tally = dissect::tally_pass(
+                        &model,
+                        &set,
+                        images.clone(),
+                        layers,
+                        std::slice::from_ref(&t),
+                        &settings,
+                        &mut progress,
+                    )?;
+                    let tally = tally.into_iter().next().context("one layer")?;
+                    Part::tallied((&key, &run), layer, shard, images.clone(), t, tally)
+                }
+            };
+            let path = args.out.join(part.file_name());
+            unitscope::atomic::write(&path, serde_json::to_string(&part)?.as_bytes())?;
+            out.line(&format!(
+                "{layer}: shard {}/{} (images {}..{}) -> {}",
+                shard.0,
+                shard.1,
+                images.start,
+                images.end,
+                path.display()
+            ))?;
+        }
+        Ok(())
+    })
+}
+
+/// Per layer, the key and thresholds in a `thresholds.json`.
+fn read_thresholds(path: &Path) -> Result<std::collections::BTreeMap<String, (String, Vec<f32>)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the thresholds `{}`", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "`{}` is not a thresholds.json written by `dissect merge`",
+            path.display()
+        )
+    })
+}
+
+/// `dissect merge`: the parts grouped by layer and round; round 1 gives
+/// `thresholds.json`, round 2 the dissection.
+fn merge(args: &MergeArgs) -> Result<()> {
+    let mut files = Vec::new();
+    for path in &args.parts {
+        if path.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    name.ends_with(".json")
+                        && (name.contains(".sketch.") || name.contains(".tally."))
+                })
+                .collect();
+            inside.sort();
+            files.extend(inside);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    ensure!(
+        !files.is_empty(),
+        "no part files (LAYER.sketch.I-of-N.json, LAYER.tally.I-of-N.json) in the given paths"
+    );
+    let parts = files
+        .iter()
+        .map(|p| Part::read(p))
+        .collect::<Result<Vec<_>>>()?;
+    let mut by_layer: std::collections::BTreeMap<(String, bool), Vec<Part>> = Default::default();
+    for part in parts {
+        by_layer
+            .entry((part.layer.clone(), part.tally.is_some()))
+            .or_default()
+            .push(part);
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create `{}`", args.out.display()))?;
+    let mut thresholds = std::collections::BTreeMap::new();
+    let mut layers = Vec::new();
+    let mut run = None;
+    for ((layer, _), parts) in &by_layer {
+        let (key, settings) = (&parts[0].key, parts[0].run.settings());
+        match shard::merge(parts)? {
+            Merged::Sketches(sketches) => {
+                let t = dissect::sketch_thresholds(&sketches, settings.quantile);
+                thresholds.insert(layer.clone(), (key.clone(), t));
+                super::outln!(
+                    "{}",
+                    format!("{layer}: thresholds from {} shards", parts.len())
+                );
+            }
+            Merged::Tally(t, tally) => {
+                let vocabulary = &parts[0].run.vocabulary;
+                let dissected = LayerDissection::new(layer, tally, t, None, vocabulary, &settings);
+                let value = report::write(&args.out, &dissected, vocabulary, &settings, key)?;
+                super::outln!("{}", headline(&value));
+                layers.push(value);
+                run = Some(parts[0].run.clone());
+            }
+        }
+    }
+    if !thresholds.is_empty() {
+        let path = args.out.join("thresholds.json");
+        unitscope::atomic::write(&path, serde_json::to_string(&thresholds)?.as_bytes())?;
+        super::outln!(
+            "{}",
+            format!(
+                "thresholds: {} (round 2: each shard again with --thresholds {})",
+                path.display(),
+                path.display()
+            )
+        );
+    }
+    if let Some(run) = run {
+        let path = write_index(&args.out, &run.model, &run.data, run.images, &layers)?;
+        super::outln!("{}", format!("index: {}", path.display()));
+    }
+    Ok(())
 }
 
 /// "layer: N/M units covering K concepts with IoU >= t", and the detectors per

@@ -2,7 +2,7 @@
 //! its pixel labels (several layers may cover one pixel) and image-level labels.
 
 /// The labels a dataset uses and their categories.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Vocabulary {
     /// Category names, in order.
     pub categories: Vec<String>,
@@ -11,7 +11,7 @@ pub struct Vocabulary {
 }
 
 /// A label: its name and its primary category.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Label {
     /// The name, e.g. `red`.
     pub name: String,

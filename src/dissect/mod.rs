@@ -15,7 +15,10 @@
 
 pub mod quantile;
 pub mod report;
+pub mod shard;
 pub mod tally;
+
+use std::ops::Range;
 
 use anyhow::{Result, bail, ensure};
 use candle_core::{DType, Tensor};
@@ -24,7 +27,7 @@ use serde::Serialize;
 
 use crate::data::{ConceptSet, Entry, ResizeMode, Vocabulary};
 use crate::model::{Model, Probe};
-pub use quantile::{STATED_ERROR, Sketch, Thresholds};
+pub use quantile::{STATED_ERROR, Sketch, Thresholds, sketch_thresholds};
 pub use tally::{Match, Tally, UnitResult};
 
 /// How to dissect.
@@ -89,90 +92,198 @@ pub fn dissect(
     settings: &Settings,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<LayerDissection>> {
+    let images = 0..set.len();
+    let total = 2 * set.len() as u64;
+    let mut first = |done, _| progress(done, total);
+    let sketched = thresholds_pass(model, set, images.clone(), layers, settings, &mut first)?;
+    let mut finished = Vec::with_capacity(layers.len());
+    for t in sketched {
+        finished.push(t.finish(settings.quantile)?);
+    }
+    let thresholds: Vec<Vec<f32>> = finished.iter().map(|(t, _)| t.clone()).collect();
+    let mut second = |done, _| progress(set.len() as u64 + done, total);
+    let tallies = tally_pass(
+        model,
+        set,
+        images,
+        layers,
+        &thresholds,
+        settings,
+        &mut second,
+    )?;
+    let vocabulary = set.vocabulary();
+    Ok(layers
+        .iter()
+        .zip(tallies)
+        .zip(finished)
+        .map(|((layer, tally), (thresholds, sketch_error))| {
+            LayerDissection::new(
+                layer,
+                tally,
+                thresholds,
+                sketch_error,
+                &vocabulary,
+                settings,
+            )
+        })
+        .collect())
+}
+
+impl LayerDissection {
+    /// A layer's dissection from its tally at `thresholds` (exact when the sketch's
+    /// error against them is known).
+    pub fn new(
+        layer: &str,
+        tally: Tally,
+        thresholds: Vec<f32>,
+        sketch_error: Option<f64>,
+        vocabulary: &Vocabulary,
+        settings: &Settings,
+    ) -> Self {
+        Self {
+            layer: layer.to_string(),
+            units: tally.results(vocabulary, settings.iou_threshold),
+            exact: sketch_error.is_some(),
+            sketch_error,
+            thresholds,
+            tally,
+        }
+    }
+}
+
+/// Each layer's units and map size, checked against the model.
+fn layer_shapes(model: &Model, layers: &[String]) -> Result<Vec<(usize, (usize, usize))>> {
     ensure!(!layers.is_empty(), "no layer to dissect");
-    ensure!(!set.is_empty(), "no images to dissect on");
+    let known = model.layers()?;
+    layers
+        .iter()
+        .map(|name| {
+            let Some(info) = known.iter().find(|l| &l.name == name) else {
+                bail!("the model has no layer `{name}`; `unitscope info` lists its layers");
+            };
+            let size = match info.shape.as_slice() {
+                [_, h, w] => (*h, *w),
+                _ => (1, 1),
+            };
+            Ok((info.units, size))
+        })
+        .collect()
+}
+
+/// The first pass over `images` of `set`: each layer's activations counted for
+/// its thresholds. `progress` hears (images done, images).
+pub fn thresholds_pass(
+    model: &Model,
+    set: &ConceptSet,
+    images: Range<usize>,
+    layers: &[String],
+    settings: &Settings,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<Thresholds>> {
+    check(set, &images, settings)?;
+    let shapes = layer_shapes(model, layers)?;
+    let budget = settings.exact_budget / layers.len();
+    let mut thresholds: Vec<Thresholds> = shapes
+        .iter()
+        .map(|&(n, _)| Thresholds::new(n, budget))
+        .collect();
+    let entries = set.entries()?;
+    let total = images.len() as u64;
+    let mut done = 0;
+    each_batch(
+        model,
+        &entries[images],
+        layers,
+        settings.batch,
+        |_, acts| {
+            for (t, (a, batch)) in thresholds.iter_mut().zip(acts) {
+                t.add(a, *batch)?;
+            }
+            done += acts.first().map_or(0, |(_, n)| *n) as u64;
+            progress(done, total);
+            Ok(())
+        },
+    )?;
+    Ok(thresholds)
+}
+
+/// The second pass over `images` of `set`: each layer's tally at its `thresholds`.
+/// `progress` hears (images done, images).
+pub fn tally_pass(
+    model: &Model,
+    set: &ConceptSet,
+    images: Range<usize>,
+    layers: &[String],
+    thresholds: &[Vec<f32>],
+    settings: &Settings,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<Tally>> {
+    check(set, &images, settings)?;
+    let shapes = layer_shapes(model, layers)?;
+    for ((t, &(n, _)), layer) in thresholds.iter().zip(&shapes).zip(layers) {
+        ensure!(
+            t.len() == n,
+            "{} thresholds for the {n} units of `{layer}`",
+            t.len()
+        );
+    }
+    let vocabulary = set.vocabulary();
+    let mut tallies: Vec<Tally> = shapes
+        .iter()
+        .map(|&(n, _)| Tally::new(n, &vocabulary))
+        .collect();
+    let entries = set.entries()?;
+    let (start, total) = (images.start, images.len() as u64);
+    let mut done = 0;
+    each_batch(
+        model,
+        &entries[images],
+        layers,
+        settings.batch,
+        |first, acts| {
+            let batch = acts.first().map_or(0, |(_, n)| *n);
+            let first = start + first;
+            let labels = (first..first + batch)
+                .into_par_iter()
+                .map(|i| set.labels(i))
+                .collect::<Result<Vec<_>>>()?;
+            for (((tally, (a, _)), &(n, size)), t) in
+                tallies.iter_mut().zip(acts).zip(&shapes).zip(thresholds)
+            {
+                let per_image = n * size.0 * size.1;
+                for (b, labels) in labels.iter().enumerate() {
+                    tally.add(
+                        &a[b * per_image..(b + 1) * per_image],
+                        size,
+                        labels,
+                        t,
+                        &vocabulary,
+                    );
+                }
+            }
+            done += batch as u64;
+            progress(done, total);
+            Ok(())
+        },
+    )?;
+    Ok(tallies)
+}
+
+fn check(set: &ConceptSet, images: &Range<usize>, settings: &Settings) -> Result<()> {
+    ensure!(!images.is_empty(), "no images to dissect on");
+    ensure!(
+        images.end <= set.len(),
+        "images {}..{} of a set of {}",
+        images.start,
+        images.end,
+        set.len()
+    );
     ensure!(
         settings.quantile > 0.0 && settings.quantile < 1.0,
         "the quantile is {}; it lies between 0 and 1",
         settings.quantile
     );
-    let known = model.layers()?;
-    let mut units = Vec::with_capacity(layers.len());
-    for name in layers {
-        let Some(info) = known.iter().find(|l| &l.name == name) else {
-            bail!("the model has no layer `{name}`; `unitscope info` lists its layers");
-        };
-        let size = match info.shape.as_slice() {
-            [_, h, w] => (*h, *w),
-            _ => (1, 1),
-        };
-        units.push((info.units, size));
-    }
-    let vocabulary = set.vocabulary();
-    let entries = set.entries()?;
-    let total = 2 * entries.len() as u64;
-
-    let mut thresholds: Vec<Thresholds> = units
-        .iter()
-        .map(|&(n, _)| Thresholds::new(n, settings.exact_budget / layers.len()))
-        .collect();
-    let mut done = 0u64;
-    each_batch(model, &entries, layers, settings.batch, |_, acts| {
-        for (t, (a, batch)) in thresholds.iter_mut().zip(acts) {
-            t.add(a, *batch)?;
-        }
-        done += acts.first().map_or(0, |(_, n)| *n) as u64;
-        progress(done, total);
-        Ok(())
-    })?;
-    let mut finished = Vec::with_capacity(layers.len());
-    for t in thresholds {
-        finished.push(t.finish(settings.quantile)?);
-    }
-
-    let mut tallies: Vec<Tally> = units
-        .iter()
-        .map(|&(n, _)| Tally::new(n, &vocabulary))
-        .collect();
-    each_batch(model, &entries, layers, settings.batch, |first, acts| {
-        let batch = acts.first().map_or(0, |(_, n)| *n);
-        let labels = (first..first + batch)
-            .into_par_iter()
-            .map(|i| set.labels(i))
-            .collect::<Result<Vec<_>>>()?;
-        for (((tally, (a, _)), &(n, size)), (t, _)) in
-            tallies.iter_mut().zip(acts).zip(&units).zip(&finished)
-        {
-            let per_image = n * size.0 * size.1;
-            for (b, labels) in labels.iter().enumerate() {
-                tally.add(
-                    &a[b * per_image..(b + 1) * per_image],
-                    size,
-                    labels,
-                    t,
-                    &vocabulary,
-                );
-            }
-        }
-        done += batch as u64;
-        progress(done, total);
-        Ok(())
-    })?;
-    Ok(layers
-        .iter()
-        .zip(tallies)
-        .zip(finished)
-        .map(
-            |((layer, tally), (thresholds, sketch_error))| LayerDissection {
-                layer: layer.clone(),
-                units: tally.results(&vocabulary, settings.iou_threshold),
-                exact: sketch_error.is_some(),
-                sketch_error,
-                thresholds,
-                tally,
-            },
-        )
-        .collect())
+    Ok(())
 }
 
 /// Runs the model over `entries` in batches, recording `layers` and stopping after

@@ -181,6 +181,15 @@ pub fn exact_top_quantile(values: &mut [f32], q: f64) -> Option<f32> {
     Some((low as f64 + (high as f64 - low as f64) * frac) as f32)
 }
 
+/// Each sketch's top-`q` quantile (infinite for a unit that saw no value: its mask
+/// stays empty).
+pub fn sketch_thresholds(sketches: &[Sketch], q: f64) -> Vec<f32> {
+    sketches
+        .iter()
+        .map(|s| s.top_quantile(q).unwrap_or(f32::INFINITY))
+        .collect()
+}
+
 /// A layer's thresholds in the making: a sketch per unit, and every value too while
 /// they fit in the exact path's budget.
 pub struct Thresholds {
@@ -232,16 +241,15 @@ impl Thresholds {
         Ok(())
     }
 
-    /// The sketches, for a partial state.
-    pub fn sketches(&self) -> &[Sketch] {
-        &self.sketches
+    /// The sketches, for a shard's partial state.
+    pub fn into_sketches(self) -> Vec<Sketch> {
+        self.sketches
     }
 
     /// Each unit's top-`q` quantile: exact if every value was kept, else the
     /// sketch's; and, when exact, the sketch's largest relative error against it.
     pub fn finish(self, q: f64) -> Result<(Vec<f32>, Option<f64>)> {
-        let from_sketch = |s: &Sketch| s.top_quantile(q).unwrap_or(f32::INFINITY);
-        let sketched: Vec<f32> = self.sketches.iter().map(from_sketch).collect();
+        let sketched = sketch_thresholds(&self.sketches, q);
         let Some(mut exact) = self.exact else {
             return Ok((sketched, None));
         };

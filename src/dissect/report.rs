@@ -14,14 +14,16 @@ use crate::data::{ConceptSet, Vocabulary};
 use crate::model::Model;
 
 /// What determines a layer's dissection: the model, the images and their labels,
-/// the settings that change results, the layer.
+/// the settings that change results (the exact path's budget decides between exact
+/// and sketched thresholds), the layer.
 pub fn key(model: &Model, set: &ConceptSet, settings: &Settings, layer: &str) -> Result<String> {
     let text = format!(
-        "dissection 1\nmodel {}\ndata {}\nquantile {}\niou {}\nlayer {layer}\n",
+        "dissection 1\nmodel {}\ndata {}\nquantile {}\niou {}\nexact budget {}\nlayer {layer}\n",
         model.digest()?,
         set.identity(),
         settings.quantile,
-        settings.iou_threshold
+        settings.iou_threshold,
+        settings.exact_budget
     );
     Ok(format!("{:x}", sha2::Sha256::digest(text.as_bytes())))
 }
