@@ -20,6 +20,8 @@ pub enum Bench {
     Tui(crate::tui::bench::Args),
     /// Dataset search against the forward-only rate; feature-visualization steps/s.
     Units(super::bench_units::Args),
+    /// Network Dissection against the forward passes it needs; peak memory by dataset size.
+    Dissect(super::bench_dissect::Args),
 }
 
 #[derive(clap::Args)]
@@ -111,6 +113,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::World(args) => world(args),
         Bench::Tui(args) => crate::tui::bench::run(args),
         Bench::Units(args) => super::bench_units::run(args),
+        Bench::Dissect(args) => super::bench_dissect::run(args),
     }
 }
 
@@ -324,13 +327,13 @@ fn spelling(value: impl serde::Serialize) -> Result<String> {
 
 /// Resets the kernel's peak-RSS counter (Linux), so the next reading is this
 /// measurement's own peak.
-fn reset_peak_rss() {
+pub(super) fn reset_peak_rss() {
     super::allocator::release_freed_blocks();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Peak resident set size since the last reset, in MB (Linux; `None` elsewhere).
-fn peak_rss_mb() -> Option<f64> {
+pub(super) fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -2,6 +2,7 @@
 
 pub mod allocator;
 pub mod bench;
+pub mod bench_dissect;
 pub mod bench_units;
 pub mod classes;
 pub mod demo;

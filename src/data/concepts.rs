@@ -8,7 +8,10 @@ use anyhow::Result;
 
 use super::broden::Broden;
 use super::vocabulary::{ImageLabels, Label, Vocabulary};
-use super::world::{Category, Concept, HELD_OUT, SIZE, World};
+use candle_core::{Device, Tensor};
+
+use super::image::{InputSpec, load_image};
+use super::world::{Category, Concept, HELD_OUT, SIZE, Scene, World};
 use super::{Entry, Source};
 
 /// Images with concept labels.
@@ -57,7 +60,30 @@ impl ConceptSet {
     pub fn labels(&self, i: usize) -> Result<ImageLabels> {
         match self {
             Self::Broden(b) => b.labels(i),
-            Self::Demo(_) => Ok(demo_labels(i)),
+            Self::Demo(_) => Ok(scene_labels(&demo_scene(i))),
+        }
+    }
+
+    /// Image `i` preprocessed by `spec` onto `device`, and its labels if asked
+    /// (a demo scene is drawn once for both).
+    pub fn load(
+        &self,
+        i: usize,
+        spec: &InputSpec,
+        device: &Device,
+        labelled: bool,
+    ) -> Result<(Tensor, Option<ImageLabels>)> {
+        match self {
+            Self::Broden(b) => {
+                let image = load_image(&b.image_path(i))?;
+                let labels = labelled.then(|| b.labels(i)).transpose()?;
+                Ok((spec.to_tensor(&image, device)?, labels))
+            }
+            Self::Demo(_) => {
+                let scene = demo_scene(i);
+                let labels = labelled.then(|| scene_labels(&scene));
+                Ok((spec.to_tensor(&scene.image, device)?, labels))
+            }
         }
     }
 
@@ -101,9 +127,13 @@ pub fn demo_label(concept: Concept) -> u32 {
     (1 + before + concept.index) as u32
 }
 
-/// Held-out scene `i`'s pixel labels: one layer per category, at the scene's size.
-fn demo_labels(i: usize) -> ImageLabels {
-    let scene = World::new(0).scene(HELD_OUT + i as u64);
+/// Held-out scene `i` of the demo world, as [`Source::Demo`] gives it.
+fn demo_scene(i: usize) -> Scene {
+    World::new(0).scene(HELD_OUT + i as u64)
+}
+
+/// A scene's pixel labels: one layer per category, at the scene's size.
+fn scene_labels(scene: &Scene) -> ImageLabels {
     let layers = Category::ALL
         .iter()
         .map(|&category| {
@@ -142,8 +172,8 @@ mod tests {
     /// The demo labels are the scene's concept masks, pixel by pixel.
     #[test]
     fn demo_labels_are_the_scenes_masks() {
-        let labels = demo_labels(3);
         let scene = World::new(0).scene(HELD_OUT + 3);
+        let labels = scene_labels(&scene);
         for concept in Concept::all() {
             let mask = scene.mask(concept);
             let layer = &labels.layers[category_index(concept.category)];

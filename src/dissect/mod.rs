@@ -25,7 +25,7 @@ use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::data::{ConceptSet, Entry, ResizeMode, Vocabulary};
+use crate::data::{ConceptSet, ImageLabels, ResizeMode, Vocabulary};
 use crate::model::{Model, Probe};
 pub use quantile::{STATED_ERROR, Sketch, Thresholds, sketch_thresholds};
 pub use tally::{Match, Tally, UnitResult};
@@ -187,15 +187,14 @@ pub fn thresholds_pass(
         .iter()
         .map(|&(n, _)| Thresholds::new(n, budget))
         .collect();
-    let entries = set.entries()?;
     let total = images.len() as u64;
     let mut done = 0;
     each_batch(
         model,
-        &entries[images],
+        (set, images, false),
         layers,
         settings.batch,
-        |_, acts| {
+        |acts, _| {
             for (t, (a, batch)) in thresholds.iter_mut().zip(acts) {
                 t.add(a, *batch)?;
             }
@@ -232,21 +231,16 @@ pub fn tally_pass(
         .iter()
         .map(|&(n, _)| Tally::new(n, &vocabulary))
         .collect();
-    let entries = set.entries()?;
-    let (start, total) = (images.start, images.len() as u64);
+    let total = images.len() as u64;
     let mut done = 0;
     each_batch(
         model,
-        &entries[images],
+        (set, images, true),
         layers,
         settings.batch,
-        |first, acts| {
-            let batch = acts.first().map_or(0, |(_, n)| *n);
-            let first = start + first;
-            let labels = (first..first + batch)
-                .into_par_iter()
-                .map(|i| set.labels(i))
-                .collect::<Result<Vec<_>>>()?;
+        |acts, labels| {
+            let batch = labels.len();
+            let labels = labels.into_iter().flatten().collect::<Vec<_>>();
             for (((tally, (a, _)), &(n, size)), t) in
                 tallies.iter_mut().zip(acts).zip(&shapes).zip(thresholds)
             {
@@ -286,15 +280,16 @@ fn check(set: &ConceptSet, images: &Range<usize>, settings: &Settings) -> Result
     Ok(())
 }
 
-/// Runs the model over `entries` in batches, recording `layers` and stopping after
-/// them, and hands `f` each batch's first index and, per layer, its activations
-/// (`[batch, units, positions]` flattened) with the batch's size.
+/// Runs the model over `images` of `set` in batches, recording `layers` and
+/// stopping after them, and hands `f` per layer the batch's activations (`[batch,
+/// units, positions]` flattened) with the batch's size, and the images' labels if
+/// `labelled`.
 fn each_batch(
     model: &Model,
-    entries: &[Entry],
+    (set, images, labelled): (&ConceptSet, Range<usize>, bool),
     layers: &[String],
     batch: usize,
-    mut f: impl FnMut(usize, &[(Vec<f32>, usize)]) -> Result<()>,
+    mut f: impl FnMut(&[(Vec<f32>, usize)], Vec<Option<ImageLabels>>) -> Result<()>,
 ) -> Result<()> {
     let probe = layers
         .iter()
@@ -304,15 +299,15 @@ fn each_batch(
     // Whole images, as the labels cover them.
     let mut spec = model.input_spec().clone();
     spec.resize = ResizeMode::Stretch;
-    for (chunk, first) in entries
-        .chunks(batch.max(1))
-        .zip((0..).step_by(batch.max(1)))
-    {
+    let indices: Vec<usize> = images.collect();
+    for chunk in indices.chunks(batch.max(1)) {
         crate::jobs::checkpoint()?;
-        let inputs = chunk
+        let (inputs, labels): (Vec<Tensor>, Vec<Option<ImageLabels>>) = chunk
             .par_iter()
-            .map(|e| Ok(e.load(&spec, model.device())?.tensor))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|&i| set.load(i, &spec, model.device(), labelled))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         let capture = model.forward(&Tensor::stack(&inputs, 0)?, &probe)?;
         let acts = layers
             .iter()
@@ -321,7 +316,7 @@ fn each_batch(
                 Ok((a.flatten_all()?.to_vec1::<f32>()?, chunk.len()))
             })
             .collect::<Result<Vec<_>>>()?;
-        f(first, &acts)?;
+        f(&acts, labels)?;
     }
     Ok(())
 }

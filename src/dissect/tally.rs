@@ -113,6 +113,12 @@ impl Tally {
             .enumerate()
             .for_each(|(k, ((unit_area, unit_category), both))| {
                 let map = &maps[k * per_map..(k + 1) * per_map];
+                // Bilinear values never exceed the map's largest: with q = 0.005
+                // most maps have no pixel above the threshold (NetDissect-Lite's
+                // shortcut too).
+                if map.iter().all(|&v| v <= thresholds[k]) {
+                    return;
+                }
                 let mut hit = vec![false; categories];
                 let mut count = 0u64;
                 upsample.for_each_above(map, thresholds[k], |p| {

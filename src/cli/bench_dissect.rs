@@ -1,0 +1,140 @@
+//! `unitscope bench dissect`: Network Dissection's rate against the forward passes
+//! it needs (two per image: thresholds, then the tally) on the same inputs, for the
+//! demo model's layers and ResNet-18's `layer3` + `layer4` at 224 px (demo scenes
+//! stretched), batch 16; and its peak memory on 1k and 10k demo scenes, with
+//! sketched thresholds (flat) and with the exact path (which keeps activations up
+//! to its budget). Timings are printed, never asserted.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use serde_json::json;
+use unitscope::data::{ConceptSet, ResizeMode};
+use unitscope::dissect::{self, Settings};
+use unitscope::model::{Architecture, Model, Probe};
+
+use super::bench::{peak_rss_mb, reset_peak_rss};
+use super::outln;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Demo scenes for the rate (ResNet-18 dissects an eighth as many).
+    #[arg(long, default_value_t = 1000, value_parser = super::count(16..=100_000))]
+    scenes: usize,
+    /// Scene counts for the peak-memory comparison.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000", value_parser = super::count(16..=1_000_000))]
+    memory: Vec<usize>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let demo = unitscope::model::demo::model(&Device::Cpu)?;
+    let layers = ["features.1", "features.4", "features.7", "features.10"].map(String::from);
+    rate(args, &demo, "demo 64 px", &layers, args.scenes)?;
+    // Scoped, so its weights are gone before the memory is measured.
+    {
+        let resnet = Model::synthetic(Architecture::Resnet18, &Device::Cpu)?;
+        let layers = ["layer3".into(), "layer4".into()];
+        rate(
+            args,
+            &resnet,
+            "ResNet-18 224 px",
+            &layers,
+            (args.scenes / 8).max(16),
+        )?;
+    }
+    for &n in &args.memory {
+        for (name, budget) in [("sketched", 0), ("exact up to 512 MB", 512 << 20)] {
+            let settings = Settings {
+                exact_budget: budget,
+                ..Settings::default()
+            };
+            reset_peak_rss();
+            let start = Instant::now();
+            dissect::dissect(
+                &demo,
+                &ConceptSet::Demo(n),
+                &layers[3..],
+                &settings,
+                &mut |_, _| {},
+            )?;
+            let seconds = start.elapsed().as_secs_f64();
+            let peak = peak_rss_mb();
+            if args.json {
+                outln!(
+                    "{}",
+                    json!({"bench": "dissect_memory", "scenes": n, "thresholds": name,
+                                     "seconds": seconds, "peak_rss_mb": peak})
+                );
+            } else {
+                let peak = peak.map_or("-".into(), |p| format!("{p:.0} MB"));
+                outln!(
+                    "peak memory, demo features.10, {n} scenes, {name} thresholds: {peak} ({seconds:.1} s)"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Dissects `layers` of `model` on `n` demo scenes, and times the two forward
+/// passes that needs on the same inputs (preloaded, stopping after the layers).
+fn rate(args: &Args, model: &Model, name: &str, layers: &[String], n: usize) -> Result<()> {
+    let set = ConceptSet::Demo(n);
+    let settings = Settings::default();
+    let mut spec = model.input_spec().clone();
+    spec.resize = ResizeMode::Stretch;
+    let inputs: Vec<Tensor> = set
+        .entries()?
+        .iter()
+        .map(|e| Ok(e.load(&spec, &Device::Cpu)?.tensor))
+        .collect::<Result<_>>()?;
+    let batches: Vec<Tensor> = inputs
+        .chunks(settings.batch)
+        .map(|c| Tensor::stack(c, 0))
+        .collect::<candle_core::Result<_>>()?;
+    let probe = layers
+        .iter()
+        .fold(Probe::new().layers_only().stop_after_recorded(), |p, l| {
+            p.record(l.as_str())
+        });
+    let forward = || -> Result<()> {
+        for b in &batches {
+            let capture = model.forward(b, &probe)?;
+            for l in layers {
+                std::hint::black_box(capture.activation(l)?.flatten_all()?.to_vec1::<f32>()?);
+            }
+        }
+        Ok(())
+    };
+    forward()?;
+    let start = Instant::now();
+    forward()?;
+    forward()?;
+    let passes = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let dissected = dissect::dissect(model, &set, layers, &settings, &mut |_, _| {})?;
+    let seconds = start.elapsed().as_secs_f64();
+    let detectors: usize = dissected.iter().map(|l| l.summary().0).sum();
+    if args.json {
+        outln!(
+            "{}",
+            json!({"bench": "dissect", "model": name, "layers": layers, "images": n,
+                             "dissect_s": seconds, "two_forward_passes_s": passes, "detectors": detectors})
+        );
+    } else {
+        outln!(
+            "dissection, {name}, {}, {n} images in batches of {}: {:.1} images/s; two forward passes \
+             {:.1} images/s; dissection takes {:.2}x their time (goal <= 1.25x)",
+            layers.join("+"),
+            settings.batch,
+            n as f64 / seconds,
+            n as f64 / passes,
+            seconds / passes
+        );
+    }
+    Ok(())
+}
