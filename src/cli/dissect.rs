@@ -76,6 +76,10 @@ pub struct Args {
     /// threshold comes from its sketch.
     #[arg(long, value_name = "MB", default_value_t = 512, value_parser = super::count(0..=1 << 20))]
     max_exact_mb: usize,
+    /// Dissect each layer's units rotated by a random orthogonal matrix drawn from
+    /// SEED (and rotated back before the next layer, so predictions stay the same).
+    #[arg(long, value_name = "SEED")]
+    rotate: Option<u64>,
     /// Dissect only the I-th of N equal image ranges (from 0) and write its
     /// partial state into --out, for `dissect merge`: round 1 without
     /// --thresholds, round 2 with the merged round 1's.
@@ -127,6 +131,7 @@ fn dissect_layers(args: &Args) -> Result<()> {
         iou_threshold: args.iou,
         batch: args.batch,
         exact_budget: args.max_exact_mb << 20,
+        rotate: args.rotate,
     };
     if let Some(shard) = args.shard {
         return dissect_shard(args, model, set, settings, shard);
@@ -214,6 +219,7 @@ fn dissect_shard(
         images: set.len(),
         quantile: settings.quantile,
         iou_threshold: settings.iou_threshold,
+        rotate: settings.rotate,
         vocabulary: set.vocabulary(),
     };
     let total = (images.len() * args.layers.len()) as u64;

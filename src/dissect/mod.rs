@@ -15,6 +15,7 @@
 
 pub mod quantile;
 pub mod report;
+pub mod rotation;
 pub mod shard;
 pub mod tally;
 
@@ -41,6 +42,9 @@ pub struct Settings {
     pub batch: usize,
     /// Bytes of activations kept for exact thresholds; past it, the sketch's.
     pub exact_budget: usize,
+    /// Dissect each layer's units rotated by a random orthogonal matrix drawn
+    /// from this seed ([`rotation`]); the predictions stay the same.
+    pub rotate: Option<u64>,
 }
 
 impl Default for Settings {
@@ -50,6 +54,7 @@ impl Default for Settings {
             iou_threshold: 0.04,
             batch: 16,
             exact_budget: 512 << 20,
+            rotate: None,
         }
     }
 }
@@ -189,20 +194,14 @@ pub fn thresholds_pass(
         .collect();
     let total = images.len() as u64;
     let mut done = 0;
-    each_batch(
-        model,
-        (set, images, false),
-        layers,
-        settings.batch,
-        |acts, _| {
-            for (t, (a, batch)) in thresholds.iter_mut().zip(acts) {
-                t.add(a, *batch)?;
-            }
-            done += acts.first().map_or(0, |(_, n)| *n) as u64;
-            progress(done, total);
-            Ok(())
-        },
-    )?;
+    each_batch(model, (set, images, false), layers, settings, |acts, _| {
+        for (t, (a, batch)) in thresholds.iter_mut().zip(acts) {
+            t.add(a, *batch)?;
+        }
+        done += acts.first().map_or(0, |(_, n)| *n) as u64;
+        progress(done, total);
+        Ok(())
+    })?;
     Ok(thresholds)
 }
 
@@ -237,7 +236,7 @@ pub fn tally_pass(
         model,
         (set, images, true),
         layers,
-        settings.batch,
+        settings,
         |acts, labels| {
             let batch = labels.len();
             let labels = labels.into_iter().flatten().collect::<Vec<_>>();
@@ -288,14 +287,21 @@ fn each_batch(
     model: &Model,
     (set, images, labelled): (&ConceptSet, Range<usize>, bool),
     layers: &[String],
-    batch: usize,
+    settings: &Settings,
     mut f: impl FnMut(&[(Vec<f32>, usize)], Vec<Option<ImageLabels>>) -> Result<()>,
 ) -> Result<()> {
-    let probe = layers
+    let mut probe = layers
         .iter()
         .fold(Probe::new().layers_only().stop_after_recorded(), |p, l| {
             p.record(l.as_str())
         });
+    if let Some(seed) = settings.rotate {
+        for (layer, &(units, _)) in layers.iter().zip(&layer_shapes(model, layers)?) {
+            let rotation = rotation::random_rotation(units, seed, model.device())?;
+            probe = probe.rotate(layer.as_str(), rotation);
+        }
+    }
+    let batch = settings.batch;
     // Whole images, as the labels cover them.
     let mut spec = model.input_spec().clone();
     spec.resize = ResizeMode::Stretch;

@@ -17,8 +17,10 @@
 //!   exact quantile interpolates between: within [`STATED_ERROR`] (2^-7, relative;
 //!   for values of at least 2^-126) of the interval they span, so within 2^-7 of
 //!   the exact value wherever values are dense, as millions of them are.
-//!   Exact zeros (a rectifier's, mostly) are counted apart, so a quantile among
-//!   them is 0 itself. Sketches merge by adding counts, so shards merged give a
+//!   Exact zeros (a rectifier's, mostly) are counted apart, and a bucket remembers
+//!   its value while it has seen only one: a quantile among tied values (flat
+//!   images give many) is that value itself, as the exact path gives it, so that
+//!   `S > T` keeps or drops the tie as the exact thresholds would. Sketches merge by adding counts, so shards merged give a
 //!   single run's sketch exactly. At most 512 blocks of 256 counts per unit, allocated as values reach
 //!   them (a layer's activations span a few dozen exponents).
 
@@ -39,13 +41,40 @@ const BLOCKS: usize = 512;
 /// One unit's activations counted in buckets (see the module doc).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sketch {
-    /// Per block, its bucket counts once a value reached it.
-    blocks: Vec<Option<Vec<u64>>>,
+    /// Per block, its buckets once a value reached it.
+    blocks: Vec<Option<Block>>,
     /// Values that are exactly zero (either sign).
     zeros: u64,
     count: u64,
     min: f32,
     max: f32,
+}
+
+/// One sign and exponent's buckets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Block {
+    counts: Vec<u64>,
+    /// Each bucket's value while all its values are that one; `None` once two
+    /// differ (or before any).
+    single: Vec<Option<f32>>,
+}
+
+impl Block {
+    fn new() -> Self {
+        Self {
+            counts: vec![0; BLOCK],
+            single: vec![None; BLOCK],
+        }
+    }
+
+    fn add(&mut self, i: usize, v: f32, n: u64) {
+        self.single[i] = match (self.counts[i], self.single[i]) {
+            (0, _) => Some(v),
+            (_, Some(s)) if s == v => Some(s),
+            _ => None,
+        };
+        self.counts[i] += n;
+    }
 }
 
 impl Default for Sketch {
@@ -91,8 +120,8 @@ impl Sketch {
                 self.zeros += 1;
             } else {
                 let bucket = (ordered(v) >> DROPPED) as usize;
-                let block = self.blocks[bucket / BLOCK].get_or_insert_with(|| vec![0; BLOCK]);
-                block[bucket % BLOCK] += 1;
+                let block = self.blocks[bucket / BLOCK].get_or_insert_with(Block::new);
+                block.add(bucket % BLOCK, v, 1);
             }
             self.count += 1;
             self.min = self.min.min(v);
@@ -105,8 +134,17 @@ impl Sketch {
     pub fn merge(&mut self, other: &Sketch) {
         for (mine, theirs) in self.blocks.iter_mut().zip(&other.blocks) {
             if let Some(theirs) = theirs {
-                let mine = mine.get_or_insert_with(|| vec![0; BLOCK]);
-                mine.iter_mut().zip(theirs).for_each(|(a, b)| *a += b);
+                let mine = mine.get_or_insert_with(Block::new);
+                for i in 0..BLOCK {
+                    match (theirs.counts[i], theirs.single[i]) {
+                        (0, _) => {}
+                        (n, Some(v)) => mine.add(i, v, n),
+                        (n, None) => {
+                            mine.counts[i] += n;
+                            mine.single[i] = None;
+                        }
+                    }
+                }
             }
         }
         self.zeros += other.zeros;
@@ -137,12 +175,15 @@ impl Sketch {
                 }
             }
             let Some(block) = block else { continue };
-            for (i, &c) in block.iter().enumerate().rev() {
+            for (i, &c) in block.counts.iter().enumerate().rev() {
                 if c == 0 {
                     continue;
                 }
                 below -= c;
                 if position >= below as f64 {
+                    if let Some(v) = block.single[i] {
+                        return Some(v);
+                    }
                     // Spread the bucket's c values evenly over its width.
                     let key = ((b * BLOCK + i) as u32) << DROPPED;
                     let (lo, hi) = (from_ordered(key) as f64, bucket_end(key) as f64);

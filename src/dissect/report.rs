@@ -18,12 +18,13 @@ use crate::model::Model;
 /// and sketched thresholds), the layer.
 pub fn key(model: &Model, set: &ConceptSet, settings: &Settings, layer: &str) -> Result<String> {
     let text = format!(
-        "dissection 1\nmodel {}\ndata {}\nquantile {}\niou {}\nexact budget {}\nlayer {layer}\n",
+        "dissection 1\nmodel {}\ndata {}\nquantile {}\niou {}\nexact budget {}\nrotate {:?}\nlayer {layer}\n",
         model.digest()?,
         set.identity(),
         settings.quantile,
         settings.iou_threshold,
-        settings.exact_budget
+        settings.exact_budget,
+        settings.rotate
     );
     Ok(format!("{:x}", sha2::Sha256::digest(text.as_bytes())))
 }

@@ -36,6 +36,8 @@ pub struct Run {
     pub quantile: f64,
     /// The detectors' IoU.
     pub iou_threshold: f64,
+    /// The seed of the units' rotation, if rotated.
+    pub rotate: Option<u64>,
     /// The labels (round 2: the results need their names and categories).
     pub vocabulary: Vocabulary,
 }
@@ -46,6 +48,7 @@ impl Run {
         Settings {
             quantile: self.quantile,
             iou_threshold: self.iou_threshold,
+            rotate: self.rotate,
             ..Settings::default()
         }
     }

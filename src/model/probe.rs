@@ -28,6 +28,8 @@ pub struct Probe {
     layers_only: bool,
     /// Whether forward passes stop after the last recorded layer (no logits).
     stop_after_recorded: bool,
+    /// Layers whose channels are rotated, with the rotation (`[C, C]`, orthogonal).
+    rotations: Vec<(String, candle_core::Tensor)>,
 }
 
 impl Probe {
@@ -68,6 +70,25 @@ impl Probe {
     pub fn stop_after_recorded(mut self) -> Self {
         self.stop_after_recorded = true;
         self
+    }
+
+    /// Rotates the channels of `layer` by the orthogonal `[C, C]` matrix `rotation`
+    /// where the pass records it, and back by its transpose before the network goes
+    /// on: the recorded units are the rotated ones, the logits are unchanged (within
+    /// rounding). Network Dissection's test of whether units, rather than the space
+    /// they span, carry the concepts (Bau et al. 2017, section 3.2). Layers-only
+    /// passes only.
+    pub fn rotate(mut self, layer: impl Into<String>, rotation: candle_core::Tensor) -> Self {
+        self.rotations.push((layer.into(), rotation));
+        self
+    }
+
+    /// The rotation of `layer`'s channels, if any.
+    pub fn rotation(&self, layer: &str) -> Option<&candle_core::Tensor> {
+        self.rotations
+            .iter()
+            .find(|(l, _)| l == layer)
+            .map(|(_, r)| r)
     }
 
     /// Whether the input gradient is taken.

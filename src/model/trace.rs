@@ -43,6 +43,20 @@ pub trait Network: Send + Sync {
     fn head(&self, features: &Tensor, t: &mut Trace) -> Result<Tensor>;
 }
 
+/// `x` (`[N, C, ...]`) with its channels mixed by `rotation` (`[C, C]`): channel
+/// `i` of the result is `sum_j rotation[i, j] x[:, j]`.
+fn rotate_channels(x: &Tensor, rotation: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    ensure!(
+        dims.len() >= 2 && rotation.dims() == [dims[1], dims[1]],
+        "a rotation of shape {:?} for a layer of shape {dims:?}",
+        rotation.dims()
+    );
+    let flat = x.reshape((dims[0], dims[1], ()))?;
+    let rotation = rotation.to_dtype(x.dtype())?;
+    Ok(rotation.broadcast_matmul(&flat)?.reshape(dims)?)
+}
+
 /// Why a pass stopped early: every layer its probe records is computed
 /// ([`Probe::stop_after_recorded`]). Raised by [`Trace::tap`] through the
 /// architecture's `?`s and caught in [`Trace::run`], so that architectures need not
@@ -267,6 +281,22 @@ impl<'p> Trace<'p> {
         }
         if !self.probe.records(name) {
             return Ok(x);
+        }
+        if let Some(rotation) = self.probe.rotation(name) {
+            ensure!(
+                !self.probe.input_gradient(),
+                "a rotated layer takes a layers-only probe (no input gradient)"
+            );
+            let rotated = rotate_channels(&x, rotation)?;
+            let back = rotate_channels(&rotated, &rotation.t()?)?;
+            let probe = Var::zeros(rotated.shape(), rotated.dtype(), rotated.device())?;
+            let value = rotated.add(probe.as_tensor())?;
+            self.recorded.push(Recorded {
+                name: name.to_owned(),
+                value,
+                gradient: LayerGradient::Probe(probe),
+            });
+            return Ok(back);
         }
         // A layer of a taped trunk leaves the tape for its readers on the graph; the
         // trunk goes on from it on the tape.
