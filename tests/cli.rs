@@ -1145,6 +1145,11 @@ fn dissect_writes_a_tally_and_resumes() {
     .unwrap();
     assert_eq!(layer["results"].as_array().unwrap().len(), 32);
     assert!(out.join("dissect.json").exists());
+    let page = std::fs::read_to_string(out.join("features.4/report.html")).unwrap();
+    let headline = format!("/32 units covering {} concepts", layer["concepts"]);
+    assert!(page.contains(&headline), "no headline in the report");
+    // Four top images for each of the 32 units, inside the page.
+    assert_eq!(page.matches("data:image/png;base64,").count(), 32 * 4);
 
     let again = unitscope(&args, &[]);
     assert_success(&again);

@@ -160,7 +160,13 @@ fn dissect_layers(args: &Args) -> Result<()> {
                         &settings,
                         &mut progress,
                     )?;
-                    report::write(&args.out, &dissected[0], &vocabulary, &settings, &key)?
+                    let value =
+                        report::write(&args.out, &dissected[0], &vocabulary, &settings, &key)?;
+                    let page =
+                        dissect::html::page(&model, &set, &dissected[0], &vocabulary, &settings)?;
+                    let path = report::layer_dir(&args.out, layer).join("report.html");
+                    unitscope::atomic::write(&path, page.as_bytes())?;
+                    value
                 }
             };
             out.line(&headline(&value))?;

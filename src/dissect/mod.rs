@@ -13,6 +13,7 @@
 //! before any mask can be drawn. Images are shown to the model whole (stretched to
 //! its input size, as NetDissect-Lite feeds Broden), so a map covers its labels.
 
+pub mod html;
 pub mod quantile;
 pub mod report;
 pub mod rotation;
@@ -194,14 +195,20 @@ pub fn thresholds_pass(
         .collect();
     let total = images.len() as u64;
     let mut done = 0;
-    each_batch(model, (set, images, false), layers, settings, |acts, _| {
-        for (t, (a, batch)) in thresholds.iter_mut().zip(acts) {
-            t.add(a, *batch)?;
-        }
-        done += acts.first().map_or(0, |(_, n)| *n) as u64;
-        progress(done, total);
-        Ok(())
-    })?;
+    each_batch(
+        model,
+        (set, images, false),
+        layers,
+        settings,
+        |_, acts, _| {
+            for (t, (a, batch)) in thresholds.iter_mut().zip(acts) {
+                t.add(a, *batch)?;
+            }
+            done += acts.first().map_or(0, |(_, n)| *n) as u64;
+            progress(done, total);
+            Ok(())
+        },
+    )?;
     Ok(thresholds)
 }
 
@@ -237,7 +244,7 @@ pub fn tally_pass(
         (set, images, true),
         layers,
         settings,
-        |acts, labels| {
+        |first, acts, labels| {
             let batch = labels.len();
             let labels = labels.into_iter().flatten().collect::<Vec<_>>();
             for (((tally, (a, _)), &(n, size)), t) in
@@ -246,6 +253,7 @@ pub fn tally_pass(
                 let per_image = n * size.0 * size.1;
                 for (b, labels) in labels.iter().enumerate() {
                     tally.add(
+                        first + b,
                         &a[b * per_image..(b + 1) * per_image],
                         size,
                         labels,
@@ -281,14 +289,14 @@ fn check(set: &ConceptSet, images: &Range<usize>, settings: &Settings) -> Result
 
 /// Runs the model over `images` of `set` in batches, recording `layers` and
 /// stopping after them, and hands `f` per layer the batch's activations (`[batch,
-/// units, positions]` flattened) with the batch's size, and the images' labels if
-/// `labelled`.
+/// units, positions]` flattened) with the batch's size, and its first image's
+/// index and the images' labels if `labelled`.
 fn each_batch(
     model: &Model,
     (set, images, labelled): (&ConceptSet, Range<usize>, bool),
     layers: &[String],
     settings: &Settings,
-    mut f: impl FnMut(&[(Vec<f32>, usize)], Vec<Option<ImageLabels>>) -> Result<()>,
+    mut f: impl FnMut(usize, &[(Vec<f32>, usize)], Vec<Option<ImageLabels>>) -> Result<()>,
 ) -> Result<()> {
     let mut probe = layers
         .iter()
@@ -322,7 +330,7 @@ fn each_batch(
                 Ok((a.flatten_all()?.to_vec1::<f32>()?, chunk.len()))
             })
             .collect::<Result<Vec<_>>>()?;
-        f(&acts, labels)?;
+        f(chunk[0], &acts, labels)?;
     }
     Ok(())
 }

@@ -34,8 +34,12 @@ pub fn layer_dir(out: &Path, layer: &str) -> PathBuf {
     out.join(crate::render::file_part(layer))
 }
 
-/// The JSON of a layer finished under `key` in `out`, if there is one.
+/// The JSON of a layer finished under `key` in `out`, if there is one (its
+/// report too: the page is written last).
 pub fn finished(out: &Path, layer: &str, key: &str) -> Option<Value> {
+    if !layer_dir(out, layer).join("report.html").exists() {
+        return None;
+    }
     let text = std::fs::read_to_string(layer_dir(out, layer).join("dissection.json")).ok()?;
     let value: Value = serde_json::from_str(&text).ok()?;
     (value["key"] == key).then_some(value)

@@ -34,6 +34,20 @@ pub struct Tally {
     unit_category: Vec<u64>,
     /// Per unit and label, the mask's pixels on the label (`tally_both`).
     both: Vec<u64>,
+    /// Per unit, the images of its highest maxima, highest first: `(maximum,
+    /// image)`, at most [`TOP_IMAGES`].
+    top: Vec<Vec<(f32, usize)>>,
+}
+
+/// Images kept per unit for the report.
+pub const TOP_IMAGES: usize = 4;
+
+/// Keeps the `TOP_IMAGES` highest of `top` and `found`: highest first, the lower
+/// image index first on ties (so that merged shards keep what one run keeps).
+fn keep_top(top: &mut Vec<(f32, usize)>, found: impl IntoIterator<Item = (f32, usize)>) {
+    top.extend(found);
+    top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    top.truncate(TOP_IMAGES);
 }
 
 /// One unit's best label in one category: NetDissect-Lite's per-category columns.
@@ -78,13 +92,15 @@ impl Tally {
             unit_area: vec![0; units],
             unit_category: vec![0; units * categories],
             both: vec![0; units * labels],
+            top: vec![Vec::new(); units],
         }
     }
 
-    /// Counts one image: `maps` is its `[units, rows, columns]` activations (`size`
-    /// is `(rows, columns)`), `thresholds` each unit's `T_k`.
+    /// Counts image `image`: `maps` is its `[units, rows, columns]` activations
+    /// (`size` is `(rows, columns)`), `thresholds` each unit's `T_k`.
     pub fn add(
         &mut self,
+        image: usize,
         maps: &[f32],
         size: (usize, usize),
         labels: &ImageLabels,
@@ -110,13 +126,16 @@ impl Tally {
         (self.unit_area.par_iter_mut())
             .zip(self.unit_category.par_chunks_mut(categories))
             .zip(self.both.par_chunks_mut(self.labels))
+            .zip(self.top.par_iter_mut())
             .enumerate()
-            .for_each(|(k, ((unit_area, unit_category), both))| {
+            .for_each(|(k, (((unit_area, unit_category), both), top))| {
                 let map = &maps[k * per_map..(k + 1) * per_map];
+                let peak = map.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                keep_top(top, [(peak, image)]);
                 // Bilinear values never exceed the map's largest: with q = 0.005
                 // most maps have no pixel above the threshold (NetDissect-Lite's
                 // shortcut too).
-                if map.iter().all(|&v| v <= thresholds[k]) {
+                if peak <= thresholds[k] {
                     return;
                 }
                 let mut hit = vec![false; categories];
@@ -167,7 +186,15 @@ impl Tally {
         add(&mut self.unit_area, &other.unit_area);
         add(&mut self.unit_category, &other.unit_category);
         add(&mut self.both, &other.both);
+        for (top, theirs) in self.top.iter_mut().zip(&other.top) {
+            keep_top(top, theirs.iter().copied());
+        }
         Ok(())
+    }
+
+    /// Unit `k`'s images of highest maximum: `(maximum, image)`, highest first.
+    pub fn top_images(&self, k: usize) -> &[(f32, usize)] {
+        &self.top[k]
     }
 
     /// `IoU_k,c` for unit `k` and label `c`; 0 for labels of no category.
@@ -224,6 +251,19 @@ impl Tally {
             })
             .collect()
     }
+}
+
+/// `M_k`: the pixels of `map` (`size` `(rows, columns)`) upsampled to `labels`
+/// `(rows, columns)` that exceed `threshold`, row-major.
+pub fn mask(
+    map: &[f32],
+    size: (usize, usize),
+    labels: (usize, usize),
+    threshold: f32,
+) -> Vec<bool> {
+    let mut mask = vec![false; labels.0 * labels.1];
+    Upsample::new(size, labels).for_each_above(map, threshold, |p| mask[p] = true);
+    mask
 }
 
 /// Bilinear upsampling of a map to the labels' size, with half-pixel centres and
@@ -302,7 +342,7 @@ mod tests {
             layers: vec![vec![1, 0, 1, 0]],
             scalars: vec![],
         };
-        tally.add(&[1., 1., 0., 0.], (2, 2), &labels, &[0.5], &vocabulary);
+        tally.add(0, &[1., 1., 0., 0.], (2, 2), &labels, &[0.5], &vocabulary);
         let iou = tally.iou(0, 1, &vocabulary);
         assert!((iou - 1.0 / 3.0).abs() < 1e-9, "{iou}");
         let result = &tally.results(&vocabulary, 0.04)[0];
@@ -338,9 +378,10 @@ mod tests {
         let maps = [[1., 0., 1., 0.], [1., 0., 0., 0.]];
         let mut both = Tally::new(1, &vocabulary);
         let mut parts = [Tally::new(1, &vocabulary), Tally::new(1, &vocabulary)];
-        for ((map, labels), part) in maps.iter().zip([&cat_right, &beach]).zip(&mut parts) {
-            both.add(map, (2, 2), labels, &[0.5], &vocabulary);
-            part.add(map, (2, 2), labels, &[0.5], &vocabulary);
+        let images = maps.iter().zip([&cat_right, &beach]).zip(&mut parts);
+        for (i, ((map, labels), part)) in images.enumerate() {
+            both.add(i, map, (2, 2), labels, &[0.5], &vocabulary);
+            part.add(i, map, (2, 2), labels, &[0.5], &vocabulary);
         }
         // Cat: the mask never meets an object label: 0 / (0 + 2 − 0).
         assert_eq!(both.iou(0, 2, &vocabulary), 0.0);

@@ -1,0 +1,213 @@
+//! A dissected layer as one self-contained HTML page: the headline ("N/M units
+//! covering K concepts with IoU >= t"), a bar chart of detectors per category, and
+//! per unit its label, IoU and runner-up categories, with its top images drawn
+//! with the unit's mask `M_k` (the rest dimmed) and its label's pixels `L_c`
+//! outlined. Images are PNGs inside the page (data: URIs), so the file travels.
+
+use std::fmt::Write as _;
+use std::io::Cursor;
+
+use anyhow::Result;
+use base64::Engine as _;
+use candle_core::{DType, Tensor};
+use image::{Rgb, RgbImage};
+
+use super::tally::mask;
+use super::{LayerDissection, Settings, detectors_per_category};
+use crate::data::{ConceptSet, ResizeMode, Vocabulary};
+use crate::model::{Model, Probe};
+
+/// Units shown with images (the highest IoUs); the table lists every unit.
+const UNITS_WITH_IMAGES: usize = 64;
+/// The side images are drawn at, at least.
+const MIN_SIDE: u32 = 128;
+
+/// The page of `layer`, dissected on `set` with `model`.
+pub fn page(
+    model: &Model,
+    set: &ConceptSet,
+    layer: &LayerDissection,
+    vocabulary: &Vocabulary,
+    settings: &Settings,
+) -> Result<String> {
+    let (detectors, concepts) = layer.summary();
+    let mut order: Vec<_> = layer.units.iter().collect();
+    order.sort_by(|a, b| b.best.iou.total_cmp(&a.best.iou).then(a.unit.cmp(&b.unit)));
+    let mut html = String::new();
+    let title = format!(
+        "{} {}: Network Dissection",
+        escape(model.name()),
+        escape(&layer.layer)
+    );
+    write!(
+        html,
+        "<!doctype html><meta charset=utf-8><title>{title}</title><style>\
+         body{{font:14px system-ui,sans-serif;margin:2em;background:#111;color:#ddd}}\
+         .bar{{background:#4a8;height:1.1em;display:inline-block}}\
+         table{{border-collapse:collapse}}td,th{{padding:2px 8px;text-align:left}}\
+         tr:nth-child(even){{background:#1a1a1a}}img{{image-rendering:pixelated;margin:2px}}\
+         .no{{color:#777}}</style><h1>{title}</h1>\
+         <p><b>{detectors}/{} units covering {concepts} concepts with IoU &ge; {}</b> \
+         ({} images, top {} quantile, thresholds {})</p>",
+        layer.units.len(),
+        settings.iou_threshold,
+        set.len(),
+        settings.quantile,
+        if layer.exact {
+            "exact"
+        } else {
+            "from the sketch"
+        }
+    )?;
+    html.push_str("<h2>Detectors per category</h2><table>");
+    let counts = detectors_per_category(layer, vocabulary);
+    let most = counts.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
+    for (category, n) in &counts {
+        write!(
+            html,
+            "<tr><td>{}</td><td><span class=bar style=\"width:{}px\"></span> {n}</td></tr>",
+            escape(category),
+            n * 300 / most
+        )?;
+    }
+    html.push_str("</table><h2>Units</h2><table><tr><th>unit</th><th>label</th><th>category</th><th>IoU</th><th>runners-up</th><th>top images: mask (bright), label (outlined)</th></tr>");
+    let pictures = top_pictures(
+        model,
+        set,
+        layer,
+        &order[..order.len().min(UNITS_WITH_IMAGES)],
+    )?;
+    for (i, unit) in order.iter().enumerate() {
+        let mut others: Vec<_> = unit
+            .categories
+            .iter()
+            .filter(|m| m.category != unit.best.category)
+            .collect();
+        others.sort_by(|a, b| b.iou.total_cmp(&a.iou));
+        let runners: Vec<String> = others
+            .iter()
+            .take(3)
+            .map(|m| format!("{} {:.3}", escape(&m.label), m.iou))
+            .collect();
+        write!(
+            html,
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>",
+            if unit.detector { "" } else { " class=no" },
+            unit.unit,
+            escape(&unit.best.label),
+            escape(&unit.best.category),
+            unit.best.iou,
+            runners.join(", ")
+        )?;
+        if let Some(pictures) = pictures.get(i) {
+            for png in pictures {
+                let data = base64::engine::general_purpose::STANDARD.encode(png);
+                write!(html, "<img src=\"data:image/png;base64,{data}\">")?;
+            }
+        }
+        html.push_str("</td></tr>");
+    }
+    html.push_str("</table>");
+    Ok(html)
+}
+
+/// For each of `units`, PNGs of its top images with its mask and its label drawn.
+fn top_pictures(
+    model: &Model,
+    set: &ConceptSet,
+    layer: &LayerDissection,
+    units: &[&super::UnitResult],
+) -> Result<Vec<Vec<Vec<u8>>>> {
+    let mut spec = model.input_spec().clone();
+    spec.resize = ResizeMode::Stretch;
+    let probe = Probe::new()
+        .layers_only()
+        .stop_after_recorded()
+        .record(layer.layer.as_str());
+    let label_of = |name: &str| set.vocabulary().labels.iter().position(|l| l.name == name);
+    units
+        .iter()
+        .map(|unit| {
+            layer
+                .tally
+                .top_images(unit.unit)
+                .iter()
+                .map(|&(_, image)| {
+                    let (input, labels) = set.load(image, &spec, model.device(), true)?;
+                    let labels = labels.expect("asked for labels");
+                    let capture = model.forward(&input.unsqueeze(0)?, &probe)?;
+                    let acts = capture.activation(&layer.layer)?.to_dtype(DType::F32)?;
+                    let acts: Tensor = acts.get(0)?.get(unit.unit)?;
+                    let size = match acts.dims() {
+                        [h, w] => (*h, *w),
+                        _ => (1, 1),
+                    };
+                    let map = acts.flatten_all()?.to_vec1::<f32>()?;
+                    let m = mask(&map, size, labels.size, layer.thresholds[unit.unit]);
+                    let label = label_of(&unit.best.label).map(|l| l as u32);
+                    let on_label = |p: usize| {
+                        label.is_some_and(|l| {
+                            labels.layers.iter().any(|layer| layer[p] == l)
+                                || labels.scalars.contains(&l)
+                        })
+                    };
+                    let picture = spec.to_image(&input)?;
+                    let drawn = draw(&picture, &m, labels.size, on_label);
+                    let mut png = Vec::new();
+                    drawn.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)?;
+                    Ok(png)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect()
+}
+
+/// `picture` scaled to at least [`MIN_SIDE`], dimmed outside `mask` (label
+/// resolution `(rows, columns)`), with the border of the label's pixels in yellow.
+fn draw(
+    picture: &RgbImage,
+    mask: &[bool],
+    (sh, sw): (usize, usize),
+    on_label: impl Fn(usize) -> bool,
+) -> RgbImage {
+    let scale = MIN_SIDE
+        .div_ceil(picture.width().min(picture.height()).max(1))
+        .max(1);
+    let (w, h) = (picture.width() * scale, picture.height() * scale);
+    let at = |x: u32, y: u32| {
+        let (lx, ly) = (
+            (x as usize * sw / w as usize).min(sw - 1),
+            (y as usize * sh / h as usize).min(sh - 1),
+        );
+        ly * sw + lx
+    };
+    let label: Vec<bool> = (0..sh * sw).map(&on_label).collect();
+    RgbImage::from_fn(w, h, |x, y| {
+        let p = at(x, y);
+        let edge = label[p]
+            && [
+                (x.wrapping_sub(1), y),
+                (x + 1, y),
+                (x, y.wrapping_sub(1)),
+                (x, y + 1),
+            ]
+            .into_iter()
+            .any(|(nx, ny)| nx >= w || ny >= h || !label[at(nx, ny)]);
+        if edge {
+            return Rgb([255, 220, 0]);
+        }
+        let Rgb(c) = *picture.get_pixel(x / scale, y / scale);
+        match mask[p] {
+            true => Rgb(c),
+            false => Rgb(c.map(|v| v / 4)),
+        }
+    })
+}
+
+/// Text safe inside HTML.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
