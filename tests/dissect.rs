@@ -134,6 +134,19 @@ fn a_broden_directory_is_read_label_by_label() {
     label_png(&dir.path().join("images/b_color.png"), (3, 3), |_, _| RED);
     let err = broden.labels(1).unwrap_err().to_string();
     assert!(err.contains("b_color.png") && err.contains("2x3"), "{err}");
+    // A label number past the listing's, and a listing with no image, are errors.
+    label_png(&dir.path().join("images/b_color.png"), (2, 3), |_, _| 400);
+    let err = broden.labels(1).unwrap_err().to_string();
+    assert!(
+        err.contains("label 400") && err.contains("label.csv"),
+        "{err}"
+    );
+    let index = std::fs::read_to_string(dir.path().join("index.csv")).unwrap();
+    let header = index.lines().next().unwrap().to_string() + "\n";
+    std::fs::write(dir.path().join("index.csv"), &header).unwrap();
+    let err = format!("{:#}", Broden::open(dir.path()).unwrap_err());
+    assert!(err.contains("lists no image"), "{err}");
+    std::fs::write(dir.path().join("index.csv"), index).unwrap();
     // A missing listing says what a Broden dataset holds.
     std::fs::remove_file(dir.path().join("c_scene.csv")).unwrap();
     let err = format!("{:#}", Broden::open(dir.path()).unwrap_err());
