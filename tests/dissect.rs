@@ -443,7 +443,7 @@ fn a_broden_directory_dissects_end_to_end() {
 /// one, and parts of another run are refused by name.
 #[test]
 fn merged_shards_equal_a_single_run() {
-    use unitscope::dissect::shard::{self, Merged, Part, Run};
+    use unitscope::dissect::shard::{self, Part, Run, State};
     let model = unitscope::model::demo::model(&Device::Cpu).unwrap();
     let set = ConceptSet::Demo(31);
     let layer = "features.7".to_string();
@@ -484,16 +484,11 @@ fn merged_shards_equal_a_single_run() {
             )
             .unwrap()
             .remove(0);
-            Part::sketched(
-                ("k", &run),
-                &layer,
-                (*i, 3),
-                range.clone(),
-                t.into_sketches(),
-            )
+            let state = State::Sketches(t.into_sketches());
+            Part::new(("k", &run), &layer, (*i, 3), range.clone(), state)
         })
         .collect();
-    let Merged::Sketches(sketches) = shard::merge(&sketched).unwrap() else {
+    let State::Sketches(sketches) = shard::merge(&sketched).unwrap() else {
         panic!("round 1 merges into sketches")
     };
     let thresholds = dissect::sketch_thresholds(&sketches, settings.quantile);
@@ -513,17 +508,11 @@ fn merged_shards_equal_a_single_run() {
             )
             .unwrap()
             .remove(0);
-            Part::tallied(
-                ("k", &run),
-                &layer,
-                (*i, 3),
-                range.clone(),
-                thresholds.clone(),
-                tally,
-            )
+            let state = State::Tally(thresholds.clone(), tally);
+            Part::new(("k", &run), &layer, (*i, 3), range.clone(), state)
         })
         .collect();
-    let Merged::Tally(_, tally) = shard::merge(&tallied).unwrap() else {
+    let State::Tally(_, tally) = shard::merge(&tallied).unwrap() else {
         panic!("round 2 merges into a tally")
     };
     assert_eq!(tally, single.tally);

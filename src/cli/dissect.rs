@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use unitscope::data::{Broden, ConceptSet};
-use unitscope::dissect::shard::{self, Merged, Part};
+use unitscope::dissect::shard::{self, Part, State};
 use unitscope::dissect::{self, LayerDissection, Settings, report};
 use unitscope::model::Model;
 
@@ -247,7 +247,13 @@ fn dissect_shard(
                         &mut progress,
                     )?;
                     let sketches = t.into_iter().next().context("one layer")?.into_sketches();
-                    Part::sketched((&key, &run), layer, shard, images.clone(), sketches)
+                    Part::new(
+                        (&key, &run),
+                        layer,
+                        shard,
+                        images.clone(),
+                        State::Sketches(sketches),
+                    )
                 }
                 Some(merged) => {
                     let Some(t) = merged
@@ -270,7 +276,13 @@ fn dissect_shard(
                         &mut progress,
                     )?;
                     let tally = tally.into_iter().next().context("one layer")?;
-                    Part::tallied((&key, &run), layer, shard, images.clone(), t, tally)
+                    Part::new(
+                        (&key, &run),
+                        layer,
+                        shard,
+                        images.clone(),
+                        State::Tally(t, tally),
+                    )
                 }
             };
             let path = args.out.join(part.file_name());
@@ -332,7 +344,7 @@ fn merge(args: &MergeArgs) -> Result<()> {
     let mut by_layer: std::collections::BTreeMap<(String, bool), Vec<Part>> = Default::default();
     for part in parts {
         by_layer
-            .entry((part.layer.clone(), part.tally.is_some()))
+            .entry((part.layer.clone(), part.state.is_tally()))
             .or_default()
             .push(part);
     }
@@ -344,7 +356,7 @@ fn merge(args: &MergeArgs) -> Result<()> {
     for ((layer, _), parts) in &by_layer {
         let (key, settings) = (&parts[0].key, parts[0].run.settings());
         match shard::merge(parts)? {
-            Merged::Sketches(sketches) => {
+            State::Sketches(sketches) => {
                 let t = dissect::sketch_thresholds(&sketches, settings.quantile);
                 thresholds.insert(layer.clone(), (key.clone(), t));
                 super::outln!(
@@ -352,7 +364,7 @@ fn merge(args: &MergeArgs) -> Result<()> {
                     format!("{layer}: thresholds from {} shards", parts.len())
                 );
             }
-            Merged::Tally(t, tally) => {
+            State::Tally(t, tally) => {
                 let vocabulary = &parts[0].run.vocabulary;
                 let dissected = LayerDissection::new(layer, tally, t, None, vocabulary, &settings);
                 let value = report::write(&args.out, &dissected, vocabulary, &settings, key)?;

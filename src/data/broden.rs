@@ -231,18 +231,11 @@ impl Broden {
     /// size and modification time.
     pub fn identity(&self) -> String {
         let index = self.dir.join("index.csv");
-        let stamp = std::fs::metadata(&index)
-            .ok()
-            .map(|m| {
-                let modified = m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                format!("{} {modified}", m.len())
-            })
-            .unwrap_or_default();
-        format!("broden {} {stamp}", self.dir.display())
+        format!(
+            "broden {} {}",
+            self.dir.display(),
+            super::source::stamp(&index)
+        )
     }
 }
 

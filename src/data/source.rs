@@ -157,17 +157,7 @@ impl Entry {
     pub fn identity(&self) -> String {
         match &self.kind {
             EntryKind::Scene(i) => format!("demo scene {i}"),
-            EntryKind::File(path) => match std::fs::metadata(path) {
-                Ok(m) => {
-                    let modified = m
-                        .modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map_or(0, |d| d.as_nanos());
-                    format!("{} {} {modified}", path.display(), m.len())
-                }
-                Err(e) => format!("{} unreadable: {e}", path.display()),
-            },
+            EntryKind::File(path) => format!("{} {}", path.display(), stamp(path)),
         }
     }
 
@@ -195,6 +185,22 @@ impl Entry {
                 })
             }
         }
+    }
+}
+
+/// What tells versions of a file apart, for cache keys: its size and modification
+/// time (or why it cannot be read, which fails later where it is loaded).
+pub(super) fn stamp(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(m) => {
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            format!("{} {modified}", m.len())
+        }
+        Err(e) => format!("unreadable: {e}"),
     }
 }
 

@@ -68,20 +68,18 @@ pub struct Part {
     pub shard: (usize, usize),
     /// The image range it covers.
     pub images: Range<usize>,
-    /// Round 1: each unit's sketch of its activations.
-    pub sketches: Option<Vec<Sketch>>,
-    /// Round 2: the thresholds it tallied at, and the tally.
-    pub tally: Option<(Vec<f32>, Tally)>,
+    /// What the shard counted: sketches (round 1) or a tally (round 2).
+    pub state: State,
 }
 
 impl Part {
-    /// A part of round 1.
-    pub fn sketched(
+    /// A shard's part for `layer` of the run keyed `key`.
+    pub fn new(
         (key, run): (&str, &Run),
         layer: &str,
         shard: (usize, usize),
         images: Range<usize>,
-        sketches: Vec<Sketch>,
+        state: State,
     ) -> Self {
         Self {
             version: VERSION,
@@ -90,38 +88,15 @@ impl Part {
             layer: layer.into(),
             shard,
             images,
-            sketches: Some(sketches),
-            tally: None,
-        }
-    }
-
-    /// A part of round 2.
-    pub fn tallied(
-        (key, run): (&str, &Run),
-        layer: &str,
-        shard: (usize, usize),
-        images: Range<usize>,
-        thresholds: Vec<f32>,
-        tally: Tally,
-    ) -> Self {
-        Self {
-            version: VERSION,
-            key: key.into(),
-            run: run.clone(),
-            layer: layer.into(),
-            shard,
-            images,
-            sketches: None,
-            tally: Some((thresholds, tally)),
+            state,
         }
     }
 
     /// Its file name: layer, round, shard.
     pub fn file_name(&self) -> String {
-        let round = if self.tally.is_some() {
-            "tally"
-        } else {
-            "sketch"
+        let round = match self.state {
+            State::Tally(..) => "tally",
+            State::Sketches(_) => "sketch",
         };
         format!(
             "{}.{round}.{:04}-of-{:04}.json",
@@ -161,17 +136,25 @@ pub fn shard_range((i, n): (usize, usize), len: usize) -> Result<Range<usize>> {
     Ok(i * len / n..(i + 1) * len / n)
 }
 
-/// What merged parts of one layer give.
-pub enum Merged {
-    /// Round 1 merged: each unit's sketch over every image.
+/// What a shard counted, or merged shards did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum State {
+    /// Round 1: each unit's sketch of its activations.
     Sketches(Vec<Sketch>),
-    /// Round 2 merged: the thresholds and the tally over every image.
+    /// Round 2: the thresholds tallied at, and the tally.
     Tally(Vec<f32>, Tally),
+}
+
+impl State {
+    /// Whether it is round 2's.
+    pub fn is_tally(&self) -> bool {
+        matches!(self, Self::Tally(..))
+    }
 }
 
 /// Merges the parts of one layer: all of one key and round, every shard of N
 /// exactly once.
-pub fn merge(parts: &[Part]) -> Result<Merged> {
+pub fn merge(parts: &[Part]) -> Result<State> {
     let Some(first) = parts.first() else {
         bail!("no parts to merge");
     };
@@ -190,7 +173,7 @@ pub fn merge(parts: &[Part]) -> Result<Merged> {
             part.shard.1
         );
         ensure!(
-            part.tally.is_some() == first.tally.is_some(),
+            part.state.is_tally() == first.state.is_tally(),
             "parts of both rounds for `{}`: merge each round's parts on its own",
             part.layer
         );
@@ -211,42 +194,26 @@ pub fn merge(parts: &[Part]) -> Result<Merged> {
         first.layer,
         missing.join(", ")
     );
-    match &first.tally {
-        Some((thresholds, _)) => {
-            let mut total: Option<Tally> = None;
-            for part in parts {
-                let (t, tally) = part.tally.as_ref().expect("checked above");
+    let mut merged = first.state.clone();
+    for part in &parts[1..] {
+        match (&mut merged, &part.state) {
+            (State::Tally(thresholds, total), State::Tally(t, tally)) => {
                 ensure!(
                     t == thresholds,
                     "shards of `{}` tallied at different thresholds: give round 2 the same merged thresholds",
                     part.layer
                 );
-                match &mut total {
-                    Some(total) => total.merge(tally)?,
-                    None => total = Some(tally.clone()),
-                }
+                total.merge(tally)?;
             }
-            Ok(Merged::Tally(
-                thresholds.clone(),
-                total.expect("at least one part"),
-            ))
-        }
-        None => {
-            let mut total: Option<Vec<Sketch>> = None;
-            for part in parts {
-                let sketches = part.sketches.as_ref().context("a part without sketches")?;
-                match &mut total {
-                    Some(total) => {
-                        ensure!(
-                            total.len() == sketches.len(),
-                            "parts of different unit counts"
-                        );
-                        total.iter_mut().zip(sketches).for_each(|(a, b)| a.merge(b));
-                    }
-                    None => total = Some(sketches.clone()),
-                }
+            (State::Sketches(total), State::Sketches(sketches)) => {
+                ensure!(
+                    total.len() == sketches.len(),
+                    "parts of different unit counts"
+                );
+                total.iter_mut().zip(sketches).for_each(|(a, b)| a.merge(b));
             }
-            Ok(Merged::Sketches(total.expect("at least one part")))
+            _ => unreachable!("the rounds were checked above"),
         }
     }
+    Ok(merged)
 }
