@@ -12,9 +12,12 @@
 //! Each step is two backward passes. The engine gives the gradient of the
 //! objective at its input (its own rules and fast paths: a pass that stops after
 //! the layers the objective reads, its trunk on the engine's tape, the gradient
-//! held at the stem); Candle's autograd then carries it through normalization, the
-//! transforms and the parameterization as the gradient of `sum(x * g)`, with the
-//! regularizers added there.
+//! held at the stem); Candle's autograd then carries it through the transforms
+//! and the parameterization as the gradient of `sum(x * g)` ([`pull`]), with the
+//! regularizers added there. Normalization stays off that graph: its gradient is a
+//! division of `g` by each channel's deviation. On the CPU each stage of the image
+//! side is one op with a hand-written backward (Candle's own backward of a binary
+//! op computes both operands' gradients, and each is a pass over the batch).
 
 pub mod objective;
 pub mod param;
@@ -24,11 +27,12 @@ pub mod transform;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use candle_core::{DType, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use image::RgbImage;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::Digest;
 
@@ -161,15 +165,15 @@ pub fn visualize(
         progress(step as u64, settings.steps as u64);
         let images = param.images()?;
         let warped = transforms.draw(size, &mut rng).apply(&images)?;
-        let x = normalize.apply(&warped)?;
-        let capture = model.forward_held(&x.detach(), &probe, &|stem, x| stem.apply(x))?;
+        let x = normalize.apply(&warped.detach())?;
+        let capture = model.forward_held(&x, &probe, &|stem, x| stem.apply(x))?;
         let values = plan.values(&capture)?;
         let mut total = values.sum_all()?;
         if let Some((weight, layer)) = &diversity {
             total = (total - (objective::diversity(capture.activation(layer)?)? * *weight)?)?;
         }
         let g = capture.backward(&total)?.input()?.to_dtype(DType::F32)?;
-        let mut ascent = (x * g.detach())?.sum_all()?;
+        let mut ascent = pull(&warped, &normalize.gradient(&g)?)?;
         if let Some(penalty) = settings.regularizers.penalty(&images)? {
             ascent = (ascent - penalty)?;
         }
@@ -214,6 +218,77 @@ impl Normalize {
     fn apply(&self, images: &Tensor) -> Result<Tensor> {
         Ok(images.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?)
     }
+
+    /// The gradient at the images given the gradient `g` at the normalized images.
+    fn gradient(&self, g: &Tensor) -> Result<Tensor> {
+        Ok(g.broadcast_div(&self.std)?)
+    }
+}
+
+/// `sum(x * g)` for a constant `g`: its gradient at `x` is `g`, so a backward from
+/// it carries `g` down `x`'s graph. On the CPU one op whose backward is that alone.
+fn pull(x: &Tensor, g: &Tensor) -> Result<Tensor> {
+    anyhow::ensure!(
+        x.dims() == g.dims(),
+        "internal: a gradient of shape {:?} for {:?}",
+        g.dims(),
+        x.dims()
+    );
+    let g = g.detach().contiguous()?;
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return Ok(x.contiguous()?.apply_op2(&g, Pull)?);
+    }
+    Ok((x * g)?.sum_all()?)
+}
+
+/// [`pull`]'s op: the sum of products forward; the gradient times `g` backward,
+/// none for `g`.
+struct Pull;
+
+impl CustomOp2 for Pull {
+    fn name(&self) -> &'static str {
+        "featvis-pull"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        g: &CpuStorage,
+        g_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(x, x_layout, "the pull op")?;
+        let g = contiguous_f32(g, g_layout, "the pull op")?;
+        let sum: f64 = x
+            .par_chunks(1 << 16)
+            .zip(g.par_chunks(1 << 16))
+            .map(|(x, g)| x.iter().zip(g).map(|(a, b)| (a * b) as f64).sum::<f64>())
+            .sum();
+        Ok((CpuStorage::F32(vec![sum as f32]), Shape::from(())))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        g: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(g.broadcast_mul(grad)?), None))
+    }
+}
+
+/// The `f32` values of a contiguous CPU tensor, for the image side's ops; `op`
+/// names the op in the error.
+fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op} needs a contiguous tensor");
+    };
+    Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
 /// What tells the images of a batch apart: each target, with the number of its
@@ -291,4 +366,29 @@ pub fn cached(
         }
     }
     Ok((images.into_iter().flatten().collect(), notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    /// `pull`'s value is the sum of products, and its gradient at `x` is `g`.
+    #[test]
+    fn pull_carries_the_gradient_down() {
+        let n = 3 * 70_001;
+        let value = |k: usize| ((k * 29 % 13) as f32 - 6.0) / 5.0;
+        let x = Var::from_vec((0..n).map(value).collect(), (3, n / 3), &Device::Cpu).unwrap();
+        let g: Vec<f32> = (0..n).map(|k| value(k + 3)).collect();
+        let expected: f64 = (0..n).map(|k| (value(k) * g[k]) as f64).sum();
+        let g = Tensor::from_vec(g, (3, n / 3), &Device::Cpu).unwrap();
+        let sum = pull(&(x.as_tensor() * 2.0).unwrap(), &g).unwrap();
+        let got = sum.to_scalar::<f32>().unwrap() as f64;
+        assert!((got - 2.0 * expected).abs() < 1e-3 * expected.abs().max(1.0));
+        let grads = sum.backward().unwrap();
+        let grad = grads.get(x.as_tensor()).unwrap();
+        let diff = (grad - (&g * 2.0).unwrap()).unwrap().abs().unwrap();
+        assert!(diff.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-6);
+    }
 }

@@ -20,11 +20,13 @@
 //! The inverse FFT is [`super::spectrum`]'s.
 
 use anyhow::{Result, ensure};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
+use rayon::prelude::*;
 
+use super::contiguous_f32;
 use super::spectrum::InverseRfft2;
 
 /// Lucid's `color_correlation_svd_sqrt`: the square root of ImageNet's RGB
@@ -101,7 +103,7 @@ impl ImageParam {
             .collect::<candle_core::Result<_>>()?;
         let fourier = match kind {
             Parameterization::Pixel => None,
-            Parameterization::Fourier => Some(InverseRfft2::new(size, device)?),
+            Parameterization::Fourier => Some(InverseRfft2::lucid(size, 1.0 / FFT_MAGIC, device)?),
         };
         Ok(Self {
             vars,
@@ -120,22 +122,14 @@ impl ImageParam {
     /// The images, `[batch, 3, rows, columns]` in `[0, 1]`, on the autograd graph.
     pub fn images(&self) -> Result<Tensor> {
         let raw = match (&self.fourier, self.vars.as_slice()) {
-            (Some(inverse), [re, im]) => {
-                // The inverse is linear: Lucid's divisor goes into the scale.
-                let scale = (&inverse.scale / FFT_MAGIC)?;
-                inverse.apply(&re.broadcast_mul(&scale)?, &im.broadcast_mul(&scale)?)?
-            }
+            (Some(inverse), [re, im]) => inverse.apply(re, im)?,
             (_, [pixels]) => pixels.as_tensor().clone(),
             _ => anyhow::bail!(
                 "internal: a parameterization with {} parts",
                 self.vars.len()
             ),
         };
-        let coloured = match self.decorrelate {
-            true => decorrelate_colours(&raw)?,
-            false => raw,
-        };
-        let image = candle_nn::ops::sigmoid(&coloured)?;
+        let image = to_valid_rgb(&raw, self.decorrelate)?;
         Ok(match self.channels {
             1 => image.repeat((1, 3, 1, 1))?,
             _ => image,
@@ -148,23 +142,144 @@ impl ImageParam {
     }
 }
 
+/// Lucid's `to_valid_rgb`: the colours decorrelated (when asked), then squashed
+/// into `[0, 1]` by the sigmoid, `[B, C, H, W]` to the same. On the CPU both in
+/// one op ([`ValidRgb`]).
+fn to_valid_rgb(x: &Tensor, decorrelate: bool) -> Result<Tensor> {
+    if !decorrelate {
+        return Ok(candle_nn::ops::sigmoid(x)?);
+    }
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        ensure!(x.dim(1)? == 3, "colour decorrelation needs 3 channels");
+        return Ok(x.contiguous()?.apply_op1(ValidRgb)?);
+    }
+    Ok(candle_nn::ops::sigmoid(&decorrelate_colours(x)?)?)
+}
+
+/// Lucid's colour correlation over its largest column norm: the matrix that
+/// decorrelated colours are multiplied by.
+fn colour_matrix() -> [[f32; 3]; 3] {
+    let m = COLOR_CORRELATION_SVD_SQRT;
+    let max_norm = (0..3)
+        .map(|j| (0..3).map(|i| m[i][j].powi(2)).sum::<f32>().sqrt())
+        .fold(0.0f32, f32::max);
+    m.map(|row| row.map(|v| v / max_norm))
+}
+
 /// Each pixel's colour multiplied by Lucid's colour correlation, normalized by
 /// its largest column norm: `[B, 3, H, W]` to `[B, 3, H, W]`.
 pub fn decorrelate_colours(x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     ensure!(c == 3, "colour decorrelation needs 3 channels, got {c}");
-    let m = Tensor::new(&COLOR_CORRELATION_SVD_SQRT, x.device())?;
-    let max_norm = (0..3)
-        .map(|j| {
-            (0..3)
-                .map(|i| COLOR_CORRELATION_SVD_SQRT[i][j].powi(2))
-                .sum::<f32>()
-                .sqrt()
-        })
-        .fold(0.0f32, f32::max);
-    let m = (m / max_norm as f64)?.to_dtype(x.dtype())?;
+    let m = Tensor::new(&colour_matrix(), x.device())?.to_dtype(x.dtype())?;
     let flat = x.reshape((b, 3, h * w))?;
     Ok(m.broadcast_matmul(&flat)?.reshape((b, 3, h, w))?)
+}
+
+/// `sigmoid(M x)` per pixel of `[B, 3, H, W]` f32, `M` the [`colour_matrix`].
+/// Backward: `g ⊙ s (1 - s)` through `Mᵀ`, `s` the output; one pass each way.
+struct ValidRgb;
+
+impl CustomOp1 for ValidRgb {
+    fn name(&self) -> &'static str {
+        "featvis-valid-rgb"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(storage, layout, "the colour op")?;
+        let m = colour_matrix();
+        let mut out = vec![0f32; x.len()];
+        per_pixel(layout.shape(), &mut out, x, None, |x, _, out| {
+            for (c, o) in out.iter_mut().enumerate() {
+                let z = m[c][0] * x[0] + m[c][1] * x[1] + m[c][2] * x[2];
+                *o = 1.0 / (1.0 + (-z).exp());
+            }
+        })?;
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, s: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(s.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &ValidRgbBackward,
+        )?))
+    }
+}
+
+/// [`ValidRgb`]'s backward from its output `s` and the gradient there.
+struct ValidRgbBackward;
+
+impl CustomOp2 for ValidRgbBackward {
+    fn name(&self) -> &'static str {
+        "featvis-valid-rgb-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &CpuStorage,
+        s_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let s = contiguous_f32(s, s_layout, "the colour op's backward")?;
+        let grad = contiguous_f32(grad, grad_layout, "the colour op's backward")?;
+        let m = colour_matrix();
+        let mut out = vec![0f32; s.len()];
+        per_pixel(s_layout.shape(), &mut out, s, Some(grad), |s, g, out| {
+            let dz: [f32; 3] = std::array::from_fn(|c| g[c] * s[c] * (1.0 - s[c]));
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = m[0][k] * dz[0] + m[1][k] * dz[1] + m[2][k] * dz[2];
+            }
+        })?;
+        Ok((CpuStorage::F32(out), s_layout.shape().clone()))
+    }
+}
+
+/// Runs `f(a, b, out)` on every pixel of `[B, 3, H, W]` planes, each argument a
+/// pixel's three channel values (`b` zeros when not given), in parallel over
+/// images and rows of pixels.
+fn per_pixel(
+    shape: &Shape,
+    out: &mut [f32],
+    a: &[f32],
+    b: Option<&[f32]>,
+    f: impl Fn([f32; 3], [f32; 3], &mut [f32; 3]) + Sync,
+) -> candle_core::Result<()> {
+    let (_, c, h, w) = shape.dims4()?;
+    if c != 3 {
+        candle_core::bail!("the colour op needs 3 channels, got {c}");
+    }
+    let plane = h * w;
+    // Rows of pixels per task: enough work to be worth a task, and parallel even
+    // for one image.
+    let run = 4096;
+    out.par_chunks_mut(3 * plane)
+        .enumerate()
+        .for_each(|(image, out)| {
+            let at = image * 3 * plane;
+            let (r, rest) = out.split_at_mut(plane);
+            let (g, bl) = rest.split_at_mut(plane);
+            r.par_chunks_mut(run)
+                .zip(g.par_chunks_mut(run))
+                .zip(bl.par_chunks_mut(run))
+                .enumerate()
+                .for_each(|(chunk, ((r, g), bl))| {
+                    let start = chunk * run;
+                    let read =
+                        |v: &[f32], p: usize| [v[at + p], v[at + plane + p], v[at + 2 * plane + p]];
+                    for i in 0..r.len() {
+                        let p = start + i;
+                        let mut o = [0.0; 3];
+                        f(read(a, p), b.map_or([0.0; 3], |b| read(b, p)), &mut o);
+                        (r[i], g[i], bl[i]) = (o[0], o[1], o[2]);
+                    }
+                });
+        });
+    Ok(())
 }
 
 /// The images of `param` as 8-bit pictures.
@@ -190,6 +305,39 @@ pub fn to_pictures(images: &Tensor) -> Result<Vec<image::RgbImage>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fused colour op gives Candle's composed decorrelation and sigmoid,
+    /// forward and backward, on two images of odd size.
+    #[test]
+    fn the_colour_op_is_decorrelation_then_sigmoid() {
+        let shape = (2, 3, 5, 7);
+        let n = 2 * 3 * 5 * 7;
+        let value = |k: usize| ((k * 37 % 23) as f32 - 11.0) / 3.0;
+        let x = Var::from_vec((0..n).map(value).collect(), shape, &Device::Cpu).unwrap();
+        let weights: Vec<f32> = (0..n).map(|k| value(k + 7)).collect();
+        let weights = Tensor::from_vec(weights, shape, &Device::Cpu).unwrap();
+        let run = |y: Tensor| {
+            let grads = (&y * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            (flat(&y), flat(grads.get(x.as_tensor()).unwrap()))
+        };
+        let fused = run(to_valid_rgb(x.as_tensor(), true).unwrap());
+        let composed =
+            run(candle_nn::ops::sigmoid(&decorrelate_colours(x.as_tensor()).unwrap()).unwrap());
+        for (name, a, b) in [
+            ("images", &fused.0, &composed.0),
+            ("gradients", &fused.1, &composed.1),
+        ] {
+            for (p, q) in a.iter().zip(b) {
+                assert!((p - q).abs() < 1e-6, "{name}: {p} vs {q}");
+            }
+        }
+    }
 
     /// Uncorrelated unit-variance colours come out with covariance M M^T, M being
     /// Lucid's matrix over its largest column norm.

@@ -21,6 +21,8 @@ use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Shape, Tensor};
 use rand::Rng;
 use rayon::prelude::*;
 
+use super::contiguous_f32;
+
 /// The grey that padding and uncovered corners take.
 const FILL: f64 = 0.5;
 
@@ -275,7 +277,7 @@ impl CustomOp1 for Resample {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let taps = &self.0;
-        let source = contiguous_f32(storage, layout)?;
+        let source = contiguous_f32(storage, layout, "the resample op")?;
         let planes = source.len() / taps.input;
         let n = taps.fill.len();
         let mut out = vec![0f32; planes * n];
@@ -320,7 +322,7 @@ impl CustomOp1 for Scatter {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let taps = &self.0;
-        let grad = contiguous_f32(storage, layout)?;
+        let grad = contiguous_f32(storage, layout, "the resample op")?;
         let n = taps.fill.len();
         let planes = grad.len() / n;
         let mut out = vec![0f32; planes * taps.input];
@@ -336,14 +338,6 @@ impl CustomOp1 for Scatter {
             });
         Ok((CpuStorage::F32(out), Shape::from((planes, taps.input))))
     }
-}
-
-/// The f32 values of a contiguous CPU tensor.
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("the resample op needs a contiguous tensor");
-    };
-    Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
 #[cfg(test)]
