@@ -599,3 +599,44 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap();
     diff / scale.max(1e-12)
 }
+
+/// A dissection saved for the inspector's cache loads back equal under its key;
+/// under another key, cut short, or with counts that do not fit the vocabulary it
+/// does not load (and is made again).
+#[test]
+fn a_saved_dissection_loads_back_and_a_broken_one_does_not() {
+    use unitscope::dissect::report;
+    let model = unitscope::model::demo::model(&Device::Cpu).unwrap();
+    let set = ConceptSet::Demo(12);
+    let vocabulary = set.vocabulary();
+    let settings = Settings::default();
+    let layer = "features.1".to_string();
+    let dissected = dissect::dissect(
+        &model,
+        &set,
+        std::slice::from_ref(&layer),
+        &settings,
+        &mut |_, _| {},
+    )
+    .unwrap()
+    .remove(0);
+    let key = report::key(&model, &set, &settings, &layer).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache/features.1.json");
+    report::save(&path, &dissected, &key).unwrap();
+    let loaded = report::load(&path, &key, &vocabulary, &settings).expect("loads back");
+    assert_eq!(loaded.units, dissected.units);
+    assert_eq!(loaded.thresholds, dissected.thresholds);
+    assert_eq!(loaded.tally, dissected.tally);
+    assert_eq!(loaded.sketch_error, dissected.sketch_error);
+
+    assert!(report::load(&path, "another key", &vocabulary, &settings).is_none());
+    let text = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &text[..text.len() / 2]).unwrap();
+    assert!(report::load(&path, &key, &vocabulary, &settings).is_none());
+    // Whole JSON, but a vocabulary with a label more than the tally counted.
+    std::fs::write(&path, &text).unwrap();
+    let mut wider = vocabulary.clone();
+    wider.labels.push(wider.labels[0].clone());
+    assert!(report::load(&path, &key, &wider, &settings).is_none());
+}

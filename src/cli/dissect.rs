@@ -366,6 +366,7 @@ fn merge(args: &MergeArgs) -> Result<()> {
             }
             State::Tally(t, tally) => {
                 let vocabulary = &parts[0].run.vocabulary;
+                tally.check(t.len(), vocabulary)?;
                 let dissected = LayerDissection::new(layer, tally, t, None, vocabulary, &settings);
                 let value = report::write(&args.out, &dissected, vocabulary, &settings, key)?;
                 super::outln!("{}", headline(&value));

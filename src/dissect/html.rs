@@ -9,18 +9,14 @@ use std::io::Cursor;
 
 use anyhow::Result;
 use base64::Engine as _;
-use candle_core::{DType, Tensor};
-use image::{Rgb, RgbImage};
 
-use super::tally::mask;
+use super::pictures::unit_pictures;
 use super::{LayerDissection, Settings, detectors_per_category};
-use crate::data::{ConceptSet, ResizeMode, Vocabulary};
-use crate::model::{Model, Probe};
+use crate::data::{ConceptSet, Vocabulary};
+use crate::model::Model;
 
 /// Units shown with images (the highest IoUs); the table lists every unit.
 const UNITS_WITH_IMAGES: usize = 64;
-/// The side images are drawn at, at least.
-const MIN_SIDE: u32 = 128;
 
 /// The page of `layer`, dissected on `set` with `model`.
 pub fn page(
@@ -71,12 +67,19 @@ pub fn page(
         )?;
     }
     html.push_str("</table><h2>Units</h2><table><tr><th>unit</th><th>label</th><th>category</th><th>IoU</th><th>runners-up</th><th>top images: mask (bright), label (outlined)</th></tr>");
-    let pictures = top_pictures(
-        model,
-        set,
-        layer,
-        &order[..order.len().min(UNITS_WITH_IMAGES)],
-    )?;
+    let pictures = order[..order.len().min(UNITS_WITH_IMAGES)]
+        .iter()
+        .map(|unit| {
+            unit_pictures(model, set, layer, unit.unit, vocabulary)?
+                .iter()
+                .map(|picture| {
+                    let mut png = Vec::new();
+                    picture.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)?;
+                    Ok(png)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
     for (i, unit) in order.iter().enumerate() {
         let mut others: Vec<_> = unit
             .categories
@@ -109,99 +112,6 @@ pub fn page(
     }
     html.push_str("</table>");
     Ok(html)
-}
-
-/// For each of `units`, PNGs of its top images with its mask and its label drawn.
-fn top_pictures(
-    model: &Model,
-    set: &ConceptSet,
-    layer: &LayerDissection,
-    units: &[&super::UnitResult],
-) -> Result<Vec<Vec<Vec<u8>>>> {
-    let mut spec = model.input_spec().clone();
-    spec.resize = ResizeMode::Stretch;
-    let probe = Probe::new()
-        .layers_only()
-        .stop_after_recorded()
-        .record(layer.layer.as_str());
-    let label_of = |name: &str| set.vocabulary().labels.iter().position(|l| l.name == name);
-    units
-        .iter()
-        .map(|unit| {
-            layer
-                .tally
-                .top_images(unit.unit)
-                .iter()
-                .map(|&(_, image)| {
-                    let (input, labels) = set.load(image, &spec, model.device(), true)?;
-                    let labels = labels.expect("asked for labels");
-                    let capture = model.forward(&input.unsqueeze(0)?, &probe)?;
-                    let acts = capture.activation(&layer.layer)?.to_dtype(DType::F32)?;
-                    let acts: Tensor = acts.get(0)?.get(unit.unit)?;
-                    let size = match acts.dims() {
-                        [h, w] => (*h, *w),
-                        _ => (1, 1),
-                    };
-                    let map = acts.flatten_all()?.to_vec1::<f32>()?;
-                    let m = mask(&map, size, labels.size, layer.thresholds[unit.unit]);
-                    let label = label_of(&unit.best.label).map(|l| l as u32);
-                    let on_label = |p: usize| {
-                        label.is_some_and(|l| {
-                            labels.layers.iter().any(|layer| layer[p] == l)
-                                || labels.scalars.contains(&l)
-                        })
-                    };
-                    let picture = spec.to_image(&input)?;
-                    let drawn = draw(&picture, &m, labels.size, on_label);
-                    let mut png = Vec::new();
-                    drawn.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)?;
-                    Ok(png)
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .collect()
-}
-
-/// `picture` scaled to at least [`MIN_SIDE`], dimmed outside `mask` (label
-/// resolution `(rows, columns)`), with the border of the label's pixels in yellow.
-fn draw(
-    picture: &RgbImage,
-    mask: &[bool],
-    (sh, sw): (usize, usize),
-    on_label: impl Fn(usize) -> bool,
-) -> RgbImage {
-    let scale = MIN_SIDE
-        .div_ceil(picture.width().min(picture.height()).max(1))
-        .max(1);
-    let (w, h) = (picture.width() * scale, picture.height() * scale);
-    let at = |x: u32, y: u32| {
-        let (lx, ly) = (
-            (x as usize * sw / w as usize).min(sw - 1),
-            (y as usize * sh / h as usize).min(sh - 1),
-        );
-        ly * sw + lx
-    };
-    let label: Vec<bool> = (0..sh * sw).map(&on_label).collect();
-    RgbImage::from_fn(w, h, |x, y| {
-        let p = at(x, y);
-        let edge = label[p]
-            && [
-                (x.wrapping_sub(1), y),
-                (x + 1, y),
-                (x, y.wrapping_sub(1)),
-                (x, y + 1),
-            ]
-            .into_iter()
-            .any(|(nx, ny)| nx >= w || ny >= h || !label[at(nx, ny)]);
-        if edge {
-            return Rgb([255, 220, 0]);
-        }
-        let Rgb(c) = *picture.get_pixel(x / scale, y / scale);
-        match mask[p] {
-            true => Rgb(c),
-            false => Rgb(c.map(|v| v / 4)),
-        }
-    })
 }
 
 /// Text safe inside HTML.

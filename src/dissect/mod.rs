@@ -14,6 +14,7 @@
 //! its input size, as NetDissect-Lite feeds Broden), so a map covers its labels.
 
 pub mod html;
+pub mod pictures;
 pub mod quantile;
 pub mod report;
 pub mod rotation;

@@ -1,15 +1,17 @@
 //! What a dissected layer leaves on disk, each file written whole or not at all:
 //! NetDissect-Lite's `tally.csv` and a JSON file with the thresholds, the summary
 //! and every unit's matches, under a key that says what produced it, so a rerun
-//! can tell a finished layer from a stale one.
+//! can tell a finished layer from a stale one; and, for the inspector's cache, the
+//! counts a dissection is made from ([`save`], [`load`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use super::{LayerDissection, Settings, detectors_per_category};
+use super::{LayerDissection, Settings, Tally, detectors_per_category};
 use crate::data::{ConceptSet, Vocabulary};
 use crate::model::Model;
 
@@ -80,6 +82,56 @@ pub fn write(
         serde_json::to_string_pretty(&value)?.as_bytes(),
     )?;
     Ok(value)
+}
+
+/// What [`LayerDissection::new`] makes a layer's dissection from, under its key.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    key: String,
+    layer: String,
+    thresholds: Vec<f32>,
+    sketch_error: Option<f64>,
+    tally: Tally,
+}
+
+/// Writes the counts of `layer`, dissected under `key`, to `path`.
+pub fn save(path: &Path, layer: &LayerDissection, key: &str) -> Result<()> {
+    let saved = Saved {
+        key: key.to_string(),
+        layer: layer.layer.clone(),
+        thresholds: layer.thresholds.clone(),
+        sketch_error: layer.sketch_error,
+        tally: layer.tally.clone(),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    crate::atomic::write(path, &serde_json::to_vec(&saved)?)
+}
+
+/// The dissection saved at `path` under `key`: `None` when there is none, or it
+/// was made from something else, or the file is not whole (then it is made again).
+pub fn load(
+    path: &Path,
+    key: &str,
+    vocabulary: &Vocabulary,
+    settings: &Settings,
+) -> Option<LayerDissection> {
+    let text = std::fs::read(path).ok()?;
+    let saved: Saved = serde_json::from_slice(&text).ok()?;
+    if saved.key != key {
+        return None;
+    }
+    saved.tally.check(saved.thresholds.len(), vocabulary).ok()?;
+    Some(LayerDissection::new(
+        &saved.layer,
+        saved.tally,
+        saved.thresholds,
+        saved.sketch_error,
+        vocabulary,
+        settings,
+    ))
 }
 
 /// NetDissect-Lite's `tally.csv`: units (numbered from 1) by their best IoU, highest

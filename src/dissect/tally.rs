@@ -170,6 +170,23 @@ impl Tally {
             });
     }
 
+    /// Checks a tally read from a file: its counts have the lengths its sizes say,
+    /// for `units` units against `vocabulary` (a file edited by hand or cut short
+    /// by another tool must not index out of range later).
+    pub fn check(&self, units: usize, vocabulary: &Vocabulary) -> anyhow::Result<()> {
+        let (labels, categories) = (vocabulary.labels.len(), vocabulary.categories.len());
+        anyhow::ensure!(
+            (self.units, self.labels, self.categories) == (units, labels, categories)
+                && self.label_area.len() == labels
+                && self.unit_area.len() == units
+                && self.unit_category.len() == units * categories
+                && self.both.len() == units * labels
+                && self.top.len() == units,
+            "the tally's counts do not fit {units} units and {labels} labels in {categories} categories"
+        );
+        Ok(())
+    }
+
     /// Adds another tally of the same layer and vocabulary (another image range).
     pub fn merge(&mut self, other: &Tally) -> anyhow::Result<()> {
         anyhow::ensure!(
@@ -205,6 +222,17 @@ impl Tally {
         let both = self.both[k * self.labels + c] as f64;
         let activation = self.unit_category[k * self.categories + category] as f64;
         both / (activation + self.label_area[c] as f64 - both + 1e-10)
+    }
+
+    /// Unit `k`'s `n` labels of highest IoU, highest first (the first label on
+    /// ties): its label and the runners-up, as `(label, IoU)`.
+    pub fn ranked(&self, k: usize, vocabulary: &Vocabulary, n: usize) -> Vec<(usize, f64)> {
+        let mut all: Vec<(usize, f64)> = (0..self.labels)
+            .map(|c| (c, self.iou(k, c, vocabulary)))
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
     }
 
     /// Each unit's best label per category and overall, as NetDissect-Lite picks

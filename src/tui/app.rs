@@ -27,7 +27,8 @@ use super::keys::{Action, Keymap};
 use super::pictures::{PictureId, Pictures};
 use super::theme::Theme;
 use super::work::{
-    self, Compared, ExplainKey, Explained, InputView, LayerView, Output, Request, Tile, TrustRow,
+    self, Compared, Concepts, Dissected, ExplainKey, Explained, InputView, LayerView, Output,
+    Request, Tile, TrustRow,
 };
 
 /// The methods compared and measured unless the config names others.
@@ -66,6 +67,12 @@ pub struct Setup {
     pub cache: Option<PathBuf>,
     /// Whether units get feature visualizations (thumbnails and the unit card).
     pub visualize: bool,
+    /// Whether layers get a Network Dissection (grid labels, the unit card's
+    /// concept, the Concepts screen).
+    pub dissect: bool,
+    /// A Broden-layout dataset to dissect layers on (the demo model has its own
+    /// concept world).
+    pub concepts: Option<PathBuf>,
     /// Problems found while setting up (a bad config), for the status bar.
     pub notices: Vec<String>,
 }
@@ -115,6 +122,8 @@ pub enum Sort {
     Index,
     Mean,
     Max,
+    /// The IoU of each unit's concept, highest first.
+    Iou,
 }
 
 impl Sort {
@@ -123,8 +132,19 @@ impl Sort {
             Self::Index => "index",
             Self::Mean => "mean",
             Self::Max => "max",
+            Self::Iou => "concept IoU",
         }
     }
+}
+
+/// A concept of the Concepts screen: its label, its category (an index into the
+/// vocabulary's), the units that detect it and their best IoU.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConceptRow {
+    pub label: String,
+    pub category: Option<usize>,
+    pub units: Vec<usize>,
+    pub best: f64,
 }
 
 /// Where a click lands, as the last frame drew it.
@@ -151,6 +171,14 @@ pub struct UnitsState {
     pub rows: usize,
 }
 
+/// Where the inspector keeps results between runs; none: computed every time.
+#[derive(Clone, Default)]
+struct Caches {
+    search: Option<Cache>,
+    featvis: Option<PathBuf>,
+    dissect: Option<PathBuf>,
+}
+
 /// The Explain screen.
 pub struct ExplainState {
     pub input: usize,
@@ -173,9 +201,10 @@ pub struct App {
     pub source: Source,
     pub entries: Arc<Vec<Entry>>,
     pub compare_methods: Vec<String>,
-    /// The search cache and the feature visualizations' folder.
-    cache: (Option<Cache>, Option<PathBuf>),
+    cache: Caches,
     visualize: bool,
+    dissect: bool,
+    concepts: Option<PathBuf>,
     pub screen: Screen,
     history: Vec<Screen>,
     pub overlay: Option<Overlay>,
@@ -194,6 +223,14 @@ pub struct App {
     /// A unit's diverse visualizations, once asked for and made.
     pub diverse: HashMap<(String, usize), Vec<PictureId>>,
     pub tiles: HashMap<(String, usize), Arc<Vec<Tile>>>,
+    /// Each layer's Network Dissection, once made.
+    pub dissections: HashMap<String, Arc<Dissected>>,
+    /// Layers whose dissection failed (not asked again this run).
+    undissectable: Vec<String>,
+    /// A unit's top concept images with its mask and label drawn, once made.
+    pub evidence: HashMap<(String, usize), Vec<PictureId>>,
+    /// The selected row of the Concepts screen.
+    pub concept_cursor: usize,
     pub trust: Option<Arc<Vec<TrustRow>>>,
     /// Pictures made from results, by what they show.
     pub drawn: HashMap<String, PictureId>,
@@ -222,6 +259,8 @@ impl App {
             compare,
             cache,
             visualize,
+            dissect,
+            concepts,
             notices,
         } = setup;
         let (entries, mut status) = match source.entries() {
@@ -253,11 +292,18 @@ impl App {
             source,
             entries: Arc::new(entries),
             compare_methods: compare,
-            cache: (
-                cache.as_ref().map(|root| Cache::new(root.join("search"))),
-                cache.map(|root| root.join("featvis")),
-            ),
+            cache: Caches {
+                search: cache.as_ref().map(|root| Cache::new(root.join("search"))),
+                featvis: cache.as_ref().map(|root| root.join("featvis")),
+                dissect: cache.map(|root| root.join("dissect")),
+            },
             visualize,
+            concepts,
+            dissect,
+            dissections: HashMap::new(),
+            undissectable: Vec::new(),
+            evidence: HashMap::new(),
+            concept_cursor: 0,
             visuals: HashMap::new(),
             diverse: HashMap::new(),
             screen: Screen::Model,
@@ -351,7 +397,10 @@ impl App {
                     }
                 }
                 Event::Finished(id, result) => {
-                    let slot = self.running.remove(&id).map_or("job", |r| r.slot);
+                    let (slot, what) = self
+                        .running
+                        .remove(&id)
+                        .map_or(("job", String::new()), |r| (r.slot, r.what));
                     match result {
                         Ok(output) => {
                             if self.failed == Some(slot) {
@@ -363,7 +412,12 @@ impl App {
                         Err(e) if jobs::is_cancelled(&e) => {
                             self.say(format!("{slot}: cancelled"), false);
                         }
-                        Err(e) => self.fail(slot, &e),
+                        Err(e) => {
+                            if slot == "dissect" {
+                                self.undissectable.push(what);
+                            }
+                            self.fail(slot, &e)
+                        }
                     }
                 }
             }
@@ -432,6 +486,18 @@ impl App {
             Output::Unit(layer, unit, tiles) => {
                 self.tiles.insert((layer, unit), tiles);
             }
+            Output::Dissection(dissected) => {
+                if !dissected.notes.is_empty() {
+                    self.say(dissected.notes.join("; "), true);
+                }
+                self.dissections
+                    .insert(dissected.layer.layer.clone(), dissected);
+                self.request_current();
+            }
+            Output::Evidence(layer, unit, pictures) => {
+                let ids = pictures.into_iter().map(|p| self.pictures.add(p)).collect();
+                self.evidence.insert((layer, unit), ids);
+            }
             Output::Trust(rows) => self.trust = Some(rows),
             Output::Exported(paths) => {
                 let first = paths
@@ -490,9 +556,12 @@ impl App {
                 .chain(self.visuals.drain())
                 .map(|(_, id)| id);
             let diverse = self.diverse.drain().flat_map(|(_, ids)| ids);
-            for id in made.chain(diverse).collect::<Vec<_>>() {
+            let evidence = self.evidence.drain().flat_map(|(_, ids)| ids);
+            for id in made.chain(diverse).chain(evidence).collect::<Vec<_>>() {
                 self.pictures.remove(id);
             }
+            self.dissections.clear();
+            self.undissectable.clear();
             self.tiles.clear();
             self.trust = None;
             self.source = Source::Demo(64);
@@ -563,7 +632,8 @@ impl App {
                 self.units.sort = match self.units.sort {
                     Sort::Index => Sort::Mean,
                     Sort::Mean => Sort::Max,
-                    Sort::Max => Sort::Index,
+                    Sort::Max if self.open_dissection().is_some() => Sort::Iou,
+                    Sort::Max | Sort::Iou => Sort::Index,
                 };
                 self.units.cursor = 0;
             }
@@ -742,6 +812,10 @@ impl App {
                 let input = clamp_step(self.explain.input, by, n);
                 self.set_input(input);
             }
+            Screen::Concepts => {
+                let n = self.concept_rows().len();
+                self.concept_cursor = clamp_step(self.concept_cursor, by, n);
+            }
             Screen::Trust => {}
         }
     }
@@ -779,6 +853,16 @@ impl App {
                 };
                 self.unit = Some(unit);
                 self.go(Screen::Unit);
+            }
+            Screen::Concepts => {
+                // The units of the chosen concept, on the Units screen.
+                let Some(row) = self.concept_rows().into_iter().nth(self.concept_cursor) else {
+                    return;
+                };
+                self.units.filter = row.label;
+                self.units.sort = Sort::Iou;
+                self.units.cursor = 0;
+                self.go(Screen::Units);
             }
             _ => {}
         }
@@ -1065,7 +1149,11 @@ impl App {
         };
         match self.screen {
             Screen::Model => {}
-            Screen::Units | Screen::Unit => self.request_layer(&model),
+            Screen::Units | Screen::Unit => {
+                self.request_layer(&model);
+                self.request_dissection(&model);
+            }
+            Screen::Concepts => self.request_dissection(&model),
             Screen::Explain => self.request_explanation(&model),
             Screen::Trust => {
                 if self.trust.is_none() && !self.running.values().any(|r| r.slot == "trust") {
@@ -1081,7 +1169,7 @@ impl App {
         };
         let Some(view) = self.layers.get(&layer).cloned() else {
             let entries: Vec<Entry> = self.entries.iter().take(STATS_INPUTS).cloned().collect();
-            let (model, cache) = (model.clone(), self.cache.0.clone());
+            let (model, cache) = (model.clone(), self.cache.search.clone());
             self.submit("layer", layer.clone(), move |cx| {
                 work::layer(&model, &layer, &entries, cache.as_ref(), cx)
             });
@@ -1108,6 +1196,100 @@ impl App {
         }
     }
 
+    /// Where the open model's layers are dissected against: the `--concepts`
+    /// dataset, else the demo world for the demo model; none for a model card
+    /// without a dataset.
+    pub fn concept_source(&self) -> Option<Concepts> {
+        match (&self.concepts, &self.card) {
+            _ if !self.dissect => None,
+            (Some(dir), _) => Some(Concepts::Broden(dir.clone())),
+            (None, None) => Some(Concepts::Demo),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// The open layer's dissection, once made.
+    pub fn open_dissection(&self) -> Option<&Arc<Dissected>> {
+        self.dissections.get(self.units.layer.as_ref()?)
+    }
+
+    /// A note for where the open layer's dissection would be: its progress, its
+    /// failure, or that it waits.
+    pub fn dissection_note(&self) -> String {
+        let failed = self
+            .units
+            .layer
+            .as_ref()
+            .is_some_and(|l| self.undissectable.contains(l));
+        match super::view::progress(self, "dissect") {
+            Some(progress) => progress,
+            None if failed => "the dissection failed (the status bar says why)".into(),
+            None => "…".into(),
+        }
+    }
+
+    /// The open layer's dissection, when there is concept data and it is not made
+    /// yet; then the open unit's evidence pictures.
+    fn request_dissection(&mut self, model: &Arc<Model>) {
+        let (Some(layer), Some(concepts)) = (self.units.layer.clone(), self.concept_source())
+        else {
+            return;
+        };
+        let Some(dissected) = self.dissections.get(&layer).cloned() else {
+            if !self.undissectable.contains(&layer) {
+                let (model, cache) = (model.clone(), self.cache.dissect.clone());
+                self.submit("dissect", layer.clone(), move |cx| {
+                    work::dissect(&model, &layer, &concepts, cache.as_deref(), cx)
+                });
+            }
+            return;
+        };
+        if self.screen != Screen::Unit {
+            return;
+        }
+        let Some(unit) = self.unit else {
+            return;
+        };
+        if !self.evidence.contains_key(&(layer.clone(), unit)) {
+            let model = model.clone();
+            self.submit("evidence", format!("{layer}:{unit}"), move |_| {
+                work::evidence(&model, &dissected, unit)
+            });
+        }
+    }
+
+    /// The open layer's concepts with detectors: each label with its category,
+    /// how many units detect it and their best IoU, most detectors first.
+    pub fn concept_rows(&self) -> Vec<ConceptRow> {
+        let Some(dissected) = self.open_dissection() else {
+            return Vec::new();
+        };
+        let mut rows: Vec<ConceptRow> = Vec::new();
+        for (unit, result) in dissected.layer.units.iter().enumerate() {
+            if !result.detector {
+                continue;
+            }
+            match rows.iter_mut().find(|r| r.label == result.best.label) {
+                Some(row) => {
+                    row.units.push(unit);
+                    row.best = row.best.max(result.best.iou);
+                }
+                None => rows.push(ConceptRow {
+                    label: result.best.label.clone(),
+                    category: dissected.category[unit],
+                    units: vec![unit],
+                    best: result.best.iou,
+                }),
+            }
+        }
+        rows.sort_by(|a, b| {
+            (b.units.len().cmp(&a.units.len()))
+                .then(b.best.total_cmp(&a.best))
+                .then(a.label.cmp(&b.label))
+        });
+        rows
+    }
+
     /// Feature visualizations for the grid's visible cells that lack one, then the
     /// rest of the layer in batches, as [`App::request_thumbnails`] does crops.
     fn request_visuals(&mut self, model: &Arc<Model>, layer: &str) {
@@ -1121,7 +1303,7 @@ impl App {
     }
 
     fn submit_visuals(&mut self, model: &Arc<Model>, layer: &str, units: Vec<usize>) {
-        let (model, cache, layer) = (model.clone(), self.cache.1.clone(), layer.to_string());
+        let (model, cache, layer) = (model.clone(), self.cache.featvis.clone(), layer.to_string());
         self.submit("visuals", format!("{layer} {units:?}"), move |cx| {
             work::visuals(&model, &layer, &units, cache.as_deref(), cx)
         });
@@ -1142,7 +1324,7 @@ impl App {
         if self.diverse.contains_key(&(layer.clone(), unit)) {
             return;
         }
-        let cache = self.cache.1.clone();
+        let cache = self.cache.featvis.clone();
         self.submit("diverse", format!("{layer}:{unit}"), move |cx| {
             work::diverse(&model, &layer, unit, cache.as_deref(), cx)
         });
@@ -1262,21 +1444,32 @@ impl App {
             .map_or(0, |l| l.len())
     }
 
-    /// The open layer's units in the order shown: filtered, sorted.
+    /// The open layer's units in the order shown: filtered (by number, or by the
+    /// concept or category of the unit's label), sorted.
     pub fn shown_units(&self) -> Vec<usize> {
         let Some(view) = self.units.layer.as_ref().and_then(|l| self.layers.get(l)) else {
             return Vec::new();
         };
         let units = &view.stats.units;
+        let dissected = self.open_dissection();
+        let concept = |u: usize| dissected.and_then(|d| d.layer.units.get(u));
+        let filter = self.units.filter.trim().to_lowercase();
         let mut shown: Vec<usize> = (0..units.len())
-            .filter(|u| {
-                self.units.filter.is_empty() || u.to_string().contains(self.units.filter.trim())
+            .filter(|&u| {
+                filter.is_empty()
+                    || u.to_string().contains(&filter)
+                    || concept(u).is_some_and(|c| {
+                        c.best.label.to_lowercase().contains(&filter)
+                            || c.best.category.to_lowercase().contains(&filter)
+                    })
             })
             .collect();
+        let iou = |u: usize| concept(u).map_or(0.0, |c| c.best.iou);
         match self.units.sort {
             Sort::Index => {}
             Sort::Mean => shown.sort_by(|&a, &b| units[b].mean.total_cmp(&units[a].mean)),
             Sort::Max => shown.sort_by(|&a, &b| units[b].max.total_cmp(&units[a].max)),
+            Sort::Iou => shown.sort_by(|&a, &b| iou(b).total_cmp(&iou(a))),
         }
         shown
     }

@@ -126,6 +126,8 @@ fn setup(source: Source, model: Option<Arc<Model>>) -> Setup {
         compare: COMPARE.iter().map(|m| m.to_string()).collect(),
         cache: None,
         visualize: false,
+        dissect: false,
+        concepts: None,
         notices: Vec::new(),
     }
 }

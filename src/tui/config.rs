@@ -24,6 +24,9 @@ pub struct Config {
     pub model: Option<PathBuf>,
     /// The image folder opened when `--images` is not given.
     pub images: Option<PathBuf>,
+    /// The Broden-layout dataset layers are dissected on when `--concepts` is not
+    /// given.
+    pub concepts: Option<PathBuf>,
     /// The methods the Explain screen's compare view shows, and the Trust screen measures.
     pub methods: Option<Vec<String>>,
     /// Action name to keys, replacing the action's default keys.

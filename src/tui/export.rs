@@ -1,8 +1,9 @@
 //! `e` on any screen: what the screen shows, as the files the headless commands
 //! write under the same names — `info --json`'s `info.json`, `explain`'s
 //! `INPUT.METHOD.TARGET.png` (and `.npy`, and a JSON entry as in its
-//! `summary.json`), `evaluate --json`'s lines, and the unit statistics. Written on a
-//! worker, each file whole or not at all.
+//! `summary.json`), `evaluate --json`'s lines, the unit statistics, and `dissect`'s
+//! `tally.csv`, `dissection.json` and `report.html`. Written on a worker, each file
+//! whole or not at all.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 use unitscope::atomic;
 use unitscope::attribution::{Attribution, registry};
+use unitscope::dissect::{self, report};
 use unitscope::jobs::Context;
 use unitscope::model::Model;
 use unitscope::render::{self, Panel, file_part};
@@ -83,6 +85,24 @@ pub fn job(app: &App, model: &Arc<Model>) -> Result<Job> {
                     written.push(png);
                 }
                 Ok(Output::Exported(written))
+            }))
+        }
+        Screen::Concepts => {
+            let Some(dissected) = app.open_dissection().cloned() else {
+                bail!("nothing to export yet: the layer is still being dissected");
+            };
+            Ok(Box::new(move |_| {
+                let (d, out) = (&dissected, base.join("dissection"));
+                let key = report::key(&model, &d.set, &d.settings, &d.layer.layer)?;
+                report::write(&out, &d.layer, &d.vocabulary, &d.settings, &key)?;
+                let page =
+                    dissect::html::page(&model, &d.set, &d.layer, &d.vocabulary, &d.settings)?;
+                let dir = report::layer_dir(&out, &d.layer.layer);
+                atomic::write(&dir.join("report.html"), page.as_bytes())?;
+                let written = ["tally.csv", "dissection.json", "report.html"];
+                Ok(Output::Exported(
+                    written.iter().map(|f| dir.join(f)).collect(),
+                ))
             }))
         }
         Screen::Explain => explain_job(app, model, base.join("explain")),

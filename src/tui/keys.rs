@@ -61,7 +61,7 @@ struct Binding {
     help: &'static str,
 }
 
-use Screen::{Explain, Model, Trust, Unit, Units};
+use Screen::{Concepts, Explain, Model, Trust, Unit, Units};
 
 const TABLE: &[Binding] = &[
     b(Action::Quit, "quit", &["q", "ctrl-c"], On::All, "quit"),
@@ -130,15 +130,15 @@ const TABLE: &[Binding] = &[
         Action::Open,
         "open",
         &["enter"],
-        On::Only(&[Model, Units]),
-        "open the layer / the unit",
+        On::Only(&[Model, Units, Concepts]),
+        "open the layer / the unit / the concept's units",
     ),
     b(
         Action::Filter,
         "filter",
         &["/"],
         On::Only(&[Units]),
-        "filter units by index",
+        "find units by index or concept (red, stripes)",
     ),
     b(
         Action::Export,
@@ -152,7 +152,7 @@ const TABLE: &[Binding] = &[
         "sort",
         &["s"],
         On::Only(&[Units]),
-        "sort by index, mean or max",
+        "sort by index, mean, max or concept IoU",
     ),
     b(
         Action::ExplainUnit,

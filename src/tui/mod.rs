@@ -46,6 +46,8 @@ pub enum Screen {
     Model,
     Units,
     Unit,
+    /// The open layer's Network Dissection summary.
+    Concepts,
     Explain,
     Trust,
 }
@@ -55,6 +57,7 @@ impl Screen {
         Self::Model,
         Self::Units,
         Self::Unit,
+        Self::Concepts,
         Self::Explain,
         Self::Trust,
     ];
@@ -64,6 +67,7 @@ impl Screen {
             Self::Model => "Model",
             Self::Units => "Units",
             Self::Unit => "Unit",
+            Self::Concepts => "Concepts",
             Self::Explain => "Explain",
             Self::Trust => "Trust",
         }
@@ -138,6 +142,10 @@ pub struct Options {
     /// How pictures are drawn in the terminal.
     #[arg(long, value_parser = crate::cli::choice::<Graphics>())]
     pub graphics: Option<Graphics>,
+    /// A dataset in the Broden layout to dissect layers on (Network Dissection's
+    /// concepts per unit). The demo model uses its own concept world.
+    #[arg(long, value_name = "DIR")]
+    pub concepts: Option<PathBuf>,
 }
 
 /// The held-out demo scenes listed when no image folder is given.
@@ -229,6 +237,8 @@ fn setup(options: &Options, config: &Config, notices: &mut Vec<String>) -> Setup
             .unwrap_or_else(|| COMPARE.iter().map(|m| m.to_string()).collect()),
         cache: unitscope::units::root(),
         visualize: true,
+        dissect: true,
+        concepts: options.concepts.clone().or(config.concepts.clone()),
         notices: Vec::new(),
     }
 }

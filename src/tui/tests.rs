@@ -43,6 +43,8 @@ fn setup(card: Option<(PathBuf, ModelCard)>, source: Source) -> Setup {
         compare: COMPARE.iter().map(|m| m.to_string()).collect(),
         cache: None,
         visualize: false,
+        dissect: true,
+        concepts: None,
         notices: Vec::new(),
     }
 }
@@ -115,6 +117,9 @@ fn every_screen_and_overlay() {
     press(&mut app, &[Enter]);
     assert_eq!(app.screen, Screen::Unit);
     snapshot("unit", &mut app);
+    press(&mut app, &[Tab]);
+    assert_eq!(app.screen, Screen::Concepts);
+    snapshot("concepts", &mut app);
     press(&mut app, &[Tab]);
     assert_eq!(app.screen, Screen::Explain);
     snapshot("explain", &mut app);
@@ -197,7 +202,7 @@ fn a_model_that_fails_to_load_leaves_the_demo_usable() {
     assert!(app.card.is_none() && app.model.is_some());
     assert_eq!(app.entries.len(), 64, "the demo scenes replace the folder");
     app.status = None;
-    press(&mut app, &[Tab, Tab, Tab]);
+    press(&mut app, &[Tab, Tab, Tab, Tab]);
     assert_eq!(app.screen, Screen::Explain);
     assert!(app.inputs.contains_key(&0) && !app.explained.is_empty());
 }
@@ -221,7 +226,7 @@ fn a_folder_of_ten_thousand_images_opens_without_reading_them() {
     let mut app = app_on(None, Source::Folder(dir.path().to_path_buf()));
     assert_eq!(app.entries.len(), 10_000);
     settle(&mut app);
-    press(&mut app, &[Tab, Tab, Tab]);
+    press(&mut app, &[Tab, Tab, Tab, Tab]);
     assert_eq!(app.screen, Screen::Explain);
     assert_eq!(app.inputs.len(), 1, "only the shown input is read");
     assert!(!app.explained.is_empty());
@@ -307,7 +312,7 @@ fn a_tiny_terminal_says_so() {
 #[test]
 fn the_heatmap_is_drawn_in_its_colormap() {
     let mut app = app();
-    press(&mut app, &[Tab, Tab, Tab]);
+    press(&mut app, &[Tab, Tab, Tab, Tab]);
     assert_eq!(app.screen, Screen::Explain);
     let before = draw(&mut app, (120, 40)).backend().buffer().clone();
     let (input, heat) = panes(&before);
@@ -392,7 +397,7 @@ fn export_writes_the_views_files() {
         serde_json::from_slice(&std::fs::read(dir.path().join("info.json")).unwrap()).unwrap();
     let layers = app.model.as_ref().unwrap().layers().unwrap().len();
     assert_eq!(info["layers"].as_array().unwrap().len(), layers, "{info}");
-    press(&mut app, &[Tab, Tab, Tab, Char('e')]);
+    press(&mut app, &[Tab, Tab, Tab, Tab, Char('e')]);
     assert_eq!(app.screen, Screen::Explain);
     let file = |suffix: &str| {
         dir.path()
@@ -444,9 +449,9 @@ fn the_mouse_selects_what_it_clicks() {
     assert_eq!(app.screen, Screen::Explain);
     terminal.draw(|f| view::draw(&mut app, f)).unwrap();
     // Back on the Model screen, the wheel and two clicks on the fourth layer row.
-    app.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::NONE));
-    app.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::NONE));
-    app.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::NONE));
+    for _ in 0..4 {
+        app.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::NONE));
+    }
     assert_eq!(app.screen, Screen::Model);
     terminal.draw(|f| view::draw(&mut app, f)).unwrap();
     let wheel = MouseEvent {
@@ -463,4 +468,111 @@ fn the_mouse_selects_what_it_clicks() {
     click(&mut app, (5, 3 + 3));
     assert_eq!(app.screen, Screen::Units);
     assert_eq!(app.units.layer.as_deref(), Some("features.3"));
+}
+
+/// The text of a drawn frame, row by row.
+fn frame_text(terminal: &Terminal<TestBackend>) -> String {
+    let buffer = terminal.backend().buffer();
+    (0..buffer.area.height)
+        .map(|y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Network Dissection in the inspector, on the demo's colour layer: each grid cell
+/// carries its unit's concept and IoU; `/red` finds the units labelled red; the
+/// Concepts screen counts the layer's detectors and Enter lists a concept's units;
+/// the unit card shows the concept, the runners-up and its evidence pictures. A
+/// broken cache file is made again.
+#[test]
+fn units_carry_their_concepts() {
+    let cache = tempfile::tempdir().unwrap();
+    let with_cache = || Setup {
+        cache: Some(cache.path().to_owned()),
+        ..setup(None, Source::Demo(64))
+    };
+    let mut app = App::new(with_cache());
+    settle(&mut app);
+    press(
+        &mut app,
+        &[Char('j'), Char('j'), Char('j'), Char('j'), Enter],
+    );
+    assert_eq!(app.units.layer.as_deref(), Some("features.4"));
+    let dissected = app.open_dissection().expect("dissected").clone();
+    let (detectors, concepts) = dissected.layer.summary();
+    assert!(detectors > 0, "features.4 has colour detectors");
+
+    let text = frame_text(&draw(&mut app, (120, 40)));
+    let first = &dissected.layer.units[0];
+    let caption = format!("{:<8}{:>5.2}", first.best.label, first.best.iou);
+    assert!(text.contains(&caption), "no `{caption}` in\n{text}");
+
+    press(
+        &mut app,
+        &[Char('/'), Char('r'), Char('e'), Char('d'), Enter],
+    );
+    let reds: Vec<usize> = (0..dissected.layer.units.len())
+        .filter(|&u| dissected.layer.units[u].best.label.contains("red"))
+        .collect();
+    let mut shown = app.shown_units();
+    shown.sort_unstable();
+    assert!(!reds.is_empty());
+    assert_eq!(shown, reds);
+
+    press(&mut app, &[Tab, Tab]);
+    assert_eq!(app.screen, Screen::Concepts);
+    let rows = app.concept_rows();
+    assert_eq!(rows.len(), concepts);
+    assert_eq!(rows.iter().map(|r| r.units.len()).sum::<usize>(), detectors);
+    let text = frame_text(&draw(&mut app, (120, 40)));
+    let headline = format!("{detectors}/{} units covering {concepts} concepts", 32);
+    assert!(text.contains(&headline), "no `{headline}` in\n{text}");
+
+    press(&mut app, &[Enter]);
+    assert_eq!(app.screen, Screen::Units);
+    assert_eq!(app.units.filter, rows[0].label);
+    let mut top = app.shown_units()[..rows[0].units.len()].to_vec();
+    top.sort_unstable();
+    assert_eq!(top, rows[0].units, "a concept's detectors come first");
+
+    press(&mut app, &[Enter]);
+    assert_eq!(app.screen, Screen::Unit);
+    let unit = app.unit.unwrap();
+    let pictures = &app.evidence[&("features.4".to_string(), unit)];
+    assert_eq!(pictures.len(), dissected.layer.tally.top_images(unit).len());
+    assert!(!pictures.is_empty());
+    let text = frame_text(&draw(&mut app, (120, 40)));
+    let result = &dissected.layer.units[unit];
+    let line = format!(
+        "{} ({})  IoU {:.3}",
+        result.best.label, result.best.category, result.best.iou
+    );
+    assert!(text.contains(&line), "no `{line}` in\n{text}");
+    let runner_up = &dissected.ranked[unit][1];
+    assert!(text.contains(&format!("{:.3}", runner_up.2)), "{text}");
+
+    // A cache file cut short is not trusted: the next inspector dissects again
+    // and gets the same labels.
+    let file = std::fs::read_dir(cache.path().join("dissect"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&file, b"{\"key\": ").unwrap();
+    let mut again = App::new(with_cache());
+    settle(&mut again);
+    press(
+        &mut again,
+        &[Char('j'), Char('j'), Char('j'), Char('j'), Enter],
+    );
+    assert_eq!(
+        again.open_dissection().unwrap().layer.units,
+        dissected.layer.units
+    );
+    assert!(std::fs::read(&file).unwrap().len() > 100, "rewritten whole");
 }

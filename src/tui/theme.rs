@@ -38,6 +38,8 @@ pub struct Theme {
     pub warning: Style,
     pub ok: Style,
     pub bar: Style,
+    /// Concept categories' colours, in the dataset's category order (repeating).
+    pub categories: Vec<Style>,
 }
 
 /// A theme file, as written.
@@ -63,6 +65,9 @@ struct Palette {
     ok: String,
     bar_background: String,
     bar_text: String,
+    /// Concept categories' colours; none: accent, ok, warning, error.
+    #[serde(default)]
+    categories: Vec<String>,
 }
 
 impl Theme {
@@ -116,6 +121,12 @@ impl Theme {
                 names.join(", ")
             )
         })?;
+        // An empty list: the palette's own accents.
+        let defaults = [&ui.accent, &ui.ok, &ui.warning, &ui.error];
+        let categories: Vec<&String> = match ui.categories.as_slice() {
+            [] => defaults.to_vec(),
+            given => given.iter().collect(),
+        };
         Ok(Self {
             name: name.to_string(),
             colormap,
@@ -133,6 +144,10 @@ impl Theme {
             bar: Style::new()
                 .fg(colour("bar_text", &ui.bar_text)?)
                 .bg(colour("bar_background", &ui.bar_background)?),
+            categories: categories
+                .into_iter()
+                .map(|c| on("categories", c))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -150,7 +165,16 @@ impl Theme {
             warning: plain,
             ok: plain,
             bar: plain.add_modifier(Modifier::REVERSED),
+            categories: vec![plain],
             ..self
+        }
+    }
+
+    /// The colour of concept category `category`; muted for none.
+    pub fn category(&self, category: Option<usize>) -> Style {
+        match category {
+            Some(c) if !self.categories.is_empty() => self.categories[c % self.categories.len()],
+            _ => self.muted,
         }
     }
 }

@@ -14,6 +14,8 @@ use candle_core::{Device, Tensor};
 use image::{RgbImage, imageops};
 use unitscope::attribution::{self, Attribution, Params, Target, TargetSpec, registry};
 use unitscope::data::Entry;
+use unitscope::data::{Broden, ConceptSet, Vocabulary};
+use unitscope::dissect::{self, LayerDissection, report};
 use unitscope::featvis;
 use unitscope::jobs::Context;
 use unitscope::metrics::{self, DeletionInsertion, MapScores, Trust, TrustInputs};
@@ -34,6 +36,9 @@ pub enum Output {
     Visuals(String, Vec<(usize, RgbImage)>, Vec<String>),
     Diverse(String, usize, Vec<RgbImage>, Vec<String>),
     Unit(String, usize, Arc<Vec<Tile>>),
+    Dissection(Arc<Dissected>),
+    /// A unit's top concept images with `M_k` and `L_c` drawn.
+    Evidence(String, usize, Vec<RgbImage>),
     Trust(Arc<Vec<TrustRow>>),
     Exported(Vec<PathBuf>),
 }
@@ -378,6 +383,119 @@ pub fn unit(
         });
     }
     Ok(Output::Unit(stats.layer.clone(), unit, Arc::new(tiles)))
+}
+
+/// Where the concepts a layer is dissected against come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Concepts {
+    /// The demo world's held-out scenes, for the demo model.
+    Demo,
+    /// A Broden-layout dataset.
+    Broden(PathBuf),
+}
+
+/// Demo scenes a layer is dissected on: as `unitscope dissect`'s default, so both
+/// give the same labels.
+pub const DISSECT_SCENES: usize = 1000;
+
+/// Runners-up shown per unit, after its label.
+pub const RUNNERS_UP: usize = 4;
+
+/// A layer's Network Dissection, with what the views need to show it.
+pub struct Dissected {
+    pub layer: LayerDissection,
+    pub set: Arc<ConceptSet>,
+    pub vocabulary: Vocabulary,
+    pub settings: dissect::Settings,
+    /// Per unit, its best labels by IoU, highest first: `(label, category, IoU)`.
+    pub ranked: Vec<Vec<(String, Option<usize>, f64)>>,
+    /// Per unit, its label's category (an index into the vocabulary's).
+    pub category: Vec<Option<usize>>,
+    /// What went wrong with the cache, for the status bar.
+    pub notes: Vec<String>,
+}
+
+/// Dissects `layer` against `concepts` (from the inspector's cache when it was
+/// dissected before under the same model, data and settings).
+pub fn dissect(
+    model: &Model,
+    layer: &str,
+    concepts: &Concepts,
+    cache: Option<&Path>,
+    cx: &Context,
+) -> Result<Output> {
+    let set = Arc::new(match concepts {
+        Concepts::Demo => ConceptSet::Demo(DISSECT_SCENES),
+        Concepts::Broden(dir) => ConceptSet::Broden(Broden::open(dir)?),
+    });
+    let settings = dissect::Settings::default();
+    let vocabulary = set.vocabulary();
+    let key = report::key(model, &set, &settings, layer)?;
+    let path = cache.map(|dir| dir.join(format!("{}.json", &key[..32])));
+    let mut notes = Vec::new();
+    let layer = match path
+        .as_deref()
+        .and_then(|p| report::load(p, &key, &vocabulary, &settings))
+    {
+        Some(layer) => layer,
+        None => {
+            let mut progress = |done, total| cx.progress(done, total, "dissecting");
+            let layers = [layer.to_string()];
+            let layer = dissect::dissect(model, &set, &layers, &settings, &mut progress)?.remove(0);
+            if let Some(path) = &path
+                && let Err(e) = report::save(path, &layer, &key)
+            {
+                notes.push(format!("{e:#}; the dissection is not cached"));
+            }
+            layer
+        }
+    };
+    let ranked = (0..layer.units.len())
+        .map(|k| {
+            let top = layer.tally.ranked(k, &vocabulary, 1 + RUNNERS_UP);
+            top.into_iter()
+                .map(|(c, iou)| {
+                    let label = &vocabulary.labels[c];
+                    (label.name.clone(), label.category, iou)
+                })
+                .collect()
+        })
+        .collect();
+    let category = layer
+        .units
+        .iter()
+        .map(|u| {
+            vocabulary
+                .categories
+                .iter()
+                .position(|c| *c == u.best.category)
+        })
+        .collect();
+    Ok(Output::Dissection(Arc::new(Dissected {
+        layer,
+        set,
+        vocabulary,
+        settings,
+        ranked,
+        category,
+        notes,
+    })))
+}
+
+/// The top concept images of `unit` with its mask and its label drawn.
+pub fn evidence(model: &Model, dissected: &Dissected, unit: usize) -> Result<Output> {
+    let pictures = dissect::pictures::unit_pictures(
+        model,
+        &dissected.set,
+        &dissected.layer,
+        unit,
+        &dissected.vocabulary,
+    )?;
+    Ok(Output::Evidence(
+        dissected.layer.layer.clone(),
+        unit,
+        pictures,
+    ))
 }
 
 /// One method's row of the Trust screen.

@@ -2,6 +2,7 @@
 //! the app's state. Views read the state and record where clickable things landed
 //! ([`App::hits`]); they never start work.
 
+mod concepts;
 mod explain;
 mod model;
 mod overlay;
@@ -40,6 +41,7 @@ pub fn draw(app: &mut App, frame: &mut Frame) {
         Screen::Model => model::draw(app, frame, body),
         Screen::Units => units::draw(app, frame, body),
         Screen::Unit => unit::draw(app, frame, body),
+        Screen::Concepts => concepts::draw(app, frame, body),
         Screen::Explain => explain::draw(app, frame, body),
         Screen::Trust => trust::draw(app, frame, body),
     }
@@ -166,7 +168,7 @@ fn note(app: &App, frame: &mut Frame, area: Rect, text: &str) {
 }
 
 /// A progress line for the job of `slot`, if one runs.
-fn progress(app: &App, slot: &str) -> Option<String> {
+pub fn progress(app: &App, slot: &str) -> Option<String> {
     let job = app.running.values().find(|r| r.slot == slot)?;
     Some(match &job.progress {
         Some(p) if p.total > 0 => format!("computing… {}/{} {}", p.done, p.total, p.note),

@@ -1,11 +1,13 @@
 //! The Unit card: what is known about one unit — the inputs that excite it most
 //! with its upsampled activation over them, its feature visualization (and on
-//! request diverse ones), the histogram of its peaks, its mean and max. A later
-//! issue adds its concept.
+//! request diverse ones), the histogram of its peaks, its mean and max; and, once
+//! its layer is dissected, its concept with the IoU of the runners-up, and its top
+//! concept images with its mask `M_k` bright and its label's pixels `L_c` outlined.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::text::Line;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Bar, BarChart, BarGroup, Paragraph};
 
 use super::{note, panel, progress};
@@ -19,6 +21,13 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
         return note(app, frame, inner, "open a unit on the Units screen (enter)");
     };
     let [left, right] = Layout::horizontal([Constraint::Fill(3), Constraint::Fill(2)]).areas(area);
+    let (left, evidence) = match app.concept_source() {
+        Some(_) => {
+            let [top, bottom] = Layout::vertical([Constraint::Fill(1); 2]).areas(left);
+            (top, Some(bottom))
+        }
+        None => (left, None),
+    };
     let block = panel(
         app,
         format!(" {layer}:{unit} · strongest inputs, activation over them "),
@@ -33,11 +42,8 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
             note(app, frame, inner, &text);
         }
         Some(tiles) => {
-            let [top, bottom] = Layout::vertical([Constraint::Fill(1); 2]).areas(inner);
-            let halves =
-                [top, bottom].map(|r| Layout::horizontal([Constraint::Fill(1); 2]).areas::<2>(r));
-            for (i, tile) in tiles.iter().enumerate().take(4) {
-                let cell = halves[i / 2][i % 2];
+            let cells = picture_cells(inner, evidence.is_some());
+            for (i, (tile, cell)) in tiles.iter().zip(cells).enumerate() {
                 let [caption, picture] =
                     Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(cell);
                 frame.render_widget(
@@ -57,8 +63,23 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
             }
         }
     }
-    let [visual, right] = Layout::vertical([Constraint::Fill(1); 2]).areas(right);
+    if let Some(area) = evidence {
+        draw_evidence(app, frame, area, (&layer, unit));
+    }
+    let concept_lines = match app.concept_source() {
+        Some(_) => 3 + crate::tui::work::RUNNERS_UP as u16,
+        None => 0,
+    };
+    let [visual, concept, right] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(concept_lines),
+        Constraint::Fill(1),
+    ])
+    .areas(right);
     draw_visual(app, frame, visual, (&layer, unit));
+    if concept_lines > 0 {
+        draw_concept(app, frame, concept, unit);
+    }
     let block = panel(app, " statistics ");
     let inner = block.inner(right);
     frame.render_widget(block, right);
@@ -97,6 +118,90 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
         Paragraph::new(format!("{lo:.2} … {hi:.2}")).style(app.theme.muted),
         axis,
     );
+}
+
+/// Four picture cells with a caption line each: a row of four when `row`, else
+/// two by two.
+fn picture_cells(area: Rect, row: bool) -> Vec<Rect> {
+    match row {
+        true => Layout::horizontal([Constraint::Fill(1); 4])
+            .spacing(1)
+            .areas::<4>(area)
+            .to_vec(),
+        false => Layout::vertical([Constraint::Fill(1); 2])
+            .areas::<2>(area)
+            .iter()
+            .flat_map(|r| {
+                Layout::horizontal([Constraint::Fill(1); 2])
+                    .spacing(1)
+                    .areas::<2>(*r)
+            })
+            .collect(),
+    }
+}
+
+/// The unit's label, its IoU and whether that makes it a detector, and the
+/// runner-up concepts' IoUs.
+fn draw_concept(app: &mut App, frame: &mut Frame, area: Rect, unit: usize) {
+    let block = panel(app, " concept (Network Dissection) ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(dissected) = app.open_dissection().cloned() else {
+        return note(app, frame, inner, &app.dissection_note());
+    };
+    let Some(result) = dissected.layer.units.get(unit) else {
+        return;
+    };
+    let threshold = dissected.settings.iou_threshold;
+    let style = app.theme.category(dissected.category[unit]);
+    let verdict = match result.detector {
+        true => Span::styled(format!("detector (IoU ≥ {threshold})"), app.theme.ok),
+        false => Span::styled(
+            format!("not a detector (IoU < {threshold})"),
+            app.theme.muted,
+        ),
+    };
+    let mut lines = vec![Line::from(vec![
+        Span::styled(
+            format!("{} ({})", result.best.label, result.best.category),
+            style.add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!("  IoU {:.3}  ", result.best.iou)),
+        verdict,
+    ])];
+    for (label, category, iou) in dissected.ranked[unit].iter().skip(1) {
+        let name = category.map_or("", |c| dissected.vocabulary.categories[c].as_str());
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {label} ({name})"), app.theme.category(*category)),
+            Span::styled(format!("  {iou:.3}"), app.theme.muted),
+        ]));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The unit's top concept images with its mask bright and its label outlined.
+fn draw_evidence(app: &mut App, frame: &mut Frame, area: Rect, (layer, unit): (&str, usize)) {
+    let label = app
+        .open_dissection()
+        .and_then(|d| d.layer.units.get(unit))
+        .map(|u| u.best.label.clone());
+    let title = match &label {
+        Some(label) => format!(" top concept images · mask bright, `{label}` outlined "),
+        None => " top concept images ".into(),
+    };
+    let block = panel(app, title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(ids) = app.evidence.get(&(layer.to_string(), unit)).cloned() else {
+        let text = progress(app, "evidence").unwrap_or_else(|| app.dissection_note());
+        return note(app, frame, inner, &text);
+    };
+    if ids.is_empty() {
+        return note(app, frame, inner, "no image reaches the unit's threshold");
+    }
+    for (id, cell) in ids.into_iter().zip(picture_cells(inner, true)) {
+        app.pictures.draw(frame, cell, id);
+    }
 }
 
 /// The unit's feature visualization, or its diverse set once asked for (`d`).

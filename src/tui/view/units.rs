@@ -1,6 +1,8 @@
 //! The Units screen: the open layer's units as a grid of thumbnails (each unit's
 //! feature visualization, and until it is made the part of its strongest input
-//! that its peak sees), sorted and filtered.
+//! that its peak sees), each captioned with its peak and, once the layer is
+//! dissected, its concept and IoU in its category's colour (muted below the
+//! detector threshold); sorted, and filtered by number or concept.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -10,8 +12,8 @@ use ratatui::widgets::Paragraph;
 use super::{note, panel, progress};
 use crate::tui::app::{App, Hit};
 
-/// A grid cell: a caption line over a thumbnail.
-const CELL: (u16, u16) = (14, 6);
+/// A grid cell: two caption lines over a thumbnail.
+const CELL: (u16, u16) = (14, 7);
 
 pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
     let Some(layer) = app.units.layer.clone() else {
@@ -45,8 +47,20 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
     };
     let [header, grid] =
         Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
+    let dissected = app.open_dissection().cloned();
+    let concepts = match (&dissected, app.concept_source()) {
+        (Some(d), _) => {
+            let (detectors, concepts) = d.layer.summary();
+            format!(
+                "{detectors} detectors of {concepts} concepts (IoU ≥ {})",
+                d.settings.iou_threshold
+            )
+        }
+        (None, Some(_)) => format!("concepts: {}", app.dissection_note()),
+        (None, None) => "no concept data (--concepts DIR)".into(),
+    };
     let header_text = format!(
-        "over {} inputs · cell: unit, max activation · enter opens · x explains it · s sorts · / filters",
+        "over {} inputs · {concepts} · enter opens · x explains · s sorts · / finds",
         view.stats.inputs
     );
     frame.render_widget(Paragraph::new(header_text).style(app.theme.muted), header);
@@ -76,9 +90,27 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
                 if selected { style } else { app.theme.muted },
             ),
         ]);
+        let concept = match dissected
+            .as_ref()
+            .and_then(|d| d.layer.units.get(unit).map(|u| (d, u)))
+        {
+            Some((d, result)) => {
+                let style = match result.detector {
+                    true => app.theme.category(d.category[unit]),
+                    false => app.theme.muted,
+                };
+                let width = CELL.0 as usize - 6;
+                let label: String = result.best.label.chars().take(width).collect();
+                Line::from(vec![
+                    Span::styled(format!("{label:<width$}"), style),
+                    Span::styled(format!("{:>5.2}", result.best.iou), style),
+                ])
+            }
+            None => Line::default(),
+        };
         let [label, picture] =
-            Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(cell);
-        frame.render_widget(Paragraph::new(caption), label);
+            Layout::vertical([Constraint::Length(2), Constraint::Fill(1)]).areas(cell);
+        frame.render_widget(Paragraph::new(vec![caption, concept]), label);
         // The feature visualization once made; the strongest input's crop until then.
         let key = (layer.clone(), unit);
         match app.visuals.get(&key).or(app.thumbnails.get(&key)) {
