@@ -1185,7 +1185,8 @@ fn dissect_writes_a_tally_and_resumes() {
 }
 
 /// The sharded flow as the README's job array runs it: round 1 per shard, merge,
-/// round 2 per shard, merge; its tally.csv is the single run's from the sketch.
+/// round 2 per shard, merge; its tally.csv (and with --report its report.html) is
+/// the single run's from the sketch.
 /// A round-2 shard without round 1's thresholds and a missing shard are one-line
 /// errors.
 #[test]
@@ -1227,6 +1228,17 @@ fn sharded_dissection_merges_into_the_single_runs_tally() {
     let tally = |dir: &Path| std::fs::read_to_string(dir.join("features.4/tally.csv")).unwrap();
     assert_eq!(tally(&merged), tally(&single));
     assert_eq!(tally(&merged).lines().count(), 33);
+    // With the run's model and data, merge draws the single run's report too; with
+    // other data it refuses.
+    let mut args = vec!["dissect", "merge"];
+    args.extend(tallies.iter().map(String::as_str));
+    args.extend(["-o", s(&merged), "--report", "--demo", "31"]);
+    let err = fails(&args);
+    assert!(err.contains("were made with another model, data"), "{err}");
+    *args.last_mut().unwrap() = "30";
+    assert_success(&unitscope(&args, &[]));
+    let page = |dir: &Path| std::fs::read(dir.join("features.4/report.html")).unwrap();
+    assert!(page(&merged) == page(&single), "the merged report differs");
 
     let other = dir.path().join("other.json");
     std::fs::write(&other, "{}").unwrap();

@@ -40,6 +40,20 @@ struct MergeArgs {
     /// Where to write the merged result.
     #[arg(short, long)]
     out: PathBuf,
+    /// Also draw each merged layer's report.html, from the run's model and data
+    /// (the parts hold counts, not images): give the shards' --model and --dataset
+    /// or --demo; they must be the ones the parts were made with.
+    #[arg(long)]
+    report: bool,
+    /// With --report: the shards' model card (none: the demo model).
+    #[arg(long, requires = "report")]
+    model: Option<PathBuf>,
+    /// With --report: the shards' Broden dataset.
+    #[arg(long, requires = "report", conflicts_with = "demo")]
+    dataset: Option<PathBuf>,
+    /// With --report: the shards' demo scenes.
+    #[arg(long, value_name = "N", requires = "report", value_parser = super::count(1..=1_000_000))]
+    demo: Option<usize>,
 }
 
 #[derive(Clone, clap::Args)]
@@ -348,6 +362,17 @@ fn merge(args: &MergeArgs) -> Result<()> {
             .or_default()
             .push(part);
     }
+    let drawn = match args.report {
+        true => {
+            let model = super::load_model(args.model.as_deref())?;
+            let set = match (&args.dataset, args.demo) {
+                (Some(dir), _) => ConceptSet::Broden(Broden::open(dir)?),
+                (None, n) => ConceptSet::Demo(n.unwrap_or(1000)),
+            };
+            Some((model, set))
+        }
+        false => None,
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create `{}`", args.out.display()))?;
     let mut thresholds = std::collections::BTreeMap::new();
@@ -369,6 +394,18 @@ fn merge(args: &MergeArgs) -> Result<()> {
                 tally.check(t.len(), vocabulary)?;
                 let dissected = LayerDissection::new(layer, tally, t, None, vocabulary, &settings);
                 let value = report::write(&args.out, &dissected, vocabulary, &settings, key)?;
+                if let Some((model, set)) = &drawn {
+                    ensure!(
+                        report::key(model, set, &settings, layer)? == *key,
+                        "--report: the parts of `{layer}` were made with another model, data or \
+                         settings than --model/--dataset/--demo give (they name {} on {})",
+                        parts[0].run.model,
+                        parts[0].run.data
+                    );
+                    let page = dissect::html::page(model, set, &dissected, vocabulary, &settings)?;
+                    let path = report::layer_dir(&args.out, layer).join("report.html");
+                    unitscope::atomic::write(&path, page.as_bytes())?;
+                }
                 super::outln!("{}", headline(&value));
                 layers.push(value);
                 run = Some(parts[0].run.clone());
