@@ -88,6 +88,22 @@ fn write_broden(dir: &Path) {
     });
 }
 
+/// A Broden dataset is known by its listings: a copy elsewhere is the same
+/// dataset (shards on machines that mount it at other paths merge), a changed
+/// listing another.
+#[test]
+fn a_broden_copy_has_the_same_identity() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_broden(one.path());
+    write_broden(two.path());
+    let identity = |dir: &Path| Broden::open(dir).unwrap().identity();
+    assert_eq!(identity(one.path()), identity(two.path()));
+    let label = two.path().join("label.csv");
+    let text = std::fs::read_to_string(&label).unwrap();
+    std::fs::write(&label, text.replace("dog", "hound")).unwrap();
+    assert_ne!(identity(one.path()), identity(two.path()));
+}
+
 #[test]
 fn a_broden_directory_is_read_label_by_label() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
+use sha2::Digest;
 
 use super::image::load_image;
 use super::vocabulary::{ImageLabels, Label, Vocabulary};
@@ -24,6 +25,8 @@ use super::vocabulary::{ImageLabels, Label, Vocabulary};
 #[derive(Clone, Debug)]
 pub struct Broden {
     dir: PathBuf,
+    /// The digest of its listings: what the dataset is known by.
+    digest: String,
     rows: Vec<Row>,
     vocabulary: Vocabulary,
 }
@@ -157,7 +160,20 @@ impl Broden {
             })
             .collect::<Result<Vec<_>>>()?;
         ensure!(!rows.is_empty(), "`index.csv` lists no image");
+        let listings = ["category.csv", "label.csv", "index.csv"]
+            .into_iter()
+            .map(String::from)
+            .chain(categories.iter().map(|c| format!("c_{c}.csv")));
+        let mut digest = sha2::Sha256::new();
+        for name in listings {
+            let path = dir.join(&name);
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            digest.update((bytes.len() as u64).to_le_bytes());
+            digest.update(&bytes);
+        }
         Ok(Self {
+            digest: format!("{:x}", digest.finalize()),
             dir: dir.to_path_buf(),
             rows,
             vocabulary: Vocabulary { categories, labels },
@@ -227,15 +243,11 @@ impl Broden {
         Ok(labels)
     }
 
-    /// What the dataset is known by, for cache keys: its folder and the listing's
-    /// size and modification time.
+    /// What the dataset is known by, for cache keys and shards: the SHA-256 of its
+    /// listings (`category.csv`, `label.csv`, `index.csv`, `c_*.csv`), so a copy at
+    /// another path, on another machine, is the same dataset.
     pub fn identity(&self) -> String {
-        let index = self.dir.join("index.csv");
-        format!(
-            "broden {} {}",
-            self.dir.display(),
-            super::source::stamp(&index)
-        )
+        format!("broden sha256 {}", self.digest)
     }
 }
 

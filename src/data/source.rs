@@ -190,7 +190,7 @@ impl Entry {
 
 /// What tells versions of a file apart, for cache keys: its size and modification
 /// time (or why it cannot be read, which fails later where it is loaded).
-pub(super) fn stamp(path: &Path) -> String {
+fn stamp(path: &Path) -> String {
     match std::fs::metadata(path) {
         Ok(m) => {
             let modified = m
