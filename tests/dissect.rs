@@ -624,7 +624,6 @@ fn a_saved_dissection_loads_back_and_a_broken_one_does_not() {
     use unitscope::dissect::report;
     let model = unitscope::model::demo::model(&Device::Cpu).unwrap();
     let set = ConceptSet::Demo(12);
-    let vocabulary = set.vocabulary();
     let settings = Settings::default();
     let layer = "features.1".to_string();
     let dissected = dissect::dissect(
@@ -640,19 +639,29 @@ fn a_saved_dissection_loads_back_and_a_broken_one_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cache/features.1.json");
     report::save(&path, &dissected, &key).unwrap();
-    let loaded = report::load(&path, &key, &vocabulary, &settings).expect("loads back");
+    let loaded = report::load(&path, &key, &set, &settings).expect("loads back");
     assert_eq!(loaded.units, dissected.units);
     assert_eq!(loaded.thresholds, dissected.thresholds);
     assert_eq!(loaded.tally, dissected.tally);
     assert_eq!(loaded.sketch_error, dissected.sketch_error);
 
-    assert!(report::load(&path, "another key", &vocabulary, &settings).is_none());
+    assert!(report::load(&path, "another key", &set, &settings).is_none());
     let text = std::fs::read(&path).unwrap();
     std::fs::write(&path, &text[..text.len() / 2]).unwrap();
-    assert!(report::load(&path, &key, &vocabulary, &settings).is_none());
-    // Whole JSON, but a vocabulary with a label more than the tally counted.
+    assert!(report::load(&path, &key, &set, &settings).is_none());
+    // Whole JSON, but counts that do not fit the vocabulary, or top images past
+    // the dataset's end.
+    let mut saved: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    saved["tally"]["label_area"].as_array_mut().unwrap().pop();
+    std::fs::write(&path, saved.to_string()).unwrap();
+    assert!(report::load(&path, &key, &set, &settings).is_none());
+    let mut saved: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    let k = (0..dissected.units.len())
+        .find(|&k| !dissected.tally.top_images(k).is_empty())
+        .expect("a unit with top images");
+    saved["tally"]["top"][k][0][1] = serde_json::json!(12);
+    std::fs::write(&path, saved.to_string()).unwrap();
+    assert!(report::load(&path, &key, &set, &settings).is_none());
     std::fs::write(&path, &text).unwrap();
-    let mut wider = vocabulary.clone();
-    wider.labels.push(wider.labels[0].clone());
-    assert!(report::load(&path, &key, &wider, &settings).is_none());
+    assert!(report::load(&path, &key, &set, &settings).is_some());
 }

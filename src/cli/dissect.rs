@@ -75,7 +75,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "demo")]
     dataset: Option<PathBuf>,
     /// Held-out scenes of the demo world, with its concepts.
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = super::count(1..=1_000_000))]
+    #[arg(long, value_name = "N", default_value_t = dissect::DEMO_SCENES, value_parser = super::count(1..=1_000_000))]
     demo: usize,
     /// The top quantile of each unit's activations that its mask keeps.
     #[arg(long, default_value_t = 0.005)]
@@ -367,7 +367,7 @@ fn merge(args: &MergeArgs) -> Result<()> {
             let model = super::load_model(args.model.as_deref())?;
             let set = match (&args.dataset, args.demo) {
                 (Some(dir), _) => ConceptSet::Broden(Broden::open(dir)?),
-                (None, n) => ConceptSet::Demo(n.unwrap_or(1000)),
+                (None, n) => ConceptSet::Demo(n.unwrap_or(dissect::DEMO_SCENES)),
             };
             Some((model, set))
         }
@@ -380,7 +380,7 @@ fn merge(args: &MergeArgs) -> Result<()> {
     let mut run = None;
     for ((layer, _), parts) in &by_layer {
         let (key, settings) = (&parts[0].key, parts[0].run.settings());
-        match shard::merge(parts)? {
+        match shard::merge(parts).with_context(|| format!("the parts of `{layer}`"))? {
             State::Sketches(sketches) => {
                 let t = dissect::sketch_thresholds(&sketches, settings.quantile);
                 thresholds.insert(layer.clone(), (key.clone(), t));
@@ -391,7 +391,9 @@ fn merge(args: &MergeArgs) -> Result<()> {
             }
             State::Tally(t, tally) => {
                 let vocabulary = &parts[0].run.vocabulary;
-                tally.check(t.len(), vocabulary)?;
+                tally
+                    .check(t.len(), vocabulary, parts[0].run.images)
+                    .with_context(|| format!("the parts of `{layer}`"))?;
                 let dissected = LayerDissection::new(layer, tally, t, None, vocabulary, &settings);
                 let value = report::write(&args.out, &dissected, vocabulary, &settings, key)?;
                 if let Some((model, set)) = &drawn {

@@ -72,12 +72,13 @@ const MAX_LABEL: u32 = 1 << 16;
 impl Broden {
     /// Reads the listings of the dataset in `dir` (the images are read later).
     pub fn open(dir: &Path) -> Result<Self> {
-        let categories: Vec<String> = read_as::<CategoryRow>(dir, "category.csv")?
+        let mut digest = sha2::Sha256::new();
+        let categories: Vec<String> = read_as::<CategoryRow>(dir, "category.csv", &mut digest)?
             .into_iter()
             .map(|c| c.name)
             .collect();
         ensure!(!categories.is_empty(), "`category.csv` lists no category");
-        let label_rows = read_as::<LabelRow>(dir, "label.csv")?;
+        let label_rows = read_as::<LabelRow>(dir, "label.csv", &mut digest)?;
         let largest = label_rows.iter().map(|l| l.number).max().unwrap_or(0);
         ensure!(
             largest < MAX_LABEL,
@@ -91,7 +92,7 @@ impl Broden {
         let mut best: Vec<Option<(f64, usize)>> = vec![None; labels.len()];
         for (c, category) in categories.iter().enumerate() {
             let name = format!("c_{category}.csv");
-            for code in read_as::<CodeRow>(dir, &name)? {
+            for code in read_as::<CodeRow>(dir, &name, &mut digest)? {
                 let Some(slot) = best.get_mut(code.number as usize) else {
                     bail!(
                         "`{name}` maps to label {} that `label.csv` lacks",
@@ -107,7 +108,7 @@ impl Broden {
             label.category = best.map(|(_, c)| c);
         }
 
-        let (header, index) = read(dir, "index.csv")?;
+        let (header, index) = read(dir, "index.csv", &mut digest)?;
         let column = |name: &str| {
             header
                 .iter()
@@ -160,18 +161,6 @@ impl Broden {
             })
             .collect::<Result<Vec<_>>>()?;
         ensure!(!rows.is_empty(), "`index.csv` lists no image");
-        let listings = ["category.csv", "label.csv", "index.csv"]
-            .into_iter()
-            .map(String::from)
-            .chain(categories.iter().map(|c| format!("c_{c}.csv")));
-        let mut digest = sha2::Sha256::new();
-        for name in listings {
-            let path = dir.join(&name);
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("cannot read `{}`", path.display()))?;
-            digest.update((bytes.len() as u64).to_le_bytes());
-            digest.update(&bytes);
-        }
         Ok(Self {
             digest: format!("{:x}", digest.finalize()),
             dir: dir.to_path_buf(),
@@ -252,15 +241,24 @@ impl Broden {
 }
 
 /// The header and rows of the CSV listing `name` in `dir`.
-fn read(dir: &Path, name: &str) -> Result<(csv::StringRecord, Vec<csv::StringRecord>)> {
+/// Its bytes go into `digest`, so the dataset's identity is what was read.
+fn read(
+    dir: &Path,
+    name: &str,
+    digest: &mut sha2::Sha256,
+) -> Result<(csv::StringRecord, Vec<csv::StringRecord>)> {
     let path = dir.join(name);
-    let mut reader = csv::Reader::from_path(&path).with_context(|| {
+    let bytes = std::fs::read(&path).with_context(|| {
         format!(
             "cannot read `{}`; a Broden dataset has index.csv, category.csv, label.csv \
              and c_<category>.csv",
             path.display()
         )
     })?;
+    digest.update(name.as_bytes());
+    digest.update((bytes.len() as u64).to_le_bytes());
+    digest.update(&bytes);
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
     let header = reader
         .headers()
         .with_context(|| format!("`{name}`: no header row"))?
@@ -275,8 +273,12 @@ fn read(dir: &Path, name: &str) -> Result<(csv::StringRecord, Vec<csv::StringRec
 
 /// The rows of the CSV listing `name` in `dir` as `T`s, by column name; other
 /// columns are ignored.
-fn read_as<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>> {
-    let (header, rows) = read(dir, name)?;
+fn read_as<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+    digest: &mut sha2::Sha256,
+) -> Result<Vec<T>> {
+    let (header, rows) = read(dir, name, digest)?;
     rows.iter()
         .enumerate()
         .map(|(i, row)| {

@@ -66,7 +66,7 @@ pub fn page(
             n * 300 / most
         )?;
     }
-    html.push_str("</table><h2>Units</h2><table><tr><th>unit</th><th>label</th><th>category</th><th>IoU</th><th>runners-up</th><th>top images: mask (bright), label (outlined)</th></tr>");
+    html.push_str("</table><h2>Units</h2><table><tr><th>unit</th><th>label</th><th>category</th><th>IoU</th><th>best of the other categories</th><th>top images: mask (bright), label (outlined)</th></tr>");
     let pictures = order[..order.len().min(UNITS_WITH_IMAGES)]
         .iter()
         .map(|unit| {

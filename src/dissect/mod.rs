@@ -33,6 +33,10 @@ use crate::model::{Model, Probe};
 pub use quantile::{STATED_ERROR, Sketch, Thresholds, sketch_thresholds};
 pub use tally::{Match, Tally, UnitResult};
 
+/// Demo scenes dissected when no dataset is given (`dissect`, `dissect merge
+/// --report`, the inspector), so all of them give the same labels.
+pub const DEMO_SCENES: usize = 1000;
+
 /// How to dissect.
 #[derive(Clone, Debug)]
 pub struct Settings {

@@ -110,20 +110,25 @@ pub fn save(path: &Path, layer: &LayerDissection, key: &str) -> Result<()> {
     crate::atomic::write(path, &serde_json::to_vec(&saved)?)
 }
 
-/// The dissection saved at `path` under `key`: `None` when there is none, or it
-/// was made from something else, or the file is not whole (then it is made again).
+/// The dissection of `set` saved at `path` under `key`: `None` when there is
+/// none, or it was made from something else, or the file is not whole (then it is
+/// made again).
 pub fn load(
     path: &Path,
     key: &str,
-    vocabulary: &Vocabulary,
+    set: &ConceptSet,
     settings: &Settings,
 ) -> Option<LayerDissection> {
+    let vocabulary = &set.vocabulary();
     let text = std::fs::read(path).ok()?;
     let saved: Saved = serde_json::from_slice(&text).ok()?;
     if saved.key != key {
         return None;
     }
-    saved.tally.check(saved.thresholds.len(), vocabulary).ok()?;
+    saved
+        .tally
+        .check(saved.thresholds.len(), vocabulary, set.len())
+        .ok()?;
     Some(LayerDissection::new(
         &saved.layer,
         saved.tally,

@@ -171,9 +171,15 @@ impl Tally {
     }
 
     /// Checks a tally read from a file: its counts have the lengths its sizes say,
-    /// for `units` units against `vocabulary` (a file edited by hand or cut short
-    /// by another tool must not index out of range later).
-    pub fn check(&self, units: usize, vocabulary: &Vocabulary) -> anyhow::Result<()> {
+    /// for `units` units against `vocabulary`, and its top images are among
+    /// `images` (a file edited by hand or cut short by another tool must not index
+    /// out of range later).
+    pub fn check(
+        &self,
+        units: usize,
+        vocabulary: &Vocabulary,
+        images: usize,
+    ) -> anyhow::Result<()> {
         let (labels, categories) = (vocabulary.labels.len(), vocabulary.categories.len());
         anyhow::ensure!(
             (self.units, self.labels, self.categories) == (units, labels, categories)
@@ -183,6 +189,16 @@ impl Tally {
                 && self.both.len() == units * labels
                 && self.top.len() == units,
             "the tally's counts do not fit {units} units and {labels} labels in {categories} categories"
+        );
+        let beyond = self
+            .top
+            .iter()
+            .flatten()
+            .find(|(_, image)| *image >= images);
+        anyhow::ensure!(
+            beyond.is_none(),
+            "the tally names image {} of a dataset of {images}",
+            beyond.map_or(0, |(_, image)| *image)
         );
         Ok(())
     }
@@ -225,9 +241,10 @@ impl Tally {
     }
 
     /// Unit `k`'s `n` labels of highest IoU, highest first (the first label on
-    /// ties): its label and the runners-up, as `(label, IoU)`.
+    /// ties), as `(label, IoU)`; labels of no category are none of them.
     pub fn ranked(&self, k: usize, vocabulary: &Vocabulary, n: usize) -> Vec<(usize, f64)> {
         let mut all: Vec<(usize, f64)> = (0..self.labels)
+            .filter(|&c| vocabulary.labels[c].category.is_some())
             .map(|c| (c, self.iou(k, c, vocabulary)))
             .collect();
         all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -254,8 +254,8 @@ fn per_pixel(
         candle_core::bail!("the colour op needs 3 channels, got {c}");
     }
     let plane = h * w;
-    // Rows of pixels per task: enough work to be worth a task, and parallel even
-    // for one image.
+    // Pixels per task: enough work to be worth a task, and parallel even for one
+    // image.
     let run = 4096;
     out.par_chunks_mut(3 * plane)
         .enumerate()

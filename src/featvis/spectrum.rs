@@ -1,16 +1,17 @@
 //! The inverse real 2-D FFT that turns a Fourier-parameterized image into pixels,
 //! as a differentiable op, and Lucid's spectrum scale.
 //!
-//! For a half spectrum `S = re + i im` of `h x (w/2+1)` frequencies, the image is
+//! For a half spectrum `S = re + i im` of `h x (w/2+1)` frequencies, each weighted
+//! by `s[ky, kx]` (Lucid's scale, or 1), the image is
 //!
 //! ```text
-//! x[y, x] = 1/(h w) · Σ_ky Σ_kx c_kx · Re(S[ky, kx] · e^{+2πi (ky y / h + kx x / w)})
+//! x[y, x] = 1/(h w) · Σ_ky Σ_kx c_kx · s[ky, kx] · Re(S[ky, kx] · e^{+2πi (ky y / h + kx x / w)})
 //! ```
 //!
 //! with `c_kx = 2` for frequencies whose conjugate is not stored and 1 for zero and
 //! (even `w`) Nyquist, as numpy's and torch's `irfft2` compute it. Its adjoint,
-//! the backward pass, is the forward real FFT of the gradient `g`, scaled the
-//! same way: `∂/∂re + i ∂/∂im = c_kx/(h w) · Σ g · e^{-2πi (...)}`.
+//! the backward pass, is the forward real FFT of the gradient `g`, weighted the
+//! same way: `∂/∂re + i ∂/∂im = c_kx s[ky, kx]/(h w) · Σ g · e^{-2πi (...)}`.
 //!
 //! On the CPU both go through `realfft`/`rustfft`, O(n log n) per plane; elsewhere
 //! the transform is four matrix products with cosine and sine tables, which
@@ -32,8 +33,8 @@ use super::contiguous_f32;
 /// The inverse real 2-D FFT of `rows x columns` images, each frequency weighted
 /// first (Lucid's spectrum scale, or 1).
 pub(super) struct InverseRfft2 {
-    /// Each frequency's weight, `[h, w/2+1]`.
-    pub(super) scale: Tensor,
+    /// Each frequency's weight, `[h, w/2+1]` (the tables' path multiplies by it).
+    scale: Tensor,
     fft: Arc<Plans>,
     /// The same transform as matrix products, off the CPU.
     tables: Option<DftTables>,

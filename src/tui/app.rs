@@ -3,7 +3,7 @@
 //! work goes through [`App::submit`], every result comes back through
 //! [`App::pump`], so the UI thread never waits on the model.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -225,8 +225,9 @@ pub struct App {
     pub tiles: HashMap<(String, usize), Arc<Vec<Tile>>>,
     /// Each layer's Network Dissection, once made.
     pub dissections: HashMap<String, Arc<Dissected>>,
-    /// Layers whose dissection failed (not asked again this run).
-    undissectable: Vec<String>,
+    /// Dissections and evidence pictures that failed, by slot and what they
+    /// computed: not asked again this run (the status bar said why).
+    given_up: HashSet<(&'static str, String)>,
     /// A unit's top concept images with its mask and label drawn, once made.
     pub evidence: HashMap<(String, usize), Vec<PictureId>>,
     /// The selected row of the Concepts screen.
@@ -301,7 +302,7 @@ impl App {
             concepts,
             dissect,
             dissections: HashMap::new(),
-            undissectable: Vec::new(),
+            given_up: HashSet::new(),
             evidence: HashMap::new(),
             concept_cursor: 0,
             visuals: HashMap::new(),
@@ -413,8 +414,8 @@ impl App {
                             self.say(format!("{slot}: cancelled"), false);
                         }
                         Err(e) => {
-                            if slot == "dissect" {
-                                self.undissectable.push(what);
+                            if matches!(slot, "dissect" | "evidence") {
+                                self.given_up.insert((slot, what));
                             }
                             self.fail(slot, &e)
                         }
@@ -561,7 +562,7 @@ impl App {
                 self.pictures.remove(id);
             }
             self.dissections.clear();
-            self.undissectable.clear();
+            self.given_up.clear();
             self.tiles.clear();
             self.trust = None;
             self.source = Source::Demo(64);
@@ -859,7 +860,7 @@ impl App {
                 let Some(row) = self.concept_rows().into_iter().nth(self.concept_cursor) else {
                     return;
                 };
-                self.units.filter = row.label;
+                self.units.filter = format!("={}", row.label);
                 self.units.sort = Sort::Iou;
                 self.units.cursor = 0;
                 self.go(Screen::Units);
@@ -1220,7 +1221,7 @@ impl App {
             .units
             .layer
             .as_ref()
-            .is_some_and(|l| self.undissectable.contains(l));
+            .is_some_and(|l| self.given_up.contains(&("dissect", l.clone())));
         match super::view::progress(self, "dissect") {
             Some(progress) => progress,
             None if failed => "the dissection failed (the status bar says why)".into(),
@@ -1236,7 +1237,7 @@ impl App {
             return;
         };
         let Some(dissected) = self.dissections.get(&layer).cloned() else {
-            if !self.undissectable.contains(&layer) {
+            if !self.given_up.contains(&("dissect", layer.clone())) {
                 let (model, cache) = (model.clone(), self.cache.dissect.clone());
                 self.submit("dissect", layer.clone(), move |cx| {
                     work::dissect(&model, &layer, &concepts, cache.as_deref(), cx)
@@ -1250,9 +1251,12 @@ impl App {
         let Some(unit) = self.unit else {
             return;
         };
-        if !self.evidence.contains_key(&(layer.clone(), unit)) {
+        let what = format!("{layer}:{unit}");
+        if !self.evidence.contains_key(&(layer.clone(), unit))
+            && !self.given_up.contains(&("evidence", what.clone()))
+        {
             let model = model.clone();
-            self.submit("evidence", format!("{layer}:{unit}"), move |_| {
+            self.submit("evidence", what, move |_| {
                 work::evidence(&model, &dissected, unit)
             });
         }
@@ -1445,7 +1449,8 @@ impl App {
     }
 
     /// The open layer's units in the order shown: filtered (by number, or by the
-    /// concept or category of the unit's label), sorted.
+    /// concept or category of the unit's label, or with `=concept` its detectors),
+    /// sorted.
     pub fn shown_units(&self) -> Vec<usize> {
         let Some(view) = self.units.layer.as_ref().and_then(|l| self.layers.get(l)) else {
             return Vec::new();
@@ -1454,8 +1459,13 @@ impl App {
         let dissected = self.open_dissection();
         let concept = |u: usize| dissected.and_then(|d| d.layer.units.get(u));
         let filter = self.units.filter.trim().to_lowercase();
+        let detector_of = filter.strip_prefix('=');
         let mut shown: Vec<usize> = (0..units.len())
             .filter(|&u| {
+                if let Some(label) = detector_of {
+                    return concept(u)
+                        .is_some_and(|c| c.detector && c.best.label.to_lowercase() == label);
+                }
                 filter.is_empty()
                     || u.to_string().contains(&filter)
                     || concept(u).is_some_and(|c| {

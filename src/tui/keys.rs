@@ -138,7 +138,7 @@ const TABLE: &[Binding] = &[
         "filter",
         &["/"],
         On::Only(&[Units]),
-        "find units by index or concept (red, stripes)",
+        "find units by index or concept (red, stripes; =red: its detectors)",
     ),
     b(
         Action::Export,

@@ -534,10 +534,13 @@ fn units_carry_their_concepts() {
 
     press(&mut app, &[Enter]);
     assert_eq!(app.screen, Screen::Units);
-    assert_eq!(app.units.filter, rows[0].label);
-    let mut top = app.shown_units()[..rows[0].units.len()].to_vec();
-    top.sort_unstable();
-    assert_eq!(top, rows[0].units, "a concept's detectors come first");
+    assert_eq!(app.units.filter, format!("={}", rows[0].label));
+    let mut detectors = app.shown_units();
+    detectors.sort_unstable();
+    assert_eq!(
+        detectors, rows[0].units,
+        "the concept's detectors, no other unit"
+    );
 
     press(&mut app, &[Enter]);
     assert_eq!(app.screen, Screen::Unit);

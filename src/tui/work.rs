@@ -394,10 +394,6 @@ pub enum Concepts {
     Broden(PathBuf),
 }
 
-/// Demo scenes a layer is dissected on: as `unitscope dissect`'s default, so both
-/// give the same labels.
-pub const DISSECT_SCENES: usize = 1000;
-
 /// Runners-up shown per unit, after its label.
 pub const RUNNERS_UP: usize = 4;
 
@@ -407,7 +403,8 @@ pub struct Dissected {
     pub set: Arc<ConceptSet>,
     pub vocabulary: Vocabulary,
     pub settings: dissect::Settings,
-    /// Per unit, its best labels by IoU, highest first: `(label, category, IoU)`.
+    /// Per unit, its best labels by IoU, highest first: `(label, category, IoU)`
+    /// (its own label and the runners-up).
     pub ranked: Vec<Vec<(String, Option<usize>, f64)>>,
     /// Per unit, its label's category (an index into the vocabulary's).
     pub category: Vec<Option<usize>>,
@@ -425,7 +422,7 @@ pub fn dissect(
     cx: &Context,
 ) -> Result<Output> {
     let set = Arc::new(match concepts {
-        Concepts::Demo => ConceptSet::Demo(DISSECT_SCENES),
+        Concepts::Demo => ConceptSet::Demo(dissect::DEMO_SCENES),
         Concepts::Broden(dir) => ConceptSet::Broden(Broden::open(dir)?),
     });
     let settings = dissect::Settings::default();
@@ -435,7 +432,7 @@ pub fn dissect(
     let mut notes = Vec::new();
     let layer = match path
         .as_deref()
-        .and_then(|p| report::load(p, &key, &vocabulary, &settings))
+        .and_then(|p| report::load(p, &key, &set, &settings))
     {
         Some(layer) => layer,
         None => {

@@ -169,7 +169,10 @@ fn draw_concept(app: &mut App, frame: &mut Frame, area: Rect, unit: usize) {
         Span::raw(format!("  IoU {:.3}  ", result.best.iou)),
         verdict,
     ])];
-    for (label, category, iou) in dissected.ranked[unit].iter().skip(1) {
+    let runners_up = dissected.ranked[unit]
+        .iter()
+        .filter(|(label, ..)| *label != result.best.label);
+    for (label, category, iou) in runners_up.take(crate::tui::work::RUNNERS_UP) {
         let name = category.map_or("", |c| dissected.vocabulary.categories[c].as_str());
         lines.push(Line::from(vec![
             Span::styled(format!("  {label} ({name})"), app.theme.category(*category)),
@@ -197,7 +200,12 @@ fn draw_evidence(app: &mut App, frame: &mut Frame, area: Rect, (layer, unit): (&
         return note(app, frame, inner, &text);
     };
     if ids.is_empty() {
-        return note(app, frame, inner, "no image reaches the unit's threshold");
+        return note(
+            app,
+            frame,
+            inner,
+            "the dissection kept no image of this unit",
+        );
     }
     for (id, cell) in ids.into_iter().zip(picture_cells(inner, true)) {
         app.pictures.draw(frame, cell, id);
