@@ -26,7 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 
-use super::contiguous_f32;
+use super::op::contiguous_f32;
 use super::spectrum::InverseRfft2;
 
 /// Lucid's `color_correlation_svd_sqrt`: the square root of ImageNet's RGB

@@ -28,7 +28,7 @@ use realfft::num_complex::Complex;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
 
-use super::contiguous_f32;
+use super::op::contiguous_f32;
 
 /// The inverse real 2-D FFT of `rows x columns` images, each frequency weighted
 /// first (Lucid's spectrum scale, or 1).

@@ -21,7 +21,7 @@ use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Shape, Tensor};
 use rand::Rng;
 use rayon::prelude::*;
 
-use super::contiguous_f32;
+use super::op::contiguous_f32;
 
 /// The grey that padding and uncovered corners take.
 const FILL: f64 = 0.5;
