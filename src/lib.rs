@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod plugin;
 pub mod render;
 pub mod train;
 pub mod units;

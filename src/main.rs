@@ -21,6 +21,11 @@ struct Cli {
     /// the model into a pipe.
     #[command(flatten)]
     inspect: tui::Options,
+    /// A plugin library (or a folder of them) to load besides those found beside
+    /// the binary and in $XDG_DATA_HOME/unitscope/plugins; repeatable.
+    #[arg(long, global = true, value_name = "PATH")]
+    #[allow(dead_code)] // read before clap runs, by `plugin_paths`
+    plugin: Vec<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -50,12 +55,16 @@ enum Command {
     /// Time the engine and the attribution methods.
     #[command(subcommand)]
     Bench(cli::bench::Bench),
+    /// List the plugins found: name, kind, version, ABI and status.
+    Plugins(cli::plugins::Args),
 }
 
 fn main() -> ExitCode {
     cli::allocator::use_huge_pages();
     cli::allocator::keep_freed_blocks();
     cli::threads::sleep_idle_candle_workers();
+    // Before the command line is read: a method plugin's parameters are options.
+    unitscope::plugin::load(&plugin_paths(std::env::args_os()));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e)
@@ -84,6 +93,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `plugins` lists them; the inspector shows them as notices.
+    if !matches!(cli.command, None | Some(Command::Plugins(_))) {
+        for problem in unitscope::plugin::problems() {
+            eprintln!("warning: {problem}");
+        }
+    }
     let result = match cli.command {
         None if is_interactive() => tui::run(&cli.inspect),
         None => cli::overview::run(cli.inspect.model.as_deref()),
@@ -98,6 +113,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(bench)) => cli::bench::run(&bench),
         Some(Command::Demo(demo)) => cli::demo::run(&demo),
         Some(Command::Train(train)) => cli::train::run(&train),
+        Some(Command::Plugins(args)) => cli::plugins::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,6 +130,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The paths given to `--plugin`, read before clap reads the rest (which needs
+/// the plugins' options).
+fn plugin_paths(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    let mut args = args.skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "--plugin" {
+            paths.extend(args.next().map(Into::into));
+        } else if let Some(path) = arg.to_str().and_then(|a| a.strip_prefix("--plugin=")) {
+            paths.push(path.into());
+        }
+    }
+    paths
 }
 
 /// Whether a person is at the terminal: standard input and output both one.

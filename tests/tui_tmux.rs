@@ -15,6 +15,11 @@ impl Tmux {
     /// it exits, prints its status and waits: the pane then shows what the inspector
     /// left (a dead pane's cursor cannot be asked about).
     fn start(name: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(name, env, &[])
+    }
+
+    /// [`Tmux::start`] with command-line arguments for the inspector.
+    fn start_with(name: &str, env: &[(&str, &str)], options: &[&str]) -> Self {
         assert!(
             Command::new("tmux")
                 .arg("-V")
@@ -42,10 +47,13 @@ impl Tmux {
         ]
         .map(String::from)
         .to_vec();
-        // A config of its own (none), and the same terminal type tmux always has.
+        // A config of its own (none), no user plugins, and the same terminal type
+        // tmux always has.
         args.push(format!("XDG_CONFIG_HOME={}", home.display()));
+        args.push(format!("XDG_DATA_HOME={}", home.display()));
         args.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
         args.push(env!("CARGO_BIN_EXE_unitscope").into());
+        args.extend(options.iter().map(|o| o.to_string()));
         tmux.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
         tmux
     }
@@ -158,7 +166,10 @@ fn a_session_from_layers_to_grad_cam_and_back() {
     tmux.wait_for("features.3:0 · strongest inputs");
     tmux.wait_for("histogram of per-input peaks");
     tmux.wait_for("peak");
-    // A demo scene explained with Grad-CAM (the default method), then the next.
+    // A demo scene explained with Grad-CAM (the default method), then the next;
+    // past the layer's Concepts.
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("Network Dissection");
     tmux.keys(&["Tab"]);
     let pane = tmux.wait_for("grad-cam →");
     assert!(pane.contains("scene0") && pane.contains("top-5"), "{pane}");
@@ -242,4 +253,52 @@ fn a_hung_up_terminal_ends_the_inspector() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Broken plugins in the inspector: one that cannot load is a notice; one that
+/// fails when its method runs is an error line, and the inspector goes on (the
+/// next method's map comes, the keys answer, it quits cleanly).
+#[test]
+fn broken_plugins_leave_the_inspector_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let build = |name: &str, define: &str| {
+        let out = dir.path().join(format!("lib{name}.so"));
+        let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".to_owned()))
+            .args(["-shared", "-fPIC", "-I"])
+            .arg(root.join("sdk/include"))
+            .args([define, &format!("-DNAME=\"{name}\"")])
+            .arg("-o")
+            .arg(&out)
+            .arg(root.join("tests/plugins/broken.c"))
+            .status()
+            .expect("a C compiler (cc)");
+        assert!(status.success());
+        out.to_str().unwrap().to_owned()
+    };
+    let (major, nan) = (
+        build("broken-major", "-DFAULT_MAJOR"),
+        build("broken-nan", "-DFAULT_NAN"),
+    );
+    let tmux = Tmux::start_with("plugins", &[], &["--plugin", &major, "--plugin", &nan]);
+    tmux.wait_for("built for plugin ABI 2.0");
+    tmux.keys(&["Tab", "Tab", "Tab", "Tab"]);
+    tmux.wait_for("grad-cam →");
+    // The plugins' methods come last in the list: back from the first one.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !tmux.pane().contains("broken-nan") {
+        assert!(
+            Instant::now() < deadline,
+            "no broken-nan method:\n{}",
+            tmux.pane()
+        );
+        tmux.keys(&["M"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    tmux.wait_for("failed and is disabled");
+    tmux.keys(&["m"]);
+    tmux.wait_for("saliency →");
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(), 0, "{}", tmux.pane());
+    tmux.assert_restored();
 }

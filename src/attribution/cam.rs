@@ -26,7 +26,7 @@ pub const DESCRIPTORS: &[Descriptor] = &[
         about: "Grad-CAM on --layer",
         citation: "Selvaraju et al. 2017",
         params: &[LAYER],
-        build: Build::Method(|p| cam(p, CamWeighting::GradCam)),
+        build: Build::Method(&|p| cam(p, CamWeighting::GradCam)),
     },
     Descriptor {
         name: "grad-cam++",
@@ -34,7 +34,7 @@ pub const DESCRIPTORS: &[Descriptor] = &[
         about: "Grad-CAM++ on --layer",
         citation: "Chattopadhay et al. 2018",
         params: &[LAYER],
-        build: Build::Method(|p| cam(p, CamWeighting::GradCamPlusPlus)),
+        build: Build::Method(&|p| cam(p, CamWeighting::GradCamPlusPlus)),
     },
     Descriptor {
         name: "layer-cam",
@@ -42,7 +42,7 @@ pub const DESCRIPTORS: &[Descriptor] = &[
         about: "LayerCAM on --layer",
         citation: "Jiang et al. 2021",
         params: &[LAYER],
-        build: Build::Method(|p| cam(p, CamWeighting::LayerCam)),
+        build: Build::Method(&|p| cam(p, CamWeighting::LayerCam)),
     },
 ];
 

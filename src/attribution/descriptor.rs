@@ -32,8 +32,8 @@ pub type Built = Result<Box<dyn Method>>;
 
 /// How a [`Descriptor`]'s method is made.
 pub enum Build {
-    /// A method on its own.
-    Method(fn(&Params) -> Built),
+    /// A method on its own (a closure: a plugin's captures the plugin).
+    Method(&'static (dyn Fn(&Params) -> Built + Send + Sync)),
     /// A method around another one (`smoothgrad:guided-backprop`).
     Wrapper(fn(&Params, Box<dyn Method>) -> Built),
 }

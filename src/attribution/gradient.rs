@@ -19,7 +19,7 @@ pub const DESCRIPTORS: &[Descriptor] = &[
         about: "the vanilla gradient",
         citation: "Simonyan et al. 2014",
         params: &[],
-        build: Build::Method(|_| Ok(Box::new(Gradient::saliency()))),
+        build: Build::Method(&|_| Ok(Box::new(Gradient::saliency()))),
     },
     Descriptor {
         name: "gradient-x-input",
@@ -27,7 +27,7 @@ pub const DESCRIPTORS: &[Descriptor] = &[
         about: "the gradient times the input",
         citation: "Shrikumar et al. 2016",
         params: &[],
-        build: Build::Method(|_| Ok(Box::new(Gradient::times_input()))),
+        build: Build::Method(&|_| Ok(Box::new(Gradient::times_input()))),
     },
     Descriptor {
         name: "deconvnet",
@@ -35,7 +35,7 @@ pub const DESCRIPTORS: &[Descriptor] = &[
         about: "DeconvNet's backward rule at every rectifier",
         citation: "Zeiler & Fergus 2014",
         params: &[],
-        build: Build::Method(|_| Ok(Box::new(Gradient::deconvnet()))),
+        build: Build::Method(&|_| Ok(Box::new(Gradient::deconvnet()))),
     },
     Descriptor {
         name: "guided-backprop",
@@ -43,7 +43,7 @@ pub const DESCRIPTORS: &[Descriptor] = &[
         about: "guided backpropagation",
         citation: "Springenberg et al. 2015",
         params: &[],
-        build: Build::Method(|_| Ok(Box::new(Gradient::guided_backprop()))),
+        build: Build::Method(&|_| Ok(Box::new(Gradient::guided_backprop()))),
     },
 ];
 

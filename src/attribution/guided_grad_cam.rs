@@ -21,7 +21,7 @@ pub const DESCRIPTORS: &[Descriptor] = &[Descriptor {
     about: "guided backprop x Grad-CAM on --layer",
     citation: "Selvaraju et al. 2017",
     params: &[LAYER, NEAREST],
-    build: Build::Method(|p| {
+    build: Build::Method(&|p| {
         let layers = p.layers(&LAYER)?;
         if layers.len() > 1 {
             bail!("guided-grad-cam takes one --layer, got {}", layers.len());

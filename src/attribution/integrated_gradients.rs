@@ -30,7 +30,7 @@ pub const DESCRIPTORS: &[Descriptor] = &[Descriptor {
     about: "integrated gradients",
     citation: "Sundararajan et al. 2017",
     params: &[STEPS, BASELINE, QUADRATURE, BATCH_SIZE],
-    build: Build::Method(|p| {
+    build: Build::Method(&|p| {
         Ok(Box::new(IntegratedGradients {
             steps: p.count(&STEPS)?,
             quadrature: Quadrature::from_name(&p.text(&QUADRATURE)?)?,

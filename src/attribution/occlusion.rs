@@ -22,7 +22,7 @@ pub const DESCRIPTORS: &[Descriptor] = &[Descriptor {
     about: "occlusion by a sliding window",
     citation: "Zeiler & Fergus 2014",
     params: &[WINDOW, STRIDE, BATCH_SIZE],
-    build: Build::Method(|p| {
+    build: Build::Method(&|p| {
         Ok(Box::new(Occlusion {
             window: p.count(&WINDOW)?,
             stride: p.count(&STRIDE)?,

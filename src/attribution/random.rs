@@ -20,7 +20,7 @@ pub const DESCRIPTORS: &[Descriptor] = &[Descriptor {
     about: "uniform noise, the floor a trust metric's numbers are read against",
     citation: "Adebayo et al. 2018",
     params: &[],
-    build: Build::Method(|_| Ok(Box::new(Random))),
+    build: Build::Method(&|_| Ok(Box::new(Random))),
 }];
 
 /// Uniform noise in [0, 1) per input element, input `i` drawing from stream `i`.

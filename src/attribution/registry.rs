@@ -4,6 +4,7 @@
 //! wrapper alone, around saliency (`smoothgrad`).
 
 use std::collections::BTreeMap;
+use std::sync::{PoisonError, RwLock};
 
 use anyhow::{Result, bail, ensure};
 
@@ -13,20 +14,65 @@ use super::method::Method;
 /// The method a lone wrapper wraps.
 const DEFAULT_INNER: &str = "saliency";
 
-/// Every method, in the order help lists them.
-pub fn descriptors() -> impl Iterator<Item = &'static Descriptor> {
-    super::METHOD_FILES.iter().flat_map(|file| file.iter())
+/// The methods plugins brought, in the order they were loaded.
+static PLUGINS: RwLock<Vec<&'static Descriptor>> = RwLock::new(Vec::new());
+
+/// Every method, in the order help lists them: the built-in ones, then the plugins'.
+pub fn descriptors() -> Vec<&'static Descriptor> {
+    let plugins = PLUGINS.read().unwrap_or_else(PoisonError::into_inner);
+    super::METHOD_FILES
+        .iter()
+        .flat_map(|file| file.iter())
+        .chain(plugins.iter().copied())
+        .collect()
+}
+
+/// Whether the method called `name` came from a plugin.
+pub fn is_plugin(name: &str) -> bool {
+    let plugins = PLUGINS.read().unwrap_or_else(PoisonError::into_inner);
+    plugins.iter().any(|d| d.name == name)
+}
+
+/// Adds a plugin's method, which then appears wherever the built-in ones do. Its
+/// names must be new, and a parameter it shares with another method must be of the
+/// same kind, range and default (it is one option).
+pub fn register(descriptor: &'static Descriptor) -> Result<()> {
+    for name in std::iter::once(descriptor.name).chain(descriptor.aliases.iter().copied()) {
+        ensure!(
+            find(name).is_none(),
+            "a method named `{name}` exists already"
+        );
+    }
+    for p in descriptor.params {
+        if let Some(known) = parameters().into_iter().find(|q| q.name == p.name) {
+            ensure!(
+                known.kind == p.kind,
+                "its parameter --{} is declared as {:?}, but the host's --{} is {:?}",
+                p.name,
+                p.kind,
+                p.name,
+                known.kind
+            );
+        }
+    }
+    PLUGINS
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(descriptor);
+    Ok(())
 }
 
 /// The method called `name` (or one of its aliases).
 pub fn find(name: &str) -> Option<&'static Descriptor> {
-    descriptors().find(|d| d.name == name || d.aliases.contains(&name))
+    descriptors()
+        .into_iter()
+        .find(|d| d.name == name || d.aliases.contains(&name))
 }
 
 /// Every parameter some method reads, once each, in the order methods declare them.
 pub fn parameters() -> Vec<&'static Param> {
     let mut all: Vec<&'static Param> = Vec::new();
-    for param in descriptors().flat_map(|d| d.params) {
+    for param in descriptors().into_iter().flat_map(|d| d.params) {
         if !all.iter().any(|p| p.name == param.name) {
             all.push(param);
         }
@@ -106,7 +152,14 @@ pub fn listing() -> Vec<String> {
             [] => String::new(),
             a => format!(" (also {})", a.join(", ")),
         };
-        lines.push(format!("{name:<22} {} ({}){aliases}", d.about, d.citation));
+        let plugin = match is_plugin(d.name) {
+            true => " [plugin]",
+            false => "",
+        };
+        lines.push(format!(
+            "{name:<22} {} ({}){aliases}{plugin}",
+            d.about, d.citation
+        ));
         for p in d.params {
             let default = p
                 .default_value()
@@ -122,6 +175,7 @@ pub fn listing() -> Vec<String> {
 
 fn known() -> String {
     let names: Vec<String> = descriptors()
+        .into_iter()
         .map(|d| match d.build {
             Build::Method(_) => d.name.to_owned(),
             Build::Wrapper(_) => format!("{}:METHOD", d.name),
@@ -150,6 +204,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_defaults_are_valid() {
         let mut names: Vec<&str> = descriptors()
+            .into_iter()
             .flat_map(|d| std::iter::once(d.name).chain(d.aliases.iter().copied()))
             .collect();
         let count = names.len();

@@ -22,6 +22,8 @@ pub enum Bench {
     Units(super::bench_units::Args),
     /// Network Dissection against the forward passes it needs; peak memory by dataset size.
     Dissect(super::bench_dissect::Args),
+    /// The plugin ABI's cost: the RISE plugin against RISE written on the engine.
+    Plugin(super::bench_plugin::Args),
 }
 
 #[derive(clap::Args)]
@@ -114,6 +116,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Tui(args) => crate::tui::bench::run(args),
         Bench::Units(args) => super::bench_units::run(args),
         Bench::Dissect(args) => super::bench_dissect::run(args),
+        Bench::Plugin(args) => super::bench_plugin::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod allocator;
 pub mod bench;
 pub mod bench_dissect;
+pub mod bench_plugin;
 pub mod bench_units;
 pub mod classes;
 pub mod demo;
@@ -13,6 +14,7 @@ pub mod info;
 pub mod job;
 pub mod methods;
 pub mod overview;
+pub mod plugins;
 pub mod predict;
 pub mod threads;
 pub mod topk;

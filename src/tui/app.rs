@@ -959,6 +959,7 @@ impl App {
     /// Every method the Explain screen cycles through, as the registry lists them.
     pub fn method_names(&self) -> Vec<String> {
         registry::descriptors()
+            .into_iter()
             .map(|d| d.name.to_string())
             .collect()
     }

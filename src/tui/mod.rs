@@ -155,7 +155,7 @@ const DEMO_INPUTS: usize = 64;
 pub fn run(options: &Options) -> Result<()> {
     // Before any other thread starts, so that every thread inherits the handlers.
     let signals = terminal::Signals::register()?;
-    let mut notices = Vec::new();
+    let mut notices = unitscope::plugin::problems();
     let config = Config::load().unwrap_or_else(|e| {
         notices.push(format!("{e:#}; using the defaults"));
         Config::default()

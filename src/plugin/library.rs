@@ -1,0 +1,142 @@
+//! Opening a plugin file: the dynamic library, its one entry symbol, the ABI
+//! handshake and the checks on what the entry returns. A library, once opened,
+//! stays loaded for the life of the process: the host keeps pointers into it.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use unitscope_sdk::abi::{
+    ABI_MAJOR, ABI_MINOR, ENTRY, KIND_METHOD, KIND_MODALITY, UsEntry, UsMethod, UsModality,
+    UsPlugin, UsStr, UsText,
+};
+
+/// What a plugin's entry declared, checked.
+pub struct Opened {
+    /// Its name.
+    pub name: String,
+    /// Its own version.
+    pub version: String,
+    /// One line on what it does.
+    pub about: String,
+    /// The ABI version it was built for.
+    pub abi: (u32, u32),
+    /// What it is.
+    pub kind: Kind,
+}
+
+/// A plugin's entries by kind; static, since the library is never unloaded.
+pub enum Kind {
+    /// An attribution method.
+    Method(&'static UsMethod),
+    /// A modality.
+    Modality(&'static UsModality),
+}
+
+/// Opens the plugin at `path`.
+pub fn open(path: &Path) -> Result<Opened> {
+    // RTLD_NOW: a library with an unresolved symbol fails here, not at its first call.
+    let library = unsafe {
+        libloading::os::unix::Library::open(
+            Some(path),
+            libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
+        )
+    }
+    .map_err(|e| anyhow::anyhow!("{}", one_line(&e.to_string())))
+    .context("not a loadable library for this machine")?;
+    // Kept for the life of the process: what the entry returns points into it.
+    let library: &'static _ = Box::leak(Box::new(library));
+    let entry = unsafe { library.get::<UsEntry>(ENTRY) }.map_err(|_| {
+        anyhow::anyhow!(
+            "no entry symbol `unitscope_plugin_v1`: not a unitscope plugin, or one built \
+             for another major version of the plugin ABI (this unitscope speaks {ABI_MAJOR}.{ABI_MINOR})"
+        )
+    })?;
+    let mut error = UsText::NONE;
+    // SAFETY: the entry's declared type (the ABI's contract); it never unwinds (the
+    // SDK's export guards it; a C plugin cannot).
+    let plugin = unsafe { entry(ABI_MAJOR, ABI_MINOR, &mut error) };
+    let message = unsafe { error.take() };
+    if plugin.is_null() {
+        bail!(
+            "its entry refused to start: {}",
+            message.unwrap_or_else(|| "it gave no reason".to_owned())
+        );
+    }
+    // SAFETY: non-null, static in the never-unloaded library.
+    let plugin: &'static UsPlugin = unsafe { &*plugin };
+    ensure!(
+        plugin.size as usize >= size_of::<UsPlugin>(),
+        "its description is {} bytes, smaller than ABI {ABI_MAJOR}.0's {}",
+        plugin.size,
+        size_of::<UsPlugin>()
+    );
+    let abi = (plugin.abi_major, plugin.abi_minor);
+    ensure!(
+        abi.0 == ABI_MAJOR,
+        "built for plugin ABI {}.{}; this unitscope speaks {ABI_MAJOR}.{ABI_MINOR} (rebuild the plugin \
+         against unitscope-sdk {ABI_MAJOR}.x)",
+        abi.0,
+        abi.1
+    );
+    ensure!(
+        runs_here(abi.1),
+        "built for plugin ABI {}.{}, newer than this unitscope's {ABI_MAJOR}.{ABI_MINOR}: update unitscope",
+        abi.0,
+        abi.1
+    );
+    let name = text(plugin.name, "name")?;
+    ensure!(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+        "its name `{name}` is not lower-case letters, digits and dashes"
+    );
+    let kind = match plugin.kind {
+        KIND_METHOD => Kind::Method(vtable(plugin.method, |t| t.size, "method")?),
+        KIND_MODALITY => Kind::Modality(vtable(plugin.modality, |t| t.size, "modality")?),
+        other => bail!("it is of an unknown kind ({other})"),
+    };
+    Ok(Opened {
+        name,
+        version: text(plugin.version, "version")?,
+        about: text(plugin.about, "description")?,
+        abi,
+        kind,
+    })
+}
+
+/// Whether a plugin built for minor version `minor` runs on this host: one built
+/// for an older minor or this one.
+#[allow(clippy::absurd_extreme_comparisons)] // ABI_MINOR is 0 until the first minor
+fn runs_here(minor: u32) -> bool {
+    minor <= ABI_MINOR
+}
+
+/// A plugin's vtable, checked to be at least as large as ABI 1.0's.
+fn vtable<T>(ptr: *const T, size: fn(&T) -> u32, what: &str) -> Result<&'static T> {
+    ensure!(
+        !ptr.is_null(),
+        "it says it is a {what} but has no {what} entries"
+    );
+    // SAFETY: non-null, static in the never-unloaded library.
+    let table: &'static T = unsafe { &*ptr };
+    ensure!(
+        size(table) as usize >= size_of::<T>(),
+        "its {what} entries are {} bytes, smaller than ABI {ABI_MAJOR}.0's {}",
+        size(table),
+        size_of::<T>()
+    );
+    Ok(table)
+}
+
+/// Text from the plugin's static description.
+pub(super) fn text(s: UsStr, what: &str) -> Result<String> {
+    // SAFETY: static text in the never-unloaded library (the ABI's contract).
+    let s = unsafe { s.to_str() }.with_context(|| format!("its {what} is not UTF-8"))?;
+    Ok(s.to_owned())
+}
+
+fn one_line(s: &str) -> String {
+    s.replace('\n', " ")
+}
