@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     cli::allocator::keep_freed_blocks();
     cli::threads::sleep_idle_candle_workers();
     // Before the command line is read: a method plugin's parameters are options.
-    unitscope::plugin::load(&plugin_paths(std::env::args_os()));
+    unitscope::plugin::load(&plugin_paths(std::env::args_os()), &option_names());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e)
@@ -148,6 +148,28 @@ fn plugin_paths(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::path
         }
     }
     paths
+}
+
+/// Every long option of every subcommand that is not a method parameter: names a
+/// plugin's parameter may not take.
+fn option_names() -> Vec<String> {
+    use clap::CommandFactory;
+    let shared: Vec<&str> = unitscope::attribution::registry::parameters()
+        .iter()
+        .map(|p| p.name)
+        .collect();
+    let cli = Cli::command();
+    let mut names: Vec<String> = std::iter::once(&cli)
+        .chain(cli.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .filter_map(|a| a.get_long())
+        .chain(["help", "version"])
+        .filter(|n| !shared.contains(n))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Whether a person is at the terminal: standard input and output both one.

@@ -52,7 +52,7 @@ fn compile_c(source: &Path, out: &Path, defines: &[&str]) {
 #[test]
 fn the_rise_plugin_matches_rise_written_on_the_engine() {
     // In this process, the plugins beside the test binary: Cargo's deps/ folder.
-    let reports = unitscope::plugin::load(&[]);
+    let reports = unitscope::plugin::load(&[], &[]);
     let rise = reports
         .iter()
         .find_map(|r| r.outcome.as_ref().ok().filter(|p| p.name == "rise"))
@@ -242,6 +242,18 @@ fn corpus(dir: &Path) -> Vec<(Broken, PathBuf)> {
         ("shape", "FAULT_SHAPE", false, "maps of shape"),
         ("error", "FAULT_ERROR", false, "the corpus's error string"),
         ("lie", "FAULT_LIE", false, "that says it holds"),
+        (
+            "no-attribute",
+            "FAULT_NO_ATTRIBUTE",
+            true,
+            "has no `attribute` entry",
+        ),
+        (
+            "reserved",
+            "FAULT_RESERVED",
+            true,
+            "--output would shadow the command's own option",
+        ),
     ];
     let mut corpus: Vec<(Broken, PathBuf)> = c
         .into_iter()

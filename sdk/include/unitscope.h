@@ -7,8 +7,11 @@
  *     static UsPlugin;
  *   - text is UTF-8 with a length (UsStr borrowed, UsText owned), never NUL-terminated;
  *   - whatever is handed over for keeps carries its allocator's free function;
- *   - the structs that begin with `size` only ever grow at the end;
- *   - a callback returns US_OK, or US_ERROR with its `error` filled.
+ *   - the structs that begin with `size` only ever grow at the end; one the caller
+ *     passes to be filled (UsModelInfo, UsLayerInfo, UsDecoded) has its `size` set
+ *     by the caller, and the callee writes no more than that;
+ *   - a callback returns US_OK, US_ERROR with its `error` filled, or US_CANCELLED;
+ *   - a method's entries may be called from several threads at once.
  */
 #ifndef UNITSCOPE_H
 #define UNITSCOPE_H
@@ -155,7 +158,8 @@ typedef struct UsHost {
     int32_t (*cancelled)(void *ctx);
 } UsHost;
 
-/* An attribution method. `passes` may be NULL (one backward pass per input). */
+/* An attribution method. `attribute` is required; `passes` may be NULL (one backward
+ * pass per input). */
 typedef struct UsMethod {
     uint32_t size;
     UsStr citation;
@@ -189,7 +193,8 @@ typedef struct UsDecoded {
     size_t n_tokens;
 } UsDecoded;
 
-/* A modality. `draw` may be NULL (the host draws its heatmap over the picture). */
+/* A modality. `decode` and `release` are required; `draw` may be NULL (the host draws
+ * its heatmap over the picture). */
 typedef struct UsModality {
     uint32_t size;
     const UsStr *extensions;

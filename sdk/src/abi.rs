@@ -11,9 +11,15 @@
 //! - Every buffer handed over for keeps carries the free function of the side that
 //!   allocated it ([`UsTensor::free`], [`UsText::free`]); borrowed ones carry none.
 //! - The structs that may grow ([`UsPlugin`], [`UsMethod`], [`UsModality`],
-//!   [`UsHost`], the info structs) begin with their own `size`; fields are only ever
-//!   appended, and a reader treats a field beyond the size it was given as absent.
-//! - Optional entries are nullable function pointers (`Option<extern "C" fn>`).
+//!   [`UsHost`], the info structs, [`UsDecoded`]) begin with their own `size`;
+//!   fields are only ever appended, and a reader treats a field beyond the size it
+//!   was given as absent. A struct one side fills for the other ([`UsModelInfo`],
+//!   [`UsLayerInfo`], [`UsDecoded`]) has its `size` set by the caller to its own
+//!   size, and the callee writes no more than that.
+//! - Every entry a plugin fills in is a nullable function pointer
+//!   (`Option<extern "C" fn>`), so that the host can refuse a missing required one;
+//!   the host's own callbacks are never null.
+//! - A method's entries may be called from several threads at once.
 
 use std::ffi::c_void;
 
@@ -49,7 +55,8 @@ pub const PARAM_CHOICE: u32 = 3;
 pub const PARAM_FLAG: u32 = 4;
 /// [`UsParam::kind`]: free text.
 pub const PARAM_TEXT: u32 = 5;
-/// [`UsParam::kind`]: layer names, by default the model's last feature map.
+/// [`UsParam::kind`]: layer names (`layer` is the host's own parameter, by default
+/// the model's last feature map; any other is empty unless given).
 pub const PARAM_LAYERS: u32 = 6;
 
 /// [`UsTarget::kind`]: a class logit.
@@ -214,7 +221,8 @@ pub struct UsPasses {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct UsModelInfo {
-    /// `size_of::<UsModelInfo>()` as the host knows it.
+    /// Set by the caller to its `size_of::<UsModelInfo>()`; the host fills at
+    /// most that many bytes and sets it to what it filled.
     pub size: u32,
     /// The model's name.
     pub name: UsStr,
@@ -234,7 +242,8 @@ pub struct UsModelInfo {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct UsLayerInfo {
-    /// `size_of::<UsLayerInfo>()` as the host knows it.
+    /// Set by the caller to its `size_of::<UsLayerInfo>()`; the host fills at
+    /// most that many bytes and sets it to what it filled.
     pub size: u32,
     /// Its name, as targets and recorded layers name it.
     pub name: UsStr,
@@ -315,16 +324,19 @@ pub struct UsMethod {
     /// The maps of `inputs` (`[N, C, H, W]`, preprocessed), sample `i` explaining
     /// `targets[i]`: into `maps`, `[N, C, H, W]` or `[N, 1, H, W]`, handed over
     /// with its free function. `args` holds every declared parameter's value.
-    pub attribute: unsafe extern "C" fn(
-        host: *const UsHost,
-        args: *const UsArg,
-        n_args: usize,
-        inputs: *const UsTensor,
-        targets: *const UsTarget,
-        n_targets: usize,
-        maps: *mut UsTensor,
-        error: *mut UsText,
-    ) -> i32,
+    /// Required.
+    pub attribute: Option<
+        unsafe extern "C" fn(
+            host: *const UsHost,
+            args: *const UsArg,
+            n_args: usize,
+            inputs: *const UsTensor,
+            targets: *const UsTarget,
+            n_targets: usize,
+            maps: *mut UsTensor,
+            error: *mut UsText,
+        ) -> i32,
+    >,
     /// Optional: model passes per input of `height x width`. Absent: one backward
     /// pass.
     pub passes: Option<
@@ -344,7 +356,8 @@ pub struct UsMethod {
 #[repr(C)]
 #[derive(Debug)]
 pub struct UsDecoded {
-    /// `size_of::<UsDecoded>()` as the plugin was built with.
+    /// Set by the host to its `size_of::<UsDecoded>()`; the plugin fills at most
+    /// that many bytes and sets it to what it filled.
     pub size: u32,
     /// The plugin's own state for this file, given back to `draw` and `release`.
     pub handle: *mut c_void,
@@ -395,14 +408,17 @@ pub struct UsModality {
     /// when it ships none.
     pub card: UsStr,
     /// Decodes the file at `path` for the model `model` describes into `out`.
-    pub decode: unsafe extern "C" fn(
-        path: UsStr,
-        model: *const UsModelInfo,
-        out: *mut UsDecoded,
-        error: *mut UsText,
-    ) -> i32,
-    /// Frees what `decode` made.
-    pub release: unsafe extern "C" fn(handle: *mut c_void),
+    /// Required.
+    pub decode: Option<
+        unsafe extern "C" fn(
+            path: UsStr,
+            model: *const UsModelInfo,
+            out: *mut UsDecoded,
+            error: *mut UsText,
+        ) -> i32,
+    >,
+    /// Frees what `decode` made. Required.
+    pub release: Option<unsafe extern "C" fn(handle: *mut c_void)>,
     /// Optional: draws `map` (`[H, W]`, the input's positions, values in `0..=1`)
     /// onto the file's display, into `rgb` (`[height, width, 3]` floats in
     /// `0..=1`, handed over). Absent: the host draws its heatmap over the picture.
@@ -460,16 +476,21 @@ impl UsStr {
         len: 0,
     };
 
-    /// The text, if it is UTF-8.
+    /// The text; an error when it is not UTF-8, or is a null pointer with a
+    /// length.
     ///
     /// # Safety
-    /// `ptr` points to `len` readable bytes (or `len` is 0) for `'a`.
-    pub unsafe fn to_str<'a>(self) -> Result<&'a str, std::str::Utf8Error> {
+    /// A non-null `ptr` points to `len` readable bytes for `'a`.
+    pub unsafe fn to_str<'a>(self) -> Result<&'a str, String> {
         if self.len == 0 {
             return Ok("");
         }
-        // SAFETY: the caller vouches for the bytes.
+        if self.ptr.is_null() || self.len > isize::MAX as usize {
+            return Err(format!("text of {} bytes at a null pointer", self.len));
+        }
+        // SAFETY: the caller vouches for the bytes; the pointer is not null.
         std::str::from_utf8(unsafe { std::slice::from_raw_parts(self.ptr, self.len) })
+            .map_err(|e| format!("text that is not UTF-8 ({e})"))
     }
 }
 
@@ -491,4 +512,26 @@ impl UsTensor {
         dims: [0; MAX_RANK],
         free: None,
     };
+}
+
+/// Fills `out`, a struct the caller sized (its first field, `size`, set to the
+/// caller's `size_of::<T>()`), with at most that many bytes of `value`, and sets
+/// its `size` to the bytes filled: what a newer side writes into an older side's
+/// smaller struct.
+///
+/// # Safety
+/// `T` is one of this module's structs that begin with `size: u32`; `out` is valid
+/// for writes of the size it states, and for reads of its first four bytes.
+pub unsafe fn fill_sized<T>(out: *mut T, value: T) {
+    // SAFETY: the caller vouches for `out`'s first field.
+    let wanted = unsafe { out.cast::<u32>().read() } as usize;
+    let n = wanted.min(size_of::<T>());
+    let value = std::mem::ManuallyDrop::new(value);
+    // SAFETY: `n` bytes fit both; the structs hold no owned data to drop.
+    unsafe {
+        std::ptr::copy_nonoverlapping((&*value as *const T).cast::<u8>(), out.cast::<u8>(), n);
+        if n >= 4 {
+            out.cast::<u32>().write(n as u32);
+        }
+    }
 }

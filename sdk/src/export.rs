@@ -39,7 +39,14 @@ thread_local! {
 }
 
 /// The entry for a method plugin.
-pub fn method<M: Method>(host_major: u32, _host_minor: u32, error: *mut UsText) -> *const UsPlugin {
+///
+/// # Safety
+/// `error` is null or valid for a write.
+pub unsafe fn method<M: Method>(
+    host_major: u32,
+    _host_minor: u32,
+    error: *mut UsText,
+) -> *const UsPlugin {
     entry(host_major, error, || {
         let params = M::params();
         check_params(&params)?;
@@ -54,7 +61,7 @@ pub fn method<M: Method>(host_major: u32, _host_minor: u32, error: *mut UsText) 
             citation: UsStr::new(M::CITATION),
             params: raw.as_ptr(),
             n_params: raw.len(),
-            attribute: crate::method::attribute::<M>,
+            attribute: Some(crate::method::attribute::<M>),
             passes: Some(crate::method::passes::<M>),
         });
         let mut plugin = description(KIND_METHOD, [M::NAME, M::VERSION, M::ABOUT]);
@@ -72,7 +79,10 @@ pub fn method<M: Method>(host_major: u32, _host_minor: u32, error: *mut UsText) 
 }
 
 /// The entry for a modality plugin.
-pub fn modality<M: Modality>(
+///
+/// # Safety
+/// `error` is null or valid for a write.
+pub unsafe fn modality<M: Modality>(
     host_major: u32,
     _host_minor: u32,
     error: *mut UsText,
@@ -84,8 +94,8 @@ pub fn modality<M: Modality>(
             extensions: extensions.as_ptr(),
             n_extensions: extensions.len(),
             card: UsStr::new(M::CARD),
-            decode: crate::modality::decode::<M>,
-            release: crate::modality::release,
+            decode: Some(crate::modality::decode::<M>),
+            release: Some(crate::modality::release),
             draw: None,
         });
         let mut plugin = description(KIND_MODALITY, [M::NAME, M::VERSION, M::ABOUT]);
@@ -218,24 +228,30 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 macro_rules! export_plugin {
     (method: $plugin:ty) => {
         /// The unitscope plugin ABI's entry.
+        ///
+        /// # Safety
+        /// `error` is null or valid for a write (the host's contract).
         #[unsafe(no_mangle)]
-        pub extern "C" fn unitscope_plugin_v1(
+        pub unsafe extern "C" fn unitscope_plugin_v1(
             host_major: u32,
             host_minor: u32,
             error: *mut $crate::abi::UsText,
         ) -> *const $crate::abi::UsPlugin {
-            $crate::export::method::<$plugin>(host_major, host_minor, error)
+            unsafe { $crate::export::method::<$plugin>(host_major, host_minor, error) }
         }
     };
     (modality: $plugin:ty) => {
         /// The unitscope plugin ABI's entry.
+        ///
+        /// # Safety
+        /// `error` is null or valid for a write (the host's contract).
         #[unsafe(no_mangle)]
-        pub extern "C" fn unitscope_plugin_v1(
+        pub unsafe extern "C" fn unitscope_plugin_v1(
             host_major: u32,
             host_minor: u32,
             error: *mut $crate::abi::UsText,
         ) -> *const $crate::abi::UsPlugin {
-            $crate::export::modality::<$plugin>(host_major, host_minor, error)
+            unsafe { $crate::export::modality::<$plugin>(host_major, host_minor, error) }
         }
     };
 }

@@ -105,13 +105,12 @@ impl<'a> Host<'a> {
     pub fn layers(&self) -> Result<Vec<LayerInfo>, Error> {
         (0..self.model_raw()?.layers)
             .map(|i| {
-                let mut out = std::mem::MaybeUninit::<UsLayerInfo>::zeroed();
+                // SAFETY: all-zero is a valid UsLayerInfo (integers, null text).
+                let mut info: UsLayerInfo = unsafe { std::mem::zeroed() };
+                info.size = size_of::<UsLayerInfo>() as u32;
                 let mut error = UsText::NONE;
-                let status =
-                    unsafe { (self.raw.layer)(self.raw.ctx, i, out.as_mut_ptr(), &mut error) };
+                let status = unsafe { (self.raw.layer)(self.raw.ctx, i, &mut info, &mut error) };
                 check(status, &mut error)?;
-                // SAFETY: filled by the host on success (zeroed otherwise).
-                let info = unsafe { out.assume_init() };
                 let rank = (info.rank as usize).min(info.dims.len());
                 Ok(LayerInfo {
                     name: unsafe { text(info.name) }?,
@@ -200,12 +199,13 @@ impl<'a> Host<'a> {
     }
 
     fn model_raw(&self) -> Result<UsModelInfo, Error> {
-        let mut out = std::mem::MaybeUninit::<UsModelInfo>::zeroed();
+        // SAFETY: all-zero is a valid UsModelInfo (integers, null text).
+        let mut info: UsModelInfo = unsafe { std::mem::zeroed() };
+        info.size = size_of::<UsModelInfo>() as u32;
         let mut error = UsText::NONE;
-        let status = unsafe { (self.raw.model)(self.raw.ctx, out.as_mut_ptr(), &mut error) };
+        let status = unsafe { (self.raw.model)(self.raw.ctx, &mut info, &mut error) };
         check(status, &mut error)?;
-        // SAFETY: filled by the host on success (zeroed otherwise).
-        Ok(unsafe { out.assume_init() })
+        Ok(info)
     }
 }
 

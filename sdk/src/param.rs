@@ -57,7 +57,9 @@ pub enum Kind {
         /// The default.
         default: &'static str,
     },
-    /// Layer names; by default the model's last layer with feature maps.
+    /// Layer names, comma-separated on the command line. A parameter named
+    /// `layer` is the host's own (the CAMs'), by default the model's last layer
+    /// with feature maps; any other is empty unless given.
     Layers,
 }
 
@@ -163,9 +165,7 @@ impl Args {
 /// # Safety
 /// As for [`UsStr::to_str`].
 pub(crate) unsafe fn text(s: UsStr) -> Result<String, Error> {
-    unsafe { s.to_str() }
-        .map(str::to_owned)
-        .map_err(|e| Error::new(format!("text that is not UTF-8: {e}")))
+    unsafe { s.to_str() }.map(str::to_owned).map_err(Error::new)
 }
 
 impl Param {

@@ -24,6 +24,12 @@ pub fn candidates(extra: &[PathBuf]) -> Vec<PathBuf> {
             false => found.push(path.clone()),
         }
     }
+    // Absolute and resolved: the file checked is the file opened (dlopen would look a
+    // bare name up on the library path), and its real folder is the one checked.
+    let mut found: Vec<PathBuf> = found
+        .into_iter()
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+        .collect();
     let mut seen = Vec::new();
     found.retain(|path| {
         // A file reached twice (a hard link Cargo made, a folder given twice) is

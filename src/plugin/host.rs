@@ -11,17 +11,19 @@ use candle_core::{DType, Tensor};
 use unitscope_sdk::abi::{
     ABI_MINOR, RULE_DECONVNET, RULE_GRADIENT, RULE_GUIDED_BACKPROP, TARGET_CLASS, TARGET_UNIT,
     TARGET_WEIGHTED, US_ERROR, US_OK, UsHost, UsLayerInfo, UsModelInfo, UsStr, UsTarget, UsTensor,
-    UsText,
+    UsText, fill_sized,
 };
 
 use crate::attribution::Target;
 use crate::model::{BackwardRule, Model, Objective, Probe, UnitAddress};
 
-/// What the callbacks of one call reach: the model, and its layer names and kinds
-/// as text that stays put for the call.
+/// What the callbacks of one call reach: the model, its layer names and kinds as
+/// text that stays put for the call, and the last error a callback answered (so
+/// that a plugin passing the host's own error on is not blamed for it).
 pub struct Context<'a> {
     model: &'a Model,
     layers: Vec<(String, String, Vec<usize>)>,
+    failed: std::sync::Mutex<Option<String>>,
 }
 
 impl<'a> Context<'a> {
@@ -32,7 +34,16 @@ impl<'a> Context<'a> {
             .iter()
             .map(|l| (l.name.clone(), l.kind.to_string(), l.shape.clone()))
             .collect();
-        Ok(Self { model, layers })
+        Ok(Self {
+            model,
+            layers,
+            failed: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The last error a callback answered with, taken.
+    pub fn host_failure(&self) -> Option<String> {
+        self.failed.lock().ok()?.take()
     }
 
     /// The table handed to the plugin; valid while `self` is.
@@ -51,26 +62,23 @@ impl<'a> Context<'a> {
 }
 
 /// Runs a callback's body for the plugin: its error, or a panic of the host's, as
-/// [`US_ERROR`] with text.
-fn answer(error: *mut UsText, body: impl FnOnce() -> Result<()>) -> i32 {
-    let message = match catch_unwind(AssertUnwindSafe(body)) {
+/// [`US_ERROR`] with text (remembered in the context).
+fn answer(ctx: *mut c_void, error: *mut UsText, body: impl FnOnce(&Context) -> Result<()>) -> i32 {
+    // SAFETY: the pointer `Context::table` put in the table, during the call.
+    let cx = unsafe { &*ctx.cast::<Context>() };
+    let message = match catch_unwind(AssertUnwindSafe(|| body(cx))) {
         Ok(Ok(())) => return US_OK,
         Ok(Err(e)) => format!("{e:#}"),
         Err(_) => "the host failed inside a plugin's call (a bug in unitscope)".to_owned(),
     };
+    if let Ok(mut failed) = cx.failed.lock() {
+        *failed = Some(message.clone());
+    }
     if !error.is_null() {
         // SAFETY: the plugin's slot for the text.
-        unsafe { error.write(UsText::owned(message)) };
+        unsafe { error.write(text(&message)) };
     }
     US_ERROR
-}
-
-/// The context behind `ctx`.
-///
-/// # Safety
-/// `ctx` is the pointer [`Context::table`] put in the table, during the call.
-unsafe fn context<'a>(ctx: *mut c_void) -> &'a Context<'a> {
-    unsafe { &*ctx.cast::<Context>() }
 }
 
 unsafe extern "C" fn model_info(
@@ -78,8 +86,7 @@ unsafe extern "C" fn model_info(
     out: *mut UsModelInfo,
     error: *mut UsText,
 ) -> i32 {
-    answer(error, || {
-        let cx = unsafe { context(ctx) };
+    answer(ctx, error, |cx| {
         let [height, width] = cx.model.input_spec().size;
         ensure!(!out.is_null(), "no place for the model's info");
         let info = UsModelInfo {
@@ -91,7 +98,8 @@ unsafe extern "C" fn model_info(
             classes: cx.model.labels().len() as u64,
             layers: cx.layers.len() as u64,
         };
-        unsafe { out.write(info) };
+        // SAFETY: the plugin's slot, sized by the plugin.
+        unsafe { fill_sized(out, info) };
         Ok(())
     })
 }
@@ -102,8 +110,7 @@ unsafe extern "C" fn layer_info(
     out: *mut UsLayerInfo,
     error: *mut UsText,
 ) -> i32 {
-    answer(error, || {
-        let cx = unsafe { context(ctx) };
+    answer(ctx, error, |cx| {
         let Some((name, kind, shape)) = cx.layers.get(index as usize) else {
             bail!(
                 "there is no layer {index}: the model has {}",
@@ -122,7 +129,8 @@ unsafe extern "C" fn layer_info(
             rank: shape.len() as u32,
             dims,
         };
-        unsafe { out.write(info) };
+        // SAFETY: the plugin's slot, sized by the plugin.
+        unsafe { fill_sized(out, info) };
         Ok(())
     })
 }
@@ -136,8 +144,7 @@ unsafe extern "C" fn forward(
     recorded: *mut UsTensor,
     error: *mut UsText,
 ) -> i32 {
-    answer(error, || {
-        let cx = unsafe { context(ctx) };
+    answer(ctx, error, |cx| {
         let x = cx.input(inputs)?;
         let names = unsafe { names(layers, n_layers) }?;
         let probe = names
@@ -170,8 +177,7 @@ unsafe extern "C" fn gradient(
     layer_gradients: *mut UsTensor,
     error: *mut UsText,
 ) -> i32 {
-    answer(error, || {
-        let cx = unsafe { context(ctx) };
+    answer(ctx, error, |cx| {
         let x = cx.input(inputs)?;
         let n = x.dim(0)?;
         ensure!(
@@ -250,7 +256,8 @@ unsafe fn objective(t: &UsTarget, classes: usize) -> Result<(Objective, Option<S
             (Target::Class(c).objective(), None)
         }
         TARGET_UNIT => {
-            let layer = unsafe { t.layer.to_str() }.context("a layer name that is not UTF-8")?;
+            let layer =
+                unsafe { t.layer.to_str() }.map_err(|e| anyhow::anyhow!("a layer name: {e}"))?;
             let unit = UnitAddress {
                 layer: layer.to_owned(),
                 channel: t.channel as usize,
@@ -292,17 +299,54 @@ unsafe fn names(layers: *const UsStr, n: usize) -> Result<Vec<String>> {
     unsafe { std::slice::from_raw_parts(layers, n) }
         .iter()
         .map(|s| {
-            let s = unsafe { s.to_str() }.context("a layer name that is not UTF-8")?;
+            let s = unsafe { s.to_str() }.map_err(|e| anyhow::anyhow!("a layer name: {e}"))?;
             Ok(s.to_owned())
         })
         .collect()
 }
 
-/// A copy of `t` in the host's memory, handed over to the plugin.
+/// A copy of `t` handed over to the plugin, in memory from `malloc`: the plugin
+/// frees it with [`free_floats`], which cannot be misled by a wrong length.
 fn hand_over(t: &Tensor) -> Result<UsTensor> {
     let dims = t.dims().to_vec();
     let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    UsTensor::owned(&dims, values).context("a tensor of too many axes")
+    let mut tensor = UsTensor::borrowed(&dims, &values).context("a tensor of too many axes")?;
+    // SAFETY: malloc of a checked size, filled before it is handed over.
+    let data = unsafe { libc::malloc(values.len().max(1) * size_of::<f32>()) }.cast::<f32>();
+    ensure!(
+        !data.is_null(),
+        "out of memory for a tensor of {} values",
+        values.len()
+    );
+    unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), data, values.len()) };
+    tensor.data = data;
+    tensor.free = Some(free_floats);
+    Ok(tensor)
+}
+
+/// Text handed over to the plugin, from `malloc` as [`hand_over`]'s tensors.
+fn text(message: &str) -> UsText {
+    // SAFETY: malloc of the text's length, filled before it is handed over.
+    let ptr = unsafe { libc::malloc(message.len().max(1)) }.cast::<u8>();
+    if ptr.is_null() {
+        return UsText::NONE;
+    }
+    unsafe { std::ptr::copy_nonoverlapping(message.as_ptr(), ptr, message.len()) };
+    UsText {
+        ptr,
+        len: message.len(),
+        free: Some(free_bytes),
+    }
+}
+
+unsafe extern "C" fn free_floats(data: *mut f32, _len: usize) {
+    // SAFETY: from `hand_over`'s malloc.
+    unsafe { libc::free(data.cast()) }
+}
+
+unsafe extern "C" fn free_bytes(ptr: *mut u8, _len: usize) {
+    // SAFETY: from `text`'s malloc.
+    unsafe { libc::free(ptr.cast()) }
 }
 
 /// Writes `outputs` (the first, then `n` more) into the plugin's slots; on failure

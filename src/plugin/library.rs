@@ -62,14 +62,8 @@ pub fn open(path: &Path) -> Result<Opened> {
             message.unwrap_or_else(|| "it gave no reason".to_owned())
         );
     }
-    // SAFETY: non-null, static in the never-unloaded library.
-    let plugin: &'static UsPlugin = unsafe { &*plugin };
-    ensure!(
-        plugin.size as usize >= size_of::<UsPlugin>(),
-        "its description is {} bytes, smaller than ABI {ABI_MAJOR}.0's {}",
-        plugin.size,
-        size_of::<UsPlugin>()
-    );
+    // SAFETY: non-null, static in the never-unloaded library, at least its `size`.
+    let plugin: &'static UsPlugin = unsafe { read_sized(plugin, V1_0.plugin, "description") }?;
     let abi = (plugin.abi_major, plugin.abi_minor);
     ensure!(
         abi.0 == ABI_MAJOR,
@@ -93,8 +87,34 @@ pub fn open(path: &Path) -> Result<Opened> {
         "its name `{name}` is not lower-case letters, digits and dashes"
     );
     let kind = match plugin.kind {
-        KIND_METHOD => Kind::Method(vtable(plugin.method, |t| t.size, "method")?),
-        KIND_MODALITY => Kind::Modality(vtable(plugin.modality, |t| t.size, "modality")?),
+        KIND_METHOD => {
+            ensure!(
+                !plugin.method.is_null(),
+                "it says it is a method but has no method entries"
+            );
+            // SAFETY: non-null, static in the never-unloaded library.
+            let method: &UsMethod =
+                unsafe { read_sized(plugin.method, V1_0.method, "method entries") }?;
+            ensure!(
+                method.attribute.is_some(),
+                "its method has no `attribute` entry"
+            );
+            Kind::Method(method)
+        }
+        KIND_MODALITY => {
+            ensure!(
+                !plugin.modality.is_null(),
+                "it says it is a modality but has no modality entries"
+            );
+            // SAFETY: as for the method.
+            let modality: &UsModality =
+                unsafe { read_sized(plugin.modality, V1_0.modality, "modality entries") }?;
+            ensure!(
+                modality.decode.is_some() && modality.release.is_some(),
+                "its modality lacks a `decode` or `release` entry"
+            );
+            Kind::Modality(modality)
+        }
         other => bail!("it is of an unknown kind ({other})"),
     };
     Ok(Opened {
@@ -113,27 +133,50 @@ fn runs_here(minor: u32) -> bool {
     minor <= ABI_MINOR
 }
 
-/// A plugin's vtable, checked to be at least as large as ABI 1.0's.
-fn vtable<T>(ptr: *const T, size: fn(&T) -> u32, what: &str) -> Result<&'static T> {
+/// The sizes of ABI 1.0's structs: the least a plugin of any 1.x may hand over.
+/// (They equal today's sizes; a later minor's larger structs keep these.)
+struct Sizes {
+    plugin: usize,
+    method: usize,
+    modality: usize,
+}
+
+const V1_0: Sizes = Sizes {
+    plugin: std::mem::offset_of!(UsPlugin, modality) + size_of::<*const UsModality>(),
+    method: std::mem::offset_of!(UsMethod, passes) + size_of::<usize>(),
+    modality: std::mem::offset_of!(UsModality, draw) + size_of::<usize>(),
+};
+
+/// A copy of the plugin's struct at `ptr`, in the host's layout: the bytes its
+/// `size` (its first field) says it has, up to the host's size, the rest zero
+/// (absent). Leaked: the host keeps it for the life of the process.
+///
+/// # Safety
+/// `ptr` is non-null and readable for the size its first field states; `T` is an
+/// ABI struct beginning with `size: u32` whose all-zero value is valid (pointers,
+/// nullable entries, numbers).
+unsafe fn read_sized<T>(ptr: *const T, least: usize, what: &str) -> Result<&'static T> {
+    let size = unsafe { ptr.cast::<u32>().read() } as usize;
     ensure!(
-        !ptr.is_null(),
-        "it says it is a {what} but has no {what} entries"
+        size >= least,
+        "its {what} are {size} bytes, fewer than plugin ABI {ABI_MAJOR}.0's {least}"
     );
-    // SAFETY: non-null, static in the never-unloaded library.
-    let table: &'static T = unsafe { &*ptr };
-    ensure!(
-        size(table) as usize >= size_of::<T>(),
-        "its {what} entries are {} bytes, smaller than ABI {ABI_MAJOR}.0's {}",
-        size(table),
-        size_of::<T>()
-    );
-    Ok(table)
+    let mut copy = Box::new(std::mem::MaybeUninit::<T>::zeroed());
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            ptr.cast::<u8>(),
+            copy.as_mut_ptr().cast::<u8>(),
+            size.min(size_of::<T>()),
+        );
+    }
+    // SAFETY: zeroed, then filled with the plugin's bytes of the same layout.
+    Ok(Box::leak(unsafe { copy.assume_init() }))
 }
 
 /// Text from the plugin's static description.
 pub(super) fn text(s: UsStr, what: &str) -> Result<String> {
     // SAFETY: static text in the never-unloaded library (the ABI's contract).
-    let s = unsafe { s.to_str() }.with_context(|| format!("its {what} is not UTF-8"))?;
+    let s = unsafe { s.to_str() }.map_err(|e| anyhow::anyhow!("its {what} is {e}"))?;
     Ok(s.to_owned())
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use candle_core::{DType, Tensor};
 use unitscope_sdk::abi::{
     PARAM_CHOICE, PARAM_FLAG, PARAM_INTEGER, PARAM_LAYERS, PARAM_REAL, PARAM_TEXT, TARGET_CLASS,
@@ -60,6 +60,21 @@ pub fn describe(
         .iter()
         .map(param)
         .collect::<Result<_>>()?;
+    for (i, p) in params.iter().enumerate() {
+        ensure!(
+            !p.name.is_empty()
+                && p.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "its parameter `{}` is not named in lower-case letters, digits and dashes",
+            p.name
+        );
+        ensure!(
+            params[..i].iter().all(|q| q.name != p.name),
+            "its parameter `{}` is declared twice",
+            p.name
+        );
+    }
     let plugin: &'static Plugin = Box::leak(Box::new(Plugin {
         name,
         entries: Entries(entries),
@@ -237,9 +252,11 @@ impl Method for PluginMethod {
             let _ = self.fail(message.unwrap_or_else(|| "its pass count failed".to_owned()));
             return one;
         }
+        // Clamped, so that the host's sum of the two cannot overflow.
+        let clamp = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).min(usize::MAX / 4);
         Passes {
-            backward: out.backward as usize,
-            forward: out.forward as usize,
+            backward: clamp(out.backward),
+            forward: clamp(out.forward),
         }
     }
 
@@ -254,12 +271,18 @@ impl Method for PluginMethod {
             .to_vec1::<f32>()?;
         let input = UsTensor::borrowed(&dims, &values).context("inputs of too many axes")?;
         let (raw_targets, _layers) = targets_to_abi(targets);
+        let Some(attribute) = self.plugin.entries.0.attribute else {
+            bail!(
+                "internal: the plugin `{}` has no attribute entry",
+                self.plugin.name
+            );
+        };
         let context = Context::new(model)?;
         let host = context.table();
         let mut maps = UsTensor::EMPTY;
         let mut error = UsText::NONE;
         let status = self.with_args(|args| unsafe {
-            (self.plugin.entries.0.attribute)(
+            attribute(
                 &host,
                 args.as_ptr(),
                 args.len(),
@@ -271,9 +294,12 @@ impl Method for PluginMethod {
             )
         });
         let message = unsafe { error.take() };
-        let result = match status {
-            US_OK => check_maps(&maps, &dims).map_err(|e| self.fail(e)),
-            US_CANCELLED => Err(crate::jobs::Cancelled.into()),
+        let result = match (status, context.host_failure()) {
+            (US_OK, _) => check_maps(&maps, &dims).map_err(|e| self.fail(e)),
+            (US_CANCELLED, _) => Err(crate::jobs::Cancelled.into()),
+            // The host's own failure (a unit that does not exist, memory), passed on:
+            // not the plugin's fault, so it stays enabled.
+            (_, Some(host)) => Err(anyhow!("the plugin `{}` stopped: {host}", self.plugin.name)),
             _ => Err(self.fail(message.unwrap_or_else(|| "it gave no reason".to_owned()))),
         };
         // SAFETY: handed over with the plugin's free function.

@@ -64,13 +64,15 @@ impl Loaded {
 static REPORTS: OnceLock<Vec<Report>> = OnceLock::new();
 
 /// Finds and loads every plugin (see [`discover::candidates`] for where), once
-/// per process: later calls return the first call's reports.
-pub fn load(extra: &[PathBuf]) -> &'static [Report] {
+/// per process: later calls return the first call's reports. A method's
+/// parameter may not take one of `reserved`, the names of the commands' own
+/// options.
+pub fn load(extra: &[PathBuf], reserved: &[String]) -> &'static [Report] {
     REPORTS.get_or_init(|| {
         discover::candidates(extra)
             .into_iter()
             .map(|path| Report {
-                outcome: load_one(&path).map_err(|e| format!("{e:#}").replace('\n', " ")),
+                outcome: load_one(&path, reserved).map_err(|e| format!("{e:#}").replace('\n', " ")),
                 path,
             })
             .collect()
@@ -95,13 +97,23 @@ pub fn problems() -> Vec<String> {
         .collect()
 }
 
-fn load_one(path: &Path) -> Result<Loaded> {
+fn load_one(path: &Path, reserved: &[String]) -> Result<Loaded> {
     discover::check_permissions(path)?;
     let opened = library::open(path)?;
     let (kind, about, method) = match opened.kind {
         Kind::Method(entries) => {
             let (plugin, descriptor) =
                 method::describe(opened.name.clone(), opened.about.clone(), entries)?;
+            if let Some(p) = descriptor
+                .params
+                .iter()
+                .find(|p| reserved.iter().any(|r| r == p.name))
+            {
+                anyhow::bail!(
+                    "its parameter --{} would shadow the command's own option",
+                    p.name
+                );
+            }
             crate::attribution::registry::register(descriptor)?;
             ("method", opened.about, Some(plugin))
         }

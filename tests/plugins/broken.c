@@ -30,9 +30,9 @@ static void free_floats(float *data, size_t len) {
     free(data);
 }
 
-static int32_t attribute(const UsHost *host, const UsArg *args, size_t n_args,
-                         const UsTensor *inputs, const UsTarget *targets, size_t n_targets,
-                         UsTensor *maps, UsText *error) {
+static inline int32_t attribute(const UsHost *host, const UsArg *args, size_t n_args,
+                                const UsTensor *inputs, const UsTarget *targets, size_t n_targets,
+                                UsTensor *maps, UsText *error) {
     (void)host;
     (void)args;
     (void)n_args;
@@ -62,12 +62,33 @@ static int32_t attribute(const UsHost *host, const UsArg *args, size_t n_args,
     return US_OK;
 }
 
+#ifdef FAULT_RESERVED
+/* A parameter named like one of explain's own options. */
+static const UsParam PARAMS[] = {{
+    .name = STR("output"),
+    .help = STR("clashes with --output"),
+    .kind = US_PARAM_INTEGER,
+    .integer_default = 1,
+    .integer_min = 0,
+    .integer_max = 2,
+}};
+#endif
+
 static const UsMethod METHOD = {
     .size = sizeof(UsMethod),
     .citation = STR("the test corpus"),
+#ifdef FAULT_RESERVED
+    .params = PARAMS,
+    .n_params = 1,
+#else
     .params = NULL,
     .n_params = 0,
+#endif
+#ifdef FAULT_NO_ATTRIBUTE
+    .attribute = NULL,
+#else
     .attribute = attribute,
+#endif
     .passes = NULL,
 };
 

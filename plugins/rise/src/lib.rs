@@ -117,8 +117,14 @@ impl Method for Rise {
                 inputs.dims()
             )));
         };
+        if targets.len() != n {
+            return Err(Error::new(format!(
+                "{} targets for {n} inputs",
+                targets.len()
+            )));
+        }
         let mut maps = Tensor::zeros(&[n, 1, h, w]);
-        for (i, target) in targets.iter().enumerate().take(n) {
+        for (i, target) in targets.iter().enumerate() {
             let map = explain(host, &settings, (inputs.item(i), [c, h, w]), target)?;
             maps.data_mut()[i * h * w..(i + 1) * h * w].copy_from_slice(&map);
         }
