@@ -9,22 +9,7 @@ use unitscope::attribution::{
     self, Attribution, Baseline, Gradient, IntegratedGradients, Method, Quadrature, SmoothGrad,
     Statistic, Target, TargetSpec,
 };
-use unitscope::data::world::{HELD_OUT, World};
-use unitscope::model::{ArchOptions, Architecture, Model, Probe, demo};
-
-fn demo_inputs(model: &Model, n: u64) -> Tensor {
-    let world = World::new(0);
-    let images: Vec<Tensor> = (0..n)
-        .map(|i| {
-            let scene = world.scene(HELD_OUT + i);
-            model
-                .input_spec()
-                .to_tensor(&scene.image, &Device::Cpu)
-                .unwrap()
-        })
-        .collect();
-    Tensor::stack(&images, 0).unwrap()
-}
+use unitscope::model::{ArchOptions, Architecture, Probe, demo};
 
 fn input_map(a: Attribution) -> Tensor {
     match a {
@@ -49,7 +34,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 #[test]
 fn several_targets_in_one_call_equal_separate_calls() {
     let model = demo::model(&Device::Cpu).unwrap();
-    let x = demo_inputs(&model, 3);
+    let x = common::demo_inputs(&model, 3);
     let specs = [
         TargetSpec::Class(0),
         TargetSpec::Predicted,
@@ -70,7 +55,7 @@ fn several_targets_in_one_call_equal_separate_calls() {
 #[test]
 fn a_unit_target_is_the_gradient_of_that_unit() {
     let model = demo::model(&Device::Cpu).unwrap();
-    let x = demo_inputs(&model, 2);
+    let x = common::demo_inputs(&model, 2);
     let unit: unitscope::model::UnitAddress = "features.7:5".parse().unwrap();
     let target = Target::Unit(unit.clone());
     let maps = input_map(
@@ -97,7 +82,7 @@ fn a_unit_target_is_the_gradient_of_that_unit() {
 #[test]
 fn smoothgrad_is_seeded_and_independent_of_the_batch_size() {
     let model = demo::model(&Device::Cpu).unwrap();
-    let x = demo_inputs(&model, 2);
+    let x = common::demo_inputs(&model, 2);
     let targets = [Target::Class(1), Target::Class(3)];
     let run = |seed: u64, batch: usize| {
         let smooth = SmoothGrad {
@@ -134,7 +119,7 @@ fn smoothgrad_is_seeded_and_independent_of_the_batch_size() {
 #[test]
 fn integrated_gradients_are_complete() {
     let model = demo::model(&Device::Cpu).unwrap();
-    let x = demo_inputs(&model, 2);
+    let x = common::demo_inputs(&model, 2);
     let targets = [Target::Class(1), Target::Class(3)];
     let ig = IntegratedGradients::default();
     let (maps, delta) = ig.attribute_with_delta(&model, &x, &targets).unwrap();

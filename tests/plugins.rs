@@ -7,11 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use common::root;
 use unitscope::attribution::descriptor::{Params, Value};
 use unitscope::attribution::{Attribution, Target, registry};
-use unitscope::data::world::{HELD_OUT, World};
 use unitscope::model::UnitAddress;
 use unitscope::plugin::rise::Rise;
 
@@ -71,17 +70,7 @@ fn the_rise_plugin_matches_rise_written_on_the_engine() {
     );
 
     let model = unitscope::model::demo::model(&Device::Cpu).unwrap();
-    let world = World::new(0);
-    let inputs: Vec<Tensor> = (0..2)
-        .map(|i| {
-            let scene = world.scene(HELD_OUT + i);
-            model
-                .input_spec()
-                .to_tensor(&scene.image, &Device::Cpu)
-                .unwrap()
-        })
-        .collect();
-    let inputs = Tensor::stack(&inputs, 0).unwrap();
+    let inputs = common::demo_inputs(&model, 2);
     let layer = model.layers().unwrap()[3].name.clone();
     let targets = [
         Target::Class(2),

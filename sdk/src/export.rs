@@ -226,7 +226,7 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 /// `export_plugin!(modality: MyModality);`, once per library.
 #[macro_export]
 macro_rules! export_plugin {
-    (method: $plugin:ty) => {
+    ($kind:ident: $plugin:ty) => {
         /// The unitscope plugin ABI's entry.
         ///
         /// # Safety
@@ -237,21 +237,7 @@ macro_rules! export_plugin {
             host_minor: u32,
             error: *mut $crate::abi::UsText,
         ) -> *const $crate::abi::UsPlugin {
-            unsafe { $crate::export::method::<$plugin>(host_major, host_minor, error) }
-        }
-    };
-    (modality: $plugin:ty) => {
-        /// The unitscope plugin ABI's entry.
-        ///
-        /// # Safety
-        /// `error` is null or valid for a write (the host's contract).
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn unitscope_plugin_v1(
-            host_major: u32,
-            host_minor: u32,
-            error: *mut $crate::abi::UsText,
-        ) -> *const $crate::abi::UsPlugin {
-            unsafe { $crate::export::modality::<$plugin>(host_major, host_minor, error) }
+            unsafe { $crate::export::$kind::<$plugin>(host_major, host_minor, error) }
         }
     };
 }

@@ -201,3 +201,18 @@ pub fn png_with_header(width: u32, height: u32) -> Vec<u8> {
     chunk(&mut png, b"IEND", &[]);
     png
 }
+
+/// The first `n` held-out demo scenes, preprocessed for `model`, as one batch.
+pub fn demo_inputs(model: &Model, n: u64) -> Tensor {
+    let world = unitscope::data::world::World::new(0);
+    let images: Vec<Tensor> = (0..n)
+        .map(|i| {
+            let scene = world.scene(unitscope::data::world::HELD_OUT + i);
+            model
+                .input_spec()
+                .to_tensor(&scene.image, &Device::Cpu)
+                .unwrap()
+        })
+        .collect();
+    Tensor::stack(&images, 0).unwrap()
+}
