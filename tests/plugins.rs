@@ -195,6 +195,224 @@ fn a_c_plugin_runs_through_explain() {
     assert_eq!(plugin, builtin);
 }
 
+/// Builds the test modality (`tests/plugins/modality.c`, raw `.f32` inputs) into
+/// `dir` with `defines`.
+fn rawinput(dir: &Path, defines: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let library = dir.join("librawinput.so");
+    compile_c(&root().join("tests/plugins/modality.c"), &library, defines);
+    library
+}
+
+/// Writes each of `inputs` (`[N, C, H, W]`) as `{dir}/scene{i}.f32`: the test
+/// modality's files.
+fn write_f32(dir: &Path, inputs: &candle_core::Tensor) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    (0..inputs.dim(0).unwrap())
+        .map(|i| {
+            let values = inputs
+                .get(i)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let path = dir.join(format!("scene{i}.f32"));
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            std::fs::write(&path, bytes).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// The raw maps (`.npy`) of an explain run in `out`, by file name.
+fn raw_maps(out: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "npy"))
+        .map(|p| {
+            let file = std::fs::File::open(&p).unwrap();
+            let values = npyz::NpyFile::new(file).unwrap().into_vec().unwrap();
+            (p.file_name().unwrap().to_str().unwrap().to_owned(), values)
+        })
+        .collect()
+}
+
+/// Pixels of `png` the test modality's own drawing makes (no green, red and blue
+/// summing to full): none where the host drew its heatmap over the grey picture.
+fn drawn_by_plugin(png: &Path) -> usize {
+    let image = image::open(png).unwrap().to_rgb8();
+    image
+        .pixels()
+        .filter(|p| p[1] == 0 && (p[0] as i32 + p[2] as i32 - 255).abs() <= 2)
+        .count()
+}
+
+/// A modality plugin (C, against the header) opens its files wherever images
+/// open: `explain` gives the same maps for them as for the demo scenes they hold,
+/// drawn by the host over the plugin's picture with its axes, or by the plugin
+/// itself; `predict` uses the model card it ships; `topk` searches a folder of
+/// them and draws the units' activations through it; a file it cannot decode is
+/// an error about that file, and `unitscope plugins` lists it.
+#[test]
+fn a_modality_plugin_opens_its_files_wherever_images_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = unitscope::model::demo::model(&Device::Cpu).unwrap();
+    let files = write_f32(&dir.path().join("in"), &common::demo_inputs(&model, 2));
+    let files: Vec<&str> = files.iter().map(|p| p.to_str().unwrap()).collect();
+    let plain = rawinput(&dir.path().join("plain"), &[]);
+    let drawing = rawinput(&dir.path().join("drawing"), &["-DDRAW", "-DCARD"]);
+    // The card it ships: the demo model under other label names.
+    let labels: Vec<String> = model.labels().iter().map(|l| l.to_uppercase()).collect();
+    std::fs::write(dir.path().join("drawing/labels.txt"), labels.join("\n")).unwrap();
+    std::fs::write(
+        dir.path().join("drawing/rawinput.toml"),
+        format!(
+            "architecture = \"plain_cnn\"\nweights = {:?}\nlabels = \"labels.txt\"\n\
+             [input]\nsize = [64, 64]\nresize = \"stretch\"\nmean = [0.5, 0.5, 0.5]\n\
+             std = [0.25, 0.25, 0.25]\n[options]\nchannels = [16, 32, 64, 128]\n\
+             batch_norm = false\n",
+            root().join("assets/demo-model.safetensors")
+        ),
+    )
+    .unwrap();
+
+    let listed = unitscope(
+        &["plugins", "--plugin", drawing.to_str().unwrap()],
+        dir.path(),
+    );
+    let line = stdout(&listed)
+        .lines()
+        .find(|l| l.starts_with("rawinput"))
+        .unwrap_or_else(|| panic!("not listed:\n{}", stdout(&listed)))
+        .to_owned();
+    assert!(
+        line.contains("modality") && line.contains("ready") && line.contains("(.f32; model "),
+        "{line}"
+    );
+
+    let explain = |library: Option<&Path>, inputs: &[&str], out: &str| -> Output {
+        let mut args = vec!["explain"];
+        args.extend(inputs);
+        args.extend(["-m", "saliency,grad-cam", "--save-raw", "-o", out]);
+        if let Some(library) = library {
+            args.extend(["--plugin", library.to_str().unwrap()]);
+        }
+        unitscope(&args, dir.path())
+    };
+    let out = |name: &str| dir.path().join(name);
+    let scenes = explain(None, &["--demo", "2"], out("scenes").to_str().unwrap());
+    assert!(scenes.status.success(), "{}", stderr(&scenes));
+    let (reference, host_drawn, self_drawn) = (out("scenes"), out("host"), out("self"));
+    for (library, out) in [(&plain, &host_drawn), (&drawing, &self_drawn)] {
+        let run = explain(Some(library), &files, out.to_str().unwrap());
+        assert!(run.status.success(), "{}", stderr(&run));
+        assert_eq!(
+            raw_maps(out),
+            raw_maps(&reference),
+            "the same inputs, the same maps"
+        );
+    }
+    // Saliency's map, and Grad-CAM's at its layer and as displayed, per scene.
+    assert_eq!(raw_maps(&reference).len(), 6);
+    for method in ["saliency", "grad-cam"] {
+        let png = |out: &Path| out.join(format!("scene0.{method}.predicted.png"));
+        // The axes widen and heighten the picture.
+        let drawn = image::image_dimensions(png(&host_drawn)).unwrap();
+        assert!(drawn.0 > 64 && drawn.1 > 64, "{method}: {drawn:?}");
+        assert_eq!(drawn, image::image_dimensions(png(&self_drawn)).unwrap());
+        assert_eq!(drawn_by_plugin(&png(&host_drawn)), 0, "{method}");
+        assert!(drawn_by_plugin(&png(&self_drawn)) >= 64 * 64, "{method}");
+    }
+
+    // Tokens: drawn in a line, one cell per input column, the map over them.
+    let tokens = rawinput(&dir.path().join("tokens"), &["-DTOKENS"]);
+    let run = explain(
+        Some(&tokens),
+        &files[..1],
+        out("token-maps").to_str().unwrap(),
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let (width, height) =
+        image::image_dimensions(out("token-maps").join("scene0.grad-cam.predicted.png")).unwrap();
+    assert!(width > 64 * 10 && height < 64, "{width}x{height}");
+
+    // predict: the card the plugin ships, not the demo model (no note about it).
+    let predicted = unitscope(
+        &[
+            "predict",
+            files[0],
+            "--json",
+            "--plugin",
+            drawing.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(predicted.status.success(), "{}", stderr(&predicted));
+    let top: serde_json::Value = serde_json::from_str(stdout(&predicted).trim()).unwrap();
+    let label = top["top"][0]["label"].as_str().unwrap();
+    assert!(labels.iter().any(|l| l == label), "{label}");
+    assert!(
+        !stderr(&predicted).contains("demo model"),
+        "{}",
+        stderr(&predicted)
+    );
+
+    // topk over the folder: the activations drawn by the plugin.
+    let topk_out = out("topk");
+    let searched = unitscope(
+        &[
+            "topk",
+            "--images",
+            dir.path().join("in").to_str().unwrap(),
+            "--layer",
+            "features.10",
+            "--units",
+            "3",
+            "--k",
+            "2",
+            "--no-cache",
+            "-o",
+            topk_out.to_str().unwrap(),
+            "--plugin",
+            drawing.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(searched.status.success(), "{}", stderr(&searched));
+    let unit = topk_out.join("features.10/unit0003");
+    let activations: Vec<PathBuf> = std::fs::read_dir(&unit)
+        .unwrap_or_else(|e| panic!("{}: {e}", unit.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().ends_with("_activation.png"))
+        .collect();
+    assert_eq!(activations.len(), 2);
+    for png in &activations {
+        assert!(drawn_by_plugin(png) >= 64 * 64, "{}", png.display());
+    }
+
+    // A file it cannot decode: one line naming the plugin and the file.
+    let bad = dir.path().join("in/short.f32");
+    std::fs::write(&bad, [0u8; 10]).unwrap();
+    let failed = explain(
+        Some(&plain),
+        &[bad.to_str().unwrap()],
+        out("bad").to_str().unwrap(),
+    );
+    assert_eq!(failed.status.code(), Some(1));
+    let err = stderr(&failed);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("note:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("error: rawinput cannot open")
+            && lines[0].contains("short.f32")
+            && lines[0].contains("wrong number of floats"),
+        "{}",
+        lines[0]
+    );
+}
+
 /// One broken plugin: how to make it, and what its one line must say.
 struct Broken {
     name: &'static str,
@@ -377,21 +595,115 @@ fn broken_plugins_each_give_one_line_and_the_host_carries_on() {
     }
 }
 
+/// Builds the Rust plugin crate `tests/plugins/{name}` (with its own target
+/// folder, shared by the test plugins) and returns its library.
+fn build_rust_plugin(name: &str) -> PathBuf {
+    let target = root().join("target/test-plugins");
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--offline", "--quiet", "--manifest-path"])
+        .arg(root().join(format!("tests/plugins/{name}/Cargo.toml")))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(built.success(), "building tests/plugins/{name}");
+    target.join(format!("debug/lib{name}.so"))
+}
+
+/// A modality plugin that hands over garbage (an input of the wrong shape or
+/// holding NaN, a display of no known kind, a drawing of the wrong size) is one
+/// error line naming it and what it did; one that panics (Rust, in its decode or
+/// its drawing) likewise, the panic caught by the SDK.
+#[test]
+fn a_broken_modality_plugin_gives_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = unitscope::model::demo::model(&Device::Cpu).unwrap();
+    let file = write_f32(&dir.path().join("in"), &common::demo_inputs(&model, 1)).remove(0);
+    let one_error = |out: &Output, needles: &[&str]| {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+        let err = stderr(out);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("note:")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        for needle in needles {
+            assert!(lines[0].contains(needle), "{needle}: {}", lines[0]);
+        }
+    };
+    let faults = [
+        (&["-DFAULT_SHAPE"][..], "an input of shape [3, 32, 128]"),
+        (&["-DFAULT_NAN"], "an input holding NaN"),
+        (&["-DFAULT_DISPLAY"], "a display of unknown kind 7"),
+        (
+            &["-DDRAW", "-DFAULT_DRAW_SHAPE"],
+            "a picture of shape [64, 192, 1]",
+        ),
+    ];
+    for (i, (defines, needle)) in faults.into_iter().enumerate() {
+        let library = rawinput(&dir.path().join(format!("fault{i}")), defines);
+        let out = dir.path().join(format!("out{i}"));
+        let run = unitscope(
+            &[
+                "explain",
+                file.to_str().unwrap(),
+                "-m",
+                "saliency",
+                "-o",
+                out.to_str().unwrap(),
+                "--plugin",
+                library.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        one_error(&run, &["plugin `rawinput` failed and is disabled", needle]);
+    }
+
+    let library = build_rust_plugin("panicky_modality");
+    let file = dir.path().join("in/x.panicky");
+    std::fs::write(&file, "anything").unwrap();
+    let out = dir.path().join("panicky");
+    let run = |at: &str| -> Output {
+        Command::new(env!("CARGO_BIN_EXE_unitscope"))
+            .args([
+                "explain",
+                file.to_str().unwrap(),
+                "-m",
+                "grad-cam",
+                "--force",
+                "-o",
+            ])
+            .arg(&out)
+            .args(["--plugin", library.to_str().unwrap()])
+            .env("XDG_DATA_HOME", dir.path())
+            .env("PANICKY_AT", at)
+            .output()
+            .unwrap()
+    };
+    one_error(
+        &run("decode"),
+        &["panicky-modality cannot open", "panicky panics in decode"],
+    );
+    one_error(
+        &run("draw"),
+        &["failed and is disabled", "panicky panics in draw"],
+    );
+    // Without a panic it works: the 8x8 picture, drawn by the plugin in green.
+    let fine = run("nowhere");
+    assert!(fine.status.success(), "{}", stderr(&fine));
+    let drawn = image::open(out.join("x.grad-cam.predicted.png"))
+        .unwrap()
+        .to_rgb8();
+    let green = drawn
+        .pixels()
+        .filter(|p| p[0] == 0 && p[2] == 0 && p[1] > 0)
+        .count();
+    assert!(green > 0, "no pixel drawn by the plugin");
+}
+
 /// A Rust plugin (built here with Cargo against the SDK) that panics in its
 /// entry, its pass count or its method: the SDK catches each panic, the host
 /// reports it in one line, and nothing of the panic reaches the terminal.
 #[test]
 fn a_panicking_rust_plugin_is_caught_at_every_export() {
-    let target = root().join("target/test-plugins");
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "--offline", "--quiet", "--manifest-path"])
-        .arg(root().join("tests/plugins/panicky/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .status()
-        .unwrap();
-    assert!(built.success(), "building tests/plugins/panicky");
-    let library = target.join("debug/libpanicky.so");
+    let library = build_rust_plugin("panicky");
     let dir = tempfile::tempdir().unwrap();
     let run = |at: &str, args: &[&str]| -> Output {
         Command::new(env!("CARGO_BIN_EXE_unitscope"))

@@ -200,7 +200,8 @@ typedef struct UsModality {
     const UsStr *extensions;
     size_t n_extensions;
     UsStr card;
-    int32_t (*decode)(UsStr path, const UsModelInfo *model, UsDecoded *out, UsText *error);
+    int32_t (*decode)(UsStr path, uint64_t channels, uint64_t height, uint64_t width,
+                      UsDecoded *out, UsText *error);
     void (*release)(void *handle);
     int32_t (*draw)(void *handle, const UsTensor *map, UsTensor *rgb, UsText *error);
 } UsModality;

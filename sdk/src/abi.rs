@@ -407,21 +407,28 @@ pub struct UsModality {
     /// A model card shipped with the plugin, relative to the plugin's file; empty
     /// when it ships none.
     pub card: UsStr,
-    /// Decodes the file at `path` for the model `model` describes into `out`.
+    /// Decodes the file at `path` into `out`, its input in the shape the model
+    /// takes, `[channels, height, width]`. An error is the file's (unreadable,
+    /// corrupt, too large), not the plugin's: the host reports it and carries on.
     /// Required.
     pub decode: Option<
         unsafe extern "C" fn(
             path: UsStr,
-            model: *const UsModelInfo,
+            channels: u64,
+            height: u64,
+            width: u64,
             out: *mut UsDecoded,
             error: *mut UsText,
         ) -> i32,
     >,
     /// Frees what `decode` made. Required.
     pub release: Option<unsafe extern "C" fn(handle: *mut c_void)>,
-    /// Optional: draws `map` (`[H, W]`, the input's positions, values in `0..=1`)
-    /// onto the file's display, into `rgb` (`[height, width, 3]` floats in
-    /// `0..=1`, handed over). Absent: the host draws its heatmap over the picture.
+    /// Optional: draws `map` (`[H, W]`, the input's positions, values in `0..=1`;
+    /// a signed map comes as `(1 + v) / 2`, so that 0.5 is zero) onto the file's
+    /// picture, into `rgb` (`[height, width, 3]` floats in `0..=1` at the
+    /// picture's size, handed over with its `free`). Called for attributions and
+    /// unit activations alike, one call at a time per handle. Absent: the host
+    /// draws its heatmap over the picture.
     pub draw: Option<
         unsafe extern "C" fn(
             handle: *mut c_void,

@@ -96,7 +96,7 @@ pub unsafe fn modality<M: Modality>(
             card: UsStr::new(M::CARD),
             decode: Some(crate::modality::decode::<M>),
             release: Some(crate::modality::release),
-            draw: None,
+            draw: M::DRAWS.then_some(crate::modality::draw::<M> as _),
         });
         let mut plugin = description(KIND_MODALITY, [M::NAME, M::VERSION, M::ABOUT]);
         plugin.modality = &*modality;

@@ -4,9 +4,9 @@
 use std::ffi::c_void;
 use std::path::Path;
 
-use crate::abi::{DISPLAY_IMAGE, DISPLAY_TOKENS, UsDecoded, UsModelInfo, UsStr, UsTensor, UsText};
+use crate::abi::{DISPLAY_IMAGE, DISPLAY_TOKENS, UsDecoded, UsStr, UsTensor, UsText, fill_sized};
 use crate::export::{guarded, instance};
-use crate::{Error, ModelInfo, Tensor};
+use crate::{Error, Tensor};
 
 /// One axis of a picture: what it measures, in which unit, from edge to edge.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -50,7 +50,8 @@ pub struct Decoded {
     pub display: Display,
 }
 
-/// A modality: the files it opens and how they become inputs.
+/// A modality: the files it opens, how they become inputs, and (optionally) how
+/// maps are drawn back onto them.
 pub trait Modality: Default + Send + Sync + 'static {
     /// Its name, e.g. `audio`.
     const NAME: &'static str;
@@ -60,11 +61,26 @@ pub trait Modality: Default + Send + Sync + 'static {
     const ABOUT: &'static str;
     /// The extensions it opens, lower case without the dot.
     const EXTENSIONS: &'static [&'static str];
-    /// A model card it ships, relative to the plugin's file ("" for none).
+    /// A model card it ships, relative to the plugin's file ("" for none): the
+    /// model its files open with when the user names none.
     const CARD: &'static str = "";
+    /// Whether [`Modality::draw`] draws maps itself; when not, the host draws its
+    /// heatmap over the picture.
+    const DRAWS: bool = false;
 
-    /// The file at `path`, for `model`.
-    fn decode(&self, path: &Path, model: &ModelInfo) -> Result<Decoded, Error>;
+    /// The file at `path`, its input in the shape the model takes, `[C, H, W]`.
+    /// An error is the file's (unreadable, corrupt, too large): the host reports
+    /// it and carries on.
+    fn decode(&self, path: &Path, input: [usize; 3]) -> Result<Decoded, Error>;
+
+    /// Draws `map` (`[H, W]` over the input's positions, values in `0..=1`; a
+    /// signed map comes as `(1 + v) / 2`) onto `file`'s picture: `[height, width,
+    /// 3]` colours in `0..=1` at the picture's size. Called only when
+    /// [`Modality::DRAWS`] is set.
+    fn draw(&self, file: &Decoded, map: &Tensor) -> Result<Tensor, Error> {
+        let _ = (file, map);
+        Err(Error::new(format!("{} does not draw maps", Self::NAME)))
+    }
 }
 
 /// What a decode hands the host: the file and the borrowed views into it.
@@ -76,33 +92,50 @@ struct Handle {
 /// [`crate::abi::UsModality::decode`] for `M`.
 pub(crate) unsafe extern "C" fn decode<M: Modality>(
     path: UsStr,
-    model: *const UsModelInfo,
+    channels: u64,
+    height: u64,
+    width: u64,
     out: *mut UsDecoded,
     error: *mut UsText,
 ) -> i32 {
     guarded(error, || {
         let path = unsafe { crate::param::text(path) }?;
-        // SAFETY: the host's model info, valid for the call.
-        let model = unsafe { &*model };
-        let model = ModelInfo {
-            name: unsafe { crate::param::text(model.name) }?,
-            input: [model.channels, model.height, model.width].map(|d| d as usize),
-            classes: model.classes as usize,
-        };
-        let decoded = instance::<M>()?.decode(Path::new(&path), &model)?;
+        let input = [channels, height, width].map(|d| d as usize);
+        let decoded = instance::<M>()?.decode(Path::new(&path), input)?;
         let tokens = match &decoded.display {
             Display::Tokens(tokens) => tokens.iter().map(|t| UsStr::new(t)).collect(),
             Display::Image { .. } => Vec::new(),
         };
         let handle = Box::new(Handle { decoded, tokens });
-        let view = describe(&handle)?;
-        // SAFETY: the host's output slot; the handle now lives until `release`.
-        unsafe {
-            out.write(UsDecoded {
-                handle: Box::into_raw(handle).cast::<c_void>(),
-                ..view
-            })
-        };
+        let mut view = describe(&handle)?;
+        view.handle = Box::into_raw(handle).cast::<c_void>();
+        // SAFETY: the host's output slot, sized by the host; the handle now lives
+        // until `release`.
+        unsafe { fill_sized(out, view) };
+        Ok(())
+    })
+}
+
+/// [`crate::abi::UsModality::draw`] for `M`.
+pub(crate) unsafe extern "C" fn draw<M: Modality>(
+    handle: *mut c_void,
+    map: *const UsTensor,
+    rgb: *mut UsTensor,
+    error: *mut UsText,
+) -> i32 {
+    guarded(error, || {
+        // SAFETY: a handle `decode` made, not yet released; the host's map for the
+        // call.
+        let (handle, map) = unsafe { (&*handle.cast::<Handle>(), &*map) };
+        let dims = map.shape()?;
+        // SAFETY: the host's floats, valid for the call.
+        let map = Tensor::new(&dims, unsafe { map.values() }?.to_vec())?;
+        let drawn = instance::<M>()?.draw(&handle.decoded, &map)?;
+        let dims = drawn.dims().to_vec();
+        let drawn =
+            UsTensor::owned(&dims, drawn.into_data()).ok_or("the drawing has too many axes")?;
+        // SAFETY: the host's output slot; the floats are now the host's to free.
+        unsafe { rgb.write(drawn) };
         Ok(())
     })
 }

@@ -20,7 +20,7 @@ pub struct Args {
     /// Model card (TOML). Without one: the embedded demo model.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// A folder of PNG/JPEG images to evaluate on.
+    /// A folder of PNG/JPEG images (and files modality plugins open) to evaluate on.
     #[arg(long, conflicts_with = "demo")]
     images: Option<PathBuf>,
     /// Held-out scenes of the demo world to evaluate on (they have object masks).
@@ -46,7 +46,7 @@ pub struct Args {
 const MAX_IMAGES: usize = 4096;
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = super::load_model(args.model.as_deref())?;
+    let model = super::model_for(args.model.as_deref(), &args.source())?;
     let methods = args.methods.build(&model)?;
     let args = args.clone();
     job::run("evaluate", methods.len() as u64, move |cx, out| {
@@ -126,12 +126,17 @@ fn evaluate(
 }
 
 impl Args {
-    /// Every input as one batch, with the objects' masks where the source has them.
-    fn inputs(&self, model: &Model) -> Result<TrustInputs> {
-        let source = match &self.images {
+    /// Where the inputs come from.
+    fn source(&self) -> Source {
+        match &self.images {
             Some(folder) => Source::Folder(folder.clone()),
             None => Source::Demo(self.demo),
-        };
+        }
+    }
+
+    /// Every input as one batch, with the objects' masks where the source has them.
+    fn inputs(&self, model: &Model) -> Result<TrustInputs> {
+        let source = self.source();
         let count = source.len()?;
         ensure!(
             count <= MAX_IMAGES,

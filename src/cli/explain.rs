@@ -15,7 +15,7 @@ use unitscope::jobs;
 use unitscope::metrics::{DeletionInsertion, MapScores};
 use unitscope::model::Model;
 use unitscope::render::{
-    self, Cells, Colormap, ColourBar, Panel, Scale, Style, Terminal, file_part,
+    self, Backdrop, Cells, Colormap, ColourBar, Panel, Scale, Style, Terminal, file_part,
 };
 
 use super::job::{self, Printer};
@@ -24,7 +24,7 @@ use super::outln;
 
 #[derive(Clone, clap::Args)]
 pub struct Args {
-    /// Images (PNG or JPEG).
+    /// Images (PNG or JPEG), or files a modality plugin opens (`unitscope plugins`).
     #[arg(required_unless_present_any = ["demo", "list_methods"])]
     images: Vec<PathBuf>,
     /// Model card (TOML). Without one: the embedded demo model.
@@ -96,7 +96,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
         return Ok(());
     }
-    let model = super::load_model(args.model.as_deref())?;
+    let model = super::model_for(args.model.as_deref(), &args.source())?;
     args.source().check(model.input_spec())?;
     let methods = args.methods.build(&model)?;
     let params = args.methods.params(&model);
@@ -110,13 +110,11 @@ pub fn run(args: &Args) -> Result<()> {
     unique("method", methods.iter().map(|(k, _)| k.as_str()))?;
     unique("target", targets.iter().map(|(t, _)| t.as_str()))?;
     anyhow::ensure!(!targets.is_empty(), "--target names nothing to explain");
-    if args.force
-        && let Source::Files(paths) = args.source()
-    {
-        // Replacing an earlier run needs a run to replace it with: read the images
+    if args.force && args.demo.is_none() {
+        // Replacing an earlier run needs a run to replace it with: read the files
         // before anything is deleted.
-        for path in &paths {
-            unitscope::data::load_image(path)?;
+        for entry in args.source().entries()? {
+            entry.load(model.input_spec(), model.device())?;
         }
     }
     prepare_output(&args.output, args.force)?;
@@ -125,7 +123,7 @@ pub fn run(args: &Args) -> Result<()> {
     let terminal = args.show.then(Terminal::detect).transpose()?;
     let total = args.source().len()? as u64;
     let args = args.clone();
-    let photos_on_demo_model = args.model.is_none() && args.demo.is_none();
+    let photos_on_demo_model = super::files_on_demo_model(args.model.as_deref(), &args.source());
     let model_labels = model.labels().to_vec();
     job::run("explain", total, move |cx, out| {
         let run = Run {
@@ -189,10 +187,10 @@ fn explain_each(
         // The model's input, for the raw maps; the user's image for every picture.
         let picture = model.input_spec().to_image(&input.tensor)?;
         let original = input.original()?;
-        let window = model.input_spec().window(original.dimensions());
-        let input_size = (picture.height() as usize, picture.width() as usize);
+        let on = Backdrop::of(input, &original, model.input_spec());
+        let input_size = on.input;
         let mut panels = vec![Panel {
-            image: panel_image(&original),
+            image: panel_image(&framed(input, original.clone())),
             caption: vec![
                 input.name.clone(),
                 format!("{} {:.0}%", top.label, top.p * 100.0),
@@ -205,8 +203,9 @@ fn explain_each(
             // The targets ran as one batch: each map's share of its time.
             let batch_ms = start.elapsed().as_secs_f64() * 1e3;
             let ms = batch_ms / targets.len() as f64;
-            let on = (window, input_size);
-            let heats = render::draw_all_on(&results, &original, on, args.style())?;
+            let heats = render::draw_all_on(&results, on, args.style())?
+                .into_iter()
+                .map(|heat| framed(input, heat));
             let each = targets.iter().zip(&resolved).zip(results).zip(heats);
             for ((((spec, _), resolved), maps), heat) in each {
                 let stem = format!("{}.{}.{}", input.name, file_part(key), file_part(spec));
@@ -258,10 +257,12 @@ fn explain_each(
         }
         let grid = args.output.join(format!("{}.grid.png", input.name));
         let grid_image = render::grid(&panels, panels.len())?;
-        render::save_png(
-            &render::with_colour_bars(&grid_image, &args.colour_bars()),
-            &grid,
-        )?;
+        // A modality that draws its maps itself has its own colours, not ours.
+        let bars = match on.painter {
+            Some(_) => Vec::new(),
+            None => args.colour_bars(),
+        };
+        render::save_png(&render::with_colour_bars(&grid_image, &bars), &grid)?;
         out.line(&format!(
             "{}: {} ({:.1}%) -> {}",
             input.name,
@@ -330,6 +331,15 @@ impl Args {
             alpha: self.alpha as f32,
             scale: self.scale,
         }
+    }
+}
+
+/// `picture` with the axes of `input`'s display, when it is a modality's picture
+/// (a spectrogram's time and frequency).
+fn framed(input: &Sample, picture: RgbImage) -> RgbImage {
+    match input.view.as_deref() {
+        Some(view) => render::with_axes(&picture, &view.picture.x, &view.picture.y),
+        None => picture,
     }
 }
 

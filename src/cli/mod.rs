@@ -28,6 +28,7 @@ use anyhow::{Result, ensure};
 use candle_core::Device;
 use clap::builder::{PossibleValue, PossibleValuesParser, RangedU64ValueParser, TypedValueParser};
 use unitscope::choice::Choice;
+use unitscope::data::Source;
 use unitscope::model::{Model, ModelCard};
 
 /// Writes a line to standard output, returning the error (a closed pipe, a full disk)
@@ -52,6 +53,19 @@ fn load_model(card: Option<&Path>) -> Result<Model> {
         eprintln!("warning: {warning}");
     }
     Ok(model)
+}
+
+/// The model for `source`'s inputs: the card given; else the one their modality
+/// ships ([`Source::shipped_card`]); else the embedded demo model.
+fn model_for(card: Option<&Path>, source: &Source) -> Result<Model> {
+    let shipped = card.is_none().then(|| source.shipped_card()).flatten();
+    load_model(card.or(shipped.as_deref()))
+}
+
+/// Whether `source`'s files go to the embedded demo model: no card given, and
+/// none shipped by their modality; [`note_demo_model`] says so.
+fn files_on_demo_model(card: Option<&Path>, source: &Source) -> bool {
+    card.is_none() && !matches!(source, Source::Demo(_)) && source.shipped_card().is_none()
 }
 
 /// Says, on standard error, that image files go to the embedded demo model when no

@@ -3,12 +3,13 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use unitscope::data::Source;
 
 use super::job;
 
 #[derive(Clone, clap::Args)]
 pub struct Args {
-    /// Images (PNG or JPEG).
+    /// Images (PNG or JPEG), or files a modality plugin opens (`unitscope plugins`).
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// Model card (TOML). Without one: the embedded demo model.
@@ -23,18 +24,21 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = super::load_model(args.model.as_deref())?;
+    let source = Source::Files(args.images.clone());
+    let model = super::model_for(args.model.as_deref(), &source)?;
     let labels = model.labels().to_vec();
     let args = args.clone();
     let total = args.images.len() as u64;
-    let on_demo_model = args.model.is_none();
+    let on_demo_model = super::files_on_demo_model(args.model.as_deref(), &source);
     job::run("predict", total, move |cx, out| {
-        for (done, path) in args.images.iter().enumerate() {
+        let entries = source.entries()?;
+        for (done, (path, entry)) in args.images.iter().zip(&entries).enumerate() {
             cx.checkpoint()?;
             cx.progress(done as u64, total, path.display().to_string());
-            let x = model
-                .input_spec()
-                .load_batch(std::slice::from_ref(path), model.device())?;
+            let x = entry
+                .load(model.input_spec(), model.device())?
+                .tensor
+                .unsqueeze(0)?;
             let top = model.predict(&x, args.top)?.remove(0);
             super::check_outputs(top.iter().map(|p| p.p));
             if args.json {

@@ -11,7 +11,7 @@ use unitscope::attribution::Attribution;
 use unitscope::data::{Entry, Source};
 use unitscope::jobs;
 use unitscope::model::Model;
-use unitscope::render::{self, Style};
+use unitscope::render::{self, Backdrop, Style};
 use unitscope::units::{self, Cache, LayerStats};
 
 use super::job::{self, Printer};
@@ -36,7 +36,7 @@ pub struct Args {
     /// Strongest inputs kept per unit.
     #[arg(long, default_value_t = 8, value_parser = super::count(1..=256))]
     k: usize,
-    /// A folder of PNG/JPEG images to search.
+    /// A folder of PNG/JPEG images (and files modality plugins open) to search.
     #[arg(long, conflicts_with = "demo")]
     images: Option<PathBuf>,
     /// Held-out scenes of the demo world to search.
@@ -54,14 +54,14 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = super::load_model(args.model.as_deref())?;
     let source = match &args.images {
         Some(folder) => Source::Folder(folder.clone()),
         None => Source::Demo(args.demo),
     };
+    let model = super::model_for(args.model.as_deref(), &source)?;
     let entries = source.entries()?;
     ensure!(!entries.is_empty(), "no inputs to search");
-    if args.images.is_some() && args.model.is_none() {
+    if super::files_on_demo_model(args.model.as_deref(), &source) {
         super::note_demo_model(model.labels());
     }
     let args = args.clone();
@@ -166,20 +166,16 @@ fn write_layer(
         let mut top = Vec::new();
         for (rank, found) in s.top.iter().enumerate() {
             let entry = &entries[found.input];
-            let original = entry.load(spec, model.device())?.original()?;
+            let sample = entry.load(spec, model.device())?;
+            let original = sample.original()?;
+            let on = Backdrop::of(&sample, &original, spec);
             let stem = format!("{:02}_{}", rank + 1, render::file_part(&entry.name));
             let crop_path = unit_dir.join(format!("{stem}_crop.png"));
-            render::save_png(&stats.crop(found, &original, spec), &crop_path)?;
+            render::save_png(&stats.crop(found, &original, on.window, spec), &crop_path)?;
             // The unit's map over the whole image, as Grad-CAM's over its input.
             let map = Tensor::from_vec(found.map.clone(), (1, h, w), &Device::Cpu)?;
             let maps = Attribution::Layers(vec![(stats.layer.clone(), map)]);
-            let window = spec.window(original.dimensions());
-            let masked = render::draw_on(
-                &maps,
-                &original,
-                (window, (rows, columns)),
-                Style::default(),
-            )?;
+            let masked = render::draw_on(&maps, on, Style::default())?;
             let mask_path = unit_dir.join(format!("{stem}_activation.png"));
             render::save_png(&masked, &mask_path)?;
             let relative = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();

@@ -59,6 +59,10 @@ impl Default for InputSpec {
     }
 }
 
+/// The part of a picture the model sees, `(x, y, width, height)` in the
+/// picture's pixels.
+pub type Window = (f64, f64, f64, f64);
+
 /// The largest input side a card may ask for.
 pub const MAX_INPUT_SIDE: usize = 1024;
 
@@ -144,7 +148,7 @@ impl InputSpec {
     /// the image's pixels: `(x, y, width, height)`. The whole image when it is
     /// stretched; the crop's window, scaled back, when the shorter side is resized.
     /// A map of the input drawn over this window lands where it belongs.
-    pub fn window(&self, (iw, ih): (u32, u32)) -> (f64, f64, f64, f64) {
+    pub fn window(&self, (iw, ih): (u32, u32)) -> Window {
         let [h, w] = self.size;
         match self.resize {
             ResizeMode::Stretch => (0.0, 0.0, iw as f64, ih as f64),

@@ -1,22 +1,26 @@
 //! Where inputs come from, as one source: image files, a folder of images, or
 //! held-out scenes of the demo world (which come with the pixels of the object that
-//! sets their class). Every view and command reads its inputs from a [`Source`].
+//! sets their class). Files of a plugin's modality ([`super::modality`]) come from
+//! files and folders like images. Every view and command reads its inputs from a
+//! [`Source`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 
-use super::image::{InputSpec, load_image};
+use super::image::{InputSpec, Window, load_image};
+use super::modality::{self, Painter, Picture};
 use super::world::{HELD_OUT, SIZE, World};
 
 /// A source of inputs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
-    /// These image files, in order.
+    /// These files (images, or a modality's), in order.
     Files(Vec<PathBuf>),
-    /// The PNG and JPEG files of a folder, by name.
+    /// The PNG and JPEG files of a folder, and those of the modalities, by name.
     Folder(PathBuf),
     /// The first `n` held-out scenes of the demo world.
     Demo(usize),
@@ -35,16 +39,40 @@ pub struct Sample {
     pub tensor: Tensor,
     /// For demo scenes, the pixels of the object that sets the class.
     pub mask: Option<Vec<bool>>,
+    /// For a modality's file, what it is shown as.
+    pub view: Option<Arc<View>>,
+}
+
+/// How a modality's file is shown: its picture, and the modality's own drawing
+/// of maps onto it, if it draws them.
+pub struct View {
+    /// The picture, with its axes.
+    pub picture: Picture,
+    /// The modality's drawing of maps.
+    pub painter: Option<Box<dyn Painter>>,
 }
 
 impl Sample {
     /// The image as it was before preprocessing, at its own resolution: read again
     /// from its file, so that a folder of large photos is not held decoded at once.
     pub fn original(&self) -> Result<RgbImage> {
+        if let Some(view) = &self.view {
+            return Ok(view.picture.image.clone());
+        }
         match (&self.scene, &self.path) {
             (Some(scene), _) => Ok(scene.clone()),
             (None, Some(path)) => load_image(path),
             (None, None) => anyhow::bail!("`{}` has no image to draw on", self.name),
+        }
+    }
+
+    /// The part of `original` (of size `(width, height)`) the model saw, as `(x,
+    /// y, width, height)`: what `spec` crops of an image; all of a modality's
+    /// picture, which its input spans edge to edge.
+    pub fn window(&self, spec: &InputSpec, original: (u32, u32)) -> Window {
+        match self.view {
+            Some(_) => (0.0, 0.0, original.0 as f64, original.1 as f64),
+            None => spec.window(original),
         }
     }
 }
@@ -62,6 +90,16 @@ impl Source {
     /// Whether it gives none.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
+    }
+
+    /// The model card its files open with when the user names none: the one their
+    /// modality ships, when all are one modality's.
+    pub fn shipped_card(&self) -> Option<PathBuf> {
+        match self {
+            Self::Demo(_) => None,
+            Self::Files(paths) => modality::shipped_card(paths),
+            Self::Folder(folder) => modality::shipped_card(&images_in(folder).ok()?),
+        }
     }
 
     /// An error unless a model taking `spec`'s inputs suits it: demo scenes are
@@ -172,7 +210,11 @@ impl Entry {
                     tensor: spec.to_tensor(&scene.image, device)?,
                     mask: Some(scene.subject_mask()),
                     scene: Some(scene.image),
+                    view: None,
                 })
+            }
+            EntryKind::File(path) if modality::for_path(path).is_some() => {
+                self.decode(path, spec, device)
             }
             EntryKind::File(path) => {
                 let image = load_image(path)?;
@@ -182,9 +224,30 @@ impl Entry {
                     tensor: spec.to_tensor(&image, device)?,
                     mask: None,
                     scene: None,
+                    view: None,
                 })
             }
         }
+    }
+
+    /// A modality's file, decoded by its plugin into the input `spec` sizes.
+    fn decode(&self, path: &Path, spec: &InputSpec, device: &Device) -> Result<Sample> {
+        let modality = modality::for_path(path).context("no modality opens it")?;
+        let [h, w] = spec.size;
+        let decoded = modality
+            .decode(path, [3, h, w])
+            .with_context(|| format!("{} cannot open `{}`", modality.name(), path.display()))?;
+        Ok(Sample {
+            name: self.name.clone(),
+            path: Some(path.to_path_buf()),
+            tensor: Tensor::from_vec(decoded.input, (3, h, w), device)?,
+            mask: None,
+            scene: None,
+            view: Some(Arc::new(View {
+                picture: decoded.picture,
+                painter: decoded.painter,
+            })),
+        })
     }
 }
 
@@ -204,16 +267,13 @@ fn stamp(path: &Path) -> String {
     }
 }
 
-/// The PNG and JPEG files of `folder`, sorted; an error if there are none.
+/// The PNG and JPEG files of `folder`, and the files of the modalities, sorted;
+/// an error if there are none.
 fn images_in(folder: &Path) -> Result<Vec<PathBuf>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(folder)
         .with_context(|| format!("cannot read folder `{}`", folder.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_lowercase().as_str()))
-        })
+        .filter(|p| modality::opens(p))
         .collect();
     paths.sort();
     ensure!(

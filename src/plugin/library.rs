@@ -183,3 +183,14 @@ pub(super) fn text(s: UsStr, what: &str) -> Result<String> {
 fn one_line(s: &str) -> String {
     s.replace('\n', " ")
 }
+
+/// `n` items at `ptr` (none when `n` is 0).
+///
+/// # Safety
+/// `ptr` points to `n` valid items in the never-unloaded library.
+pub(super) unsafe fn slice<'a, T>(ptr: *const T, n: usize) -> &'a [T] {
+    match n == 0 || ptr.is_null() {
+        true => &[],
+        false => unsafe { std::slice::from_raw_parts(ptr, n) },
+    }
+}

@@ -3,8 +3,6 @@
 //! through the ABI and checks every map it returns. A plugin that fails, panics or
 //! returns garbage is disabled for the rest of the process.
 
-use std::sync::Mutex;
-
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use candle_core::{DType, Tensor};
 use unitscope_sdk::abi::{
@@ -13,8 +11,9 @@ use unitscope_sdk::abi::{
     UsTensor, UsText,
 };
 
+use super::disabled::Disabled;
 use super::host::Context;
-use super::library::text;
+use super::library::{slice, text};
 use crate::attribution::descriptor::{Build, Built, Descriptor, Kind, Param, Params, Value};
 use crate::attribution::{Attribution, Method, Passes, Target};
 use crate::model::Model;
@@ -24,7 +23,8 @@ pub struct Plugin {
     /// Its name.
     pub name: &'static str,
     entries: Entries,
-    disabled: Mutex<Option<String>>,
+    /// Why it was disabled, once it is.
+    pub disabled: Disabled,
 }
 
 /// A method plugin's entries.
@@ -34,19 +34,6 @@ struct Entries(&'static UsMethod);
 // them from any thread (sdk/README.md: "The ABI rules").
 unsafe impl Send for Entries {}
 unsafe impl Sync for Entries {}
-
-impl Plugin {
-    /// Why the plugin was disabled, if it was.
-    pub fn disabled(&self) -> Option<String> {
-        self.disabled.lock().map_or(None, |d| d.clone())
-    }
-
-    fn disable(&self, why: &str) {
-        if let Ok(mut d) = self.disabled.lock() {
-            d.get_or_insert_with(|| why.to_owned());
-        }
-    }
-}
 
 /// The descriptor of the method plugin `name` with `entries`: leaked, as the
 /// plugin is never unloaded.
@@ -78,7 +65,7 @@ pub fn describe(
     let plugin: &'static Plugin = Box::leak(Box::new(Plugin {
         name,
         entries: Entries(entries),
-        disabled: Mutex::new(None),
+        disabled: Disabled::default(),
     }));
     let descriptor = Descriptor {
         name,
@@ -147,7 +134,7 @@ struct PluginMethod {
 
 impl PluginMethod {
     fn new(plugin: &'static Plugin, params: &Params) -> Result<Self> {
-        if let Some(why) = plugin.disabled() {
+        if let Some(why) = plugin.disabled.why() {
             bail!("the plugin `{}` is disabled: {why}", plugin.name);
         }
         let descriptor = crate::attribution::registry::find(plugin.name)
@@ -213,7 +200,7 @@ impl PluginMethod {
 
     /// The plugin's failure, reported and remembered: the plugin is disabled.
     fn fail(&self, why: String) -> anyhow::Error {
-        self.plugin.disable(&why);
+        self.plugin.disabled.set(&why);
         anyhow!(
             "the plugin `{}` failed and is disabled: {why}",
             self.plugin.name
@@ -261,7 +248,7 @@ impl Method for PluginMethod {
     }
 
     fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution> {
-        if let Some(why) = self.plugin.disabled() {
+        if let Some(why) = self.plugin.disabled.why() {
             bail!("the plugin `{}` is disabled: {why}", self.plugin.name);
         }
         let dims = inputs.dims().to_vec();
@@ -372,17 +359,6 @@ fn targets_to_abi(targets: &[Target]) -> (Vec<UsTarget>, Vec<String>) {
         })
         .collect();
     (raw, layers)
-}
-
-/// `n` items at `ptr` (none when `n` is 0).
-///
-/// # Safety
-/// `ptr` points to `n` valid items in the never-unloaded library.
-unsafe fn slice<'a, T>(ptr: *const T, n: usize) -> &'a [T] {
-    match n == 0 || ptr.is_null() {
-        true => &[],
-        false => unsafe { std::slice::from_raw_parts(ptr, n) },
-    }
 }
 
 fn leak(s: String) -> &'static str {

@@ -6,25 +6,28 @@
 //! [`crate::attribution::registry`], so it appears wherever the built-in ones do:
 //! `explain`, `evaluate`, `--list-methods`, the TUI's method list and parameter
 //! panel. Plugins call back into the host's one engine ([`host`]); they never
-//! link it.
+//! link it. A modality plugin's file type is registered with
+//! [`crate::data::modality`], so its files open wherever images do.
 //!
 //! Nothing a plugin does takes the host down: a file that cannot be opened, the
 //! wrong ABI, a bad description, an error, a panic (caught by the SDK in the
 //! plugin) or garbage output (a wrong shape, a length that lies, NaN) is one line
 //! in [`reports`] and the plugin is disabled. A plugin is never unloaded.
 
+mod disabled;
 mod discover;
 mod host;
 mod library;
 mod method;
+mod modality;
 pub mod rise;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::{Result, anyhow};
-use unitscope_sdk::abi::{UsModality, UsStr};
+use anyhow::Result;
 
+use disabled::Disabled;
 use library::Kind;
 
 /// One plugin file, as loading found it.
@@ -47,14 +50,14 @@ pub struct Loaded {
     pub abi: (u32, u32),
     /// One line on what it does (for a modality, the extensions it opens).
     pub about: String,
-    /// For a method, the plugin, which knows whether it has been disabled since.
-    method: Option<&'static method::Plugin>,
+    /// Whether it has been disabled since.
+    disabled: &'static Disabled,
 }
 
 impl Loaded {
     /// `ready`, or why the plugin was disabled after it loaded.
     pub fn status(&self) -> String {
-        match self.method.and_then(method::Plugin::disabled) {
+        match self.disabled.why() {
             Some(why) => format!("disabled: {why}"),
             None => "ready".to_owned(),
         }
@@ -100,7 +103,7 @@ pub fn problems() -> Vec<String> {
 fn load_one(path: &Path, reserved: &[String]) -> Result<Loaded> {
     discover::check_permissions(path)?;
     let opened = library::open(path)?;
-    let (kind, about, method) = match opened.kind {
+    let (kind, about, disabled) = match opened.kind {
         Kind::Method(entries) => {
             let (plugin, descriptor) =
                 method::describe(opened.name.clone(), opened.about.clone(), entries)?;
@@ -115,9 +118,13 @@ fn load_one(path: &Path, reserved: &[String]) -> Result<Loaded> {
                 );
             }
             crate::attribution::registry::register(descriptor)?;
-            ("method", opened.about, Some(plugin))
+            ("method", opened.about, &plugin.disabled)
         }
-        Kind::Modality(entries) => ("modality", modality_about(&opened.about, entries)?, None),
+        Kind::Modality(entries) => {
+            let plugin = modality::describe(opened.name.clone(), path, entries)?;
+            crate::data::modality::register(plugin)?;
+            ("modality", plugin.about(&opened.about), &plugin.disabled)
+        }
     };
     Ok(Loaded {
         name: opened.name,
@@ -125,20 +132,6 @@ fn load_one(path: &Path, reserved: &[String]) -> Result<Loaded> {
         version: opened.version,
         abi: opened.abi,
         about,
-        method,
+        disabled,
     })
-}
-
-/// A modality's line: what it says, and the extensions it opens.
-fn modality_about(about: &str, entries: &UsModality) -> Result<String> {
-    let extensions: Vec<String> = match entries.n_extensions {
-        0 => Vec::new(),
-        n if entries.extensions.is_null() => return Err(anyhow!("{n} extensions and no list")),
-        // SAFETY: the plugin's static list, in the never-unloaded library.
-        n => unsafe { std::slice::from_raw_parts(entries.extensions, n) }
-            .iter()
-            .map(|&e: &UsStr| library::text(e, "extension").map(|e| format!(".{e}")))
-            .collect::<Result<_>>()?,
-    };
-    Ok(format!("{about} ({})", extensions.join(", ")))
 }

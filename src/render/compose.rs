@@ -8,6 +8,8 @@ use image::{Rgb, RgbImage};
 use super::color::{Colormap, Scaling, cumulative_threshold, heatmap};
 use crate::attribution::{Attribution, ChannelReduction};
 use crate::choice::{Choice, display_by_name};
+use crate::data::modality::Painter;
+use crate::data::{InputSpec, Sample, Window};
 
 /// Whether maps drawn together share one scale.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,24 +71,66 @@ impl Default for Style {
 /// red-blue.
 pub fn draw(maps: &Attribution, picture: &RgbImage, style: Style) -> Result<RgbImage> {
     let (w, h) = picture.dimensions();
-    overlay(
-        picture,
-        &heat(maps, (h as usize, w as usize), style)?,
-        style.alpha,
-    )
+    let (values, signed, colormap) = scaled(maps, (h as usize, w as usize), style)?;
+    let heat = heatmap(&values, (w as usize, h as usize), signed, colormap)?;
+    overlay(picture, &heat, style.alpha)
 }
 
-/// The map of the first input over `original`, the image before preprocessing, at
-/// its own resolution: the heatmap (the model input's `(height, width)`) is resized
-/// onto `window`, the part of the original the model saw (`InputSpec::window`), and
-/// what lies outside it is dimmed.
-pub fn draw_on(
-    maps: &Attribution,
-    original: &RgbImage,
-    (window, input): ((f64, f64, f64, f64), (usize, usize)),
-    style: Style,
+/// What maps are drawn onto: the picture the user has, the part of it the model
+/// saw, and the modality's own drawing when it draws maps itself.
+#[derive(Clone, Copy)]
+pub struct Backdrop<'a> {
+    /// The image before preprocessing, at its own resolution (or a modality's
+    /// picture).
+    pub picture: &'a RgbImage,
+    /// The part of `picture` the model saw, `(x, y, width, height)`
+    /// ([`crate::data::Sample::window`]).
+    pub window: Window,
+    /// The model input's `(height, width)`: the size maps are drawn at.
+    pub input: (usize, usize),
+    /// The modality's drawing, which replaces the heatmap.
+    pub painter: Option<&'a dyn Painter>,
+}
+
+impl<'a> Backdrop<'a> {
+    /// `picture` of `sample`, which the model saw at `input` (`(height, width)`)
+    /// through `spec`.
+    pub fn of(sample: &'a Sample, picture: &'a RgbImage, spec: &InputSpec) -> Self {
+        Self {
+            picture,
+            window: sample.window(spec, picture.dimensions()),
+            input: (spec.size[0], spec.size[1]),
+            painter: sample.view.as_ref().and_then(|v| v.painter.as_deref()),
+        }
+    }
+}
+
+/// The map of the first input over `on`'s picture, at its own resolution: the
+/// heatmap (the model input's size) resized onto the window the model saw, and
+/// what lies outside it dimmed; or the modality's own drawing.
+pub fn draw_on(maps: &Attribution, on: Backdrop, style: Style) -> Result<RgbImage> {
+    let (values, signed, colormap) = scaled(maps, on.input, style)?;
+    finish(&values, (signed, colormap), on, style.alpha)
+}
+
+/// `values` (scaled to `0..=1`, or `-1..=1` when `signed`) drawn onto `on`: by the
+/// modality's painter, or as a heatmap blended into the window.
+fn finish(
+    values: &[f32],
+    (signed, colormap): (bool, Colormap),
+    on: Backdrop,
+    alpha: f32,
 ) -> Result<RgbImage> {
-    place(&heat(maps, input, style)?, original, window, style.alpha)
+    let (h, w) = on.input;
+    if let Some(painter) = on.painter {
+        let unit: Vec<f32> = match signed {
+            true => values.iter().map(|v| (1.0 + v) / 2.0).collect(),
+            false => values.iter().map(|v| v.clamp(0.0, 1.0)).collect(),
+        };
+        return painter.paint(&unit, (h, w));
+    }
+    let heat = heatmap(values, (w, h), signed, colormap)?;
+    place(&heat, on.picture, on.window, alpha)
 }
 
 /// `heat` resized onto `window` of `original`, blended with opacity `alpha`; the
@@ -94,7 +138,7 @@ pub fn draw_on(
 fn place(
     heat: &RgbImage,
     original: &RgbImage,
-    (x, y, width, height): (f64, f64, f64, f64),
+    (x, y, width, height): Window,
     alpha: f32,
 ) -> Result<RgbImage> {
     let size = (
@@ -120,19 +164,11 @@ fn place(
 /// [`draw_on`] for several maps of one method (one per target), on one scale when
 /// `style.scale` is [`Scale::Shared`]: Captum's outlier rule over their pooled
 /// values for input maps, the largest value for CAMs (their normalization skipped).
-pub fn draw_all_on(
-    maps: &[Attribution],
-    original: &RgbImage,
-    on: ((f64, f64, f64, f64), (usize, usize)),
-    style: Style,
-) -> Result<Vec<RgbImage>> {
+pub fn draw_all_on(maps: &[Attribution], on: Backdrop, style: Style) -> Result<Vec<RgbImage>> {
     if style.scale == Scale::PerMap || maps.len() < 2 {
-        return maps
-            .iter()
-            .map(|m| draw_on(m, original, on, style))
-            .collect();
+        return maps.iter().map(|m| draw_on(m, on, style)).collect();
     }
-    let (h, w) = on.1;
+    let (h, w) = on.input;
     let values = maps
         .iter()
         .map(|m| {
@@ -158,14 +194,20 @@ pub fn draw_all_on(
     values
         .iter()
         .map(|v| {
-            let heat = heatmap(&Scaling::Divide(limit).apply(v), (w, h), signed, colormap)?;
-            place(&heat, original, on.0, style.alpha)
+            let scaled = Scaling::Divide(limit).apply(v);
+            finish(&scaled, (signed, colormap), on, style.alpha)
         })
         .collect()
 }
 
-/// The heatmap of the first input of `maps` at `(height, width)`, colored.
-fn heat(maps: &Attribution, (h, w): (usize, usize), style: Style) -> Result<RgbImage> {
+/// The first input's map of `maps` at `(height, width)`, scaled for colouring
+/// (input maps as Captum does, CAMs as they come), whether it is signed, and its
+/// colormap (red-blue for signed sums).
+fn scaled(
+    maps: &Attribution,
+    (h, w): (usize, usize),
+    style: Style,
+) -> Result<(Vec<f32>, bool, Colormap)> {
     let values = maps
         .display((h, w), style.reduction)?
         .flatten_all()?
@@ -180,7 +222,7 @@ fn heat(maps: &Attribution, (h, w): (usize, usize), style: Style) -> Result<RgbI
     } else {
         style.colormap
     };
-    heatmap(&scaling.apply(&values), (w, h), signed, colormap)
+    Ok((scaling.apply(&values), signed, colormap))
 }
 
 /// `heat` over `base` with opacity `alpha`.
@@ -235,7 +277,12 @@ mod tests {
         };
         let maps = [cam(1.0), cam(0.1)];
         let black = RgbImage::new(2, 2);
-        let on = ((0.0, 0.0, 2.0, 2.0), (2, 2));
+        let on = Backdrop {
+            picture: &black,
+            window: (0.0, 0.0, 2.0, 2.0),
+            input: (2, 2),
+            painter: None,
+        };
         let near = |a: Rgb<u8>, b: Rgb<u8>| a.0.iter().zip(b.0).all(|(x, y)| x.abs_diff(y) <= 2);
         let top = Colormap::Inferno.color(1.0);
         for (scale, weak_peak) in [(Scale::PerMap, 1.0), (Scale::Shared, 0.1)] {
@@ -244,7 +291,7 @@ mod tests {
                 scale,
                 ..Style::default()
             };
-            let drawn = draw_all_on(&maps, &black, on, style).unwrap();
+            let drawn = draw_all_on(&maps, on, style).unwrap();
             assert!(
                 near(drawn[0][(1, 0)], top),
                 "{scale}: {:?}",

@@ -9,6 +9,7 @@ use image::imageops::{self, FilterType};
 use image::{Rgb, RgbImage};
 
 use super::color::Colormap;
+use crate::data::modality::{Axis, number};
 
 /// Characters a caption line holds at least; longer lines are cut with `~`.
 pub const CAPTION_CHARS: u32 = 20;
@@ -94,6 +95,101 @@ pub fn with_colour_bars(picture: &RgbImage, bars: &[ColourBar]) -> RgbImage {
         );
     }
     out
+}
+
+/// `picture` with its axes: the vertical axis's end values at the left of its top
+/// and bottom rows, the horizontal axis's under its left and right edges, and both
+/// axes named under it (`x: time (s)`). A small picture is enlarged first
+/// (nearest neighbour) so that the labels fit beside it.
+pub fn with_axes(picture: &RgbImage, x: &Axis, y: &Axis) -> RgbImage {
+    // An axis without a label (a token strip's rows) is not drawn.
+    let (x_shown, y_shown) = (!x.label.is_empty(), !y.label.is_empty());
+    let with_unit = |axis: &Axis| match axis.unit.is_empty() {
+        true => axis.label.clone(),
+        false => format!("{} ({})", axis.label, axis.unit),
+    };
+    let names: Vec<String> = [(x_shown, "x", x), (y_shown, "y", y)]
+        .into_iter()
+        .filter(|(shown, ..)| *shown)
+        .map(|(_, name, axis)| format!("{name}: {}", with_unit(axis)))
+        .collect();
+    let ends = |shown: bool, axis: &Axis| match shown {
+        true => (number(axis.start), number(axis.end)),
+        false => (String::new(), String::new()),
+    };
+    let ((x0, x1), (y0, y1)) = (ends(x_shown, x), ends(y_shown, y));
+    let chars = |s: &str| s.chars().count() as u32;
+    let margin = chars(&y0).max(chars(&y1)) * GLYPH + GAP;
+    // Wide enough for both x values apart, and tall enough for both y values.
+    let (w, h) = picture.dimensions();
+    let scale = ((chars(&x0) + chars(&x1) + 1) * GLYPH)
+        .div_ceil(w)
+        .max(match y_shown {
+            true => (2 * GLYPH + GAP).div_ceil(h),
+            false => 1,
+        })
+        .max(1);
+    let (pw, ph) = (w * scale, h * scale);
+    let line = GLYPH + 2;
+    let below = GAP + (1 + names.len() as u32) * line;
+    let width =
+        (margin + pw + GAP).max(margin + names.iter().map(|n| chars(n)).max().unwrap_or(0) * GLYPH);
+    let mut out = RgbImage::from_pixel(width, GAP + ph + below, BACKGROUND);
+    let big = imageops::resize(picture, pw, ph, FilterType::Nearest);
+    imageops::replace(&mut out, &big, margin as i64, GAP as i64);
+    text(&mut out, (0, GAP), &y0);
+    text(&mut out, (0, GAP + ph - GLYPH), &y1);
+    let ticks = GAP + ph + GAP / 2;
+    text(&mut out, (margin, ticks), &x0);
+    text(&mut out, (margin + pw - chars(&x1) * GLYPH, ticks), &x1);
+    for (i, name) in names.iter().enumerate() {
+        text(&mut out, (margin, ticks + (i as u32 + 1) * line), name);
+    }
+    out
+}
+
+/// The widest picture [`token_strip`] draws.
+pub const MAX_STRIP: u32 = 16_384;
+
+/// `tokens` drawn in one line, each in a cell of the same width (the longest
+/// token's, up to 8 characters; longer ones cut with `~`), so that a map over
+/// the input's positions, stretched over the strip, colours each token's cell.
+/// Blanks show as `_` (space), `|` (newline) and `>` (tab).
+pub fn token_strip(tokens: &[String]) -> Result<RgbImage> {
+    let shown: Vec<String> = tokens
+        .iter()
+        .map(|t| {
+            t.chars()
+                .map(|c| match c {
+                    ' ' => '_',
+                    '\n' => '|',
+                    '\t' => '>',
+                    c => c,
+                })
+                .collect()
+        })
+        .collect();
+    let chars = shown
+        .iter()
+        .map(|t: &String| t.chars().count())
+        .max()
+        .unwrap_or(1);
+    let cell = chars.clamp(1, 8) as u32 * GLYPH + 2;
+    let width = tokens.len() as u32 * cell;
+    ensure!(
+        !tokens.is_empty() && width <= MAX_STRIP,
+        "{} tokens cannot be drawn in one line of at most {MAX_STRIP} px",
+        tokens.len()
+    );
+    let mut out = RgbImage::from_pixel(width, GLYPH + 4, BACKGROUND);
+    for (i, token) in shown.iter().enumerate() {
+        text(
+            &mut out,
+            (i as u32 * cell + 1, 2),
+            &fit(token, cell / GLYPH),
+        );
+    }
+    Ok(out)
 }
 
 /// A colour bar's colormap and labels.
@@ -196,6 +292,45 @@ mod tests {
         assert_eq!(out[(50, 5)], Rgb([1, 2, 3]));
         assert_eq!(out[(GAP, 10)], Colormap::Viridis.color(0.0));
         assert_eq!(out[(100 - GAP - 1, 10)], Colormap::Viridis.color(1.0));
+    }
+
+    /// The picture keeps its pixels, enlarged to hold the labels, and the labels
+    /// light text pixels beside and under it, not on it.
+    #[test]
+    fn axes_are_labelled_around_the_picture() {
+        let picture = RgbImage::from_pixel(16, 8, Rgb([9, 9, 9]));
+        let axis = |label: &str, unit: &str, start, end| Axis {
+            label: label.into(),
+            unit: unit.into(),
+            start,
+            end,
+        };
+        let out = with_axes(
+            &picture,
+            &axis("time", "s", 0.0, 1.5),
+            &axis("frequency", "Hz", 8000.0, 0.0),
+        );
+        // "8000" is the widest y label: 4 glyphs and a gap to the picture.
+        let margin = 4 * GLYPH + GAP;
+        // "0" and "1.5" apart need 5 glyphs: 40 px, so 16 px become 48.
+        let scale = 3;
+        assert_eq!(out[(margin, GAP)], Rgb([9, 9, 9]));
+        assert_eq!(
+            out[(margin + 16 * scale - 1, GAP + 8 * scale - 1)],
+            Rgb([9, 9, 9])
+        );
+        assert_ne!(out[(margin + 16 * scale, GAP)], Rgb([9, 9, 9]));
+        let lit = |xs: std::ops::Range<u32>, ys: std::ops::Range<u32>| {
+            xs.flat_map(|x| ys.clone().map(move |y| (x, y)))
+                .filter(|&(x, y)| out[(x, y)] == TEXT)
+                .count()
+        };
+        assert!(lit(0..margin, 0..GAP + 8 * scale) > 20, "the y values");
+        assert!(
+            lit(margin..out.width(), GAP + 8 * scale..out.height()) > 60,
+            "the x values and names"
+        );
+        assert_eq!(lit(margin..margin + 16 * scale, GAP..GAP + 8 * scale), 0);
     }
 
     #[test]

@@ -132,8 +132,8 @@ pub struct Options {
     /// Model card (TOML) to inspect. Without one: the embedded demo model.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// A folder of PNG/JPEG images (or one image) to explain. Without one: held-out
-    /// demo scenes.
+    /// A folder of PNG/JPEG images (or one image) to explain, and of files modality
+    /// plugins open. Without one: held-out demo scenes.
     #[arg(long)]
     pub images: Option<PathBuf>,
     /// A built-in theme (dark, light, high-contrast) or a theme file's path.
@@ -211,7 +211,17 @@ fn setup(options: &Options, config: &Config, notices: &mut Vec<String>) -> Setup
         notices.push(format!("config: {e:#}; using the default keys"));
         Keymap::default()
     });
-    let card_path = options.model.clone().or(config.model.clone());
+    let source = match options.images.clone().or(config.images.clone()) {
+        Some(path) if path.is_dir() => Source::Folder(path),
+        Some(path) => Source::Files(vec![path]),
+        None => Source::Demo(DEMO_INPUTS),
+    };
+    // A modality's files open with the model its plugin ships, unless one is named.
+    let card_path = options
+        .model
+        .clone()
+        .or(config.model.clone())
+        .or_else(|| source.shipped_card());
     let card = card_path.and_then(|path| match ModelCard::load(&path) {
         Ok(card) => Some((path, card)),
         Err(e) => {
@@ -219,11 +229,6 @@ fn setup(options: &Options, config: &Config, notices: &mut Vec<String>) -> Setup
             None
         }
     });
-    let source = match options.images.clone().or(config.images.clone()) {
-        Some(path) if path.is_dir() => Source::Folder(path),
-        Some(path) => Source::Files(vec![path]),
-        None => Source::Demo(DEMO_INPUTS),
-    };
     Setup {
         card,
         model: None,

@@ -13,14 +13,14 @@ use anyhow::{Context as _, Result};
 use candle_core::{Device, Tensor};
 use image::{RgbImage, imageops};
 use unitscope::attribution::{self, Attribution, Params, Target, TargetSpec, registry};
-use unitscope::data::Entry;
 use unitscope::data::{Broden, ConceptSet, Vocabulary};
+use unitscope::data::{Entry, View, Window};
 use unitscope::dissect::{self, LayerDissection, report};
 use unitscope::featvis;
 use unitscope::jobs::Context;
 use unitscope::metrics::{self, DeletionInsertion, MapScores, Trust, TrustInputs};
 use unitscope::model::{Model, ModelCard, Prediction, UnitAddress};
-use unitscope::render::{self, Colormap, Style};
+use unitscope::render::{self, Backdrop, Colormap, Style};
 use unitscope::units::{self, Cache, LayerStats};
 
 /// What a job hands back.
@@ -82,17 +82,49 @@ pub struct InputView {
     /// The object's pixels, on demo scenes.
     pub mask: Option<Vec<bool>>,
     pub top: Vec<Prediction>,
+    /// The part of `original` the model saw.
+    pub window: Window,
+    /// For a modality's file, what it is shown as.
+    pub view: Option<Arc<View>>,
+}
+
+impl InputView {
+    /// Its name, and for a modality's picture its axes (`x: time 0..1 s`).
+    pub fn caption(&self) -> String {
+        let Some(view) = self.view.as_deref() else {
+            return self.name.clone();
+        };
+        let axes = [&view.picture.x, &view.picture.y]
+            .into_iter()
+            .zip(["x", "y"])
+            .filter(|(axis, _)| !axis.label.is_empty())
+            .map(|(axis, name)| format!(" · {name}: {}", axis.caption()));
+        std::iter::once(self.name.clone()).chain(axes).collect()
+    }
+
+    /// What its maps are drawn onto, for a model taking `(height, width)` inputs.
+    fn backdrop(&self, input: (usize, usize)) -> Backdrop<'_> {
+        Backdrop {
+            picture: &self.original,
+            window: self.window,
+            input,
+            painter: self.view.as_ref().and_then(|v| v.painter.as_deref()),
+        }
+    }
 }
 
 pub fn load_input(model: &Model, index: usize, entry: &Entry) -> Result<Output> {
     let sample = entry.load(model.input_spec(), model.device())?;
     let top = model.predict(&sample.tensor.unsqueeze(0)?, 5)?.remove(0);
+    let original = sample.original()?;
     let view = InputView {
-        original: sample.original()?,
+        window: sample.window(model.input_spec(), original.dimensions()),
+        original,
         name: sample.name,
         tensor: sample.tensor,
         mask: sample.mask,
         top,
+        view: sample.view,
     };
     Ok(Output::Input(index, Arc::new(view)))
 }
@@ -173,12 +205,11 @@ pub fn draw(
     colormap: Colormap,
 ) -> Result<RgbImage> {
     let [h, w] = model.input_spec().size;
-    let window = model.input_spec().window(input.original.dimensions());
     let style = Style {
         colormap,
         ..Style::default()
     };
-    render::draw_on(&explained.maps, &input.original, (window, (h, w)), style)
+    render::draw_on(&explained.maps, input.backdrop((h, w)), style)
 }
 
 /// One method's map in the compare view, with how far to trust it.
@@ -264,7 +295,7 @@ pub fn thumbnails(
     let stats = &view.stats;
     let (spec, device) = (model.input_spec(), model.device());
     // Each strongest input is read once, however many units it tops.
-    let mut originals: HashMap<usize, RgbImage> = HashMap::new();
+    let mut originals: HashMap<usize, (RgbImage, Window)> = HashMap::new();
     let mut thumbnails = Vec::with_capacity(units.len());
     for &unit in units {
         unitscope::jobs::checkpoint()?;
@@ -272,13 +303,16 @@ pub fn thumbnails(
             thumbnails.push((unit, RgbImage::new(THUMBNAIL, THUMBNAIL)));
             continue;
         };
-        let original = match originals.entry(best.input) {
+        let (original, seen) = match originals.entry(best.input) {
             hash_map::Entry::Occupied(e) => e.into_mut(),
             hash_map::Entry::Vacant(e) => {
-                e.insert(entries[best.input].load(spec, device)?.original()?)
+                let sample = entries[best.input].load(spec, device)?;
+                let original = sample.original()?;
+                let seen = sample.window(spec, original.dimensions());
+                e.insert((original, seen))
             }
         };
-        let crop = stats.crop(best, original, spec);
+        let crop = stats.crop(best, original, *seen, spec);
         // Scaled to fit the thumbnail square, aspect kept (an edge crop is narrow).
         let (w, h) = crop.dimensions();
         let scale = THUMBNAIL as f64 / w.max(h) as f64;
@@ -366,17 +400,17 @@ pub fn unit(
     for top in &stats.units[unit].top {
         unitscope::jobs::checkpoint()?;
         let entry = &entries[top.input];
-        let original = entry.load(spec, device)?.original()?;
+        let sample = entry.load(spec, device)?;
+        let original = sample.original()?;
         // One input's layer map, as a CAM's: `[1, H, W]`.
         let map = Tensor::from_vec(top.map.clone(), (1, h, w), &Device::Cpu)?;
         let maps = Attribution::Layers(vec![(stats.layer.clone(), map)]);
-        let [ih, iw] = spec.size;
-        let window = spec.window(original.dimensions());
         let style = Style {
             colormap,
             ..Style::default()
         };
-        let image = render::draw_on(&maps, &original, (window, (ih, iw)), style)?;
+        let on = Backdrop::of(&sample, &original, spec);
+        let image = render::draw_on(&maps, on, style)?;
         tiles.push(Tile {
             image,
             caption: format!("{} peak {:.3}", entry.name, top.peak),

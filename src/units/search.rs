@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use image::RgbImage;
 
 use super::histogram::Histogram;
-use crate::data::InputSpec;
+use crate::data::{InputSpec, Window};
 use crate::model::{Model, Probe, ReceptiveField};
 
 /// One of a unit's strongest inputs.
@@ -71,11 +71,18 @@ impl LayerStats {
 impl LayerStats {
     /// The part of `original` (the image before preprocessing by `spec`) that
     /// `top`'s peak position sees: its receptive-field window mapped from the
-    /// model's input back onto the image.
-    pub fn crop(&self, top: &TopInput, original: &RgbImage, spec: &InputSpec) -> RgbImage {
+    /// model's input back onto `seen`, the part of the image the input shows
+    /// ([`crate::data::Sample::window`]).
+    pub fn crop(
+        &self,
+        top: &TopInput,
+        original: &RgbImage,
+        seen: Window,
+        spec: &InputSpec,
+    ) -> RgbImage {
         let [rows, columns] = spec.size;
         let [y0, x0, y1, x1] = self.window(top, (rows, columns));
-        let (wx, wy, ww, wh) = spec.window(original.dimensions());
+        let (wx, wy, ww, wh) = seen;
         let (sx, sy) = (ww / columns as f64, wh / rows as f64);
         let (iw, ih) = original.dimensions();
         let left = (wx + x0 as f64 * sx).floor().clamp(0.0, iw as f64 - 1.0) as u32;

@@ -75,7 +75,7 @@ fn draw_single(app: &mut App, frame: &mut Frame, area: Rect, input: &Arc<InputVi
     let [right_caption, right_picture] =
         Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(right);
     frame.render_widget(
-        Paragraph::new(input.name.clone()).style(app.theme.muted),
+        Paragraph::new(input.caption()).style(app.theme.muted),
         left_caption,
     );
     let original = picture(app, format!("input:{}", app.explain.input), || {
