@@ -194,7 +194,14 @@ typedef struct UsDecoded {
 } UsDecoded;
 
 /* A modality. `decode` and `release` are required; `draw` may be NULL (the host draws
- * its heatmap over the picture). */
+ * its heatmap over the picture).
+ * - decode: the file at `path` into `out` (whose `size` the host set: fill no more),
+ *   its input `channels x height x width`; an error is the file's, and the plugin
+ *   stays enabled.
+ * - draw: `map` (`[H, W]` over the input's positions, values in 0..1; a signed map as
+ *   (1 + v) / 2) onto the file's picture, into `rgb` (`[height, width, 3]` floats in
+ *   0..1 at the picture's size, handed over with its `free`); one call at a time per
+ *   handle. */
 typedef struct UsModality {
     uint32_t size;
     const UsStr *extensions;

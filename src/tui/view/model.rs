@@ -128,8 +128,8 @@ fn draw_card(app: &App, frame: &mut Frame, area: Rect) {
     }
     let inputs = match &app.source {
         Source::Demo(n) => format!("{n} held-out demo scenes"),
-        Source::Folder(dir) => format!("{} images in {}", app.entries.len(), dir.display()),
-        Source::Files(files) => format!("{} image file(s)", files.len()),
+        Source::Folder(dir) => format!("{} files in {}", app.entries.len(), dir.display()),
+        Source::Files(files) => format!("{} file(s)", files.len()),
     };
     field("inputs", inputs);
     let room = (inner.height as usize).saturating_sub(fields.len() + 1);
