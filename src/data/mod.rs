@@ -17,5 +17,5 @@ pub use broden::Broden;
 pub use concepts::ConceptSet;
 pub use image::{InputSpec, ResizeMode, Window, load_image};
 pub use resample::Interpolation;
-pub use source::{Entry, Sample, Source, View};
+pub use source::{Entry, Sample, Source};
 pub use vocabulary::{ImageLabels, Label, Vocabulary};

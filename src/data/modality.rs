@@ -30,9 +30,16 @@ pub trait Modality: Send + Sync {
 pub struct Decoded {
     /// The model's input, `[C, H, W]` values, row-major.
     pub input: Vec<f32>,
-    /// What maps are drawn on.
+    /// How it is shown.
+    pub view: View,
+}
+
+/// How a modality's file is shown: its picture, and the modality's own drawing
+/// of maps onto it, if it draws them.
+pub struct View {
+    /// The picture, with its axes.
     pub picture: Picture,
-    /// How the modality draws maps itself, if it does.
+    /// The modality's drawing of maps.
     pub painter: Option<Box<dyn Painter>>,
 }
 

@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 
 use super::image::{InputSpec, Window, load_image};
-use super::modality::{self, Painter, Picture};
+use super::modality::{self, Modality, View};
 use super::world::{HELD_OUT, SIZE, World};
 
 /// A source of inputs.
@@ -41,15 +41,6 @@ pub struct Sample {
     pub mask: Option<Vec<bool>>,
     /// For a modality's file, what it is shown as.
     pub view: Option<Arc<View>>,
-}
-
-/// How a modality's file is shown: its picture, and the modality's own drawing
-/// of maps onto it, if it draws them.
-pub struct View {
-    /// The picture, with its axes.
-    pub picture: Picture,
-    /// The modality's drawing of maps.
-    pub painter: Option<Box<dyn Painter>>,
 }
 
 impl Sample {
@@ -213,26 +204,34 @@ impl Entry {
                     view: None,
                 })
             }
-            EntryKind::File(path) if modality::for_path(path).is_some() => {
-                self.decode(path, spec, device)
-            }
-            EntryKind::File(path) => {
-                let image = load_image(path)?;
-                Ok(Sample {
-                    name: self.name.clone(),
-                    path: Some(path.clone()),
-                    tensor: spec.to_tensor(&image, device)?,
-                    mask: None,
-                    scene: None,
-                    view: None,
-                })
-            }
+            EntryKind::File(path) => match modality::for_path(path) {
+                Some(modality) => self.decode(modality, path, spec, device),
+                None => self.read_image(path, spec, device),
+            },
         }
     }
 
-    /// A modality's file, decoded by its plugin into the input `spec` sizes.
-    fn decode(&self, path: &Path, spec: &InputSpec, device: &Device) -> Result<Sample> {
-        let modality = modality::for_path(path).context("no modality opens it")?;
+    /// An image file, preprocessed by `spec`.
+    fn read_image(&self, path: &Path, spec: &InputSpec, device: &Device) -> Result<Sample> {
+        let image = load_image(path)?;
+        Ok(Sample {
+            name: self.name.clone(),
+            path: Some(path.to_path_buf()),
+            tensor: spec.to_tensor(&image, device)?,
+            mask: None,
+            scene: None,
+            view: None,
+        })
+    }
+
+    /// A file of `modality`, decoded by its plugin into the input `spec` sizes.
+    fn decode(
+        &self,
+        modality: &'static dyn Modality,
+        path: &Path,
+        spec: &InputSpec,
+        device: &Device,
+    ) -> Result<Sample> {
         let [h, w] = spec.size;
         let decoded = modality
             .decode(path, [3, h, w])
@@ -243,10 +242,7 @@ impl Entry {
             tensor: Tensor::from_vec(decoded.input, (3, h, w), device)?,
             mask: None,
             scene: None,
-            view: Some(Arc::new(View {
-                picture: decoded.picture,
-                painter: decoded.painter,
-            })),
+            view: Some(Arc::new(decoded.view)),
         })
     }
 }

@@ -18,7 +18,7 @@ use unitscope_sdk::abi::{
 
 use super::disabled::Disabled;
 use super::library::{slice, text};
-use crate::data::modality::{Axis, Decoded, Modality, Painter, Picture};
+use crate::data::modality::{Axis, Decoded, Modality, Painter, Picture, View};
 use crate::render;
 
 /// The largest picture side a plugin may hand over.
@@ -185,8 +185,7 @@ impl Modality for Plugin {
         };
         Ok(Decoded {
             input,
-            picture,
-            painter,
+            view: View { picture, painter },
         })
     }
 }
