@@ -500,7 +500,7 @@ fn merged_shards_equal_a_single_run() {
             )
             .unwrap()
             .remove(0);
-            let state = State::Sketches(t.into_sketches());
+            let state = State::Sketches(t.into_sketches().unwrap());
             Part::new(("k", &run), &layer, (*i, 3), range.clone(), state)
         })
         .collect();

@@ -260,7 +260,7 @@ fn dissect_shard(
                         &settings,
                         &mut progress,
                     )?;
-                    let sketches = t.into_iter().next().context("one layer")?.into_sketches();
+                    let sketches = t.into_iter().next().context("one layer")?.into_sketches()?;
                     Part::new(
                         (&key, &run),
                         layer,
@@ -394,7 +394,13 @@ fn merge(args: &MergeArgs) -> Result<()> {
                 tally
                     .check(t.len(), vocabulary, parts[0].run.images)
                     .with_context(|| format!("the parts of `{layer}`"))?;
-                let dissected = LayerDissection::new(layer, tally, t, None, vocabulary, &settings);
+                let thresholds = dissect::Finished {
+                    thresholds: t,
+                    exact: false,
+                    sketch_error: None,
+                };
+                let dissected =
+                    LayerDissection::new(layer, tally, thresholds, vocabulary, &settings);
                 let value = report::write(&args.out, &dissected, vocabulary, &settings, key)?;
                 if let Some((model, set)) = &drawn {
                     ensure!(

@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use crate::data::{ConceptSet, ImageLabels, ResizeMode, Vocabulary};
 use crate::model::{Model, Probe};
-pub use quantile::{STATED_ERROR, Sketch, Thresholds, sketch_thresholds};
+pub use quantile::{Finished, STATED_ERROR, Sketch, Thresholds, sketch_thresholds};
 pub use tally::{Match, Tally, UnitResult};
 
 /// Demo scenes dissected when no dataset is given (`dissect`, `dissect merge
@@ -111,7 +111,7 @@ pub fn dissect(
     for t in sketched {
         finished.push(t.finish(settings.quantile)?);
     }
-    let thresholds: Vec<Vec<f32>> = finished.iter().map(|(t, _)| t.clone()).collect();
+    let thresholds: Vec<Vec<f32>> = finished.iter().map(|f| f.thresholds.clone()).collect();
     let mut second = |done, _| progress(set.len() as u64 + done, total);
     let tallies = tally_pass(
         model,
@@ -127,36 +127,27 @@ pub fn dissect(
         .iter()
         .zip(tallies)
         .zip(finished)
-        .map(|((layer, tally), (thresholds, sketch_error))| {
-            LayerDissection::new(
-                layer,
-                tally,
-                thresholds,
-                sketch_error,
-                &vocabulary,
-                settings,
-            )
+        .map(|((layer, tally), finished)| {
+            LayerDissection::new(layer, tally, finished, &vocabulary, settings)
         })
         .collect())
 }
 
 impl LayerDissection {
-    /// A layer's dissection from its tally at `thresholds` (exact when the sketch's
-    /// error against them is known).
+    /// A layer's dissection from its tally at `thresholds`.
     pub fn new(
         layer: &str,
         tally: Tally,
-        thresholds: Vec<f32>,
-        sketch_error: Option<f64>,
+        thresholds: Finished,
         vocabulary: &Vocabulary,
         settings: &Settings,
     ) -> Self {
         Self {
             layer: layer.to_string(),
             units: tally.results(vocabulary, settings.iou_threshold),
-            exact: sketch_error.is_some(),
-            sketch_error,
-            thresholds,
+            exact: thresholds.exact,
+            sketch_error: thresholds.sketch_error,
+            thresholds: thresholds.thresholds,
             tally,
         }
     }
@@ -193,10 +184,10 @@ pub fn thresholds_pass(
 ) -> Result<Vec<Thresholds>> {
     check(set, &images, settings)?;
     let shapes = layer_shapes(model, layers)?;
-    let budget = settings.exact_budget / layers.len();
     let mut thresholds: Vec<Thresholds> = shapes
         .iter()
-        .map(|&(n, _)| Thresholds::new(n, budget))
+        .zip(exact_budgets(&shapes, images.len(), settings.exact_budget))
+        .map(|(&(n, _), budget)| Thresholds::new(n, budget))
         .collect();
     let total = images.len() as u64;
     let mut done = 0;
@@ -215,6 +206,31 @@ pub fn thresholds_pass(
         },
     )?;
     Ok(thresholds)
+}
+
+/// Each layer's share of `budget` bytes for exact thresholds over `images`
+/// images: smallest layers first, a layer whose every activation fits in what is
+/// left gets what it needs; the others none (they are sketched from the start).
+fn exact_budgets(shapes: &[(usize, (usize, usize))], images: usize, budget: usize) -> Vec<usize> {
+    let needs: Vec<usize> = shapes
+        .iter()
+        .map(|&(units, (h, w))| {
+            (units * h * w)
+                .saturating_mul(images)
+                .saturating_mul(size_of::<f32>())
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..shapes.len()).collect();
+    order.sort_by_key(|&i| needs[i]);
+    let mut left = budget;
+    let mut shares = vec![0; shapes.len()];
+    for i in order {
+        if needs[i] <= left {
+            shares[i] = needs[i];
+            left -= needs[i];
+        }
+    }
+    shares
 }
 
 /// The second pass over `images` of `set`: each layer's tally at its `thresholds`.
@@ -252,20 +268,12 @@ pub fn tally_pass(
         |first, acts, labels| {
             let batch = labels.len();
             let labels = labels.into_iter().flatten().collect::<Vec<_>>();
-            for (((tally, (a, _)), &(n, size)), t) in
-                tallies.iter_mut().zip(acts).zip(&shapes).zip(thresholds)
+            for ((tally, (a, _)), (&(_, size), t)) in tallies
+                .iter_mut()
+                .zip(acts)
+                .zip(shapes.iter().zip(thresholds))
             {
-                let per_image = n * size.0 * size.1;
-                for (b, labels) in labels.iter().enumerate() {
-                    tally.add(
-                        first + b,
-                        &a[b * per_image..(b + 1) * per_image],
-                        size,
-                        labels,
-                        t,
-                        &vocabulary,
-                    );
-                }
+                tally.add(first, a, size, &labels, t, &vocabulary);
             }
             done += batch as u64;
             progress(done, total);
@@ -357,4 +365,21 @@ pub fn detectors_per_category(
             (c.clone(), n)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Smallest layers first: what fits whole is exact, what does not is
+    /// sketched, and a later smaller layer still gets what is left.
+    #[test]
+    fn the_exact_budget_goes_to_the_layers_that_fit_whole() {
+        // 4 bytes per value, 10 images: 400, 1600 and 160 bytes.
+        let shapes = [(10, (1, 1)), (40, (1, 1)), (1, (2, 2))];
+        assert_eq!(exact_budgets(&shapes, 10, 2160), [400, 1600, 160]);
+        assert_eq!(exact_budgets(&shapes, 10, 1000), [400, 0, 160]);
+        assert_eq!(exact_budgets(&shapes, 10, 200), [0, 0, 160]);
+        assert_eq!(exact_budgets(&shapes, 10, 0), [0, 0, 0]);
+    }
 }

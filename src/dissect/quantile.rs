@@ -110,22 +110,22 @@ fn from_ordered(key: u32) -> f32 {
 
 impl Sketch {
     /// Counts `values`; non-finite ones are an error (a broken model).
-    pub fn add(&mut self, values: impl IntoIterator<Item = f32>) -> Result<()> {
-        for v in values {
-            ensure!(
-                v.is_finite(),
-                "an activation is {v}; the model's weights or input are broken"
-            );
+    pub fn add(&mut self, values: &[f32]) -> Result<()> {
+        // Whole-slice passes first: they vectorize, the bucket loop cannot.
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            anyhow::bail!("an activation is {v}; the model's weights or input are broken");
+        }
+        self.min = values.iter().copied().fold(self.min, f32::min);
+        self.max = values.iter().copied().fold(self.max, f32::max);
+        self.count += values.len() as u64;
+        for &v in values {
             if v == 0.0 {
                 self.zeros += 1;
-            } else {
-                let bucket = (ordered(v) >> DROPPED) as usize;
-                let block = self.blocks[bucket / BLOCK].get_or_insert_with(Block::new);
-                block.add(bucket % BLOCK, v, 1);
+                continue;
             }
-            self.count += 1;
-            self.min = self.min.min(v);
-            self.max = self.max.max(v);
+            let bucket = (ordered(v) >> DROPPED) as usize;
+            let block = self.blocks[bucket / BLOCK].get_or_insert_with(Block::new);
+            block.add(bucket % BLOCK, v, 1);
         }
         Ok(())
     }
@@ -231,81 +231,187 @@ pub fn sketch_thresholds(sketches: &[Sketch], q: f64) -> Vec<f32> {
         .collect()
 }
 
-/// A layer's thresholds in the making: a sketch per unit, and every value too while
-/// they fit in the exact path's budget.
+/// What a [`Sketch`] of `values` would estimate as their top-`q` quantile,
+/// computed from the values themselves, without building it. Reorders `values`.
+pub fn sketch_estimate(values: &mut [f32], q: f64) -> Option<f32> {
+    if values.is_empty() {
+        return None;
+    }
+    let position = (values.len() - 1) as f64 * (1.0 - q);
+    let (_, &mut low, _) = values.select_nth_unstable_by(position as usize, f32::total_cmp);
+    Some(estimate(values, position, low))
+}
+
+/// [`sketch_estimate`] given the quantile's `position` among the sorted values and
+/// `low`, the value of rank `floor(position)`: the sketch's answer depends only on
+/// the bucket holding `low`, that bucket's count and the count below it, whether
+/// its values are all one, and the values' range. One pass, no buckets: how the
+/// exact path reports the sketch's error at no sketch's cost.
+fn estimate(values: &[f32], position: f64, low: f32) -> f32 {
+    if low == 0.0 {
+        return 0.0;
+    }
+    let target = ordered(low) >> DROPPED;
+    let positive = ordered(0.0) >> DROPPED;
+    let (mut below, mut count) = (0u64, 0u64);
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    let (mut bucket_lo, mut bucket_hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &v in values {
+        lo = lo.min(v);
+        hi = hi.max(v);
+        if v == 0.0 {
+            // Zeros are counted apart, below every positive bucket.
+            below += u64::from(target >= positive);
+            continue;
+        }
+        let bucket = ordered(v) >> DROPPED;
+        if bucket < target {
+            below += 1;
+        } else if bucket == target {
+            count += 1;
+            bucket_lo = bucket_lo.min(v);
+            bucket_hi = bucket_hi.max(v);
+        }
+    }
+    if bucket_lo == bucket_hi {
+        return bucket_lo;
+    }
+    let key = target << DROPPED;
+    let (start, end) = (from_ordered(key) as f64, bucket_end(key) as f64);
+    let at = (position - below as f64 + 0.5) / count as f64;
+    ((start + (end - start) * at) as f32).clamp(lo, hi)
+}
+
+/// A layer's thresholds in the making: every value while they fit in the exact
+/// path's budget; past it, a sketch per unit (made from the values kept so far,
+/// which are then dropped).
 pub struct Thresholds {
-    sketches: Vec<Sketch>,
-    exact: Option<Vec<Vec<f32>>>,
+    kept: Kept,
     budget: usize,
 }
 
+/// What [`Thresholds`] keeps.
+enum Kept {
+    /// Each unit's values.
+    Exact(Vec<Vec<f32>>),
+    /// Each unit's sketch.
+    Sketched(Vec<Sketch>),
+}
+
+/// A layer's thresholds, finished.
+pub struct Finished {
+    /// Each unit's `T_k` (infinite for a unit that saw no value: its mask stays
+    /// empty).
+    pub thresholds: Vec<f32>,
+    /// Whether they are exact (every value was kept) or the sketch's.
+    pub exact: bool,
+    /// When exact, the sketch's largest relative error against them.
+    pub sketch_error: Option<f64>,
+}
+
 impl Thresholds {
-    /// For `units` units, keeping values exactly up to `budget` bytes.
+    /// For `units` units, keeping values exactly up to `budget` bytes (reserved
+    /// now: a layer is given what its values need, and growing would copy them).
     pub fn new(units: usize, budget: usize) -> Self {
-        Self {
-            sketches: vec![Sketch::default(); units],
-            exact: Some(vec![Vec::new(); units]),
-            budget,
-        }
+        let each = budget / size_of::<f32>() / units.max(1);
+        let kept = match budget {
+            0 => Kept::Sketched(vec![Sketch::default(); units]),
+            _ => Kept::Exact((0..units).map(|_| Vec::with_capacity(each)).collect()),
+        };
+        Self { kept, budget }
     }
 
     /// Adds a batch's activations, `[batch, units, positions]` flattened.
     pub fn add(&mut self, acts: &[f32], batch: usize) -> Result<()> {
-        let units = self.sketches.len();
+        let units = match &self.kept {
+            Kept::Exact(values) => values.len(),
+            Kept::Sketched(sketches) => sketches.len(),
+        };
         let positions = acts.len() / (batch * units).max(1);
         ensure!(
             positions * batch * units == acts.len(),
             "{} activations do not make {batch} x {units} maps",
             acts.len()
         );
-        let of_unit = |k: usize| {
-            (0..batch).flat_map(move |b| {
-                let at = (b * units + k) * positions;
-                acts[at..at + positions].iter().copied()
-            })
+        if let Some(v) = acts.iter().find(|v| !v.is_finite()) {
+            anyhow::bail!("an activation is {v}; the model's weights or input are broken");
+        }
+        // Unit k's map in image b of the batch.
+        let map = |b: usize, k: usize| {
+            let at = (b * units + k) * positions;
+            &acts[at..at + positions]
         };
-        self.sketches
-            .par_iter_mut()
-            .enumerate()
-            .try_for_each(|(k, sketch)| sketch.add(of_unit(k)))?;
-        if let Some(exact) = &mut self.exact {
-            let kept: usize = exact.iter().map(Vec::len).sum();
-            if (kept + acts.len()) * std::mem::size_of::<f32>() > self.budget {
-                self.exact = None;
-            } else {
-                exact
-                    .par_iter_mut()
-                    .enumerate()
-                    .for_each(|(k, values)| values.extend(of_unit(k)));
+        if let Kept::Exact(values) = &mut self.kept {
+            let kept: usize = values.iter().map(Vec::len).sum();
+            if (kept + acts.len()) * size_of::<f32>() <= self.budget {
+                values.par_iter_mut().enumerate().for_each(|(k, values)| {
+                    (0..batch).for_each(|b| values.extend_from_slice(map(b, k)))
+                });
+                return Ok(());
             }
+            self.kept = Kept::Sketched(sketches_of(values)?);
+        }
+        if let Kept::Sketched(sketches) = &mut self.kept {
+            sketches
+                .par_iter_mut()
+                .enumerate()
+                .try_for_each(|(k, sketch)| (0..batch).try_for_each(|b| sketch.add(map(b, k))))?;
         }
         Ok(())
     }
 
     /// The sketches, for a shard's partial state.
-    pub fn into_sketches(self) -> Vec<Sketch> {
-        self.sketches
+    pub fn into_sketches(self) -> Result<Vec<Sketch>> {
+        match self.kept {
+            Kept::Exact(values) => sketches_of(&values),
+            Kept::Sketched(sketches) => Ok(sketches),
+        }
     }
 
     /// Each unit's top-`q` quantile: exact if every value was kept, else the
     /// sketch's; and, when exact, the sketch's largest relative error against it.
-    pub fn finish(self, q: f64) -> Result<(Vec<f32>, Option<f64>)> {
-        let sketched = sketch_thresholds(&self.sketches, q);
-        let Some(mut exact) = self.exact else {
-            return Ok((sketched, None));
+    pub fn finish(self, q: f64) -> Result<Finished> {
+        let mut values = match self.kept {
+            Kept::Sketched(sketches) => {
+                return Ok(Finished {
+                    thresholds: sketch_thresholds(&sketches, q),
+                    exact: false,
+                    sketch_error: None,
+                });
+            }
+            Kept::Exact(values) => values,
         };
-        let exact: Vec<f32> = exact
+        let (thresholds, errors): (Vec<f32>, Vec<f64>) = values
             .par_iter_mut()
-            .map(|v| exact_top_quantile(v, q).unwrap_or(f32::INFINITY))
-            .collect();
-        let error = exact
-            .iter()
-            .zip(&sketched)
-            .filter(|(e, _)| e.is_finite())
-            .map(|(&e, &s)| ((s - e).abs() / e.abs().max(f32::MIN_POSITIVE)) as f64)
-            .fold(0.0, f64::max);
-        Ok((exact, Some(error)))
+            .map(|v| {
+                let Some(exact) = exact_top_quantile(v, q) else {
+                    return (f32::INFINITY, 0.0);
+                };
+                // The exact selection left the value of rank floor(position) in place.
+                let position = (v.len() - 1) as f64 * (1.0 - q);
+                let sketched = estimate(v, position, v[position as usize]);
+                let error = (sketched - exact).abs() / exact.abs().max(f32::MIN_POSITIVE);
+                (exact, error as f64)
+            })
+            .unzip();
+        Ok(Finished {
+            thresholds,
+            exact: true,
+            sketch_error: Some(errors.into_iter().fold(0.0, f64::max)),
+        })
     }
+}
+
+/// A sketch of each unit's `values`.
+fn sketches_of(values: &[Vec<f32>]) -> Result<Vec<Sketch>> {
+    values
+        .par_iter()
+        .map(|v| {
+            let mut sketch = Sketch::default();
+            sketch.add(v)?;
+            Ok(sketch)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -339,11 +445,11 @@ mod tests {
                 })
                 .collect();
             let mut whole = Sketch::default();
-            whole.add(values.iter().copied()).unwrap();
+            whole.add(&values).unwrap();
             let (a, b) = values.split_at(77_777);
             let (mut left, mut right) = (Sketch::default(), Sketch::default());
-            left.add(a.iter().copied()).unwrap();
-            right.add(b.iter().copied()).unwrap();
+            left.add(a).unwrap();
+            right.add(b).unwrap();
             left.merge(&right);
             assert_eq!(left, whole);
             let mut sorted = values.clone();
@@ -367,22 +473,71 @@ mod tests {
             }
         }
         let mut nan = Sketch::default();
-        assert!(nan.add([1.0, f32::NAN]).is_err());
+        assert!(nan.add(&[1.0, f32::NAN]).is_err());
     }
 
-    /// Values past the budget drop the exact path; the sketch carries on.
+    /// Values past the budget drop the exact path; a sketch made of the values
+    /// kept carries on, and equals one that saw every value.
     #[test]
     fn thresholds_fall_back_to_the_sketch_past_the_budget() {
         let acts: Vec<f32> = (0..2 * 3 * 4).map(|i| i as f32).collect();
         let mut kept = Thresholds::new(3, 1 << 20);
         kept.add(&acts, 2).unwrap();
-        let (t, error) = kept.finish(0.0).unwrap();
+        let finished = kept.finish(0.0).unwrap();
         // Unit 1's values: 4..8 and 16..20; the maximum is 19.
-        assert_eq!(t[1], 19.0);
-        assert!(error.is_some());
-        let mut over = Thresholds::new(3, 16);
-        over.add(&acts, 2).unwrap();
-        let (t, error) = over.finish(0.0).unwrap();
-        assert_eq!((t[1], error), (19.0, None));
+        assert_eq!(finished.thresholds[1], 19.0);
+        assert!(finished.exact && finished.sketch_error.is_some());
+        // Two batches fit, the third does not.
+        let mut over = Thresholds::new(3, 2 * acts.len() * size_of::<f32>());
+        let mut sketched = Thresholds::new(3, 0);
+        for round in 0..3 {
+            let batch: Vec<f32> = acts.iter().map(|v| v + round as f32).collect();
+            over.add(&batch, 2).unwrap();
+            sketched.add(&batch, 2).unwrap();
+        }
+        let finished = over.finish(0.0).unwrap();
+        assert_eq!(finished.thresholds[1], 21.0);
+        assert!(!finished.exact && finished.sketch_error.is_none());
+        let mut over = Thresholds::new(3, 2 * acts.len() * size_of::<f32>());
+        for round in 0..3 {
+            let batch: Vec<f32> = acts.iter().map(|v| v + round as f32).collect();
+            over.add(&batch, 2).unwrap();
+        }
+        assert_eq!(
+            over.into_sketches().unwrap(),
+            sketched.into_sketches().unwrap()
+        );
+    }
+
+    /// The sketch's estimate computed from the values equals the estimate of the
+    /// sketch built from them, on signed, zero-heavy, tied and sparse values.
+    #[test]
+    fn the_estimate_from_values_is_the_sketchs() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let cases: Vec<Vec<f32>> = vec![
+            (0..50_000)
+                .map(|_| rng.random_range(-1.0f32..1.0).powi(3) * 40.0)
+                .collect(),
+            (0..50_000)
+                .map(|_| (rng.random_range(-1.0f32..1.0) * 3.0).max(0.0))
+                .collect(),
+            (0..5_000)
+                .map(|i| if i % 7 == 0 { 2.5 } else { 0.0 })
+                .collect(),
+            (0..5_000).map(|i| -(i as f32) - 1.0).collect(),
+            vec![1.0, 1.0 + 1e-6, 1.0 + 2e-6, 3.0],
+            vec![4.0],
+        ];
+        for (n, values) in cases.iter().enumerate() {
+            let mut sketch = Sketch::default();
+            sketch.add(values).unwrap();
+            for q in [0.005, 0.01, 0.3, 0.5, 0.9] {
+                assert_eq!(
+                    sketch_estimate(&mut values.clone(), q),
+                    sketch.top_quantile(q),
+                    "case {n}, q {q}"
+                );
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Digest;
 
+use super::quantile::Finished;
 use super::{LayerDissection, Settings, Tally, detectors_per_category};
 use crate::data::{ConceptSet, Vocabulary};
 use crate::model::Model;
@@ -129,11 +130,16 @@ pub fn load(
         .tally
         .check(saved.thresholds.len(), vocabulary, set.len())
         .ok()?;
+    let thresholds = Finished {
+        thresholds: saved.thresholds,
+        // Exact thresholds always come with the sketch's error against them.
+        exact: saved.sketch_error.is_some(),
+        sketch_error: saved.sketch_error,
+    };
     Some(LayerDissection::new(
         &saved.layer,
         saved.tally,
-        saved.thresholds,
-        saved.sketch_error,
+        thresholds,
         vocabulary,
         settings,
     ))

@@ -96,75 +96,90 @@ impl Tally {
         }
     }
 
-    /// Counts image `image`: `maps` is its `[units, rows, columns]` activations
-    /// (`size` is `(rows, columns)`), `thresholds` each unit's `T_k`.
+    /// Counts a batch of images, the first numbered `first`: `maps` is their
+    /// `[images, units, rows, columns]` activations (`size` is `(rows, columns)`),
+    /// `labels` theirs in order, `thresholds` each unit's `T_k`. Units are counted
+    /// in parallel, each over the whole batch.
     pub fn add(
         &mut self,
-        image: usize,
+        first: usize,
         maps: &[f32],
         size: (usize, usize),
-        labels: &ImageLabels,
+        labels: &[ImageLabels],
         thresholds: &[f32],
         vocabulary: &Vocabulary,
     ) {
-        let (sh, sw) = labels.size;
-        let area = (sh * sw) as u64;
         let primary: Vec<Option<usize>> = vocabulary.labels.iter().map(|l| l.category).collect();
-        for layer in &labels.layers {
-            for &l in layer {
-                if l != 0 {
-                    self.label_area[l as usize] += 1;
+        for image in labels {
+            let area = (image.size.0 * image.size.1) as u64;
+            for layer in &image.layers {
+                for &l in layer {
+                    if l != 0 {
+                        self.label_area[l as usize] += 1;
+                    }
                 }
             }
+            for &s in &image.scalars {
+                self.label_area[s as usize] += area;
+            }
         }
-        for &s in &labels.scalars {
-            self.label_area[s as usize] += area;
+        // Images of a set mostly share one label size: one upsampling for them.
+        let mut upsamples: Vec<Upsample> = Vec::new();
+        for image in labels {
+            if !upsamples.iter().any(|u| u.out == image.size) {
+                upsamples.push(Upsample::new(size, image.size));
+            }
         }
-        let upsample = Upsample::new(size, labels.size);
         let per_map = size.0 * size.1;
-        let categories = self.categories;
+        let (units, categories) = (self.units, self.categories);
         (self.unit_area.par_iter_mut())
             .zip(self.unit_category.par_chunks_mut(categories))
             .zip(self.both.par_chunks_mut(self.labels))
             .zip(self.top.par_iter_mut())
             .enumerate()
             .for_each(|(k, (((unit_area, unit_category), both), top))| {
-                let map = &maps[k * per_map..(k + 1) * per_map];
-                let peak = map.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                keep_top(top, [(peak, image)]);
-                // Bilinear values never exceed the map's largest: with q = 0.005
-                // most maps have no pixel above the threshold (NetDissect-Lite's
-                // shortcut too).
-                if peak <= thresholds[k] {
-                    return;
-                }
                 let mut hit = vec![false; categories];
-                let mut count = 0u64;
-                upsample.for_each_above(map, thresholds[k], |p| {
-                    count += 1;
-                    for layer in &labels.layers {
-                        let l = layer[p];
-                        if l != 0 {
-                            both[l as usize] += 1;
-                            if let Some(c) = primary[l as usize] {
-                                hit[c] = true;
+                for (b, image) in labels.iter().enumerate() {
+                    let at = (b * units + k) * per_map;
+                    let map = &maps[at..at + per_map];
+                    let peak = map.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    keep_top(top, [(peak, first + b)]);
+                    // Bilinear values never exceed the map's largest: with q = 0.005
+                    // most maps have no pixel above the threshold (NetDissect-Lite's
+                    // shortcut too).
+                    if peak <= thresholds[k] {
+                        continue;
+                    }
+                    let upsample = upsamples.iter().find(|u| u.out == image.size);
+                    let Some(upsample) = upsample else { continue };
+                    hit.fill(false);
+                    let mut count = 0u64;
+                    upsample.for_each_above(map, thresholds[k], |p| {
+                        count += 1;
+                        for layer in &image.layers {
+                            let l = layer[p];
+                            if l != 0 {
+                                both[l as usize] += 1;
+                                if let Some(c) = primary[l as usize] {
+                                    hit[c] = true;
+                                }
                             }
                         }
+                    });
+                    if count == 0 {
+                        continue;
                     }
-                });
-                if count == 0 {
-                    return;
-                }
-                for &s in &labels.scalars {
-                    both[s as usize] += count;
-                    if let Some(c) = primary[s as usize] {
-                        hit[c] = true;
+                    for &s in &image.scalars {
+                        both[s as usize] += count;
+                        if let Some(c) = primary[s as usize] {
+                            hit[c] = true;
+                        }
                     }
-                }
-                *unit_area += count;
-                for (total, hit) in unit_category.iter_mut().zip(hit) {
-                    if hit {
-                        *total += count;
+                    *unit_area += count;
+                    for (total, &hit) in unit_category.iter_mut().zip(&hit) {
+                        if hit {
+                            *total += count;
+                        }
                     }
                 }
             });
@@ -317,6 +332,8 @@ struct Upsample {
     rows: Vec<(usize, usize, f32)>,
     columns: Vec<(usize, usize, f32)>,
     width: usize,
+    /// The labels' `(rows, columns)`.
+    out: (usize, usize),
 }
 
 impl Upsample {
@@ -335,14 +352,23 @@ impl Upsample {
             rows: taps(h, sh),
             columns: taps(w, sw),
             width: w,
+            out: (sh, sw),
         }
     }
 
     /// Calls `f` with the index (row-major) of every upsampled pixel above
-    /// `threshold`.
+    /// `threshold`. An upsampled row blends two rows of the map, so it has no
+    /// pixel above the threshold when they have none: such rows are skipped.
     fn for_each_above(&self, map: &[f32], threshold: f32, mut f: impl FnMut(usize)) {
         let (w, sw) = (self.width, self.columns.len());
+        let above: Vec<bool> = map
+            .chunks(w)
+            .map(|row| row.iter().any(|&v| v > threshold))
+            .collect();
         for (y, &(y0, y1, fy)) in self.rows.iter().enumerate() {
+            if !above[y0] && !above[y1] {
+                continue;
+            }
             let (top, bottom) = (&map[y0 * w..(y0 + 1) * w], &map[y1 * w..(y1 + 1) * w]);
             for (x, &(x0, x1, fx)) in self.columns.iter().enumerate() {
                 let upper = top[x0] + (top[x1] - top[x0]) * fx;
@@ -387,7 +413,14 @@ mod tests {
             layers: vec![vec![1, 0, 1, 0]],
             scalars: vec![],
         };
-        tally.add(0, &[1., 1., 0., 0.], (2, 2), &labels, &[0.5], &vocabulary);
+        tally.add(
+            0,
+            &[1., 1., 0., 0.],
+            (2, 2),
+            std::slice::from_ref(&labels),
+            &[0.5],
+            &vocabulary,
+        );
         let iou = tally.iou(0, 1, &vocabulary);
         assert!((iou - 1.0 / 3.0).abs() < 1e-9, "{iou}");
         let result = &tally.results(&vocabulary, 0.04)[0];
@@ -425,8 +458,22 @@ mod tests {
         let mut parts = [Tally::new(1, &vocabulary), Tally::new(1, &vocabulary)];
         let images = maps.iter().zip([&cat_right, &beach]).zip(&mut parts);
         for (i, ((map, labels), part)) in images.enumerate() {
-            both.add(i, map, (2, 2), labels, &[0.5], &vocabulary);
-            part.add(i, map, (2, 2), labels, &[0.5], &vocabulary);
+            both.add(
+                i,
+                map,
+                (2, 2),
+                std::slice::from_ref(labels),
+                &[0.5],
+                &vocabulary,
+            );
+            part.add(
+                i,
+                map,
+                (2, 2),
+                std::slice::from_ref(labels),
+                &[0.5],
+                &vocabulary,
+            );
         }
         // Cat: the mask never meets an object label: 0 / (0 + 2 − 0).
         assert_eq!(both.iou(0, 2, &vocabulary), 0.0);
