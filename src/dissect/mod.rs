@@ -208,29 +208,22 @@ pub fn thresholds_pass(
     Ok(thresholds)
 }
 
-/// Each layer's share of `budget` bytes for exact thresholds over `images`
-/// images: smallest layers first, a layer whose every activation fits in what is
-/// left gets what it needs; the others none (they are sketched from the start).
+/// Each layer's part of `budget` bytes for exact thresholds over `images`
+/// images, decided before the pass: what its every activation needs, when that
+/// fits in an equal share of the budget; else none (it is sketched from the
+/// start). Sketching costs about what keeping and selecting does, so a layer
+/// too large for its share is not given the others' (`bench dissect`).
 fn exact_budgets(shapes: &[(usize, (usize, usize))], images: usize, budget: usize) -> Vec<usize> {
-    let needs: Vec<usize> = shapes
+    let share = budget / shapes.len().max(1);
+    shapes
         .iter()
         .map(|&(units, (h, w))| {
-            (units * h * w)
+            let need = (units * h * w)
                 .saturating_mul(images)
-                .saturating_mul(size_of::<f32>())
+                .saturating_mul(size_of::<f32>());
+            if need <= share { need } else { 0 }
         })
-        .collect();
-    let mut order: Vec<usize> = (0..shapes.len()).collect();
-    order.sort_by_key(|&i| needs[i]);
-    let mut left = budget;
-    let mut shares = vec![0; shapes.len()];
-    for i in order {
-        if needs[i] <= left {
-            shares[i] = needs[i];
-            left -= needs[i];
-        }
-    }
-    shares
+        .collect()
 }
 
 /// The second pass over `images` of `set`: each layer's tally at its `thresholds`.
@@ -371,15 +364,15 @@ pub fn detectors_per_category(
 mod tests {
     use super::*;
 
-    /// Smallest layers first: what fits whole is exact, what does not is
-    /// sketched, and a later smaller layer still gets what is left.
+    /// A layer that fits whole in its equal share is exact, one that does not is
+    /// sketched.
     #[test]
-    fn the_exact_budget_goes_to_the_layers_that_fit_whole() {
+    fn the_exact_budget_goes_to_the_layers_that_fit_their_share() {
         // 4 bytes per value, 10 images: 400, 1600 and 160 bytes.
         let shapes = [(10, (1, 1)), (40, (1, 1)), (1, (2, 2))];
-        assert_eq!(exact_budgets(&shapes, 10, 2160), [400, 1600, 160]);
-        assert_eq!(exact_budgets(&shapes, 10, 1000), [400, 0, 160]);
-        assert_eq!(exact_budgets(&shapes, 10, 200), [0, 0, 160]);
+        assert_eq!(exact_budgets(&shapes, 10, 4800), [400, 1600, 160]);
+        assert_eq!(exact_budgets(&shapes, 10, 1200), [400, 0, 160]);
+        assert_eq!(exact_budgets(&shapes, 10, 600), [0, 0, 160]);
         assert_eq!(exact_budgets(&shapes, 10, 0), [0, 0, 0]);
     }
 }
