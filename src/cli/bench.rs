@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
+use unitscope::jobs;
 use unitscope::model::{Architecture, BackwardRule, EnginePath, Model, Objective, Probe};
 
 use super::outln;
@@ -109,14 +110,17 @@ fn forward_macs(model: &str) -> Option<f64> {
 const PEAK_FLOPS_PER_CORE: f64 = 2.45e9 * 32.0;
 
 pub fn run(bench: &Bench) -> Result<()> {
+    // Timed where the commands run their work: on the pool, as a command's job does
+    // (`jobs::on_pool`). The inspector's jobs have their own threads, and its bench
+    // drives it as a user does.
     match bench {
-        Bench::Engine(args) => engine(args),
-        Bench::Attribution(args) => attribution(args),
+        Bench::Engine(args) => jobs::on_pool(|| engine(args)),
+        Bench::Attribution(args) => jobs::on_pool(|| attribution(args)),
         Bench::World(args) => world(args),
         Bench::Tui(args) => crate::tui::bench::run(args),
-        Bench::Units(args) => super::bench_units::run(args),
-        Bench::Dissect(args) => super::bench_dissect::run(args),
-        Bench::Plugin(args) => super::bench_plugin::run(args),
+        Bench::Units(args) => jobs::on_pool(|| super::bench_units::run(args)),
+        Bench::Dissect(args) => jobs::on_pool(|| super::bench_dissect::run(args)),
+        Bench::Plugin(args) => jobs::on_pool(|| super::bench_plugin::run(args)),
     }
 }
 

@@ -51,7 +51,7 @@ where
     // Redrawn on its own, so the clock moves even while one unit takes minutes.
     bar.enable_steady_tick(Duration::from_millis(250));
     let printer = Printer(bar.clone());
-    let mut runner = Runner::new();
+    let mut runner = Runner::one_at_a_time();
     runner.submit(label, move |cx| work(cx, &printer));
     loop {
         if INTERRUPTED.load(Ordering::Relaxed) {
