@@ -89,11 +89,14 @@ impl World {
         for (k, o) in objects.iter().enumerate() {
             let base = COLORS[o.color].1;
             let (sin, cos) = o.rotation.sin_cos();
-            for y in 0..SIZE {
-                for x in 0..SIZE {
+            let outline = shape::Outline::new(o.shape, o.radius);
+            // Rotated, the outline's square of reach stays within √2 times its reach.
+            let reach = std::f32::consts::SQRT_2 * outline.reach();
+            for y in span(o.center.1, reach) {
+                for x in span(o.center.0, reach) {
                     let (dx, dy) = (x as f32 + 0.5 - o.center.0, y as f32 + 0.5 - o.center.1);
                     let (u, v) = (cos * dx + sin * dy, -sin * dx + cos * dy);
-                    if !shape::contains(o.shape, u, v, o.radius) {
+                    if !outline.contains(u, v) {
                         continue;
                     }
                     owner[y * SIZE + x] = k as u8 + 1;
@@ -121,6 +124,14 @@ impl World {
             subject: largest - 1,
         }
     }
+}
+
+/// The pixels whose centres lie within `reach` of `center` along one axis, and a
+/// pixel more each side against rounding.
+fn span(center: f32, reach: f32) -> std::ops::Range<usize> {
+    let first = (center - reach - 0.5).floor() - 1.0;
+    let last = (center + reach - 0.5).floor() + 1.0;
+    first.max(0.0) as usize..(last + 1.0).clamp(0.0, SIZE as f32) as usize
 }
 
 /// An object color at brightness `level`, as stored in images.

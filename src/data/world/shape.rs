@@ -1,22 +1,49 @@
 //! Which pixels a shape covers, and which a texture darkens.
 
-/// Whether the point `(u, v)`, in the object's frame (centered, unrotated, y down),
-/// lies in shape `shape` of circumradius `r`.
-pub fn contains(shape: usize, u: f32, v: f32, r: f32) -> bool {
-    let d2 = u * u + v * v;
-    match super::catalogue::SHAPES[shape] {
-        "circle" => d2 <= r * r,
-        "ring" => d2 <= r * r && d2 >= (0.55 * r) * (0.55 * r),
-        "square" => u.abs() <= 0.75 * r && v.abs() <= 0.75 * r,
-        "diamond" => u.abs() + v.abs() <= r,
-        "cross" => {
-            let (a, b) = (u.abs(), v.abs());
-            (a <= 0.3 * r && b <= r) || (b <= 0.3 * r && a <= r)
+/// Shape `shape` of circumradius `r`, ready to test points against: a polygon's
+/// vertices are laid once, not for every pixel.
+pub struct Outline {
+    shape: &'static str,
+    r: f32,
+    vertices: Vec<(f32, f32)>,
+}
+
+impl Outline {
+    pub fn new(shape: usize, r: f32) -> Self {
+        let shape = super::catalogue::SHAPES[shape];
+        let vertices = match shape {
+            "triangle" => regular(3, r, 1.0),
+            "hexagon" => regular(6, r, 1.0),
+            "star" => regular(5, r, 0.45),
+            _ => Vec::new(),
+        };
+        Self { shape, r, vertices }
+    }
+
+    /// A bound on `|u|` and `|v|` of the points inside: every outline lies in the
+    /// square of side `2 r` (the square's corners and the cross's arms reach past
+    /// the circle of radius `r`, not past that square).
+    pub fn reach(&self) -> f32 {
+        self.r
+    }
+
+    /// Whether the point `(u, v)`, in the object's frame (centered, unrotated, y
+    /// down), lies inside.
+    pub fn contains(&self, u: f32, v: f32) -> bool {
+        let r = self.r;
+        let d2 = u * u + v * v;
+        match self.shape {
+            "circle" => d2 <= r * r,
+            "ring" => d2 <= r * r && d2 >= (0.55 * r) * (0.55 * r),
+            "square" => u.abs() <= 0.75 * r && v.abs() <= 0.75 * r,
+            "diamond" => u.abs() + v.abs() <= r,
+            "cross" => {
+                let (a, b) = (u.abs(), v.abs());
+                (a <= 0.3 * r && b <= r) || (b <= 0.3 * r && a <= r)
+            }
+            "triangle" | "hexagon" | "star" => in_polygon(u, v, &self.vertices),
+            other => unreachable!("shape {other} has no outline"),
         }
-        "triangle" => in_polygon(u, v, &regular(3, r, 1.0)),
-        "hexagon" => in_polygon(u, v, &regular(6, r, 1.0)),
-        "star" => in_polygon(u, v, &regular(5, r, 0.45)),
-        other => unreachable!("shape {other} has no outline"),
     }
 }
 
@@ -70,5 +97,32 @@ pub fn bright(texture: usize, x: usize, y: usize, period: usize, phase: usize) -
             dx * dx + dy * dy > (0.3 * period as f32).powi(2)
         }
         other => unreachable!("texture {other} has no pattern"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scenes draw each object only within √2 times its reach of its centre, so no
+    /// outline may reach past it, at any size.
+    #[test]
+    fn every_outline_lies_within_its_reach() {
+        for shape in 0..super::super::catalogue::SHAPES.len() {
+            for r in [6.0, 9.5, 14.0] {
+                let outline = Outline::new(shape, r);
+                let mut inside = 0;
+                for i in -400..=400 {
+                    for j in -400..=400 {
+                        let (u, v) = (i as f32 * r / 200.0, j as f32 * r / 200.0);
+                        if outline.contains(u, v) {
+                            inside += 1;
+                            assert!(u.abs() <= outline.reach() && v.abs() <= outline.reach());
+                        }
+                    }
+                }
+                assert!(inside > 0, "shape {shape} covers nothing");
+            }
+        }
     }
 }
