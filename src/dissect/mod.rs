@@ -189,19 +189,16 @@ pub fn thresholds_pass(
         .zip(exact_budgets(&shapes, images.len(), settings.exact_budget))
         .map(|(&(n, _), budget)| Thresholds::new(n, budget))
         .collect();
-    let total = images.len() as u64;
-    let mut done = 0;
     each_batch(
         model,
         (set, images, false),
         layers,
         settings,
-        |_, acts, _| {
-            for (t, (a, batch)) in thresholds.iter_mut().zip(acts) {
-                t.add(a, *batch)?;
+        progress,
+        |batch| {
+            for (t, a) in thresholds.iter_mut().zip(&batch.acts) {
+                t.add(a, batch.labels.len())?;
             }
-            done += acts.first().map_or(0, |(_, n)| *n) as u64;
-            progress(done, total);
             Ok(())
         },
     )?;
@@ -251,25 +248,21 @@ pub fn tally_pass(
         .iter()
         .map(|&(n, _)| Tally::new(n, &vocabulary))
         .collect();
-    let total = images.len() as u64;
-    let mut done = 0;
     each_batch(
         model,
         (set, images, true),
         layers,
         settings,
-        |first, acts, labels| {
-            let batch = labels.len();
-            let labels = labels.into_iter().flatten().collect::<Vec<_>>();
-            for ((tally, (a, _)), (&(_, size), t)) in tallies
+        progress,
+        |batch| {
+            let labels = batch.labels.into_iter().flatten().collect::<Vec<_>>();
+            for ((tally, a), (&(_, size), t)) in tallies
                 .iter_mut()
-                .zip(acts)
+                .zip(&batch.acts)
                 .zip(shapes.iter().zip(thresholds))
             {
-                tally.add(first, a, size, &labels, t, &vocabulary);
+                tally.add(batch.first, a, size, &labels, t, &vocabulary);
             }
-            done += batch as u64;
-            progress(done, total);
             Ok(())
         },
     )?;
@@ -293,16 +286,31 @@ fn check(set: &ConceptSet, images: &Range<usize>, settings: &Settings) -> Result
     Ok(())
 }
 
+/// One batch's activations, as [`each_batch`] hands them over.
+struct Batch {
+    /// The index of its first image.
+    first: usize,
+    /// Per layer, `[batch, units, positions]` flattened.
+    acts: Vec<Vec<f32>>,
+    /// Each image's labels (`None` unless asked for).
+    labels: Vec<Option<ImageLabels>>,
+}
+
 /// Runs the model over `images` of `set` in batches, recording `layers` and
-/// stopping after them, and hands `f` per layer the batch's activations (`[batch,
-/// units, positions]` flattened) with the batch's size, and its first image's
-/// index and the images' labels if `labelled`.
+/// stopping after them, and hands each batch's activations (with its images'
+/// labels if `labelled`) to `consume`; `progress` hears (images done, images).
+///
+/// A pipeline: while the model runs on one batch, the next is loaded and the one
+/// before is consumed beside it. The demo model's forward pass keeps two cores
+/// busy only part of the time, and drawing scenes and counting activations fill
+/// the rest (`bench dissect`).
 fn each_batch(
     model: &Model,
     (set, images, labelled): (&ConceptSet, Range<usize>, bool),
     layers: &[String],
     settings: &Settings,
-    mut f: impl FnMut(usize, &[(Vec<f32>, usize)], Vec<Option<ImageLabels>>) -> Result<()>,
+    progress: &mut dyn FnMut(u64, u64),
+    mut consume: impl FnMut(Batch) -> Result<()> + Send,
 ) -> Result<()> {
     let mut probe = layers
         .iter()
@@ -315,28 +323,59 @@ fn each_batch(
             probe = probe.rotate(layer.as_str(), rotation);
         }
     }
-    let batch = settings.batch;
     // Whole images, as the labels cover them.
     let mut spec = model.input_spec().clone();
     spec.resize = ResizeMode::Stretch;
-    let indices: Vec<usize> = images.collect();
-    for chunk in indices.chunks(batch.max(1)) {
-        crate::jobs::checkpoint()?;
-        let (inputs, labels): (Vec<Tensor>, Vec<Option<ImageLabels>>) = chunk
+    let load = |chunk: &[usize]| -> Result<(Vec<Tensor>, Vec<Option<ImageLabels>>)> {
+        Ok(chunk
             .par_iter()
             .map(|&i| set.load(i, &spec, model.device(), labelled))
             .collect::<Result<Vec<_>>>()?
             .into_iter()
-            .unzip();
-        let capture = model.forward(&Tensor::stack(&inputs, 0)?, &probe)?;
-        let acts = layers
+            .unzip())
+    };
+    let forward = |inputs: &[Tensor]| -> Result<Vec<Vec<f32>>> {
+        let capture = model.forward(&Tensor::stack(inputs, 0)?, &probe)?;
+        layers
             .iter()
             .map(|l| {
                 let a = capture.activation(l)?.to_dtype(DType::F32)?;
-                Ok((a.flatten_all()?.to_vec1::<f32>()?, chunk.len()))
+                Ok(a.flatten_all()?.to_vec1::<f32>()?)
             })
-            .collect::<Result<Vec<_>>>()?;
-        f(chunk[0], &acts, labels)?;
+            .collect()
+    };
+    let indices: Vec<usize> = images.collect();
+    let chunks: Vec<&[usize]> = indices.chunks(settings.batch.max(1)).collect();
+    let total = indices.len() as u64;
+    let mut done = 0;
+    let mut loaded = load(chunks[0])?;
+    let mut ready: Option<Batch> = None;
+    for (i, chunk) in chunks.iter().enumerate() {
+        crate::jobs::checkpoint()?;
+        let (inputs, labels) = loaded;
+        let (acts, (next, consumed)) = rayon::join(
+            || forward(&inputs),
+            || {
+                let next = chunks.get(i + 1).map(|c| load(c)).transpose();
+                let consumed = ready.take().map(|b| (b.labels.len(), consume(b)));
+                (next, consumed)
+            },
+        );
+        if let Some((images, consumed)) = consumed {
+            consumed?;
+            done += images as u64;
+            progress(done, total);
+        }
+        loaded = next?.unwrap_or_default();
+        ready = Some(Batch {
+            first: chunk[0],
+            acts: acts?,
+            labels,
+        });
+    }
+    if let Some(batch) = ready {
+        consume(batch)?;
+        progress(total, total);
     }
     Ok(())
 }
