@@ -1,0 +1,100 @@
+//! Audio as a unitscope modality plugin, written against the SDK alone: WAV files
+//! become log-mel spectrograms, the model's input, and a picture with time (s) and
+//! frequency (Hz) axes that every map is drawn onto.
+//!
+//! The host asks for an input of `[C, H, W]`: `H` mel bands by `W` frames (each of
+//! the `C` channels the same). A file is read from its start for as long as `W`
+//! frames need, mixed down to mono and resampled to the spectrogram's rate
+//! ([`wav`], [`resample`]); a shorter file is padded with silence. The bands
+//! ([`mel`]) are stored highest first, so that the picture, which the host maps
+//! onto the input row for row, has low frequencies at the bottom as spectrograms
+//! are read. Values are decibels scaled to `0..=1`: 0 is 80 dB below the clip's
+//! loudest bin, 1 the loudest.
+
+pub mod mel;
+pub mod resample;
+pub mod wav;
+
+use std::path::Path;
+
+use unitscope_sdk::{Axis, Decoded, Display, Error, Modality, Tensor, export_plugin};
+
+use mel::{Settings, TOP_DB};
+
+/// WAV files as log-mel spectrograms.
+#[derive(Default)]
+pub struct Audio;
+
+/// The spectrogram's settings: 16 kHz, 25 ms windows every 10 ms, 0 to 8 kHz
+/// (speech and sound-event models' usual front end).
+pub const SETTINGS: Settings = Settings {
+    rate: 16_000,
+    window: 400,
+    hop: 160,
+    fmin: 0.0,
+    fmax: 8_000.0,
+};
+
+impl Audio {
+    /// The spectrogram of `samples` (mono, at `SETTINGS.rate`) as `mels` x `frames`
+    /// values in `0..=1`, highest band first.
+    fn spectrogram(samples: &[f32], mels: usize, frames: usize) -> Vec<f32> {
+        let db = mel::log_mel(samples, &SETTINGS, mels, frames);
+        let loudest = db.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        db.chunks_exact(frames)
+            .rev()
+            .flatten()
+            .map(|&d| (d - loudest) / TOP_DB + 1.0)
+            .collect()
+    }
+}
+
+impl Modality for Audio {
+    const NAME: &'static str = "audio";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str = "WAV files as log-mel spectrograms (time in s, frequency in Hz)";
+    const EXTENSIONS: &'static [&'static str] = &["wav"];
+
+    fn decode(&self, path: &Path, [c, h, w]: [usize; 3]) -> Result<Decoded, Error> {
+        if c == 0 || h == 0 || w == 0 {
+            return Err(Error::new(format!("an input of {c}x{h}x{w} has no values")));
+        }
+        let rate = f64::from(SETTINGS.rate);
+        // Frame `w - 1` is centred on sample `(w - 1) * hop` and reaches half a
+        // window past it.
+        let needed = (w - 1) * SETTINGS.hop + SETTINGS.window / 2 + 1;
+        let clip = wav::read(path, needed as f64 / rate)?;
+        let samples = resample::resample(&clip.samples, clip.rate, SETTINGS.rate)?;
+        let values = Self::spectrogram(&samples, h, w);
+        let rgb = values
+            .iter()
+            .flat_map(|&v| {
+                let c = colorous::MAGMA.eval_continuous(f64::from(v.clamp(0.0, 1.0)));
+                [c.r, c.g, c.b]
+            })
+            .collect();
+        let input = values.iter().copied().cycle().take(c * h * w).collect();
+        Ok(Decoded {
+            input: Tensor::new(&[c, h, w], input)?,
+            display: Display::Image {
+                rgb,
+                width: w,
+                height: h,
+                x: Axis {
+                    label: "time".into(),
+                    unit: "s".into(),
+                    start: 0.0,
+                    end: (w * SETTINGS.hop) as f64 / rate,
+                },
+                y: Axis {
+                    label: "frequency".into(),
+                    unit: "Hz".into(),
+                    start: SETTINGS.fmax,
+                    end: SETTINGS.fmin,
+                },
+            },
+        })
+    }
+}
+
+export_plugin!(modality: Audio);
