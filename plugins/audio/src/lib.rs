@@ -10,10 +10,14 @@
 //! onto the input row for row, has low frequencies at the bottom as spectrograms
 //! are read. Values are decibels scaled to `0..=1`: 0 is 80 dB below the clip's
 //! loudest bin, 1 the loudest.
+//!
+//! [`world`] makes clips whose every sound is known, with their time-frequency
+//! masks: the ground truth that the audio model is trained and checked on.
 
 pub mod mel;
 pub mod resample;
 pub mod wav;
+pub mod world;
 
 use std::path::Path;
 
@@ -38,7 +42,7 @@ pub const SETTINGS: Settings = Settings {
 impl Audio {
     /// The spectrogram of `samples` (mono, at `SETTINGS.rate`) as `mels` x `frames`
     /// values in `0..=1`, highest band first.
-    fn spectrogram(samples: &[f32], mels: usize, frames: usize) -> Vec<f32> {
+    pub fn spectrogram(samples: &[f32], mels: usize, frames: usize) -> Vec<f32> {
         let db = mel::log_mel(samples, &SETTINGS, mels, frames);
         let loudest = db.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         db.chunks_exact(frames)

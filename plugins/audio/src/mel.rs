@@ -88,14 +88,20 @@ pub fn hz(mel: f64) -> f64 {
     }
 }
 
+/// The `mels + 2` frequencies (Hz) the filters stand on: filter `m` rises from
+/// edge `m` to its peak at edge `m + 1` and falls to edge `m + 2`.
+pub fn edges(settings: &Settings, mels: usize) -> Vec<f64> {
+    let (low, high) = (mel(settings.fmin), mel(settings.fmax));
+    (0..mels + 2)
+        .map(|i| hz(low + (high - low) * i as f64 / (mels + 1) as f64))
+        .collect()
+}
+
 /// The `mels` filters' weights over the FFT's `window / 2 + 1` bins.
 fn filterbank(settings: &Settings, mels: usize) -> Vec<Vec<f32>> {
     let bins = settings.window / 2 + 1;
     let bin_hz = f64::from(settings.rate) / settings.window as f64;
-    let (low, high) = (mel(settings.fmin), mel(settings.fmax));
-    let edges: Vec<f64> = (0..mels + 2)
-        .map(|i| hz(low + (high - low) * i as f64 / (mels + 1) as f64))
-        .collect();
+    let edges = edges(settings, mels);
     (0..mels)
         .map(|m| {
             let (left, centre, right) = (edges[m], edges[m + 1], edges[m + 2]);
