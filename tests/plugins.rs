@@ -421,6 +421,72 @@ struct Broken {
     needle: &'static str,
 }
 
+/// The first-party audio plugin is built with the workspace and found beside the
+/// binary: a WAV file opens in `explain` as a spectrogram framed by its axes, and a
+/// truncated one is one line about that file.
+#[test]
+fn the_audio_plugin_opens_wav_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let listed = unitscope(&["plugins"], dir.path());
+    let line = stdout(&listed)
+        .lines()
+        .find(|l| l.starts_with("audio "))
+        .unwrap_or_else(|| panic!("not listed:\n{}", stdout(&listed)))
+        .to_owned();
+    assert!(
+        line.contains("modality") && line.contains("ready") && line.contains("(.wav)"),
+        "{line}"
+    );
+
+    let wav = root().join("plugins/audio/tests/reference/signal.wav");
+    let out = dir.path().join("out");
+    let run = unitscope(
+        &[
+            "explain",
+            wav.to_str().unwrap(),
+            "-m",
+            "grad-cam",
+            "--save-raw",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let maps = raw_maps(&out);
+    let shown = &maps["signal.grad-cam.predicted.display.npy"];
+    assert!(shown.len() == 64 * 64 && shown.iter().all(|v| v.is_finite()));
+    assert!(shown.iter().any(|&v| v > 0.0), "an empty map");
+    // The demo model's 64 x 64 input: 64 mel bands by 64 frames, axes around it.
+    let png = out.join("signal.grad-cam.predicted.png");
+    let (w, h) = image::image_dimensions(&png).unwrap();
+    assert!(w > 64 && h > 64, "{w}x{h}");
+
+    let bytes = std::fs::read(&wav).unwrap();
+    let cut = dir.path().join("cut.wav");
+    std::fs::write(&cut, &bytes[..bytes.len() / 8]).unwrap();
+    let run = unitscope(
+        &[
+            "explain",
+            cut.to_str().unwrap(),
+            "-o",
+            dir.path().join("cut").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let error = stderr(&run);
+    assert!(!run.status.success());
+    assert!(
+        error.contains("cut.wav") && error.contains("truncated"),
+        "{error}"
+    );
+    assert_eq!(
+        error.lines().filter(|l| l.starts_with("error")).count(),
+        1,
+        "{error}"
+    );
+}
+
 /// Builds the corpus in `dir`: C plugins each broken one way, a file that is not
 /// a library, and a library for another machine.
 fn corpus(dir: &Path) -> Vec<(Broken, PathBuf)> {
