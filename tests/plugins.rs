@@ -487,6 +487,69 @@ fn the_audio_plugin_opens_wav_files() {
     );
 }
 
+/// The audio plugin's world through the ABI (1.1): what the plugin's own world
+/// makes, sample for sample (its classes, spectrograms and masks), the same on
+/// every call; and an input shape it cannot make is an error, not a disabled
+/// plugin.
+#[test]
+fn the_audio_plugins_world_comes_through_the_abi() {
+    use unitscope_audio::world::{CLASSES, Kind, World};
+    unitscope::plugin::load(&[], &[]);
+    let audio = unitscope::data::modality::named("audio").expect("the audio plugin loaded");
+    let world = audio.world().expect("the audio plugin has a world");
+    assert_eq!(world.classes(), CLASSES.map(String::from));
+    let concepts: Vec<_> = Kind::ALL
+        .iter()
+        .map(|k| ("sound".to_owned(), k.name().to_owned()))
+        .collect();
+    assert_eq!(world.concepts(), concepts);
+    assert!(world.held_out() > 1_000_000);
+
+    let (mels, frames) = (32, 48);
+    let mut classes = std::collections::BTreeSet::new();
+    for index in 0..12 {
+        let sample = world.sample(7, index, [2, mels, frames]).unwrap();
+        let clip = World::new(7).clip(index);
+        assert_eq!(sample.class, clip.class);
+        classes.insert(sample.class);
+        let spectrogram = unitscope_audio::Audio::spectrogram(&clip.samples, mels, frames);
+        assert_eq!(sample.input[..mels * frames], spectrogram[..]);
+        assert_eq!(sample.input[mels * frames..], spectrogram[..], "channel 2");
+        let masks: Vec<bool> = clip.masks(mels, frames).concat();
+        assert_eq!(sample.masks, masks);
+        if let Some(subject) = clip.subject() {
+            let kind = Kind::ALL.iter().position(|&k| k == subject.kind).unwrap();
+            let area = sample.masks[kind * mels * frames..][..mels * frames]
+                .iter()
+                .filter(|&&m| m)
+                .count();
+            assert!(area > 0, "sample {index}: its subject has an empty mask");
+        }
+        assert_eq!(world.sample(7, index, [2, mels, frames]).unwrap(), sample);
+    }
+    assert!(classes.len() >= 4, "12 samples of only {classes:?}");
+    assert_ne!(
+        world.sample(8, 0, [1, mels, frames]).unwrap().input,
+        world.sample(7, 0, [1, mels, frames]).unwrap().input[..mels * frames]
+    );
+
+    let error = world
+        .sample(7, 0, [0, mels, frames])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("0x32x48 has no values"), "{error}");
+    assert!(audio_is_enabled(), "a sample it refused disabled it");
+    assert!(world.sample(7, 0, [1, mels, frames]).is_ok());
+}
+
+fn audio_is_enabled() -> bool {
+    let reports = unitscope::plugin::reports();
+    let audio = reports
+        .iter()
+        .find_map(|r| r.outcome.as_ref().ok().filter(|p| p.name == "audio"));
+    audio.is_some_and(|p| p.status() == "ready")
+}
+
 /// Builds the corpus in `dir`: C plugins each broken one way, a file that is not
 /// a library, and a library for another machine.
 fn corpus(dir: &Path) -> Vec<(Broken, PathBuf)> {

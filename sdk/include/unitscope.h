@@ -1,5 +1,5 @@
 /*
- * unitscope.h: the unitscope plugin ABI, version 1.0, for plugins written in C or C++.
+ * unitscope.h: the unitscope plugin ABI, version 1.1, for plugins written in C or C++.
  *
  * The same types as the Rust SDK's `unitscope_sdk::abi` (a test compiles this header
  * against them, field by field). Read sdk/README.md for the rules; in short:
@@ -8,7 +8,7 @@
  *   - text is UTF-8 with a length (UsStr borrowed, UsText owned), never NUL-terminated;
  *   - whatever is handed over for keeps carries its allocator's free function;
  *   - the structs that begin with `size` only ever grow at the end; one the caller
- *     passes to be filled (UsModelInfo, UsLayerInfo, UsDecoded) has its `size` set
+ *     passes to be filled (UsModelInfo, UsLayerInfo, UsDecoded, UsSample) has its `size` set
  *     by the caller, and the callee writes no more than that;
  *   - a callback returns US_OK, US_ERROR with its `error` filled, or US_CANCELLED;
  *   - a method's entries may be called from several threads at once.
@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 #define US_ABI_MAJOR 1
-#define US_ABI_MINOR 0
+#define US_ABI_MINOR 1
 #define US_MAX_RANK 8
 
 #define US_OK 0
@@ -193,8 +193,34 @@ typedef struct UsDecoded {
     size_t n_tokens;
 } UsDecoded;
 
+/* One sample of a world, handed over: both tensors carry their `free`. */
+typedef struct UsSample {
+    uint32_t size;
+    UsTensor input;
+    uint64_t class_index;
+    UsTensor masks;
+} UsSample;
+
+/* A modality's world (ABI 1.1): samples made on demand whose class and concepts are
+ * known position by position; static. `sample` is required: sample `index` of the
+ * world of `seed` into `out` (whose `size` the host set: fill no more), its input
+ * `channels x height x width`, its masks `n_concepts x height x width` of 0 or 1;
+ * the same arguments give the same sample, on any thread. Indices from `held_out`
+ * on are never trained on. */
+typedef struct UsWorld {
+    uint32_t size;
+    const UsStr *classes;
+    size_t n_classes;
+    const UsStr *concepts;
+    const UsStr *categories;
+    size_t n_concepts;
+    uint64_t held_out;
+    int32_t (*sample)(uint64_t seed, uint64_t index, uint64_t channels, uint64_t height,
+                      uint64_t width, UsSample *out, UsText *error);
+} UsWorld;
+
 /* A modality. `decode` and `release` are required; `draw` may be NULL (the host draws
- * its heatmap over the picture).
+ * its heatmap over the picture); `world` (ABI 1.1) may be NULL.
  * - decode: the file at `path` into `out` (whose `size` the host set: fill no more),
  *   its input `channels x height x width`; an error is the file's, and the plugin
  *   stays enabled.
@@ -211,6 +237,7 @@ typedef struct UsModality {
                       UsDecoded *out, UsText *error);
     void (*release)(void *handle);
     int32_t (*draw)(void *handle, const UsTensor *map, UsTensor *rgb, UsText *error);
+    const UsWorld *world;
 } UsModality;
 
 /* What a plugin is: static for the life of the process. */

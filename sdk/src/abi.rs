@@ -11,10 +11,11 @@
 //! - Every buffer handed over for keeps carries the free function of the side that
 //!   allocated it ([`UsTensor::free`], [`UsText::free`]); borrowed ones carry none.
 //! - The structs that may grow ([`UsPlugin`], [`UsMethod`], [`UsModality`],
-//!   [`UsHost`], the info structs, [`UsDecoded`]) begin with their own `size`;
+//!   [`UsWorld`], [`UsHost`], the info structs, [`UsDecoded`], [`UsSample`]) begin
+//!   with their own `size`;
 //!   fields are only ever appended, and a reader treats a field beyond the size it
 //!   was given as absent. A struct one side fills for the other ([`UsModelInfo`],
-//!   [`UsLayerInfo`], [`UsDecoded`]) has its `size` set by the caller to its own
+//!   [`UsLayerInfo`], [`UsDecoded`], [`UsSample`]) has its `size` set by the caller to its own
 //!   size, and the callee writes no more than that.
 //! - Every entry a plugin fills in is a nullable function pointer
 //!   (`Option<extern "C" fn>`), so that the host can refuse a missing required one;
@@ -25,8 +26,9 @@ use std::ffi::c_void;
 
 /// The ABI's major version: a plugin runs only on a host of the same major.
 pub const ABI_MAJOR: u32 = 1;
-/// The ABI's minor version: a host runs plugins of its minor or older.
-pub const ABI_MINOR: u32 = 0;
+/// The ABI's minor version: a host runs plugins of its minor or older. 1.1 added a
+/// modality's world ([`UsModality::world`]).
+pub const ABI_MINOR: u32 = 1;
 /// The one symbol a plugin exports, of type [`UsEntry`] (NUL-terminated, as
 /// `dlsym` takes it). Its name carries the major version.
 pub const ENTRY: &[u8] = b"unitscope_plugin_v1\0";
@@ -437,6 +439,61 @@ pub struct UsModality {
             error: *mut UsText,
         ) -> i32,
     >,
+    /// ABI 1.1, optional: the modality's world, null when it has none. Past the
+    /// `size` of a 1.0 plugin's struct, so absent there.
+    pub world: *const UsWorld,
+}
+
+/// A modality's world (ABI 1.1): samples made on demand whose class and concepts
+/// are known position by position, for the host to train the modality's model on
+/// and to dissect it against. Static for the life of the process.
+#[repr(C)]
+#[derive(Debug)]
+pub struct UsWorld {
+    /// `size_of::<UsWorld>()` as the plugin was built with.
+    pub size: u32,
+    /// The class names, in class order.
+    pub classes: *const UsStr,
+    /// How many.
+    pub n_classes: usize,
+    /// The concept names, in concept order (the masks' order).
+    pub concepts: *const UsStr,
+    /// Each concept's category (`n_concepts` of them), e.g. `event`.
+    pub categories: *const UsStr,
+    /// How many concepts.
+    pub n_concepts: usize,
+    /// Samples from this index on are held out: training never draws them.
+    pub held_out: u64,
+    /// Makes sample `index` of the world of `seed` into `out` (whose `size` the
+    /// host set: fill no more), its input `[channels, height, width]` as
+    /// [`UsModality::decode`] makes a file's. The same arguments give the same
+    /// sample, on any thread. Required.
+    pub sample: Option<
+        unsafe extern "C" fn(
+            seed: u64,
+            index: u64,
+            channels: u64,
+            height: u64,
+            width: u64,
+            out: *mut UsSample,
+            error: *mut UsText,
+        ) -> i32,
+    >,
+}
+
+/// One sample of a world, handed over: both tensors carry their `free`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct UsSample {
+    /// `size_of::<UsSample>()` as the caller was built with; the callee sets it to
+    /// the bytes it filled.
+    pub size: u32,
+    /// The input, `[channels, height, width]`.
+    pub input: UsTensor,
+    /// Its class, below `n_classes`.
+    pub class_index: u64,
+    /// Where each concept is, `[n_concepts, height, width]`, 0 or 1.
+    pub masks: UsTensor,
 }
 
 /// What a plugin is, as its entry returns it; static for the life of the process.

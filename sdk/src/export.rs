@@ -9,7 +9,7 @@ use std::sync::{Once, OnceLock};
 
 use crate::abi::{
     ABI_MAJOR, ABI_MINOR, KIND_METHOD, KIND_MODALITY, US_CANCELLED, US_ERROR, US_OK, UsChoice,
-    UsMethod, UsModality, UsParam, UsPlugin, UsStr, UsText,
+    UsMethod, UsModality, UsParam, UsPlugin, UsStr, UsText, UsWorld,
 };
 use crate::{Error, Method, Modality, Param};
 
@@ -20,9 +20,11 @@ struct Exported {
     // Pointed into by `plugin`; kept for the life of the process.
     _method: Option<Box<UsMethod>>,
     _modality: Option<Box<UsModality>>,
+    _world: Option<Box<UsWorld>>,
     _params: Vec<UsParam>,
     _choices: Vec<Vec<UsChoice>>,
-    _extensions: Vec<UsStr>,
+    /// A modality's extensions, then its world's classes, concepts and categories.
+    _names: [Vec<UsStr>; 4],
 }
 
 // SAFETY: the raw pointers in `Exported` point into its own boxes and static text,
@@ -71,9 +73,10 @@ pub unsafe fn method<M: Method>(
             instance: Box::new(M::default()),
             _method: Some(method),
             _modality: None,
+            _world: None,
             _params: raw,
             _choices: choices,
-            _extensions: Vec::new(),
+            _names: Default::default(),
         })
     })
 }
@@ -88,7 +91,28 @@ pub unsafe fn modality<M: Modality>(
     error: *mut UsText,
 ) -> *const UsPlugin {
     entry(host_major, error, || {
-        let extensions: Vec<UsStr> = M::EXTENSIONS.iter().map(|e| UsStr::new(e)).collect();
+        let strs = |names: &[&'static str]| -> Vec<UsStr> {
+            names.iter().map(|n| UsStr::new(n)).collect()
+        };
+        let names = [
+            strs(M::EXTENSIONS),
+            strs(M::CLASSES),
+            strs(&M::CONCEPTS.iter().map(|c| c.name).collect::<Vec<_>>()),
+            strs(&M::CONCEPTS.iter().map(|c| c.category).collect::<Vec<_>>()),
+        ];
+        let [extensions, classes, concepts, categories] = &names;
+        let world = (!classes.is_empty()).then(|| {
+            Box::new(UsWorld {
+                size: size_of::<UsWorld>() as u32,
+                classes: classes.as_ptr(),
+                n_classes: classes.len(),
+                concepts: concepts.as_ptr(),
+                categories: categories.as_ptr(),
+                n_concepts: concepts.len(),
+                held_out: M::HELD_OUT,
+                sample: Some(crate::modality::sample::<M>),
+            })
+        });
         let modality = Box::new(UsModality {
             size: size_of::<UsModality>() as u32,
             extensions: extensions.as_ptr(),
@@ -97,6 +121,9 @@ pub unsafe fn modality<M: Modality>(
             decode: Some(crate::modality::decode::<M>),
             release: Some(crate::modality::release),
             draw: M::DRAWS.then_some(crate::modality::draw::<M> as _),
+            world: world
+                .as_deref()
+                .map_or(std::ptr::null(), |w| w as *const UsWorld),
         });
         let mut plugin = description(KIND_MODALITY, [M::NAME, M::VERSION, M::ABOUT]);
         plugin.modality = &*modality;
@@ -105,9 +132,10 @@ pub unsafe fn modality<M: Modality>(
             instance: Box::new(M::default()),
             _method: None,
             _modality: Some(modality),
+            _world: world,
             _params: Vec::new(),
             _choices: Vec::new(),
-            _extensions: extensions,
+            _names: names,
         })
     })
 }

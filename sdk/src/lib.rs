@@ -49,7 +49,7 @@ mod tensor;
 
 pub use host::{Forward, Gradients, Host, LayerInfo, ModelInfo, Rule, Target};
 pub use method::{Method, Passes};
-pub use modality::{Axis, Decoded, Display, Modality};
+pub use modality::{Axis, Concept, Decoded, Display, Modality, Sample};
 pub use param::{Args, Kind, Param, Value};
 pub use tensor::Tensor;
 

@@ -1,10 +1,14 @@
 //! A modality as a plugin: files of its types become the model's input and a
-//! display (a picture with labelled axes, or tokens) that maps are drawn onto.
+//! display (a picture with labelled axes, or tokens) that maps are drawn onto;
+//! and, optionally, a world of labelled samples made on demand (ABI 1.1), which
+//! the host trains the modality's model on and dissects it against.
 
 use std::ffi::c_void;
 use std::path::Path;
 
-use crate::abi::{DISPLAY_IMAGE, DISPLAY_TOKENS, UsDecoded, UsStr, UsTensor, UsText, fill_sized};
+use crate::abi::{
+    DISPLAY_IMAGE, DISPLAY_TOKENS, UsDecoded, UsSample, UsStr, UsTensor, UsText, fill_sized,
+};
 use crate::export::{guarded, instance};
 use crate::{Error, Tensor};
 
@@ -50,8 +54,28 @@ pub struct Decoded {
     pub display: Display,
 }
 
-/// A modality: the files it opens, how they become inputs, and (optionally) how
-/// maps are drawn back onto them.
+/// A concept that a world's samples are labelled with, position by position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Concept {
+    /// What kind of concept, e.g. `event` (Broden's categories: `color`, ...).
+    pub category: &'static str,
+    /// Its name, e.g. `chirp up`.
+    pub name: &'static str,
+}
+
+/// One sample of a world.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The model's input, `[C, H, W]`, as [`Modality::decode`] makes a file's.
+    pub input: Tensor,
+    /// Its class, an index into [`Modality::CLASSES`].
+    pub class: usize,
+    /// Where each of [`Modality::CONCEPTS`] is: `[concepts, H, W]`, 0 or 1.
+    pub masks: Tensor,
+}
+
+/// A modality: the files it opens, how they become inputs, (optionally) how maps
+/// are drawn back onto them, and (optionally) its world.
 pub trait Modality: Default + Send + Sync + 'static {
     /// Its name, e.g. `audio`.
     const NAME: &'static str;
@@ -80,6 +104,21 @@ pub trait Modality: Default + Send + Sync + 'static {
     fn draw(&self, file: &Decoded, map: &Tensor) -> Result<Tensor, Error> {
         let _ = (file, map);
         Err(Error::new(format!("{} does not draw maps", Self::NAME)))
+    }
+
+    /// The world's classes, in class order; none (the default): it has no world.
+    const CLASSES: &'static [&'static str] = &[];
+    /// The concepts its samples are labelled with, in the masks' order.
+    const CONCEPTS: &'static [Concept] = &[];
+    /// Samples from this index on are held out: training never draws them.
+    const HELD_OUT: u64 = 1 << 40;
+
+    /// Sample `index` of the world of `seed`, its input in the shape the model
+    /// takes, `[C, H, W]`: the same arguments give the same sample. Called only
+    /// when [`Modality::CLASSES`] is not empty, from any thread.
+    fn sample(&self, seed: u64, index: u64, input: [usize; 3]) -> Result<Sample, Error> {
+        let _ = (seed, index, input);
+        Err(Error::new(format!("{} has no world", Self::NAME)))
     }
 }
 
@@ -136,6 +175,37 @@ pub(crate) unsafe extern "C" fn draw<M: Modality>(
             UsTensor::owned(&dims, drawn.into_data()).ok_or("the drawing has too many axes")?;
         // SAFETY: the host's output slot; the floats are now the host's to free.
         unsafe { rgb.write(drawn) };
+        Ok(())
+    })
+}
+
+/// [`crate::abi::UsWorld::sample`] for `M`.
+pub(crate) unsafe extern "C" fn sample<M: Modality>(
+    seed: u64,
+    index: u64,
+    channels: u64,
+    height: u64,
+    width: u64,
+    out: *mut UsSample,
+    error: *mut UsText,
+) -> i32 {
+    guarded(error, || {
+        let input = [channels, height, width].map(|d| d as usize);
+        let sample = instance::<M>()?.sample(seed, index, input)?;
+        let take = |t: Tensor, what: &str| {
+            let dims = t.dims().to_vec();
+            UsTensor::owned(&dims, t.into_data())
+                .ok_or_else(|| Error::new(format!("the {what} has too many axes")))
+        };
+        let view = UsSample {
+            size: size_of::<UsSample>() as u32,
+            input: take(sample.input, "input")?,
+            class_index: sample.class as u64,
+            masks: take(sample.masks, "masks")?,
+        };
+        // SAFETY: the host's output slot, sized by the host; the tensors are now
+        // the host's to free.
+        unsafe { fill_sized(out, view) };
         Ok(())
     })
 }

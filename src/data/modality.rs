@@ -24,6 +24,34 @@ pub trait Modality: Send + Sync {
     fn card(&self) -> Option<&Path>;
     /// The file at `path`, its input in the model's shape `[C, H, W]`.
     fn decode(&'static self, path: &Path, input: [usize; 3]) -> Result<Decoded>;
+    /// Its world of labelled samples, if it has one.
+    fn world(&self) -> Option<&dyn World>;
+}
+
+/// A modality's world: samples made on demand, each with its class and, position
+/// by position, its concepts; what the modality's model is trained on
+/// (`unitscope train NAME`).
+pub trait World: Send + Sync {
+    /// The class names, in class order.
+    fn classes(&self) -> &[String];
+    /// The concepts, in the masks' order: `(category, name)`.
+    fn concepts(&self) -> &[(String, String)];
+    /// Samples from this index on are held out: training never draws them.
+    fn held_out(&self) -> u64;
+    /// Sample `index` of the world of `seed`, its input in the model's shape `[C,
+    /// H, W]`; the same arguments give the same sample.
+    fn sample(&self, seed: u64, index: u64, input: [usize; 3]) -> Result<Sample>;
+}
+
+/// One sample of a [`World`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The model's input, `[C, H, W]` values, row-major.
+    pub input: Vec<f32>,
+    /// Its class.
+    pub class: usize,
+    /// Where each concept is, `[concepts, H, W]`.
+    pub masks: Vec<bool>,
 }
 
 /// A file a modality decoded.
@@ -167,6 +195,16 @@ pub fn opens(path: &Path) -> bool {
         Some(e) => IMAGE_EXTENSIONS.contains(&e.as_str()) || find(&e).is_some(),
         None => false,
     }
+}
+
+/// The modality called `name`, if a plugin brought it.
+pub fn named(name: &str) -> Option<&'static dyn Modality> {
+    MODALITIES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .copied()
+        .find(|m| m.name() == name)
 }
 
 /// The card that `paths` open with when the user names none: the one their

@@ -128,13 +128,12 @@ pub fn open(path: &Path) -> Result<Opened> {
 
 /// Whether a plugin built for minor version `minor` runs on this host: one built
 /// for an older minor or this one.
-#[allow(clippy::absurd_extreme_comparisons)] // ABI_MINOR is 0 until the first minor
 fn runs_here(minor: u32) -> bool {
     minor <= ABI_MINOR
 }
 
 /// The sizes of ABI 1.0's structs: the least a plugin of any 1.x may hand over.
-/// (They equal today's sizes; a later minor's larger structs keep these.)
+/// (1.1 appended `world` to the modality's entries.)
 struct Sizes {
     plugin: usize,
     method: usize,
@@ -155,7 +154,7 @@ const V1_0: Sizes = Sizes {
 /// `ptr` is non-null and readable for the size its first field states; `T` is an
 /// ABI struct beginning with `size: u32` whose all-zero value is valid (pointers,
 /// nullable entries, numbers).
-unsafe fn read_sized<T>(ptr: *const T, least: usize, what: &str) -> Result<&'static T> {
+pub(super) unsafe fn read_sized<T>(ptr: *const T, least: usize, what: &str) -> Result<&'static T> {
     let size = unsafe { ptr.cast::<u32>().read() } as usize;
     ensure!(
         size >= least,

@@ -13,12 +13,13 @@ use std::sync::Mutex;
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use image::RgbImage;
 use unitscope_sdk::abi::{
-    DISPLAY_IMAGE, DISPLAY_TOKENS, US_OK, UsDecoded, UsModality, UsStr, UsTensor, UsText,
+    DISPLAY_IMAGE, DISPLAY_TOKENS, US_OK, UsDecoded, UsModality, UsSample, UsStr, UsTensor, UsText,
+    UsWorld,
 };
 
 use super::disabled::Disabled;
-use super::library::{slice, text};
-use crate::data::modality::{Axis, Decoded, Modality, Painter, Picture, View};
+use super::library::{read_sized, slice, text};
+use crate::data::modality::{Axis, Decoded, Modality, Painter, Picture, Sample, View, World};
 use crate::render;
 
 /// The largest picture side a plugin may hand over.
@@ -32,9 +33,21 @@ pub struct Plugin {
     extensions: Vec<String>,
     card: Option<PathBuf>,
     entries: Entries,
+    world: Option<PluginWorld>,
     /// Why it was disabled, once it is.
     pub disabled: Disabled,
 }
+
+/// A modality plugin's world, as it described it.
+struct PluginWorld {
+    classes: Vec<String>,
+    concepts: Vec<(String, String)>,
+    held_out: u64,
+    sample: SampleEntry,
+}
+
+/// [`UsWorld::sample`]'s type.
+type SampleEntry = unsafe extern "C" fn(u64, u64, u64, u64, u64, *mut UsSample, *mut UsText) -> i32;
 
 /// A modality plugin's entries.
 struct Entries(&'static UsModality);
@@ -85,13 +98,54 @@ pub fn describe(
             Some(at)
         }
     };
+    let world = match entries.world.is_null() {
+        true => None,
+        // SAFETY: non-null, static in the never-unloaded library (the ABI's
+        // contract); 1.1 introduced it whole, so all of it is required.
+        false => Some(describe_world(unsafe {
+            read_sized(entries.world, size_of::<UsWorld>(), "world entries")
+        }?)?),
+    };
     Ok(Box::leak(Box::new(Plugin {
         name,
         extensions,
         card,
         entries: Entries(entries),
+        world,
         disabled: Disabled::default(),
     })))
+}
+
+/// The world `entries` describe, checked: named classes, concepts with their
+/// categories, a `sample` entry.
+fn describe_world(entries: &'static UsWorld) -> Result<PluginWorld> {
+    let names = |ptr: *const UsStr, n: usize, what: &str| -> Result<Vec<String>> {
+        ensure!(
+            n == 0 || !ptr.is_null(),
+            "its world has {n} {what}s and no list"
+        );
+        // SAFETY: the plugin's static list, in the never-unloaded library.
+        let names = unsafe { slice(ptr, n) }.iter().map(|&s| text(s, what));
+        let names = names.collect::<Result<Vec<_>>>()?;
+        if let Some(empty) = names.iter().position(|n| n.trim().is_empty()) {
+            bail!("its world's {what} {empty} has no name");
+        }
+        Ok(names)
+    };
+    let classes = names(entries.classes, entries.n_classes, "class")?;
+    ensure!(
+        classes.len() >= 2,
+        "its world has {} classes, not two or more",
+        classes.len()
+    );
+    let concepts = names(entries.concepts, entries.n_concepts, "concept")?;
+    let categories = names(entries.categories, entries.n_concepts, "concept category")?;
+    Ok(PluginWorld {
+        classes,
+        concepts: categories.into_iter().zip(concepts).collect(),
+        held_out: entries.held_out,
+        sample: entries.sample.context("its world has no `sample` entry")?,
+    })
 }
 
 impl Plugin {
@@ -123,6 +177,10 @@ impl Modality for Plugin {
 
     fn card(&self) -> Option<&Path> {
         self.card.as_deref()
+    }
+
+    fn world(&self) -> Option<&dyn World> {
+        self.world.as_ref().map(|_| self as &dyn World)
     }
 
     fn decode(&'static self, path: &Path, [c, h, w]: [usize; 3]) -> Result<Decoded> {
@@ -188,6 +246,113 @@ impl Modality for Plugin {
             view: View { picture, painter },
         })
     }
+}
+
+impl World for Plugin {
+    fn classes(&self) -> &[String] {
+        self.world.as_ref().map_or(&[], |w| &w.classes)
+    }
+
+    fn concepts(&self) -> &[(String, String)] {
+        self.world.as_ref().map_or(&[], |w| &w.concepts)
+    }
+
+    fn held_out(&self) -> u64 {
+        self.world.as_ref().map_or(0, |w| w.held_out)
+    }
+
+    fn sample(&self, seed: u64, index: u64, [c, h, w]: [usize; 3]) -> Result<Sample> {
+        if let Some(why) = self.disabled.why() {
+            bail!("the plugin `{}` is disabled: {why}", self.name);
+        }
+        let world = self.world.as_ref().context("internal: no world")?;
+        // SAFETY: all-zero is a valid UsSample (numbers, null pointers).
+        let mut out: UsSample = unsafe { std::mem::zeroed() };
+        out.size = size_of::<UsSample>() as u32;
+        let mut error = UsText::NONE;
+        let (c64, h64, w64) = (c as u64, h as u64, w as u64);
+        // SAFETY: the entry's declared type; `out` sized as the ABI asks.
+        let status = unsafe { (world.sample)(seed, index, c64, h64, w64, &mut out, &mut error) };
+        let message = unsafe { error.take() };
+        let checked = match status {
+            // SAFETY: what the plugin filled, its tensors handed over.
+            US_OK => Ok(unsafe { copy_sample(&out, world, [c, h, w]) }),
+            // A sample it cannot make (say, of this shape): it stays enabled.
+            _ => Err(message.unwrap_or_else(|| "it gave no reason".to_owned())),
+        };
+        // SAFETY: handed over with the plugin's free function (or empty).
+        unsafe {
+            out.input.release();
+            out.masks.release();
+        }
+        let what = || format!("sample {index} of the `{}` world", self.name);
+        // Garbage is the plugin's failure: it is disabled.
+        match checked {
+            Ok(sample) => sample.map_err(|e| self.fail(format!("{}: {e}", what()))),
+            Err(e) => Err(anyhow!("{}: {e}", what())),
+        }
+    }
+}
+
+/// The sample the plugin filled in `out`, copied and checked: its input in the
+/// shape asked for and finite, its class one of the world's, one mask of 0s and
+/// 1s per concept.
+///
+/// # Safety
+/// `out`'s tensors are the plugin's, valid until released.
+unsafe fn copy_sample(
+    out: &UsSample,
+    world: &PluginWorld,
+    [c, h, w]: [usize; 3],
+) -> Result<Sample, String> {
+    if (out.size as usize) < size_of::<UsSample>() {
+        return Err(format!(
+            "it filled {} bytes of the {}-byte sample",
+            out.size,
+            size_of::<UsSample>()
+        ));
+    }
+    let dims = out.input.shape().map_err(|e| format!("its input is {e}"))?;
+    if dims != [c, h, w] {
+        return Err(format!("its input has shape {dims:?}, not {:?}", [c, h, w]));
+    }
+    // SAFETY: the plugin's floats, their count checked against the shape above.
+    let input = unsafe { out.input.values() }.map_err(|e| format!("its input is {e}"))?;
+    if let Some(i) = input.iter().position(|v| !v.is_finite()) {
+        return Err(format!("its input holds {} (element {i})", input[i]));
+    }
+    let class = usize::try_from(out.class_index).unwrap_or(usize::MAX);
+    if class >= world.classes.len() {
+        return Err(format!(
+            "its class is {}, not one of the {}",
+            out.class_index,
+            world.classes.len()
+        ));
+    }
+    let concepts = world.concepts.len();
+    let dims = out
+        .masks
+        .shape()
+        .map_err(|e| format!("its masks are {e}"))?;
+    if dims != [concepts, h, w] {
+        return Err(format!(
+            "its masks have shape {dims:?}, not {:?}",
+            [concepts, h, w]
+        ));
+    }
+    // SAFETY: as for the input.
+    let masks = unsafe { out.masks.values() }.map_err(|e| format!("its masks are {e}"))?;
+    if let Some(i) = masks.iter().position(|&v| v != 0.0 && v != 1.0) {
+        return Err(format!(
+            "its masks hold {} (element {i}), not 0 or 1",
+            masks[i]
+        ));
+    }
+    Ok(Sample {
+        input: input.to_vec(),
+        class,
+        masks: masks.iter().map(|&v| v == 1.0).collect(),
+    })
 }
 
 /// The plugin's state for one decoded file, released when dropped.

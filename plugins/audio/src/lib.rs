@@ -12,7 +12,10 @@
 //! loudest bin, 1 the loudest.
 //!
 //! [`world`] makes clips whose every sound is known, with their time-frequency
-//! masks: the ground truth that the audio model is trained and checked on.
+//! masks: the ground truth that the audio model is trained and checked on. The
+//! plugin hands them to the host as its world: a clip's spectrogram is a sample's
+//! input, its subject's kind (or silence) the class, each kind of sound a concept
+//! (category `sound`) with the union of its events' masks.
 
 pub mod mel;
 pub mod resample;
@@ -21,9 +24,12 @@ pub mod world;
 
 use std::path::Path;
 
-use unitscope_sdk::{Axis, Decoded, Display, Error, Modality, Tensor, export_plugin};
+use unitscope_sdk::{
+    Axis, Concept, Decoded, Display, Error, Modality, Sample, Tensor, export_plugin,
+};
 
 use mel::{Settings, TOP_DB};
+use world::{Kind, World};
 
 /// WAV files as log-mel spectrograms.
 #[derive(Default)]
@@ -53,16 +59,47 @@ impl Audio {
     }
 }
 
+/// `values` (`[H, W]`) as the model's input, `[C, H, W]`: each channel the same.
+fn input(values: &[f32], [c, h, w]: [usize; 3]) -> Result<Tensor, Error> {
+    Tensor::new(
+        &[c, h, w],
+        values.iter().copied().cycle().take(c * h * w).collect(),
+    )
+}
+
+/// An input of `[c, h, w]`, refused when it has no values.
+fn check_shape([c, h, w]: [usize; 3]) -> Result<(), Error> {
+    match c == 0 || h == 0 || w == 0 {
+        true => Err(Error::new(format!("an input of {c}x{h}x{w} has no values"))),
+        false => Ok(()),
+    }
+}
+
+/// The world's concepts: each kind of sound, in [`Kind::ALL`]'s order.
+const CONCEPTS: [Concept; Kind::ALL.len()] = {
+    let mut concepts = [Concept {
+        category: "sound",
+        name: "",
+    }; Kind::ALL.len()];
+    let mut i = 0;
+    while i < concepts.len() {
+        concepts[i].name = Kind::ALL[i].name();
+        i += 1;
+    }
+    concepts
+};
+
 impl Modality for Audio {
     const NAME: &'static str = "audio";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const ABOUT: &'static str = "WAV files as log-mel spectrograms (time in s, frequency in Hz)";
     const EXTENSIONS: &'static [&'static str] = &["wav"];
 
+    const CLASSES: &'static [&'static str] = &world::CLASSES;
+    const CONCEPTS: &'static [Concept] = &CONCEPTS;
+
     fn decode(&self, path: &Path, [c, h, w]: [usize; 3]) -> Result<Decoded, Error> {
-        if c == 0 || h == 0 || w == 0 {
-            return Err(Error::new(format!("an input of {c}x{h}x{w} has no values")));
-        }
+        check_shape([c, h, w])?;
         let rate = f64::from(SETTINGS.rate);
         // Frame `w - 1` is centred on sample `(w - 1) * hop` and reaches half a
         // window past it.
@@ -77,9 +114,8 @@ impl Modality for Audio {
                 [c.r, c.g, c.b]
             })
             .collect();
-        let input = values.iter().copied().cycle().take(c * h * w).collect();
         Ok(Decoded {
-            input: Tensor::new(&[c, h, w], input)?,
+            input: input(&values, [c, h, w])?,
             display: Display::Image {
                 rgb,
                 width: w,
@@ -97,6 +133,21 @@ impl Modality for Audio {
                     end: SETTINGS.fmin,
                 },
             },
+        })
+    }
+
+    fn sample(&self, seed: u64, index: u64, [c, h, w]: [usize; 3]) -> Result<Sample, Error> {
+        check_shape([c, h, w])?;
+        let clip = World::new(seed).clip(index);
+        let values = Self::spectrogram(&clip.samples, h, w);
+        let masks = clip.masks(h, w).into_iter().flatten();
+        Ok(Sample {
+            input: input(&values, [c, h, w])?,
+            class: clip.class,
+            masks: Tensor::new(
+                &[CONCEPTS.len(), h, w],
+                masks.map(|m| f32::from(u8::from(m))).collect(),
+            )?,
         })
     }
 }

@@ -49,7 +49,7 @@ impl Kind {
         Kind::Clicks,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Kind::Tone => "tone",
             Kind::ChirpUp => "chirp-up",
