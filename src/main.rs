@@ -39,8 +39,7 @@ enum Command {
     /// The demo concept world: render images and masks, list concepts.
     #[command(subcommand)]
     Demo(cli::demo::Demo),
-    /// Train the demo model.
-    #[command(subcommand)]
+    /// Train the demo model, or a modality plugin's model on its world.
     Train(cli::train::Train),
     /// Attribution maps of images: PNG overlays, a grid, JSON, raw arrays.
     Explain(Box<cli::explain::Args>),

@@ -1,16 +1,70 @@
-//! Training the demo model on the demo world, with Candle on the CPU.
+//! Training a model on a procedural world, with Candle on the CPU: the demo model
+//! on the demo world, or a modality plugin's model (its card) on its world.
 //!
-//! Every step draws a fresh batch of scenes (the world is procedural, so the model
-//! never sees an image twice), optimises cross-entropy with AdamW under a cosine
-//! learning-rate schedule, and reports progress. Held-out accuracy is measured on
-//! scenes from [`HELD_OUT`] on, which training never draws.
+//! Every step draws a fresh batch of samples (the worlds are procedural, so the
+//! model never sees a sample twice), optimises cross-entropy with AdamW under a
+//! cosine learning-rate schedule, and reports progress. Held-out accuracy is
+//! measured on samples from the world's held-out index on, which training never
+//! draws.
+
+use std::ops::Range;
 
 use anyhow::{Context, Result, ensure};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use rayon::prelude::*;
 
+use crate::data::modality;
 use crate::data::world::{HELD_OUT, World};
-use crate::model::{Model, Weights, demo};
+use crate::model::{Model, ModelCard, Weights, demo};
+
+/// What a model trains on.
+#[derive(Clone, Copy)]
+pub enum Corpus<'a> {
+    /// The demo world's scenes.
+    Demo,
+    /// A modality plugin's world.
+    Plugin(&'a dyn modality::World),
+}
+
+impl Corpus<'_> {
+    /// The first index training never draws.
+    fn held_out(&self) -> u64 {
+        match self {
+            Corpus::Demo => HELD_OUT,
+            Corpus::Plugin(world) => world.held_out(),
+        }
+    }
+
+    /// Samples `indices` of the world of `seed` as `model`'s input batch and their
+    /// classes, made in parallel (each is a pure function of its index, so the
+    /// order is fixed).
+    fn batch(&self, model: &Model, seed: u64, indices: Range<u64>) -> Result<(Tensor, Tensor)> {
+        let device = model.device();
+        let [h, w] = model.input_spec().size;
+        let drawn: Vec<(Tensor, u32)> = indices
+            .into_par_iter()
+            .map(|i| match self {
+                Corpus::Demo => {
+                    let scene = World::new(seed).scene(i);
+                    let input = model.input_spec().to_tensor(&scene.image, device)?;
+                    Ok((input, scene.class as u32))
+                }
+                Corpus::Plugin(world) => {
+                    let sample = world.sample(seed, i, [3, h, w])?;
+                    let input = Tensor::from_vec(sample.input, (3, h, w), device)?;
+                    Ok((input, sample.class as u32))
+                }
+            })
+            .collect::<Result<_>>()?;
+        let (inputs, classes): (Vec<Tensor>, Vec<u32>) = drawn.into_iter().unzip();
+        let n = classes.len();
+        Ok((
+            Tensor::stack(&inputs, 0)?,
+            Tensor::from_vec(classes, n, device)?,
+        ))
+    }
+}
 
 /// Hyper-parameters of a training run.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -63,28 +117,74 @@ impl Trained {
 }
 
 /// Trains the demo model from its closed-form initialisation.
-pub fn train_demo(config: &TrainConfig, mut progress: impl FnMut(Progress)) -> Result<Trained> {
+pub fn train_demo(config: &TrainConfig, progress: impl FnMut(Progress)) -> Result<Trained> {
+    train(config, Corpus::Demo, demo::build, progress)
+}
+
+/// Trains the model `card` describes, from its architecture's closed-form
+/// initialisation, on a modality plugin's `world`, whose classes it must name in
+/// the same order.
+pub fn train_card(
+    config: &TrainConfig,
+    card: &ModelCard,
+    world: &dyn modality::World,
+    progress: impl FnMut(Progress),
+) -> Result<Trained> {
+    let classes = card.class_names()?;
+    ensure!(
+        classes == world.classes(),
+        "the card names the classes {classes:?}, but the world's are {:?}: the card's label \
+         file must list the world's classes in its order",
+        world.classes()
+    );
+    let build = |weights: &Weights| {
+        Model::new(
+            card.name.clone().unwrap_or_default(),
+            card.architecture,
+            &card.options,
+            weights,
+            card.input.clone(),
+            classes.clone(),
+        )
+    };
+    train(config, Corpus::Plugin(world), build, progress)
+}
+
+/// The training loop: `build` makes the model on trainable weights; batches come
+/// from `corpus`.
+fn train(
+    config: &TrainConfig,
+    corpus: Corpus,
+    build: impl Fn(&Weights) -> Result<Model>,
+    mut progress: impl FnMut(Progress),
+) -> Result<Trained> {
     ensure!(
         config.steps > 0 && config.batch > 0,
-        "training needs at least one step and one scene per batch"
+        "training needs at least one step and one sample per batch"
     );
     let device = Device::Cpu;
     let weights = Weights::trainable(&device);
-    let model = demo::build(&weights)?;
+    let model = build(&weights)?;
     let params = ParamsAdamW {
         lr: config.learning_rate,
         weight_decay: 0.0,
         ..ParamsAdamW::default()
     };
     let mut optimizer = AdamW::new(weights.vars().into_iter().map(|(_, v)| v).collect(), params)?;
-    let world = World::new(config.seed);
     let mut recent = Vec::new();
     for step in 0..config.steps {
         crate::jobs::checkpoint()?;
         let cosine = 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / config.steps as f64).cos());
         optimizer.set_learning_rate(config.learning_rate * (0.02 + 0.98 * cosine));
         let first = (step * config.batch) as u64;
-        let (x, y) = batch(&model, &world, first..first + config.batch as u64, &device)?;
+        ensure!(
+            first + config.batch as u64 <= corpus.held_out(),
+            "{} steps of {} samples would reach the world's held-out samples (index {})",
+            config.steps,
+            config.batch,
+            corpus.held_out()
+        );
+        let (x, y) = corpus.batch(&model, config.seed, first..first + config.batch as u64)?;
         let loss = candle_nn::loss::cross_entropy(&model.logits(&x)?, &y)?;
         optimizer.backward_step(&loss)?;
         recent.push(loss.to_scalar::<f32>()?);
@@ -102,18 +202,18 @@ pub fn train_demo(config: &TrainConfig, mut progress: impl FnMut(Progress)) -> R
         .into_iter()
         .map(|(name, var)| (name, var.as_tensor().detach()))
         .collect();
-    let model = demo::build(&Weights::from_tensors(tensors.clone(), &device)?)?;
+    let model = build(&Weights::from_tensors(tensors.clone(), &device)?)?;
     Ok(Trained { model, tensors })
 }
 
-/// The fraction of `count` held-out scenes of `seed` that `model` classifies right.
-pub fn held_out_accuracy(model: &Model, seed: u64, count: usize) -> Result<f64> {
-    let world = World::new(seed);
+/// The fraction of `count` held-out samples of `corpus`'s world of `seed` that
+/// `model` classifies right.
+pub fn held_out_accuracy(model: &Model, corpus: Corpus, seed: u64, count: usize) -> Result<f64> {
     let mut correct = 0;
     for start in (0..count).step_by(256) {
         let n = (count - start).min(256) as u64;
-        let first = HELD_OUT + start as u64;
-        let (x, y) = batch(model, &world, first..first + n, model.device())?;
+        let first = corpus.held_out() + start as u64;
+        let (x, y) = corpus.batch(model, seed, first..first + n)?;
         let predicted = model.logits(&x)?.argmax(1)?;
         correct += predicted
             .eq(&y)?
@@ -122,31 +222,4 @@ pub fn held_out_accuracy(model: &Model, seed: u64, count: usize) -> Result<f64> 
             .to_scalar::<f32>()? as usize;
     }
     Ok(correct as f64 / count as f64)
-}
-
-/// Scenes `indices` as a normalised input batch and their class labels, drawn in
-/// parallel (each scene is a pure function of its index, so the order is fixed).
-fn batch(
-    model: &Model,
-    world: &World,
-    indices: std::ops::Range<u64>,
-    device: &Device,
-) -> Result<(Tensor, Tensor)> {
-    use rayon::prelude::*;
-    let drawn: Vec<(Tensor, u32)> = indices
-        .into_par_iter()
-        .map(|i| {
-            let scene = world.scene(i);
-            Ok((
-                model.input_spec().to_tensor(&scene.image, device)?,
-                scene.class as u32,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let (images, labels): (Vec<Tensor>, Vec<u32>) = drawn.into_iter().unzip();
-    let n = labels.len();
-    Ok((
-        Tensor::stack(&images, 0)?,
-        Tensor::from_vec(labels, n, device)?,
-    ))
 }

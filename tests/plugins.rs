@@ -422,8 +422,8 @@ struct Broken {
 }
 
 /// The first-party audio plugin is built with the workspace and found beside the
-/// binary: a WAV file opens in `explain` as a spectrogram framed by its axes, and a
-/// truncated one is one line about that file.
+/// binary: a WAV file opens in `explain` with the model the plugin ships, as a
+/// spectrogram framed by its axes, and a truncated one is one line about that file.
 #[test]
 fn the_audio_plugin_opens_wav_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -434,7 +434,10 @@ fn the_audio_plugin_opens_wav_files() {
         .unwrap_or_else(|| panic!("not listed:\n{}", stdout(&listed)))
         .to_owned();
     assert!(
-        line.contains("modality") && line.contains("ready") && line.contains("(.wav)"),
+        line.contains("modality")
+            && line.contains("ready")
+            && line.contains("(.wav; model ")
+            && line.contains("audio-cnn.toml"),
         "{line}"
     );
 
@@ -455,12 +458,12 @@ fn the_audio_plugin_opens_wav_files() {
     assert!(run.status.success(), "{}", stderr(&run));
     let maps = raw_maps(&out);
     let shown = &maps["signal.grad-cam.predicted.display.npy"];
-    assert!(shown.len() == 64 * 64 && shown.iter().all(|v| v.is_finite()));
+    assert!(shown.len() == 64 * 101 && shown.iter().all(|v| v.is_finite()));
     assert!(shown.iter().any(|&v| v > 0.0), "an empty map");
-    // The demo model's 64 x 64 input: 64 mel bands by 64 frames, axes around it.
+    // The audio model's input: 64 mel bands by 101 frames, axes around it.
     let png = out.join("signal.grad-cam.predicted.png");
     let (w, h) = image::image_dimensions(&png).unwrap();
-    assert!(w > 64 && h > 64, "{w}x{h}");
+    assert!(w > 101 && h > 64, "{w}x{h}");
 
     let bytes = std::fs::read(&wav).unwrap();
     let cut = dir.path().join("cut.wav");
@@ -542,6 +545,138 @@ fn the_audio_plugins_world_comes_through_the_abi() {
     assert!(world.sample(7, 0, [1, mels, frames]).is_ok());
 }
 
+/// Grad-CAM on the audio model (the card the plugin ships, trained on its world)
+/// points at the sound that sets the class: on held-out clips with a subject, the
+/// share of the map's positive mass inside the subject's time-frequency mask, next
+/// to the share of the spectrogram the mask covers (what a map spread at random
+/// would put there).
+#[test]
+fn grad_cam_on_audio_falls_inside_the_sound() {
+    use unitscope_audio::world::Kind;
+    unitscope::plugin::load(&[], &[]);
+    let audio = unitscope::data::modality::named("audio").expect("the audio plugin loaded");
+    let world = audio.world().unwrap();
+    let card = unitscope::model::ModelCard::load(audio.card().expect("a shipped card")).unwrap();
+    let model = unitscope::model::Model::from_card(&card, &Device::Cpu).unwrap();
+    let [h, w] = model.input_spec().size;
+
+    let samples: Vec<_> = (0..)
+        .map(|i| world.sample(0, world.held_out() + i, [3, h, w]).unwrap())
+        .filter(|s| s.class < Kind::ALL.len())
+        .take(48)
+        .collect();
+    let inputs: Vec<f32> = samples.iter().flat_map(|s| s.input.clone()).collect();
+    let inputs =
+        candle_core::Tensor::from_vec(inputs, (samples.len(), 3, h, w), &Device::Cpu).unwrap();
+    let targets: Vec<Target> = samples.iter().map(|s| Target::Class(s.class)).collect();
+    let layer = unitscope::attribution::default_cam_layer(&model).unwrap();
+    let mut params = Params::new();
+    params.set("layer", Value::Layers(vec![layer]));
+    let cam = registry::build("grad-cam", &params).unwrap();
+    let Attribution::Layers(layers) = cam.attribute(&model, &inputs, &targets).unwrap() else {
+        panic!("Grad-CAM's maps are layer maps");
+    };
+    let maps = layers[0].1.to_dtype(DType::F32).unwrap();
+    let (mh, mw) = (maps.dims()[1], maps.dims()[2]);
+    let maps: Vec<f32> = maps.flatten_all().unwrap().to_vec1().unwrap();
+
+    let (mut inside, mut chance) = (0.0, 0.0);
+    for (n, sample) in samples.iter().enumerate() {
+        let mask = &sample.masks[sample.class * h * w..][..h * w];
+        let map = &maps[n * mh * mw..][..mh * mw];
+        // The map at each input position: its cell's value (nearest upsampling).
+        let at = |y: usize, x: usize| map[(y * mh / h) * mw + x * mw / w].max(0.0);
+        let (mut mass, mut masked) = (0.0f64, 0.0f64);
+        for y in 0..h {
+            for x in 0..w {
+                mass += f64::from(at(y, x));
+                if mask[y * w + x] {
+                    masked += f64::from(at(y, x));
+                }
+            }
+        }
+        inside += if mass > 0.0 { masked / mass } else { 0.0 };
+        chance += mask.iter().filter(|&&m| m).count() as f64 / (h * w) as f64;
+    }
+    let (inside, chance) = (inside / samples.len() as f64, chance / samples.len() as f64);
+    println!(
+        "Grad-CAM's positive mass inside the subject's mask: {:.1}%; the mask covers {:.1}%",
+        inside * 100.0,
+        chance * 100.0
+    );
+    assert!(inside >= 3.0 * chance, "inside {inside}, chance {chance}");
+}
+
+/// `unitscope train audio` trains the card's architecture on the plugin's world
+/// and writes the weights with their record; what it cannot train says why in one
+/// line: a name that is neither `demo` nor a modality with a world, and a card
+/// whose classes are not the world's.
+#[test]
+fn train_trains_a_modalitys_model_on_its_world() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("w/audio.safetensors");
+    let train = |args: &[&str]| {
+        let sizes = [
+            "--steps",
+            "2",
+            "--batch",
+            "4",
+            "--eval",
+            "8",
+            "-o",
+            weights.to_str().unwrap(),
+        ];
+        unitscope(&[args, &sizes].concat(), dir.path())
+    };
+    let run = train(&["train", "audio"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stdout(&run).contains("held-out accuracy"),
+        "{}",
+        stdout(&run)
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(weights.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(record["config"]["steps"], 2);
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
+    assert_eq!(tensors["fc.weight"].dims(), [6, 64]);
+    // Reproducible: the same command makes the same weights.
+    let first = std::fs::read(&weights).unwrap();
+    assert!(train(&["train", "audio"]).status.success());
+    assert_eq!(
+        std::fs::read(&weights).unwrap(),
+        first,
+        "a second run's weights differ"
+    );
+
+    let run = train(&["train", "video"]);
+    assert!(!run.status.success());
+    assert!(
+        stderr(&run).contains("nothing called `video` to train"),
+        "{}",
+        stderr(&run)
+    );
+
+    let shipped = root().join("plugins/audio/model/audio-cnn.toml");
+    let card = dir.path().join("card.toml");
+    let text = std::fs::read_to_string(&shipped)
+        .unwrap()
+        .replace("classes.txt", "labels.txt");
+    std::fs::write(&card, text).unwrap();
+    std::fs::write(
+        dir.path().join("labels.txt"),
+        "tone\nchirp\nnoise\nclicks\nsilence\nhum\n",
+    )
+    .unwrap();
+    let run = train(&["train", "audio", "--card", card.to_str().unwrap()]);
+    assert!(!run.status.success());
+    let error = stderr(&run);
+    assert!(
+        error.contains("the card names the classes") && error.lines().count() == 1,
+        "{error}"
+    );
+}
+
 fn audio_is_enabled() -> bool {
     let reports = unitscope::plugin::reports();
     let audio = reports
@@ -555,12 +690,12 @@ fn audio_is_enabled() -> bool {
 fn corpus(dir: &Path) -> Vec<(Broken, PathBuf)> {
     let source = root().join("tests/plugins/broken.c");
     let c = [
-        ("major", "FAULT_MAJOR", true, "built for plugin ABI 2.0"),
+        ("major", "FAULT_MAJOR", true, "built for plugin ABI 2."),
         (
             "minor",
             "FAULT_MINOR",
             true,
-            "newer than this unitscope's 1.0",
+            "newer than this unitscope's 1.",
         ),
         (
             "no-entry",
@@ -825,6 +960,52 @@ fn a_broken_modality_plugin_gives_one_line() {
         .filter(|p| p[0] == 0 && p[2] == 0 && p[1] > 0)
         .count();
     assert!(green > 0, "no pixel drawn by the plugin");
+
+    // Its world, trained on through a card of its classes: a panic in a sample is
+    // an error, a class past the world's disables the plugin, and without either
+    // it trains.
+    let card = dir.path().join("panicky.toml");
+    std::fs::write(
+        &card,
+        "architecture = \"plain_cnn\"\nweights = \"panicky.safetensors\"\nlabels = \"panicky.txt\"\n\
+         [input]\nsize = [8, 8]\n[options]\nchannels = [4]\nbatch_norm = false\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("panicky.txt"), "even\nodd\n").unwrap();
+    let train = |at: &str| -> Output {
+        Command::new(env!("CARGO_BIN_EXE_unitscope"))
+            .args([
+                "train",
+                "panicky-modality",
+                "--steps",
+                "2",
+                "--batch",
+                "2",
+                "--eval",
+                "2",
+            ])
+            .arg("--card")
+            .arg(&card)
+            .args(["--plugin", library.to_str().unwrap()])
+            .env("XDG_DATA_HOME", dir.path())
+            .env("PANICKY_AT", at)
+            .output()
+            .unwrap()
+    };
+    one_error(
+        &train("sample"),
+        &[
+            "sample 0 of the `panicky-modality` world",
+            "panicky panics in sample",
+        ],
+    );
+    one_error(
+        &train("class"),
+        &["failed and is disabled", "its class is 7, not one of the 2"],
+    );
+    let trained = train("nowhere");
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    assert!(dir.path().join("panicky.safetensors").is_file());
 }
 
 /// A Rust plugin (built here with Cargo against the SDK) that panics in its

@@ -85,8 +85,8 @@ pub trait Modality: Default + Send + Sync + 'static {
     const ABOUT: &'static str;
     /// The extensions it opens, lower case without the dot.
     const EXTENSIONS: &'static [&'static str];
-    /// A model card it ships, relative to the plugin's file ("" for none): the
-    /// model its files open with when the user names none.
+    /// A model card it ships, relative to the plugin's file, or absolute ("" for
+    /// none): the model its files open with when the user names none.
     const CARD: &'static str = "";
     /// Whether [`Modality::draw`] draws maps itself; when not, the host draws its
     /// heatmap over the picture.

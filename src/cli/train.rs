@@ -1,81 +1,157 @@
-//! `unitscope train demo`: train the demo model on the demo world.
+//! `unitscope train WHAT`: train the demo model on the demo world, or a modality
+//! plugin's model (the card it ships, or `--card`) on the plugin's world.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use unitscope::atomic;
-use unitscope::train::{TrainConfig, held_out_accuracy, train_demo};
+use unitscope::data::modality;
+use unitscope::model::ModelCard;
+use unitscope::train::{
+    Corpus, Progress, TrainConfig, Trained, held_out_accuracy, train_card, train_demo,
+};
 
 use super::{job, outln};
 
-#[derive(clap::Subcommand)]
-pub enum Train {
-    /// Train the demo CNN on the demo world and save its weights (safetensors).
-    Demo(DemoArgs),
-}
-
 #[derive(clap::Args)]
-pub struct DemoArgs {
+pub struct Train {
+    /// What to train: `demo` (the demo CNN on the demo world), or a modality
+    /// plugin with a world (`audio`), whose card names the architecture, the
+    /// classes and where the weights go.
+    what: String,
+    /// The model card to train (a modality's; default: the card it ships).
+    #[arg(long)]
+    card: Option<PathBuf>,
     /// World seed; the same seed gives the same weights.
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
     /// Optimisation steps.
     #[arg(long, default_value_t = TrainConfig::default().steps, value_parser = super::count(1..=1_000_000))]
     steps: usize,
-    /// Scenes per step.
+    /// Samples per step.
     #[arg(long, default_value_t = TrainConfig::default().batch, value_parser = super::count(1..=1024))]
     batch: usize,
     /// Peak learning rate (AdamW, cosine schedule).
     #[arg(long, default_value_t = TrainConfig::default().learning_rate, value_parser = super::real(1e-9, 10.0))]
     lr: f64,
-    /// Held-out scenes to measure accuracy on.
+    /// Held-out samples to measure accuracy on.
     #[arg(long, default_value_t = 2000, value_parser = super::count(1..=100_000))]
     eval: usize,
-    /// Where to write the weights.
-    #[arg(short, long, default_value = "assets/demo-model.safetensors")]
-    out: PathBuf,
+    /// Where to write the weights (default: the demo's `assets/demo-model.safetensors`,
+    /// or where the card names them).
+    #[arg(short, long)]
+    out: Option<PathBuf>,
 }
 
-pub fn run(train: &Train) -> Result<()> {
-    let Train::Demo(args) = train;
+pub fn run(args: &Train) -> Result<()> {
     let config = TrainConfig {
         seed: args.seed,
         steps: args.steps,
         batch: args.batch,
         learning_rate: args.lr,
     };
-    // Before the training, not after it: a folder that cannot be made fails now.
-    if let Some(folder) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+    let steps = config.steps as u64;
+    let job_config = config.clone();
+    let start = Instant::now();
+    let (trained, out, accuracy) = if args.what == "demo" {
+        if args.card.is_some() {
+            bail!("the demo model's architecture is built in: `--card` is for a modality's model");
+        }
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| "assets/demo-model.safetensors".into());
+        make_folder(&out)?;
+        let trained = job::run("train", steps, move |cx, _| {
+            train_demo(&job_config, |p| cx.progress(p.step as u64, steps, loss(&p)))
+        })?;
+        let accuracy = held_out_accuracy(&trained.model, Corpus::Demo, config.seed, args.eval)?;
+        (trained, out, accuracy)
+    } else {
+        let modality = modality::named(&args.what).with_context(|| {
+            format!(
+                "nothing called `{}` to train: `demo`, or a modality plugin with a world \
+                 (`unitscope plugins` lists those loaded)",
+                args.what
+            )
+        })?;
+        let world = modality
+            .world()
+            .with_context(|| format!("the modality `{}` has no world to train on", args.what))?;
+        let card_path = match (&args.card, modality.card()) {
+            (Some(card), _) => card.clone(),
+            (None, Some(card)) => card.to_path_buf(),
+            (None, None) => bail!(
+                "the modality `{}` ships no model card: name one with --card",
+                args.what
+            ),
+        };
+        let card = ModelCard::load(&card_path)?;
+        let out = match (&args.out, &card.weights) {
+            (Some(out), _) => out.clone(),
+            (None, Some(weights)) => card.base.join(weights),
+            (None, None) => bail!(
+                "the card `{}` names no `weights` file to write: name one with -o",
+                card_path.display()
+            ),
+        };
+        make_folder(&out)?;
+        let trained = job::run("train", steps, move |cx, _| {
+            train_card(&job_config, &card, world, |p| {
+                cx.progress(p.step as u64, steps, loss(&p))
+            })
+        })?;
+        let accuracy = held_out_accuracy(
+            &trained.model,
+            Corpus::Plugin(world),
+            config.seed,
+            args.eval,
+        )?;
+        (trained, out, accuracy)
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    save(&trained, &out, &config, accuracy, args.eval, seconds)?;
+    outln!(
+        "trained in {seconds:.0} s; held-out accuracy {:.2}% on {} samples; weights written to {}",
+        accuracy * 100.0,
+        args.eval,
+        out.display()
+    );
+    Ok(())
+}
+
+/// A step's progress message.
+fn loss(p: &Progress) -> String {
+    format!("loss {:.3}", p.loss)
+}
+
+/// Makes the folder `out` goes in, before the training rather than after it: a
+/// folder that cannot be made fails now.
+fn make_folder(out: &Path) -> Result<()> {
+    if let Some(folder) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("cannot create `{}` for the weights", folder.display()))?;
     }
-    let start = Instant::now();
-    let steps = config.steps as u64;
-    let job_config = config.clone();
-    let trained = job::run("train", steps, move |cx, _| {
-        train_demo(&job_config, |p| {
-            cx.progress(p.step as u64, steps, format!("loss {:.3}", p.loss));
-        })
-    })?;
-    let seconds = start.elapsed().as_secs_f64();
-    let accuracy = held_out_accuracy(&trained.model, config.seed, args.eval)?;
-    trained.save(&args.out)?;
-    // A record of how these weights were made, beside them.
+    Ok(())
+}
+
+/// Writes the weights to `out` and, beside them, a record of how they were made.
+fn save(
+    trained: &Trained,
+    out: &Path,
+    config: &TrainConfig,
+    accuracy: f64,
+    eval: usize,
+    seconds: f64,
+) -> Result<()> {
+    trained.save(out)?;
     let record = serde_json::json!({
-        "config": config, "held_out_accuracy": accuracy, "held_out_scenes": args.eval, "seconds": seconds,
+        "config": config, "held_out_accuracy": accuracy, "held_out_samples": eval, "seconds": seconds,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
-    let record_path = args.out.with_extension("json");
     atomic::write(
-        &record_path,
+        &out.with_extension("json"),
         serde_json::to_string_pretty(&record)?.as_bytes(),
-    )?;
-    outln!(
-        "trained in {seconds:.0} s; held-out accuracy {:.2}% on {} scenes; weights written to {}",
-        accuracy * 100.0,
-        args.eval,
-        args.out.display()
-    );
-    Ok(())
+    )
 }

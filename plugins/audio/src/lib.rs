@@ -94,6 +94,9 @@ impl Modality for Audio {
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const ABOUT: &'static str = "WAV files as log-mel spectrograms (time in s, frequency in Hz)";
     const EXTENSIONS: &'static [&'static str] = &["wav"];
+    /// Where the source tree keeps it: the card is not copied beside the built
+    /// library, which Cargo places in `target/`.
+    const CARD: &'static str = concat!(env!("CARGO_MANIFEST_DIR"), "/model/audio-cnn.toml");
 
     const CLASSES: &'static [&'static str] = &world::CLASSES;
     const CONCEPTS: &'static [Concept] = &CONCEPTS;

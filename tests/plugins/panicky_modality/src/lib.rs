@@ -1,9 +1,13 @@
 //! Opens `.panicky` files (whatever they hold) as a blank input on an 8x8 grey
-//! picture and draws maps itself, panicking where `$PANICKY_AT` says.
+//! picture and draws maps itself, panicking where `$PANICKY_AT` says; its world's
+//! samples are blank too, of class `index % 2`, or of a class past its two when
+//! `$PANICKY_AT` is `class`.
 
 use std::path::Path;
 
-use unitscope_sdk::{Axis, Decoded, Display, Error, Modality, Tensor, export_plugin};
+use unitscope_sdk::{
+    Axis, Concept, Decoded, Display, Error, Modality, Sample, Tensor, export_plugin,
+};
 
 #[derive(Default)]
 struct Panicky;
@@ -22,6 +26,11 @@ impl Modality for Panicky {
     const ABOUT: &'static str = "panics on request";
     const EXTENSIONS: &'static [&'static str] = &["panicky"];
     const DRAWS: bool = true;
+    const CLASSES: &'static [&'static str] = &["even", "odd"];
+    const CONCEPTS: &'static [Concept] = &[Concept {
+        category: "colour",
+        name: "grey",
+    }];
 
     fn decode(&self, _: &Path, input: [usize; 3]) -> Result<Decoded, Error> {
         panic_at("decode");
@@ -54,6 +63,16 @@ impl Modality for Panicky {
             }
         }
         Tensor::new(&[SIDE, SIDE, 3], rgb)
+    }
+
+    fn sample(&self, _: u64, index: u64, [c, h, w]: [usize; 3]) -> Result<Sample, Error> {
+        panic_at("sample");
+        let past = std::env::var("PANICKY_AT").as_deref() == Ok("class");
+        Ok(Sample {
+            input: Tensor::zeros(&[c, h, w]),
+            class: if past { 7 } else { index as usize % 2 },
+            masks: Tensor::zeros(&[1, h, w]),
+        })
     }
 }
 
