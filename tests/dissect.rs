@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use image::{Rgb, RgbImage};
-use unitscope::data::{Broden, ConceptSet, ImageLabels, InputSpec, ResizeMode, Vocabulary};
+use unitscope::data::{Broden, ConceptSet, ImageLabels, InputSpec, ResizeMode, Source, Vocabulary};
 use unitscope::dissect::{self, STATED_ERROR, Settings};
 use unitscope::model::{ArchOptions, Architecture, Model, Probe, Weights};
 
@@ -204,7 +204,13 @@ fn brute_force(
 ) -> (Vec<f32>, Vec<Vec<f64>>) {
     let mut spec = model.input_spec().clone();
     spec.resize = ResizeMode::Stretch;
-    let inputs: Vec<Tensor> = set
+    // The images through the readers every command uses, not the set's own loading.
+    let source = match set {
+        ConceptSet::Broden(b) => Source::Files((0..b.len()).map(|i| b.image_path(i)).collect()),
+        ConceptSet::Demo(n) => Source::Demo(*n),
+        ConceptSet::World(_) => panic!("the reference reads images"),
+    };
+    let inputs: Vec<Tensor> = source
         .entries()
         .unwrap()
         .iter()
@@ -558,9 +564,12 @@ fn a_rotated_layer_predicts_the_same_with_fewer_detectors() {
     let set = ConceptSet::Demo(1000);
     let layer = "features.7".to_string();
     let rotation = dissect::rotation::random_rotation(64, 1, &Device::Cpu).unwrap();
-    let inputs: Vec<Tensor> = set.entries().unwrap()[..32]
-        .iter()
-        .map(|e| e.load(model.input_spec(), &Device::Cpu).unwrap().tensor)
+    let inputs: Vec<Tensor> = (0..32)
+        .map(|i| {
+            set.load(i, model.input_spec(), &Device::Cpu, false)
+                .unwrap()
+                .0
+        })
         .collect();
     let x = Tensor::stack(&inputs, 0).unwrap();
     let probe = Probe::new()

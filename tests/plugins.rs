@@ -677,6 +677,91 @@ fn train_trains_a_modalitys_model_on_its_world() {
     );
 }
 
+/// Network Dissection on the audio world (`dissect --world audio`, the plugin's
+/// model by default): its labels are the plugin's masks, a layer per concept, and
+/// the trained model's last stage has units that detect several kinds of sound
+/// (13 of 64, covering 4 kinds, on 200 clips).
+#[test]
+fn dissection_finds_sound_detectors_in_the_audio_model() {
+    use unitscope::data::ConceptSet;
+    use unitscope::data::concepts::WorldSet;
+    unitscope::plugin::load(&[], &[]);
+    let audio = unitscope::data::modality::named("audio").unwrap();
+    let world = audio.world().unwrap();
+    let set = ConceptSet::World(WorldSet {
+        name: "audio".into(),
+        world,
+        count: 3,
+        size: [64, 101],
+    });
+    let vocabulary = set.vocabulary();
+    assert_eq!(vocabulary.categories, ["sound"]);
+    let names: Vec<&str> = vocabulary
+        .labels
+        .iter()
+        .skip(1)
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(names, ["tone", "chirp-up", "chirp-down", "noise", "clicks"]);
+    for i in 0..3 {
+        let labels = set.labels(i).unwrap();
+        let sample = world
+            .sample(0, world.held_out() + i as u64, [3, 64, 101])
+            .unwrap();
+        assert_eq!(labels.size, (64, 101));
+        for (c, layer) in labels.layers.iter().enumerate() {
+            let mask = &sample.masks[c * 64 * 101..][..64 * 101];
+            assert!(
+                layer
+                    .iter()
+                    .zip(mask)
+                    .all(|(&l, &m)| l == if m { c as u32 + 1 } else { 0 })
+            );
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dissect");
+    let run = unitscope(
+        &[
+            "dissect",
+            "--world",
+            "audio",
+            "--layer",
+            "features.7",
+            "--demo",
+            "200",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let text = std::fs::read_to_string(out.join("features.7/dissection.json")).unwrap();
+    let dissection: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let detected: std::collections::BTreeSet<&str> = dissection["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["detector"] == true)
+        .map(|r| r["best"]["label"].as_str().unwrap())
+        .collect();
+    let detectors = dissection["detectors"].as_u64().unwrap();
+    assert!(
+        detectors >= 8 && detected.len() >= 3,
+        "{detectors} detectors of {detected:?}"
+    );
+    let run = unitscope(
+        &["dissect", "--world", "video", "--layer", "x", "-o", "y"],
+        dir.path(),
+    );
+    assert!(
+        stderr(&run).contains("no modality `video`"),
+        "{}",
+        stderr(&run)
+    );
+}
+
 fn audio_is_enabled() -> bool {
     let reports = unitscope::plugin::reports();
     let audio = reports

@@ -87,10 +87,8 @@ fn rate(args: &Args, model: &Model, name: &str, layers: &[String], n: usize) -> 
     let settings = Settings::default();
     let mut spec = model.input_spec().clone();
     spec.resize = ResizeMode::Stretch;
-    let inputs: Vec<Tensor> = set
-        .entries()?
-        .iter()
-        .map(|e| Ok(e.load(&spec, &Device::Cpu)?.tensor))
+    let inputs: Vec<Tensor> = (0..set.len())
+        .map(|i| Ok(set.load(i, &spec, &Device::Cpu, false)?.0))
         .collect::<Result<_>>()?;
     let batches: Vec<Tensor> = inputs
         .chunks(settings.batch)

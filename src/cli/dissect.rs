@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
+use unitscope::data::concepts::WorldSet;
+use unitscope::data::modality;
 use unitscope::data::{Broden, ConceptSet};
 use unitscope::dissect::shard::{self, Part, State};
 use unitscope::dissect::{self, LayerDissection, Settings, report};
@@ -51,9 +53,17 @@ struct MergeArgs {
     /// With --report: the shards' Broden dataset.
     #[arg(long, requires = "report", conflicts_with = "demo")]
     dataset: Option<PathBuf>,
-    /// With --report: the shards' demo scenes.
+    /// With --report: the shards' demo scenes (or samples of --world's).
     #[arg(long, value_name = "N", requires = "report", value_parser = super::count(1..=1_000_000))]
     demo: Option<usize>,
+    /// With --report: the shards' modality world.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "report",
+        conflicts_with = "dataset"
+    )]
+    world: Option<String>,
 }
 
 #[derive(Clone, clap::Args)]
@@ -74,9 +84,15 @@ pub struct Args {
     /// images/).
     #[arg(long, conflicts_with = "demo")]
     dataset: Option<PathBuf>,
-    /// Held-out scenes of the demo world, with its concepts.
+    /// Held-out scenes of the demo world, with its concepts (or samples of
+    /// --world's).
     #[arg(long, value_name = "N", default_value_t = dissect::DEMO_SCENES, value_parser = super::count(1..=1_000_000))]
     demo: usize,
+    /// A modality plugin's world instead of the demo world (`audio`): its
+    /// held-out samples with their concepts; the model defaults to the card the
+    /// plugin ships.
+    #[arg(long, value_name = "NAME", conflicts_with = "dataset")]
+    world: Option<String>,
     /// The top quantile of each unit's activations that its mask keeps.
     #[arg(long, default_value_t = 0.005)]
     quantile: f64,
@@ -124,6 +140,38 @@ pub fn run(command: &Command) -> Result<()> {
     }
 }
 
+/// The model (`card`; else the card `world`'s plugin ships; else the demo model)
+/// and what it is dissected on: the Broden `dataset`, or `count` held-out samples
+/// of `world` (a modality plugin's) or of the demo world.
+fn model_and_set(
+    card: Option<&Path>,
+    dataset: Option<&Path>,
+    world: Option<&str>,
+    count: usize,
+) -> Result<(Model, ConceptSet)> {
+    let Some(name) = world else {
+        let set = match dataset {
+            Some(dir) => ConceptSet::Broden(Broden::open(dir)?),
+            None => ConceptSet::Demo(count),
+        };
+        return Ok((super::load_model(card)?, set));
+    };
+    let modality = modality::named(name).with_context(|| {
+        format!("no modality `{name}` (`unitscope plugins` lists those loaded)")
+    })?;
+    let world = modality
+        .world()
+        .with_context(|| format!("the modality `{name}` has no world"))?;
+    let model = super::load_model(card.or(modality.card()))?;
+    let set = ConceptSet::World(WorldSet {
+        name: name.to_owned(),
+        world,
+        count,
+        size: model.input_spec().size,
+    });
+    Ok((model, set))
+}
+
 fn dissect_layers(args: &Args) -> Result<()> {
     ensure!(
         args.quantile > 0.0 && args.quantile < 1.0,
@@ -135,11 +183,12 @@ fn dissect_layers(args: &Args) -> Result<()> {
         "--iou {} must lie between 0 and 1",
         args.iou
     );
-    let model = super::load_model(args.model.as_deref())?;
-    let set = match &args.dataset {
-        Some(dir) => ConceptSet::Broden(Broden::open(dir)?),
-        None => ConceptSet::Demo(args.demo),
-    };
+    let (model, set) = model_and_set(
+        args.model.as_deref(),
+        args.dataset.as_deref(),
+        args.world.as_deref(),
+        args.demo,
+    )?;
     let settings = Settings {
         quantile: args.quantile,
         iou_threshold: args.iou,
@@ -363,14 +412,12 @@ fn merge(args: &MergeArgs) -> Result<()> {
             .push(part);
     }
     let drawn = match args.report {
-        true => {
-            let model = super::load_model(args.model.as_deref())?;
-            let set = match (&args.dataset, args.demo) {
-                (Some(dir), _) => ConceptSet::Broden(Broden::open(dir)?),
-                (None, n) => ConceptSet::Demo(n.unwrap_or(dissect::DEMO_SCENES)),
-            };
-            Some((model, set))
-        }
+        true => Some(model_and_set(
+            args.model.as_deref(),
+            args.dataset.as_deref(),
+            args.world.as_deref(),
+            args.demo.unwrap_or(dissect::DEMO_SCENES),
+        )?),
         false => None,
     };
     std::fs::create_dir_all(&args.out)

@@ -1,18 +1,16 @@
 //! Concept-labelled images, as Network Dissection reads them: a Broden dataset on
-//! disk and the demo world give the same [`ConceptSet`] (a [`Vocabulary`] and each
-//! image's [`ImageLabels`]).
+//! disk, the demo world and a modality plugin's world give the same
+//! [`ConceptSet`] (a [`Vocabulary`] and each image's [`ImageLabels`]).
 
-use std::path::PathBuf;
-
-use anyhow::Result;
+use anyhow::{Result, ensure};
 
 use super::broden::Broden;
 use super::vocabulary::{ImageLabels, Label, Vocabulary};
 use candle_core::{Device, Tensor};
 
 use super::image::{InputSpec, load_image};
+use super::modality::World as PluginWorld;
 use super::world::{Category, Concept, HELD_OUT, SIZE, Scene, World};
-use super::{Entry, Source};
 
 /// Images with concept labels.
 #[derive(Clone, Debug)]
@@ -21,6 +19,73 @@ pub enum ConceptSet {
     Broden(Broden),
     /// The first `n` held-out scenes of the demo world, with its concepts.
     Demo(usize),
+    /// The first held-out samples of a modality plugin's world, with its concepts.
+    World(WorldSet),
+}
+
+/// Held-out samples of a modality plugin's world (seed 0), each concept's mask a
+/// layer of its own (a plugin's concepts may overlap, as two sounds at one time
+/// and frequency).
+#[derive(Clone)]
+pub struct WorldSet {
+    /// The modality's name.
+    pub name: String,
+    /// Its world.
+    pub world: &'static dyn PluginWorld,
+    /// Samples, from the world's first held-out one.
+    pub count: usize,
+    /// `[H, W]` they are made at: the model's input size.
+    pub size: [usize; 2],
+}
+
+impl std::fmt::Debug for WorldSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (name, count, size) = (&self.name, self.count, self.size);
+        write!(f, "WorldSet({name}, {count} samples at {size:?})")
+    }
+}
+
+impl WorldSet {
+    /// Its categories (in the order the concepts first name them) and, after label
+    /// 0, its concepts in the world's order.
+    fn vocabulary(&self) -> Vocabulary {
+        let mut categories: Vec<String> = Vec::new();
+        let mut labels = vec![Label::unlabelled()];
+        for (category, name) in self.world.concepts() {
+            let index = match categories.iter().position(|c| c == category) {
+                Some(index) => index,
+                None => {
+                    categories.push(category.clone());
+                    categories.len() - 1
+                }
+            };
+            labels.push(Label {
+                name: name.clone(),
+                category: Some(index),
+            });
+        }
+        Vocabulary { categories, labels }
+    }
+
+    /// Sample `i`'s input (`[3, H, W]` values) and labels: concept `c`'s mask as
+    /// layer `c`, labelled `c + 1`.
+    fn sample(&self, i: usize) -> Result<(Vec<f32>, ImageLabels)> {
+        let [h, w] = self.size;
+        let index = self.world.held_out() + i as u64;
+        let sample = self.world.sample(0, index, [3, h, w])?;
+        let layers = sample
+            .masks
+            .chunks_exact(h * w)
+            .zip(1..)
+            .map(|(mask, label)| mask.iter().map(|&m| if m { label } else { 0 }).collect())
+            .collect();
+        let labels = ImageLabels {
+            size: (h, w),
+            layers,
+            scalars: Vec::new(),
+        };
+        Ok((sample.input, labels))
+    }
 }
 
 impl ConceptSet {
@@ -29,6 +94,7 @@ impl ConceptSet {
         match self {
             Self::Broden(b) => b.vocabulary().clone(),
             Self::Demo(_) => demo_vocabulary(),
+            Self::World(w) => w.vocabulary(),
         }
     }
 
@@ -37,6 +103,7 @@ impl ConceptSet {
         match self {
             Self::Broden(b) => b.len(),
             Self::Demo(n) => *n,
+            Self::World(w) => w.count,
         }
     }
 
@@ -45,22 +112,12 @@ impl ConceptSet {
         self.len() == 0
     }
 
-    /// Its images as inputs, in order.
-    pub fn entries(&self) -> Result<Vec<Entry>> {
-        match self {
-            Self::Broden(b) => {
-                let paths: Vec<PathBuf> = (0..b.len()).map(|i| b.image_path(i)).collect();
-                Source::Files(paths).entries()
-            }
-            Self::Demo(n) => Source::Demo(*n).entries(),
-        }
-    }
-
     /// Image `i`'s labels.
     pub fn labels(&self, i: usize) -> Result<ImageLabels> {
         match self {
             Self::Broden(b) => b.labels(i),
             Self::Demo(_) => Ok(scene_labels(&demo_scene(i))),
+            Self::World(w) => Ok(w.sample(i)?.1),
         }
     }
 
@@ -84,6 +141,19 @@ impl ConceptSet {
                 let labels = labelled.then(|| scene_labels(&scene));
                 Ok((spec.to_tensor(&scene.image, device)?, labels))
             }
+            Self::World(w) => {
+                ensure!(
+                    spec.size == w.size,
+                    "the `{}` world's samples are made at {:?}, not the model's {:?}",
+                    w.name,
+                    w.size,
+                    spec.size
+                );
+                let (input, labels) = w.sample(i)?;
+                let [h, width] = w.size;
+                let input = Tensor::from_vec(input, (3, h, width), device)?;
+                Ok((input, labelled.then_some(labels)))
+            }
         }
     }
 
@@ -92,6 +162,10 @@ impl ConceptSet {
         match self {
             Self::Broden(b) => b.identity(),
             Self::Demo(n) => format!("demo world, {n} held-out scenes"),
+            Self::World(w) => format!(
+                "{} world, {} held-out samples at {}x{}",
+                w.name, w.count, w.size[0], w.size[1]
+            ),
         }
     }
 }
@@ -127,7 +201,7 @@ pub fn demo_label(concept: Concept) -> u32 {
     (1 + before + concept.index) as u32
 }
 
-/// Held-out scene `i` of the demo world, as [`Source::Demo`] gives it.
+/// Held-out scene `i` of the demo world, as [`super::Source::Demo`] gives it.
 fn demo_scene(i: usize) -> Scene {
     World::new(0).scene(HELD_OUT + i as u64)
 }
