@@ -465,6 +465,46 @@ fn the_audio_plugin_opens_wav_files() {
     let (w, h) = image::image_dimensions(&png).unwrap();
     assert!(w > 101 && h > 64, "{w}x{h}");
 
+    // Dataset search over WAV files: each unit's activation drawn on the
+    // spectrogram inside its axes.
+    let topk = dir.path().join("topk");
+    let run = unitscope(
+        &[
+            "topk",
+            "--layer",
+            "features.7",
+            "--units",
+            "3",
+            "--k",
+            "1",
+            "--images",
+        ],
+        dir.path(),
+    );
+    assert!(!run.status.success(), "topk without inputs");
+    let folder = wav.parent().unwrap().to_str().unwrap();
+    let args = [
+        "topk",
+        "--layer",
+        "features.7",
+        "--units",
+        "3",
+        "--k",
+        "1",
+        "--images",
+        folder,
+        "-o",
+        topk.to_str().unwrap(),
+    ];
+    let run = unitscope(&args, dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let drawn = topk.join("features.7/unit0003/01_signal_activation.png");
+    let (w, h) = image::image_dimensions(&drawn).unwrap();
+    assert!(
+        w > 101 && h > 64,
+        "{w}x{h}: no axes around the 101x64 spectrogram"
+    );
+
     let bytes = std::fs::read(&wav).unwrap();
     let cut = dir.path().join("cut.wav");
     std::fs::write(&cut, &bytes[..bytes.len() / 8]).unwrap();

@@ -190,7 +190,7 @@ fn explain_each(
         let on = Backdrop::of(input, &original, model.input_spec());
         let input_size = on.input;
         let mut panels = vec![Panel {
-            image: panel_image(&framed(input, original.clone())),
+            image: panel_image(&render::framed(input, original.clone())),
             caption: vec![
                 input.name.clone(),
                 format!("{} {:.0}%", top.label, top.p * 100.0),
@@ -205,7 +205,7 @@ fn explain_each(
             let ms = batch_ms / targets.len() as f64;
             let heats = render::draw_all_on(&results, on, args.style())?
                 .into_iter()
-                .map(|heat| framed(input, heat));
+                .map(|heat| render::framed(input, heat));
             let each = targets.iter().zip(&resolved).zip(results).zip(heats);
             for ((((spec, _), resolved), maps), heat) in each {
                 let stem = format!("{}.{}.{}", input.name, file_part(key), file_part(spec));
@@ -331,15 +331,6 @@ impl Args {
             alpha: self.alpha as f32,
             scale: self.scale,
         }
-    }
-}
-
-/// `picture` with the axes of `input`'s display, when it is a modality's picture
-/// (a spectrogram's time and frequency).
-fn framed(input: &Sample, picture: RgbImage) -> RgbImage {
-    match input.view.as_deref() {
-        Some(view) => render::with_axes(&picture, &view.picture.x, &view.picture.y),
-        None => picture,
     }
 }
 

@@ -175,7 +175,7 @@ fn write_layer(
             // The unit's map over the whole image, as Grad-CAM's over its input.
             let map = Tensor::from_vec(found.map.clone(), (1, h, w), &Device::Cpu)?;
             let maps = Attribution::Layers(vec![(stats.layer.clone(), map)]);
-            let masked = render::draw_on(&maps, on, Style::default())?;
+            let masked = render::framed(&sample, render::draw_on(&maps, on, Style::default())?);
             let mask_path = unit_dir.join(format!("{stem}_activation.png"));
             render::save_png(&masked, &mask_path)?;
             let relative = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();

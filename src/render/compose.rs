@@ -105,6 +105,17 @@ impl<'a> Backdrop<'a> {
     }
 }
 
+/// `picture` with the axes of `sample`'s display, when it is a modality's picture
+/// (a spectrogram's time and frequency); else as it is. (Not for a part of it: an
+/// axis states its ends, not its scale, and a spectrogram's mel bands are not
+/// evenly spaced in Hz.)
+pub fn framed(sample: &Sample, picture: RgbImage) -> RgbImage {
+    match sample.view.as_deref() {
+        Some(view) => super::with_axes(&picture, &view.picture.x, &view.picture.y),
+        None => picture,
+    }
+}
+
 /// The map of the first input over `on`'s picture, at its own resolution: the
 /// heatmap (the model input's size) resized onto the window the model saw, and
 /// what lies outside it dimmed; or the modality's own drawing.
