@@ -43,6 +43,24 @@ pub struct InputSpec {
     pub mean: [f64; 3],
     /// Per-channel standard deviation, on the [0, 1] scale.
     pub std: [f64; 3],
+    /// How an input is drawn: without one, as RGB; with one, its first channel
+    /// (from 0 to 1) through this colormap, as a modality's single-valued input
+    /// (a spectrogram) is.
+    pub colormap: Option<InputColormap>,
+}
+
+/// A colormap an input is drawn through ([`InputSpec::colormap`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputColormap {
+    /// Black through purple and orange to pale yellow (librosa's spectrograms).
+    Magma,
+    /// Black through purple and orange to yellow.
+    Inferno,
+    /// Purple through green to yellow.
+    Viridis,
+    /// Black to white.
+    Gray,
 }
 
 impl Default for InputSpec {
@@ -55,6 +73,7 @@ impl Default for InputSpec {
             interpolation: Interpolation::Bilinear,
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
+            colormap: None,
         }
     }
 }
@@ -161,7 +180,7 @@ impl InputSpec {
     }
 
     /// The picture a preprocessed `[3, H, W]` tensor shows: normalization undone,
-    /// rounded and clamped to 8 bits.
+    /// drawn ([`InputSpec::colour`]).
     pub fn to_image(&self, x: &Tensor) -> Result<RgbImage> {
         let (c, h, w) = x.dims3()?;
         ensure!(c == 3, "an RGB picture needs 3 channels, got {c}");
@@ -170,13 +189,26 @@ impl InputSpec {
             .flatten_all()?
             .to_vec1::<f32>()?;
         Ok(RgbImage::from_fn(w as u32, h as u32, |px, py| {
-            image::Rgb(std::array::from_fn(|ch| {
-                let v = values[(ch * h + py as usize) * w + px as usize] as f64;
-                ((v * self.std[ch] + self.mean[ch]) * 255.0)
-                    .round()
-                    .clamp(0.0, 255.0) as u8
-            }))
+            let at = |ch: usize| values[(ch * h + py as usize) * w + px as usize] as f64;
+            image::Rgb(self.colour(std::array::from_fn(|ch| {
+                at(ch) * self.std[ch] + self.mean[ch]
+            })))
         }))
+    }
+
+    /// The 8-bit colour of an input position whose channels, normalization undone,
+    /// are `values` (0 to 1): as they are, or the first through the colormap.
+    pub fn colour(&self, values: [f64; 3]) -> [u8; 3] {
+        let byte = |v: f64| (v * 255.0).round().clamp(0.0, 255.0) as u8;
+        let v = values[0].clamp(0.0, 1.0);
+        let c = match self.colormap {
+            None => return values.map(byte),
+            Some(InputColormap::Magma) => colorous::MAGMA.eval_continuous(v),
+            Some(InputColormap::Inferno) => colorous::INFERNO.eval_continuous(v),
+            Some(InputColormap::Viridis) => colorous::VIRIDIS.eval_continuous(v),
+            Some(InputColormap::Gray) => colorous::GREYS.eval_continuous(1.0 - v),
+        };
+        [c.r, c.g, c.b]
     }
 
     /// Loads and preprocesses images into one `[N, 3, H, W]` batch.
@@ -280,6 +312,39 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A card's `colormap` draws an input's first channel through it (0 at the
+    /// map's start, 1 at its end; the other channels unread); without one, the
+    /// channels are the colour; a colormap the card misspells is refused.
+    #[test]
+    fn an_input_colormap_draws_the_first_channel() {
+        let spec: InputSpec =
+            toml::from_str("mean = [0.0, 0.0, 0.0]\nstd = [1.0, 1.0, 1.0]\ncolormap = \"magma\"")
+                .unwrap();
+        let magma = |v: f64| {
+            let c = colorous::MAGMA.eval_continuous(v);
+            [c.r, c.g, c.b]
+        };
+        assert_eq!(spec.colour([0.0, 1.0, 1.0]), magma(0.0));
+        assert_eq!(spec.colour([0.7, 0.0, 0.2]), magma(0.7));
+        assert_eq!(spec.colour([1.5, 0.0, 0.0]), magma(1.0));
+        let x = Tensor::from_vec(vec![0.25f32; 3 * 2 * 2], (3, 2, 2), &Device::Cpu).unwrap();
+        assert!(
+            spec.to_image(&x)
+                .unwrap()
+                .pixels()
+                .all(|p| p.0 == magma(0.25))
+        );
+        let rgb = InputSpec {
+            colormap: None,
+            ..spec.clone()
+        };
+        assert_eq!(rgb.colour([0.0, 1.0, 0.5]), [0, 255, 128]);
+        let err = toml::from_str::<InputSpec>("colormap = \"jet\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("magma"), "{err}");
+    }
 
     /// torchvision's resize-256 + center-crop-224 of a 451 x 300 photo sees the
     /// middle 263 x 263 px: the window maps the crop back onto the photo.

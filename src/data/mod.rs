@@ -15,7 +15,7 @@ pub mod world;
 pub use blur::{MAX_SIGMA, gaussian_blur};
 pub use broden::Broden;
 pub use concepts::ConceptSet;
-pub use image::{InputSpec, ResizeMode, Window, load_image};
+pub use image::{InputColormap, InputSpec, ResizeMode, Window, load_image};
 pub use resample::Interpolation;
 pub use source::{Entry, Sample, Source};
 pub use vocabulary::{ImageLabels, Label, Vocabulary};

@@ -191,7 +191,7 @@ pub fn visualize(
     let capture = model.forward(&normalize.apply(&images)?, &probe)?;
     let values = asked.values(&capture)?;
     Ok(Visualization {
-        images: param::to_pictures(&images)?,
+        images: param::to_pictures(&images, model.input_spec())?,
         curves,
         values: values.to_dtype(DType::F32)?.to_vec1()?,
     })

@@ -28,6 +28,7 @@ use rayon::prelude::*;
 
 use super::op::contiguous_f32;
 use super::spectrum::InverseRfft2;
+use crate::data::InputSpec;
 
 /// Lucid's `color_correlation_svd_sqrt`: the square root of ImageNet's RGB
 /// covariance (rows: R, G, B).
@@ -282,8 +283,9 @@ fn per_pixel(
     Ok(())
 }
 
-/// The images of `param` as 8-bit pictures.
-pub fn to_pictures(images: &Tensor) -> Result<Vec<image::RgbImage>> {
+/// The images of `param` (values from 0 to 1) as 8-bit pictures, drawn as `spec`
+/// draws its inputs.
+pub fn to_pictures(images: &Tensor, spec: &InputSpec) -> Result<Vec<image::RgbImage>> {
     let (b, c, h, w) = images.dims4()?;
     ensure!(c == 3, "pictures have 3 channels, got {c}");
     let values = images
@@ -293,10 +295,8 @@ pub fn to_pictures(images: &Tensor) -> Result<Vec<image::RgbImage>> {
     Ok((0..b)
         .map(|i| {
             image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
-                image::Rgb(std::array::from_fn(|ch| {
-                    let v = values[((i * 3 + ch) * h + y as usize) * w + x as usize];
-                    (v.clamp(0.0, 1.0) * 255.0).round() as u8
-                }))
+                let at = |ch: usize| values[((i * 3 + ch) * h + y as usize) * w + x as usize];
+                image::Rgb(spec.colour(std::array::from_fn(|ch| f64::from(at(ch)))))
             })
         })
         .collect())

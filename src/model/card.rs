@@ -13,6 +13,7 @@
 //! interpolation = "bilinear"
 //! mean = [0.5, 0.5, 0.5]
 //! std = [0.5, 0.5, 0.5]
+//! # colormap = "magma"      # inputs drawn from their first channel (a spectrogram)
 //!
 //! [options]                   # per architecture
 //! padding = "tf-same"
