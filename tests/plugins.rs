@@ -711,6 +711,7 @@ fn train_trains_a_modalitys_model_on_its_world() {
 fn dissection_finds_sound_detectors_in_the_audio_model() {
     use unitscope::data::ConceptSet;
     use unitscope::data::concepts::WorldSet;
+    use unitscope::data::modality::with_world_for;
     unitscope::plugin::load(&[], &[]);
     let audio = unitscope::data::modality::named("audio").unwrap();
     let world = audio.world().unwrap();
@@ -777,6 +778,17 @@ fn dissection_finds_sound_detectors_in_the_audio_model() {
         detectors >= 8 && detected.len() >= 3,
         "{detectors} detectors of {detected:?}"
     );
+    // The inspector dissects the plugin's card against its world, however the
+    // card is named; another card has no world.
+    let card = root().join("plugins/audio/model/audio-cnn.toml");
+    assert_eq!(with_world_for(&card).as_deref(), Some("audio"));
+    let roundabout = root().join("plugins/audio/model/../model/audio-cnn.toml");
+    assert_eq!(with_world_for(&roundabout).as_deref(), Some("audio"));
+    assert_eq!(
+        with_world_for(&root().join("models/efficientnet-lite0.toml")),
+        None
+    );
+
     let run = unitscope(
         &["dissect", "--world", "video", "--layer", "x", "-o", "y"],
         dir.path(),

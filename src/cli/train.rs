@@ -51,64 +51,10 @@ pub fn run(args: &Train) -> Result<()> {
         batch: args.batch,
         learning_rate: args.lr,
     };
-    let steps = config.steps as u64;
-    let job_config = config.clone();
     let start = Instant::now();
-    let (trained, out, accuracy) = if args.what == "demo" {
-        if args.card.is_some() {
-            bail!("the demo model's architecture is built in: `--card` is for a modality's model");
-        }
-        let out = args
-            .out
-            .clone()
-            .unwrap_or_else(|| "assets/demo-model.safetensors".into());
-        make_folder(&out)?;
-        let trained = job::run("train", steps, move |cx, _| {
-            train_demo(&job_config, |p| cx.progress(p.step as u64, steps, loss(&p)))
-        })?;
-        let accuracy = held_out_accuracy(&trained.model, Corpus::Demo, config.seed, args.eval)?;
-        (trained, out, accuracy)
-    } else {
-        let modality = modality::named(&args.what).with_context(|| {
-            format!(
-                "nothing called `{}` to train: `demo`, or a modality plugin with a world \
-                 (`unitscope plugins` lists those loaded)",
-                args.what
-            )
-        })?;
-        let world = modality
-            .world()
-            .with_context(|| format!("the modality `{}` has no world to train on", args.what))?;
-        let card_path = match (&args.card, modality.card()) {
-            (Some(card), _) => card.clone(),
-            (None, Some(card)) => card.to_path_buf(),
-            (None, None) => bail!(
-                "the modality `{}` ships no model card: name one with --card",
-                args.what
-            ),
-        };
-        let card = ModelCard::load(&card_path)?;
-        let out = match (&args.out, &card.weights) {
-            (Some(out), _) => out.clone(),
-            (None, Some(weights)) => card.base.join(weights),
-            (None, None) => bail!(
-                "the card `{}` names no `weights` file to write: name one with -o",
-                card_path.display()
-            ),
-        };
-        make_folder(&out)?;
-        let trained = job::run("train", steps, move |cx, _| {
-            train_card(&job_config, &card, world, |p| {
-                cx.progress(p.step as u64, steps, loss(&p))
-            })
-        })?;
-        let accuracy = held_out_accuracy(
-            &trained.model,
-            Corpus::Plugin(world),
-            config.seed,
-            args.eval,
-        )?;
-        (trained, out, accuracy)
+    let (trained, out, accuracy) = match args.what.as_str() {
+        "demo" => demo(args, &config)?,
+        name => modality_model(name, args, &config)?,
     };
     let seconds = start.elapsed().as_secs_f64();
     save(&trained, &out, &config, accuracy, args.eval, seconds)?;
@@ -119,6 +65,66 @@ pub fn run(args: &Train) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The demo model trained on the demo world, where it goes, its held-out accuracy.
+fn demo(args: &Train, config: &TrainConfig) -> Result<(Trained, PathBuf, f64)> {
+    if args.card.is_some() {
+        bail!("the demo model's architecture is built in: `--card` is for a modality's model");
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| "assets/demo-model.safetensors".into());
+    make_folder(&out)?;
+    let (steps, job_config) = (config.steps as u64, config.clone());
+    let trained = job::run("train", steps, move |cx, _| {
+        train_demo(&job_config, |p| cx.progress(p.step as u64, steps, loss(&p)))
+    })?;
+    let accuracy = held_out_accuracy(&trained.model, Corpus::Demo, config.seed, args.eval)?;
+    Ok((trained, out, accuracy))
+}
+
+/// The model of modality `name`'s card (`--card`, else the one it ships) trained
+/// on its world, where it goes, its held-out accuracy.
+fn modality_model(
+    name: &str,
+    args: &Train,
+    config: &TrainConfig,
+) -> Result<(Trained, PathBuf, f64)> {
+    let modality = modality::named(name).with_context(|| {
+        format!(
+            "nothing called `{name}` to train: `demo`, or a modality plugin with a world \
+             (`unitscope plugins` lists those loaded)"
+        )
+    })?;
+    let world = modality
+        .world()
+        .with_context(|| format!("the modality `{name}` has no world to train on"))?;
+    let card_path = match (&args.card, modality.card()) {
+        (Some(card), _) => card.clone(),
+        (None, Some(card)) => card.to_path_buf(),
+        (None, None) => bail!("the modality `{name}` ships no model card: name one with --card"),
+    };
+    let card = ModelCard::load(&card_path)?;
+    let out = match (&args.out, &card.weights) {
+        (Some(out), _) => out.clone(),
+        (None, Some(weights)) => card.base.join(weights),
+        (None, None) => bail!(
+            "the card `{}` names no `weights` file to write: name one with -o",
+            card_path.display()
+        ),
+    };
+    make_folder(&out)?;
+    let (steps, job_config) = (config.steps as u64, config.clone());
+    let trained = job::run("train", steps, move |cx, _| {
+        train_card(&job_config, &card, world, |p| {
+            cx.progress(p.step as u64, steps, loss(&p))
+        })
+    })?;
+    let corpus = Corpus::Plugin(world);
+    let accuracy = held_out_accuracy(&trained.model, corpus, config.seed, args.eval)?;
+    Ok((trained, out, accuracy))
 }
 
 /// A step's progress message.

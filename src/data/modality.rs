@@ -207,6 +207,21 @@ pub fn named(name: &str) -> Option<&'static dyn Modality> {
         .find(|m| m.name() == name)
 }
 
+/// The name of the modality that ships `card` and has a world (its model's
+/// concepts), if one does.
+pub fn with_world_for(card: &Path) -> Option<String> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    MODALITIES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .find(|m| m.world().is_some() && m.card().is_some_and(|c| same(c, card)))
+        .map(|m| m.name().to_owned())
+}
+
 /// The card that `paths` open with when the user names none: the one their
 /// modality ships, when every path is that modality's.
 pub fn shipped_card(paths: &[PathBuf]) -> Option<PathBuf> {

@@ -248,6 +248,8 @@ impl Modality for Plugin {
     }
 }
 
+/// Reached through [`Modality::world`], which offers it only when the plugin
+/// has a world: the fallbacks for none are never seen.
 impl World for Plugin {
     fn classes(&self) -> &[String] {
         self.world.as_ref().map_or(&[], |w| &w.classes)

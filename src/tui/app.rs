@@ -15,7 +15,7 @@ use unitscope::attribution::descriptor::Value;
 use unitscope::attribution::descriptor::shared::LAYER;
 use unitscope::attribution::{Params, TargetSpec, registry};
 use unitscope::choice::Choice;
-use unitscope::data::{Entry, Source};
+use unitscope::data::{Entry, Source, modality};
 use unitscope::jobs::{self, Event, JobId, Progress, Runner};
 use unitscope::model::{Model, ModelCard, UnitAddress};
 use unitscope::render::Colormap;
@@ -1199,14 +1199,14 @@ impl App {
     }
 
     /// Where the open model's layers are dissected against: the `--concepts`
-    /// dataset, else the demo world for the demo model; none for a model card
-    /// without a dataset.
+    /// dataset, else the demo world for the demo model, or a modality's world for
+    /// the card its plugin ships; none for another card without a dataset.
     pub fn concept_source(&self) -> Option<Concepts> {
         match (&self.concepts, &self.card) {
             _ if !self.dissect => None,
             (Some(dir), _) => Some(Concepts::Broden(dir.clone())),
             (None, None) => Some(Concepts::Demo),
-            (None, Some(_)) => None,
+            (None, Some(card)) => modality::with_world_for(&card.0).map(Concepts::World),
         }
     }
 

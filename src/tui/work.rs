@@ -13,7 +13,8 @@ use anyhow::{Context as _, Result};
 use candle_core::{Device, Tensor};
 use image::{RgbImage, imageops};
 use unitscope::attribution::{self, Attribution, Params, Target, TargetSpec, registry};
-use unitscope::data::modality::View;
+use unitscope::data::concepts::WorldSet;
+use unitscope::data::modality::{self, View};
 use unitscope::data::{Broden, ConceptSet, Vocabulary};
 use unitscope::data::{Entry, Window};
 use unitscope::dissect::{self, LayerDissection, report};
@@ -427,6 +428,9 @@ pub enum Concepts {
     Demo,
     /// A Broden-layout dataset.
     Broden(PathBuf),
+    /// The held-out samples of the named modality's world, for the model its
+    /// plugin ships.
+    World(String),
 }
 
 /// Runners-up shown per unit, after its label.
@@ -459,6 +463,18 @@ pub fn dissect(
     let set = Arc::new(match concepts {
         Concepts::Demo => ConceptSet::Demo(dissect::DEMO_SCENES),
         Concepts::Broden(dir) => ConceptSet::Broden(Broden::open(dir)?),
+        Concepts::World(name) => {
+            let modality =
+                modality::named(name).with_context(|| format!("no modality `{name}` is loaded"))?;
+            ConceptSet::World(WorldSet {
+                name: name.clone(),
+                world: modality
+                    .world()
+                    .with_context(|| format!("the modality `{name}` has no world"))?,
+                count: dissect::DEMO_SCENES,
+                size: model.input_spec().size,
+            })
+        }
     });
     let settings = dissect::Settings::default();
     let vocabulary = set.vocabulary();
