@@ -314,15 +314,9 @@ unsafe fn copy_sample(
             size_of::<UsSample>()
         ));
     }
-    let dims = out.input.shape().map_err(|e| format!("its input is {e}"))?;
-    if dims != [c, h, w] {
-        return Err(format!("its input has shape {dims:?}, not {:?}", [c, h, w]));
-    }
-    // SAFETY: the plugin's floats, their count checked against the shape above.
-    let input = unsafe { out.input.values() }.map_err(|e| format!("its input is {e}"))?;
-    if let Some(i) = input.iter().position(|v| !v.is_finite()) {
-        return Err(format!("its input holds {} (element {i})", input[i]));
-    }
+    // SAFETY: the plugin's tensor, valid until released (the caller's contract).
+    let input =
+        unsafe { checked_input(&out.input, [c, h, w]) }.map_err(|e| format!("it sampled {e}"))?;
     let class = usize::try_from(out.class_index).unwrap_or(usize::MAX);
     if class >= world.classes.len() {
         return Err(format!(
@@ -382,6 +376,25 @@ enum Shown {
     Tokens(Vec<String>),
 }
 
+/// The plugin's `input` values, checked: of the shape the model takes, finite.
+///
+/// # Safety
+/// `input`'s pointer is the plugin's, valid for `'a`.
+unsafe fn checked_input<'a>(input: &UsTensor, shape: [usize; 3]) -> Result<&'a [f32], String> {
+    let dims = input.shape()?;
+    if dims != shape {
+        return Err(format!(
+            "an input of shape {dims:?}; the model takes {shape:?}"
+        ));
+    }
+    // SAFETY: the plugin's floats, their count checked against the shape above.
+    let values = unsafe { input.values() }?;
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(format!("an input holding {} (element {i})", values[i])),
+        None => Ok(values),
+    }
+}
+
 /// The input and display the plugin filled in `out`, copied and checked against
 /// the input shape asked for.
 ///
@@ -395,20 +408,9 @@ unsafe fn copy_decoded(out: &UsDecoded, input: [usize; 3]) -> Result<(Vec<f32>, 
             size_of::<UsDecoded>()
         ));
     }
-    let dims = out.input.shape().map_err(|e| format!("it decoded {e}"))?;
-    if dims != input {
-        return Err(format!(
-            "it decoded an input of shape {dims:?}; the model takes {input:?}"
-        ));
-    }
-    // SAFETY: the plugin's floats, their count checked against the shape above.
-    let values = unsafe { out.input.values() }.map_err(|e| format!("it decoded {e}"))?;
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(format!(
-            "it decoded an input holding {} (element {i})",
-            values[i]
-        ));
-    }
+    // SAFETY: the plugin's tensor, valid for the call (the caller's contract).
+    let values =
+        unsafe { checked_input(&out.input, input) }.map_err(|e| format!("it decoded {e}"))?;
     let display = match out.display {
         DISPLAY_IMAGE => {
             let (w, h) = (out.width, out.height);

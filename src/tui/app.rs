@@ -205,6 +205,9 @@ pub struct App {
     visualize: bool,
     dissect: bool,
     concepts: Option<PathBuf>,
+    /// The modality whose world the card's model is dissected against: the one
+    /// whose plugin ships the card (found once, not per frame).
+    world: Option<String>,
     pub screen: Screen,
     history: Vec<Screen>,
     pub overlay: Option<Overlay>,
@@ -274,6 +277,9 @@ impl App {
                 error: true,
             });
         }
+        let world = card
+            .as_ref()
+            .and_then(|(path, _)| modality::with_world_for(path));
         let mut app = Self {
             explain: ExplainState {
                 input: 0,
@@ -300,6 +306,7 @@ impl App {
             },
             visualize,
             concepts,
+            world,
             dissect,
             dissections: HashMap::new(),
             given_up: HashSet::new(),
@@ -545,6 +552,7 @@ impl App {
             // The rest stays usable: the demo model and its scenes.
             message.text = format!("{}; opened the embedded demo model instead", message.text);
             self.card = None;
+            self.world = None;
             self.model = None;
             // Nothing computed with the other model may show under the demo model.
             self.inputs.clear();
@@ -1206,7 +1214,7 @@ impl App {
             _ if !self.dissect => None,
             (Some(dir), _) => Some(Concepts::Broden(dir.clone())),
             (None, None) => Some(Concepts::Demo),
-            (None, Some(card)) => modality::with_world_for(&card.0).map(Concepts::World),
+            (None, Some(_)) => self.world.clone().map(Concepts::World),
         }
     }
 
