@@ -180,11 +180,10 @@ fn a_session_from_layers_to_grad_cam_and_back() {
     assert!(pane.contains("(m/M)"), "{pane}");
     // The help of this screen.
     tmux.keys(&["?"]);
-    let help = tmux.wait_for("keys on Explain");
-    assert!(
-        help.contains("next method") && help.contains("command palette"),
-        "{help}"
-    );
+    // The whole popup, not only its title: a capture can land mid-frame.
+    tmux.wait_until("the help of Explain", |p| {
+        p.contains("keys on Explain") && p.contains("next method") && p.contains("command palette")
+    });
     tmux.keys(&["Escape"]);
     tmux.wait_until("the help closed", |p| !p.contains("keys on Explain"));
     // Resizes at any moment: smaller, too small, back.

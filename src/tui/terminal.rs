@@ -3,7 +3,7 @@
 //! panic of the UI thread (by the panic hook) and on SIGTERM or SIGHUP (an SSH
 //! drop; the loop sees the flag within one poll).
 
-use std::io::{Stdout, Write, stdout};
+use std::io::{BufWriter, Stdout, Write, stdout};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::thread::ThreadId;
@@ -80,9 +80,19 @@ fn watch_for_hangup() {
     });
 }
 
+/// What frames are written through: standard output is line-buffered in 1 KiB
+/// pieces, and a frame written in pieces can be shown in pieces (over SSH, or to
+/// tmux reading mid-frame: the top of a popup over the bottom of the last frame).
+/// Buffered whole, a frame leaves in one write when ratatui flushes it.
+type Output = BufWriter<Stdout>;
+
+/// A frame's bytes held before the flush; a larger one (a sixel picture) goes out
+/// in more writes, as it must.
+const FRAME_BUFFER: usize = 256 * 1024;
+
 /// The terminal in the inspector's modes, until [`Session::leave`] or drop.
 pub struct Session {
-    terminal: Terminal<CrosstermBackend<Stdout>>,
+    terminal: Terminal<CrosstermBackend<Output>>,
     left: bool,
 }
 
@@ -102,21 +112,24 @@ impl Session {
             restore();
             return Err(e).context("cannot open the alternate screen");
         }
-        let terminal = Terminal::new(CrosstermBackend::new(stdout()))
-            .context("cannot draw on the terminal")?;
+        let screen = BufWriter::with_capacity(FRAME_BUFFER, stdout());
+        let terminal =
+            Terminal::new(CrosstermBackend::new(screen)).context("cannot draw on the terminal")?;
         Ok(Self {
             terminal,
             left: false,
         })
     }
 
-    pub fn terminal(&mut self) -> &mut Terminal<CrosstermBackend<Stdout>> {
+    pub fn terminal(&mut self) -> &mut Terminal<CrosstermBackend<Output>> {
         &mut self.terminal
     }
 
     /// Gives the terminal back.
     pub fn leave(&mut self) {
         if !self.left {
+            // Whatever a failed draw left buffered belongs on the alternate screen.
+            let _ = self.terminal.backend_mut().flush();
             restore();
             self.left = true;
         }
