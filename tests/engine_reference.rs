@@ -10,15 +10,26 @@
 
 mod common;
 
-use candle_core::DType;
-use common::{fixture, rel_err, synthetic_input, synthetic_model, synthetic_model_as};
+use candle_core::{DType, Device, Tensor};
+use common::{fixture, rel_err, synthetic_input, synthetic_model, synthetic_model_for};
+use unitscope::data::InputSpec;
 use unitscope::model::{ArchOptions, Architecture, BackwardRule, Objective, Probe};
 
 const TARGETS: [usize; 2] = [3, 7];
 
 fn check(name: &str, arch: Architecture, options: ArchOptions, shape: [usize; 4]) {
+    check_on(name, arch, options, synthetic_input(&shape), 10);
+}
+
+/// [`check`] on the input `x`, with `classes` classes.
+fn check_on(name: &str, arch: Architecture, options: ArchOptions, x: Tensor, classes: usize) {
     let reference = fixture(name);
-    let x = synthetic_input(&shape);
+    let shape = x.dims().to_vec();
+    let input = InputSpec {
+        channels: shape[1],
+        size: [shape[2], shape[3]],
+        ..InputSpec::default()
+    };
     let layers: Vec<String> = reference
         .keys()
         .filter_map(|k| k.strip_prefix("act.").map(str::to_owned))
@@ -29,7 +40,7 @@ fn check(name: &str, arch: Architecture, options: ArchOptions, shape: [usize; 4]
             .fold(Probe::new().rule(rule), |p, l| p.record(l.clone()))
     };
 
-    let model = synthetic_model_as(arch, &options, 10, DType::F32);
+    let model = synthetic_model_for(arch, &options, classes, DType::F32, input.clone());
     let capture = model
         .forward(&x, &recording(BackwardRule::Gradient))
         .unwrap();
@@ -44,7 +55,7 @@ fn check(name: &str, arch: Architecture, options: ArchOptions, shape: [usize; 4]
     }
 
     // References are stored as float32: 1e-6 leaves room for that rounding only.
-    let model = synthetic_model_as(arch, &options, 10, DType::F64);
+    let model = synthetic_model_for(arch, &options, classes, DType::F64, input);
     let objective = Objective::Logits(TARGETS[..shape[0]].to_vec());
     for (rule, key) in [
         (BackwardRule::Gradient, "gradient"),
@@ -172,6 +183,45 @@ fn efficientnet_lite0() {
         ArchOptions::default(),
         [1, 3, 64, 64],
     );
+}
+
+/// Text one-hot, `[n, characters, 1, steps]`: character `(7 t + 3 i + i t) mod V`
+/// at step `t` of text `i` (mirrored in Python).
+fn one_hot_text(n: usize, characters: usize, steps: usize) -> Tensor {
+    let mut x = vec![0f32; n * characters * steps];
+    for i in 0..n {
+        for t in 0..steps {
+            let c = (7 * t + 3 * i + i * t) % characters;
+            x[(i * characters + c) * steps + t] = 1.0;
+        }
+    }
+    Tensor::from_vec(x, (n, characters, 1, steps), &Device::Cpu).unwrap()
+}
+
+/// Options of the character models of the fixtures: 6-dimensional embeddings, two
+/// layers of 8 units, over 12 characters.
+fn char_options() -> ArchOptions {
+    ArchOptions {
+        embedding: Some(6),
+        hidden: Some(8),
+        layers: Some(2),
+        ..ArchOptions::default()
+    }
+}
+
+/// Hidden and cell states at every step, and gradients through time, as PyTorch's
+/// `nn.LSTM` computes them.
+#[test]
+fn char_lstm() {
+    let x = one_hot_text(2, 12, 9);
+    check_on("char_lstm", Architecture::CharLstm, char_options(), x, 12);
+}
+
+/// The same for `nn.GRU`.
+#[test]
+fn char_gru() {
+    let x = one_hot_text(2, 12, 9);
+    check_on("char_gru", Architecture::CharGru, char_options(), x, 12);
 }
 
 /// The reference path (Candle's own convolution backward, unfused batch norm) gives

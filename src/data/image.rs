@@ -33,6 +33,10 @@ pub enum ResizeMode {
 pub struct InputSpec {
     /// `[height, width]` fed to the network.
     pub size: [usize; 2],
+    /// Channels fed to the network: 3 for pictures (RGB, or a modality's
+    /// single-valued input repeated); a modality plugin may make others (a
+    /// character per channel for one-hot text), which no picture file gives.
+    pub channels: usize,
     /// How the image reaches `size`.
     pub resize: ResizeMode,
     /// Shorter-side length before the crop (`shorter-side` mode); default `size * 256 / 224`.
@@ -68,6 +72,7 @@ impl Default for InputSpec {
     fn default() -> Self {
         Self {
             size: [224, 224],
+            channels: 3,
             resize: ResizeMode::ShorterSide,
             resize_to: None,
             interpolation: Interpolation::Bilinear,
@@ -85,6 +90,9 @@ pub type Window = (f64, f64, f64, f64);
 /// The largest input side a card may ask for.
 pub const MAX_INPUT_SIDE: usize = 1024;
 
+/// The most input channels a card may ask for (one-hot text has one per character).
+pub const MAX_CHANNELS: usize = 1024;
+
 impl InputSpec {
     /// Checks the ranges a card's `[input]` may take, before any of them sizes an
     /// allocation.
@@ -93,6 +101,11 @@ impl InputSpec {
         ensure!(
             (1..=MAX_INPUT_SIDE).contains(&h) && (1..=MAX_INPUT_SIDE).contains(&w),
             "input.size = [{h}, {w}]: each side takes 1 to {MAX_INPUT_SIDE} pixels"
+        );
+        ensure!(
+            (1..=MAX_CHANNELS).contains(&self.channels),
+            "input.channels = {}: allowed 1 to {MAX_CHANNELS}",
+            self.channels
         );
         if let Some(r) = self.resize_to {
             ensure!(
@@ -117,6 +130,12 @@ impl InputSpec {
     /// Resizes, crops and normalises `img` into a `[3, H, W]` tensor.
     pub fn to_tensor(&self, img: &RgbImage, device: &Device) -> Result<Tensor> {
         let [h, w] = self.size;
+        ensure!(
+            self.channels == 3,
+            "the model takes {}-channel inputs, which no picture gives: open its inputs with \
+             the modality plugin that makes them (`unitscope plugins` lists them)",
+            self.channels
+        );
         ensure!(
             h > 0 && w > 0,
             "the input size must be positive, got {h}x{w}"

@@ -30,6 +30,12 @@ pub enum LayerKind {
     Block,
     /// A stage of blocks, such as ResNet's `layer3`.
     Stage,
+    /// An embedding of symbols (characters), at every step.
+    Embedding,
+    /// A recurrent layer's hidden states (LSTM or GRU), at every step.
+    Recurrent,
+    /// An LSTM layer's cell states, at every step.
+    CellState,
 }
 
 impl LayerKind {
@@ -46,6 +52,9 @@ impl LayerKind {
             Self::Linear => "linear",
             Self::Block => "block",
             Self::Stage => "stage",
+            Self::Embedding => "embedding",
+            Self::Recurrent => "recurrent",
+            Self::CellState => "cell_state",
         }
     }
 }

@@ -236,7 +236,7 @@ impl Model {
         let [h, w] = self.input.size;
         let probe = Probe::new();
         let mut trace = Trace::describing(&probe);
-        let blank = Tensor::zeros((1, 3, h, w), self.dtype, &self.device)?;
+        let blank = Tensor::zeros((1, self.input.channels, h, w), self.dtype, &self.device)?;
         trace.run(self.network.as_ref(), &blank)?;
         Ok(self.layers.get_or_init(|| trace.into_layers()))
     }
@@ -331,10 +331,21 @@ impl Model {
 
     fn check_input(&self, input: &Tensor) -> Result<()> {
         let dims = input.dims();
+        let c = self.input.channels;
         ensure!(
-            dims.len() == 4 && dims[1] == 3 && dims[0] > 0,
-            "input has shape {dims:?}; the model takes [N, 3, H, W] images"
+            dims.len() == 4 && dims[1] == c && dims[0] > 0,
+            "input has shape {dims:?}; the model takes [N, {c}, H, W] inputs"
         );
         Ok(())
+    }
+
+    /// A sequence model's logits at every step of `input`, `[N, classes, T]`, on
+    /// the autograd graph of its weights (for training); `None` for a model that
+    /// predicts once per input.
+    pub fn every_step(&self, input: &Tensor) -> Result<Option<Tensor>> {
+        self.check_input(input)?;
+        let input = input.to_dtype(self.dtype)?.detach();
+        let probe = Probe::new();
+        self.network.every_step(&input, &mut Trace::new(&probe))
     }
 }

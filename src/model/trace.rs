@@ -41,6 +41,13 @@ pub trait Network: Send + Sync {
     /// The head: the trunk's output to `[N, classes]` logits (pooling, classifier).
     /// It may use Candle's ops freely, but reads nothing of the trunk but its output.
     fn head(&self, features: &Tensor, t: &mut Trace) -> Result<Tensor>;
+
+    /// A sequence model's logits at every step of `x`, `[N, classes, T]` (step `t`
+    /// predicting the symbol after it), which training fits all at once; `None` for
+    /// a model that predicts once per input.
+    fn every_step(&self, _x: &Tensor, _t: &mut Trace) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
 }
 
 /// `x` (`[N, C, ...]`) with its channels mixed by `rotation` (`[C, C]`): channel

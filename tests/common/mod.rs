@@ -56,13 +56,24 @@ pub fn synthetic_model_as(
     classes: usize,
     dtype: DType,
 ) -> Model {
+    synthetic_model_for(arch, options, classes, dtype, InputSpec::default())
+}
+
+/// [`synthetic_model_as`] taking `input` (its channels and size).
+pub fn synthetic_model_for(
+    arch: Architecture,
+    options: &ArchOptions,
+    classes: usize,
+    dtype: DType,
+    input: InputSpec,
+) -> Model {
     let labels = unitscope::data::labels::numbered(classes);
     Model::new(
         format!("{arch:?}"),
         arch,
         options,
         &Weights::synthetic(&Device::Cpu).with_dtype(dtype),
-        InputSpec::default(),
+        input,
         labels,
     )
     .expect("synthetic model")

@@ -141,6 +141,87 @@ class PlainCnn(nn.Module):
         return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+class CharRnn(nn.Module):
+    """Mirror of src/model/arch/char_rnn.rs: embedding, nn.LSTM/nn.GRU, fc."""
+
+    def __init__(self, cell, characters, embedding, hidden, layers):
+        super().__init__()
+        self.embedding = nn.Embedding(characters, embedding)
+        self.rnn = getattr(nn, cell)(embedding, hidden, layers, batch_first=True)
+        self.fc = nn.Linear(hidden, characters)
+
+
+def one_hot_text(n, characters, steps):
+    """Mirror of tests/engine_reference.rs `one_hot_text`: character (7 t + 3 i + i t) mod V."""
+    x = torch.zeros(n, characters, 1, steps, dtype=torch.float64)
+    for i in range(n):
+        for t in range(steps):
+            x[i, (7 * t + 3 * i + i * t) % characters, 0, t] = 1.0
+    return x
+
+
+def run_char_case(name, cell, n, characters, embedding, hidden, layers, steps):
+    """Logits, every layer's states, the input gradient and every layer's gradient
+    (from the layers above, as hooks on each layer's output see it), in float64.
+    Each layer runs as a one-layer copy holding that layer's weights, so that its
+    output is a tensor of its own; the stack is checked against the module."""
+    model = fill(CharRnn(cell, characters, embedding, hidden, layers)).double()
+    x = one_hot_text(n, characters, steps).requires_grad_(True)
+    embedded = x.squeeze(2).transpose(1, 2) @ model.embedding.weight
+    embedded.retain_grad()
+    out, seq = {}, embedded
+    outputs, cells = [], []
+    for k in range(layers):
+        single = getattr(nn, cell)(seq.shape[-1], hidden, 1, batch_first=True).double()
+        for p in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]:
+            getattr(single, f"{p}_l0").data.copy_(getattr(model.rnn, f"{p}_l{k}").data)
+        layer_input = seq
+        seq, _ = single(seq)
+        seq.retain_grad()
+        outputs.append(seq)
+        if cell == "LSTM":
+            # Cell states by stepping PyTorch's LSTM; the output gate by its equation.
+            with torch.no_grad():
+                state, cs = None, []
+                for t in range(steps):
+                    _, state = single(layer_input[:, t:t + 1], state)
+                    cs.append(state[1][0])
+                c = torch.stack(cs, 1)
+                h_prev = torch.cat([torch.zeros_like(seq[:, :1]), seq[:, :-1]], 1)
+                w_io, w_ho = single.weight_ih_l0[3 * hidden:], single.weight_hh_l0[3 * hidden:]
+                b_o = single.bias_ih_l0[3 * hidden:] + single.bias_hh_l0[3 * hidden:]
+                o = torch.sigmoid(layer_input @ w_io.T + h_prev @ w_ho.T + b_o)
+                assert torch.allclose(o * torch.tanh(c), seq, atol=1e-12)
+            cells.append((c, o))
+    whole, _ = model.rnn(embedded.detach())
+    assert torch.allclose(whole, seq.detach(), atol=1e-12)
+    logits = model.fc(seq[:, -1])
+    objective = sum(logits[i, TARGETS[i]] for i in range(n))
+    objective.backward()
+    as_map = lambda t: t.transpose(1, 2).unsqueeze(2).detach().float()
+    out["logits"] = logits.detach().float()
+    out["grad.gradient"] = x.grad.float()
+    out["act.embedding"] = as_map(embedded)
+    out["act_grad.embedding"] = as_map(embedded.grad)
+    for k, h in enumerate(outputs):
+        out[f"act.rnn.{k}"] = as_map(h)
+        out[f"act_grad.rnn.{k}"] = as_map(h.grad)
+        if cells:
+            c, o = cells[k]
+            out[f"act.rnn.{k}.cell"] = as_map(c)
+            # h = o tanh(c): what reaches c through the layer's output.
+            out[f"act_grad.rnn.{k}.cell"] = as_map(h.grad * o * (1 - torch.tanh(c) ** 2))
+    save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(OUT, f"{name}.safetensors"))
+    print(name, {k: tuple(v.shape) for k, v in out.items()})
+
+
+# name, cell, batch, characters, embedding, hidden, layers, steps
+CHAR_CASES = [
+    ("char_lstm", "LSTM", 2, 12, 6, 8, 2, 9),
+    ("char_gru", "GRU", 2, 12, 6, 8, 2, 9),
+]
+
+
 def lite0(names):
     import timm
 
@@ -200,11 +281,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lite0", help="efficientnet-lite0-57934424.pth (for its names)")
     ap.add_argument("--photos", help="directory with chelsea.png and coffee.png")
+    ap.add_argument("--only", nargs="+", help="only these cases (by name)")
     args = ap.parse_args()
     torch.manual_seed(0)
     os.makedirs(OUT, exist_ok=True)
+    if args.only:
+        for case in CASES + CHAR_CASES:
+            if case[0] in args.only:
+                (run_char_case if case in CHAR_CASES else run_case)(*case)
+        return
     for case in CASES:
         run_case(*case)
+    for case in CHAR_CASES:
+        run_char_case(*case)
     if args.lite0:
         # The package's names, in order, label timm's tensors one to one.
         names = list(torch.load(args.lite0, map_location="cpu", weights_only=True))

@@ -47,6 +47,10 @@ pub enum Architecture {
     EfficientnetLite0,
     /// unitscope's plain CNN family (the demo models).
     PlainCnn,
+    /// A character-level LSTM language model.
+    CharLstm,
+    /// A character-level GRU language model.
+    CharGru,
 }
 
 /// Architecture options a model card may set; each has the architecture's own default.
@@ -61,6 +65,12 @@ pub struct ArchOptions {
     pub channels: Option<Vec<usize>>,
     /// Plain CNN: batch norm after each convolution (default true).
     pub batch_norm: Option<bool>,
+    /// Character models: embedding dimensions (default 32).
+    pub embedding: Option<usize>,
+    /// Character models: units per recurrent layer (default 128).
+    pub hidden: Option<usize>,
+    /// Character models: recurrent layers (default 1).
+    pub layers: Option<usize>,
 }
 
 impl ArchOptions {
@@ -71,6 +81,9 @@ impl ArchOptions {
             ("bn_eps", self.bn_eps.is_some()),
             ("channels", self.channels.is_some()),
             ("batch_norm", self.batch_norm.is_some()),
+            ("embedding", self.embedding.is_some()),
+            ("hidden", self.hidden.is_some()),
+            ("layers", self.layers.is_some()),
         ];
         set.into_iter()
             .filter(|(_, on)| *on)
@@ -99,6 +112,18 @@ impl ArchOptions {
                 );
             }
         }
+        for (key, value, most) in [
+            ("embedding", self.embedding, 4096),
+            ("hidden", self.hidden, 4096),
+            ("layers", self.layers, 8),
+        ] {
+            if let Some(v) = value {
+                ensure!(
+                    (1..=most).contains(&v),
+                    "options.{key} = {v}: allowed 1 to {most}"
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -117,6 +142,8 @@ impl Architecture {
             Self::Alexnet => "alexnet",
             Self::EfficientnetLite0 => "efficientnet_lite0",
             Self::PlainCnn => "plain_cnn",
+            Self::CharLstm => "char_lstm",
+            Self::CharGru => "char_gru",
         }
     }
 }

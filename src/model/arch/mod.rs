@@ -2,6 +2,7 @@
 //! layer can be recorded and every rectifier can follow a backward rule.
 
 mod alexnet;
+mod char_rnn;
 mod efficientnet_lite;
 mod entry;
 mod plain_cnn;
@@ -11,6 +12,7 @@ mod vgg;
 
 use anyhow::{Context, Result, ensure};
 
+pub use char_rnn::{Cell, CharRnn, Sizes};
 pub use efficientnet_lite::{EfficientNetLite, LiteOptions};
 pub use entry::{ArchOptions, Architecture, Entry};
 pub use plain_cnn::PlainCnn;
@@ -27,6 +29,7 @@ const ENTRIES: &[&Entry] = &[
     &alexnet::ENTRY,
     &efficientnet_lite::ENTRY,
     &plain_cnn::ENTRY,
+    &char_rnn::ENTRY,
 ];
 
 /// The entry that builds `architecture`.
