@@ -1,5 +1,5 @@
 /*
- * unitscope.h: the unitscope plugin ABI, version 1.1, for plugins written in C or C++.
+ * unitscope.h: the unitscope plugin ABI, version 1.2, for plugins written in C or C++.
  *
  * The same types as the Rust SDK's `unitscope_sdk::abi` (a test compiles this header
  * against them, field by field). Read sdk/README.md for the rules; in short:
@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 #define US_ABI_MAJOR 1
-#define US_ABI_MINOR 1
+#define US_ABI_MINOR 2
 #define US_MAX_RANK 8
 
 #define US_OK 0
@@ -193,12 +193,14 @@ typedef struct UsDecoded {
     size_t n_tokens;
 } UsDecoded;
 
-/* One sample of a world, handed over: both tensors carry their `free`. */
+/* One sample of a world, handed over: its tensors carry their `free`. `tracks`
+ * (ABI 1.2): `n_tracks x height x width` finite values, empty for no tracks. */
 typedef struct UsSample {
     uint32_t size;
     UsTensor input;
     uint64_t class_index;
     UsTensor masks;
+    UsTensor tracks;
 } UsSample;
 
 /* A modality's world (ABI 1.1): samples made on demand whose class and concepts are
@@ -206,7 +208,8 @@ typedef struct UsSample {
  * world of `seed` into `out` (whose `size` the host set: fill no more), its input
  * `channels x height x width`, its masks `n_concepts x height x width` of 0 or 1;
  * the same arguments give the same sample, on any thread. Indices from `held_out`
- * on are never trained on. */
+ * on are never trained on. `tracks` (ABI 1.2): the names of real-valued quantities
+ * known at every position (n_tracks may be 0). */
 typedef struct UsWorld {
     uint32_t size;
     const UsStr *classes;
@@ -217,6 +220,8 @@ typedef struct UsWorld {
     uint64_t held_out;
     int32_t (*sample)(uint64_t seed, uint64_t index, uint64_t channels, uint64_t height,
                       uint64_t width, UsSample *out, UsText *error);
+    const UsStr *tracks;
+    size_t n_tracks;
 } UsWorld;
 
 /* A modality. `decode` and `release` are required; `draw` may be NULL (the host draws

@@ -27,8 +27,9 @@ use std::ffi::c_void;
 /// The ABI's major version: a plugin runs only on a host of the same major.
 pub const ABI_MAJOR: u32 = 1;
 /// The ABI's minor version: a host runs plugins of its minor or older. 1.1 added a
-/// modality's world ([`UsModality::world`]).
-pub const ABI_MINOR: u32 = 1;
+/// modality's world ([`UsModality::world`]); 1.2 its tracks ([`UsWorld::tracks`],
+/// [`UsSample::tracks`]).
+pub const ABI_MINOR: u32 = 2;
 /// The one symbol a plugin exports, of type [`UsEntry`] (NUL-terminated, as
 /// `dlsym` takes it). Its name carries the major version.
 pub const ENTRY: &[u8] = b"unitscope_plugin_v1\0";
@@ -479,6 +480,11 @@ pub struct UsWorld {
             error: *mut UsText,
         ) -> i32,
     >,
+    /// The track names (ABI 1.2): real-valued quantities known at every position of
+    /// a sample, in the tracks' order (a text's bracket depth, its column).
+    pub tracks: *const UsStr,
+    /// How many (0: none).
+    pub n_tracks: usize,
 }
 
 /// One sample of a world, handed over: both tensors carry their `free`.
@@ -494,6 +500,9 @@ pub struct UsSample {
     pub class_index: u64,
     /// Where each concept is, `[n_concepts, height, width]`, 0 or 1.
     pub masks: UsTensor,
+    /// Each track's value at every position, `[n_tracks, height, width]`, finite
+    /// (ABI 1.2; empty for a world of no tracks).
+    pub tracks: UsTensor,
 }
 
 /// What a plugin is, as its entry returns it; static for the life of the process.

@@ -23,8 +23,9 @@ struct Exported {
     _world: Option<Box<UsWorld>>,
     _params: Vec<UsParam>,
     _choices: Vec<Vec<UsChoice>>,
-    /// A modality's extensions, then its world's classes, concepts and categories.
-    _names: [Vec<UsStr>; 4],
+    /// A modality's extensions, then its world's classes, concepts, categories and
+    /// tracks.
+    _names: [Vec<UsStr>; 5],
 }
 
 // SAFETY: the raw pointers in `Exported` point into its own boxes and static text,
@@ -99,8 +100,9 @@ pub unsafe fn modality<M: Modality>(
             strs(M::CLASSES),
             strs(&M::CONCEPTS.iter().map(|c| c.name).collect::<Vec<_>>()),
             strs(&M::CONCEPTS.iter().map(|c| c.category).collect::<Vec<_>>()),
+            strs(M::TRACKS),
         ];
-        let [extensions, classes, concepts, categories] = &names;
+        let [extensions, classes, concepts, categories, tracks] = &names;
         let world = (!classes.is_empty()).then(|| {
             Box::new(UsWorld {
                 size: size_of::<UsWorld>() as u32,
@@ -111,6 +113,8 @@ pub unsafe fn modality<M: Modality>(
                 n_concepts: concepts.len(),
                 held_out: M::HELD_OUT,
                 sample: Some(crate::modality::sample::<M>),
+                tracks: tracks.as_ptr(),
+                n_tracks: tracks.len(),
             })
         });
         let modality = Box::new(UsModality {

@@ -72,6 +72,9 @@ pub struct Sample {
     pub class: usize,
     /// Where each of [`Modality::CONCEPTS`] is: `[concepts, H, W]`, 0 or 1.
     pub masks: Tensor,
+    /// Each of [`Modality::TRACKS`] at every position, `[tracks, H, W]`; `None` for a
+    /// world of no tracks.
+    pub tracks: Option<Tensor>,
 }
 
 /// A modality: the files it opens, how they become inputs, (optionally) how maps
@@ -112,6 +115,9 @@ pub trait Modality: Default + Send + Sync + 'static {
     const CONCEPTS: &'static [Concept] = &[];
     /// Samples from this index on are held out: training never draws them.
     const HELD_OUT: u64 = 1 << 40;
+    /// Real-valued quantities known at every position of a sample (ABI 1.2), in
+    /// the order of [`Sample::tracks`]: what units are correlated with.
+    const TRACKS: &'static [&'static str] = &[];
 
     /// Sample `index` of the world of `seed`, its input in the shape the model
     /// takes, `[C, H, W]`: the same arguments give the same sample. Called only
@@ -202,6 +208,10 @@ pub(crate) unsafe extern "C" fn sample<M: Modality>(
             input: take(sample.input, "input")?,
             class_index: sample.class as u64,
             masks: take(sample.masks, "masks")?,
+            tracks: match sample.tracks {
+                Some(tracks) => take(tracks, "tracks")?,
+                None => UsTensor::EMPTY,
+            },
         };
         // SAFETY: the host's output slot, sized by the host; the tensors are now
         // the host's to free.

@@ -51,9 +51,10 @@ fn rust_layouts() -> Vec<Layout> {
             size, handle, input, display, rgb, width, height, x_label, x_unit, x_start,
             x_end, y_label, y_unit, y_start, y_end, tokens, n_tokens,
         }
-        UsSample { size, input, class_index, masks }
+        UsSample { size, input, class_index, masks, tracks }
         UsWorld {
             size, classes, n_classes, concepts, categories, n_concepts, held_out, sample,
+            tracks, n_tracks,
         }
         UsModality { size, extensions, n_extensions, card, decode, release, draw, world }
         UsPlugin { size, abi_major, abi_minor, kind, name, version, about, method, modality }

@@ -36,6 +36,8 @@ pub trait World: Send + Sync {
     fn classes(&self) -> &[String];
     /// The concepts, in the masks' order: `(category, name)`.
     fn concepts(&self) -> &[(String, String)];
+    /// Real-valued quantities known at every position, in the tracks' order.
+    fn tracks(&self) -> &[String];
     /// Samples from this index on are held out: training never draws them.
     fn held_out(&self) -> u64;
     /// Sample `index` of the world of `seed`, its input in the model's shape `[C,
@@ -52,6 +54,8 @@ pub struct Sample {
     pub class: usize,
     /// Where each concept is, `[concepts, H, W]`.
     pub masks: Vec<bool>,
+    /// Each track's value at every position, `[tracks, H, W]`.
+    pub tracks: Vec<f32>,
 }
 
 /// A file a modality decoded.

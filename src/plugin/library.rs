@@ -158,7 +158,7 @@ pub(super) unsafe fn read_sized<T>(ptr: *const T, least: usize, what: &str) -> R
     let size = unsafe { ptr.cast::<u32>().read() } as usize;
     ensure!(
         size >= least,
-        "its {what} are {size} bytes, fewer than plugin ABI {ABI_MAJOR}.0's {least}"
+        "its {what} are {size} bytes, fewer than the {least} of the oldest plugin ABI that has them"
     );
     let mut copy = Box::new(std::mem::MaybeUninit::<T>::zeroed());
     unsafe {

@@ -7,6 +7,7 @@
 //! shape, NaN, a display that does not add up, a drawing of the wrong size)
 //! disables it for the rest of the process.
 
+use std::mem::offset_of;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -42,6 +43,8 @@ pub struct Plugin {
 struct PluginWorld {
     classes: Vec<String>,
     concepts: Vec<(String, String)>,
+    /// ABI 1.2's tracks; none from an older plugin.
+    tracks: Vec<String>,
     held_out: u64,
     sample: SampleEntry,
 }
@@ -101,9 +104,9 @@ pub fn describe(
     let world = match entries.world.is_null() {
         true => None,
         // SAFETY: non-null, static in the never-unloaded library (the ABI's
-        // contract); 1.1 introduced it whole, so all of it is required.
+        // contract); 1.1 introduced it up to its tracks, which 1.2 added.
         false => Some(describe_world(unsafe {
-            read_sized(entries.world, size_of::<UsWorld>(), "world entries")
+            read_sized(entries.world, offset_of!(UsWorld, tracks), "world entries")
         }?)?),
     };
     Ok(Box::leak(Box::new(Plugin {
@@ -140,9 +143,11 @@ fn describe_world(entries: &'static UsWorld) -> Result<PluginWorld> {
     );
     let concepts = names(entries.concepts, entries.n_concepts, "concept")?;
     let categories = names(entries.categories, entries.n_concepts, "concept category")?;
+    let tracks = names(entries.tracks, entries.n_tracks, "track")?;
     Ok(PluginWorld {
         classes,
         concepts: categories.into_iter().zip(concepts).collect(),
+        tracks,
         held_out: entries.held_out,
         sample: entries.sample.context("its world has no `sample` entry")?,
     })
@@ -259,6 +264,10 @@ impl World for Plugin {
         self.world.as_ref().map_or(&[], |w| &w.concepts)
     }
 
+    fn tracks(&self) -> &[String] {
+        self.world.as_ref().map_or(&[], |w| &w.tracks)
+    }
+
     fn held_out(&self) -> u64 {
         self.world.as_ref().map_or(0, |w| w.held_out)
     }
@@ -286,6 +295,7 @@ impl World for Plugin {
         unsafe {
             out.input.release();
             out.masks.release();
+            out.tracks.release();
         }
         let what = || format!("sample {index} of the `{}` world", self.name);
         // Garbage is the plugin's failure: it is disabled.
@@ -307,11 +317,12 @@ unsafe fn copy_sample(
     world: &PluginWorld,
     [c, h, w]: [usize; 3],
 ) -> Result<Sample, String> {
-    if (out.size as usize) < size_of::<UsSample>() {
+    // A 1.1 plugin fills up to the tracks, which 1.2 added.
+    let least = offset_of!(UsSample, tracks);
+    if (out.size as usize) < least {
         return Err(format!(
-            "it filled {} bytes of the {}-byte sample",
-            out.size,
-            size_of::<UsSample>()
+            "it filled {} bytes of a sample, fewer than the {least} of plugin ABI 1.1",
+            out.size
         ));
     }
     // SAFETY: the plugin's tensor, valid until released (the caller's contract).
@@ -344,10 +355,33 @@ unsafe fn copy_sample(
             masks[i]
         ));
     }
+    let tracks = match world.tracks.len() {
+        0 => Vec::new(),
+        n => {
+            let dims = out
+                .tracks
+                .shape()
+                .map_err(|e| format!("its tracks are {e}"))?;
+            if dims != [n, h, w] {
+                return Err(format!(
+                    "its tracks have shape {dims:?}, not {:?}",
+                    [n, h, w]
+                ));
+            }
+            // SAFETY: as for the input.
+            let values =
+                unsafe { out.tracks.values() }.map_err(|e| format!("its tracks are {e}"))?;
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(format!("its tracks hold {} (element {i})", values[i]));
+            }
+            values.to_vec()
+        }
+    };
     Ok(Sample {
         input: input.to_vec(),
         class,
         masks: masks.iter().map(|&v| v == 1.0).collect(),
+        tracks,
     })
 }
 

@@ -147,6 +147,7 @@ impl Modality for Audio {
         Ok(Sample {
             input: input(&values, [c, h, w])?,
             class: clip.class,
+            tracks: None,
             masks: Tensor::new(
                 &[CONCEPTS.len(), h, w],
                 masks.map(|m| f32::from(u8::from(m))).collect(),

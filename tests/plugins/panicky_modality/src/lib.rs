@@ -72,6 +72,7 @@ impl Modality for Panicky {
             input: Tensor::zeros(&[c, h, w]),
             class: if past { 7 } else { index as usize % 2 },
             masks: Tensor::zeros(&[1, h, w]),
+            tracks: None,
         })
     }
 }
