@@ -49,6 +49,9 @@ enum Command {
     Topk(Box<cli::topk::Args>),
     /// What a unit looks for, made by optimization: feature visualization PNGs and curves.
     Visualize(Box<cli::visualize::Args>),
+    /// Questions about a layer's units as a whole: which follow a world's tracks.
+    #[command(subcommand)]
+    Units(cli::units::Units),
     /// Which concept each unit detects (Network Dissection): tally.csv and JSON per layer.
     Dissect(Box<cli::dissect::Command>),
     /// Time the engine and the attribution methods.
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
         Some(Command::Topk(args)) => cli::topk::run(&args),
         Some(Command::Visualize(args)) => cli::visualize::run(&args),
         Some(Command::Dissect(args)) => cli::dissect::run(&args),
+        Some(Command::Units(command)) => cli::units::run(&command),
         Some(Command::Bench(bench)) => cli::bench::run(&bench),
         Some(Command::Demo(demo)) => cli::demo::run(&demo),
         Some(Command::Train(train)) => cli::train::run(&train),

@@ -3,9 +3,11 @@
 //!
 //! Every step draws a fresh batch of samples (the worlds are procedural, so the
 //! model never sees a sample twice), optimises cross-entropy with AdamW under a
-//! cosine learning-rate schedule, and reports progress. Held-out accuracy is
-//! measured on samples from the world's held-out index on, which training never
-//! draws.
+//! cosine learning-rate schedule, and reports progress. A sequence model (a
+//! character LSTM) is fitted at every step of its input, each predicting the
+//! symbol after it, as language models are trained; others predict the sample's
+//! class. Held-out accuracy and loss are measured on samples from the world's
+//! held-out index on, which training never draws.
 
 use std::ops::Range;
 
@@ -41,7 +43,7 @@ impl Corpus<'_> {
     /// order is fixed).
     fn batch(&self, model: &Model, seed: u64, indices: Range<u64>) -> Result<(Tensor, Tensor)> {
         let device = model.device();
-        let [h, w] = model.input_spec().size;
+        let shape = model.input_spec().shape();
         let drawn: Vec<(Tensor, u32)> = indices
             .into_par_iter()
             .map(|i| match self {
@@ -51,8 +53,8 @@ impl Corpus<'_> {
                     Ok((input, scene.class as u32))
                 }
                 Corpus::Plugin(world) => {
-                    let sample = world.sample(seed, i, [3, h, w])?;
-                    let input = Tensor::from_vec(sample.input, (3, h, w), device)?;
+                    let sample = world.sample(seed, i, shape)?;
+                    let input = Tensor::from_vec(sample.input, shape.to_vec(), device)?;
                     Ok((input, sample.class as u32))
                 }
             })
@@ -185,7 +187,7 @@ fn train(
             corpus.held_out()
         );
         let (x, y) = corpus.batch(&model, config.seed, first..first + config.batch as u64)?;
-        let loss = candle_nn::loss::cross_entropy(&model.logits(&x)?, &y)?;
+        let loss = loss(&model, &x, &y)?;
         optimizer.backward_step(&loss)?;
         recent.push(loss.to_scalar::<f32>()?);
         if recent.len() > 20 {
@@ -206,20 +208,51 @@ fn train(
     Ok(Trained { model, tensors })
 }
 
-/// The fraction of `count` held-out samples of `corpus`'s world of `seed` that
-/// `model` classifies right.
-pub fn held_out_accuracy(model: &Model, corpus: Corpus, seed: u64, count: usize) -> Result<f64> {
-    let mut correct = 0;
+/// `model`'s mean cross-entropy on the batch `x` of classes `y`: of its prediction,
+/// or for a sequence model of its prediction at every step (of the input's symbol
+/// at the step after; of the class after the last).
+fn loss(model: &Model, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let Some(steps) = model.every_step(x)? else {
+        return Ok(candle_nn::loss::cross_entropy(&model.logits(x)?, y)?);
+    };
+    let (n, classes, t) = steps.dims3()?;
+    let next = x.squeeze(2)?.narrow(2, 1, t - 1)?.argmax(1)?;
+    let targets = Tensor::cat(&[next, y.unsqueeze(1)?], 1)?.flatten_all()?;
+    let logits = steps.transpose(1, 2)?.reshape((n * t, classes))?;
+    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+}
+
+/// How a model does on held-out samples.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct HeldOut {
+    /// The fraction classified right (for a sequence model: whose symbol after
+    /// the last step it predicts right).
+    pub accuracy: f64,
+    /// Mean cross-entropy in nats, as training measures it (a sequence model's
+    /// over every step).
+    pub loss: f64,
+    /// Samples measured.
+    pub samples: usize,
+}
+
+/// How `model` does on `count` held-out samples of `corpus`'s world of `seed`.
+pub fn held_out(model: &Model, corpus: Corpus, seed: u64, count: usize) -> Result<HeldOut> {
+    let (mut correct, mut loss_sum) = (0, 0.0);
     for start in (0..count).step_by(256) {
-        let n = (count - start).min(256) as u64;
+        let n = (count - start).min(256);
         let first = corpus.held_out() + start as u64;
-        let (x, y) = corpus.batch(model, seed, first..first + n)?;
+        let (x, y) = corpus.batch(model, seed, first..first + n as u64)?;
         let predicted = model.logits(&x)?.argmax(1)?;
         correct += predicted
             .eq(&y)?
             .to_dtype(DType::F32)?
             .sum_all()?
             .to_scalar::<f32>()? as usize;
+        loss_sum += f64::from(loss(model, &x, &y)?.to_scalar::<f32>()?) * n as f64;
     }
-    Ok(correct as f64 / count as f64)
+    Ok(HeldOut {
+        accuracy: correct as f64 / count as f64,
+        loss: loss_sum / count as f64,
+        samples: count,
+    })
 }

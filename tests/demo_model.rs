@@ -7,13 +7,13 @@ use std::process::Command;
 use candle_core::Device;
 use unitscope::data::world::{HELD_OUT, World};
 use unitscope::model::demo;
-use unitscope::train::{Corpus, TrainConfig, held_out_accuracy, train_demo};
+use unitscope::train::{Corpus, TrainConfig, held_out, train_demo};
 
 #[test]
 fn embedded_model_classifies_held_out_scenes() {
     let model = demo::model(&Device::Cpu).unwrap();
     for seed in [0, 12_345] {
-        let accuracy = held_out_accuracy(&model, Corpus::Demo, seed, 1000).unwrap();
+        let accuracy = held_out(&model, Corpus::Demo, seed, 1000).unwrap().accuracy;
         println!("seed {seed}: held-out accuracy {:.2}%", accuracy * 100.0);
         assert!(
             accuracy >= 0.95,

@@ -657,7 +657,7 @@ fn train_trains_a_modalitys_model_on_its_world() {
     let run = train(&["train", "audio"]);
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(
-        stdout(&run).contains("held-out accuracy"),
+        stdout(&run).contains("held-out samples: accuracy"),
         "{}",
         stdout(&run)
     );
@@ -719,7 +719,7 @@ fn dissection_finds_sound_detectors_in_the_audio_model() {
         name: "audio".into(),
         world,
         count: 3,
-        size: [64, 101],
+        shape: [3, 64, 101],
     });
     let vocabulary = set.vocabulary();
     assert_eq!(vocabulary.categories, ["sound"]);
@@ -797,6 +797,260 @@ fn dissection_finds_sound_detectors_in_the_audio_model() {
         stderr(&run).contains("no modality `video`"),
         "{}",
         stderr(&run)
+    );
+}
+
+/// The text plugin's world through the ABI (1.2, with tracks): what the plugin's
+/// own world writes, window for window (its one-hot characters, next character,
+/// concept masks and tracks); a shape it cannot make is an error that leaves it
+/// enabled.
+#[test]
+fn the_text_plugins_world_comes_through_the_abi() {
+    use unitscope_text::world::{ALPHABET, CLASSES, TRACKS, World, index};
+    unitscope::plugin::load(&[], &[]);
+    let text = unitscope::data::modality::named("text").expect("the text plugin loaded");
+    let world = text.world().expect("the text plugin has a world");
+    assert_eq!(world.classes(), CLASSES.map(String::from));
+    assert_eq!(world.tracks(), TRACKS.map(String::from));
+    let concepts: Vec<&str> = world.concepts().iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(concepts, ["string", "nested", "indentation"]);
+
+    let steps = 80;
+    for i in 0..6 {
+        let sample = world.sample(5, i, [ALPHABET, 1, steps]).unwrap();
+        let truth = World::new(5).sample(i, steps + 1);
+        assert_eq!(Some(sample.class), index(truth.chars[steps]));
+        for (t, &c) in truth.chars[..steps].iter().enumerate() {
+            let column: Vec<f32> = (0..ALPHABET).map(|v| sample.input[v * steps + t]).collect();
+            let hot: Vec<usize> = (0..ALPHABET).filter(|&v| column[v] == 1.0).collect();
+            assert_eq!(hot, [index(c).unwrap()], "sample {i}, step {t}");
+            assert_eq!(column.iter().sum::<f32>(), 1.0);
+        }
+        for (k, track) in truth.tracks.iter().enumerate() {
+            assert_eq!(
+                sample.tracks[k * steps..][..steps],
+                track[..steps],
+                "track {k}"
+            );
+        }
+        // The concepts are the tracks thresholded: `string` is the quote track.
+        let quote = &truth.tracks[1][..steps];
+        let string: Vec<bool> = quote.iter().map(|&q| q == 1.0).collect();
+        assert_eq!(sample.masks[..steps], string[..]);
+        assert_eq!(world.sample(5, i, [ALPHABET, 1, steps]).unwrap(), sample);
+    }
+    let error = world.sample(5, 0, [3, 8, 8]).unwrap_err().to_string();
+    assert!(
+        error.contains("[96, 1, T]") && error.contains("channels = 96"),
+        "{error}"
+    );
+    assert!(
+        world.sample(5, 0, [ALPHABET, 1, 8]).is_ok(),
+        "a refused sample disabled it"
+    );
+}
+
+/// A text file on the shipped char-LSTM: predicted, explained over its characters
+/// (gradient x input and integrated gradients on the one-hot input, which are
+/// those over the embedding: see `char_rnn.rs`), read only as far as the model's
+/// window needs; bad files are one line each.
+#[test]
+fn the_char_lstm_reads_and_explains_text_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("code.py");
+    std::fs::write(&code, "if (x) {\n    y = print(\"hello (\", [1, 2])\n").unwrap();
+    let run = unitscope(&["predict", code.to_str().unwrap()], dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(stdout(&run).contains("code.py"), "{}", stdout(&run));
+
+    for method in ["gradient-x-input", "integrated-gradients"] {
+        let out = dir.path().join(method);
+        let args = [
+            "explain",
+            code.to_str().unwrap(),
+            "-m",
+            method,
+            "--save-raw",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        let run = unitscope(&args, dir.path());
+        assert!(run.status.success(), "{method}: {}", stderr(&run));
+        let maps = raw_maps(&out);
+        let (name, map) = maps
+            .iter()
+            .find(|(n, _)| n.ends_with(".display.npy"))
+            .expect("a map over the characters");
+        assert_eq!(map.len(), 128, "{name}");
+        // The file is 45 characters at the window's end: the 83 empty positions
+        // before it carry no character, so no attribution.
+        assert!(
+            map[..83].iter().all(|&v| v == 0.0),
+            "{method}: {:?}",
+            &map[..83]
+        );
+        assert!(
+            map[83..].iter().any(|&v| v != 0.0),
+            "{method}: an empty map"
+        );
+    }
+
+    // Bad files: one line each, naming the file and what is wrong.
+    let bad = [
+        ("latin1.txt", b"caf\xe9\n".to_vec(), "not UTF-8"),
+        ("empty.txt", Vec::new(), "empty"),
+        ("accent.txt", "x = \"café\"\n".as_bytes().to_vec(), "U+00E9"),
+    ];
+    for (name, bytes, why) in bad {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let run = unitscope(&["predict", path.to_str().unwrap()], dir.path());
+        let error = stderr(&run);
+        assert!(!run.status.success(), "{name}");
+        assert!(
+            error.contains(name) && error.contains(why),
+            "{name}: {error}"
+        );
+        assert_eq!(
+            error.lines().filter(|l| l.starts_with("error")).count(),
+            1,
+            "{error}"
+        );
+    }
+    // A gigabyte file (sparse: its text, then zeros never read) opens at once.
+    let big = dir.path().join("big.txt");
+    std::fs::write(&big, "x = 1\n".repeat(300)).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let run = unitscope(&["predict", big.to_str().unwrap()], dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    println!("a 1 GiB text file predicted in {:?}", started.elapsed());
+}
+
+/// `units correlate` finds, among the shipped char-LSTM's units, ones that follow
+/// the text world's tracks: a unit whose activation tracks inside-a-string or the
+/// bracket depth with |r| >= 0.8 (Karpathy et al. 2015 found such cells by eye);
+/// `units text` draws it over text, and dataset search over text files gives each
+/// unit's top snippets.
+#[test]
+fn units_correlate_finds_the_text_models_quote_and_depth_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let args = [
+        "units", "correlate", "--world", "text", "--layer", "rnn.0,rnn.0.cell", "--samples",
+        "200", "-o", json.to_str().unwrap(),
+    ];
+    let run = unitscope(&args, dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let printed = stdout(&run);
+    println!("{printed}");
+    let found: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let tracks: Vec<&str> = found["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tracks, ["depth", "quote", "column", "indent"]);
+    // The best unit of each track, by |r|, from every unit's r.
+    let best = |track: usize| -> (String, f64) {
+        let mut best = (String::new(), 0f64);
+        for layer in found["layers"].as_array().unwrap() {
+            for (u, r) in layer["r"].as_array().unwrap().iter().enumerate() {
+                let r = r[track].as_f64().unwrap();
+                if r.abs() > best.1.abs() {
+                    best = (format!("{}:{u}", layer["layer"].as_str().unwrap()), r);
+                }
+            }
+        }
+        best
+    };
+    let (depth, quote) = (best(0), best(1));
+    println!("depth: {depth:?}, quote: {quote:?}");
+    assert!(
+        depth.1.abs() >= 0.8 || quote.1.abs() >= 0.8,
+        "no unit follows the depth or the quotes: {depth:?}, {quote:?}"
+    );
+    // The printed list names the same best unit first.
+    let line = printed.lines().find(|l| l.starts_with("quote:")).unwrap();
+    assert!(line.starts_with(&format!("quote: {} r=", quote.0)), "{line}");
+
+    // That unit over two held-out samples, as coloured characters.
+    let (layer, unit) = quote.0.split_once(':').unwrap();
+    let page = dir.path().join("quote.html");
+    let args = [
+        "units", "text", "--world", "text", "--samples", "2", "--layer", layer, "--units", unit,
+        "-o", page.to_str().unwrap(),
+    ];
+    let run = unitscope(&args, dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("<h3>").count(), 2);
+    assert!(html.matches("<span style=\"background:#").count() >= 2 * 128 - 10);
+
+    // Dataset search over text files: each unit's strongest snippets.
+    let texts = dir.path().join("texts");
+    std::fs::create_dir_all(&texts).unwrap();
+    std::fs::write(texts.join("a.py"), "x = print(\"hello [ world\", [1, 2])\n").unwrap();
+    std::fs::write(texts.join("b.py"), "if (y) {\n    return {\"ok\": 3}\n}\n").unwrap();
+    let out = dir.path().join("topk");
+    let args = [
+        "topk", "--layer", layer, "--units", unit, "--k", "2", "--images",
+        texts.to_str().unwrap(), "--no-cache", "-o", out.to_str().unwrap(),
+    ];
+    let run = unitscope(&args, dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("topk.json")).unwrap()).unwrap();
+    let top = &index["layers"][0]["units"][0]["top"];
+    for found in top.as_array().unwrap() {
+        let snippet = found["snippet"].as_str().unwrap();
+        let peak = found["position"][1].as_u64().unwrap() as usize;
+        assert!(!snippet.is_empty() && snippet.len() <= 40, "{snippet:?}");
+        println!("{unit}: {snippet:?} (peak at {peak})");
+    }
+    assert!(out.join(layer).join("snippets.html").is_file());
+}
+
+/// `train text` fits the char-LSTM at every step (next-character loss), the same
+/// weights each time from the same arguments.
+#[test]
+fn train_text_fits_the_next_character_reproducibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("text.safetensors");
+    let args = [
+        "train",
+        "text",
+        "--steps",
+        "2",
+        "--batch",
+        "3",
+        "--eval",
+        "4",
+        "-o",
+        weights.to_str().unwrap(),
+    ];
+    let run = unitscope(&args, dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stdout(&run).contains("next-character loss"),
+        "{}",
+        stdout(&run)
+    );
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
+    assert_eq!(tensors["rnn.weight_ih_l0"].dims(), [4 * 128, 32]);
+    assert_eq!(tensors["fc.weight"].dims(), [96, 128]);
+    let first = std::fs::read(&weights).unwrap();
+    assert!(unitscope(&args, dir.path()).status.success());
+    assert_eq!(
+        std::fs::read(&weights).unwrap(),
+        first,
+        "a second run's weights differ"
     );
 }
 

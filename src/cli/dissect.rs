@@ -167,7 +167,7 @@ fn model_and_set(
         name: name.to_owned(),
         world,
         count,
-        size: model.input_spec().size,
+        shape: model.input_spec().shape(),
     });
     Ok((model, set))
 }

@@ -10,10 +10,11 @@ use image::RgbImage;
 use serde_json::json;
 use unitscope::atomic;
 use unitscope::attribution::{self, Attribution, ChannelReduction, Params, TargetSpec, registry};
-use unitscope::data::{Sample, Source};
+use unitscope::data::{Sample, Source, text};
 use unitscope::jobs;
 use unitscope::metrics::{DeletionInsertion, MapScores};
 use unitscope::model::Model;
+use unitscope::render::html::{Painted, painted_page};
 use unitscope::render::{
     self, Backdrop, Cells, Colormap, ColourBar, Panel, Scale, Style, Terminal, file_part,
 };
@@ -184,8 +185,12 @@ fn explain_each(
             .iter()
             .map(|(_, t)| t.resolve(&[top.index]))
             .collect();
-        // The model's input, for the raw maps; the user's image for every picture.
-        let picture = model.input_spec().to_image(&input.tensor)?;
+        // A text model's input read back as characters, for the page of maps over them.
+        let text = match model.architecture().is_sequence() {
+            true => Some(text::characters(model.labels(), &input.tensor)?),
+            false => None,
+        };
+        let mut over_text = Vec::new();
         let original = input.original()?;
         let on = Backdrop::of(input, &original, model.input_spec());
         let input_size = on.input;
@@ -229,7 +234,13 @@ fn explain_each(
                     out.suspend(|| terminal.print(&heat, SHOW_AREA))?;
                 }
                 let raw = if args.save_raw {
-                    save_raw(&args.output, &stem, &maps, &picture, args.reduction)?
+                    save_raw(
+                        &args.output,
+                        &stem,
+                        &maps,
+                        model.input_spec().size,
+                        args.reduction,
+                    )?
                 } else {
                     Vec::new()
                 };
@@ -237,6 +248,14 @@ fn explain_each(
                     true => Some(measure(model, input, &maps, top.index)?),
                     false => None,
                 };
+                if text.is_some() {
+                    let values = maps
+                        .display_raw((1, model.input_spec().size[1]), ChannelReduction::Sum)?
+                        .flatten_all()?
+                        .to_vec1::<f32>()?;
+                    let target = describe(&resolved[0], model);
+                    over_text.push((format!("{} for {target}", method.name()), values));
+                }
                 panels.push(Panel {
                     image: panel_image(&heat),
                     caption: caption(key, &describe(&resolved[0], model), &maps)?,
@@ -254,6 +273,15 @@ fn explain_each(
                     "raw": raw,
                 }));
             }
+        }
+        if let Some(chars) = &text {
+            let page = args.output.join(format!("{}.text.html", input.name));
+            write_text_page(&page, &input.name, chars, &over_text)?;
+            out.line(&format!(
+                "{}: maps over its characters -> {}",
+                input.name,
+                page.display()
+            ))?;
         }
         let grid = args.output.join(format!("{}.grid.png", input.name));
         let grid_image = render::grid(&panels, panels.len())?;
@@ -358,12 +386,13 @@ fn describe(target: &attribution::Target, model: &Model) -> String {
 }
 
 /// Writes the raw maps of the first input as float32 .npy: an input map as `C x H x
-/// W`; CAM maps per layer at layer resolution, and the displayed `H x W` map.
+/// W`; CAM maps per layer at layer resolution, and the displayed map at the
+/// model's input size (`[H, W]`).
 fn save_raw(
     folder: &Path,
     stem: &str,
     maps: &Attribution,
-    picture: &RgbImage,
+    [h, w]: [usize; 2],
     reduction: ChannelReduction,
 ) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
@@ -379,11 +408,33 @@ fn save_raw(
             for (layer, map) in layers {
                 write(&format!("raw.{layer}"), map)?;
             }
-            let size = (picture.height() as usize, picture.width() as usize);
-            write("display", &maps.display(size, reduction)?)?;
+            write("display", &maps.display((h, w), reduction)?)?;
         }
     }
     Ok(written)
+}
+
+/// The maps of a text input over its characters, one block each, each on its own
+/// signed scale (summed over the one-hot channels: a character's own share).
+fn write_text_page(
+    path: &Path,
+    name: &str,
+    chars: &[Option<char>],
+    maps: &[(String, Vec<f32>)],
+) -> Result<()> {
+    let blocks: Vec<Painted> = maps
+        .iter()
+        .map(|(caption, values)| Painted {
+            caption: caption.clone(),
+            chars,
+            values,
+            scale: values.iter().map(|v| v.abs()).fold(0.0, f32::max),
+        })
+        .collect();
+    let note = "Each character's share of the prediction of the character after the text: red \
+                raised it, blue lowered it.";
+    let page = painted_page(&format!("{name}: attributions"), note, &blocks);
+    atomic::write(path, page.as_bytes())
 }
 
 /// An error if two of `names` make the same file name part.

@@ -19,6 +19,7 @@ pub mod predict;
 pub mod threads;
 pub mod topk;
 pub mod train;
+pub mod units;
 pub mod visualize;
 
 use std::ops::RangeInclusive;

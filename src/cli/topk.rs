@@ -8,9 +8,10 @@ use anyhow::{Context, Result, bail, ensure};
 use candle_core::{Device, Tensor};
 use serde_json::{Value, json};
 use unitscope::attribution::Attribution;
-use unitscope::data::{Entry, Source};
+use unitscope::data::{Entry, Source, text};
 use unitscope::jobs;
 use unitscope::model::Model;
+use unitscope::render::html::{Painted, painted_page};
 use unitscope::render::{self, Backdrop, Style};
 use unitscope::units::{self, Cache, LayerStats};
 
@@ -142,6 +143,18 @@ fn topk(
     out.line(&format!("index: {}", path.display()))
 }
 
+/// Characters shown of a snippet: those up to its peak.
+const SNIPPET: usize = 40;
+
+/// The text up to and including position `peak`, its last [`SNIPPET`] characters.
+fn snippet(chars: &[Option<char>], peak: usize) -> String {
+    let end = (peak + 1).min(chars.len());
+    chars[end.saturating_sub(SNIPPET)..end]
+        .iter()
+        .flatten()
+        .collect()
+}
+
 /// Writes the crops and masked images of `units` of one layer into `dir`; returns
 /// the layer's part of the index, with paths relative to `root`.
 fn write_layer(
@@ -155,6 +168,10 @@ fn write_layer(
     let spec = model.input_spec();
     let (h, w) = stats.size;
     let [rows, columns] = spec.size;
+    // A text model's layer at the input's steps: each input's characters, painted
+    // by the unit on a page.
+    let over_text = model.architecture().is_sequence() && (h, w) == (rows, columns);
+    let mut painted = Vec::new();
     let mut written = Vec::new();
     for (done, &unit) in units.iter().enumerate() {
         cx.checkpoint()?;
@@ -179,7 +196,24 @@ fn write_layer(
             let mask_path = unit_dir.join(format!("{stem}_activation.png"));
             render::save_png(&masked, &mask_path)?;
             let relative = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
+            let snippet = match over_text {
+                true => {
+                    let chars = text::characters(model.labels(), &sample.tensor)?;
+                    let snippet = snippet(&chars, found.position.1);
+                    let caption = format!(
+                        "{}:{unit} #{} on {}, peak {:.3}",
+                        stats.layer,
+                        rank + 1,
+                        entry.name,
+                        found.peak
+                    );
+                    painted.push((unit, caption, chars, found.map.clone()));
+                    Some(snippet)
+                }
+                false => None,
+            };
             top.push(json!({
+                "snippet": snippet,
                 "rank": rank + 1,
                 "input": entry.name,
                 "peak": found.peak,
@@ -198,7 +232,34 @@ fn write_layer(
             "top": top,
         }));
     }
+    let page = dir.join("snippets.html");
+    if over_text {
+        // One scale per unit, its largest value over its inputs, so that they compare.
+        let scale = |unit: usize| {
+            let maps = painted.iter().filter(|p| p.0 == unit);
+            maps.flat_map(|p| p.3.iter().map(|v| v.abs()))
+                .fold(0f32, f32::max)
+        };
+        let blocks: Vec<Painted> = painted
+            .iter()
+            .map(|(unit, caption, chars, values)| Painted {
+                caption: caption.clone(),
+                chars,
+                values,
+                scale: scale(*unit),
+            })
+            .collect();
+        let note = "Each unit's strongest inputs, each character's background the unit's value \
+                    after reading it (one scale per unit: its largest).";
+        let html = painted_page(
+            &format!("{} · {}", model.name(), stats.layer),
+            note,
+            &blocks,
+        );
+        unitscope::atomic::write(&page, html.as_bytes())?;
+    }
     Ok(json!({
+        "snippets": over_text.then(|| page.strip_prefix(root).unwrap_or(&page).display().to_string()),
         "layer": stats.layer,
         "size": [h, w],
         "receptive_field": stats.field,

@@ -9,7 +9,7 @@ use unitscope::atomic;
 use unitscope::data::modality;
 use unitscope::model::ModelCard;
 use unitscope::train::{
-    Corpus, Progress, TrainConfig, Trained, held_out_accuracy, train_card, train_demo,
+    Corpus, HeldOut, Progress, TrainConfig, Trained, held_out, train_card, train_demo,
 };
 
 use super::{job, outln};
@@ -52,23 +52,30 @@ pub fn run(args: &Train) -> Result<()> {
         learning_rate: args.lr,
     };
     let start = Instant::now();
-    let (trained, out, accuracy) = match args.what.as_str() {
+    let (trained, out, measured) = match args.what.as_str() {
         "demo" => demo(args, &config)?,
         name => modality_model(name, args, &config)?,
     };
     let seconds = start.elapsed().as_secs_f64();
-    save(&trained, &out, &config, accuracy, args.eval, seconds)?;
+    save(&trained, &out, &config, &measured, seconds)?;
+    let what = match trained.model.architecture().is_sequence() {
+        true => "next-character",
+        false => "held-out",
+    };
     outln!(
-        "trained in {seconds:.0} s; held-out accuracy {:.2}% on {} samples; weights written to {}",
-        accuracy * 100.0,
-        args.eval,
+        "trained in {seconds:.0} s; on {} held-out samples: accuracy {:.2}%, {what} loss {:.3} nats \
+         ({:.3} bits); weights written to {}",
+        measured.samples,
+        measured.accuracy * 100.0,
+        measured.loss,
+        measured.loss / std::f64::consts::LN_2,
         out.display()
     );
     Ok(())
 }
 
 /// The demo model trained on the demo world, where it goes, its held-out accuracy.
-fn demo(args: &Train, config: &TrainConfig) -> Result<(Trained, PathBuf, f64)> {
+fn demo(args: &Train, config: &TrainConfig) -> Result<(Trained, PathBuf, HeldOut)> {
     if args.card.is_some() {
         bail!("the demo model's architecture is built in: `--card` is for a modality's model");
     }
@@ -81,8 +88,8 @@ fn demo(args: &Train, config: &TrainConfig) -> Result<(Trained, PathBuf, f64)> {
     let trained = job::run("train", steps, move |cx, _| {
         train_demo(&job_config, |p| cx.progress(p.step as u64, steps, loss(&p)))
     })?;
-    let accuracy = held_out_accuracy(&trained.model, Corpus::Demo, config.seed, args.eval)?;
-    Ok((trained, out, accuracy))
+    let measured = held_out(&trained.model, Corpus::Demo, config.seed, args.eval)?;
+    Ok((trained, out, measured))
 }
 
 /// The model of modality `name`'s card (`--card`, else the one it ships) trained
@@ -91,7 +98,7 @@ fn modality_model(
     name: &str,
     args: &Train,
     config: &TrainConfig,
-) -> Result<(Trained, PathBuf, f64)> {
+) -> Result<(Trained, PathBuf, HeldOut)> {
     let modality = modality::named(name).with_context(|| {
         format!(
             "nothing called `{name}` to train: `demo`, or a modality plugin with a world \
@@ -123,8 +130,8 @@ fn modality_model(
         })
     })?;
     let corpus = Corpus::Plugin(world);
-    let accuracy = held_out_accuracy(&trained.model, corpus, config.seed, args.eval)?;
-    Ok((trained, out, accuracy))
+    let measured = held_out(&trained.model, corpus, config.seed, args.eval)?;
+    Ok((trained, out, measured))
 }
 
 /// A step's progress message.
@@ -147,13 +154,13 @@ fn save(
     trained: &Trained,
     out: &Path,
     config: &TrainConfig,
-    accuracy: f64,
-    eval: usize,
+    measured: &HeldOut,
     seconds: f64,
 ) -> Result<()> {
     trained.save(out)?;
     let record = serde_json::json!({
-        "config": config, "held_out_accuracy": accuracy, "held_out_samples": eval, "seconds": seconds,
+        "config": config, "held_out_accuracy": measured.accuracy, "held_out_loss": measured.loss,
+        "held_out_samples": measured.samples, "seconds": seconds,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
     atomic::write(

@@ -34,14 +34,14 @@ pub struct WorldSet {
     pub world: &'static dyn PluginWorld,
     /// Samples, from the world's first held-out one.
     pub count: usize,
-    /// `[H, W]` they are made at: the model's input size.
-    pub size: [usize; 2],
+    /// `[C, H, W]` they are made at: the model's input.
+    pub shape: [usize; 3],
 }
 
 impl std::fmt::Debug for WorldSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (name, count, size) = (&self.name, self.count, self.size);
-        write!(f, "WorldSet({name}, {count} samples at {size:?})")
+        let (name, count, shape) = (&self.name, self.count, self.shape);
+        write!(f, "WorldSet({name}, {count} samples of {shape:?})")
     }
 }
 
@@ -67,12 +67,12 @@ impl WorldSet {
         Vocabulary { categories, labels }
     }
 
-    /// Sample `i`'s input (`[3, H, W]` values) and labels: concept `c`'s mask as
+    /// Sample `i`'s input (`[C, H, W]` values) and labels: concept `c`'s mask as
     /// layer `c`, labelled `c + 1`.
     fn sample(&self, i: usize) -> Result<(Vec<f32>, ImageLabels)> {
-        let [h, w] = self.size;
+        let [_, h, w] = self.shape;
         let index = self.world.held_out() + i as u64;
-        let sample = self.world.sample(0, index, [3, h, w])?;
+        let sample = self.world.sample(0, index, self.shape)?;
         let layers = sample
             .masks
             .chunks_exact(h * w)
@@ -142,16 +142,16 @@ impl ConceptSet {
                 Ok((spec.to_tensor(&scene.image, device)?, labels))
             }
             Self::World(w) => {
+                let [h, width] = spec.size;
                 ensure!(
-                    spec.size == w.size,
-                    "the `{}` world's samples are made at {:?}, not the model's {:?}",
+                    [spec.channels, h, width] == w.shape,
+                    "the `{}` world's samples are made as {:?}, not the model's {:?}",
                     w.name,
-                    w.size,
-                    spec.size
+                    w.shape,
+                    [spec.channels, h, width]
                 );
                 let (input, labels) = w.sample(i)?;
-                let [h, width] = w.size;
-                let input = Tensor::from_vec(input, (3, h, width), device)?;
+                let input = Tensor::from_vec(input, w.shape.to_vec(), device)?;
                 Ok((input, labelled.then_some(labels)))
             }
         }
@@ -164,7 +164,7 @@ impl ConceptSet {
             Self::Demo(n) => format!("demo world, {n} held-out scenes"),
             Self::World(w) => format!(
                 "{} world, {} held-out samples at {}x{}",
-                w.name, w.count, w.size[0], w.size[1]
+                w.name, w.count, w.shape[1], w.shape[2]
             ),
         }
     }

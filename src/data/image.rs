@@ -127,6 +127,11 @@ impl InputSpec {
         Ok(())
     }
 
+    /// `[C, H, W]`: what one input is.
+    pub fn shape(&self) -> [usize; 3] {
+        [self.channels, self.size[0], self.size[1]]
+    }
+
     /// Resizes, crops and normalises `img` into a `[3, H, W]` tensor.
     pub fn to_tensor(&self, img: &RgbImage, device: &Device) -> Result<Tensor> {
         let [h, w] = self.size;

@@ -9,6 +9,7 @@ pub mod labels;
 pub mod modality;
 pub mod resample;
 mod source;
+pub mod text;
 pub mod vocabulary;
 pub mod world;
 

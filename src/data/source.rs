@@ -232,14 +232,14 @@ impl Entry {
         spec: &InputSpec,
         device: &Device,
     ) -> Result<Sample> {
-        let [h, w] = spec.size;
+        let shape = spec.shape();
         let decoded = modality
-            .decode(path, [3, h, w])
+            .decode(path, shape)
             .with_context(|| format!("{} cannot open `{}`", modality.name(), path.display()))?;
         Ok(Sample {
             name: self.name.clone(),
             path: Some(path.to_path_buf()),
-            tensor: Tensor::from_vec(decoded.input, (3, h, w), device)?,
+            tensor: Tensor::from_vec(decoded.input, shape.to_vec(), device)?,
             mask: None,
             scene: None,
             view: Some(Arc::new(decoded.view)),

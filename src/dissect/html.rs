@@ -14,6 +14,7 @@ use super::pictures::unit_pictures;
 use super::{LayerDissection, Settings, detectors_per_category};
 use crate::data::{ConceptSet, Vocabulary};
 use crate::model::Model;
+use crate::render::html::escape;
 
 /// Units shown with images (the highest IoUs); the table lists every unit.
 const UNITS_WITH_IMAGES: usize = 64;
@@ -112,12 +113,4 @@ pub fn page(
     }
     html.push_str("</table>");
     Ok(html)
-}
-
-/// Text safe inside HTML.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

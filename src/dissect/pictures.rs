@@ -9,8 +9,9 @@ use image::{Rgb, RgbImage};
 
 use super::LayerDissection;
 use super::tally::mask;
-use crate::data::{ConceptSet, ResizeMode, Vocabulary};
+use crate::data::{ConceptSet, InputSpec, ResizeMode, Vocabulary, text};
 use crate::model::{Model, Probe};
+use crate::render;
 
 /// The side pictures are drawn at, at least.
 const MIN_SIDE: u32 = 128;
@@ -60,12 +61,31 @@ pub fn unit_pictures(
                     labels.layers.iter().any(|layer| layer[p] == l) || labels.scalars.contains(&l)
                 })
             };
-            Ok(draw(&spec.to_image(&input)?, &m, labels.size, on_label))
+            Ok(draw(
+                &picture(model, &spec, &input)?,
+                &m,
+                labels.size,
+                on_label,
+            ))
         })
         .collect()
 }
 
-/// `picture` scaled to at least [`MIN_SIDE`], dimmed outside `mask` (label
+/// What `input` is drawn as: a text model's characters in a line, else the
+/// picture `spec`'s preprocessing undoes.
+fn picture(model: &Model, spec: &InputSpec, input: &Tensor) -> Result<RgbImage> {
+    if !model.architecture().is_sequence() {
+        return spec.to_image(input);
+    }
+    let tokens: Vec<String> = text::characters(model.labels(), input)?
+        .into_iter()
+        .map(|c| c.map(String::from).unwrap_or_default())
+        .collect();
+    render::token_strip(&tokens)
+}
+
+/// `picture` scaled until its longer side is at least [`MIN_SIDE`] (a line of
+/// text is long already), dimmed outside `mask` (label
 /// resolution `(rows, columns)`), with the border of the label's pixels in yellow.
 fn draw(
     picture: &RgbImage,
@@ -74,7 +94,7 @@ fn draw(
     on_label: impl Fn(usize) -> bool,
 ) -> RgbImage {
     let scale = MIN_SIDE
-        .div_ceil(picture.width().min(picture.height()).max(1))
+        .div_ceil(picture.width().max(picture.height()).max(1))
         .max(1);
     let (w, h) = (picture.width() * scale, picture.height() * scale);
     let at = |x: u32, y: u32| {

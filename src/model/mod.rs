@@ -165,6 +165,11 @@ impl Model {
         )
     }
 
+    /// The architecture it is built on.
+    pub fn architecture(&self) -> Architecture {
+        self.architecture
+    }
+
     /// The model's display name.
     pub fn name(&self) -> &str {
         &self.name

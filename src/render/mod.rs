@@ -1,11 +1,12 @@
 //! Maps as pictures: colors and scaling ([`color`]), a map over its input
-//! ([`compose`]), captioned grids ([`grid`]), files ([`files`]), and the terminal
-//! ([`terminal`]).
+//! ([`compose`]), captioned grids ([`grid`]), files ([`files`]), values over text
+//! as coloured characters ([`html`]), and the terminal ([`terminal`]).
 
 pub mod color;
 pub mod compose;
 pub mod files;
 pub mod grid;
+pub mod html;
 pub mod terminal;
 
 pub use color::{Colormap, Scaling, heatmap};

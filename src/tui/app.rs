@@ -1201,7 +1201,7 @@ impl App {
                 work::unit(&model, &view, unit, &entries, colormap)
             });
         }
-        if self.visualize && !self.visuals.contains_key(&(layer.clone(), unit)) {
+        if self.visualizing() && !self.visuals.contains_key(&(layer.clone(), unit)) {
             self.submit_visuals(model, &layer, vec![unit]);
         }
     }
@@ -1306,7 +1306,7 @@ impl App {
     /// Feature visualizations for the grid's visible cells that lack one, then the
     /// rest of the layer in batches, as [`App::request_thumbnails`] does crops.
     fn request_visuals(&mut self, model: &Arc<Model>, layer: &str) {
-        if !self.visualize {
+        if !self.visualizing() {
             return;
         }
         let units = self.next_batch(layer, &self.visuals);
@@ -1322,9 +1322,17 @@ impl App {
         });
     }
 
-    /// Whether units get feature visualizations.
+    /// Whether units get feature visualizations: asked for, and the model reads
+    /// pictures (a text model's units are shown over text instead).
     pub fn visualizing(&self) -> bool {
-        self.visualize
+        self.visualize && !self.reads_text()
+    }
+
+    /// Whether the model reads text (a sequence model), not pictures.
+    pub fn reads_text(&self) -> bool {
+        self.model
+            .as_ref()
+            .is_some_and(|m| m.architecture().is_sequence())
     }
 
     /// Asks for the open unit's diverse visualizations.
@@ -1334,7 +1342,7 @@ impl App {
         else {
             return;
         };
-        if self.diverse.contains_key(&(layer.clone(), unit)) {
+        if self.diverse.contains_key(&(layer.clone(), unit)) || !self.visualizing() {
             return;
         }
         let cache = self.cache.featvis.clone();

@@ -16,7 +16,7 @@ use unitscope::attribution::{self, Attribution, Params, Target, TargetSpec, regi
 use unitscope::data::concepts::WorldSet;
 use unitscope::data::modality::{self, View};
 use unitscope::data::{Broden, ConceptSet, Vocabulary};
-use unitscope::data::{Entry, Window};
+use unitscope::data::{Entry, Window, text};
 use unitscope::dissect::{self, LayerDissection, report};
 use unitscope::featvis;
 use unitscope::jobs::Context;
@@ -88,6 +88,8 @@ pub struct InputView {
     pub window: Window,
     /// For a modality's file, what it is shown as.
     pub view: Option<Arc<View>>,
+    /// A text model's input read back as characters (drawn as text, not a picture).
+    pub text: Option<Vec<Option<char>>>,
 }
 
 impl InputView {
@@ -119,7 +121,12 @@ pub fn load_input(model: &Model, index: usize, entry: &Entry) -> Result<Output> 
     let sample = entry.load(model.input_spec(), model.device())?;
     let top = model.predict(&sample.tensor.unsqueeze(0)?, 5)?.remove(0);
     let original = sample.original()?;
+    let text = match model.architecture().is_sequence() {
+        true => Some(text::characters(model.labels(), &sample.tensor)?),
+        false => None,
+    };
     let view = InputView {
+        text,
         window: sample.window(model.input_spec(), original.dimensions()),
         original,
         name: sample.name,
@@ -151,6 +158,9 @@ pub struct Explained {
     /// Model passes it took.
     pub passes: usize,
     pub raw_range: (f64, f64),
+    /// Over a text input: each character's value (summed over the one-hot
+    /// channels: its own share, signed).
+    pub over_text: Option<Vec<f32>>,
 }
 
 /// The request of one explanation: everything [`explain`] needs, owned.
@@ -179,7 +189,17 @@ fn explain_one(model: &Model, request: &Request, method_name: &str) -> Result<Ex
     let ms = start.elapsed().as_secs_f64() * 1e3;
     let (_, _, h, w) = x.dims4()?;
     let passes = method.passes((h, w));
+    let over_text = match input.text {
+        Some(_) => Some(
+            maps.display_raw((h, w), attribution::ChannelReduction::Sum)?
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1::<f32>()?,
+        ),
+        None => None,
+    };
     Ok(Explained {
+        over_text,
         raw_range: maps.raw_range()?,
         target: describe(&target[0], model),
         maps,
@@ -386,6 +406,8 @@ fn unit_target(layer: &str, channel: usize) -> Target {
 pub struct Tile {
     pub image: RgbImage,
     pub caption: String,
+    /// Over a text input: its characters and the unit's value after each.
+    pub text: Option<(Vec<Option<char>>, Vec<f32>)>,
 }
 
 pub fn unit(
@@ -413,7 +435,15 @@ pub fn unit(
         };
         let on = Backdrop::of(&sample, &original, spec);
         let image = render::draw_on(&maps, on, style)?;
+        let text = match model.architecture().is_sequence() && top.map.len() == w {
+            true => Some((
+                text::characters(model.labels(), &sample.tensor)?,
+                top.map.clone(),
+            )),
+            false => None,
+        };
         tiles.push(Tile {
+            text,
             image,
             caption: format!("{} peak {:.3}", entry.name, top.peak),
         });
@@ -472,7 +502,7 @@ pub fn dissect(
                     .world()
                     .with_context(|| format!("the modality `{name}` has no world"))?,
                 count: dissect::DEMO_SCENES,
-                size: model.input_spec().size,
+                shape: model.input_spec().shape(),
             })
         }
     });

@@ -129,6 +129,12 @@ impl ArchOptions {
 }
 
 impl Architecture {
+    /// Whether it models sequences, predicting at every step (the character
+    /// models): trained at every step, read as text.
+    pub fn is_sequence(self) -> bool {
+        matches!(self, Self::CharLstm | Self::CharGru)
+    }
+
     /// The card's spelling, e.g. `resnet18`.
     pub fn name(self) -> &'static str {
         match self {

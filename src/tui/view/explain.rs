@@ -10,6 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState, Paragraph, Wrap};
 use unitscope::attribution::registry;
 
+use super::text::painted;
 use super::{note, panel, progress};
 use crate::tui::app::{App, Hit, target_text};
 use crate::tui::pictures::PictureId;
@@ -78,10 +79,18 @@ fn draw_single(app: &mut App, frame: &mut Frame, area: Rect, input: &Arc<InputVi
         Paragraph::new(input.caption()).style(app.theme.muted),
         left_caption,
     );
-    let original = picture(app, format!("input:{}", app.explain.input), || {
-        input.original.clone()
-    });
-    app.pictures.draw(frame, left_picture, original);
+    match &input.text {
+        Some(chars) => {
+            let text = Paragraph::new(painted(chars, None)).wrap(Wrap { trim: false });
+            frame.render_widget(text, left_picture);
+        }
+        None => {
+            let original = picture(app, format!("input:{}", app.explain.input), || {
+                input.original.clone()
+            });
+            app.pictures.draw(frame, left_picture, original);
+        }
+    }
     let key = app.explain_key();
     let Some(explained) = app.explained.get(&key).cloned() else {
         let text = progress(app, "explain").unwrap_or_else(|| "…".into());
@@ -92,8 +101,26 @@ fn draw_single(app: &mut App, frame: &mut Frame, area: Rect, input: &Arc<InputVi
         Paragraph::new(caption).style(app.theme.muted),
         right_caption,
     );
-    let id = heat(app, &format!("{}:{key:?}", key.input), input, &explained);
-    app.pictures.draw(frame, right_picture, id);
+    let name = format!("{}:{key:?}", key.input);
+    draw_map(app, frame, right_picture, &name, input, &explained);
+}
+
+/// `explained` over `input`: its characters coloured by the map for a text
+/// input, else the heatmap over the picture.
+fn draw_map(
+    app: &mut App,
+    frame: &mut Frame,
+    area: Rect,
+    name: &str,
+    input: &InputView,
+    explained: &Explained,
+) {
+    if let (Some(chars), Some(values)) = (&input.text, &explained.over_text) {
+        let text = Paragraph::new(painted(chars, Some(values))).wrap(Wrap { trim: false });
+        return frame.render_widget(text, area);
+    }
+    let id = heat(app, name, input, explained);
+    app.pictures.draw(frame, area, id);
 }
 
 fn draw_compare(app: &mut App, frame: &mut Frame, area: Rect, input: &Arc<InputView>) {
@@ -130,13 +157,8 @@ fn draw_compare(app: &mut App, frame: &mut Frame, area: Rect, input: &Arc<InputV
             text.push_str(&format!(" {hit}"));
         }
         frame.render_widget(Paragraph::new(text).style(app.theme.muted), scores);
-        let id = heat(
-            app,
-            &format!("{}:{key:?}:{}", key.input, row.method),
-            input,
-            &row.explained,
-        );
-        app.pictures.draw(frame, picture, id);
+        let name = format!("{}:{key:?}:{}", key.input, row.method);
+        draw_map(app, frame, picture, &name, input, &row.explained);
     }
 }
 

@@ -6,6 +6,7 @@ mod concepts;
 mod explain;
 mod model;
 mod overlay;
+mod text;
 mod trust;
 mod unit;
 mod units;

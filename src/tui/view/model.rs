@@ -105,15 +105,20 @@ fn draw_card(app: &App, frame: &mut Frame, area: Rect) {
     if let Some(model) = &app.model {
         let spec = model.input_spec();
         field("name", model.name().to_string());
-        field("input", format!("3x{}x{}", spec.size[0], spec.size[1]));
-        let f = |v: [f64; 3]| {
-            v.iter()
-                .map(|x| format!("{x:.3}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        field("mean", f(spec.mean));
-        field("std", f(spec.std));
+        let [c, h, w] = spec.shape();
+        field("input", format!("{c}x{h}x{w}"));
+        // Pictures are normalized; a modality's other inputs come as the plugin
+        // makes them (one-hot text).
+        if c == 3 {
+            let f = |v: [f64; 3]| {
+                v.iter()
+                    .map(|x| format!("{x:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            field("mean", f(spec.mean));
+            field("std", f(spec.std));
+        }
         let labels = model.labels();
         let shown: Vec<&str> = labels.iter().take(6).map(String::as_str).collect();
         let more = if labels.len() > 6 { ", …" } else { "" };

@@ -8,8 +8,9 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Bar, BarChart, BarGroup, Paragraph};
+use ratatui::widgets::{Bar, BarChart, BarGroup, Paragraph, Wrap};
 
+use super::text::painted;
 use super::{note, panel, progress};
 use crate::tui::app::App;
 
@@ -50,6 +51,12 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
                     Paragraph::new(tile.caption.clone()).style(app.theme.muted),
                     caption,
                 );
+                if let Some((chars, values)) = &tile.text {
+                    let text =
+                        Paragraph::new(painted(chars, Some(values))).wrap(Wrap { trim: false });
+                    frame.render_widget(text, picture);
+                    continue;
+                }
                 let key = format!("tile:{layer}:{unit}:{i}");
                 let id = match app.drawn.get(&key) {
                     Some(id) => *id,
@@ -233,6 +240,12 @@ fn draw_visual(app: &mut App, frame: &mut Frame, area: Rect, (layer, unit): (&st
     }
     match app.visuals.get(&key).copied() {
         Some(id) => app.pictures.draw(frame, inner, id),
+        None if app.reads_text() => note(
+            app,
+            frame,
+            inner,
+            "a text model's unit is shown over text: its strongest inputs, left",
+        ),
         None if !app.visualizing() => note(app, frame, inner, "feature visualization is off"),
         None => {
             let text = progress(app, "diverse")
