@@ -778,6 +778,28 @@ fn dissection_finds_sound_detectors_in_the_audio_model() {
         detectors >= 8 && detected.len() >= 3,
         "{detectors} detectors of {detected:?}"
     );
+    // Pictures made without a file (feature visualizations) carry the axes the
+    // card states: time and frequency around the 101x64 spectrogram.
+    let card = root().join("plugins/audio/model/audio-cnn.toml");
+    let visuals = dir.path().join("visualize");
+    let args = [
+        "visualize",
+        "--model",
+        card.to_str().unwrap(),
+        "--layer",
+        "features.7",
+        "--unit",
+        "3",
+        "--steps",
+        "4",
+        "--grayscale",
+        "-o",
+        visuals.to_str().unwrap(),
+    ];
+    let run = unitscope(&args, dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let (w, h) = image::image_dimensions(visuals.join("features.7_unit0003.png")).unwrap();
+    assert!(w > 101 && h > 64, "{w}x{h}: no axes around the spectrogram");
     // The inspector dissects the plugin's card against its world, however the
     // card is named; another card has no world.
     let card = root().join("plugins/audio/model/audio-cnn.toml");
@@ -800,44 +822,81 @@ fn dissection_finds_sound_detectors_in_the_audio_model() {
     );
 }
 
-/// The text plugin's world through the ABI (1.2, with tracks): what the plugin's
-/// own world writes, window for window (its one-hot characters, next character,
-/// concept masks and tracks); a shape it cannot make is an error that leaves it
-/// enabled.
+/// The text plugin's world through the ABI (1.2, with tracks): its windows are
+/// one-hot text in its alphabet, the class the character after the window, and
+/// the tracks and concept masks what the characters say (recomputed here from the
+/// characters read back: windows start at a line's start, so every track is
+/// known); a shape it cannot make is an error that leaves it enabled. (The
+/// plugin's own tests compare with its generator; this binary links the audio
+/// plugin's crate, and two plugins' entry symbols cannot share one binary.)
 #[test]
 fn the_text_plugins_world_comes_through_the_abi() {
-    use unitscope_text::world::{ALPHABET, CLASSES, TRACKS, World, index};
+    use unitscope::data::text::character;
     unitscope::plugin::load(&[], &[]);
     let text = unitscope::data::modality::named("text").expect("the text plugin loaded");
     let world = text.world().expect("the text plugin has a world");
-    assert_eq!(world.classes(), CLASSES.map(String::from));
-    assert_eq!(world.tracks(), TRACKS.map(String::from));
+    let alphabet: Vec<char> = world
+        .classes()
+        .iter()
+        .map(|c| character(c).unwrap())
+        .collect();
+    assert_eq!(alphabet.len(), 96);
+    assert_eq!((alphabet[0], alphabet[1], alphabet[95]), ('\n', ' ', '~'));
+    assert_eq!(world.tracks(), ["depth", "quote", "column", "indent"]);
     let concepts: Vec<&str> = world.concepts().iter().map(|(_, n)| n.as_str()).collect();
     assert_eq!(concepts, ["string", "nested", "indentation"]);
 
-    let steps = 80;
+    let steps = 120;
     for i in 0..6 {
-        let sample = world.sample(5, i, [ALPHABET, 1, steps]).unwrap();
-        let truth = World::new(5).sample(i, steps + 1);
-        assert_eq!(Some(sample.class), index(truth.chars[steps]));
-        for (t, &c) in truth.chars[..steps].iter().enumerate() {
-            let column: Vec<f32> = (0..ALPHABET).map(|v| sample.input[v * steps + t]).collect();
-            let hot: Vec<usize> = (0..ALPHABET).filter(|&v| column[v] == 1.0).collect();
-            assert_eq!(hot, [index(c).unwrap()], "sample {i}, step {t}");
-            assert_eq!(column.iter().sum::<f32>(), 1.0);
+        let sample = world.sample(5, i, [96, 1, steps]).unwrap();
+        let chars: Vec<char> = (0..steps)
+            .map(|t| {
+                let hot: Vec<usize> = (0..96)
+                    .filter(|&v| sample.input[v * steps + t] == 1.0)
+                    .collect();
+                assert_eq!(hot.len(), 1, "sample {i}, step {t}: {hot:?}");
+                alphabet[hot[0]]
+            })
+            .collect();
+        let track = |k: usize| &sample.tracks[k * steps..][..steps];
+        let (depth, quote, column, indent) = (track(0), track(1), track(2), track(3));
+        let (mut quoted, mut col, mut blocks) = (false, 0, None);
+        for (t, &c) in chars.iter().enumerate() {
+            if col == 0 {
+                let spaces = chars[t..].iter().take_while(|&&c| c == ' ').count();
+                // A line whose indentation the window cuts is not known here.
+                blocks = match t + spaces < steps {
+                    true => Some(spaces / 4),
+                    false => None,
+                };
+            }
+            if c == '"' {
+                quoted = !quoted;
+            }
+            assert_eq!(quote[t] == 1.0, quoted, "sample {i}, step {t}");
+            assert_eq!(column[t], col as f32, "sample {i}, step {t}");
+            if let Some(blocks) = blocks {
+                assert_eq!(indent[t], blocks as f32, "sample {i}, step {t}");
+            }
+            if t > 0 {
+                let opened = match c {
+                    '(' | '[' | '{' if !quoted => 1.0,
+                    ')' | ']' | '}' if !quoted => -1.0,
+                    _ => 0.0,
+                };
+                assert_eq!(depth[t] - depth[t - 1], opened, "sample {i}, step {t}");
+            }
+            col = if c == '\n' { 0 } else { col + 1 };
         }
-        for (k, track) in truth.tracks.iter().enumerate() {
-            assert_eq!(
-                sample.tracks[k * steps..][..steps],
-                track[..steps],
-                "track {k}"
-            );
+        // The concepts are the tracks thresholded.
+        let mask = |k: usize| &sample.masks[k * steps..][..steps];
+        for t in 0..steps {
+            assert_eq!(mask(0)[t], quote[t] == 1.0);
+            assert_eq!(mask(1)[t], depth[t] >= 2.0);
+            assert_eq!(mask(2)[t], column[t] < 4.0 * indent[t]);
         }
-        // The concepts are the tracks thresholded: `string` is the quote track.
-        let quote = &truth.tracks[1][..steps];
-        let string: Vec<bool> = quote.iter().map(|&q| q == 1.0).collect();
-        assert_eq!(sample.masks[..steps], string[..]);
-        assert_eq!(world.sample(5, i, [ALPHABET, 1, steps]).unwrap(), sample);
+        assert!(sample.class < 96);
+        assert_eq!(world.sample(5, i, [96, 1, steps]).unwrap(), sample);
     }
     let error = world.sample(5, 0, [3, 8, 8]).unwrap_err().to_string();
     assert!(
@@ -845,7 +904,7 @@ fn the_text_plugins_world_comes_through_the_abi() {
         "{error}"
     );
     assert!(
-        world.sample(5, 0, [ALPHABET, 1, 8]).is_ok(),
+        world.sample(5, 0, [96, 1, 8]).is_ok(),
         "a refused sample disabled it"
     );
 }
@@ -877,21 +936,29 @@ fn the_char_lstm_reads_and_explains_text_files() {
         let run = unitscope(&args, dir.path());
         assert!(run.status.success(), "{method}: {}", stderr(&run));
         let maps = raw_maps(&out);
-        let (name, map) = maps
-            .iter()
-            .find(|(n, _)| n.ends_with(".display.npy"))
-            .expect("a map over the characters");
-        assert_eq!(map.len(), 128, "{name}");
-        // The file is 45 characters at the window's end: the 83 empty positions
+        let raw = &maps[&format!("code.{method}.predicted.raw.npy")];
+        assert_eq!(raw.len(), 96 * 128);
+        // Each character's share: the sum over the one-hot channels.
+        let map: Vec<f32> = (0..128)
+            .map(|t| (0..96).map(|c| raw[c * 128 + t]).sum())
+            .collect();
+        // The file is 42 characters at the window's end: the 86 empty positions
         // before it carry no character, so no attribution.
         assert!(
-            map[..83].iter().all(|&v| v == 0.0),
+            map[..86].iter().all(|&v| v == 0.0),
             "{method}: {:?}",
-            &map[..83]
+            &map[..86]
         );
+        assert!(map[86..].iter().all(|v| v.is_finite()));
         assert!(
-            map[83..].iter().any(|&v| v != 0.0),
+            map[86..].iter().any(|&v| v != 0.0),
             "{method}: an empty map"
+        );
+        let page = std::fs::read_to_string(out.join("code.text.html")).unwrap();
+        assert_eq!(
+            page.matches("<span").count(),
+            42,
+            "{method}: a span per character"
         );
     }
 
@@ -942,8 +1009,16 @@ fn units_correlate_finds_the_text_models_quote_and_depth_units() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let args = [
-        "units", "correlate", "--world", "text", "--layer", "rnn.0,rnn.0.cell", "--samples",
-        "200", "-o", json.to_str().unwrap(),
+        "units",
+        "correlate",
+        "--world",
+        "text",
+        "--layer",
+        "rnn.0,rnn.0.cell",
+        "--samples",
+        "200",
+        "-o",
+        json.to_str().unwrap(),
     ];
     let run = unitscope(&args, dir.path());
     assert!(run.status.success(), "{}", stderr(&run));
@@ -978,14 +1053,27 @@ fn units_correlate_finds_the_text_models_quote_and_depth_units() {
     );
     // The printed list names the same best unit first.
     let line = printed.lines().find(|l| l.starts_with("quote:")).unwrap();
-    assert!(line.starts_with(&format!("quote: {} r=", quote.0)), "{line}");
+    assert!(
+        line.starts_with(&format!("quote: {} r=", quote.0)),
+        "{line}"
+    );
 
     // That unit over two held-out samples, as coloured characters.
     let (layer, unit) = quote.0.split_once(':').unwrap();
     let page = dir.path().join("quote.html");
     let args = [
-        "units", "text", "--world", "text", "--samples", "2", "--layer", layer, "--units", unit,
-        "-o", page.to_str().unwrap(),
+        "units",
+        "text",
+        "--world",
+        "text",
+        "--samples",
+        "2",
+        "--layer",
+        layer,
+        "--units",
+        unit,
+        "-o",
+        page.to_str().unwrap(),
     ];
     let run = unitscope(&args, dir.path());
     assert!(run.status.success(), "{}", stderr(&run));
@@ -1000,8 +1088,18 @@ fn units_correlate_finds_the_text_models_quote_and_depth_units() {
     std::fs::write(texts.join("b.py"), "if (y) {\n    return {\"ok\": 3}\n}\n").unwrap();
     let out = dir.path().join("topk");
     let args = [
-        "topk", "--layer", layer, "--units", unit, "--k", "2", "--images",
-        texts.to_str().unwrap(), "--no-cache", "-o", out.to_str().unwrap(),
+        "topk",
+        "--layer",
+        layer,
+        "--units",
+        unit,
+        "--k",
+        "2",
+        "--images",
+        texts.to_str().unwrap(),
+        "--no-cache",
+        "-o",
+        out.to_str().unwrap(),
     ];
     let run = unitscope(&args, dir.path());
     assert!(run.status.success(), "{}", stderr(&run));

@@ -250,7 +250,8 @@ fn visualize(
                 name.push_str(&format!("_{copy}"));
             }
             let path = args.out.join(format!("{name}.png"));
-            render::save_png(&made.images[i], &path)?;
+            let framed = render::framed_by_card(model.input_spec(), made.images[i].clone());
+            render::save_png(&framed, &path)?;
             let value = made.values[i];
             out.line(&format!(
                 "{}: {value:.4} -> {}",

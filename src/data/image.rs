@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use image::{ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 
+use super::modality::Axis;
 use super::resample::{Interpolation, resize, resize_window};
 use crate::limits::{self, Limits};
 
@@ -51,6 +52,20 @@ pub struct InputSpec {
     /// (from 0 to 1) through this colormap, as a modality's single-valued input
     /// (a spectrogram) is.
     pub colormap: Option<InputColormap>,
+    /// What the input's columns and rows measure, for pictures made without a
+    /// file (feature visualizations, dissection's): a spectrogram's time and
+    /// frequency.
+    pub axes: Option<InputAxes>,
+}
+
+/// The axes of a model's input ([`InputSpec::axes`]).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputAxes {
+    /// Along the columns.
+    pub x: Axis,
+    /// Along the rows, top to bottom.
+    pub y: Axis,
 }
 
 /// A colormap an input is drawn through ([`InputSpec::colormap`]).
@@ -79,6 +94,7 @@ impl Default for InputSpec {
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
             colormap: None,
+            axes: None,
         }
     }
 }
@@ -102,6 +118,16 @@ impl InputSpec {
             (1..=MAX_INPUT_SIDE).contains(&h) && (1..=MAX_INPUT_SIDE).contains(&w),
             "input.size = [{h}, {w}]: each side takes 1 to {MAX_INPUT_SIDE} pixels"
         );
+        if let Some(axes) = &self.axes {
+            for (name, axis) in [("x", &axes.x), ("y", &axes.y)] {
+                ensure!(
+                    axis.start.is_finite() && axis.end.is_finite(),
+                    "input.axes.{name} runs from {} to {}: give finite ends",
+                    axis.start,
+                    axis.end
+                );
+            }
+        }
         ensure!(
             (1..=MAX_CHANNELS).contains(&self.channels),
             "input.channels = {}: allowed 1 to {MAX_CHANNELS}",
@@ -336,6 +362,47 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A card's `axes` are read whole and checked; a channel count past the limit
+    /// is refused, and a picture file cannot feed a model of other channels.
+    #[test]
+    fn a_cards_axes_and_channels() {
+        let spec: InputSpec = toml::from_str(
+            "channels = 1\naxes.x = { label = \"time\", unit = \"s\", start = 0.0, end = 1.5 }\n\
+             axes.y = { label = \"frequency\", unit = \"Hz\", start = 8000.0, end = 0.0 }",
+        )
+        .unwrap();
+        spec.check().unwrap();
+        let axes = spec.axes.as_ref().unwrap();
+        assert_eq!((axes.x.label.as_str(), axes.x.end), ("time", 1.5));
+        assert_eq!((axes.y.unit.as_str(), axes.y.start), ("Hz", 8000.0));
+        let image = RgbImage::new(4, 4);
+        let err = spec
+            .to_tensor(&image, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1-channel inputs"), "{err}");
+        let mut bad = spec.clone();
+        bad.axes.as_mut().unwrap().x.end = f64::INFINITY;
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .to_string()
+                .contains("input.axes.x")
+        );
+        let many = InputSpec {
+            channels: MAX_CHANNELS + 1,
+            ..InputSpec::default()
+        };
+        assert!(
+            many.check()
+                .unwrap_err()
+                .to_string()
+                .contains("input.channels")
+        );
+        let typo = toml::from_str::<InputSpec>("axes.x = { label = \"t\", units = \"s\" }");
+        assert!(typo.is_err());
+    }
 
     /// A card's `colormap` draws an input's first channel through it (0 at the
     /// map's start, 1 at its end; the other channels unread); without one, the

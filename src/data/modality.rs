@@ -88,7 +88,8 @@ pub struct Picture {
 }
 
 /// One axis of a picture: what it measures, in which unit, from edge to edge.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Axis {
     /// What it measures, e.g. `time`.
     pub label: String,

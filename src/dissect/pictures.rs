@@ -61,12 +61,8 @@ pub fn unit_pictures(
                     labels.layers.iter().any(|layer| layer[p] == l) || labels.scalars.contains(&l)
                 })
             };
-            Ok(draw(
-                &picture(model, &spec, &input)?,
-                &m,
-                labels.size,
-                on_label,
-            ))
+            let drawn = draw(&picture(model, &spec, &input)?, &m, labels.size, on_label);
+            Ok(render::framed_by_card(&spec, drawn))
         })
         .collect()
 }

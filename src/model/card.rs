@@ -14,6 +14,9 @@
 //! mean = [0.5, 0.5, 0.5]
 //! std = [0.5, 0.5, 0.5]
 //! # colormap = "magma"      # inputs drawn from their first channel (a spectrogram)
+//! # channels = 96           # input channels (default 3; one-hot text has one per character)
+//! # axes.x = { label = "time", unit = "s", start = 0.0, end = 1.01 }  # for pictures made
+//! # axes.y = { label = "frequency", unit = "Hz", start = 8000.0, end = 0.0 }  # without a file
 //!
 //! [options]                   # per architecture
 //! padding = "tf-same"

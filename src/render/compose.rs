@@ -116,6 +116,16 @@ pub fn framed(sample: &Sample, picture: RgbImage) -> RgbImage {
     }
 }
 
+/// `picture`, one of the whole model input, with the axes its card states
+/// (`[input.axes]`); else as it is. For pictures made without a file: feature
+/// visualizations, dissection's.
+pub fn framed_by_card(spec: &InputSpec, picture: RgbImage) -> RgbImage {
+    match &spec.axes {
+        Some(axes) => super::with_axes(&picture, &axes.x, &axes.y),
+        None => picture,
+    }
+}
+
 /// The map of the first input over `on`'s picture, at its own resolution: the
 /// heatmap (the model input's size) resized onto the window the model saw, and
 /// what lies outside it dimmed; or the modality's own drawing.

@@ -10,7 +10,9 @@ pub mod html;
 pub mod terminal;
 
 pub use color::{Colormap, Scaling, heatmap};
-pub use compose::{Backdrop, Scale, Style, draw, draw_all_on, draw_on, framed, overlay};
+pub use compose::{
+    Backdrop, Scale, Style, draw, draw_all_on, draw_on, framed, framed_by_card, overlay,
+};
 pub use files::{file_part, save_npy, save_png};
 pub use grid::{ColourBar, Panel, grid, token_strip, with_axes, with_colour_bars};
 pub use terminal::{Cells, Protocol, Terminal};
