@@ -434,7 +434,8 @@ pub fn unit(
             ..Style::default()
         };
         let on = Backdrop::of(&sample, &original, spec);
-        let image = render::draw_on(&maps, on, style)?;
+        // Inside a modality's axes (a spectrogram's time and frequency).
+        let image = render::framed(&sample, render::draw_on(&maps, on, style)?);
         let text = match model.architecture().is_sequence() && top.map.len() == w {
             true => Some((
                 text::characters(model.labels(), &sample.tensor)?,

@@ -239,7 +239,22 @@ fn draw_visual(app: &mut App, frame: &mut Frame, area: Rect, (layer, unit): (&st
         return;
     }
     match app.visuals.get(&key).copied() {
-        Some(id) => app.pictures.draw(frame, inner, id),
+        Some(id) => {
+            // The axes a card states (a spectrogram's), as the Explain screen
+            // captions a modality's picture.
+            let axes = app.model.as_ref().and_then(|m| m.input_spec().axes.clone());
+            let picture = match axes {
+                Some(axes) => {
+                    let [caption, picture] =
+                        Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
+                    let text = format!("x: {} · y: {}", axes.x.caption(), axes.y.caption());
+                    frame.render_widget(Paragraph::new(text).style(app.theme.muted), caption);
+                    picture
+                }
+                None => inner,
+            };
+            app.pictures.draw(frame, picture, id);
+        }
         None if app.reads_text() => note(
             app,
             frame,
