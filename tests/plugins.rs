@@ -1081,11 +1081,16 @@ fn units_correlate_finds_the_text_models_quote_and_depth_units() {
     assert_eq!(html.matches("<h3>").count(), 2);
     assert!(html.matches("<span style=\"background:#").count() >= 2 * 128 - 10);
 
-    // Dataset search over text files: each unit's strongest snippets.
+    // Dataset search over text files: each unit's strongest snippets. A folder's
+    // inputs are the files of the kind most of them are: the picture beside two
+    // texts is not one.
     let texts = dir.path().join("texts");
     std::fs::create_dir_all(&texts).unwrap();
     std::fs::write(texts.join("a.py"), "x = print(\"hello [ world\", [1, 2])\n").unwrap();
     std::fs::write(texts.join("b.py"), "if (y) {\n    return {\"ok\": 3}\n}\n").unwrap();
+    image::RgbImage::new(8, 8)
+        .save(texts.join("logo.png"))
+        .unwrap();
     let out = dir.path().join("topk");
     let args = [
         "topk",
@@ -1105,6 +1110,7 @@ fn units_correlate_finds_the_text_models_quote_and_depth_units() {
     assert!(run.status.success(), "{}", stderr(&run));
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("topk.json")).unwrap()).unwrap();
+    assert_eq!(index["inputs"], 2, "{index}");
     let top = &index["layers"][0]["units"][0]["top"];
     for found in top.as_array().unwrap() {
         let snippet = found["snippet"].as_str().unwrap();

@@ -20,7 +20,8 @@ use super::world::{HELD_OUT, SIZE, World};
 pub enum Source {
     /// These files (images, or a modality's), in order.
     Files(Vec<PathBuf>),
-    /// The PNG and JPEG files of a folder, and those of the modalities, by name.
+    /// The files of a folder of the kind most of them are: PNG and JPEG pictures,
+    /// or one modality's files; by name.
     Folder(PathBuf),
     /// The first `n` held-out scenes of the demo world.
     Demo(usize),
@@ -263,8 +264,10 @@ fn stamp(path: &Path) -> String {
     }
 }
 
-/// The PNG and JPEG files of `folder`, and the files of the modalities, sorted;
-/// an error if there are none.
+/// The inputs of `folder`, sorted: its files of the kind most of them are
+/// (PNG and JPEG pictures, or one modality's files; on a tie, pictures, then
+/// modalities by name), so that a folder of clips beside their script stays a
+/// folder of clips; an error if it has none.
 fn images_in(folder: &Path) -> Result<Vec<PathBuf>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(folder)
         .with_context(|| format!("cannot read folder `{}`", folder.display()))?
@@ -274,9 +277,21 @@ fn images_in(folder: &Path) -> Result<Vec<PathBuf>> {
     paths.sort();
     ensure!(
         !paths.is_empty(),
-        "`{}` holds no PNG or JPEG images",
+        "`{}` holds no PNG or JPEG images, nor files a modality plugin opens",
         folder.display()
     );
+    // A file's kind: its modality's name; "" for a picture.
+    let kind = |p: &Path| modality::for_path(p).map_or("", |m| m.name()).to_owned();
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for path in &paths {
+        *counts.entry(kind(path)).or_default() += 1;
+    }
+    let most = counts
+        .iter()
+        .max_by_key(|(kind, n)| (**n, std::cmp::Reverse(*kind)))
+        .map(|(kind, _)| kind.clone())
+        .unwrap_or_default();
+    paths.retain(|p| kind(p) == most);
     Ok(paths)
 }
 

@@ -87,7 +87,9 @@ impl Modality for TextModality {
     const NAME: &'static str = "text";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const ABOUT: &'static str = "text files as one-hot characters for recurrent models";
-    const EXTENSIONS: &'static [&'static str] = &["txt", "py", "rs", "c", "js", "json", "toml"];
+    /// Text and code; not JSON or TOML, which sit beside images and clips as their
+    /// metadata (a folder of WAV files and their labels stays a folder of clips).
+    const EXTENSIONS: &'static [&'static str] = &["txt", "py", "rs", "c", "js"];
     /// Where the source tree keeps it: the card is not copied beside the built
     /// library, which Cargo places in `target/`.
     const CARD: &'static str = concat!(env!("CARGO_MANIFEST_DIR"), "/model/char-lstm.toml");
