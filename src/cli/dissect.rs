@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use unitscope::data::concepts::WorldSet;
-use unitscope::data::modality;
 use unitscope::data::{Broden, ConceptSet};
 use unitscope::dissect::shard::{self, Part, State};
 use unitscope::dissect::{self, LayerDissection, Settings, report};
@@ -156,13 +155,7 @@ fn model_and_set(
         };
         return Ok((super::load_model(card)?, set));
     };
-    let modality = modality::named(name).with_context(|| {
-        format!("no modality `{name}` (`unitscope plugins` lists those loaded)")
-    })?;
-    let world = modality
-        .world()
-        .with_context(|| format!("the modality `{name}` has no world"))?;
-    let model = super::load_model(card.or(modality.card()))?;
+    let (world, model) = super::world_and_model(name, card)?;
     let set = ConceptSet::World(WorldSet {
         name: name.to_owned(),
         world,

@@ -56,6 +56,22 @@ fn load_model(card: Option<&Path>) -> Result<Model> {
     Ok(model)
 }
 
+/// Modality plugin `name`'s world, and the model for it: `card`, else the card
+/// the plugin ships, else the embedded demo model.
+fn world_and_model(
+    name: &str,
+    card: Option<&Path>,
+) -> Result<(&'static dyn unitscope::data::modality::World, Model)> {
+    use anyhow::Context as _;
+    let modality = unitscope::data::modality::named(name).with_context(|| {
+        format!("no modality `{name}` (`unitscope plugins` lists those loaded)")
+    })?;
+    let world = modality
+        .world()
+        .with_context(|| format!("the modality `{name}` has no world"))?;
+    Ok((world, load_model(card.or(modality.card()))?))
+}
+
 /// The model for `source`'s inputs: the card given; else the one their modality
 /// ships ([`Source::shipped_card`]); else the embedded demo model.
 fn model_for(card: Option<&Path>, source: &Source) -> Result<Model> {

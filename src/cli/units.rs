@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, ensure};
 use candle_core::{IndexOp, Tensor};
 use unitscope::atomic;
-use unitscope::data::{Source, modality, text};
+use unitscope::data::{Source, text};
 use unitscope::model::{Model, Probe};
 use unitscope::render::html::{Painted, painted_page};
 use unitscope::units::{Correlations, correlate};
@@ -91,13 +91,7 @@ pub fn run(command: &Units) -> Result<()> {
 /// The model and the inputs `args` names, each with its name.
 fn text_inputs(args: &TextArgs) -> Result<(Model, Vec<(String, Tensor)>)> {
     if let Some(name) = &args.world {
-        let modality = modality::named(name).with_context(|| {
-            format!("no modality `{name}` (`unitscope plugins` lists those loaded)")
-        })?;
-        let world = modality
-            .world()
-            .with_context(|| format!("the modality `{name}` has no world"))?;
-        let model = super::load_model(args.model.as_deref().or(modality.card()))?;
+        let (world, model) = super::world_and_model(name, args.model.as_deref())?;
         let shape = model.input_spec().shape();
         let inputs = (0..args.samples as u64)
             .map(|i| {
@@ -180,14 +174,7 @@ fn run_text(args: &TextArgs) -> Result<()> {
 }
 
 fn run_correlate(args: &CorrelateArgs) -> Result<()> {
-    let name = args.world.as_str();
-    let modality = modality::named(name).with_context(|| {
-        format!("no modality `{name}` (`unitscope plugins` lists those loaded)")
-    })?;
-    let world = modality
-        .world()
-        .with_context(|| format!("the modality `{name}` has no world"))?;
-    let model = super::load_model(args.model.as_deref().or(modality.card()))?;
+    let (world, model) = super::world_and_model(&args.world, args.model.as_deref())?;
     let (layers, samples, seed) = (args.layers.clone(), args.samples, args.seed);
     let found: Correlations = job::run("correlate", samples as u64, move |cx, _| {
         correlate(&model, world, &layers, seed, samples, |done| {
