@@ -26,6 +26,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     #[allow(dead_code)] // read before clap runs, by `plugin_paths`
     plugin: Vec<std::path::PathBuf>,
+    /// Where the engine runs: cpu, cuda, cuda:N (a build with `--features cuda`:
+    /// scripts/build-cuda.sh), or auto (the first GPU if there is one, else the CPU).
+    /// The inspector also reads `device` from its config.
+    #[arg(long, global = true, value_name = "DEVICE")]
+    device: Option<unitscope::model::DeviceChoice>,
 }
 
 #[derive(Subcommand)]
@@ -101,8 +106,11 @@ fn main() -> ExitCode {
             eprintln!("warning: {problem}");
         }
     }
+    if let Some(device) = cli.device {
+        cli::choose_device(device);
+    }
     let result = match cli.command {
-        None if is_interactive() => tui::run(&cli.inspect),
+        None if is_interactive() => tui::run(&cli.inspect, cli.device),
         None => cli::overview::run(cli.inspect.model.as_deref()),
         Some(Command::Info(args)) => cli::info::run(&args),
         Some(Command::Predict(args)) => cli::predict::run(&args),

@@ -33,38 +33,53 @@ fn max_abs(t: &Tensor) -> f64 {
         .unwrap()
 }
 
-fn demo_model() -> Model {
+fn demo_model(device: &Device) -> Model {
     let path = root().join("assets/demo-model.safetensors");
     let tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
-    let weights = Weights::from_tensors(tensors, &Device::Cpu)
+    let weights = Weights::from_tensors(tensors, device)
         .unwrap()
         .with_dtype(DType::F64);
     demo::build(&weights).unwrap()
 }
 
-fn resnet18() -> Model {
-    common::synthetic_model_as(
+fn resnet18(device: &Device) -> Model {
+    common::synthetic_model_on(
+        device,
         Architecture::Resnet18,
         &ArchOptions::default(),
         10,
         DType::F64,
+        Default::default(),
     )
 }
 
 struct Case {
-    name: &'static str,
+    name: String,
     model: Model,
     reference: HashMap<String, Tensor>,
     layer: &'static str,
 }
 
 impl Case {
-    fn new(name: &'static str, model: Model, layer: &'static str) -> Self {
-        Self {
-            name,
-            model,
-            reference: fixture(name),
-            layer,
+    /// Checks every method on `name`'s fixture with the model `build` makes, on
+    /// every engine ([`common::engines`]: the CPU's kernels, Candle's portable ops,
+    /// CUDA if present).
+    fn run_everywhere(name: &str, build: fn(&Device) -> Model, layer: &'static str) {
+        let reference = fixture(name);
+        for engine in common::engines() {
+            engine.run(|device| {
+                let reference = reference
+                    .iter()
+                    .map(|(k, t)| (k.clone(), t.to_device(device).unwrap()))
+                    .collect();
+                Self {
+                    name: format!("{name} [{}]", engine.name),
+                    model: build(device),
+                    reference,
+                    layer,
+                }
+                .run()
+            });
         }
     }
 
@@ -248,10 +263,10 @@ impl Case {
 
 #[test]
 fn demo_cnn_matches_captum_and_pytorch_grad_cam() {
-    Case::new("demo", demo_model(), "features.10").run();
+    Case::run_everywhere("demo", demo_model, "features.10");
 }
 
 #[test]
 fn resnet18_matches_captum_and_pytorch_grad_cam() {
-    Case::new("resnet18", resnet18(), "layer3").run();
+    Case::run_everywhere("resnet18", resnet18, "layer3");
 }

@@ -102,6 +102,33 @@ fn info_prints_a_table() {
     );
 }
 
+/// `--device` on any command: the CPU always works, a bad name is a one-line error
+/// listing the good ones, and a build without CUDA asked for a GPU says how to get
+/// one (in a CUDA build, with no GPU, `auto` falls back to the CPU and says so).
+#[test]
+fn devices_are_chosen_on_every_command() {
+    let out = unitscope(&["info", "--device", "cpu"], &[]);
+    assert_success(&out);
+    let out = unitscope(&["info", "--device", "npu"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("give cpu, cuda, cuda:N"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    if !cfg!(feature = "cuda") {
+        let out = unitscope(&["info", "--device", "cuda:1"], &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("built without CUDA, so it cannot use cuda:1"),
+            "{err}"
+        );
+        assert!(err.contains("scripts/build-cuda.sh"), "{err}");
+        let out = unitscope(&["info", "--device", "auto"], &[]);
+        assert_success(&out);
+        assert!(out.stderr.is_empty(), "auto on a CPU build is quiet");
+    }
+}
+
 #[test]
 fn huggingface_cache_is_read_offline() {
     let home = tempfile::tempdir().unwrap();

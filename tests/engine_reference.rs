@@ -11,7 +11,9 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{fixture, rel_err, synthetic_input, synthetic_model, synthetic_model_for};
+use std::collections::HashMap;
+
+use common::{fixture, rel_err, synthetic_input, synthetic_model, synthetic_model_on};
 use unitscope::data::InputSpec;
 use unitscope::model::{ArchOptions, Architecture, BackwardRule, Objective, Probe};
 
@@ -21,9 +23,33 @@ fn check(name: &str, arch: Architecture, options: ArchOptions, shape: [usize; 4]
     check_on(name, arch, options, synthetic_input(&shape), 10);
 }
 
-/// [`check`] on the input `x`, with `classes` classes.
+/// [`check`] on the input `x`, with `classes` classes, on every engine
+/// ([`common::engines`]: the CPU's kernels, Candle's portable ops, CUDA if present).
 fn check_on(name: &str, arch: Architecture, options: ArchOptions, x: Tensor, classes: usize) {
     let reference = fixture(name);
+    for engine in common::engines() {
+        engine.run(|device| {
+            let x = x.to_device(device).unwrap();
+            check_engine(
+                &format!("{name} [{}]", engine.name),
+                &reference,
+                (arch, &options),
+                &x,
+                classes,
+                device,
+            )
+        });
+    }
+}
+
+fn check_engine(
+    name: &str,
+    reference: &HashMap<String, Tensor>,
+    (arch, options): (Architecture, &ArchOptions),
+    x: &Tensor,
+    classes: usize,
+    device: &Device,
+) {
     let shape = x.dims().to_vec();
     let input = InputSpec {
         channels: shape[1],
@@ -40,9 +66,9 @@ fn check_on(name: &str, arch: Architecture, options: ArchOptions, x: Tensor, cla
             .fold(Probe::new().rule(rule), |p, l| p.record(l.clone()))
     };
 
-    let model = synthetic_model_for(arch, &options, classes, DType::F32, input.clone());
+    let model = synthetic_model_on(device, arch, options, classes, DType::F32, input.clone());
     let capture = model
-        .forward(&x, &recording(BackwardRule::Gradient))
+        .forward(x, &recording(BackwardRule::Gradient))
         .unwrap();
     let err = rel_err(capture.logits().unwrap(), &reference["logits"]);
     println!("{name}: float32 logits rel err {err:.2e}");
@@ -55,7 +81,8 @@ fn check_on(name: &str, arch: Architecture, options: ArchOptions, x: Tensor, cla
     }
 
     // References are stored as float32: 1e-6 leaves room for that rounding only.
-    let model = synthetic_model_for(arch, &options, classes, DType::F64, input);
+    let model = synthetic_model_on(device, arch, options, classes, DType::F64, input);
+    let x = x.to_dtype(DType::F64).unwrap();
     let objective = Objective::Logits(TARGETS[..shape[0]].to_vec());
     for (rule, key) in [
         (BackwardRule::Gradient, "gradient"),

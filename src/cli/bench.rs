@@ -57,6 +57,10 @@ pub struct AttributionArgs {
     /// One JSON object per line: method, model, batch, ms, passes.
     #[arg(long)]
     json: bool,
+    /// The network, with closed-form weights (resnet18, resnet50, ...); CAMs read
+    /// its `layer4`.
+    #[arg(long, default_value = "resnet18")]
+    model: String,
 }
 
 #[derive(clap::Args)]
@@ -157,19 +161,12 @@ fn engine(args: &EngineArgs) -> Result<()> {
     let archs = args
         .models
         .iter()
-        .map(|name| {
-            let arch: Architecture =
-                serde_json::from_value(serde_json::Value::String(name.clone())).map_err(|_| {
-                    anyhow::anyhow!(
-                        "unknown model `{name}` (try resnet18, vgg11, efficientnet_lite0)"
-                    )
-                })?;
-            Ok((name, arch))
-        })
+        .map(|name| Ok((name, architecture(name)?)))
         .collect::<Result<Vec<_>>>()?;
     if !args.json {
         outln!(
-            "224x224, {threads} threads, rule {rule}, median of {}; floor = MACs x 2 / AVX2 peak",
+            "224x224, {}, rule {rule}, median of {}; floor = MACs x 2 / AVX2 peak",
+            running_on(&device),
             args.reps
         );
         outln!(
@@ -211,7 +208,9 @@ fn engine(args: &EngineArgs) -> Result<()> {
                 let peak = peak_rss_mb();
                 let (f, g) = (ms(forward), ms(forward_grad));
                 // Forward 2 FLOP per MAC; forward + input gradient about twice that.
+                // The floor is the CPU's.
                 let floor = forward_macs(name)
+                    .filter(|_| device.is_cpu())
                     .map(|m| 2.0 * m * batch as f64 / (PEAK_FLOPS_PER_CORE * threads as f64) * 1e3);
                 let path_name = spelling(path)?;
                 if args.json {
@@ -253,7 +252,7 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
     use unitscope::attribution::descriptor::Value;
     use unitscope::attribution::{Params, Target, registry};
     let device = super::device()?;
-    let model = Model::synthetic(Architecture::Resnet18, &device)?;
+    let model = Model::synthetic(architecture(&args.model)?, &device)?;
     // Only what was given is set: every other parameter is at its method's default,
     // the one `explain` uses.
     let mut options = Params::new();
@@ -277,8 +276,9 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
     }
     if !args.json {
         outln!(
-            "ResNet-18, 224x224, {} threads, median of {}; passes per image (forward+backward / forward only)",
-            threads(),
+            "{}, 224x224, {}, median of {}; passes per image (forward+backward / forward only)",
+            args.model,
+            running_on(&device),
             args.reps
         );
         outln!(
@@ -304,7 +304,7 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
                 outln!(
                     "{}",
                     serde_json::json!({
-                        "method": name, "name": method.name(), "model": "resnet18",
+                        "method": name, "name": method.name(), "model": args.model,
                         "batch": batch, "ms": ms, "passes": passes,
                     })
                 );
@@ -322,6 +322,23 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The architecture `name` spells (its serde name, as cards write it).
+fn architecture(name: &str) -> Result<Architecture> {
+    serde_json::from_value(serde_json::Value::String(name.into())).map_err(|_| {
+        anyhow::anyhow!(
+            "unknown model `{name}` (try resnet18, resnet50, vgg11, efficientnet_lite0)"
+        )
+    })
+}
+
+/// Where a bench runs, for its heading: the CPU's threads, or the GPU's name.
+fn running_on(device: &Device) -> String {
+    match device.is_cpu() {
+        true => format!("{} threads", threads()),
+        false => unitscope::model::device::describe(device),
+    }
 }
 
 /// How a value is spelt on the command line and in JSON (its serde name).

@@ -30,7 +30,7 @@ use candle_core::Device;
 use clap::builder::{PossibleValue, PossibleValuesParser, RangedU64ValueParser, TypedValueParser};
 use unitscope::choice::Choice;
 use unitscope::data::Source;
-use unitscope::model::{Model, ModelCard};
+use unitscope::model::{DeviceChoice, Model, ModelCard};
 
 /// Writes a line to standard output, returning the error (a closed pipe, a full disk)
 /// instead of panicking as `println!` does.
@@ -137,13 +137,26 @@ fn real(lo: f64, hi: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send
     }
 }
 
-/// The first CUDA device when built with `--features cuda`, else the CPU.
+/// The device every command runs on, set once from `--device` before dispatch.
+static DEVICE: std::sync::OnceLock<DeviceChoice> = std::sync::OnceLock::new();
+
+/// Records `--device` for [`device`]; the first call wins.
+pub fn choose_device(choice: DeviceChoice) {
+    let _ = DEVICE.set(choice);
+}
+
+/// The device `--device` chose (default `auto`), opened once per process; `auto`'s
+/// fallback notice is printed once, on standard error.
 fn device() -> Result<Device> {
-    if cfg!(feature = "cuda") {
-        Ok(Device::new_cuda(0)?)
-    } else {
-        Ok(Device::Cpu)
+    static OPENED: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    if let Some(device) = OPENED.get() {
+        return Ok(device.clone());
     }
+    let opened = DEVICE.get().copied().unwrap_or_default().open()?;
+    if let Some(notice) = opened.notice {
+        eprintln!("note: {notice}");
+    }
+    Ok(OPENED.get_or_init(|| opened.device).clone())
 }
 
 /// Unit indices as inclusive ranges, as `--units` and `--unit` take them.

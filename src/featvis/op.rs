@@ -5,6 +5,8 @@ use anyhow::Result;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::model::device::cpu_kernels;
+
 /// `sum(x * g)` for a constant `g`: its gradient at `x` is `g`, so a backward from
 /// it carries `g` down `x`'s graph. On the CPU one op whose backward is that alone.
 pub(super) fn pull(x: &Tensor, g: &Tensor) -> Result<Tensor> {
@@ -15,7 +17,7 @@ pub(super) fn pull(x: &Tensor, g: &Tensor) -> Result<Tensor> {
         x.dims()
     );
     let g = g.detach().contiguous()?;
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if cpu_kernels(x.device()) && x.dtype() == DType::F32 {
         return Ok(x.contiguous()?.apply_op2(&g, Pull)?);
     }
     Ok((x * g)?.sum_all()?)

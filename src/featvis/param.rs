@@ -29,6 +29,7 @@ use rayon::prelude::*;
 use super::op::contiguous_f32;
 use super::spectrum::InverseRfft2;
 use crate::data::InputSpec;
+use crate::model::device::cpu_kernels;
 
 /// Lucid's `color_correlation_svd_sqrt`: the square root of ImageNet's RGB
 /// covariance (rows: R, G, B).
@@ -150,7 +151,7 @@ fn to_valid_rgb(x: &Tensor, decorrelate: bool) -> Result<Tensor> {
     if !decorrelate {
         return Ok(candle_nn::ops::sigmoid(x)?);
     }
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if cpu_kernels(x.device()) && x.dtype() == DType::F32 {
         ensure!(x.dim(1)? == 3, "colour decorrelation needs 3 channels");
         return Ok(x.contiguous()?.apply_op1(ValidRgb)?);
     }

@@ -29,6 +29,7 @@ use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
 
 use super::op::contiguous_f32;
+use crate::model::device::cpu_kernels;
 
 /// The inverse real 2-D FFT of `rows x columns` images, each frequency weighted
 /// first (Lucid's spectrum scale, or 1).
@@ -70,9 +71,9 @@ impl InverseRfft2 {
     ) -> Result<Self> {
         let wf = w / 2 + 1;
         let weights: Vec<f32> = (0..h * wf).map(|i| weight(i / wf, i % wf) as f32).collect();
-        let tables = match device {
-            Device::Cpu => None,
-            _ => Some(DftTables::new((h, w), device)?),
+        let tables = match cpu_kernels(device) {
+            true => None,
+            false => Some(DftTables::new((h, w), device)?),
         };
         Ok(Self {
             scale: Tensor::from_vec(weights.clone(), (h, wf), device)?,

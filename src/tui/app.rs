@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use candle_core::Device;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::Rect;
 use unitscope::attribution::descriptor::Value;
@@ -75,6 +76,8 @@ pub struct Setup {
     pub concepts: Option<PathBuf>,
     /// Problems found while setting up (a bad config), for the status bar.
     pub notices: Vec<String>,
+    /// Where models are loaded and every job computes.
+    pub device: Device,
 }
 
 /// A line in the status bar.
@@ -198,6 +201,8 @@ pub struct App {
     pub pictures: Pictures,
     pub card: Option<(PathBuf, ModelCard)>,
     pub model: Option<Arc<Model>>,
+    /// Where models load ([`Setup::device`]).
+    pub device: Device,
     pub source: Source,
     pub entries: Arc<Vec<Entry>>,
     pub compare_methods: Vec<String>,
@@ -266,6 +271,7 @@ impl App {
             dissect,
             concepts,
             notices,
+            device,
         } = setup;
         let (entries, mut status) = match source.entries() {
             Ok(entries) => (entries, None),
@@ -294,6 +300,7 @@ impl App {
             theme,
             keys,
             pictures,
+            device,
             card,
             model: None,
             source,
@@ -348,7 +355,10 @@ impl App {
             Some(model) => app.model = Some(model),
             None => {
                 let card = app.card.as_ref().map(|(_, card)| card.clone());
-                app.submit("model", "", move |_| work::load_model(card.as_ref()));
+                let device = app.device.clone();
+                app.submit("model", "", move |_| {
+                    work::load_model(card.as_ref(), &device)
+                });
             }
         }
         app
@@ -575,7 +585,8 @@ impl App {
             self.trust = None;
             self.source = Source::Demo(64);
             self.entries = Arc::new(self.source.entries().unwrap_or_default());
-            self.submit("model", "", |_| work::load_model(None));
+            let device = self.device.clone();
+            self.submit("model", "", move |_| work::load_model(None, &device));
         }
         self.status = Some(message);
     }

@@ -129,6 +129,7 @@ fn setup(source: Source, model: Option<Arc<Model>>) -> Setup {
         dissect: false,
         concepts: None,
         notices: Vec::new(),
+        device: candle_core::Device::Cpu,
     }
 }
 

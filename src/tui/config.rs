@@ -27,6 +27,8 @@ pub struct Config {
     /// The Broden-layout dataset layers are dissected on when `--concepts` is not
     /// given.
     pub concepts: Option<PathBuf>,
+    /// `cpu`, `cuda`, `cuda:N` or `auto` (the default), when `--device` is not given.
+    pub device: Option<String>,
     /// The methods the Explain screen's compare view shows, and the Trust screen measures.
     pub methods: Option<Vec<String>>,
     /// Action name to keys, replacing the action's default keys.

@@ -32,7 +32,7 @@ use ratatui_image::picker::cap_parser::QueryStdioOptions;
 use ratatui_image::picker::{Picker, ProtocolType};
 use unitscope::choice::Choice;
 use unitscope::data::Source;
-use unitscope::model::ModelCard;
+use unitscope::model::{DeviceChoice, ModelCard};
 
 use app::{App, COMPARE, Setup};
 use config::Config;
@@ -152,7 +152,8 @@ pub struct Options {
 const DEMO_INPUTS: usize = 64;
 
 /// Runs the inspector on the terminal until the user quits (or a SIGTERM/SIGHUP).
-pub fn run(options: &Options) -> Result<()> {
+/// `device` is `--device`, which wins over the config's.
+pub fn run(options: &Options, device: Option<DeviceChoice>) -> Result<()> {
     // Before any other thread starts, so that every thread inherits the handlers.
     let signals = terminal::Signals::register()?;
     let mut notices = unitscope::plugin::problems();
@@ -177,7 +178,9 @@ pub fn run(options: &Options) -> Result<()> {
             None => Graphics::Auto,
         },
     };
+    let device = open_device(device, &config, &mut notices)?;
     let mut setup = setup(options, &config, &mut notices);
+    setup.device = device;
     let mut session = terminal::Session::enter()?;
     setup.pictures = Pictures::new(picker(graphics));
     setup.notices = notices;
@@ -192,7 +195,41 @@ pub fn run(options: &Options) -> Result<()> {
     outcome
 }
 
-/// Everything but the pictures, from the options, the config and defaults; what is
+/// The device from `--device`, else the config's, else `auto`. One named on the
+/// command line that cannot be opened stops the inspector before the terminal is
+/// taken (the error says what to do); the config's falls back to the CPU with a
+/// notice, as any bad setting does.
+fn open_device(
+    flag: Option<DeviceChoice>,
+    config: &Config,
+    notices: &mut Vec<String>,
+) -> Result<candle_core::Device> {
+    if let Some(choice) = flag {
+        let opened = choice.open()?;
+        notices.extend(opened.notice);
+        return Ok(opened.device);
+    }
+    let choice = match config.device.as_deref().map(str::parse::<DeviceChoice>) {
+        None => DeviceChoice::Auto,
+        Some(Ok(choice)) => choice,
+        Some(Err(e)) => {
+            notices.push(format!("config: device {e}; using auto"));
+            DeviceChoice::Auto
+        }
+    };
+    match choice.open() {
+        Ok(opened) => {
+            notices.extend(opened.notice);
+            Ok(opened.device)
+        }
+        Err(e) => {
+            notices.push(format!("config: {e:#}; running on the CPU"));
+            Ok(candle_core::Device::Cpu)
+        }
+    }
+}
+
+/// Everything but the pictures and the device, from the options, the config and defaults; what is
 /// wrong with them goes to `notices` and its default is used.
 fn setup(options: &Options, config: &Config, notices: &mut Vec<String>) -> Setup {
     let theme_name = options
@@ -245,6 +282,7 @@ fn setup(options: &Options, config: &Config, notices: &mut Vec<String>) -> Setup
         dissect: true,
         concepts: options.concepts.clone().or(config.concepts.clone()),
         notices: Vec::new(),
+        device: candle_core::Device::Cpu,
     }
 }
 

@@ -46,6 +46,7 @@ fn setup(card: Option<(PathBuf, ModelCard)>, source: Source) -> Setup {
         dissect: true,
         concepts: None,
         notices: Vec::new(),
+        device: candle_core::Device::Cpu,
     }
 }
 

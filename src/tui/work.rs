@@ -64,10 +64,10 @@ pub fn lower_this_thread() {
 }
 
 /// The embedded demo model, or the model a card describes.
-pub fn load_model(card: Option<&ModelCard>) -> Result<Output> {
+pub fn load_model(card: Option<&ModelCard>, device: &Device) -> Result<Output> {
     let model = match card {
-        Some(card) => Model::from_card(card, &Device::Cpu)?,
-        None => unitscope::model::demo::model(&Device::Cpu)?,
+        Some(card) => Model::from_card(card, device)?,
+        None => unitscope::model::demo::model(device)?,
     };
     // The layer table needs one forward pass: done here, not on the first frame.
     model.layers()?;

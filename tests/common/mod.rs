@@ -10,9 +10,73 @@ use candle_core::{DType, Device, Tensor};
 use unitscope::data::InputSpec;
 use unitscope::model::{ArchOptions, Architecture, Model, Weights};
 
-/// The repository root.
+/// The repository root: `CARGO_MANIFEST_DIR` as cargo sets it when it runs the
+/// tests, else where they were built (a test binary carried to a GPU machine is run
+/// with it set to the copy of the repository there).
 pub fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    })
+}
+
+/// One way of running the engine that the reference tests check against the same
+/// fixtures.
+pub struct Engine {
+    pub name: &'static str,
+    pub device: Device,
+    portable: bool,
+}
+
+impl Engine {
+    /// Runs `f` on this engine's device, with its ops.
+    pub fn run<R>(&self, f: impl FnOnce(&Device) -> R) -> R {
+        match self.portable {
+            true => unitscope::model::device::portable_ops(|| f(&self.device)),
+            false => f(&self.device),
+        }
+    }
+}
+
+/// The engines to check: the CPU's kernels; Candle's device-independent ops on the
+/// CPU (the path CUDA takes, so its logic is checked on every machine); and CUDA
+/// device 0 when built with `--features cuda` and a GPU answers (else a note says
+/// it was skipped, and why).
+pub fn engines() -> Vec<Engine> {
+    let mut engines = vec![
+        Engine {
+            name: "cpu",
+            device: Device::Cpu,
+            portable: false,
+        },
+        Engine {
+            name: "portable",
+            device: Device::Cpu,
+            portable: true,
+        },
+    ];
+    match cuda() {
+        Ok(device) => engines.push(Engine {
+            name: "cuda",
+            device,
+            portable: false,
+        }),
+        Err(why) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("note: skipping the CUDA checks: {why}"));
+        }
+    }
+    engines
+}
+
+/// CUDA device 0, or why there is none.
+fn cuda() -> Result<Device, String> {
+    if !cfg!(feature = "cuda") {
+        return Err("built without `--features cuda` (scripts/build-cuda.sh)".into());
+    }
+    Device::new_cuda(0).map_err(|e| format!("no GPU answered: {e}"))
 }
 
 /// Tensors of `tests/fixtures/engine/NAME.safetensors` (made by tests/reference/make_fixtures.py).
@@ -67,12 +131,24 @@ pub fn synthetic_model_for(
     dtype: DType,
     input: InputSpec,
 ) -> Model {
+    synthetic_model_on(&Device::Cpu, arch, options, classes, dtype, input)
+}
+
+/// [`synthetic_model_for`] on `device`.
+pub fn synthetic_model_on(
+    device: &Device,
+    arch: Architecture,
+    options: &ArchOptions,
+    classes: usize,
+    dtype: DType,
+    input: InputSpec,
+) -> Model {
     let labels = unitscope::data::labels::numbered(classes);
     Model::new(
         format!("{arch:?}"),
         arch,
         options,
-        &Weights::synthetic(&Device::Cpu).with_dtype(dtype),
+        &Weights::synthetic(device).with_dtype(dtype),
         input,
         labels,
     )

@@ -28,7 +28,7 @@ pub(crate) use max_pool::{PoolGeometry, max_pool2d, max_pool2d_grad, max_pool2d_
 pub(crate) use rectify::{hold, rectify, rectify_grad, rectify_sum};
 pub(crate) use winograd::KernelCache;
 
-use candle_core::{CpuStorage, DType, Layout, Result, Tensor, WithDType, bail};
+use candle_core::{CpuStorage, DType, Device, Layout, Result, Tensor, WithDType, bail};
 use rayon::prelude::*;
 
 /// The element types the kernels serve: f32 (models) and f64 (reference checks,
@@ -100,9 +100,33 @@ fn elements<'a, T: Element>(storage: &'a CpuStorage, layout: &Layout) -> Result<
     Ok(&T::cpu_storage_as_slice(storage)?[start..end])
 }
 
-/// Whether `t` is served by these kernels.
+/// Whether `t` is served by these kernels: f32 and f64 tensors on the CPU, unless
+/// this thread is inside [`portable`].
 pub(crate) fn applies(t: &Tensor) -> bool {
-    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+    serves(t.device()) && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// Whether work on `device` goes to hand-written CPU code: on the CPU, unless this
+/// thread is inside [`portable`].
+pub(crate) fn serves(device: &Device) -> bool {
+    device.is_cpu() && !PORTABLE.get()
+}
+
+thread_local! {
+    static PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` on this thread with these kernels switched off: every op takes its
+/// device-independent Candle path, the one CUDA runs.
+pub(crate) fn portable<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PORTABLE.set(self.0);
+        }
+    }
+    let _restore = Restore(PORTABLE.replace(true));
+    f()
 }
 
 /// Runs `f` with a scratch buffer of `len` elements (contents unspecified), taken

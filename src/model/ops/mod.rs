@@ -15,6 +15,14 @@
 //! storage is the same code on every backend. On the CPU, f32 and f64 tensors go to
 //! the hand-written kernels of [`super::cpu`] instead.
 //!
+//! On a GPU the copy is one device-to-device copy of each op's output per pass
+//! that records a backward. It stays because both ways around it cost more: the op
+//! cannot compute a convolution itself (Candle's `ParamsConv2D` cannot be built
+//! outside Candle), and Candle's own convolution backward forms the kernel gradient
+//! too, a second convolution-sized product that nothing reads. Every backward here
+//! is whole-tensor Candle ops, so a pass never leaves the device; these are the ops
+//! the tests also run on the CPU ([`crate::model::device::portable_ops`]).
+//!
 //! [`BackwardRule`]: super::rules::BackwardRule
 
 mod conv;

@@ -1,9 +1,10 @@
 //! 2-D max pooling with PyTorch's semantics and a backward pass for any kernel and
 //! stride (overlapping windows included): on the CPU, [`cpu::max_pool2d`] and its
-//! own backward; elsewhere Candle's forward and a routing on the host.
+//! own backward; elsewhere Candle's forward and a routing by whole-tensor ops.
 
-use candle_core::{DType, Result, Tensor, bail};
+use candle_core::{Result, Tensor, bail};
 
+use super::conv::{dilate, windows};
 use super::{Backward, with_backward};
 use crate::model::cpu;
 
@@ -29,34 +30,34 @@ impl Backward for MaxPool {
 
 impl MaxPool {
     /// Routes each window's whole gradient to the first maximum in the window (row
-    /// by row), as PyTorch does; overlapping windows add up. Computed on the host:
-    /// a scatter with data-dependent indices, small next to the convolutions.
+    /// by row), as PyTorch does; overlapping windows add up. Whole-tensor ops, so it
+    /// stays on the device: tap `(ky, kx)` of every window at once is a strided
+    /// view of `x`; a tap takes the gradient where it holds the window's maximum and
+    /// no earlier tap did, and its share goes back to rows `ky + stride * i`,
+    /// columns `kx + stride * j` (the share dilated by the stride, then padded).
+    /// For finite inputs: the CPU kernel's NaN handling is not mirrored.
     fn grad(&self, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
+        let (k, stride) = (self.kernel, self.stride);
+        let (_, _, h, w) = x.dims4()?;
         let (_, _, oh, ow) = grad.dims4()?;
-        let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let gs = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let mut out = vec![0f32; xs.len()];
-        for plane in 0..n * c {
-            let xp = &xs[plane * h * w..(plane + 1) * h * w];
-            let op = &mut out[plane * h * w..(plane + 1) * h * w];
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let (y0, x0) = (oy * self.stride, ox * self.stride);
-                    let mut best = (y0 * w + x0, f32::NEG_INFINITY);
-                    for y in y0..(y0 + self.kernel).min(h) {
-                        for xx in x0..(x0 + self.kernel).min(w) {
-                            let v = xp[y * w + xx];
-                            if v > best.1 || v.is_nan() {
-                                best = (y * w + xx, v);
-                            }
-                        }
-                    }
-                    op[best.0] += gs[(plane * oh + oy) * ow + ox];
-                }
-            }
+        let taps = windows(&x.detach(), k, [(0, 0), (0, 0)], stride, (oh, ow))?;
+        let mut max = taps[0].clone();
+        for tap in &taps[1..] {
+            max = max.maximum(tap)?;
         }
-        Tensor::from_vec(out, (n, c, h, w), x.device())?.to_dtype(x.dtype())
+        let (span_h, span_w) = ((oh - 1) * stride + 1, (ow - 1) * stride + 1);
+        let mut unclaimed = grad.ones_like()?;
+        let mut out = x.zeros_like()?.to_dtype(grad.dtype())?;
+        for (i, tap) in taps.iter().enumerate() {
+            let (ky, kx) = (i / k, i % k);
+            let first = tap.eq(&max)?.to_dtype(grad.dtype())?.mul(&unclaimed)?;
+            unclaimed = (unclaimed - &first)?;
+            let share = dilate(&grad.mul(&first)?, stride)?
+                .pad_with_zeros(2, ky, h - ky - span_h)?
+                .pad_with_zeros(3, kx, w - kx - span_w)?;
+            out = (out + share)?;
+        }
+        Ok(out)
     }
 }
 

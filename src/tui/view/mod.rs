@@ -87,10 +87,7 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
         Some(m) => m.name().to_string(),
         None => "loading model…".into(),
     };
-    let device = app
-        .model
-        .as_ref()
-        .map_or("cpu".into(), |m| device_name(m.device()));
+    let device = device_status(&app.device);
     let mut spans = vec![Span::raw(format!(
         " {model} · {device} · {} ",
         app.pictures.protocol()
@@ -136,11 +133,15 @@ fn draw_status(app: &App, frame: &mut Frame, area: Rect) {
     );
 }
 
-/// A device as the status bar names it.
-fn device_name(device: &candle_core::Device) -> String {
-    match device {
-        candle_core::Device::Cpu => "cpu".into(),
-        other => format!("{other:?}").to_lowercase(),
+/// The device as the status bar shows it: its name, and on a GPU the memory in use.
+fn device_status(device: &candle_core::Device) -> String {
+    let name = unitscope::model::device::describe(device);
+    match unitscope::model::device::memory(device) {
+        Some((used, total)) => {
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            format!("{name} {:.1}/{:.0} GiB", gib(used), gib(total))
+        }
+        None => name,
     }
 }
 

@@ -126,7 +126,7 @@ fn draw_card(app: &App, frame: &mut Frame, area: Rect) {
             "labels",
             format!("{}: {}{more}", labels.len(), shown.join(", ")),
         );
-        field("device", super::device_name(model.device()));
+        field("device", unitscope::model::device::describe(model.device()));
         for warning in model.warnings() {
             field("warning", warning.clone());
         }
