@@ -18,6 +18,12 @@ pytorch-grad-cam, whose call also normalizes and resizes (a few ms).
     cargo build --release
     python bench/captum_attribution.py [--reps 3] [--rounds 1] [--batch 1,16]
                                        [--methods saliency,...] [--captum-defaults]
+                                       [--model resnet18|resnet50] [--pass-batch 16]
+                                       [--device cpu|cuda] [--binary PATH]
+
+With --device cuda both sides run on the first GPU (a unitscope built by
+scripts/build-cuda.sh, given with --binary) and every timing ends with a device
+synchronize; --pass-batch sets the inputs per pass of both sides' sampling methods.
 
 CI does not run this.
 """
@@ -32,14 +38,14 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SAMPLES, PASS_BATCH, WINDOW, STRIDE = 50, 16, 32, 16
+SAMPLES, WINDOW, STRIDE = 50, 32, 16
 METHODS = [
     "saliency", "gradient-x-input", "deconvnet", "guided-backprop", "grad-cam", "grad-cam++",
     "layer-cam", "guided-grad-cam", "smoothgrad", "integrated-gradients", "occlusion",
 ]
 
 
-def peer(name, model, x, target, defaults):
+def peer(name, model, x, target, defaults, pass_batch):
     """The peer's call for method `name`, as a closure, and who the peer is; with
     `defaults`, Captum's own batching for the sampling methods."""
     import captum.attr as ca
@@ -63,7 +69,7 @@ def peer(name, model, x, target, defaults):
         sigma = 0.15 * (x.max() - x.min()).item()
         tunnel = ca.NoiseTunnel(ca.Saliency(model))
         if not defaults:
-            batching["nt_samples_batch_size"] = max(1, PASS_BATCH // batch)
+            batching["nt_samples_batch_size"] = max(1, pass_batch // batch)
         return "captum", lambda: tunnel.attribute(
             x, nt_type="smoothgrad", nt_samples=SAMPLES, stdevs=sigma, target=target, abs=False,
             **batching,
@@ -71,12 +77,12 @@ def peer(name, model, x, target, defaults):
     if name == "integrated-gradients":
         ig = ca.IntegratedGradients(model)
         if not defaults:
-            batching["internal_batch_size"] = PASS_BATCH
+            batching["internal_batch_size"] = pass_batch
         return "captum", lambda: ig.attribute(x, target=target, n_steps=SAMPLES, **batching)
     if name == "occlusion":
         occ = ca.Occlusion(model)
         if not defaults:
-            batching["perturbations_per_eval"] = PASS_BATCH
+            batching["perturbations_per_eval"] = pass_batch
         return "captum", lambda: occ.attribute(
             x, sliding_window_shapes=(3, WINDOW, WINDOW), strides=(3, STRIDE, STRIDE),
             baselines=0.0, target=target, **batching,
@@ -90,21 +96,27 @@ def peer(name, model, x, target, defaults):
     return "pytorch-grad-cam", lambda: cam(input_tensor=x, targets=targets)
 
 
-def measure(name, batch, reps, defaults):
+def measure(name, batch, args):
     """One (method, batch) of the peer in this process; prints a JSON line."""
     import torch
     import torchvision
 
     torch.set_num_threads(2)
-    model = torchvision.models.resnet18().eval()
+    model = getattr(torchvision.models, args.model)().eval().to(args.device)
     for m in model.modules():  # Captum's rule hooks need out-of-place ReLUs
         if isinstance(m, torch.nn.ReLU):
             m.inplace = False
-    x = torch.randn(batch, 3, 224, 224)
-    who, run = peer(name, model, x, 0, defaults)
+    x = torch.randn(batch, 3, 224, 224, device=args.device)
+    who, call = peer(name, model, x, 0, args.captum_defaults, args.pass_batch)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+
+    def run():
+        call()
+        sync()
+
     run()
     times = []
-    for _ in range(reps):
+    for _ in range(args.reps):
         start = time.perf_counter()
         run()
         times.append((time.perf_counter() - start) * 1e3)
@@ -120,29 +132,36 @@ def main():
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--captum-defaults", action="store_true",
                     help="Captum's own batching for SmoothGrad, IG and occlusion")
+    ap.add_argument("--model", default="resnet18", choices=["resnet18", "resnet50"])
+    ap.add_argument("--pass-batch", type=int, default=16,
+                    help="inputs per pass for SmoothGrad, IG and occlusion, both sides")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "unitscope"))
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        measure(args.one[0], int(args.one[1]), args.reps, args.captum_defaults)
+        measure(args.one[0], int(args.one[1]), args)
         return
     methods, batches = args.methods.split(","), [int(b) for b in args.batch.split(",")]
-    binary = os.path.join(ROOT, "target", "release", "unitscope")
+    common = ["--reps", str(args.reps), "--model", args.model, "--pass-batch", str(args.pass_batch),
+              "--device", args.device]
 
     def ours(name, batch):
-        cmd = [binary, "bench", "attribution", "--json", "--reps", str(args.reps), "--methods", name,
-               "--batch", str(batch), "--samples", str(SAMPLES), "--batch-size", str(PASS_BATCH),
-               "--occlusion", f"{WINDOW},{STRIDE}"]
+        cmd = [args.binary, "bench", "attribution", "--json", "--reps", str(args.reps), "--methods", name,
+               "--batch", str(batch), "--samples", str(SAMPLES), "--batch-size", str(args.pass_batch),
+               "--occlusion", f"{WINDOW},{STRIDE}", "--model", args.model, "--device", args.device]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     def theirs(name, batch):
-        one = [sys.executable, __file__, "--reps", str(args.reps), "--one", name, str(batch)]
+        one = [sys.executable, __file__, *common, "--one", name, str(batch)]
         one += ["--captum-defaults"] if args.captum_defaults else []
         out = subprocess.run(one, check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     batching = "Captum's default batching" if args.captum_defaults else "same batching both sides"
-    print(f"ResNet-18 224 px, 2 threads, median of {args.reps}, best of {args.rounds} alternating "
+    where = "2 threads" if args.device == "cpu" else "on the GPU"
+    print(f"{args.model} 224 px, {where}, median of {args.reps}, best of {args.rounds} alternating "
           f"round(s), {batching}; ratio = unitscope / peer")
     print(f"{'method':<22} {'batch':>5} {'peer':<17} {'peer ms':>10} {'ours ms':>10} {'ratio':>6} {'passes':>8}")
     for name in methods:

@@ -15,6 +15,12 @@ runs within a round). The stock-Candle ratio comes from one extra run of
     cargo build --release
     python bench/pytorch_engine.py [--reps 5] [--rounds 3] [--models resnet18,vgg11,efficientnet_lite0]
                                    [--rule gradient|guided-backprop|deconvnet]
+                                   [--device cpu|cuda] [--binary PATH]
+
+With --device cuda both sides run on the first GPU (a unitscope built by
+scripts/build-cuda.sh, given with --binary), every timing ends with a device
+synchronize, and the stock-Candle column and peak RSS are left out (they describe
+the CPU).
 
 Under a rule, PyTorch's rectifiers become the reference script's rule-following
 autograd function (as hook-based libraries do, each a Python-level op).
@@ -48,12 +54,12 @@ def build(name):
     return fill(getattr(torchvision.models, name)())
 
 
-def measure(name, batch, reps, rule):
+def measure(name, batch, reps, rule, device):
     """One (model, batch) in this process; prints a JSON line."""
     import torch
 
     torch.set_num_threads(2)
-    model = build(name).eval()
+    model = build(name).eval().to(device)
     if rule != "gradient":
         from make_fixtures import set_rule  # every ReLU/ReLU6 backpropagates by `rule`
 
@@ -64,15 +70,18 @@ def measure(name, batch, reps, rule):
     # Only the input gradient, as unitscope computes it (and as torch.autograd.grad in
     # Captum does): no weight gradients.
     model.requires_grad_(False)
-    x = torch.randn(batch, 3, 224, 224)
+    x = torch.randn(batch, 3, 224, 224, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def forward():
         with torch.no_grad():
             model(x)
+        sync()
 
     def forward_grad():
         xi = x.clone().requires_grad_(True)
         model(xi)[:, 0].sum().backward()
+        sync()
         return xi.grad
 
     def median(f):
@@ -96,16 +105,18 @@ def main():
     ap.add_argument("--batch", default="1,16")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rule", default="gradient", choices=["gradient", "guided-backprop", "deconvnet"])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "unitscope"))
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        measure(args.one[0], int(args.one[1]), args.reps, args.rule)
+        measure(args.one[0], int(args.one[1]), args.reps, args.rule, args.device)
         return
-    binary = os.path.join(ROOT, "target", "release", "unitscope")
+    on_cpu = args.device == "cpu"
 
     def ours(name, batch, reps, reference=False):
-        cmd = [binary, "bench", "engine", "--json", "--models", name, "--batch", str(batch), "--reps", str(reps),
-               "--rule", args.rule]
+        cmd = [args.binary, "bench", "engine", "--json", "--models", name, "--batch", str(batch), "--reps", str(reps),
+               "--rule", args.rule, "--device", args.device]
         out = subprocess.run(cmd + (["--reference-path"] if reference else []),
                              check=True, capture_output=True, text=True).stdout
         runs = [json.loads(line) for line in out.splitlines()]
@@ -114,7 +125,7 @@ def main():
     def torch_(name, batch):
         # A fresh process per measurement, so its peak RSS is its own.
         out = subprocess.run([sys.executable, __file__, "--reps", str(args.reps), "--rule", args.rule,
-                              "--one", name, str(batch)],
+                              "--device", args.device, "--one", name, str(batch)],
                              check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
 
@@ -136,13 +147,15 @@ def main():
                 for run in pair if round_ % 2 == 0 else reversed(pair):
                     run()
             t, f = best(theirs), best(mine)
-            stock = ours(name, batch, 1, reference=True)
+            stock, torch_mb, ours_mb = "-", "-", "-"
+            if on_cpu:
+                stock = f"{ours(name, batch, 1, reference=True)['forward_grad_ms'] / t['forward_grad_ms']:.2f}"
+                torch_mb, ours_mb = f"{t['peak_rss_mb']:.0f}", f"{f['peak_rss_mb']:.0f}"
             print(f"{name:<19} {batch:>5}  {t['forward_ms']:>9.1f}  {t['forward_grad_ms']:>9.1f}  "
                   f"{f['forward_ms']:>8.1f}  {f['forward_grad_ms']:>8.1f}  "
                   f"{f['forward_ms'] / t['forward_ms']:>9.2f}  "
                   f"{f['forward_grad_ms'] / t['forward_grad_ms']:>9.2f}  "
-                  f"{stock['forward_grad_ms'] / t['forward_grad_ms']:>9.2f}  "
-                  f"{t['peak_rss_mb']:>8.0f}  {f['peak_rss_mb']:>7.0f}", flush=True)
+                  f"{stock:>9}  {torch_mb:>8}  {ours_mb:>7}", flush=True)
 
 
 if __name__ == "__main__":
