@@ -22,6 +22,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use super::op::contiguous_f32;
+use crate::model::device::cpu_kernels;
 
 /// The grey that padding and uncovered corners take.
 const FILL: f64 = 0.5;
@@ -184,7 +185,7 @@ impl Warp {
         );
         let (oh, ow) = self.out;
         let taps = Arc::new(self.taps());
-        if images.device().is_cpu() && images.dtype() == DType::F32 {
+        if cpu_kernels(images.device()) && images.dtype() == DType::F32 {
             let planes = images.contiguous()?.reshape((b * c, h * w))?;
             let out = planes.apply_op1(Resample(taps))?;
             return Ok(out.reshape((b, c, oh, ow))?);
