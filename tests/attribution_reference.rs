@@ -270,3 +270,75 @@ fn demo_cnn_matches_captum_and_pytorch_grad_cam() {
 fn resnet18_matches_captum_and_pytorch_grad_cam() {
     Case::run_everywhere("resnet18", resnet18, "layer3");
 }
+
+/// LIME against Captum's `Lime` with `SkLearnRidge(alpha=1.0)`, given the same
+/// superpixels and coalitions (tests/reference/make_perturbation_fixtures.py), from
+/// the zero baseline and from each superpixel's mean.
+#[test]
+fn lime_matches_captum_given_the_same_superpixels_and_coalitions() {
+    use unitscope::attribution::superpixels::Segmentation;
+    use unitscope::attribution::{Fill, Lime};
+    for (name, build) in [
+        ("demo", demo_model as fn(&Device) -> Model),
+        ("resnet18", resnet18),
+    ] {
+        let reference = fixture(&format!("lime_{name}"));
+        let mask = reference["mask"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let segmentation = Segmentation {
+            size: (64, 64),
+            labels: mask.iter().map(|&l| l as u32).collect(),
+            count: mask.iter().fold(0f32, |m, &l| m.max(l)) as usize + 1,
+        };
+        let coalitions: Vec<Vec<bool>> = reference["coalitions"]
+            .to_vec2::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(|z| z.into_iter().map(|v| v == 1.0).collect())
+            .collect();
+        let target = Target::Class(reference["target"].to_vec1::<f32>().unwrap()[0] as usize);
+        for engine in common::engines() {
+            engine.run(|device| {
+                let model = build(device);
+                let x = reference["input"]
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_device(device)
+                    .unwrap();
+                for (fill, key) in [(Fill::Zero, "lime.zero"), (Fill::Mean, "lime.mean")] {
+                    let lime = Lime {
+                        fill,
+                        batch: 7,
+                        ..Lime::default()
+                    };
+                    let fit = lime
+                        .fit(&model, &x, &target, segmentation.clone(), &coalitions)
+                        .unwrap();
+                    let painted: Vec<f32> = fit
+                        .segmentation
+                        .labels
+                        .iter()
+                        .map(|&l| fit.coefficients[l as usize] as f32)
+                        .collect();
+                    let map = Tensor::from_vec(painted, (1, 1, 64, 64), &Device::Cpu)
+                        .unwrap()
+                        .repeat((1, 3, 1, 1))
+                        .unwrap();
+                    let err = rel_err(&map, &reference[key]);
+                    println!(
+                        "{name} [{}] {key}: rel err {err:.2e}, R² {:.3}",
+                        engine.name, fit.r2
+                    );
+                    assert!(
+                        err < TOLERANCE,
+                        "{name} [{}] {key}: rel err {err:.2e}",
+                        engine.name
+                    );
+                }
+            });
+        }
+    }
+}

@@ -275,6 +275,17 @@ pub mod shared {
                Default: the last layer with feature maps",
     };
 
+    /// The seed of a method's random draws.
+    pub const SEED: Param = Param {
+        name: "seed",
+        kind: Kind::Integer {
+            default: 0,
+            min: 0,
+            max: u64::MAX,
+        },
+        help: "Seed of a method's random draws (SmoothGrad's noise, LIME's coalitions)",
+    };
+
     /// Inputs per pass for methods that run many.
     pub const BATCH_SIZE: Param = Param {
         name: "batch-size",
@@ -283,7 +294,7 @@ pub mod shared {
             min: 1,
             max: 256,
         },
-        help: "Inputs per pass for SmoothGrad, integrated gradients and occlusion (bounds memory)",
+        help: "Inputs per pass for SmoothGrad, integrated gradients, occlusion and LIME (bounds memory)",
     };
 }
 

@@ -13,6 +13,7 @@ pub mod descriptor;
 mod display;
 mod method;
 pub mod registry;
+pub mod superpixels;
 mod target;
 
 descriptor::method_files! {
@@ -21,6 +22,7 @@ descriptor::method_files! {
     guided_grad_cam,
     integrated_gradients,
     occlusion,
+    lime,
     smooth_grad,
     random,
 }
@@ -31,6 +33,7 @@ pub use display::{ChannelReduction, min_max};
 pub use gradient::Gradient;
 pub use guided_grad_cam::{GuidedGradCam, Upsampling};
 pub use integrated_gradients::{Baseline, IntegratedGradients, Quadrature};
+pub use lime::{Fill, Fit, Lime};
 pub use method::{Attribution, Method, Passes, attribute, default_cam_layer};
 pub use occlusion::Occlusion;
 pub use smooth_grad::{SmoothGrad, Statistic};

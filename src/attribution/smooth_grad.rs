@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
-use super::descriptor::shared::BATCH_SIZE;
+use super::descriptor::shared::{BATCH_SIZE, SEED};
 use super::descriptor::{Build, Descriptor, Kind, Param, Params};
 use super::method::{Attribution, Method, Passes, add_onto_inputs, in_batches, onto_inputs};
 use super::target::Target;
@@ -68,16 +68,6 @@ const NOISE_LEVEL: Param = Param {
         max: 10.0,
     },
     help: "SmoothGrad: noise as a fraction of the input's value range",
-};
-
-const SEED: Param = Param {
-    name: "seed",
-    kind: Kind::Integer {
-        default: 0,
-        min: 0,
-        max: u64::MAX,
-    },
-    help: "SmoothGrad: seed of the noise",
 };
 
 /// The paper's defaults: 50 copies at noise level 0.15.

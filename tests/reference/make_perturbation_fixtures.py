@@ -1,0 +1,102 @@
+"""Reference LIME maps from Captum 0.9, given the same superpixels and coalitions.
+
+The demo CNN and ResNet-18 (closed-form weights) in float64, one synthetic input
+each, as make_attribution_fixtures.py builds them. The superpixels are a fixed
+Voronoi pattern of irregular regions (stored as `mask`); the coalitions are drawn
+by torch.bernoulli(0.5) from a fixed seed (stored as `coalitions`) and handed to
+Captum's `Lime` one by one through its `perturb_func`. Captum does the rest with its
+defaults for images: cosine distance under an exponential kernel of width 1
+(`get_exp_kernel_similarity_function`), and here `SkLearnRidge(alpha=1.0)` as the
+interpretable model. Two baselines: zero, and each region's mean value
+(`baseline.mean`, computed here as unitscope computes it).
+
+    pip install torch torchvision safetensors captum==0.9.0 scikit-learn
+    python tests/reference/make_perturbation_fixtures.py
+"""
+
+import os
+import sys
+
+import torch
+from captum._utils.models.linear_model import SkLearnRidge
+from captum.attr import Lime
+from captum.attr._core.lime import get_exp_kernel_similarity_function
+from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(__file__))
+from make_attribution_fixtures import OUT, demo_model, resnet18  # noqa: E402
+from make_fixtures import synthetic_input  # noqa: E402
+
+SAMPLES = 96
+REGIONS = 14
+CASES = [("demo", demo_model, 2), ("resnet18", resnet18, 7)]
+
+
+def voronoi(h, w, regions, seed):
+    """Each pixel's nearest of `regions` seeded points: irregular, connected regions."""
+    g = torch.Generator().manual_seed(seed)
+    points = torch.rand(regions, 2, generator=g) * torch.tensor([h, w])
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    d = (ys[None] - points[:, 0, None, None]) ** 2 + (xs[None] - points[:, 1, None, None]) ** 2
+    return d.argmin(0)
+
+
+def region_means(x, mask):
+    """Each region's mean value per channel, painted on the region."""
+    out = torch.zeros_like(x)
+    for r in range(int(mask.max()) + 1):
+        inside = mask == r
+        for c in range(x.shape[1]):
+            out[0, c][inside] = x[0, c][inside].mean()
+    return out
+
+
+def lime(model, x, target, mask, coalitions, baseline):
+    draws = iter(coalitions)
+
+    def perturb(_, **__):
+        return next(draws).unsqueeze(0)
+
+    explainer = Lime(
+        model,
+        interpretable_model=SkLearnRidge(alpha=1.0),
+        similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width=1.0),
+        perturb_func=perturb,
+    )
+    return explainer.attribute(
+        x, target=target, feature_mask=mask[None, None], baselines=baseline,
+        n_samples=len(coalitions), perturbations_per_eval=16, return_input_shape=True,
+    )
+
+
+def run_case(name, build, target):
+    model = build().double().eval()
+    x = synthetic_input((1, 3, 64, 64)).double()
+    mask = voronoi(64, 64, REGIONS, seed=len(name))
+    coalitions = torch.bernoulli(
+        torch.full((SAMPLES, REGIONS), 0.5), generator=torch.Generator().manual_seed(5)
+    ).long()
+    mean = region_means(x, mask)
+    out = {
+        "input": x,
+        "target": torch.tensor([target], dtype=torch.float64),
+        "mask": mask.double(),
+        "coalitions": coalitions.double(),
+        "baseline.mean": mean,
+        "lime.zero": lime(model, x, target, mask, coalitions, 0.0),
+        "lime.mean": lime(model, x, target, mask, coalitions, mean),
+    }
+    save_file(
+        {k: v.detach().float().contiguous() for k, v in out.items()},
+        os.path.join(OUT, f"lime_{name}.safetensors"),
+    )
+    print(name, {k: tuple(v.shape) for k, v in out.items()})
+
+
+def main():
+    for case in CASES:
+        run_case(*case)
+
+
+if __name__ == "__main__":
+    main()
