@@ -342,3 +342,72 @@ fn lime_matches_captum_given_the_same_superpixels_and_coalitions() {
         }
     }
 }
+
+/// KernelSHAP against Captum's `KernelShap` given the same superpixels and the same
+/// coalitions (drawn by the Shapley kernel, so each of weight 1). Captum imposes
+/// the efficiency constraint by weights of 10^6 on the full and empty coalitions,
+/// unitscope exactly; the maps agree within the tolerance all the same.
+#[test]
+fn kernel_shap_matches_captum_given_the_same_superpixels_and_coalitions() {
+    use unitscope::attribution::KernelShap;
+    use unitscope::attribution::superpixels::Segmentation;
+    for (name, build) in [
+        ("demo", demo_model as fn(&Device) -> Model),
+        ("resnet18", resnet18),
+    ] {
+        let reference = fixture(&format!("lime_{name}"));
+        let mask = reference["mask"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let segmentation = Segmentation {
+            size: (64, 64),
+            labels: mask.iter().map(|&l| l as u32).collect(),
+            count: mask.iter().fold(0f32, |m, &l| m.max(l)) as usize + 1,
+        };
+        // The two ends come first in Captum's draws; unitscope evaluates them itself.
+        let coalitions: Vec<Vec<bool>> = reference["shap_coalitions"]
+            .to_vec2::<f32>()
+            .unwrap()
+            .into_iter()
+            .skip(2)
+            .map(|z| z.into_iter().map(|v| v == 1.0).collect())
+            .collect();
+        let weights = vec![1.0; coalitions.len()];
+        let target = Target::Class(reference["target"].to_vec1::<f32>().unwrap()[0] as usize);
+        for engine in common::engines() {
+            engine.run(|device| {
+                let model = build(device);
+                let x = reference["input"]
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_device(device)
+                    .unwrap();
+                let shap = KernelShap {
+                    batch: 5,
+                    ..KernelShap::default()
+                };
+                let phi = shap
+                    .shapley_values(&model, &x, &target, &segmentation, (&coalitions, &weights))
+                    .unwrap();
+                let painted: Vec<f32> = segmentation
+                    .labels
+                    .iter()
+                    .map(|&l| phi[l as usize] as f32)
+                    .collect();
+                let map = Tensor::from_vec(painted, (1, 1, 64, 64), &Device::Cpu)
+                    .unwrap()
+                    .repeat((1, 3, 1, 1))
+                    .unwrap();
+                let err = rel_err(&map, &reference["kernel_shap.zero"]);
+                println!("{name} [{}] kernel shap: rel err {err:.2e}", engine.name);
+                assert!(
+                    err < TOLERANCE,
+                    "{name} [{}] kernel shap: rel err {err:.2e}",
+                    engine.name
+                );
+            });
+        }
+    }
+}

@@ -283,7 +283,7 @@ pub mod shared {
             min: 0,
             max: u64::MAX,
         },
-        help: "Seed of a method's random draws (SmoothGrad's noise, LIME's coalitions)",
+        help: "Seed of a method's random draws (SmoothGrad's noise, LIME's and KernelSHAP's coalitions)",
     };
 
     /// Inputs per pass for methods that run many.
@@ -294,7 +294,7 @@ pub mod shared {
             min: 1,
             max: 256,
         },
-        help: "Inputs per pass for SmoothGrad, integrated gradients, occlusion and LIME (bounds memory)",
+        help: "Inputs per pass for SmoothGrad, integrated gradients, occlusion, LIME and KernelSHAP (bounds memory)",
     };
 }
 

@@ -13,6 +13,7 @@ pub mod descriptor;
 mod display;
 mod method;
 pub mod registry;
+mod regression;
 pub mod superpixels;
 mod target;
 
@@ -23,6 +24,7 @@ descriptor::method_files! {
     integrated_gradients,
     occlusion,
     lime,
+    kernel_shap,
     smooth_grad,
     random,
 }
@@ -33,6 +35,7 @@ pub use display::{ChannelReduction, min_max};
 pub use gradient::Gradient;
 pub use guided_grad_cam::{GuidedGradCam, Upsampling};
 pub use integrated_gradients::{Baseline, IntegratedGradients, Quadrature};
+pub use kernel_shap::KernelShap;
 pub use lime::{Fill, Fit, Lime};
 pub use method::{Attribution, Method, Passes, attribute, default_cam_layer};
 pub use occlusion::Occlusion;

@@ -128,7 +128,8 @@ pub(crate) fn cpu_kernels(device: &Device) -> bool {
     super::cpu::serves(device)
 }
 
-/// A device as the status bar and `info` name it: `cpu`, `cuda:0 NVIDIA H200`.
+/// A device as the status bar, the Model screen and bench headings name it: `cpu`,
+/// `cuda:0 NVIDIA H200`.
 pub fn describe(device: &Device) -> String {
     match device {
         Device::Cpu => "cpu".into(),

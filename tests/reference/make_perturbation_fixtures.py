@@ -1,4 +1,5 @@
-"""Reference LIME maps from Captum 0.9, given the same superpixels and coalitions.
+"""Reference LIME and KernelSHAP maps from Captum 0.9, given the same superpixels and
+coalitions.
 
 The demo CNN and ResNet-18 (closed-form weights) in float64, one synthetic input
 each, as make_attribution_fixtures.py builds them. The superpixels are a fixed
@@ -10,6 +11,12 @@ defaults for images: cosine distance under an exponential kernel of width 1
 interpretable model. Two baselines: zero, and each region's mean value
 (`baseline.mean`, computed here as unitscope computes it).
 
+KernelSHAP: Captum's `KernelShap` from the zero baseline, its coalitions replaced by
+stored ones (`shap_coalitions`: the full and the empty coalition first, as Captum
+draws them, then sizes drawn with p(k) ∝ (M-1)/(k(M-k)) and uniform subsets of that
+size, as Captum's `kernel_shap_perturb_generator` draws them), weighted by Captum
+(10⁶ on the two ends, 1 elsewhere) and fitted by its `SkLearnLinearRegression`.
+
     pip install torch torchvision safetensors captum==0.9.0 scikit-learn
     python tests/reference/make_perturbation_fixtures.py
 """
@@ -19,7 +26,7 @@ import sys
 
 import torch
 from captum._utils.models.linear_model import SkLearnRidge
-from captum.attr import Lime
+from captum.attr import KernelShap, Lime
 from captum.attr._core.lime import get_exp_kernel_similarity_function
 from safetensors.torch import save_file
 
@@ -69,6 +76,29 @@ def lime(model, x, target, mask, coalitions, baseline):
     )
 
 
+def shap_coalitions(m, n, seed):
+    """The full and empty coalitions, then n - 2 drawn by the Shapley kernel's sizes."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.arange(1, m)
+    sizes = torch.multinomial((m - 1) / (k * (m - k)).double(), n - 2, replacement=True, generator=g) + 1
+    rows = [torch.ones(m, dtype=torch.long), torch.zeros(m, dtype=torch.long)]
+    for size in sizes.tolist():
+        z = torch.zeros(m, dtype=torch.long)
+        z[torch.randperm(m, generator=g)[:size]] = 1
+        rows.append(z)
+    return torch.stack(rows)
+
+
+def kernel_shap(model, x, target, mask, coalitions):
+    draws = iter(coalitions)
+    explainer = KernelShap(model)
+    explainer.perturb_func = lambda *_, **__: next(draws).unsqueeze(0)
+    return explainer.attribute(
+        x, target=target, feature_mask=mask[None, None], baselines=0.0,
+        n_samples=len(coalitions), perturbations_per_eval=16, return_input_shape=True,
+    )
+
+
 def run_case(name, build, target):
     model = build().double().eval()
     x = synthetic_input((1, 3, 64, 64)).double()
@@ -86,6 +116,9 @@ def run_case(name, build, target):
         "lime.zero": lime(model, x, target, mask, coalitions, 0.0),
         "lime.mean": lime(model, x, target, mask, coalitions, mean),
     }
+    shap = shap_coalitions(REGIONS, SAMPLES, seed=6)
+    out["shap_coalitions"] = shap.double()
+    out["kernel_shap.zero"] = kernel_shap(model, x, target, mask, shap)
     save_file(
         {k: v.detach().float().contiguous() for k, v in out.items()},
         os.path.join(OUT, f"lime_{name}.safetensors"),
