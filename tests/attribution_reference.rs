@@ -411,3 +411,56 @@ fn kernel_shap_matches_captum_given_the_same_superpixels_and_coalitions() {
         }
     }
 }
+
+/// GradientSHAP against Captum's `GradientShap` given its own draws (noisy inputs,
+/// baselines, points), recorded by the fixture script.
+#[test]
+fn gradient_shap_matches_captum_given_the_same_draws() {
+    use unitscope::attribution::{Draws, GradientShap};
+    for (name, build) in [
+        ("demo", demo_model as fn(&Device) -> Model),
+        ("resnet18", resnet18),
+    ] {
+        let reference = fixture(&format!("lime_{name}"));
+        let target = Target::Class(reference["target"].to_vec1::<f32>().unwrap()[0] as usize);
+        for engine in common::engines() {
+            engine.run(|device| {
+                let model = build(device);
+                let on = |key: &str| {
+                    reference[key]
+                        .to_dtype(DType::F64)
+                        .unwrap()
+                        .to_device(device)
+                        .unwrap()
+                };
+                let draws = Draws {
+                    noisy: on("gshap.noisy"),
+                    baselines: on("gshap.baselines"),
+                    alphas: reference["gshap.alpha"]
+                        .to_dtype(DType::F64)
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap(),
+                };
+                let shap = GradientShap {
+                    samples: draws.alphas.len(),
+                    batch: 5,
+                    ..GradientShap::default()
+                };
+                let maps = shap
+                    .attribute_with(&model, &on("input"), std::slice::from_ref(&target), &draws)
+                    .unwrap();
+                let Attribution::Input(map) = maps else {
+                    panic!("GradientSHAP is an input map")
+                };
+                let err = rel_err(&map, &reference["gshap"]);
+                println!("{name} [{}] gradient shap: rel err {err:.2e}", engine.name);
+                assert!(
+                    err < TOLERANCE,
+                    "{name} [{}] gradient shap: rel err {err:.2e}",
+                    engine.name
+                );
+            });
+        }
+    }
+}

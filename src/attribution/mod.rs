@@ -25,6 +25,7 @@ descriptor::method_files! {
     occlusion,
     lime,
     kernel_shap,
+    gradient_shap,
     smooth_grad,
     random,
 }
@@ -33,6 +34,7 @@ pub use cam::{Cam, CamWeighting};
 pub use descriptor::{Descriptor, Param, Params};
 pub use display::{ChannelReduction, min_max};
 pub use gradient::Gradient;
+pub use gradient_shap::{Draws, GradientShap};
 pub use guided_grad_cam::{GuidedGradCam, Upsampling};
 pub use integrated_gradients::{Baseline, IntegratedGradients, Quadrature};
 pub use kernel_shap::KernelShap;

@@ -11,6 +11,11 @@ defaults for images: cosine distance under an exponential kernel of width 1
 interpretable model. Two baselines: zero, and each region's mean value
 (`baseline.mean`, computed here as unitscope computes it).
 
+GradientSHAP: Captum's `GradientShap` with 12 samples, noise σ = 0.1 and a
+distribution of three baselines (zero and two noise images, `gshap.distribution`);
+its draws (noisy input, baseline, α per sample) are recorded by wrapping its
+`_scale_input` and stored (`gshap.noisy`, `gshap.baselines`, `gshap.alpha`).
+
 KernelSHAP: Captum's `KernelShap` from the zero baseline, its coalitions replaced by
 stored ones (`shap_coalitions`: the full and the empty coalition first, as Captum
 draws them, then sizes drawn with p(k) ∝ (M-1)/(k(M-k)) and uniform subsets of that
@@ -26,7 +31,8 @@ import sys
 
 import torch
 from captum._utils.models.linear_model import SkLearnRidge
-from captum.attr import KernelShap, Lime
+import captum.attr._core.gradient_shap as gradient_shap_module
+from captum.attr import GradientShap, KernelShap, Lime
 from captum.attr._core.lime import get_exp_kernel_similarity_function
 from safetensors.torch import save_file
 
@@ -99,6 +105,34 @@ def kernel_shap(model, x, target, mask, coalitions):
     )
 
 
+def gradient_shap(model, x, target):
+    g = torch.Generator().manual_seed(9)
+    distribution = torch.cat([torch.zeros_like(x), torch.rand(2, *x.shape[1:], generator=g, dtype=x.dtype) * 2 - 1])
+    recorded = []
+    scale = gradient_shap_module._scale_input
+
+    def recording(inp, baseline, alpha):
+        recorded.append((inp.detach().clone(), baseline.detach().clone(), alpha.detach().clone()))
+        return scale(inp, baseline, alpha)
+
+    gradient_shap_module._scale_input = recording
+    try:
+        torch.manual_seed(11)
+        attr = GradientShap(model).attribute(
+            x, baselines=distribution, target=target, n_samples=12, stdevs=0.1
+        )
+    finally:
+        gradient_shap_module._scale_input = scale
+    noisy, baselines, alpha = (torch.cat(parts) for parts in zip(*recorded))
+    return {
+        "gshap.distribution": distribution,
+        "gshap.noisy": noisy,
+        "gshap.baselines": baselines,
+        "gshap.alpha": alpha,
+        "gshap": attr,
+    }
+
+
 def run_case(name, build, target):
     model = build().double().eval()
     x = synthetic_input((1, 3, 64, 64)).double()
@@ -119,6 +153,7 @@ def run_case(name, build, target):
     shap = shap_coalitions(REGIONS, SAMPLES, seed=6)
     out["shap_coalitions"] = shap.double()
     out["kernel_shap.zero"] = kernel_shap(model, x, target, mask, shap)
+    out.update(gradient_shap(model, x, target))
     save_file(
         {k: v.detach().float().contiguous() for k, v in out.items()},
         os.path.join(OUT, f"lime_{name}.safetensors"),
