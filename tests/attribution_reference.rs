@@ -464,3 +464,130 @@ fn gradient_shap_matches_captum_given_the_same_draws() {
         }
     }
 }
+
+/// LRP against Zennit 1.0.0 (tests/reference/make_lrp_fixtures.py): every composite,
+/// with and without biases, on the demo CNN, VGG-11 and ResNet-18 (Zennit's
+/// `ResNetCanonizer`: batch norms merged, residual sums under the `Norm` rule),
+/// seeded with each target's logit; on every engine. Without biases, each map must
+/// also sum to its logit (conservation), as Zennit's do to 1e-5.
+#[test]
+fn lrp_matches_zennit_on_every_composite() {
+    use unitscope::attribution::{Lrp, conservation};
+    use unitscope::model::Composite;
+    let vgg11 = |device: &Device| {
+        common::synthetic_model_on(
+            device,
+            Architecture::Vgg11,
+            &ArchOptions::default(),
+            10,
+            DType::F64,
+            Default::default(),
+        )
+    };
+    for (name, build) in [
+        ("demo", demo_model as fn(&Device) -> Model),
+        ("vgg11", vgg11),
+        ("resnet18", resnet18),
+    ] {
+        let reference = fixture(&format!("lrp_{name}"));
+        let classes: Vec<usize> = reference["targets"]
+            .to_vec1::<f64>()
+            .unwrap()
+            .into_iter()
+            .map(|t| t as usize)
+            .collect();
+        let targets: Vec<Target> = classes.iter().map(|&c| Target::Class(c)).collect();
+        let logits = reference["logits"].to_vec2::<f64>().unwrap();
+        let values: Vec<f64> = classes
+            .iter()
+            .zip(&logits)
+            .map(|(&c, row)| row[c])
+            .collect();
+        for engine in common::engines() {
+            engine.run(|device| {
+                let model = build(device);
+                let input = reference["input"].to_device(device).unwrap();
+                for &composite in Composite::ALL {
+                    for without_bias in [false, true] {
+                        let lrp = Lrp {
+                            composite,
+                            without_bias,
+                            batch: 1,
+                            ..Lrp::default()
+                        };
+                        let rules = lrp.rules(&model).unwrap();
+                        let (low, high) = (
+                            reference["low"].to_vec1::<f64>().unwrap(),
+                            reference["high"].to_vec1::<f64>().unwrap(),
+                        );
+                        assert_eq!(rules.bounds, (low, high), "{name}: the zB bounds");
+                        let Attribution::Input(map) =
+                            lrp.attribute(&model, &input, &targets).unwrap()
+                        else {
+                            panic!("LRP is an input map")
+                        };
+                        let suffix = if without_bias { ".without-bias" } else { "" };
+                        let key = format!("{}{suffix}", composite.name());
+                        let err = rel_err(&map, &reference[key.as_str()]);
+                        let value = Tensor::new(values.as_slice(), &Device::Cpu).unwrap();
+                        let kept =
+                            conservation(&map.to_device(&Device::Cpu).unwrap(), &value).unwrap();
+                        println!(
+                            "{name} [{}] lrp {key}: rel err {err:.2e}, sum/logit {kept:.6?}",
+                            engine.name
+                        );
+                        assert!(
+                            err < TOLERANCE,
+                            "{name} [{}] lrp {key}: rel err {err:.2e}",
+                            engine.name
+                        );
+                        if without_bias {
+                            for k in kept {
+                                assert!((k - 1.0).abs() < 1e-3, "{name} lrp {key}: sum/logit {k}");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// LRP of a unit (a channel's mean in a hidden layer) starts from each position's
+/// share of the mean: without biases, the map sums to the unit's value.
+#[test]
+fn lrp_of_a_unit_sums_to_its_value() {
+    use unitscope::attribution::{Lrp, conservation};
+    use unitscope::model::{Objective, Probe};
+    let model = demo_model(&Device::Cpu);
+    let input = (common::synthetic_input(&[2, 3, 64, 64]) * 0.1).unwrap();
+    let input = input.to_dtype(DType::F64).unwrap();
+    let unit: unitscope::model::UnitAddress = "features.4:5".parse().unwrap();
+    let capture = model
+        .forward(&input, &Probe::new().record("features.4"))
+        .unwrap();
+    let objective = Objective::Unit {
+        unit: unit.clone(),
+        reduce: Default::default(),
+    };
+    let values = capture.per_sample(&objective).unwrap();
+    let lrp = Lrp {
+        without_bias: true,
+        ..Lrp::default()
+    };
+    let Attribution::Input(map) = lrp
+        .attribute(
+            &model,
+            &input,
+            &[Target::Unit(unit.clone()), Target::Unit(unit)],
+        )
+        .unwrap()
+    else {
+        panic!("LRP is an input map")
+    };
+    let kept = conservation(&map, &values).unwrap();
+    println!("unit features.4:5: values {values}, sum/value {kept:?}");
+    for k in kept {
+        assert!((k - 1.0).abs() < 1e-3, "sum/value {k}");
+    }
+}

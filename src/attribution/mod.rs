@@ -26,6 +26,7 @@ descriptor::method_files! {
     lime,
     kernel_shap,
     gradient_shap,
+    lrp,
     smooth_grad,
     random,
 }
@@ -39,6 +40,7 @@ pub use guided_grad_cam::{GuidedGradCam, Upsampling};
 pub use integrated_gradients::{Baseline, IntegratedGradients, Quadrature};
 pub use kernel_shap::KernelShap;
 pub use lime::{Fill, Fit, Lime};
+pub use lrp::{Lrp, conservation};
 pub use method::{Attribution, Method, Passes, attribute, default_cam_layer};
 pub use occlusion::Occlusion;
 pub use smooth_grad::{SmoothGrad, Statistic};

@@ -168,6 +168,22 @@ impl Conv2d {
         &self.weight
     }
 
+    /// The bias, `[C_out]`, if any.
+    pub(crate) fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The same convolution with another kernel and bias (a relevance rule's
+    /// modified parameters).
+    pub(crate) fn with_params(&self, weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            cache: frozen_cache(&weight),
+            weight,
+            bias,
+            ..*self
+        }
+    }
+
     /// The output shape for an input of shape `[N, C, H, W]` (one group).
     pub(crate) fn output_dims(&self, input: &[usize]) -> Result<[usize; 4]> {
         let &[_, _, h, w] = input else {
@@ -290,6 +306,7 @@ impl BatchNorm2d {
 }
 
 /// A fully connected layer, `y = x W^T + b`.
+#[derive(Clone)]
 pub struct Linear {
     weight: Tensor,
     bias: Tensor,
@@ -303,9 +320,24 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// A layer of `weight` `[out, in]` and `bias` `[out]`.
+    pub(crate) fn from_parts(weight: Tensor, bias: Tensor) -> Self {
+        Self { weight, bias }
+    }
+
     /// Maps `[N, in]` to `[N, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(ops::linear(x, &self.weight)?.broadcast_add(&self.bias)?)
+    }
+
+    /// The weights, `[out, in]`.
+    pub(crate) fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, `[out]`.
+    pub(crate) fn bias(&self) -> &Tensor {
+        &self.bias
     }
 }
 

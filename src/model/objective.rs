@@ -46,6 +46,20 @@ impl Capture {
 
     /// Evaluates `objective` for each sample: `[batch]`, on the autograd graph.
     pub fn per_sample(&self, objective: &Objective) -> Result<Tensor> {
+        self.values(objective, Read::Value)
+    }
+
+    /// The scalar whose backward pass seeds a relevance pass
+    /// ([`super::Probe::relevance`]) for `objective`: the relevance at each value it
+    /// reads is that value times its weight in the objective (a class's logit, a
+    /// unit's activation, each position's share of a channel's mean), so that the
+    /// relevance sums to the objective's value (Bach et al. 2015: `R = f(x)` at the
+    /// output).
+    pub fn relevance(&self, objective: &Objective) -> Result<Tensor> {
+        Ok(self.values(objective, Read::Relevance)?.sum_all()?)
+    }
+
+    fn values(&self, objective: &Objective, read: Read) -> Result<Tensor> {
         let batch = self.input().dim(0)?;
         let check_class = |c: usize| -> Result<()> {
             let classes = self.logits()?.dim(1)?;
@@ -62,7 +76,7 @@ impl Capture {
         Ok(match objective {
             Objective::Logit(c) => {
                 check_class(*c)?;
-                self.logits()?.narrow(1, *c, 1)?.squeeze(1)?
+                read.of(self.logits()?.narrow(1, *c, 1)?.squeeze(1)?)?
             }
             Objective::Logits(cs) => {
                 check_batch(cs.len(), "target classes")?;
@@ -73,17 +87,17 @@ impl Capture {
                     (batch, 1),
                     logits.device(),
                 )?;
-                logits.gather(&index, 1)?.squeeze(1)?
+                read.of(logits.gather(&index, 1)?.squeeze(1)?)?
             }
             Objective::Unit { unit, reduce } => {
-                unit_values(self.activation(&unit.layer)?, unit, *reduce)?
+                unit_values(self.activation(&unit.layer)?, unit, *reduce, read)?
             }
             Objective::Weighted(terms) => {
                 ensure!(!terms.is_empty(), "an empty weighted objective");
                 let input = self.input();
                 let mut total = Tensor::zeros(batch, input.dtype(), input.device())?;
                 for (w, o) in terms {
-                    total = total.add(&self.per_sample(o)?.affine(*w, 0.0)?)?;
+                    total = total.add(&self.values(o, read)?.affine(*w, 0.0)?)?;
                 }
                 total
             }
@@ -92,7 +106,7 @@ impl Capture {
                 let values = objectives
                     .iter()
                     .enumerate()
-                    .map(|(i, o)| Ok(self.per_sample(o)?.narrow(0, i, 1)?))
+                    .map(|(i, o)| Ok(self.values(o, read)?.narrow(0, i, 1)?))
                     .collect::<Result<Vec<_>>>()?;
                 Tensor::cat(&values, 0)?
             }
@@ -100,8 +114,27 @@ impl Capture {
     }
 }
 
+/// What an objective reads of the values it selects.
+#[derive(Clone, Copy)]
+enum Read {
+    /// The values.
+    Value,
+    /// Each value times itself held constant: its gradient is the value, a
+    /// relevance pass's seed.
+    Relevance,
+}
+
+impl Read {
+    fn of(self, v: Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Value => v,
+            Self::Relevance => (&v * v.detach())?,
+        })
+    }
+}
+
 /// A unit's value in each sample, `[batch]`.
-fn unit_values(act: &Tensor, unit: &UnitAddress, reduce: Reduce) -> Result<Tensor> {
+fn unit_values(act: &Tensor, unit: &UnitAddress, reduce: Reduce, read: Read) -> Result<Tensor> {
     let dims = act.dims();
     ensure!(
         unit.channel < dims[1],
@@ -112,7 +145,7 @@ fn unit_values(act: &Tensor, unit: &UnitAddress, reduce: Reduce) -> Result<Tenso
     );
     let ch = act.narrow(1, unit.channel, 1)?;
     match (dims.len(), unit.position) {
-        (2, None) => Ok(ch.squeeze(1)?),
+        (2, None) => read.of(ch.squeeze(1)?),
         (2, Some(_)) => bail!(
             "unit {unit}: `{}` is a vector layer; it has no positions",
             unit.layer
@@ -124,14 +157,15 @@ fn unit_values(act: &Tensor, unit: &UnitAddress, reduce: Reduce) -> Result<Tenso
                 dims[2],
                 dims[3]
             );
-            Ok(ch.narrow(2, y, 1)?.narrow(3, x, 1)?.flatten_all()?)
+            read.of(ch.narrow(2, y, 1)?.narrow(3, x, 1)?.flatten_all()?)
         }
         (4, None) => {
             let flat = ch.flatten_from(1)?;
-            Ok(match reduce {
-                Reduce::Mean => flat.mean(D::Minus1)?,
-                Reduce::Max => flat.max(D::Minus1)?,
-            })
+            match reduce {
+                // The mean is linear: each position is read with weight 1/(h w).
+                Reduce::Mean => Ok(read.of(flat)?.mean(D::Minus1)?),
+                Reduce::Max => read.of(flat.max(D::Minus1)?),
+            }
         }
         (r, _) => bail!(
             "layer `{}` has rank {r}; units need [N, C] or [N, C, H, W]",

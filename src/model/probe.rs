@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use super::relevance::Relevance;
 use super::rules::BackwardRule;
 
 /// Which implementation of the layers a forward pass uses.
@@ -30,6 +31,8 @@ pub struct Probe {
     stop_after_recorded: bool,
     /// Layers whose channels are rotated, with the rotation (`[C, C]`, orthogonal).
     rotations: Vec<(String, candle_core::Tensor)>,
+    /// Whether backward passes carry relevance by these rules instead of gradients.
+    relevance: Option<Relevance>,
 }
 
 impl Probe {
@@ -47,6 +50,15 @@ impl Probe {
     /// Uses `rule` at every rectifier.
     pub fn rule(mut self, rule: BackwardRule) -> Self {
         self.rule = rule;
+        self
+    }
+
+    /// Makes backward passes carry relevance by `rules` (layer-wise relevance
+    /// propagation, [`super::relevance`]) instead of gradients: what reaches the
+    /// input is a relevance map. The pass seeds it with
+    /// [`crate::model::Capture::relevance`]; rectifier rules do not apply.
+    pub fn relevance(mut self, rules: Relevance) -> Self {
+        self.relevance = Some(rules);
         self
     }
 
@@ -104,6 +116,11 @@ impl Probe {
     /// The rule every rectifier follows.
     pub fn backward_rule(&self) -> BackwardRule {
         self.rule
+    }
+
+    /// The relevance rules backward passes follow, if they carry relevance.
+    pub fn relevance_rules(&self) -> Option<&Relevance> {
+        self.relevance.as_ref()
     }
 }
 

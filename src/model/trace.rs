@@ -24,9 +24,10 @@ use candle_core::{Tensor, TensorId, Var};
 use super::field::{Axis, ReceptiveField};
 
 use super::layer::{LayerInfo, LayerKind};
-use super::nn::Conv2d;
+use super::nn::{self, Conv2d, Linear};
 use super::ops::{self, Held};
 use super::probe::{EnginePath, Probe};
+use super::relevance::{self, Affine, LayerRole, Relevance};
 use super::rules::{Activation, Rectifier};
 use super::tape::{Tape, Taped};
 
@@ -62,6 +63,17 @@ fn rotate_channels(x: &Tensor, rotation: &Tensor) -> Result<Tensor> {
     let flat = x.reshape((dims[0], dims[1], ()))?;
     let rotation = rotation.to_dtype(x.dtype())?;
     Ok(rotation.broadcast_matmul(&flat)?.reshape(dims)?)
+}
+
+/// `y`, the value of the sum `a + b` (rectified or not), in a relevance pass: each
+/// term gets relevance in proportion to its contribution (Zennit's `Norm` on its
+/// `Sum`), the rectifier passing it on.
+fn relevant_sum(a: &Tensor, b: &Tensor, y: Tensor) -> Result<Tensor> {
+    let (ta, tb) = (a.detach(), b.detach());
+    Ok(ops::with_step(a, b, y, move |r| {
+        let (ra, rb) = relevance::sum_relevance(&ta, &tb, r)?;
+        Ok((Some(ra), Some(rb)))
+    })?)
 }
 
 /// Why a pass stopped early: every layer its probe records is computed
@@ -197,9 +209,10 @@ impl<'p> Trace<'p> {
     /// A pass on `input` that holds the input gradient at the stem's output, which
     /// `source` gives (on the fast path; the reference path holds nothing).
     pub(crate) fn holding(probe: &'p Probe, input: &Tensor, source: &'p StemSource<'p>) -> Self {
-        let at_stem = match probe.engine_path() {
-            EnginePath::Fast => AtStem::Hold(source),
-            EnginePath::Reference => AtStem::Pass,
+        // A relevance pass's first layer follows a rule of its own: nothing is held.
+        let at_stem = match (probe.engine_path(), probe.relevance_rules()) {
+            (EnginePath::Fast, None) => AtStem::Hold(source),
+            _ => AtStem::Pass,
         };
         Self {
             input: Some(input.id()),
@@ -376,6 +389,11 @@ impl<'p> Trace<'p> {
     /// The rectifier `kind` following the probe's backward rule.
     pub fn rectify(&mut self, x: &Tensor, kind: Rectifier) -> Result<Tensor> {
         let activation = self.activation(kind);
+        if self.probe.relevance_rules().is_some() {
+            // Relevance passes through rectifiers (Zennit's `Pass`).
+            let y = ops::rectify(&x.detach(), activation)?;
+            return Ok(ops::with_step(x, x, y, |r| Ok((Some(r.clone()), None)))?);
+        }
         let y = ops::rectify(x, activation)?;
         let output = y.clone();
         self.record(&[x], &y, move |grad| {
@@ -418,6 +436,10 @@ impl<'p> Trace<'p> {
     /// The rectifier `kind` of `a + b` following the probe's backward rule.
     pub fn rectify_sum(&mut self, a: &Tensor, b: &Tensor, kind: Rectifier) -> Result<Tensor> {
         let activation = self.activation(kind);
+        if self.probe.relevance_rules().is_some() {
+            let y = ops::rectify(&(a.detach() + b.detach())?, activation)?;
+            return relevant_sum(a, b, y);
+        }
         let y = ops::rectify_sum(a, b, activation)?;
         let output = y.clone();
         self.record(&[a, b], &y, move |grad| {
@@ -429,6 +451,9 @@ impl<'p> Trace<'p> {
 
     /// `a + b` (a residual sum without a rectifier).
     pub fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        if self.probe.relevance_rules().is_some() {
+            return relevant_sum(a, b, (a.detach() + b.detach())?);
+        }
         let y = (a + b)?;
         self.record(&[a, b], &y, |grad| Ok(vec![grad.clone(), grad.clone()]))?;
         Ok(y)
@@ -444,6 +469,9 @@ impl<'p> Trace<'p> {
         x: &Tensor,
         activation: Option<Activation>,
     ) -> Result<Tensor> {
+        if let Some(rules) = self.probe.relevance_rules() {
+            return self.relevant(rules, conv, LayerRole::Conv, x, activation);
+        }
         if conv.groups() == 1 && self.is_input(x) {
             return self.stem(conv, x, activation);
         }
@@ -459,6 +487,54 @@ impl<'p> Trace<'p> {
             Ok(vec![conv.transpose(&grad, size)?])
         })?;
         Ok(y)
+    }
+
+    /// A fully connected layer (`[N, in]` to `[N, out]`); heads run theirs here so
+    /// that relevance passes apply its rule.
+    pub fn linear(&mut self, layer: &Linear, x: &Tensor) -> Result<Tensor> {
+        match self.probe.relevance_rules() {
+            Some(rules) => self.relevant(rules, layer, LayerRole::Dense, x, None),
+            None => layer.forward(x),
+        }
+    }
+
+    /// PyTorch's `AdaptiveAvgPool2d` to a `grid` of cells ([`nn::adaptive_avg_pool2d`]);
+    /// heads pool here so that relevance passes share it in proportion to the inputs.
+    pub fn avg_pool(&mut self, x: &Tensor, grid: (usize, usize)) -> Result<Tensor> {
+        if self.probe.relevance_rules().is_none() {
+            return nn::adaptive_avg_pool2d(x, grid);
+        }
+        let input = x.detach();
+        let z = nn::adaptive_avg_pool2d(&input, grid)?.contiguous()?;
+        let value = z.clone();
+        Ok(ops::with_step(x, x, value, move |r| {
+            Ok((Some(relevance::pool_relevance(&input, &z, r, grid)?), None))
+        })?)
+    }
+
+    /// `layer` on `x`, then `activation`, in a relevance pass: the layer's rule gives
+    /// its input's relevance (the first layer's rule for the one reading the input),
+    /// and the rectifier passes it on.
+    fn relevant<L: Affine + Clone>(
+        &self,
+        rules: &Relevance,
+        layer: &L,
+        role: LayerRole,
+        x: &Tensor,
+        activation: Option<Activation>,
+    ) -> Result<Tensor> {
+        let rule = rules.rule(role, self.input == Some(x.id()));
+        let input = x.detach();
+        let z = layer.forward(&input)?;
+        let y = match activation {
+            Some(a) => ops::rectify(&z, a)?,
+            None => z.clone(),
+        };
+        let (layer, without_bias) = (layer.clone(), rules.without_bias);
+        Ok(ops::with_step(x, x, y, move |r| {
+            let r_in = relevance::layer_relevance(&rule, &layer, &input, &z, r, without_bias)?;
+            Ok((Some(r_in), None))
+        })?)
     }
 
     /// Notes, in a describing pass, that `y` is a window op of `geometry` on `x`.
@@ -477,6 +553,7 @@ impl<'p> Trace<'p> {
         if self.described.is_some() {
             self.fields.insert(x.id(), ReceptiveField::INPUT);
         }
+        self.input.get_or_insert(x.id());
         let logits = self.trunk_and_head(network, x);
         if let (Some(tape), AtStem::Held(h)) = (&mut self.tape, &mut self.at_stem)
             && h.taped.is_none()

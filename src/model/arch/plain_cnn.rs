@@ -9,7 +9,7 @@ use candle_core::Tensor;
 use super::entry::{Architecture, Entry};
 use super::sequential::{Sequential, vgg_features};
 use crate::model::layer::LayerKind;
-use crate::model::nn::{self, Linear};
+use crate::model::nn::Linear;
 use crate::model::trace::{Network, Trace};
 use crate::model::weights::WeightPath;
 
@@ -64,9 +64,9 @@ impl Network for PlainCnn {
     }
 
     fn head(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
-        let x = nn::adaptive_avg_pool2d(x, (1, 1))?;
+        let x = t.avg_pool(x, (1, 1))?;
         let x = t.tap("avgpool", LayerKind::AvgPool, x)?;
-        let x = self.fc.forward(&x.flatten_from(1)?)?;
+        let x = t.linear(&self.fc, &x.flatten_from(1)?)?;
         t.tap("fc", LayerKind::Linear, x)
     }
 }

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use super::entry::{Architecture, Entry};
 use crate::model::blocks::ConvBn;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{self, ConvSpec, Linear};
+use crate::model::nn::{ConvSpec, Linear};
 use crate::model::rules::Rectifier;
 use crate::model::trace::{Network, Trace};
 use crate::model::weights::WeightPath;
@@ -217,9 +217,9 @@ impl Network for ResNet {
     }
 
     fn head(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
-        let x = nn::adaptive_avg_pool2d(x, (1, 1))?;
+        let x = t.avg_pool(x, (1, 1))?;
         let x = t.tap("avgpool", LayerKind::AvgPool, x)?;
-        let x = self.fc.forward(&x.flatten_from(1)?)?;
+        let x = t.linear(&self.fc, &x.flatten_from(1)?)?;
         t.tap("fc", LayerKind::Linear, x)
     }
 }

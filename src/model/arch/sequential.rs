@@ -7,7 +7,7 @@ use candle_core::Tensor;
 
 use crate::model::blocks::ConvBn;
 use crate::model::layer::LayerKind;
-use crate::model::nn::{self, Conv2d, ConvSpec, Linear};
+use crate::model::nn::{Conv2d, ConvSpec, Linear};
 use crate::model::rules::Rectifier;
 use crate::model::trace::{Network, Trace};
 use crate::model::weights::WeightPath;
@@ -118,7 +118,10 @@ impl Sequential {
                     let y = t.max_pool(&x, *kernel, *stride, 0)?;
                     t.tap(&name, LayerKind::MaxPool, y)?
                 }
-                (Module::Linear(l), _) => t.tap(&name, LayerKind::Linear, l.forward(&x)?)?,
+                (Module::Linear(l), _) => {
+                    let y = t.linear(l, &x)?;
+                    t.tap(&name, LayerKind::Linear, y)?
+                }
             };
         }
         Ok(x)
@@ -179,7 +182,7 @@ impl Network for FeaturesClassifier {
     }
 
     fn head(&self, x: &Tensor, t: &mut Trace) -> Result<Tensor> {
-        let x = nn::adaptive_avg_pool2d(x, self.grid)?;
+        let x = t.avg_pool(x, self.grid)?;
         let x = t.tap("avgpool", LayerKind::AvgPool, x)?;
         self.classifier.forward(&x.flatten_from(1)?, t)
     }

@@ -86,6 +86,37 @@ fn with_backward<B: Backward>(a: &Tensor, b: &Tensor, value: Tensor, bw: B) -> R
     a.apply_op3(b, &detached(value)?, PassThrough(bw))
 }
 
+/// `value` (computed from `a` and `b`) whose backward pass is not a gradient but
+/// `step`: what `a` and `b` get from what arrives at the output (a relevance rule,
+/// [`super::relevance`]). Off the graph the value is returned as it is.
+pub(crate) fn with_step<F>(a: &Tensor, b: &Tensor, value: Tensor, step: F) -> Result<Tensor>
+where
+    F: Fn(&Tensor) -> anyhow::Result<(Option<Tensor>, Option<Tensor>)> + Send + Sync + 'static,
+{
+    with_backward(a, b, value, Step(step))
+}
+
+/// A backward pass given as a closure ([`with_step`]).
+struct Step<F>(F);
+
+impl<F> Backward for Step<F>
+where
+    F: Fn(&Tensor) -> anyhow::Result<(Option<Tensor>, Option<Tensor>)> + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        "relevance"
+    }
+
+    fn grads(
+        &self,
+        _: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        (self.0)(grad).map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
+    }
+}
+
 /// Copies its third input, the value; its backward pass is `B`'s. Cloning storage is
 /// the same code on every backend, so this runs wherever Candle does.
 struct PassThrough<B>(B);
