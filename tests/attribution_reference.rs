@@ -591,3 +591,39 @@ fn lrp_of_a_unit_sums_to_its_value() {
         assert!((k - 1.0).abs() < 1e-3, "sum/value {k}");
     }
 }
+
+/// Max-sensitivity against Quantus 0.6's `MaxSensitivity` (fixture from
+/// tests/reference/make_fragility_fixtures.py): the saliency maps of the demo CNN
+/// under the same six perturbations, none changing the prediction.
+#[test]
+fn max_sensitivity_matches_quantus_given_the_same_perturbations() {
+    use unitscope::metrics::max_sensitivity;
+    let reference = fixture("fragility_demo");
+    let model = demo_model(&Device::Cpu);
+    let f64_of = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+    let x = f64_of(&reference["input"]);
+    let classes: Vec<usize> = reference["classes"]
+        .to_vec1::<f64>()
+        .unwrap()
+        .into_iter()
+        .map(|c| c as usize)
+        .collect();
+    let targets: Vec<Target> = classes.iter().map(|&c| Target::Class(c)).collect();
+    let perturbed = &reference["perturbed"];
+    let draws: Vec<Tensor> = (0..perturbed.dim(0).unwrap())
+        .map(|s| f64_of(&perturbed.get(s).unwrap()))
+        .collect();
+    let saliency = Gradient::saliency();
+    let maps = saliency.attribute(&model, &x, &targets).unwrap();
+    let got =
+        max_sensitivity(&model, &saliency, (&x, &targets), (&maps, &classes), &draws).unwrap();
+    let want = reference["max_sensitivity"].to_vec1::<f64>().unwrap();
+    println!("max-sensitivity: unitscope {got:?}, Quantus {want:?}");
+    for (g, w) in got.iter().zip(&want) {
+        let g = g.expect("no draw changed the prediction");
+        assert!(
+            (g - w).abs() / w < TOLERANCE,
+            "max-sensitivity {g} vs Quantus {w}"
+        );
+    }
+}

@@ -424,7 +424,19 @@ fn evaluate_prints_one_json_object_per_method() {
         }
         // The demo CNN has four convolutions and a classifier to randomize.
         assert_eq!(row["randomization"].as_array().unwrap().len(), 5, "{row}");
+        // Fragility: one value per image, and their means.
+        let sensitivity = row["max_sensitivity"].as_f64().expect("max_sensitivity");
+        let shift = row["shift_spearman"].as_f64().expect("shift_spearman");
+        assert!(sensitivity >= 0.0 && (-1.0..=1.0).contains(&shift), "{row}");
+        let per_image = row["per_image"]["max_sensitivity"].as_array().unwrap();
+        assert_eq!(per_image.len(), 3, "{row}");
     }
+    // The gradient is far more fragile than Grad-CAM's coarse map.
+    let sensitivity = |r: &serde_json::Value| r["max_sensitivity"].as_f64().unwrap();
+    assert!(
+        sensitivity(&rows[0]) > 3.0 * sensitivity(&rows[1]),
+        "{rows:?}"
+    );
     assert_eq!(rows[1]["method"], "grad-cam(features.10)");
 }
 

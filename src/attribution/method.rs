@@ -22,7 +22,7 @@ pub enum Attribution {
 
 impl Attribution {
     /// Every tensor of the batch, in order (one for [`Attribution::Input`]).
-    pub(super) fn tensors(&self) -> Vec<&Tensor> {
+    pub fn tensors(&self) -> Vec<&Tensor> {
         match self {
             Self::Input(t) => vec![t],
             Self::Layers(layers) => layers.iter().map(|(_, t)| t).collect(),

@@ -1,6 +1,7 @@
 //! `unitscope evaluate`: how far to trust each method's maps, as numbers: deletion
 //! and insertion areas, the pointing game and the mass on the object (where masks
-//! exist: the demo world), and the cascading model-randomization check.
+//! exist: the demo world), the cascading model-randomization check, and fragility
+//! (max-sensitivity and the shift test).
 
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ use candle_core::Tensor;
 use serde_json::json;
 use unitscope::data::{Sample, Source};
 use unitscope::jobs;
-use unitscope::metrics::{self, DeletionInsertion, TrustInputs};
+use unitscope::metrics::{self, DeletionInsertion, Fragility, TrustInputs};
 use unitscope::model::Model;
 
 use super::job::{self, Printer};
@@ -37,6 +38,17 @@ pub struct Args {
     /// Seed of the randomized weights.
     #[arg(long, default_value_t = 0)]
     randomization_seed: u64,
+    /// Max-sensitivity's noisy copies per input (0 skips it); each costs one
+    /// attribution of every input.
+    #[arg(long, default_value_t = 8, value_parser = super::count(0..=1000))]
+    sensitivity_samples: usize,
+    /// Max-sensitivity's noise radius r (uniform in [-r, r] on each input value, in
+    /// the model's normalized input units; Quantus's default).
+    #[arg(long, default_value_t = 0.2)]
+    sensitivity_radius: f64,
+    /// The shift test's shift in pixels, right and down (0 skips it).
+    #[arg(long, default_value_t = 4, value_parser = super::count(0..=1024))]
+    shift: usize,
     /// One JSON object per method instead of the table.
     #[arg(long)]
     json: bool,
@@ -46,6 +58,11 @@ pub struct Args {
 const MAX_IMAGES: usize = 4096;
 
 pub fn run(args: &Args) -> Result<()> {
+    let r = args.sensitivity_radius;
+    ensure!(
+        r.is_finite() && r >= 0.0,
+        "--sensitivity-radius must be a finite number >= 0, not {r}"
+    );
     let model = super::model_for(args.model.as_deref(), &args.source())?;
     let methods = args.methods.build(&model)?;
     let args = args.clone();
@@ -68,20 +85,37 @@ fn evaluate(
         steps: args.game_steps,
         ..DeletionInsertion::default()
     };
+    let fragility = Fragility {
+        samples: args.sensitivity_samples,
+        radius: args.sensitivity_radius,
+        shift: args.shift,
+        seed: args.randomization_seed,
+    };
     let baseline = inputs.random_point_baseline();
     if !args.json {
         out.line(&format!(
-            "{n} images, {}; areas over {} steps; pointing game vs. {}",
+            "{n} images, {}; areas over {} steps; sensitivity over {} draws of r = {}; shift {} px; \
+             pointing game vs. {}",
             model.name(),
             args.game_steps,
+            args.sensitivity_samples,
+            args.sensitivity_radius,
+            args.shift,
             match baseline {
                 Some(b) => format!("a random point's {b:.3}"),
                 None => "no masks (give --demo N for them)".into(),
             }
         ))?;
         out.line(&format!(
-            "{:<28} {:>10} {:>10} {:>9} {:>9} {:>12}",
-            "method", "deletion↓", "insertion↑", "pointing", "mass in", "random ρ↓"
+            "{:<28} {:>10} {:>10} {:>9} {:>9} {:>10} {:>8} {:>8}",
+            "method",
+            "deletion↓",
+            "insertion↑",
+            "pointing",
+            "mass in",
+            "random ρ↓",
+            "sens↓",
+            "shift ρ↑"
         ))?;
     }
     let total = methods.len() as u64;
@@ -89,7 +123,8 @@ fn evaluate(
     for (done, (name, method)) in methods.into_iter().enumerate() {
         cx.checkpoint()?;
         cx.progress(done as u64, total, &name);
-        let trust = metrics::trust(model, method.as_ref(), &inputs, &games, seed)?;
+        let trust = metrics::trust(model, method.as_ref(), &inputs, (&games, &fragility), seed)?;
+        let fragile = &trust.fragility;
         let means = &trust.means;
         if args.json {
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
@@ -107,18 +142,26 @@ fn evaluate(
                         .iter()
                         .map(|s| json!({"layer": s.layer, "spearman": mean(&s.spearman)}))
                         .collect::<Vec<_>>()),
+                    "max_sensitivity": fragile.mean_max_sensitivity(),
+                    "shift_spearman": fragile.mean_shift_spearman(),
+                    "per_image": {
+                        "max_sensitivity": fragile.max_sensitivity,
+                        "shift_spearman": fragile.shift_spearman,
+                    },
                 })
             ))?;
         } else {
             let cell = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
             out.line(&format!(
-                "{:<28} {:>10.3} {:>10.3} {:>9} {:>9} {:>12}",
+                "{:<28} {:>10.3} {:>10.3} {:>9} {:>9} {:>10} {:>8} {:>8}",
                 name,
                 means.deletion_auc,
                 means.insertion_auc,
                 cell(means.pointing_game),
                 cell(means.mass_inside),
-                cell(trust.fully_random_spearman())
+                cell(trust.fully_random_spearman()),
+                cell(fragile.mean_max_sensitivity()),
+                cell(fragile.mean_shift_spearman()),
             ))?;
         }
     }

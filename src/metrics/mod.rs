@@ -1,14 +1,19 @@
 //! How far to trust a map: faithfulness to the model (deletion and insertion),
-//! agreement with where the object is (pointing game, mass inside the mask), and
-//! dependence on what the model learned (cascading model randomization).
+//! agreement with where the object is (pointing game, mass inside the mask),
+//! dependence on what the model learned (cascading model randomization), and
+//! fragility (max-sensitivity, the shift test).
 
 mod deletion;
+mod fragility;
 mod localization;
 mod randomization;
 mod scores;
 mod trust;
 
 pub use deletion::{DeletionInsertion, auc};
+pub use fragility::{
+    Fragility, FragilityScores, fragility, max_sensitivity, perturbations, shift, shift_test,
+};
 pub use localization::{mass_inside, pointing_hit};
 pub use randomization::{RandomizationStep, cascading_randomization};
 pub use scores::{MapScores, MeanScores};

@@ -1,13 +1,16 @@
 //! One method's row of the trust table: its maps for every input, scored by the
 //! deletion and insertion games (and, where the objects' pixels are known, the
-//! pointing game and the mass inside), then the cascading model-randomization check.
+//! pointing game and the mass inside), the cascading model-randomization check, and
+//! the fragility measures.
 //! `unitscope evaluate` prints these rows; the TUI's Trust screen draws them.
 
 use anyhow::Result;
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 
-use super::{DeletionInsertion, MapScores, MeanScores, RandomizationStep};
+use super::{
+    DeletionInsertion, Fragility, FragilityScores, MapScores, MeanScores, RandomizationStep,
+};
 use crate::attribution::{self, ChannelReduction, Method, Target};
 use crate::model::Model;
 
@@ -37,6 +40,8 @@ pub struct Trust {
     pub means: MeanScores,
     /// The cascade, top layer first, if it was run.
     pub randomization: Option<Vec<RandomizationStep>>,
+    /// Max-sensitivity and the shift test, per input.
+    pub fragility: FragilityScores,
 }
 
 impl Trust {
@@ -49,13 +54,14 @@ impl Trust {
 }
 
 /// Measures `method` on `inputs`, each explained for the class the model predicts;
-/// the randomization check runs when `randomization_seed` is given. Stops between
-/// inputs when the running job is cancelled ([`crate::jobs::checkpoint`]).
+/// the randomization check runs when `randomization_seed` is given, the fragility
+/// measures as `fragility` sets them. Stops between inputs when the running job is
+/// cancelled ([`crate::jobs::checkpoint`]).
 pub fn trust(
     model: &Model,
     method: &dyn Method,
     inputs: &TrustInputs,
-    games: &DeletionInsertion,
+    (games, fragility): (&DeletionInsertion, &Fragility),
     randomization_seed: Option<u64>,
 ) -> Result<Trust> {
     let x = &inputs.tensor;
@@ -78,8 +84,16 @@ pub fn trust(
     let randomization = randomization_seed
         .map(|seed| super::cascading_randomization(model, method, x, &targets, &attribution, seed))
         .transpose()?;
+    let fragility = super::fragility(
+        model,
+        method,
+        (x, &targets),
+        (&attribution, &classes),
+        fragility,
+    )?;
     Ok(Trust {
         means: MeanScores::of(&scores),
         randomization,
+        fragility,
     })
 }

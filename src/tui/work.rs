@@ -20,7 +20,7 @@ use unitscope::data::{Entry, Window, text};
 use unitscope::dissect::{self, LayerDissection, report};
 use unitscope::featvis;
 use unitscope::jobs::Context;
-use unitscope::metrics::{self, DeletionInsertion, MapScores, Trust, TrustInputs};
+use unitscope::metrics::{self, DeletionInsertion, Fragility, MapScores, Trust, TrustInputs};
 use unitscope::model::{Model, ModelCard, Prediction, UnitAddress};
 use unitscope::render::{self, Backdrop, Colormap, Style};
 use unitscope::units::{self, Cache, LayerStats};
@@ -612,7 +612,8 @@ pub fn trust(
         cx.checkpoint()?;
         cx.progress(done as u64, methods.len() as u64, name);
         let method = registry::build(name, params)?;
-        let trust = metrics::trust(model, method.as_ref(), &inputs, &games, Some(0))
+        let measures = (&games, &Fragility::default());
+        let trust = metrics::trust(model, method.as_ref(), &inputs, measures, Some(0))
             .with_context(|| format!("method `{name}`"))?;
         rows.push(TrustRow {
             method: name.clone(),

@@ -4,6 +4,8 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
+use unitscope::metrics::Fragility;
+
 use super::{note, panel, progress};
 use crate::tui::app::App;
 use crate::tui::work::TRUST_INPUTS;
@@ -21,15 +23,18 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
         return note(app, frame, inner, &text);
     };
     let [explanation, table_area] =
-        Layout::vertical([Constraint::Length(3), Constraint::Fill(1)]).areas(inner);
+        Layout::vertical([Constraint::Length(5), Constraint::Fill(1)]).areas(inner);
     let baseline = rows.first().and_then(|r| r.baseline);
     let text = format!(
         "deletion: the class probability's area as the top pixels go (lower is more faithful); insertion: \
          as they come back (higher). pointing: the map's peak on the object{}; random ρ: rank correlation \
-         with the map of a fully randomized model (lower: the map depends on what was learned).",
+         with the map of a fully randomized model (lower: the map depends on what was learned); \
+         sens: max-sensitivity, the map's largest relative change under noise that keeps the prediction \
+         (lower: steadier); shift ρ: rank correlation with the map of the image shifted {} px.",
         baseline.map_or(" (no masks on these inputs)".into(), |b| format!(
             " (a random point: {b:.3})"
-        ))
+        )),
+        Fragility::default().shift,
     );
     frame.render_widget(
         Paragraph::new(text)
@@ -49,6 +54,8 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
                 cell(m.pointing_game),
                 cell(m.mass_inside),
                 cell(r.trust.fully_random_spearman()),
+                cell(r.trust.fragility.mean_max_sensitivity()),
+                cell(r.trust.fragility.mean_shift_spearman()),
             ])
         })
         .collect();
@@ -59,10 +66,14 @@ pub fn draw(app: &mut App, frame: &mut Frame, area: Rect) {
         "pointing",
         "mass in",
         "random ρ↓",
+        "sens↓",
+        "shift ρ↑",
     ])
     .style(app.theme.muted);
     let widths = [
         Constraint::Fill(2),
+        Constraint::Fill(1),
+        Constraint::Fill(1),
         Constraint::Fill(1),
         Constraint::Fill(1),
         Constraint::Fill(1),
