@@ -1,5 +1,5 @@
 """unitscope's attribution methods against Captum (and pytorch-grad-cam for the CAM
-variants Captum lacks) on the same CPU, in one run.
+variants Captum lacks, Zennit 1.0 for LRP) on the same CPU, in one run.
 
 ResNet-18 at 224 px, batch 1 and 16, 2 threads, the same methods with the same
 parameters: SmoothGrad and integrated gradients with 50 samples / steps in passes of
@@ -7,14 +7,24 @@ parameters: SmoothGrad and integrated gradients with 50 samples / steps in passe
 32 px window every 16 px (Captum: perturbations_per_eval 16). With
 --captum-defaults, Captum runs those three as its users call them by default: all
 50 samples / steps in one pass (NoiseTunnel, IntegratedGradients), one occlusion
-per forward pass (Occlusion); unitscope keeps its passes of 16. Each side reports
+per forward pass (Occlusion); unitscope keeps its passes of 16.
+
+LIME and KernelSHAP: 200 coalitions of 50 SLIC superpixels per input, evaluated 16
+per pass on both sides, zero baseline; Captum's side segments with scikit-image's
+`slic` (n_segments=50, compactness=30) inside the timed call, as unitscope's does with
+its own; LIME fits Captum's `SkLearnRidge(alpha=1)` under the cosine kernel of width
+1. Captum explains a batch one input at a time with these two, so they run at batch
+1 only. LRP: Zennit's `EpsilonPlusFlat` with its `ResNetCanonizer`, registered once
+outside the timed call, which is one forward and one backward pass seeded with the
+target logit (unitscope: `lrp`, the same composite). Each side reports
 the median of --reps runs after a warm-up; with --rounds R the two sides alternate R
 times per method and batch and each keeps its fastest round. The script prints
 unitscope/peer ratios (below 1 means unitscope is faster). Timings cover the raw
 maps (no upsampling, normalization or drawing) on both sides, except
 pytorch-grad-cam, whose call also normalizes and resizes (a few ms).
 
-    pip install torch torchvision captum==0.9.0 grad-cam==1.5.7
+    pip install torch torchvision captum==0.9.0 grad-cam==1.5.7 scikit-image scikit-learn
+    pip install --ignore-requires-python zennit==1.0.0
     cargo build --release
     python bench/captum_attribution.py [--reps 3] [--rounds 1] [--batch 1,16]
                                        [--methods saliency,...] [--captum-defaults]
@@ -39,10 +49,25 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SAMPLES, WINDOW, STRIDE = 50, 32, 16
+PERTURBATIONS, SEGMENTS, COMPACTNESS = 200, 50, 30
 METHODS = [
     "saliency", "gradient-x-input", "deconvnet", "guided-backprop", "grad-cam", "grad-cam++",
     "layer-cam", "guided-grad-cam", "smoothgrad", "integrated-gradients", "occlusion",
+    "lime", "kernel-shap", "lrp",
 ]
+# Captum explains a batch one input at a time with these: batch 1 only.
+PER_INPUT = {"lime", "kernel-shap"}
+
+
+def superpixels(x):
+    """scikit-image's SLIC of the one input of `x`, as Captum's feature mask."""
+    import torch
+    from skimage.segmentation import slic
+
+    image = x[0].permute(1, 2, 0).detach().cpu().double().numpy()
+    labels = slic(image, n_segments=SEGMENTS, compactness=COMPACTNESS, start_label=0,
+                  channel_axis=-1, convert2lab=False)
+    return torch.from_numpy(labels).to(x.device)[None, None].expand_as(x[:, :1])
 
 
 def peer(name, model, x, target, defaults, pass_batch):
@@ -87,6 +112,37 @@ def peer(name, model, x, target, defaults, pass_batch):
             x, sliding_window_shapes=(3, WINDOW, WINDOW), strides=(3, STRIDE, STRIDE),
             baselines=0.0, target=target, **batching,
         )
+    if name == "lime":
+        from captum._utils.models.linear_model import SkLearnRidge
+        from captum.attr._core.lime import get_exp_kernel_similarity_function
+
+        lime = ca.Lime(model, interpretable_model=SkLearnRidge(alpha=1.0),
+                       similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width=1.0))
+        return "captum", lambda: lime.attribute(
+            x, target=target, feature_mask=superpixels(x), baselines=0.0, n_samples=PERTURBATIONS,
+            perturbations_per_eval=pass_batch,
+        )
+    if name == "kernel-shap":
+        shap = ca.KernelShap(model)
+        return "captum", lambda: shap.attribute(
+            x, target=target, feature_mask=superpixels(x), baselines=0.0, n_samples=PERTURBATIONS,
+            perturbations_per_eval=pass_batch,
+        )
+    if name == "lrp":
+        import torch
+        from zennit.composites import EpsilonPlusFlat
+        from zennit.torchvision import ResNetCanonizer
+
+        EpsilonPlusFlat(canonizers=[ResNetCanonizer()]).register(model)
+
+        def lrp():
+            inputs = x.clone().requires_grad_(True)
+            out = model(inputs)
+            seed = torch.zeros_like(out)
+            seed[:, target] = out[:, target].detach()
+            return torch.autograd.grad(out, inputs, seed)[0]
+
+        return "zennit", lrp
     from pytorch_grad_cam import GradCAMPlusPlus, LayerCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -149,7 +205,8 @@ def main():
     def ours(name, batch):
         cmd = [args.binary, "bench", "attribution", "--json", "--reps", str(args.reps), "--methods", name,
                "--batch", str(batch), "--samples", str(SAMPLES), "--batch-size", str(args.pass_batch),
-               "--occlusion", f"{WINDOW},{STRIDE}", "--model", args.model, "--device", args.device]
+               "--occlusion", f"{WINDOW},{STRIDE}", "--perturbations", str(PERTURBATIONS),
+               "--model", args.model, "--device", args.device]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
 
@@ -166,6 +223,8 @@ def main():
     print(f"{'method':<22} {'batch':>5} {'peer':<17} {'peer ms':>10} {'ours ms':>10} {'ratio':>6} {'passes':>8}")
     for name in methods:
         for batch in batches:
+            if name in PER_INPUT and batch > 1:
+                continue
             # The two sides alternate, so a noisy burst of the machine is unlikely to
             # land on every round of one side; each keeps its fastest round.
             rounds = [(ours(name, batch), theirs(name, batch)) for _ in range(args.rounds)]

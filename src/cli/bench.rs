@@ -46,8 +46,12 @@ pub struct AttributionArgs {
     /// method's own, 50).
     #[arg(long, value_parser = super::count(1..=10_000))]
     samples: Option<usize>,
-    /// Inputs per pass for SmoothGrad, integrated gradients and occlusion (default:
-    /// the methods' own, 16).
+    /// LIME's and KernelSHAP's coalitions per input (default: the methods' own,
+    /// 1000).
+    #[arg(long, value_parser = super::count(1..=100_000))]
+    perturbations: Option<usize>,
+    /// Inputs per pass for SmoothGrad, integrated gradients, occlusion, LIME and
+    /// KernelSHAP (default: the methods' own, 16).
     #[arg(long, value_parser = super::count(1..=256))]
     batch_size: Option<usize>,
     /// Occlusion's window and stride in pixels (default: occlusion's own, as
@@ -265,6 +269,7 @@ fn attribution(args: &AttributionArgs) -> Result<()> {
     let given = [
         ("samples", args.samples),
         ("steps", args.samples),
+        ("perturbations", args.perturbations),
         ("window", occlusion.first().copied()),
         ("stride", occlusion.get(1).copied()),
         ("batch-size", args.batch_size),
