@@ -1306,3 +1306,62 @@ fn sharded_dissection_merges_into_the_single_runs_tally() {
     ]);
     assert!(err.contains("2/2"), "{err}");
 }
+
+/// LIME and KernelSHAP write the superpixels their maps are painted on (a 16-bit
+/// PNG of region numbers, listed in summary.json and removed by --force); LIME
+/// reports its fit's R², LRP how much of the target's value its map holds.
+#[test]
+fn explain_saves_superpixels_and_each_methods_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().to_str().unwrap();
+    let args = [
+        "explain",
+        "--demo",
+        "1",
+        "-m",
+        "lime,kernel-shap,lrp",
+        "--perturbations",
+        "64",
+        "--outline",
+        "-o",
+        output,
+    ];
+    assert_success(&unitscope(&args, &[]));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    let maps = summary[0]["maps"].as_array().unwrap();
+    let r2 = maps[0]["r2"].as_f64().expect("LIME's R²");
+    assert!((0.0..=1.0).contains(&r2), "{r2}");
+    let kept = maps[2]["conservation"]
+        .as_f64()
+        .expect("LRP's conservation");
+    assert!(kept > 0.0 && kept < 2.0, "{kept}");
+    assert!(maps[1]["r2"].is_null() && maps[2]["segments"].is_null());
+    for map in &maps[..2] {
+        let path = map["segments"].as_str().unwrap();
+        let labels = image::open(path).unwrap().into_luma16();
+        assert_eq!(labels.dimensions(), (64, 64));
+        let regions: std::collections::BTreeSet<u16> = labels.pixels().map(|p| p.0[0]).collect();
+        // Numbered from 0 without gaps, about as many as asked for (50).
+        assert_eq!(*regions.last().unwrap() as usize + 1, regions.len());
+        assert!(
+            (5..=80).contains(&regions.len()),
+            "{} regions",
+            regions.len()
+        );
+    }
+    let again = [
+        "explain", "--demo", "1", "-m", "saliency", "--force", "-o", output,
+    ];
+    assert_success(&unitscope(&again, &[]));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".segments.png"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the earlier run's superpixels stayed: {left:?}"
+    );
+}

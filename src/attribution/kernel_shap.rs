@@ -29,7 +29,7 @@ use rand_chacha::ChaCha8Rng;
 use super::descriptor::shared::{BATCH_SIZE, SEED};
 use super::descriptor::{Build, Descriptor, Params};
 use super::lime::{COMPACTNESS, FILL, Fill, PERTURBATIONS, SEGMENTS, painted, perturbed_outputs};
-use super::method::{Attribution, Method, Passes};
+use super::method::{Notes, Attribution, Method, Passes};
 use super::regression::least_squares;
 use super::superpixels::{Segmentation, slic};
 use super::target::Target;
@@ -197,8 +197,17 @@ impl Method for KernelShap {
     }
 
     fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution> {
+        Ok(self.attribute_noted(model, inputs, targets)?.0)
+    }
+
+    fn attribute_noted(
+        &self,
+        model: &Model,
+        inputs: &Tensor,
+        targets: &[Target],
+    ) -> Result<(Attribution, Vec<Notes>)> {
         let (_, c, h, w) = inputs.dims4()?;
-        let mut maps = Vec::with_capacity(targets.len());
+        let (mut maps, mut notes) = (Vec::new(), Vec::new());
         for (i, target) in targets.iter().enumerate() {
             let input = inputs.narrow(0, i, 1)?;
             let planes = input.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
@@ -207,8 +216,12 @@ impl Method for KernelShap {
             let phi =
                 self.shapley_values(model, &input, target, &segmentation, (&coalitions, &weights))?;
             maps.push(painted(&segmentation, &phi, c, inputs)?);
+            notes.push(Notes {
+                segmentation: Some(segmentation),
+                ..Notes::default()
+            });
         }
-        Ok(Attribution::Input(Tensor::cat(&maps, 0)?))
+        Ok((Attribution::Input(Tensor::cat(&maps, 0)?), notes))
     }
 }
 

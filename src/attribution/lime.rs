@@ -28,7 +28,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::descriptor::shared::{BATCH_SIZE, SEED};
 use super::descriptor::{Build, Descriptor, Kind, Param, Params};
-use super::method::{Attribution, Method, Passes, in_batches, target_values};
+use super::method::{Notes, Attribution, Method, Passes, in_batches, target_values};
 use super::regression::weighted_ridge;
 use super::superpixels::{Segmentation, slic};
 use super::target::Target;
@@ -357,8 +357,17 @@ impl Method for Lime {
     }
 
     fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution> {
+        Ok(self.attribute_noted(model, inputs, targets)?.0)
+    }
+
+    fn attribute_noted(
+        &self,
+        model: &Model,
+        inputs: &Tensor,
+        targets: &[Target],
+    ) -> Result<(Attribution, Vec<Notes>)> {
         let (_, c, h, w) = inputs.dims4()?;
-        let mut maps = Vec::with_capacity(targets.len());
+        let (mut maps, mut notes) = (Vec::new(), Vec::new());
         for (i, target) in targets.iter().enumerate() {
             let input = inputs.narrow(0, i, 1)?;
             let planes = input.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
@@ -366,8 +375,13 @@ impl Method for Lime {
             let coalitions = self.coalitions(i, segmentation.count);
             let fit = self.fit(model, &input, target, segmentation, &coalitions)?;
             maps.push(painted(&fit.segmentation, &fit.coefficients, c, inputs)?);
+            notes.push(Notes {
+                r2: Some(fit.r2),
+                segmentation: Some(fit.segmentation),
+                ..Notes::default()
+            });
         }
-        Ok(Attribution::Input(Tensor::cat(&maps, 0)?))
+        Ok((Attribution::Input(Tensor::cat(&maps, 0)?), notes))
     }
 }
 

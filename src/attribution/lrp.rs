@@ -23,7 +23,7 @@ use candle_core::{DType, Tensor};
 
 use super::descriptor::shared::BATCH_SIZE;
 use super::descriptor::{Build, Descriptor, Kind, Param, Params};
-use super::method::{Attribution, Method, Passes, check_targets, in_batches, recording_targets};
+use super::method::{Notes, Attribution, Method, Passes, check_targets, in_batches, recording_targets};
 use super::target::Target;
 use crate::model::{Composite, Model, Probe, Relevance};
 
@@ -169,16 +169,37 @@ impl Method for Lrp {
     }
 
     fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution> {
+        Ok(self.attribute_noted(model, inputs, targets)?.0)
+    }
+
+    fn attribute_noted(
+        &self,
+        model: &Model,
+        inputs: &Tensor,
+        targets: &[Target],
+    ) -> Result<(Attribution, Vec<Notes>)> {
         check_targets(inputs, targets)?;
         let rules = self.rules(model)?;
-        let maps = in_batches(inputs.dim(0)?, self.batch, |start, len| {
+        let batches = in_batches(inputs.dim(0)?, self.batch, |start, len| {
             let (x, t) = (inputs.narrow(0, start, len)?, &targets[start..start + len]);
             let probe = recording_targets(Probe::new().relevance(rules.clone()), t);
             let capture = model.forward(&x, &probe)?;
-            let seed = capture.relevance(&Target::batch_objective(t))?;
-            capture.backward(&seed)?.input()
+            let objective = Target::batch_objective(t);
+            let seed = capture.relevance(&objective)?;
+            let map = capture.backward(&seed)?.input()?;
+            let kept = conservation(&map, &capture.per_sample(&objective)?.detach())?;
+            Ok((map, kept))
         })?;
-        Ok(Attribution::Input(Tensor::cat(&maps, 0)?))
+        let (maps, kept): (Vec<_>, Vec<_>) = batches.into_iter().unzip();
+        let notes = kept
+            .into_iter()
+            .flatten()
+            .map(|k| Notes {
+                conservation: Some(k),
+                ..Notes::default()
+            })
+            .collect();
+        Ok((Attribution::Input(Tensor::cat(&maps, 0)?), notes))
     }
 }
 

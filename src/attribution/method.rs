@@ -6,6 +6,7 @@
 use anyhow::{Result, ensure};
 use candle_core::Tensor;
 
+use super::superpixels::Segmentation;
 use super::target::Target;
 use crate::model::{Capture, Gradients, InputGradient, Model, Objective, Probe, StemSource};
 
@@ -62,6 +63,20 @@ impl Attribution {
     }
 }
 
+/// What a method says about one of its maps besides the values, where it has
+/// something to say.
+#[derive(Clone, Debug, Default)]
+pub struct Notes {
+    /// LIME: the R² of its weighted linear fit, how well the surrogate follows the
+    /// model on the perturbed inputs (low: read the map with care).
+    pub r2: Option<f64>,
+    /// LRP: the map's sum over the target's value (1: the relevance was conserved;
+    /// biases and stabilizers absorb the rest).
+    pub conservation: Option<f64>,
+    /// LIME, KernelSHAP: the superpixels the map is painted on.
+    pub segmentation: Option<Segmentation>,
+}
+
 /// An attribution method.
 pub trait Method: Send + Sync {
     /// The method and its parameters, e.g. `smoothgrad(saliency, n=50, level=0.15)`.
@@ -74,6 +89,18 @@ pub trait Method: Send + Sync {
     /// The maps of `inputs` (`[N, 3, H, W]`, preprocessed), sample `i` explaining
     /// `targets[i]`.
     fn attribute(&self, model: &Model, inputs: &Tensor, targets: &[Target]) -> Result<Attribution>;
+
+    /// [`Method::attribute`] with what the method says about each map ([`Notes`]);
+    /// by default nothing.
+    fn attribute_noted(
+        &self,
+        model: &Model,
+        inputs: &Tensor,
+        targets: &[Target],
+    ) -> Result<(Attribution, Vec<Notes>)> {
+        let maps = self.attribute(model, inputs, targets)?;
+        Ok((maps, vec![Notes::default(); targets.len()]))
+    }
 
     /// For a method whose map is the input gradient itself, that gradient, held at
     /// the model's stem where it has one: a wrapper that averages maps sums these
@@ -107,6 +134,17 @@ pub fn attribute(
     inputs: &Tensor,
     targets: &[Vec<Target>],
 ) -> Result<Vec<Attribution>> {
+    let noted = attribute_noted(method, model, inputs, targets)?;
+    Ok(noted.into_iter().map(|(maps, _)| maps).collect())
+}
+
+/// [`attribute`] with the method's notes on each map.
+pub fn attribute_noted(
+    method: &dyn Method,
+    model: &Model,
+    inputs: &Tensor,
+    targets: &[Vec<Target>],
+) -> Result<Vec<(Attribution, Vec<Notes>)>> {
     ensure!(!targets.is_empty(), "no targets to attribute");
     let n = inputs.dim(0)?;
     ensure!(
@@ -114,8 +152,17 @@ pub fn attribute(
         "each target list needs one target per input ({n})"
     );
     let batch = Tensor::cat(&vec![inputs; targets.len()], 0)?;
-    let maps = method.attribute(model, &batch, &targets.concat())?;
-    (0..targets.len()).map(|i| maps.narrow(i * n, n)).collect()
+    let (maps, notes) = method.attribute_noted(model, &batch, &targets.concat())?;
+    ensure!(
+        notes.len() == n * targets.len(),
+        "`{}` gave notes on {} maps of {}",
+        method.name(),
+        notes.len(),
+        n * targets.len()
+    );
+    (0..targets.len())
+        .map(|i| Ok((maps.narrow(i * n, n)?, notes[i * n..(i + 1) * n].to_vec())))
+        .collect()
 }
 
 /// The layer CAM methods use unless told: the last one with feature maps (more than

@@ -41,7 +41,9 @@ pub use integrated_gradients::{Baseline, IntegratedGradients, Quadrature};
 pub use kernel_shap::KernelShap;
 pub use lime::{Fill, Fit, Lime};
 pub use lrp::{Lrp, conservation};
-pub use method::{Attribution, Method, Passes, attribute, default_cam_layer};
+pub use method::{
+    Attribution, Method, Notes, Passes, attribute, attribute_noted, default_cam_layer,
+};
 pub use occlusion::Occlusion;
 pub use smooth_grad::{SmoothGrad, Statistic};
 pub use target::{Target, TargetSpec, predicted};

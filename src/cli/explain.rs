@@ -9,7 +9,9 @@ use candle_core::Tensor;
 use image::RgbImage;
 use serde_json::json;
 use unitscope::atomic;
-use unitscope::attribution::{self, Attribution, ChannelReduction, Params, TargetSpec, registry};
+use unitscope::attribution::{
+    self, Attribution, ChannelReduction, Notes, Params, TargetSpec, registry,
+};
 use unitscope::data::{Sample, Source, text};
 use unitscope::jobs;
 use unitscope::metrics::{DeletionInsertion, MapScores};
@@ -54,6 +56,10 @@ pub struct Args {
     /// the mass on the object (`unitscope evaluate` explains them).
     #[arg(long)]
     metrics: bool,
+    /// Draw the superpixels of LIME's and KernelSHAP's maps over their heatmaps
+    /// (their regions are written as NAME.segments.png either way).
+    #[arg(long)]
+    outline: bool,
     /// List the methods and exit.
     #[arg(long)]
     list_methods: bool,
@@ -204,16 +210,35 @@ fn explain_each(
         let mut explained = Vec::new();
         for (key, method) in methods.iter() {
             let start = Instant::now();
-            let results = attribution::attribute(method.as_ref(), model, &x, &resolved)?;
+            let noted = attribution::attribute_noted(method.as_ref(), model, &x, &resolved)?;
+            let (results, notes): (Vec<_>, Vec<_>) = noted.into_iter().unzip();
             // The targets ran as one batch: each map's share of its time.
             let batch_ms = start.elapsed().as_secs_f64() * 1e3;
             let ms = batch_ms / targets.len() as f64;
-            let heats = render::draw_all_on(&results, on, args.style())?
-                .into_iter()
-                .map(|heat| render::framed(input, heat));
-            let each = targets.iter().zip(&resolved).zip(results).zip(heats);
-            for ((((spec, _), resolved), maps), heat) in each {
+            let heats = render::draw_all_on(&results, on, args.style())?;
+            let each = targets
+                .iter()
+                .zip(&resolved)
+                .zip(results)
+                .zip(heats)
+                .zip(notes);
+            for (((((spec, _), resolved), maps), heat), notes) in each {
+                // One input: one map, and its notes.
+                let notes = notes.into_iter().next().unwrap_or_default();
                 let stem = format!("{}.{}.{}", input.name, file_part(key), file_part(spec));
+                let segments = match &notes.segmentation {
+                    Some(regions) => {
+                        let path = args.output.join(format!("{stem}.segments.png"));
+                        render::save_segments(regions, &path)?;
+                        Some(path)
+                    }
+                    None => None,
+                };
+                let heat = match (&notes.segmentation, args.outline) {
+                    (Some(regions), true) => render::outline(&heat, regions, [255, 255, 255]),
+                    _ => heat,
+                };
+                let heat = render::framed(input, heat);
                 let warning = blank_cam(&maps)?.map(|layer| {
                     let target = describe(&resolved[0], model);
                     format!(
@@ -258,7 +283,7 @@ fn explain_each(
                 }
                 panels.push(Panel {
                     image: panel_image(&heat),
-                    caption: caption(key, &describe(&resolved[0], model), &maps)?,
+                    caption: caption(key, &describe(&resolved[0], model), &maps, &notes)?,
                 });
                 explained.push(json!({
                     "metrics": metrics,
@@ -271,6 +296,9 @@ fn explain_each(
                     "batch_ms": batch_ms,
                     "png": png,
                     "raw": raw,
+                    "r2": notes.r2,
+                    "conservation": notes.conservation,
+                    "segments": segments,
                 }));
             }
         }
@@ -484,6 +512,7 @@ fn prepare_output(dir: &Path, force: bool) -> Result<()> {
         listed.extend(image["grid"].as_str());
         for map in image["maps"].as_array().into_iter().flatten() {
             listed.extend(map["png"].as_str());
+            listed.extend(map["segments"].as_str());
             listed.extend(
                 map["raw"]
                     .as_array()
@@ -548,7 +577,7 @@ const SHOW_AREA: Cells = Cells {
 
 /// A map's caption in the grid: the method as asked for, the target, and the
 /// layer(s) a CAM was taken at (input maps are at the input).
-fn caption(method: &str, target: &str, maps: &Attribution) -> Result<Vec<String>> {
+fn caption(method: &str, target: &str, maps: &Attribution, notes: &Notes) -> Result<Vec<String>> {
     let at = match maps {
         Attribution::Input(_) => "at the input".to_owned(),
         Attribution::Layers(layers) => {
@@ -560,7 +589,16 @@ fn caption(method: &str, target: &str, maps: &Attribution) -> Result<Vec<String>
     // its own range, or a method's to one shared range): say what the values were.
     let (lo, hi) = maps.raw_range()?;
     let range = format!("raw {lo:.2e}..{hi:.2e}");
-    Ok(vec![method.to_owned(), target.to_owned(), at, range])
+    let mut lines = vec![method.to_owned(), target.to_owned(), at, range];
+    // What the method says of its own map: how well LIME's surrogate fits, how much
+    // of the target's value LRP's relevance kept.
+    lines.extend(notes.r2.map(|r2| format!("fit R^2 {r2:.2}")));
+    lines.extend(
+        notes
+            .conservation
+            .map(|k| format!("sums to {:.0}% of target", k * 100.0)),
+    );
+    Ok(lines)
 }
 
 /// The trust scores of one map of `input`, for the probability of `class`.

@@ -352,3 +352,57 @@ mod tests {
         );
     }
 }
+
+/// `img` with the borders of `segments` drawn in `colour`: a pixel is on a border
+/// when the region under it differs from the one right or below (the regions
+/// scaled to the picture's size, which may differ from the segmentation's).
+pub fn outline(
+    img: &RgbImage,
+    segments: &crate::attribution::superpixels::Segmentation,
+    colour: [u8; 3],
+) -> RgbImage {
+    let (h, w) = segments.size;
+    let (width, height) = img.dimensions();
+    let label = |x: u32, y: u32| {
+        let (sx, sy) = (
+            x as usize * w / width as usize,
+            y as usize * h / height as usize,
+        );
+        segments.labels[sy.min(h - 1) * w + sx.min(w - 1)]
+    };
+    let mut out = img.clone();
+    for y in 0..height {
+        for x in 0..width {
+            let here = label(x, y);
+            let right = x + 1 < width && label(x + 1, y) != here;
+            let below = y + 1 < height && label(x, y + 1) != here;
+            if right || below {
+                out.put_pixel(x, y, image::Rgb(colour));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod outline_tests {
+    use super::*;
+    use crate::attribution::superpixels::Segmentation;
+
+    #[test]
+    fn borders_are_drawn_where_regions_meet_at_any_scale() {
+        // Two regions, left and right halves of 4x4, drawn on an 8x8 picture.
+        let segments = Segmentation {
+            size: (4, 4),
+            labels: (0..16).map(|p| ((p % 4) / 2) as u32).collect(),
+            count: 2,
+        };
+        let out = outline(&RgbImage::new(8, 8), &segments, [255, 255, 255]);
+        for y in 0..8 {
+            for x in 0..8 {
+                let lit = out.get_pixel(x, y).0 == [255, 255, 255];
+                assert_eq!(lit, x == 3, "({x}, {y})");
+            }
+        }
+    }
+}

@@ -5,9 +5,28 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 
 use crate::atomic;
+use crate::attribution::superpixels::Segmentation;
 
 /// Writes `img` as a PNG.
 pub fn save_png(img: &RgbImage, path: &std::path::Path) -> Result<()> {
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("cannot encode a PNG")?;
+    atomic::write(path, &png)
+}
+
+/// Writes superpixels as a 16-bit greyscale PNG whose every pixel holds its region's
+/// number: the segmentation a map is painted on, for reading back.
+pub fn save_segments(segments: &Segmentation, path: &std::path::Path) -> Result<()> {
+    let (h, w) = segments.size;
+    anyhow::ensure!(
+        segments.count <= u16::MAX as usize + 1,
+        "{} superpixels do not fit a 16-bit PNG",
+        segments.count
+    );
+    let values: Vec<u16> = segments.labels.iter().map(|&l| l as u16).collect();
+    let img = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(w as u32, h as u32, values)
+        .context("superpixel labels do not fill their size")?;
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .context("cannot encode a PNG")?;
