@@ -188,6 +188,8 @@ pub struct ExplainState {
     pub method: String,
     pub target: TargetSpec,
     pub colormap: Colormap,
+    /// Whether superpixel methods' maps show their superpixels' borders.
+    pub outline: bool,
     pub params: Params,
     /// The parameter panel has the keys.
     pub editing: bool,
@@ -292,6 +294,7 @@ impl App {
                 method: "grad-cam".into(),
                 target: TargetSpec::Predicted,
                 colormap: theme.colormap,
+                outline: false,
                 params: Params::new(),
                 editing: false,
                 param_cursor: 0,
@@ -672,6 +675,7 @@ impl App {
                     .unwrap_or(0);
                 self.explain.colormap = all[(i + 1) % all.len()];
             }
+            Action::Outline => self.explain.outline = !self.explain.outline,
             Action::PickInput => self.overlay = Some(Overlay::Finder(self.input_finder())),
             Action::NextInput => self.set_input(self.explain.input.saturating_add(1)),
             Action::PreviousInput => self.set_input(self.explain.input.saturating_sub(1)),

@@ -155,8 +155,9 @@ fn explain_job(app: &App, model: Arc<Model>, dir: PathBuf) -> Result<Job> {
         };
         vec![(key.method.clone(), explained.clone())]
     };
-    let (colormap, target, params) = (
+    let (colormap, outline, target, params) = (
         app.explain.colormap,
+        app.explain.outline,
         target_text(&app.explain.target),
         app.params(),
     );
@@ -172,7 +173,10 @@ fn explain_job(app: &App, model: Arc<Model>, dir: PathBuf) -> Result<Job> {
                 file_part(&target)
             );
             let png = dir.join(format!("{stem}.png"));
-            render::save_png(&work::draw(&model, &input, &explained, colormap)?, &png)?;
+            render::save_png(
+                &work::draw(&model, &input, &explained, (colormap, outline))?,
+                &png,
+            )?;
             let mut raw = Vec::new();
             match &explained.maps {
                 Attribution::Input(map) => {

@@ -38,6 +38,7 @@ pub enum Action {
     PickClass,
     NextLayer,
     NextColormap,
+    Outline,
     PickInput,
     NextInput,
     PreviousInput,
@@ -209,6 +210,13 @@ const TABLE: &[Binding] = &[
         &["c"],
         On::Only(&[Explain]),
         "colormap",
+    ),
+    b(
+        Action::Outline,
+        "outline",
+        &["o"],
+        On::Only(&[Explain]),
+        "superpixel borders over LIME's and KernelSHAP's maps",
     ),
     b(
         Action::PickInput,

@@ -580,3 +580,50 @@ fn units_carry_their_concepts() {
     );
     assert!(std::fs::read(&file).unwrap().len() > 100, "rewritten whole");
 }
+
+/// `o` draws LIME's superpixels over its map, and the side panel gives its fit's
+/// R² with the key.
+#[test]
+fn superpixel_borders_come_and_go_with_o() {
+    let mut app = app();
+    press(&mut app, &[Tab, Tab, Tab, Tab]);
+    app.explain.method = "lime".into();
+    app.explain.params.set(
+        "perturbations",
+        unitscope::attribution::descriptor::Value::Integer(64),
+    );
+    app.request_current();
+    settle(&mut app);
+    let heat = |app: &mut App| {
+        let terminal = draw(app, (120, 40));
+        let buffer = terminal.backend().buffer().clone();
+        (colours(&buffer, panes(&buffer).1), frame_text(&terminal))
+    };
+    let (before, text) = heat(&mut app);
+    assert!(
+        text.contains("fit R²") && text.contains("o: borders"),
+        "{text}"
+    );
+    press(&mut app, &[Char('o')]);
+    let (after, text) = heat(&mut app);
+    assert!(text.contains("borders (o)"), "{text}");
+    // The borders brighten the cells they cross (lines thinner than a cell blend in).
+    let lighter = |a: &Color, b: &Color| match (a, b) {
+        (Color::Rgb(r0, g0, b0), Color::Rgb(r1, g1, b1)) => {
+            (*r1 as u32 + *g1 as u32 + *b1 as u32) > (*r0 as u32 + *g0 as u32 + *b0 as u32)
+        }
+        _ => false,
+    };
+    let brighter = before
+        .iter()
+        .zip(&after)
+        .filter(|(a, b)| lighter(a, b))
+        .count();
+    assert!(
+        brighter > before.len() / 10,
+        "{brighter} of {} cells brighter",
+        before.len()
+    );
+    press(&mut app, &[Char('o')]);
+    assert_eq!(heat(&mut app).0, before);
+}

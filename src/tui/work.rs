@@ -151,6 +151,8 @@ pub struct ExplainKey {
 /// One method's map of one input.
 pub struct Explained {
     pub maps: Attribution,
+    /// What the method says of its map (LIME's R², LRP's conservation, superpixels).
+    pub notes: attribution::Notes,
     /// What the target resolved to, as people read it.
     pub target: String,
     /// The method's own time.
@@ -184,8 +186,9 @@ fn explain_one(model: &Model, request: &Request, method_name: &str) -> Result<Ex
     let predicted = input.top.first().map(|p| p.index).unwrap_or(0);
     let target = request.target.resolve(&[predicted]);
     let start = Instant::now();
-    let maps = attribution::attribute(method.as_ref(), model, &x, std::slice::from_ref(&target))?
-        .remove(0);
+    let (maps, mut notes) =
+        attribution::attribute_noted(method.as_ref(), model, &x, std::slice::from_ref(&target))?
+            .remove(0);
     let ms = start.elapsed().as_secs_f64() * 1e3;
     let (_, _, h, w) = x.dims4()?;
     let passes = method.passes((h, w));
@@ -199,6 +202,7 @@ fn explain_one(model: &Model, request: &Request, method_name: &str) -> Result<Ex
         None => None,
     };
     Ok(Explained {
+        notes: notes.pop().unwrap_or_default(),
         over_text,
         raw_range: maps.raw_range()?,
         target: describe(&target[0], model),
@@ -219,19 +223,24 @@ pub fn describe(target: &attribution::Target, model: &Model) -> String {
     }
 }
 
-/// The heatmap of `explained` over the input as the user has it.
+/// The heatmap of `explained` over the input as the user has it; with `outline`, the
+/// superpixels it was painted on drawn over it (LIME, KernelSHAP).
 pub fn draw(
     model: &Model,
     input: &InputView,
     explained: &Explained,
-    colormap: Colormap,
+    (colormap, outline): (Colormap, bool),
 ) -> Result<RgbImage> {
     let [h, w] = model.input_spec().size;
     let style = Style {
         colormap,
         ..Style::default()
     };
-    render::draw_on(&explained.maps, input.backdrop((h, w)), style)
+    let heat = render::draw_on(&explained.maps, input.backdrop((h, w)), style)?;
+    Ok(match (&explained.notes.segmentation, outline) {
+        (Some(regions), true) => render::outline(&heat, regions, [255, 255, 255]),
+        _ => heat,
+    })
 }
 
 /// One method's map in the compare view, with how far to trust it.

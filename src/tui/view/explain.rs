@@ -174,21 +174,38 @@ fn picture(app: &mut App, name: String, make: impl FnOnce() -> image::RgbImage) 
 
 /// The heatmap of `explained` over `input` in the current colormap.
 fn heat(app: &mut App, name: &str, input: &InputView, explained: &Explained) -> PictureId {
-    let colormap = app.explain.colormap;
+    let (colormap, outline) = (app.explain.colormap, app.explain.outline);
     let model = app
         .model
         .clone()
         .expect("explanations come after the model");
-    picture(app, format!("heat:{name}:{colormap}"), || {
+    picture(app, format!("heat:{name}:{colormap}:{outline}"), || {
         // A map that cannot be drawn is drawn black; the method's error would have
         // come earlier, in its job.
-        work::draw(&model, input, explained, colormap).unwrap_or_else(|_| input.original.clone())
+        work::draw(&model, input, explained, (colormap, outline))
+            .unwrap_or_else(|_| input.original.clone())
     })
+}
+
+/// What the method says of its map (LIME's fit, LRP's conservation) and whether its
+/// superpixels' borders are drawn.
+fn map_note(e: &Explained, outline: bool) -> Option<String> {
+    let mut parts = Vec::new();
+    parts.extend(e.notes.r2.map(|r2| format!("fit R² {r2:.2}")));
+    parts.extend(
+        e.notes
+            .conservation
+            .map(|k| format!("sums to {:.0}% of target", k * 100.0)),
+    );
+    if e.notes.segmentation.is_some() {
+        parts.push(if outline { "borders (o)" } else { "o: borders" }.to_owned());
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 fn draw_side(app: &mut App, frame: &mut Frame, area: Rect) {
     let [about, top, params] = Layout::vertical([
-        Constraint::Length(11),
+        Constraint::Length(12),
         Constraint::Length(7),
         Constraint::Fill(1),
     ])
@@ -237,6 +254,13 @@ fn draw_side(app: &mut App, frame: &mut Frame, area: Rect) {
         field("time", timing.0),
         field("range", timing.1),
     ];
+    if let Some(note) = app
+        .explained
+        .get(&key)
+        .and_then(|e| map_note(e, app.explain.outline))
+    {
+        lines.push(field("note", note));
+    }
     if let Some(d) = descriptor {
         lines.push(Line::styled(d.citation.to_string(), theme.muted));
     }
