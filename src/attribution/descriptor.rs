@@ -294,7 +294,7 @@ pub mod shared {
             min: 1,
             max: 256,
         },
-        help: "Inputs per pass for SmoothGrad, integrated gradients, occlusion, LIME and KernelSHAP (bounds memory)",
+        help: "Inputs per pass of the methods that run many (SmoothGrad, integrated gradients, occlusion, LIME, SHAP) or batch them (LRP): bounds memory",
     };
 }
 
