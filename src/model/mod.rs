@@ -27,6 +27,7 @@ pub mod nn;
 pub mod objective;
 mod ops;
 pub mod probe;
+mod propagate;
 pub mod relevance;
 pub mod rules;
 mod tape;

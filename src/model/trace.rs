@@ -27,7 +27,8 @@ use super::layer::{LayerInfo, LayerKind};
 use super::nn::{self, Conv2d, Linear};
 use super::ops::{self, Held};
 use super::probe::{EnginePath, Probe};
-use super::relevance::{self, Affine, LayerRole, Relevance};
+use super::propagate::{self, Affine};
+use super::relevance::{LayerRole, Relevance};
 use super::rules::{Activation, Rectifier};
 use super::tape::{Tape, Taped};
 
@@ -71,7 +72,7 @@ fn rotate_channels(x: &Tensor, rotation: &Tensor) -> Result<Tensor> {
 fn relevant_sum(a: &Tensor, b: &Tensor, y: Tensor) -> Result<Tensor> {
     let (ta, tb) = (a.detach(), b.detach());
     Ok(ops::with_step(a, b, y, move |r| {
-        let (ra, rb) = relevance::sum_relevance(&ta, &tb, r)?;
+        let (ra, rb) = propagate::sum_relevance(&ta, &tb, r)?;
         Ok((Some(ra), Some(rb)))
     })?)
 }
@@ -508,7 +509,7 @@ impl<'p> Trace<'p> {
         let z = nn::adaptive_avg_pool2d(&input, grid)?.contiguous()?;
         let value = z.clone();
         Ok(ops::with_step(x, x, value, move |r| {
-            Ok((Some(relevance::pool_relevance(&input, &z, r, grid)?), None))
+            Ok((Some(propagate::pool_relevance(&input, &z, r, grid)?), None))
         })?)
     }
 
@@ -532,7 +533,7 @@ impl<'p> Trace<'p> {
         };
         let (layer, without_bias) = (layer.clone(), rules.without_bias);
         Ok(ops::with_step(x, x, y, move |r| {
-            let r_in = relevance::layer_relevance(&rule, &layer, &input, &z, r, without_bias)?;
+            let r_in = propagate::layer_relevance(&rule, &layer, &input, &z, r, without_bias)?;
             Ok((Some(r_in), None))
         })?)
     }
