@@ -74,37 +74,42 @@ fn demo_batches(model: &Model, n: usize) -> Result<Vec<Tensor>> {
 }
 
 /// Searches every unit of `layer` over `batches`, then runs the same batches
-/// forward only (logits, no graph), best of three passes each.
+/// forward only (logits, no graph): five rounds of each, alternating, best round
+/// each (a round on the demo model is a tenth of a second, shorter than the
+/// machine's slow spells).
 fn search(args: &Args, model: &Model, name: &str, layer: &str, batches: &[Tensor]) -> Result<()> {
     let n: usize = batches
         .iter()
         .map(|b| b.dim(0))
         .sum::<candle_core::Result<_>>()?;
     let layers = [layer.to_string()];
-    let best = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
-        f()?;
-        let mut best = f64::INFINITY;
-        for _ in 0..3 {
-            let start = Instant::now();
-            f()?;
-            best = best.min(start.elapsed().as_secs_f64());
-        }
-        Ok(n as f64 / best)
-    };
-    let searched = best(&mut || {
+    let search_all = || -> Result<()> {
         let mut search = Search::new(model, &layers, 8)?;
         for b in batches {
             search.add(b)?;
         }
         std::hint::black_box(search.finish()?);
         Ok(())
-    })?;
-    let forward = best(&mut || {
+    };
+    let forward_all = || -> Result<()> {
         for b in batches {
             std::hint::black_box(model.logits_with(b, &Probe::new())?);
         }
         Ok(())
-    })?;
+    };
+    let timed = |f: &dyn Fn() -> Result<()>| -> Result<f64> {
+        let start = Instant::now();
+        f()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    search_all()?;
+    forward_all()?;
+    let (mut searching, mut forwarding) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..5 {
+        searching = searching.min(timed(&search_all)?);
+        forwarding = forwarding.min(timed(&forward_all)?);
+    }
+    let (searched, forward) = (n as f64 / searching, n as f64 / forwarding);
     if args.json {
         outln!(
             "{}",

@@ -6,9 +6,9 @@
 
 use anyhow::{Result, ensure};
 use candle_core::{DType, Tensor};
-use serde::{Deserialize, Serialize};
-
 use image::RgbImage;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::histogram::Histogram;
 use crate::data::{InputSpec, Window};
@@ -161,16 +161,23 @@ impl<'m> Search<'m> {
                 layer.stats.size
             );
             let values = a.flatten_all()?.to_vec1::<f32>()?;
-            let width = layer.stats.size.1;
-            for i in 0..n {
-                let input = layer.stats.inputs + i;
-                for (c, unit) in layer.stats.units.iter_mut().enumerate() {
-                    let start = (i * units + c) * area;
-                    let map = &values[start..start + area];
-                    layer.sums[c] += map.iter().map(|&v| v as f64).sum::<f64>();
-                    unit.add(input, map, width, self.k);
-                }
-            }
+            let (width, first, k) = (layer.stats.size.1, layer.stats.inputs, self.k);
+            // Units are independent: on a small model their bookkeeping costs as
+            // much as the pass, so it is spread over the cores, in input order per unit.
+            layer
+                .stats
+                .units
+                .par_iter_mut()
+                .zip(layer.sums.par_iter_mut())
+                .enumerate()
+                .for_each(|(c, (unit, sum))| {
+                    for i in 0..n {
+                        let start = (i * units + c) * area;
+                        let map = &values[start..start + area];
+                        *sum += map.iter().map(|&v| v as f64).sum::<f64>();
+                        unit.add(first + i, map, width, k);
+                    }
+                });
             layer.stats.inputs += n;
         }
         Ok(())
