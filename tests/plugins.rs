@@ -999,6 +999,48 @@ fn the_char_lstm_reads_and_explains_text_files() {
     println!("a 1 GiB text file predicted in {:?}", started.elapsed());
 }
 
+/// `evaluate` on text files: every score of the trust table, fragility included.
+/// A sequence is one row, so the shift test moves it along its length (it used
+/// to refuse a 1x128 input, which failed the whole table).
+#[test]
+fn evaluate_scores_the_char_lstm_on_text_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts = dir.path().join("texts");
+    std::fs::create_dir(&texts).unwrap();
+    std::fs::write(
+        texts.join("a.py"),
+        "if (x) {\n    y = print(\"hello (\", [1, 2])\n",
+    )
+    .unwrap();
+    std::fs::write(
+        texts.join("b.txt"),
+        "a [nested (list) of \"words\"] and more\n",
+    )
+    .unwrap();
+    let args = [
+        "evaluate",
+        "--images",
+        texts.to_str().unwrap(),
+        "-m",
+        "saliency",
+        "--json",
+    ];
+    let run = unitscope(&args, dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let row: serde_json::Value =
+        serde_json::from_str(stdout(&run).lines().next().unwrap()).unwrap();
+    assert_eq!(row["images"], 2, "{row}");
+    let shifts = row["per_image"]["shift_spearman"].as_array().unwrap();
+    assert_eq!(shifts.len(), 2, "{row}");
+    let sensitivity = row["max_sensitivity"].as_f64().expect("max_sensitivity");
+    assert!(sensitivity.is_finite() && sensitivity > 0.0, "{row}");
+
+    // A shift as long as the sequence is refused before any method runs.
+    let run = unitscope(&[&args[..], &["--shift", "128"]].concat(), dir.path());
+    assert!(!run.status.success());
+    assert!(stderr(&run).contains("fewer than 128"), "{}", stderr(&run));
+}
+
 /// `units correlate` finds, among the shipped char-LSTM's units, ones that follow
 /// the text world's tracks: a unit whose activation tracks inside-a-string or the
 /// bracket depth with |r| >= 0.8 (Karpathy et al. 2015 found such cells by eye);

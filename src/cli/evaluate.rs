@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use candle_core::Tensor;
 use serde_json::json;
 use unitscope::data::{Sample, Source};
@@ -64,6 +64,9 @@ pub fn run(args: &Args) -> Result<()> {
         "--sensitivity-radius must be a finite number >= 0, not {r}"
     );
     let model = super::model_for(args.model.as_deref(), &args.source())?;
+    // Checked before any method runs, not after the first one's games.
+    let [rows, columns] = model.input_spec().size;
+    unitscope::metrics::shift_offsets(args.shift, (rows, columns)).context("--shift")?;
     let methods = args.methods.build(&model)?;
     let args = args.clone();
     job::run("evaluate", methods.len() as u64, move |cx, out| {

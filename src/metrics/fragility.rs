@@ -154,7 +154,7 @@ pub fn max_sensitivity(
     Ok(worst)
 }
 
-/// The shift test of each input's map, shifting by `k` pixels.
+/// The shift test of each input's map, shifting by `k` pixels ([`shift`]).
 pub fn shift_test(
     model: &Model,
     method: &dyn Method,
@@ -163,10 +163,7 @@ pub fn shift_test(
     k: usize,
 ) -> Result<Vec<Option<f64>>> {
     let (n, _, h, w) = x.dims4()?;
-    ensure!(
-        k < h && k < w,
-        "a shift of {k} pixels on a {h}x{w} input leaves nothing to compare"
-    );
+    let (dy, dx) = shift_offsets(k, (h, w))?;
     let shifted = shift(x, k)?;
     let kept = attribution::predicted(model, &shifted)?;
     let seen = |a: &Attribution| -> Result<Vec<Vec<f32>>> {
@@ -182,12 +179,12 @@ pub fn shift_test(
     Ok((0..n)
         .map(|i| {
             (kept[i] == classes[i]).then(|| {
-                // Pixel (y, x) of the original is pixel (y + k, x + k) of the shifted.
+                // Pixel (y, x) of the original is pixel (y + dy, x + dx) of the shifted.
                 let (mut a, mut b) = (Vec::new(), Vec::new());
-                for y in 0..h - k {
-                    a.extend_from_slice(&before[i][y * w..y * w + w - k]);
-                    let row = (y + k) * w + k;
-                    b.extend_from_slice(&after[i][row..row + w - k]);
+                for y in 0..h - dy {
+                    a.extend_from_slice(&before[i][y * w..y * w + w - dx]);
+                    let row = (y + dy) * w + dx;
+                    b.extend_from_slice(&after[i][row..row + w - dx]);
                 }
                 spearman(&a, &b)
             })
@@ -195,15 +192,34 @@ pub fn shift_test(
         .collect())
 }
 
-/// `x` (`[N, C, H, W]`) moved `k` pixels right and down, the top rows and left
-/// columns repeating the edge.
+/// How far [`shift`] moves an input of `(rows, columns)` by `k`: `(down, right)`.
+/// An axis of one position (a sequence's single row) stays put, so text and other
+/// one-row inputs shift along their length only. Refuses a shift that leaves
+/// nothing of the input to compare.
+pub fn shift_offsets(k: usize, (rows, columns): (usize, usize)) -> Result<(usize, usize)> {
+    let along = |size: usize| if size > 1 { k } else { 0 };
+    let (dy, dx) = (along(rows), along(columns));
+    ensure!(
+        dy < rows && dx < columns,
+        "a shift of {k} pixels leaves nothing to compare on a {rows}x{columns} input; \
+         give fewer than {} (0 skips the shift test)",
+        if rows > 1 { rows.min(columns) } else { columns }
+    );
+    Ok((dy, dx))
+}
+
+/// `x` (`[N, C, H, W]`) moved `k` pixels right and down (along its length only
+/// when it is one row: [`shift_offsets`]), the first rows and columns repeating
+/// the edge.
 pub fn shift(x: &Tensor, k: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    let index = |size: usize| -> Result<Tensor> {
-        let i: Vec<u32> = (0..size).map(|p| p.saturating_sub(k) as u32).collect();
+    let (dy, dx) = shift_offsets(k, (h, w))?;
+    let index = |size: usize, by: usize| -> Result<Tensor> {
+        let i: Vec<u32> = (0..size).map(|p| p.saturating_sub(by) as u32).collect();
         Ok(Tensor::new(i.as_slice(), x.device())?)
     };
-    Ok(x.index_select(&index(h)?, 2)?.index_select(&index(w)?, 3)?)
+    Ok(x.index_select(&index(h, dy)?, 2)?
+        .index_select(&index(w, dx)?, 3)?)
 }
 
 /// Each sample's raw map as one vector (a CAM's layers one after another).
@@ -306,6 +322,29 @@ mod tests {
             .to_vec1::<f32>()
             .unwrap();
         assert_eq!(s, [0., 0., 1., 0., 0., 1., 3., 3., 4.]);
+    }
+
+    /// A one-row input (a character sequence) moves along its length only; a
+    /// shift past an input's extent is refused with what to give instead.
+    #[test]
+    fn a_one_row_input_shifts_along_its_length() {
+        let x = Tensor::arange(0f32, 5., &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 1, 5))
+            .unwrap();
+        let s = shift(&x, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(s, [0., 0., 0., 1., 2.]);
+        assert_eq!(shift_offsets(2, (1, 5)).unwrap(), (0, 2));
+        assert_eq!(shift_offsets(2, (3, 5)).unwrap(), (2, 2));
+        let refused = shift_offsets(5, (1, 5)).unwrap_err().to_string();
+        assert!(refused.contains("fewer than 5"), "{refused}");
+        let refused = shift_offsets(3, (3, 5)).unwrap_err().to_string();
+        assert!(refused.contains("fewer than 3"), "{refused}");
     }
 
     #[test]

@@ -12,7 +12,8 @@ mod trust;
 
 pub use deletion::{DeletionInsertion, auc};
 pub use fragility::{
-    Fragility, FragilityScores, fragility, max_sensitivity, perturbations, shift, shift_test,
+    Fragility, FragilityScores, fragility, max_sensitivity, perturbations, shift, shift_offsets,
+    shift_test,
 };
 pub use localization::{mass_inside, pointing_hit};
 pub use randomization::{RandomizationStep, cascading_randomization};
