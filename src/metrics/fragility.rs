@@ -203,7 +203,11 @@ pub fn shift_offsets(k: usize, (rows, columns): (usize, usize)) -> Result<(usize
         dy < rows && dx < columns,
         "a shift of {k} pixels leaves nothing to compare on a {rows}x{columns} input; \
          give fewer than {} (0 skips the shift test)",
-        if rows > 1 { rows.min(columns) } else { columns }
+        [rows, columns]
+            .into_iter()
+            .filter(|&s| s > 1)
+            .min()
+            .unwrap_or(1)
     );
     Ok((dy, dx))
 }
@@ -345,6 +349,8 @@ mod tests {
         assert!(refused.contains("fewer than 5"), "{refused}");
         let refused = shift_offsets(3, (3, 5)).unwrap_err().to_string();
         assert!(refused.contains("fewer than 3"), "{refused}");
+        let refused = shift_offsets(4, (4, 1)).unwrap_err().to_string();
+        assert!(refused.contains("fewer than 4"), "{refused}");
     }
 
     #[test]
