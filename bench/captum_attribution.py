@@ -34,6 +34,7 @@ pytorch-grad-cam, whose call also normalizes and resizes (a few ms).
 With --device cuda both sides run on the first GPU (a unitscope built by
 scripts/build-cuda.sh, given with --binary) and every timing ends with a device
 synchronize; --pass-batch sets the inputs per pass of both sides' sampling methods.
+Both sides compute in float32: PyTorch's TF32 convolutions are turned off.
 
 CI does not run this.
 """
@@ -158,6 +159,10 @@ def measure(name, batch, args):
     import torchvision
 
     torch.set_num_threads(2)
+    # Float32 as unitscope computes it (its CUDA tests hold it to 1e-4 of the CPU):
+    # on a GPU PyTorch's convolutions default to TF32, a 10-bit mantissa.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
     model = getattr(torchvision.models, args.model)().eval().to(args.device)
     for m in model.modules():  # Captum's rule hooks need out-of-place ReLUs
         if isinstance(m, torch.nn.ReLU):

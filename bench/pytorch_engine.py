@@ -20,7 +20,7 @@ runs within a round). The stock-Candle ratio comes from one extra run of
 With --device cuda both sides run on the first GPU (a unitscope built by
 scripts/build-cuda.sh, given with --binary), every timing ends with a device
 synchronize, and the stock-Candle column and peak RSS are left out (they describe
-the CPU).
+the CPU). Both sides compute in float32: PyTorch's TF32 convolutions are turned off.
 
 Under a rule, PyTorch's rectifiers become the reference script's rule-following
 autograd function (as hook-based libraries do, each a Python-level op).
@@ -59,6 +59,10 @@ def measure(name, batch, reps, rule, device):
     import torch
 
     torch.set_num_threads(2)
+    # Float32 as unitscope computes it (its CUDA tests hold it to 1e-4 of the CPU):
+    # on a GPU PyTorch's convolutions default to TF32, a 10-bit mantissa.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
     model = build(name).eval().to(device)
     if rule != "gradient":
         from make_fixtures import set_rule  # every ReLU/ReLU6 backpropagates by `rule`

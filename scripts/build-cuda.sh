@@ -9,12 +9,15 @@
 #   scripts/build-cuda.sh --pack DIR # the binary and tests, stripped and xz-packed
 #                                    # into DIR with the peer's wheel (captum 0.9.0),
 #                                    # for scripts/gpu-check.sh on a GPU box
+#   --features cuda                  # without cuDNN: Candle's im2col convolutions
+#                                    # (default: cudnn; the binary then needs
+#                                    # libcudnn.so.9 to start)
 #
 # CUDA 13.0 comes from PyPI wheels, pinned (nvcc 13.1 and newer emit PTX that a 13.0
 # driver rejects). They form a CUDA_HOME-shaped tree nvidia/cu13/{bin,include,lib,nvvm};
-# linking needs unversioned libX.so links and a libcuda stub (SONAME libcuda.so.1,
-# which no wheel ships), made here from cudarc's own list of driver functions and
-# kept in lib/stubs: it is for the linker only and never travels.
+# linking needs unversioned libX.so links and stubs for libcuda.so.1 (the driver's)
+# and libcudnn.so.9, made here from cudarc's own lists of their
+# functions and kept in lib/stubs: they are for the linker only and never travel.
 #
 # Environment: UNITSCOPE_CUDA_DIR (default ~/.cache/unitscope-cuda) holds the wheels'
 # tree and, unless CARGO_TARGET_DIR says otherwise, the target dir: a cold build spends
@@ -23,11 +26,13 @@ set -euo pipefail
 
 tests=0
 pack=""
+features=cudnn
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --tests) tests=1 ;;
         --pack) pack="${2:?--pack needs a directory}"; tests=1; shift ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --features) features="${2:?--features needs cuda or cudnn}"; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "build-cuda.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -69,21 +74,26 @@ for lib in "$CUDA_HOME"/lib/lib*.so.*; do
     [[ -e "$link" ]] || ln -s "$name" "$link"
 done
 
-# The libcuda link stub: every driver function cudarc binds, doing nothing.
+# Link stubs for the libraries that come with the GPU machine: libcuda (the
+# driver's) and libcudnn, every function cudarc binds, doing nothing.
 stubs="$CUDA_HOME/lib/stubs"
-if [[ ! -e "$stubs/libcuda.so" ]]; then
+stub() { # name soname cudarc-module
+    [[ -e "$stubs/lib$1.so" ]] && return
+    local cudarc sys
     cudarc="$(cd "$root" && cargo metadata --format-version 1 --features cuda 2>/dev/null |
         python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "cudarc"))')"
-    sys="$(dirname "$cudarc")/src/driver/sys/mod.rs"
+    sys="$(dirname "$cudarc")/src/$3/sys/mod.rs"
     mkdir -p "$stubs"
-    grep -o 'fn cu[A-Za-z0-9_]*' "$sys" | sort -u | sed 's/^fn \(.*\)/void \1(void) {}/' >"$stubs/libcuda.c"
-    cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stubs/libcuda.so" "$stubs/libcuda.c"
-fi
+    grep -o 'fn cu[A-Za-z0-9_]*' "$sys" | sort -u | sed 's/^fn \(.*\)/void \1(void) {}/' >"$stubs/lib$1.c"
+    cc -shared -fPIC -Wl,-soname,"$2" -o "$stubs/lib$1.so" "$stubs/lib$1.c"
+}
+stub cuda libcuda.so.1 driver
+stub cudnn libcudnn.so.9 cudnn
 export LIBRARY_PATH="$stubs:$CUDA_HOME/lib${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export RUSTFLAGS="${RUSTFLAGS:-} -L native=$stubs -L native=$CUDA_HOME/lib"
 
 cd "$root"
-cargo build --release --features cuda --bin unitscope >&2
+cargo build --release --features "$features" --bin unitscope >&2
 bin="$CARGO_TARGET_DIR/release/unitscope"
 strip -o "$bin.stripped" "$bin"
 
@@ -91,8 +101,8 @@ strip -o "$bin.stripped" "$bin"
 suites=(engine_reference attribution_reference devices)
 test_bins=()
 if [[ $tests -eq 1 ]]; then
-    cargo test --release --features cuda "${suites[@]/#/--test=}" --no-run >&2
-    mapfile -t test_bins < <(cargo test --release --features cuda "${suites[@]/#/--test=}" \
+    cargo test --release --features "$features" "${suites[@]/#/--test=}" --no-run >&2
+    mapfile -t test_bins < <(cargo test --release --features "$features" "${suites[@]/#/--test=}" \
         --no-run --message-format=json 2>/dev/null |
         python3 -c 'import json,sys
 for line in sys.stdin:

@@ -46,6 +46,9 @@ if ! "$python" -c 'import captum' 2>/dev/null; then
     export PYTHONPATH="$bin/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONUNBUFFERED=1
+# Float32 everywhere: cuDNN may otherwise convolve in TF32 (a 10-bit mantissa), on
+# both sides. The unitscope binary sets this itself; its test binaries cannot.
+export NVIDIA_TF32_OVERRIDE=0
 
 trap 'rm -rf "$bin"' EXIT
 log "$(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
@@ -56,7 +59,8 @@ export CARGO_MANIFEST_DIR="$PWD"
 status=0
 for suite in engine_reference attribution_reference devices; do
     [[ -x "$bin/$suite" ]] || { log "$suite: missing from $pack"; status=1; continue; }
-    if "$bin/$suite" --nocapture >"$out/$suite.log" 2>&1; then
+    # A hung GPU call must not eat the lease: each suite gets 150 s.
+    if timeout 150 "$bin/$suite" --nocapture >"$out/$suite.log" 2>&1; then
         log "$suite: passed ($(grep -c '\[cuda\]\|^cuda:' "$out/$suite.log") CUDA checks printed)"
     else
         log "$suite: FAILED"; status=1

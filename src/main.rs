@@ -70,6 +70,7 @@ fn main() -> ExitCode {
     cli::allocator::use_huge_pages();
     cli::allocator::keep_freed_blocks();
     cli::threads::sleep_idle_candle_workers();
+    unitscope::model::device::keep_float32();
     // Before the command line is read: a method plugin's parameters are options.
     unitscope::plugin::load(&plugin_paths(std::env::args_os()), &option_names());
     let cli = match Cli::try_parse() {

@@ -104,6 +104,21 @@ fn open_cuda(ordinal: usize) -> Result<Device> {
     })
 }
 
+/// The variable NVIDIA's libraries read when they load: `0` keeps cuDNN's float32
+/// convolutions in float32. By default cuDNN may run them on TF32 tensor cores (a
+/// 10-bit mantissa), which breaks the engine's agreement with the CPU (the tests hold
+/// every engine to 1e-4).
+pub const TF32_OVERRIDE: &str = "NVIDIA_TF32_OVERRIDE";
+
+/// Sets [`TF32_OVERRIDE`] to `0` unless the user set it. Only builds with the
+/// `cudnn` feature convolve with cuDNN; call it before any threads start.
+pub fn keep_float32() {
+    if cfg!(feature = "cudnn") && std::env::var_os(TF32_OVERRIDE).is_none() {
+        // SAFETY: no other thread exists yet to read the environment concurrently.
+        unsafe { std::env::set_var(TF32_OVERRIDE, "0") };
+    }
+}
+
 #[cfg(not(feature = "cuda"))]
 fn open_cuda(ordinal: usize) -> Result<Device> {
     anyhow::bail!(

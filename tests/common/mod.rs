@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor};
 use unitscope::data::InputSpec;
-use unitscope::model::{ArchOptions, Architecture, Model, Weights};
+use unitscope::model::{ArchOptions, Architecture, DeviceChoice, Model, Weights};
 
 /// The repository root: `CARGO_MANIFEST_DIR` as cargo sets it when it runs the
 /// tests, else where they were built (a test binary carried to a GPU machine is run
@@ -76,7 +76,13 @@ fn cuda() -> Result<Device, String> {
     if !cfg!(feature = "cuda") {
         return Err("built without `--features cuda` (scripts/build-cuda.sh)".into());
     }
-    Device::new_cuda(0).map_err(|e| format!("no GPU answered: {e}"))
+    let tf32 = unitscope::model::device::TF32_OVERRIDE;
+    if cfg!(feature = "cudnn") && std::env::var(tf32).as_deref() != Ok("0") {
+        // The binary sets it in `main`; a test process cannot, once threads run.
+        return Err(format!("cuDNN may convolve in TF32: set {tf32}=0"));
+    }
+    let opened = DeviceChoice::Cuda(0).open();
+    opened.map(|o| o.device).map_err(|e| format!("no GPU answered: {e:#}"))
 }
 
 /// Tensors of `tests/fixtures/engine/NAME.safetensors` (made by tests/reference/make_fixtures.py).
