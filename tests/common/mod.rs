@@ -82,7 +82,9 @@ fn cuda() -> Result<Device, String> {
         return Err(format!("cuDNN may convolve in TF32: set {tf32}=0"));
     }
     let opened = DeviceChoice::Cuda(0).open();
-    opened.map(|o| o.device).map_err(|e| format!("no GPU answered: {e:#}"))
+    opened
+        .map(|o| o.device)
+        .map_err(|e| format!("no GPU answered: {e:#}"))
 }
 
 /// Tensors of `tests/fixtures/engine/NAME.safetensors` (made by tests/reference/make_fixtures.py).

@@ -176,7 +176,8 @@ impl Network for CharRnn {
     }
 
     fn head(&self, states: &Tensor, t: &mut Trace) -> Result<Tensor> {
-        let last = states.i((.., states.dim(1)? - 1))?;
+        // Packed rows: Candle's CUDA matmul refuses a row stride wider than the row.
+        let last = states.i((.., states.dim(1)? - 1))?.contiguous()?;
         t.tap("fc", LayerKind::Linear, self.fc.forward(&last)?)
     }
 
