@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds unitscope with `--features cuda` on a machine without a GPU, reproducibly,
-# and prints the stripped binary's path. Idempotent: a second run reuses the CUDA
-# tree and the target dir and rebuilds only what changed.
+# Builds unitscope with CUDA (`--features cudnn`, or `cuda` when told) on a machine
+# without a GPU, reproducibly, and prints the stripped binary's path. Idempotent: a
+# second run reuses the CUDA tree and the target dir and rebuilds only what changed.
 #
 #   scripts/build-cuda.sh            # the binary
 #   scripts/build-cuda.sh --tests    # also the test binaries that check every engine
