@@ -77,12 +77,12 @@ done
 # Link stubs for the libraries that come with the GPU machine: libcuda (the
 # driver's) and libcudnn, every function cudarc binds, doing nothing.
 stubs="$CUDA_HOME/lib/stubs"
+cudarc=""
 stub() { # name soname cudarc-module
     [[ -e "$stubs/lib$1.so" ]] && return
-    local cudarc sys
-    cudarc="$(cd "$root" && cargo metadata --format-version 1 --features cuda 2>/dev/null |
+    [[ -n "$cudarc" ]] || cudarc="$(cd "$root" && cargo metadata --format-version 1 --features cuda 2>/dev/null |
         python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "cudarc"))')"
-    sys="$(dirname "$cudarc")/src/$3/sys/mod.rs"
+    local sys="$(dirname "$cudarc")/src/$3/sys/mod.rs"
     mkdir -p "$stubs"
     grep -o 'fn cu[A-Za-z0-9_]*' "$sys" | sort -u | sed 's/^fn \(.*\)/void \1(void) {}/' >"$stubs/lib$1.c"
     cc -shared -fPIC -Wl,-soname,"$2" -o "$stubs/lib$1.so" "$stubs/lib$1.c"
