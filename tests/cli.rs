@@ -1197,6 +1197,33 @@ fn dissect_writes_a_tally_and_resumes() {
             .unwrap()
             .contains("already dissected")
     );
+    // A rerun with one layer more dissects only that one; the index lists both,
+    // in the order asked.
+    let more = unitscope(
+        &[
+            "dissect",
+            "--layer",
+            "features.1,features.4",
+            "--demo",
+            "40",
+            "-o",
+            s(&out),
+        ],
+        &[],
+    );
+    assert_success(&more);
+    let stdout = String::from_utf8(more.stdout).unwrap();
+    assert!(
+        stdout.contains("features.4: already dissected") && !stdout.contains("features.1: already"),
+        "{stdout}"
+    );
+    assert!(out.join("features.1/tally.csv").exists());
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("dissect.json")).unwrap()).unwrap();
+    let listed: Vec<&str> = (index["layers"].as_array().unwrap().iter())
+        .map(|l| l["layer"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["features.1", "features.4"]);
 
     let missing = dir.path().join("nothing");
     let err = fails(&[

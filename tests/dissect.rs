@@ -496,7 +496,7 @@ fn merged_shards_equal_a_single_run() {
     let sketched: Vec<Part> = shards
         .iter()
         .map(|(i, range)| {
-            let t = dissect::thresholds_pass(
+            let sketches = dissect::sketch_pass(
                 &model,
                 &set,
                 range.clone(),
@@ -506,7 +506,7 @@ fn merged_shards_equal_a_single_run() {
             )
             .unwrap()
             .remove(0);
-            let state = State::Sketches(t.into_sketches().unwrap());
+            let state = State::Sketches(sketches);
             Part::new(("k", &run), &layer, (*i, 3), range.clone(), state)
         })
         .collect();

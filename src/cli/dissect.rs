@@ -1,7 +1,8 @@
-//! `unitscope dissect`: Network Dissection from the command line. Layer by layer
-//! (a finished layer's files are written before the next starts, so Ctrl-C loses
-//! none, and a rerun skips the layers already done under the same model, data and
-//! settings), each unit's concept and IoU into `tally.csv` and `dissection.json`.
+//! `unitscope dissect`: Network Dissection from the command line: each unit's
+//! concept and IoU into `tally.csv` and `dissection.json`, per layer. The layers
+//! not yet done under the same model, data and settings are dissected together
+//! (one pair of passes over the images serves them all); each layer's files are
+//! written whole, so Ctrl-C loses no finished layer and a rerun keeps them.
 //! With `--shard I/N`, one shard's partial state instead (see
 //! [`unitscope::dissect::shard`]), which `dissect merge` combines.
 
@@ -101,8 +102,9 @@ pub struct Args {
     /// Images per forward pass.
     #[arg(long, default_value_t = 16, value_parser = super::count(1..=1024))]
     batch: usize,
-    /// Memory for exact thresholds, in MB: past it (and in shards) each unit's
-    /// threshold comes from its sketch.
+    /// Memory for a layer's exact thresholds, in MB (they keep its largest
+    /// activations: about 1% of them at --quantile 0.005): past it (and in shards)
+    /// its units' thresholds come from sketches.
     #[arg(long, value_name = "MB", default_value_t = 512, value_parser = super::count(0..=1 << 20))]
     max_exact_mb: usize,
     /// Dissect each layer's units rotated by a random orthogonal matrix drawn from
@@ -192,41 +194,36 @@ fn dissect_layers(args: &Args) -> Result<()> {
     if let Some(shard) = args.shard {
         return dissect_shard(args, model, set, settings, shard);
     }
-    let total = 2 * (set.len() * args.layers.len()) as u64;
+    let total = 2 * set.len() as u64;
     let args = args.clone();
     job::run("dissect", total, move |cx, out| {
         let vocabulary = set.vocabulary();
-        let mut layers = Vec::new();
-        for (i, layer) in args.layers.iter().enumerate() {
-            let key = report::key(&model, &set, &settings, layer)?;
-            let value = match report::finished(&args.out, layer, &key) {
-                Some(value) => {
-                    out.line(&format!("{layer}: already dissected, kept"))?;
-                    value
-                }
-                None => {
-                    let offset = 2 * (i * set.len()) as u64;
-                    let mut progress = |done, _| {
-                        cx.progress(offset + done, total, layer.to_string());
-                    };
-                    let dissected = dissect::dissect(
-                        &model,
-                        &set,
-                        std::slice::from_ref(layer),
-                        &settings,
-                        &mut progress,
-                    )?;
-                    let value =
-                        report::write(&args.out, &dissected[0], &vocabulary, &settings, &key)?;
-                    let page =
-                        dissect::html::page(&model, &set, &dissected[0], &vocabulary, &settings)?;
-                    let path = report::layer_dir(&args.out, layer).join("report.html");
-                    unitscope::atomic::write(&path, page.as_bytes())?;
-                    value
-                }
-            };
-            out.line(&headline(&value))?;
-            layers.push(value);
+        let keys = (args.layers.iter())
+            .map(|layer| report::key(&model, &set, &settings, layer))
+            .collect::<Result<Vec<_>>>()?;
+        let mut values: Vec<Option<Value>> = (args.layers.iter().zip(&keys))
+            .map(|(layer, key)| report::finished(&args.out, layer, key))
+            .collect();
+        let todo: Vec<usize> = (0..values.len()).filter(|&i| values[i].is_none()).collect();
+        for (layer, _) in args.layers.iter().zip(&values).filter(|(_, v)| v.is_some()) {
+            out.line(&format!("{layer}: already dissected, kept"))?;
+        }
+        if !todo.is_empty() {
+            let layers: Vec<String> = todo.iter().map(|&i| args.layers[i].clone()).collect();
+            let names = layers.join(", ");
+            let mut progress = |done, total| cx.progress(done, total, names.clone());
+            let dissected = dissect::dissect(&model, &set, &layers, &settings, &mut progress)?;
+            for (&i, dissected) in todo.iter().zip(&dissected) {
+                let value = report::write(&args.out, dissected, &vocabulary, &settings, &keys[i])?;
+                let page = dissect::html::page(&model, &set, dissected, &vocabulary, &settings)?;
+                let path = report::layer_dir(&args.out, &dissected.layer).join("report.html");
+                unitscope::atomic::write(&path, page.as_bytes())?;
+                values[i] = Some(value);
+            }
+        }
+        let layers: Vec<Value> = values.into_iter().flatten().collect();
+        for value in &layers {
+            out.line(&headline(value))?;
         }
         let path = write_index(&args.out, model.name(), &set.identity(), set.len(), &layers)?;
         out.line(&format!("index: {}", path.display()))
@@ -284,63 +281,52 @@ fn dissect_shard(
         rotate: settings.rotate,
         vocabulary: set.vocabulary(),
     };
-    let total = (images.len() * args.layers.len()) as u64;
+    let total = images.len() as u64;
     let args = args.clone();
     job::run("dissect shard", total, move |cx, out| {
-        for (i, layer) in args.layers.iter().enumerate() {
-            let key = report::key(&model, &set, &settings, layer)?;
-            let offset = (i * images.len()) as u64;
-            let mut progress = |done, _| cx.progress(offset + done, total, layer.to_string());
-            let layers = std::slice::from_ref(layer);
-            let part = match &thresholds {
-                None => {
-                    let t = dissect::thresholds_pass(
-                        &model,
-                        &set,
-                        images.clone(),
-                        layers,
-                        &settings,
-                        &mut progress,
-                    )?;
-                    let sketches = t.into_iter().next().context("one layer")?.into_sketches()?;
-                    Part::new(
-                        (&key, &run),
-                        layer,
-                        shard,
-                        images.clone(),
-                        State::Sketches(sketches),
-                    )
-                }
-                Some(merged) => {
-                    let Some(t) = merged
-                        .get(layer)
-                        .filter(|(k, _)| *k == key)
-                        .map(|(_, t)| t.clone())
-                    else {
-                        bail!(
+        let names = args.layers.join(", ");
+        let mut progress = |done, total| cx.progress(done, total, names.clone());
+        let keys = (args.layers.iter())
+            .map(|layer| report::key(&model, &set, &settings, layer))
+            .collect::<Result<Vec<_>>>()?;
+        let states: Vec<State> = match &thresholds {
+            None => dissect::sketch_pass(
+                &model,
+                &set,
+                images.clone(),
+                &args.layers,
+                &settings,
+                &mut progress,
+            )?
+            .into_iter()
+            .map(State::Sketches)
+            .collect(),
+            Some(merged) => {
+                let thresholds = (args.layers.iter().zip(&keys))
+                    .map(|(layer, key)| match merged.get(layer).filter(|(k, _)| k == key) {
+                        Some((_, t)) => Ok(t.clone()),
+                        None => bail!(
                             "the thresholds file has no thresholds of `{layer}` for this model, data and settings; \
                              merge round 1 of this run first"
-                        );
-                    };
-                    let tally = dissect::tally_pass(
-                        &model,
-                        &set,
-                        images.clone(),
-                        layers,
-                        std::slice::from_ref(&t),
-                        &settings,
-                        &mut progress,
-                    )?;
-                    let tally = tally.into_iter().next().context("one layer")?;
-                    Part::new(
-                        (&key, &run),
-                        layer,
-                        shard,
-                        images.clone(),
-                        State::Tally(t, tally),
-                    )
-                }
-            };
+                        ),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let tallies = dissect::tally_pass(
+                    &model,
+                    &set,
+                    images.clone(),
+                    &args.layers,
+                    &thresholds,
+                    &settings,
+                    &mut progress,
+                )?;
+                (thresholds.into_iter().zip(tallies))
+                    .map(|(t, tally)| State::Tally(t, tally))
+                    .collect()
+            }
+        };
+        for ((layer, key), state) in args.layers.iter().zip(&keys).zip(states) {
+            let part = Part::new((key, &run), layer, shard, images.clone(), state);
             let path = args.out.join(part.file_name());
             unitscope::atomic::write(&path, serde_json::to_string(&part)?.as_bytes())?;
             out.line(&format!(

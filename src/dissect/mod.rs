@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::data::{ConceptSet, ImageLabels, ResizeMode, Vocabulary};
 use crate::model::{Model, Probe};
 pub use quantile::{Finished, STATED_ERROR, Sketch, Thresholds, sketch_thresholds};
-pub use tally::{Match, Tally, UnitResult};
+pub use tally::{Labelled, Match, Tally, UnitResult};
 
 /// Demo scenes dissected when no dataset is given (`dissect`, `dissect merge
 /// --report`, the inspector), so all of them give the same labels.
@@ -46,7 +46,8 @@ pub struct Settings {
     pub iou_threshold: f64,
     /// Images per forward pass.
     pub batch: usize,
-    /// Bytes of activations kept for exact thresholds; past it, the sketch's.
+    /// Bytes a layer may keep for exact thresholds (its largest activations);
+    /// past it, the sketch's.
     pub exact_budget: usize,
     /// Dissect each layer's units rotated by a random orthogonal matrix drawn
     /// from this seed ([`rotation`]); the predictions stay the same.
@@ -109,7 +110,7 @@ pub fn dissect(
     let sketched = thresholds_pass(model, set, images.clone(), layers, settings, &mut first)?;
     let mut finished = Vec::with_capacity(layers.len());
     for t in sketched {
-        finished.push(t.finish(settings.quantile)?);
+        finished.push(t.finish()?);
     }
     let thresholds: Vec<Vec<f32>> = finished.iter().map(|f| f.thresholds.clone()).collect();
     let mut second = |done, _| progress(set.len() as u64 + done, total);
@@ -173,8 +174,9 @@ fn layer_shapes(model: &Model, layers: &[String]) -> Result<Vec<(usize, (usize, 
 }
 
 /// The first pass over `images` of `set`: each layer's activations counted for
-/// its thresholds. `progress` hears (images done, images).
-pub fn thresholds_pass(
+/// its thresholds, exact where [`exact_layers`] gives the memory for it.
+/// `progress` hears (images done, images).
+fn thresholds_pass(
     model: &Model,
     set: &ConceptSet,
     images: Range<usize>,
@@ -184,10 +186,13 @@ pub fn thresholds_pass(
 ) -> Result<Vec<Thresholds>> {
     check(set, &images, settings)?;
     let shapes = layer_shapes(model, layers)?;
+    let exact = exact_layers(&shapes, images.len(), settings);
     let mut thresholds: Vec<Thresholds> = shapes
         .iter()
-        .zip(exact_budgets(&shapes, images.len(), settings.exact_budget))
-        .map(|(&(n, _), budget)| Thresholds::new(n, budget))
+        .zip(exact)
+        .map(|(&(units, (h, w)), exact)| {
+            Thresholds::new(units, h * w, images.len(), settings.quantile, exact)
+        })
         .collect();
     each_batch(
         model,
@@ -205,20 +210,51 @@ pub fn thresholds_pass(
     Ok(thresholds)
 }
 
-/// Each layer's part of `budget` bytes for exact thresholds over `images`
-/// images, decided before the pass: what its every activation needs, when that
-/// fits in an equal share of the budget; else none (it is sketched from the
-/// start). Sketching costs about what keeping and selecting does, so a layer
-/// too large for its share is not given the others' (`bench dissect`).
-fn exact_budgets(shapes: &[(usize, (usize, usize))], images: usize, budget: usize) -> Vec<usize> {
-    let share = budget / shapes.len().max(1);
+/// The first pass of a shard: each layer's units sketched, to be merged with the
+/// other shards' (the exact path cannot merge).
+pub fn sketch_pass(
+    model: &Model,
+    set: &ConceptSet,
+    images: Range<usize>,
+    layers: &[String],
+    settings: &Settings,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<Vec<Sketch>>> {
+    check(set, &images, settings)?;
+    let mut sketches: Vec<Vec<Sketch>> = layer_shapes(model, layers)?
+        .iter()
+        .map(|&(units, _)| vec![Sketch::default(); units])
+        .collect();
+    each_batch(
+        model,
+        (set, images, false),
+        layers,
+        settings,
+        progress,
+        |batch| {
+            for (s, a) in sketches.iter_mut().zip(&batch.acts) {
+                quantile::add_maps(s, a, batch.labels.len())?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(sketches)
+}
+
+/// Which layers get exact thresholds over `images` images: those whose largest
+/// values ([`Thresholds::exact_bytes`], about 1% of their activations at q =
+/// 0.005) fit in the budget; the others are sketched. Each layer is judged alone,
+/// so that its thresholds do not depend on the layers dissected beside it.
+fn exact_layers(
+    shapes: &[(usize, (usize, usize))],
+    images: usize,
+    settings: &Settings,
+) -> Vec<bool> {
     shapes
         .iter()
         .map(|&(units, (h, w))| {
-            let need = (units * h * w)
-                .saturating_mul(images)
-                .saturating_mul(size_of::<f32>());
-            if need <= share { need } else { 0 }
+            Thresholds::exact_bytes(units, h * w, images, settings.quantile)
+                <= settings.exact_budget
         })
         .collect()
 }
@@ -255,13 +291,14 @@ pub fn tally_pass(
         settings,
         progress,
         |batch| {
-            let labels = batch.labels.into_iter().flatten().collect::<Vec<_>>();
+            let labels = batch.labels.into_iter().flatten().collect();
+            let labelled = Labelled::new(batch.first, labels, vocabulary.labels.len());
             for ((tally, a), (&(_, size), t)) in tallies
                 .iter_mut()
                 .zip(&batch.acts)
                 .zip(shapes.iter().zip(thresholds))
             {
-                tally.add(batch.first, a, size, &labels, t, &vocabulary);
+                tally.add(&labelled, a, size, t, &vocabulary);
             }
             Ok(())
         },
@@ -403,15 +440,32 @@ pub fn detectors_per_category(
 mod tests {
     use super::*;
 
-    /// A layer that fits whole in its equal share is exact, one that does not is
+    /// A layer whose largest values fit in the budget is exact, one whose do not is
     /// sketched.
     #[test]
-    fn the_exact_budget_goes_to_the_layers_that_fit_their_share() {
-        // 4 bytes per value, 10 images: 400, 1600 and 160 bytes.
+    fn exact_thresholds_go_to_the_layers_that_fit_the_budget() {
+        // q = 0.1 of 10 images of 1, 1 and 4 values: numpy's ranks 8.1 of 10 and
+        // 35.1 of 40, so k = 2 and 5 largest; 2k values plus a map per unit.
         let shapes = [(10, (1, 1)), (40, (1, 1)), (1, (2, 2))];
-        assert_eq!(exact_budgets(&shapes, 10, 4800), [400, 1600, 160]);
-        assert_eq!(exact_budgets(&shapes, 10, 1200), [400, 0, 160]);
-        assert_eq!(exact_budgets(&shapes, 10, 600), [0, 0, 160]);
-        assert_eq!(exact_budgets(&shapes, 10, 0), [0, 0, 0]);
+        let settings = |budget| Settings {
+            quantile: 0.1,
+            exact_budget: budget,
+            ..Settings::default()
+        };
+        let bytes = [10 * 5 * 4, 40 * 5 * 4, 14 * 4];
+        assert_eq!(
+            shapes.map(|(u, (h, w))| Thresholds::exact_bytes(u, h * w, 10, 0.1)),
+            bytes
+        );
+        assert_eq!(exact_layers(&shapes, 10, &settings(800)), [true; 3]);
+        assert_eq!(
+            exact_layers(&shapes, 10, &settings(799)),
+            [true, false, true]
+        );
+        assert_eq!(
+            exact_layers(&shapes, 10, &settings(100)),
+            [false, false, true]
+        );
+        assert_eq!(exact_layers(&shapes, 10, &settings(0)), [false; 3]);
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! Two ways, chosen by memory:
 //!
-//! - **exact**: every activation kept (while they fit in a budget), the two ranks
-//!   selected in linear time;
+//! - **exact** (`TopValues`): only the values that can still reach the top q
+//!   kept, about 2q of them (while that fits in a budget), the two ranks selected
+//!   in linear time at the end;
 //! - **sketch** ([`Sketch`]): activations counted in buckets, flat in the dataset's
 //!   size. A float's bits ordered as its value (sign flipped in, negatives
 //!   inverted) keep their top 17 bits as the bucket: sign, exponent and 8 mantissa
@@ -20,9 +21,10 @@
 //!   Exact zeros (a rectifier's, mostly) are counted apart, and a bucket remembers
 //!   its value while it has seen only one: a quantile among tied values (flat
 //!   images give many) is that value itself, as the exact path gives it, so that
-//!   `S > T` keeps or drops the tie as the exact thresholds would. Sketches merge by adding counts, so shards merged give a
-//!   single run's sketch exactly. At most 512 blocks of 256 counts per unit, allocated as values reach
-//!   them (a layer's activations span a few dozen exponents).
+//!   `S > T` keeps or drops the tie as the exact thresholds would. Sketches merge
+//!   by adding counts, so shards merged give a single run's sketch exactly. At
+//!   most 512 blocks of 256 counts per unit, allocated as values reach them (a
+//!   layer's activations span a few dozen exponents).
 
 use anyhow::{Result, ensure};
 use rayon::prelude::*;
@@ -111,29 +113,34 @@ fn from_ordered(key: u32) -> f32 {
 impl Sketch {
     /// Counts `values`; non-finite ones are an error (a broken model).
     pub fn add(&mut self, values: &[f32]) -> Result<()> {
+        check_finite(values)?;
+        self.add_finite(values);
+        Ok(())
+    }
+
+    /// Counts `values`, finite.
+    fn add_finite(&mut self, values: &[f32]) {
         // Whole-slice passes first: they vectorize, the bucket loop cannot.
-        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
-            anyhow::bail!("an activation is {v}; the model's weights or input are broken");
-        }
         self.min = values.iter().copied().fold(self.min, f32::min);
         self.max = values.iter().copied().fold(self.max, f32::max);
         self.count += values.len() as u64;
         // Zeros are set aside first, without a branch per value (half a
         // rectifier's values are zero, in no order; skipping them in the bucket
         // loop mispredicted, and counting them into one bucket serialized on it).
-        let mut nonzero = vec![0.0; values.len()];
-        let mut n = 0;
-        for &v in values {
-            nonzero[n] = v;
-            n += (v != 0.0) as usize;
+        let mut nonzero = [0.0; 256];
+        for block in values.chunks(nonzero.len()) {
+            let mut n = 0;
+            for &v in block {
+                nonzero[n] = v;
+                n += (v != 0.0) as usize;
+            }
+            self.zeros += (block.len() - n) as u64;
+            for &v in &nonzero[..n] {
+                let bucket = bucket(v) as usize;
+                let block = self.blocks[bucket / BLOCK].get_or_insert_with(Block::new);
+                block.add(bucket % BLOCK, v, 1);
+            }
         }
-        self.zeros += (values.len() - n) as u64;
-        for &v in &nonzero[..n] {
-            let bucket = (ordered(v) >> DROPPED) as usize;
-            let block = self.blocks[bucket / BLOCK].get_or_insert_with(Block::new);
-            block.add(bucket % BLOCK, v, 1);
-        }
-        Ok(())
     }
 
     /// Adds `other`'s counts.
@@ -212,22 +219,6 @@ fn bucket_end(key: u32) -> f32 {
     }
 }
 
-/// The top-`q` quantile of `values` as numpy's `percentile(values, 100 (1 − q))`:
-/// linear interpolation between the two nearest ranks. Reorders `values`.
-pub fn exact_top_quantile(values: &mut [f32], q: f64) -> Option<f32> {
-    if values.is_empty() {
-        return None;
-    }
-    let position = (values.len() - 1) as f64 * (1.0 - q);
-    let (lo, frac) = (position.floor() as usize, position.fract());
-    let (_, &mut low, above) = values.select_nth_unstable_by(lo, f32::total_cmp);
-    let high = match above.is_empty() || frac == 0.0 {
-        true => low,
-        false => above.iter().copied().fold(f32::INFINITY, f32::min),
-    };
-    Some((low as f64 + (high as f64 - low as f64) * frac) as f32)
-}
-
 /// Each sketch's top-`q` quantile (infinite for a unit that saw no value: its mask
 /// stays empty).
 pub fn sketch_thresholds(sketches: &[Sketch], q: f64) -> Vec<f32> {
@@ -237,69 +228,342 @@ pub fn sketch_thresholds(sketches: &[Sketch], q: f64) -> Vec<f32> {
         .collect()
 }
 
-/// What a [`Sketch`] of `values` would estimate as their top-`q` quantile,
-/// computed from the values themselves, without building it. Reorders `values`.
-pub fn sketch_estimate(values: &mut [f32], q: f64) -> Option<f32> {
-    if values.is_empty() {
-        return None;
+/// An error naming the first value that is not finite (a broken model's), checked
+/// in blocks so that the common case, none, vectorizes.
+fn check_finite(values: &[f32]) -> Result<()> {
+    let bad = values
+        .chunks(256)
+        .find(|block| block.iter().fold(false, |bad, v| bad | !v.is_finite()))
+        .and_then(|block| block.iter().find(|v| !v.is_finite()));
+    match bad {
+        Some(v) => anyhow::bail!("an activation is {v}; the model's weights or input are broken"),
+        None => Ok(()),
     }
-    let position = (values.len() - 1) as f64 * (1.0 - q);
-    let (_, &mut low, _) = values.select_nth_unstable_by(position as usize, f32::total_cmp);
-    Some(estimate(values, position, low))
 }
 
-/// [`sketch_estimate`] given the quantile's `position` among the sorted values and
-/// `low`, the value of rank `floor(position)`: the sketch's answer depends only on
-/// the bucket holding `low`, that bucket's count and the count below it, whether
-/// its values are all one, and the values' range. One pass, no buckets: how the
-/// exact path reports the sketch's error at no sketch's cost.
-fn estimate(values: &[f32], position: f64, low: f32) -> f32 {
-    if low == 0.0 {
-        return 0.0;
-    }
-    let target = ordered(low) >> DROPPED;
-    let positive = ordered(0.0) >> DROPPED;
-    let (mut below, mut count) = (0u64, 0u64);
-    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    let (mut bucket_lo, mut bucket_hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &v in values {
-        lo = lo.min(v);
-        hi = hi.max(v);
-        if v == 0.0 {
-            // Zeros are counted apart, below every positive bucket.
-            below += u64::from(target >= positive);
-            continue;
-        }
-        let bucket = ordered(v) >> DROPPED;
-        if bucket < target {
-            below += 1;
-        } else if bucket == target {
-            count += 1;
-            bucket_lo = bucket_lo.min(v);
-            bucket_hi = bucket_hi.max(v);
-        }
-    }
-    if bucket_lo == bucket_hi {
-        return bucket_lo;
-    }
-    let key = target << DROPPED;
-    let (start, end) = (from_ordered(key) as f64, bucket_end(key) as f64);
-    let at = (position - below as f64 + 0.5) / count as f64;
-    ((start + (end - start) * at) as f32).clamp(lo, hi)
+/// The bucket a nonzero value is counted in.
+fn bucket(v: f32) -> u32 {
+    ordered(v) >> DROPPED
 }
 
-/// A layer's thresholds in the making: every value while they fit in the exact
-/// path's budget; past it, a sketch per unit (made from the values kept so far,
-/// which are then dropped).
+/// The smallest value of `v`'s bucket; zero for zero (counted apart).
+fn bucket_start(v: f32) -> f32 {
+    match v == 0.0 {
+        true => 0.0,
+        false => from_ordered(bucket(v) << DROPPED),
+    }
+}
+
+/// How many values, and their range.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    count: u64,
+    lo: f32,
+    hi: f32,
+}
+
+impl Default for Span {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            lo: f32::INFINITY,
+            hi: f32::NEG_INFINITY,
+        }
+    }
+}
+
+impl Span {
+    fn add(&mut self, v: f32, n: u64) {
+        if n > 0 {
+            self.count += n;
+            self.lo = self.lo.min(v);
+            self.hi = self.hi.max(v);
+        }
+    }
+
+    fn merge(&mut self, other: Span) {
+        self.count += other.count;
+        self.lo = self.lo.min(other.lo);
+        self.hi = self.hi.max(other.hi);
+    }
+}
+
+/// Values compared per block against the floor: a block wholly below it (nearly
+/// every block, once the floor has risen) costs one vectorized pass.
+const SCAN: usize = 16;
+
+/// One unit's exact top-`q` quantile over a known number of values, keeping only
+/// those that can still reach it.
+///
+/// The quantile needs the `k = N − floor((N − 1)(1 − q))` largest values (numpy's
+/// two ranks; `k` ≈ `qN`). Values are kept while they exceed a floor; when more
+/// than `2k` are kept, the floor rises to the `k`-th largest of them and those not
+/// above it go (the values equal to it are counted, not kept, so ties cannot grow
+/// the store). The floor never passes the final `k`-th largest, so no value the
+/// quantile needs is lost, and memory stays at `2k` plus one map.
+///
+/// The sketch's estimate of the same quantile (its error is reported) depends on
+/// the values of one bucket, the one holding the `k`-th largest, which may lie
+/// below the floor: the count and range of the dropped values of the floor's
+/// bucket are kept too. Every bucket above it is kept whole.
+struct TopValues {
+    /// Values above `floor`, in no order.
+    above: Vec<f32>,
+    /// The `k`-th largest of the values kept at the last rise (−∞ before).
+    floor: f32,
+    /// Values equal to `floor` seen since it was set.
+    at_floor: u64,
+    /// Values of `floor`'s bucket below it: how many, and their range.
+    dropped: Span,
+    /// The start of `floor`'s bucket: values below it are counted only.
+    gate: f32,
+    /// How many values the quantile is over.
+    total: u64,
+    /// How many were seen.
+    seen: u64,
+    /// `k`.
+    needed: usize,
+    /// Values kept at most before the floor rises: `2k`.
+    rise_at: usize,
+}
+
+impl TopValues {
+    /// For the top-`q` quantile of `total` values that come in maps of at most
+    /// `map` values.
+    fn new(total: u64, q: f64, map: usize) -> Self {
+        let needed = Self::needed(total, q);
+        Self {
+            above: Vec::with_capacity(2 * needed + map),
+            floor: f32::NEG_INFINITY,
+            at_floor: 0,
+            dropped: Span::default(),
+            gate: f32::NEG_INFINITY,
+            total,
+            seen: 0,
+            needed,
+            rise_at: 2 * needed,
+        }
+    }
+
+    /// `k`: how many of the largest values the top-`q` quantile of `total` needs.
+    fn needed(total: u64, q: f64) -> usize {
+        let lowest = (total.saturating_sub(1) as f64 * (1.0 - q)).floor() as u64;
+        (total - lowest).max(1) as usize
+    }
+
+    /// Bytes kept at most: `2k` values plus one map.
+    fn bytes(total: u64, q: f64, map: usize) -> usize {
+        (2 * Self::needed(total, q) + map) * size_of::<f32>()
+    }
+
+    /// Counts one map's values; a value that is not finite is an error (a broken
+    /// model), found in the same pass.
+    fn add(&mut self, map: &[f32]) -> Result<()> {
+        if self.above.len() > self.rise_at {
+            self.rise();
+        }
+        self.seen += map.len() as u64;
+        let blocks = map.chunks_exact(SCAN);
+        let rest = blocks.remainder();
+        for block in blocks {
+            // Which values reach the gate, as bits, and whether all are finite: one
+            // vectorized pass.
+            let (mut reach, mut finite) = (0u32, true);
+            for (i, &v) in block.iter().enumerate() {
+                reach |= u32::from(v >= self.gate) << i;
+                finite &= v.is_finite();
+            }
+            if !finite {
+                return check_finite(block);
+            }
+            while reach != 0 {
+                self.keep(block[reach.trailing_zeros() as usize]);
+                reach &= reach - 1;
+            }
+        }
+        check_finite(rest)?;
+        for &v in rest {
+            if v >= self.gate {
+                self.keep(v);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps `v` if it is above the floor, or counts it at the floor or in its
+    /// bucket below it.
+    fn keep(&mut self, v: f32) {
+        if v > self.floor {
+            self.above.push(v);
+        } else if v == self.floor {
+            self.at_floor += 1;
+        } else {
+            self.dropped.add(v, 1);
+        }
+    }
+
+    /// Raises the floor to the `k`-th largest value kept.
+    fn rise(&mut self) {
+        let k = self.needed;
+        let (_, &mut floor, _) = self
+            .above
+            .select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        let gate = bucket_start(floor);
+        // The old floor's bucket stays the floor's: what it dropped still counts.
+        let mut dropped = Span::default();
+        if self.floor.is_finite() && gate == self.gate {
+            dropped = self.dropped;
+            dropped.add(self.floor, self.at_floor);
+        }
+        let mut at_floor = 0;
+        self.above.retain(|&v| {
+            if v == floor {
+                at_floor += 1;
+            } else if v < floor && v >= gate {
+                dropped.add(v, 1);
+            }
+            v > floor
+        });
+        (self.floor, self.at_floor, self.dropped, self.gate) = (floor, at_floor, dropped, gate);
+    }
+
+    /// The `j`-th largest value (1-based, `j <= k`) once `above` holds its `j − 1`
+    /// larger ones first when `j` is within it.
+    fn largest(&mut self, j: usize) -> f32 {
+        match j <= self.above.len() {
+            true => {
+                let by = |a: &f32, b: &f32| b.total_cmp(a);
+                *self.above.select_nth_unstable_by(j - 1, by).1
+            }
+            false => self.floor,
+        }
+    }
+
+    /// The exact top-`q` quantile as numpy's percentile gives it, and the
+    /// [`Sketch`]'s estimate of it; `None` before any value. Reorders the values.
+    fn quantile(&mut self, q: f64) -> Result<Option<(f32, f32)>> {
+        ensure!(
+            self.seen == self.total,
+            "{} activations of a unit where {} were expected",
+            self.seen,
+            self.total
+        );
+        if self.total == 0 {
+            return Ok(None);
+        }
+        let position = (self.total - 1) as f64 * (1.0 - q);
+        let k = self.needed;
+        let low = self.largest(k);
+        // After the selection the k − 1 larger values lead `above`.
+        let high = match position.fract() == 0.0 || k == 1 {
+            true => low,
+            false if k - 1 <= self.above.len() => {
+                let larger = &self.above[..(k - 1).min(self.above.len())];
+                larger.iter().copied().fold(f32::INFINITY, f32::min)
+            }
+            false => self.floor,
+        };
+        let exact = low as f64 + (high as f64 - low as f64) * position.fract();
+        Ok(Some((exact as f32, self.estimate(position, low))))
+    }
+
+    /// What a [`Sketch`] of every value would estimate, given the quantile's
+    /// `position` and `low`, the value of rank `floor(position)`. The sketch's
+    /// answer depends only on the bucket holding `low`: its count, the count below
+    /// it, whether its values are all one, and the values' range where it clamps.
+    fn estimate(&self, position: f64, low: f32) -> f32 {
+        if low == 0.0 {
+            return 0.0;
+        }
+        let target = bucket(low);
+        let positive = bucket(0.0);
+        let (mut higher, mut within) = (0u64, Span::default());
+        let mut count = |v: f32, n: u64| {
+            if v == 0.0 {
+                // Zeros are counted apart, above every negative bucket.
+                higher += u64::from(target < positive) * n;
+            } else if bucket(v) > target {
+                higher += n;
+            } else if bucket(v) == target {
+                within.add(v, n);
+            }
+        };
+        self.above.iter().for_each(|&v| count(v, 1));
+        count(self.floor, self.at_floor);
+        if self.dropped.count > 0 && bucket(self.dropped.lo) == target {
+            within.merge(self.dropped);
+        }
+        if within.lo == within.hi {
+            return within.lo;
+        }
+        let below = self.total - higher - within.count;
+        // The values' range clamps the estimate: their maximum is kept, and their
+        // minimum matters only when no value lies below the bucket.
+        let max = (self.above.iter().copied())
+            .chain((self.at_floor > 0).then_some(self.floor))
+            .fold(f32::NEG_INFINITY, f32::max);
+        let min = if below == 0 {
+            within.lo
+        } else {
+            f32::NEG_INFINITY
+        };
+        let key = target << DROPPED;
+        let (start, end) = (from_ordered(key) as f64, bucket_end(key) as f64);
+        let at = (position - below as f64 + 0.5) / within.count as f64;
+        ((start + (end - start) * at) as f32).clamp(min, max)
+    }
+}
+
+/// A batch's activations, `[batch, units, positions]` flattened, by unit.
+struct Maps<'a> {
+    acts: &'a [f32],
+    batch: usize,
+    units: usize,
+    positions: usize,
+}
+
+impl<'a> Maps<'a> {
+    fn new(acts: &'a [f32], batch: usize, units: usize) -> Result<Self> {
+        let positions = acts.len() / (batch * units).max(1);
+        ensure!(
+            positions * batch * units == acts.len(),
+            "{} activations do not make {batch} x {units} maps",
+            acts.len()
+        );
+        Ok(Self {
+            acts,
+            batch,
+            units,
+            positions,
+        })
+    }
+
+    /// Unit `k`'s map in each image.
+    fn of(&self, k: usize) -> impl Iterator<Item = &'a [f32]> + use<'a, '_> {
+        (0..self.batch)
+            .map(move |b| &self.acts[(b * self.units + k) * self.positions..][..self.positions])
+    }
+}
+
+/// Counts a batch's activations, `[batch, units, positions]` flattened, into each
+/// unit's sketch.
+pub fn add_maps(sketches: &mut [Sketch], acts: &[f32], batch: usize) -> Result<()> {
+    let maps = Maps::new(acts, batch, sketches.len())?;
+    (sketches.par_iter_mut().enumerate())
+        .try_for_each(|(k, sketch)| maps.of(k).try_for_each(|m| sketch.add(m)))
+}
+
+/// A layer's thresholds in the making: per unit, exactly ([`TopValues`]) when the
+/// layer was given the memory for it, else from a [`Sketch`].
 pub struct Thresholds {
     kept: Kept,
-    budget: usize,
+    quantile: f64,
 }
 
 /// What [`Thresholds`] keeps.
 enum Kept {
-    /// Each unit's values.
-    Exact(Vec<Vec<f32>>),
+    /// Each unit's largest values.
+    Exact(Vec<TopValues>),
     /// Each unit's sketch.
     Sketched(Vec<Sketch>),
 }
@@ -309,74 +573,51 @@ pub struct Finished {
     /// Each unit's `T_k` (infinite for a unit that saw no value: its mask stays
     /// empty).
     pub thresholds: Vec<f32>,
-    /// Whether they are exact (every value was kept) or the sketch's.
+    /// Whether they are exact or the sketch's.
     pub exact: bool,
     /// When exact, the sketch's largest relative error against them.
     pub sketch_error: Option<f64>,
 }
 
 impl Thresholds {
-    /// For `units` units, keeping values exactly up to `budget` bytes (reserved
-    /// now: a layer is given what its values need, and growing would copy them).
-    pub fn new(units: usize, budget: usize) -> Self {
-        let each = budget / size_of::<f32>() / units.max(1);
-        let kept = match budget {
-            0 => Kept::Sketched(vec![Sketch::default(); units]),
-            _ => Kept::Exact((0..units).map(|_| Vec::with_capacity(each)).collect()),
+    /// The top-`q` quantiles of `units` units over `images` maps of `positions`
+    /// values each: exact if `exact`, else sketched.
+    pub fn new(units: usize, positions: usize, images: usize, q: f64, exact: bool) -> Self {
+        let total = (positions * images) as u64;
+        let kept = match exact {
+            true => Kept::Exact(
+                (0..units)
+                    .map(|_| TopValues::new(total, q, positions))
+                    .collect(),
+            ),
+            false => Kept::Sketched(vec![Sketch::default(); units]),
         };
-        Self { kept, budget }
+        Self { kept, quantile: q }
+    }
+
+    /// The bytes exact thresholds of such a layer keep at most.
+    pub fn exact_bytes(units: usize, positions: usize, images: usize, q: f64) -> usize {
+        let total = (positions * images) as u64;
+        units.saturating_mul(TopValues::bytes(total, q, positions))
     }
 
     /// Adds a batch's activations, `[batch, units, positions]` flattened.
     pub fn add(&mut self, acts: &[f32], batch: usize) -> Result<()> {
-        let units = match &self.kept {
-            Kept::Exact(values) => values.len(),
-            Kept::Sketched(sketches) => sketches.len(),
-        };
-        let positions = acts.len() / (batch * units).max(1);
-        ensure!(
-            positions * batch * units == acts.len(),
-            "{} activations do not make {batch} x {units} maps",
-            acts.len()
-        );
-        if let Some(v) = acts.iter().find(|v| !v.is_finite()) {
-            anyhow::bail!("an activation is {v}; the model's weights or input are broken");
-        }
-        // Unit k's map in image b of the batch.
-        let map = |b: usize, k: usize| {
-            let at = (b * units + k) * positions;
-            &acts[at..at + positions]
-        };
-        if let Kept::Exact(values) = &mut self.kept {
-            let kept: usize = values.iter().map(Vec::len).sum();
-            if (kept + acts.len()) * size_of::<f32>() <= self.budget {
-                values.par_iter_mut().enumerate().for_each(|(k, values)| {
-                    (0..batch).for_each(|b| values.extend_from_slice(map(b, k)))
-                });
-                return Ok(());
+        match &mut self.kept {
+            Kept::Exact(values) => {
+                let maps = Maps::new(acts, batch, values.len())?;
+                (values.par_iter_mut().enumerate())
+                    .try_for_each(|(k, top)| maps.of(k).try_for_each(|m| top.add(m)))?;
             }
-            self.kept = Kept::Sketched(sketches_of(values)?);
-        }
-        if let Kept::Sketched(sketches) = &mut self.kept {
-            sketches
-                .par_iter_mut()
-                .enumerate()
-                .try_for_each(|(k, sketch)| (0..batch).try_for_each(|b| sketch.add(map(b, k))))?;
+            Kept::Sketched(sketches) => add_maps(sketches, acts, batch)?,
         }
         Ok(())
     }
 
-    /// The sketches, for a shard's partial state.
-    pub fn into_sketches(self) -> Result<Vec<Sketch>> {
-        match self.kept {
-            Kept::Exact(values) => sketches_of(&values),
-            Kept::Sketched(sketches) => Ok(sketches),
-        }
-    }
-
-    /// Each unit's top-`q` quantile: exact if every value was kept, else the
-    /// sketch's; and, when exact, the sketch's largest relative error against it.
-    pub fn finish(self, q: f64) -> Result<Finished> {
+    /// Each unit's top-`q` quantile: exact, with the sketch's largest relative
+    /// error against it, or the sketch's.
+    pub fn finish(self) -> Result<Finished> {
+        let q = self.quantile;
         let mut values = match self.kept {
             Kept::Sketched(sketches) => {
                 return Ok(Finished {
@@ -387,37 +628,21 @@ impl Thresholds {
             }
             Kept::Exact(values) => values,
         };
-        let (thresholds, errors): (Vec<f32>, Vec<f64>) = values
+        let quantiles: Vec<Option<(f32, f32)>> = values
             .par_iter_mut()
-            .map(|v| {
-                let Some(exact) = exact_top_quantile(v, q) else {
-                    return (f32::INFINITY, 0.0);
-                };
-                // The exact selection left the value of rank floor(position) in place.
-                let position = (v.len() - 1) as f64 * (1.0 - q);
-                let sketched = estimate(v, position, v[position as usize]);
-                let error = (sketched - exact).abs() / exact.abs().max(f32::MIN_POSITIVE);
-                (exact, error as f64)
-            })
-            .unzip();
+            .map(|top| top.quantile(q))
+            .collect::<Result<_>>()?;
+        let error = |&(exact, sketched): &(f32, f32)| {
+            (sketched - exact).abs() as f64 / exact.abs().max(f32::MIN_POSITIVE) as f64
+        };
         Ok(Finished {
-            thresholds,
+            thresholds: (quantiles.iter())
+                .map(|q| q.map_or(f32::INFINITY, |(exact, _)| exact))
+                .collect(),
             exact: true,
-            sketch_error: Some(errors.into_iter().fold(0.0, f64::max)),
+            sketch_error: Some(quantiles.iter().flatten().map(error).fold(0.0, f64::max)),
         })
     }
-}
-
-/// A sketch of each unit's `values`.
-fn sketches_of(values: &[Vec<f32>]) -> Result<Vec<Sketch>> {
-    values
-        .par_iter()
-        .map(|v| {
-            let mut sketch = Sketch::default();
-            sketch.add(v)?;
-            Ok(sketch)
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -427,13 +652,91 @@ mod tests {
 
     use super::*;
 
+    /// numpy's `percentile(values, 100 (1 − q))`: linear interpolation between the
+    /// two nearest ranks of the sorted values.
+    fn numpy(values: &[f32], q: f64) -> f32 {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f32::total_cmp);
+        let position = (sorted.len() - 1) as f64 * (1.0 - q);
+        let (low, high) = (
+            sorted[position.floor() as usize] as f64,
+            sorted[position.ceil() as usize] as f64,
+        );
+        (low + (high - low) * position.fract()) as f32
+    }
+
+    /// [`TopValues`] fed `values` in maps of `map`: its exact quantile and the
+    /// sketch's estimate.
+    fn top_values(values: &[f32], q: f64, map: usize) -> Option<(f32, f32)> {
+        let mut top = TopValues::new(values.len() as u64, q, map);
+        for m in values.chunks(map) {
+            top.add(m).unwrap();
+            assert!(
+                top.above.len() <= 2 * top.needed + map,
+                "memory past its bound"
+            );
+        }
+        top.quantile(q).unwrap()
+    }
+
     /// numpy's percentile on small cases: `np.percentile([1, 2, 3, 4], 75)` = 3.25,
     /// `np.percentile([5], 30)` = 5.
     #[test]
     fn the_exact_quantile_is_numpys() {
-        assert_eq!(exact_top_quantile(&mut [4., 1., 3., 2.], 0.25), Some(3.25));
-        assert_eq!(exact_top_quantile(&mut [5.], 0.7), Some(5.0));
-        assert_eq!(exact_top_quantile(&mut [], 0.5), None);
+        assert_eq!(top_values(&[4., 1., 3., 2.], 0.25, 4).unwrap().0, 3.25);
+        assert_eq!(top_values(&[4., 1., 3., 2.], 0.25, 1).unwrap().0, 3.25);
+        assert_eq!(top_values(&[5.], 0.7, 1).unwrap().0, 5.0);
+        assert_eq!(top_values(&[], 0.5, 1), None);
+    }
+
+    /// The largest values kept as the floor rises give numpy's exact quantile, and
+    /// the sketch's estimate from them is that of a sketch of every value: on
+    /// signed, zero-heavy, saturated (a tie larger than the top q), tied and sparse
+    /// values, in maps small enough that the floor rises many times, while memory
+    /// stays within its bound.
+    #[test]
+    fn the_largest_values_give_the_exact_quantile_and_the_sketchs_estimate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let cases: Vec<Vec<f32>> = vec![
+            (0..50_000)
+                .map(|_| rng.random_range(-1.0f32..1.0).powi(3) * 40.0)
+                .collect(),
+            (0..50_000)
+                .map(|_| (rng.random_range(-1.0f32..1.0) * 3.0).max(0.0))
+                .collect(),
+            // ReLU6: 2% of the values at the top are 6.
+            (0..50_000)
+                .map(|_| (rng.random_range(-1.0f32..1.0) * 6.12).clamp(0.0, 6.0))
+                .collect(),
+            // Ties just below the top, in one bucket with other values.
+            (0..20_000)
+                .map(|i| match i % 50 {
+                    0 => 7.0,
+                    1..=3 => 7.001,
+                    _ => rng.random_range(0.0f32..7.0),
+                })
+                .collect(),
+            (0..5_000)
+                .map(|i| if i % 7 == 0 { 2.5 } else { 0.0 })
+                .collect(),
+            (0..5_000).map(|i| -(i as f32) - 1.0).collect(),
+            (0..5_000).map(|i| -((i % 300) as f32) * 1e-3).collect(),
+            vec![1.0, 1.0 + 1e-6, 1.0 + 2e-6, 3.0],
+            vec![0.0; 300],
+            vec![4.0],
+        ];
+        for (n, values) in cases.iter().enumerate() {
+            let mut sketch = Sketch::default();
+            sketch.add(values).unwrap();
+            for q in [0.005, 0.01, 0.3, 0.5, 0.9] {
+                for map in [1, 7, 64, 4096] {
+                    let (exact, estimate) = top_values(values, q, map).unwrap();
+                    let at = format!("case {n}, q {q}, maps of {map}");
+                    assert_eq!(exact.to_bits(), numpy(values, q).to_bits(), "{at}");
+                    assert_eq!(Some(estimate), sketch.top_quantile(q), "{at}");
+                }
+            }
+        }
     }
 
     /// On skewed, signed, zero-heavy data (a rectifier's output and a linear
@@ -473,7 +776,7 @@ mod tests {
                     "q {q}: {estimate} outside [{lo}, {hi}]"
                 );
                 if q == 0.005 {
-                    let exact = exact_top_quantile(&mut values.clone(), q).unwrap() as f64;
+                    let exact = numpy(&values, q) as f64;
                     assert!(((estimate - exact) / exact).abs() <= STATED_ERROR);
                 }
             }
@@ -482,68 +785,50 @@ mod tests {
         assert!(nan.add(&[1.0, f32::NAN]).is_err());
     }
 
-    /// Values past the budget drop the exact path; a sketch made of the values
-    /// kept carries on, and equals one that saw every value.
+    /// A layer's thresholds, from `[batch, units, positions]` batches: exact ones
+    /// are numpy's per unit, with the sketch's largest error against them;
+    /// sketched ones are those of a sketch of each unit's values; a non-finite
+    /// activation, a batch of the wrong size and values missing are errors.
     #[test]
-    fn thresholds_fall_back_to_the_sketch_past_the_budget() {
-        let acts: Vec<f32> = (0..2 * 3 * 4).map(|i| i as f32).collect();
-        let mut kept = Thresholds::new(3, 1 << 20);
-        kept.add(&acts, 2).unwrap();
-        let finished = kept.finish(0.0).unwrap();
-        // Unit 1's values: 4..8 and 16..20; the maximum is 19.
-        assert_eq!(finished.thresholds[1], 19.0);
-        assert!(finished.exact && finished.sketch_error.is_some());
-        // Two batches fit, the third does not.
-        let mut over = Thresholds::new(3, 2 * acts.len() * size_of::<f32>());
-        let mut sketched = Thresholds::new(3, 0);
-        for round in 0..3 {
-            let batch: Vec<f32> = acts.iter().map(|v| v + round as f32).collect();
-            over.add(&batch, 2).unwrap();
-            sketched.add(&batch, 2).unwrap();
+    fn thresholds_are_exact_or_sketched_per_layer() {
+        let (units, positions, images) = (3, 50, 8);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let acts: Vec<f32> = (0..units * positions * images)
+            .map(|_| rng.random_range(0.0f32..1.0).powi(2))
+            .collect();
+        let unit = |k: usize| -> Vec<f32> {
+            (0..images)
+                .flat_map(|b| &acts[(b * units + k) * positions..][..positions])
+                .copied()
+                .collect()
+        };
+        let q = 0.05;
+        let mut exact = Thresholds::new(units, positions, images, q, true);
+        let mut sketched = Thresholds::new(units, positions, images, q, false);
+        for batch in acts.chunks(2 * units * positions) {
+            exact.add(batch, 2).unwrap();
+            sketched.add(batch, 2).unwrap();
         }
-        let finished = over.finish(0.0).unwrap();
-        assert_eq!(finished.thresholds[1], 21.0);
-        assert!(!finished.exact && finished.sketch_error.is_none());
-        let mut over = Thresholds::new(3, 2 * acts.len() * size_of::<f32>());
-        for round in 0..3 {
-            let batch: Vec<f32> = acts.iter().map(|v| v + round as f32).collect();
-            over.add(&batch, 2).unwrap();
-        }
-        assert_eq!(
-            over.into_sketches().unwrap(),
-            sketched.into_sketches().unwrap()
-        );
-    }
-
-    /// The sketch's estimate computed from the values equals the estimate of the
-    /// sketch built from them, on signed, zero-heavy, tied and sparse values.
-    #[test]
-    fn the_estimate_from_values_is_the_sketchs() {
-        let mut rng = ChaCha8Rng::seed_from_u64(9);
-        let cases: Vec<Vec<f32>> = vec![
-            (0..50_000)
-                .map(|_| rng.random_range(-1.0f32..1.0).powi(3) * 40.0)
-                .collect(),
-            (0..50_000)
-                .map(|_| (rng.random_range(-1.0f32..1.0) * 3.0).max(0.0))
-                .collect(),
-            (0..5_000)
-                .map(|i| if i % 7 == 0 { 2.5 } else { 0.0 })
-                .collect(),
-            (0..5_000).map(|i| -(i as f32) - 1.0).collect(),
-            vec![1.0, 1.0 + 1e-6, 1.0 + 2e-6, 3.0],
-            vec![4.0],
-        ];
-        for (n, values) in cases.iter().enumerate() {
+        let (exact, sketched) = (exact.finish().unwrap(), sketched.finish().unwrap());
+        assert!(exact.exact && !sketched.exact && sketched.sketch_error.is_none());
+        let mut largest_error: f64 = 0.0;
+        for k in 0..units {
             let mut sketch = Sketch::default();
-            sketch.add(values).unwrap();
-            for q in [0.005, 0.01, 0.3, 0.5, 0.9] {
-                assert_eq!(
-                    sketch_estimate(&mut values.clone(), q),
-                    sketch.top_quantile(q),
-                    "case {n}, q {q}"
-                );
-            }
+            sketch.add(&unit(k)).unwrap();
+            let estimate = sketch.top_quantile(q).unwrap();
+            assert_eq!(exact.thresholds[k], numpy(&unit(k), q), "unit {k}");
+            assert_eq!(sketched.thresholds[k], estimate, "unit {k}");
+            let error = (estimate - exact.thresholds[k]).abs() as f64 / exact.thresholds[k] as f64;
+            largest_error = largest_error.max(error);
         }
+        assert_eq!(exact.sketch_error, Some(largest_error));
+
+        let mut broken = Thresholds::new(units, positions, images, q, true);
+        let mut nan = acts[..units * positions].to_vec();
+        nan[17] = f32::NAN;
+        assert!(broken.add(&nan, 1).is_err());
+        assert!(broken.add(&acts[..units * positions - 1], 1).is_err());
+        broken.add(&acts[..units * positions], 1).unwrap();
+        assert!(broken.finish().is_err(), "7 images missing");
     }
 }

@@ -21,7 +21,7 @@ use crate::model::Model;
 /// and sketched thresholds), the layer.
 pub fn key(model: &Model, set: &ConceptSet, settings: &Settings, layer: &str) -> Result<String> {
     let text = format!(
-        "dissection 1\nmodel {}\ndata {}\nquantile {}\niou {}\nexact budget {}\nrotate {:?}\nlayer {layer}\n",
+        "dissection 2\nmodel {}\ndata {}\nquantile {}\niou {}\nexact budget {}\nrotate {:?}\nlayer {layer}\n",
         model.digest()?,
         set.identity(),
         settings.quantile,

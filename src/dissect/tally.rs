@@ -14,6 +14,8 @@
 //! covers every pixel. A unit's label is its best concept; the counts add up, so
 //! tallies of image ranges merge into the whole's.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +39,60 @@ pub struct Tally {
     /// Per unit, the images of its highest maxima, highest first: `(maximum,
     /// image)`, at most [`TOP_IMAGES`].
     top: Vec<Vec<(f32, usize)>>,
+}
+
+/// A batch of images' labels as the tallies count them: the first image's number,
+/// each image's labels, and each label's pixels over the batch (counted once for
+/// every layer's tally).
+pub struct Labelled {
+    first: usize,
+    images: Vec<ImageLabels>,
+    areas: Vec<u64>,
+}
+
+impl Labelled {
+    /// The labels of images `first..`, numbered in a vocabulary of `labels` labels.
+    pub fn new(first: usize, images: Vec<ImageLabels>, labels: usize) -> Self {
+        let areas = (images.par_iter())
+            .map(|image| label_areas(image, labels))
+            .reduce(
+                || vec![0; labels],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        Self {
+            first,
+            images,
+            areas,
+        }
+    }
+}
+
+/// Each of `labels` labels' pixels in `image` (none for label 0, which is none).
+fn label_areas(image: &ImageLabels, labels: usize) -> Vec<u64> {
+    let mut areas = vec![0; labels];
+    for layer in &image.layers {
+        // Neighbours mostly share a label: counted by runs.
+        let mut run = (0, 0);
+        for &l in layer {
+            if l != run.0 {
+                areas[run.0 as usize] += run.1;
+                run = (l, 0);
+            }
+            run.1 += 1;
+        }
+        areas[run.0 as usize] += run.1;
+    }
+    let area = (image.size.0 * image.size.1) as u64;
+    for &s in &image.scalars {
+        areas[s as usize] += area;
+    }
+    if let Some(none) = areas.first_mut() {
+        *none = 0;
+    }
+    areas
 }
 
 /// Images kept per unit for the report.
@@ -96,33 +152,22 @@ impl Tally {
         }
     }
 
-    /// Counts a batch of images, the first numbered `first`: `maps` is their
-    /// `[images, units, rows, columns]` activations (`size` is `(rows, columns)`),
-    /// `labels` theirs in order, `thresholds` each unit's `T_k`. Units are counted
-    /// in parallel, each over the whole batch.
+    /// Counts a batch of images: `maps` is their `[images, units, rows, columns]`
+    /// activations (`size` is `(rows, columns)`), `thresholds` each unit's `T_k`.
+    /// Units are counted in parallel, each over the whole batch.
     pub fn add(
         &mut self,
-        first: usize,
+        batch: &Labelled,
         maps: &[f32],
         size: (usize, usize),
-        labels: &[ImageLabels],
         thresholds: &[f32],
         vocabulary: &Vocabulary,
     ) {
-        let primary: Vec<Option<usize>> = vocabulary.labels.iter().map(|l| l.category).collect();
-        for image in labels {
-            let area = (image.size.0 * image.size.1) as u64;
-            for layer in &image.layers {
-                for &l in layer {
-                    if l != 0 {
-                        self.label_area[l as usize] += 1;
-                    }
-                }
-            }
-            for &s in &image.scalars {
-                self.label_area[s as usize] += area;
-            }
+        let (first, labels) = (batch.first, batch.images.as_slice());
+        for (total, area) in self.label_area.iter_mut().zip(&batch.areas) {
+            *total += area;
         }
+        let primary: Vec<Option<usize>> = vocabulary.labels.iter().map(|l| l.category).collect();
         // Images of a set mostly share one label size: one upsampling for them.
         let mut upsamples: Vec<Upsample> = Vec::new();
         for image in labels {
@@ -130,7 +175,7 @@ impl Tally {
                 upsamples.push(Upsample::new(size, image.size));
             }
         }
-        let per_map = size.0 * size.1;
+        let (h, w) = size;
         let (units, categories) = (self.units, self.categories);
         (self.unit_area.par_iter_mut())
             .zip(self.unit_category.par_chunks_mut(categories))
@@ -139,22 +184,27 @@ impl Tally {
             .enumerate()
             .for_each(|(k, (((unit_area, unit_category), both), top))| {
                 let mut hit = vec![false; categories];
+                let mut row_peaks = Vec::with_capacity(h);
                 for (b, image) in labels.iter().enumerate() {
-                    let at = (b * units + k) * per_map;
-                    let map = &maps[at..at + per_map];
-                    let peak = map.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    keep_top(top, [(peak, first + b)]);
+                    let map = &maps[(b * units + k) * h * w..][..h * w];
+                    let highest = peak(map);
+                    // Images come in order: a tie with the last kept loses to it.
+                    if top.len() < TOP_IMAGES || top.last().is_some_and(|&(p, _)| highest > p) {
+                        keep_top(top, [(highest, first + b)]);
+                    }
                     // Bilinear values never exceed the map's largest: with q = 0.005
                     // most maps have no pixel above the threshold (NetDissect-Lite's
                     // shortcut too).
-                    if peak <= thresholds[k] {
+                    if highest <= thresholds[k] {
                         continue;
                     }
                     let upsample = upsamples.iter().find(|u| u.out == image.size);
                     let Some(upsample) = upsample else { continue };
+                    row_peaks.clear();
+                    row_peaks.extend(map.chunks(w).map(peak));
                     hit.fill(false);
                     let mut count = 0u64;
-                    upsample.for_each_above(map, thresholds[k], |p| {
+                    upsample.for_each_above(map, &row_peaks, thresholds[k], |p| {
                         count += 1;
                         for layer in &image.layers {
                             let l = layer[p];
@@ -322,8 +372,26 @@ pub fn mask(
     threshold: f32,
 ) -> Vec<bool> {
     let mut mask = vec![false; labels.0 * labels.1];
-    Upsample::new(size, labels).for_each_above(map, threshold, |p| mask[p] = true);
+    let row_peaks: Vec<f32> = map.chunks(size.1).map(peak).collect();
+    Upsample::new(size, labels).for_each_above(map, &row_peaks, threshold, |p| mask[p] = true);
     mask
+}
+
+/// The largest value of `map` (−∞ for none), in lanes that vectorize.
+fn peak(map: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let blocks = map.chunks_exact(lanes.len());
+    let rest = blocks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for block in blocks {
+        for (lane, &v) in lanes.iter_mut().zip(block) {
+            *lane = if v > *lane { v } else { *lane };
+        }
+    }
+    lanes.into_iter().fold(rest, f32::max)
 }
 
 /// Bilinear upsampling of a map to the labels' size, with half-pixel centres and
@@ -331,6 +399,9 @@ pub fn mask(
 struct Upsample {
     rows: Vec<(usize, usize, f32)>,
     columns: Vec<(usize, usize, f32)>,
+    /// Per column of the map, the upsampled columns that start from it (their
+    /// left tap), in order.
+    from_column: Vec<Range<usize>>,
     width: usize,
     /// The labels' `(rows, columns)`.
     out: (usize, usize),
@@ -348,33 +419,55 @@ impl Upsample {
                 })
                 .collect()
         };
+        let columns = taps(w, sw);
+        let from_column = (0..w)
+            .map(|c| {
+                let start = columns.partition_point(|&(x0, _, _)| x0 < c);
+                start..columns.partition_point(|&(x0, _, _)| x0 <= c)
+            })
+            .collect();
         Self {
             rows: taps(h, sh),
-            columns: taps(w, sw),
+            columns,
+            from_column,
             width: w,
             out: (sh, sw),
         }
     }
 
     /// Calls `f` with the index (row-major) of every upsampled pixel above
-    /// `threshold`. An upsampled row blends two rows of the map, so it has no
-    /// pixel above the threshold when they have none: such rows are skipped.
-    fn for_each_above(&self, map: &[f32], threshold: f32, mut f: impl FnMut(usize)) {
+    /// `threshold`; `row_peaks` are the largest values of the map's rows. An
+    /// upsampled pixel blends four of the map's, so it can exceed the threshold
+    /// only where one of them does: only those are computed (a handful, at q =
+    /// 0.005).
+    fn for_each_above(
+        &self,
+        map: &[f32],
+        row_peaks: &[f32],
+        threshold: f32,
+        mut f: impl FnMut(usize),
+    ) {
         let (w, sw) = (self.width, self.columns.len());
-        let above: Vec<bool> = map
-            .chunks(w)
-            .map(|row| row.iter().any(|&v| v > threshold))
-            .collect();
+        let mut column_above = vec![false; w];
         for (y, &(y0, y1, fy)) in self.rows.iter().enumerate() {
-            if !above[y0] && !above[y1] {
+            if row_peaks[y0] <= threshold && row_peaks[y1] <= threshold {
                 continue;
             }
             let (top, bottom) = (&map[y0 * w..(y0 + 1) * w], &map[y1 * w..(y1 + 1) * w]);
-            for (x, &(x0, x1, fx)) in self.columns.iter().enumerate() {
-                let upper = top[x0] + (top[x1] - top[x0]) * fx;
-                let lower = bottom[x0] + (bottom[x1] - bottom[x0]) * fx;
-                if upper + (lower - upper) * fy > threshold {
-                    f(y * sw + x);
+            for ((above, &t), &b) in column_above.iter_mut().zip(top).zip(bottom) {
+                *above = t > threshold || b > threshold;
+            }
+            for (c, run) in self.from_column.iter().enumerate() {
+                if !column_above[c] && !column_above[(c + 1).min(w - 1)] {
+                    continue;
+                }
+                for x in run.clone() {
+                    let (x0, x1, fx) = self.columns[x];
+                    let upper = top[x0] + (top[x1] - top[x0]) * fx;
+                    let lower = bottom[x0] + (bottom[x1] - bottom[x0]) * fx;
+                    if upper + (lower - upper) * fy > threshold {
+                        f(y * sw + x);
+                    }
                 }
             }
         }
@@ -413,14 +506,8 @@ mod tests {
             layers: vec![vec![1, 0, 1, 0]],
             scalars: vec![],
         };
-        tally.add(
-            0,
-            &[1., 1., 0., 0.],
-            (2, 2),
-            std::slice::from_ref(&labels),
-            &[0.5],
-            &vocabulary,
-        );
+        let batch = Labelled::new(0, vec![labels], vocabulary.labels.len());
+        tally.add(&batch, &[1., 1., 0., 0.], (2, 2), &[0.5], &vocabulary);
         let iou = tally.iou(0, 1, &vocabulary);
         assert!((iou - 1.0 / 3.0).abs() < 1e-9, "{iou}");
         let result = &tally.results(&vocabulary, 0.04)[0];
@@ -458,22 +545,9 @@ mod tests {
         let mut parts = [Tally::new(1, &vocabulary), Tally::new(1, &vocabulary)];
         let images = maps.iter().zip([&cat_right, &beach]).zip(&mut parts);
         for (i, ((map, labels), part)) in images.enumerate() {
-            both.add(
-                i,
-                map,
-                (2, 2),
-                std::slice::from_ref(labels),
-                &[0.5],
-                &vocabulary,
-            );
-            part.add(
-                i,
-                map,
-                (2, 2),
-                std::slice::from_ref(labels),
-                &[0.5],
-                &vocabulary,
-            );
+            let batch = Labelled::new(i, vec![labels.clone()], vocabulary.labels.len());
+            both.add(&batch, map, (2, 2), &[0.5], &vocabulary);
+            part.add(&batch, map, (2, 2), &[0.5], &vocabulary);
         }
         // Cat: the mask never meets an object label: 0 / (0 + 2 − 0).
         assert_eq!(both.iou(0, 2, &vocabulary), 0.0);
@@ -492,7 +566,7 @@ mod tests {
         let up = Upsample::new((2, 2), (4, 4));
         let map = [0., 4., 8., 12.];
         let mut above = Vec::new();
-        up.for_each_above(&map, 6.5, |p| above.push(p));
+        up.for_each_above(&map, &[4., 12.], 6.5, |p| above.push(p));
         // The upsampled values, row by row:
         // row 0: 0 1 3 4; row 1: 2 3 5 6; row 2: 6 7 9 10; row 3: 8 9 11 12.
         assert_eq!(above, vec![9, 10, 11, 12, 13, 14, 15]);
