@@ -23,7 +23,7 @@ pub mod tally;
 
 use std::ops::Range;
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -184,13 +184,47 @@ fn thresholds_pass(
     settings: &Settings,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<Thresholds>> {
-    check(set, &images, settings)?;
     let shapes = layer_shapes(model, layers)?;
     let exact = exact_layers(&shapes, images.len(), settings);
-    let mut thresholds: Vec<Thresholds> = shapes
+    counting_pass(model, set, images, layers, settings, &exact, progress)
+}
+
+/// The first pass of a shard: each layer's units sketched, to be merged with the
+/// other shards' (the exact path cannot merge).
+pub fn sketch_pass(
+    model: &Model,
+    set: &ConceptSet,
+    images: Range<usize>,
+    layers: &[String],
+    settings: &Settings,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<Vec<Sketch>>> {
+    let sketched = vec![false; layers.len()];
+    counting_pass(model, set, images, layers, settings, &sketched, progress)?
+        .into_iter()
+        .map(|t| {
+            t.into_sketches()
+                .context("a layer given no memory is sketched")
+        })
+        .collect()
+}
+
+/// Runs the model over `images`, counting each layer's activations for its
+/// thresholds: exactly where `exact` says so, else sketched.
+fn counting_pass(
+    model: &Model,
+    set: &ConceptSet,
+    images: Range<usize>,
+    layers: &[String],
+    settings: &Settings,
+    exact: &[bool],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<Thresholds>> {
+    check(set, &images, settings)?;
+    let mut thresholds: Vec<Thresholds> = layer_shapes(model, layers)?
         .iter()
         .zip(exact)
-        .map(|(&(units, (h, w)), exact)| {
+        .map(|(&(units, (h, w)), &exact)| {
             Thresholds::new(units, h * w, images.len(), settings.quantile, exact)
         })
         .collect();
@@ -208,37 +242,6 @@ fn thresholds_pass(
         },
     )?;
     Ok(thresholds)
-}
-
-/// The first pass of a shard: each layer's units sketched, to be merged with the
-/// other shards' (the exact path cannot merge).
-pub fn sketch_pass(
-    model: &Model,
-    set: &ConceptSet,
-    images: Range<usize>,
-    layers: &[String],
-    settings: &Settings,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<Vec<Vec<Sketch>>> {
-    check(set, &images, settings)?;
-    let mut sketches: Vec<Vec<Sketch>> = layer_shapes(model, layers)?
-        .iter()
-        .map(|&(units, _)| vec![Sketch::default(); units])
-        .collect();
-    each_batch(
-        model,
-        (set, images, false),
-        layers,
-        settings,
-        progress,
-        |batch| {
-            for (s, a) in sketches.iter_mut().zip(&batch.acts) {
-                quantile::add_maps(s, a, batch.labels.len())?;
-            }
-            Ok(())
-        },
-    )?;
-    Ok(sketches)
 }
 
 /// Which layers get exact thresholds over `images` images: those whose largest

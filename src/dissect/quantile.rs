@@ -427,8 +427,9 @@ impl TopValues {
         (self.floor, self.at_floor, self.dropped, self.gate) = (floor, at_floor, dropped, gate);
     }
 
-    /// The `j`-th largest value (1-based, `j <= k`) once `above` holds its `j − 1`
-    /// larger ones first when `j` is within it.
+    /// The `j`-th largest value (1-based, `j <= k`): selected in `above`, which
+    /// then holds the `j − 1` larger ones first; the floor when `above` holds
+    /// fewer than `j`.
     fn largest(&mut self, j: usize) -> f32 {
         match j <= self.above.len() {
             true => {
@@ -458,8 +459,7 @@ impl TopValues {
         let high = match position.fract() == 0.0 || k == 1 {
             true => low,
             false if k - 1 <= self.above.len() => {
-                let larger = &self.above[..(k - 1).min(self.above.len())];
-                larger.iter().copied().fold(f32::INFINITY, f32::min)
+                (self.above[..k - 1].iter().copied()).fold(f32::INFINITY, f32::min)
             }
             false => self.floor,
         };
@@ -547,7 +547,7 @@ impl<'a> Maps<'a> {
 
 /// Counts a batch's activations, `[batch, units, positions]` flattened, into each
 /// unit's sketch.
-pub fn add_maps(sketches: &mut [Sketch], acts: &[f32], batch: usize) -> Result<()> {
+fn add_maps(sketches: &mut [Sketch], acts: &[f32], batch: usize) -> Result<()> {
     let maps = Maps::new(acts, batch, sketches.len())?;
     (sketches.par_iter_mut().enumerate())
         .try_for_each(|(k, sketch)| maps.of(k).try_for_each(|m| sketch.add(m)))
@@ -612,6 +612,15 @@ impl Thresholds {
             Kept::Sketched(sketches) => add_maps(sketches, acts, batch)?,
         }
         Ok(())
+    }
+
+    /// The sketches, for a shard's partial state; `None` on the exact path (its
+    /// values cannot merge).
+    pub fn into_sketches(self) -> Option<Vec<Sketch>> {
+        match self.kept {
+            Kept::Exact(_) => None,
+            Kept::Sketched(sketches) => Some(sketches),
+        }
     }
 
     /// Each unit's top-`q` quantile: exact, with the sketch's largest relative

@@ -72,7 +72,8 @@ impl Labelled {
 
 /// Each of `labels` labels' pixels in `image` (none for label 0, which is none).
 fn label_areas(image: &ImageLabels, labels: usize) -> Vec<u64> {
-    let mut areas = vec![0; labels];
+    // Room for label 0 (none) even in a vocabulary without it.
+    let mut areas = vec![0; labels.max(1)];
     for layer in &image.layers {
         // Neighbours mostly share a label: counted by runs.
         let mut run = (0, 0);
@@ -89,9 +90,8 @@ fn label_areas(image: &ImageLabels, labels: usize) -> Vec<u64> {
     for &s in &image.scalars {
         areas[s as usize] += area;
     }
-    if let Some(none) = areas.first_mut() {
-        *none = 0;
-    }
+    areas[0] = 0;
+    areas.truncate(labels);
     areas
 }
 
