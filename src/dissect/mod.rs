@@ -341,9 +341,9 @@ struct Batch {
 /// labels if `labelled`) to `consume`; `progress` hears (images done, images).
 ///
 /// A pipeline: while the model runs on one batch, the next is loaded and the one
-/// before is consumed beside it. The demo model's forward pass keeps two cores
-/// busy only part of the time, and drawing scenes and counting activations fill
-/// the rest (`bench dissect`).
+/// before is consumed beside it, on whatever cores the model leaves idle. (On two
+/// cores the demo model's pass leaves few: there, the same work run one step
+/// after another took as long, `bench dissect`.)
 fn each_batch(
     model: &Model,
     (set, images, labelled): (&ConceptSet, Range<usize>, bool),
