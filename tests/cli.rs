@@ -1197,13 +1197,13 @@ fn dissect_writes_a_tally_and_resumes() {
             .unwrap()
             .contains("already dissected")
     );
-    // A rerun with one layer more dissects only that one; the index lists both,
-    // in the order asked.
+    // A rerun with one layer more (named twice) dissects only that one, once; the
+    // index lists both, in the order asked.
     let more = unitscope(
         &[
             "dissect",
             "--layer",
-            "features.1,features.4",
+            "features.1,features.4,features.1",
             "--demo",
             "40",
             "-o",

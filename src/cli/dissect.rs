@@ -137,7 +137,13 @@ fn parse_shard(text: &str) -> Result<(usize, usize), String> {
 pub fn run(command: &Command) -> Result<()> {
     match &command.merge {
         Some(Merge::Merge(args)) => merge(args),
-        None => dissect_layers(&command.args),
+        None => {
+            // A layer named twice is dissected once.
+            let mut args = command.args.clone();
+            let mut seen = std::collections::HashSet::new();
+            args.layers.retain(|layer| seen.insert(layer.clone()));
+            dissect_layers(&args)
+        }
     }
 }
 
