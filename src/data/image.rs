@@ -180,14 +180,18 @@ impl InputSpec {
                 resize_window(img, (rw, rh), window, filter)
             }
         };
-        // In f32 and in this order, as ToTensor + Normalize compute it.
+        // In f32 and in this order, as ToTensor + Normalize compute it; a byte has
+        // 256 values, so each channel's are computed once.
         let (mean, std) = (self.mean.map(|m| m as f32), self.std.map(|s| s as f32));
+        let normalized: [[f32; 256]; 3] =
+            std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - mean[c]) / std[c]));
         let mut data = vec![0f32; 3 * h * w];
-        for (x, y, p) in img.enumerate_pixels() {
-            for c in 0..3 {
-                data[(c * h + y as usize) * w + x as usize] =
-                    (p[c] as f32 / 255.0 - mean[c]) / std[c];
-            }
+        let (red, rest) = data.split_at_mut(h * w);
+        let (green, blue) = rest.split_at_mut(h * w);
+        for (i, p) in img.pixels().enumerate() {
+            red[i] = normalized[0][p[0] as usize];
+            green[i] = normalized[1][p[1] as usize];
+            blue[i] = normalized[2][p[2] as usize];
         }
         Ok(Tensor::from_vec(data, (3, h, w), device)?)
     }

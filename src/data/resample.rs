@@ -121,6 +121,10 @@ pub fn resize_window(
     let (iw, ih) = img.dimensions();
     let (width, height) = size;
     let (x0, y0, w, h) = window;
+    if (iw, ih) == size && window == (0, 0, iw, ih) {
+        // Neither axis changes size: Pillow leaves the image as it is.
+        return img.clone();
+    }
     let (filter, support): (fn(f64) -> f64, f64) = match interpolation {
         Interpolation::Nearest => return nearest(img, size, window),
         Interpolation::Bilinear => (bilinear, 1.0),

@@ -86,8 +86,12 @@ impl World {
         let mut image = draw_background(background, &mut rng);
         let objects = place_objects(&mut rng);
         let mut owner = vec![0u8; SIZE * SIZE];
+        let pixels: &mut [u8] = &mut image;
         for (k, o) in objects.iter().enumerate() {
             let base = COLORS[o.color].1;
+            // The texture's two phases, shaded once per object.
+            let (bright, dark) = (shade(base, 1.0), shade(base, SHADE));
+            let pattern = shape::Pattern::new(o.texture, o.period, o.phase);
             let (sin, cos) = o.rotation.sin_cos();
             let outline = shape::Outline::new(o.shape, o.radius);
             // Rotated, the outline's square of reach stays within √2 times its reach.
@@ -99,13 +103,10 @@ impl World {
                     if !outline.contains(u, v) {
                         continue;
                     }
-                    owner[y * SIZE + x] = k as u8 + 1;
-                    let level = if shape::bright(o.texture, x, y, o.period, o.phase) {
-                        1.0
-                    } else {
-                        SHADE
-                    };
-                    image.put_pixel(x as u32, y as u32, Rgb(shade(base, level)));
+                    let p = y * SIZE + x;
+                    owner[p] = k as u8 + 1;
+                    let colour = if pattern.bright(x, y) { bright } else { dark };
+                    pixels[3 * p..3 * p + 3].copy_from_slice(&colour);
                 }
             }
         }

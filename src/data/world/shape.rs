@@ -1,23 +1,36 @@
 //! Which pixels a shape covers, and which a texture darkens.
 
-/// Shape `shape` of circumradius `r`, ready to test points against: a polygon's
-/// vertices are laid once, not for every pixel.
+/// Shape `shape` of circumradius `r`, ready to test points against: the shape is
+/// looked up and a polygon's vertices are laid once, not for every pixel.
 pub struct Outline {
-    shape: &'static str,
+    form: Form,
     r: f32,
-    vertices: Vec<(f32, f32)>,
+}
+
+enum Form {
+    Circle,
+    Ring,
+    Square,
+    Diamond,
+    Cross,
+    /// A triangle, hexagon or star, by its vertices.
+    Polygon(Vec<(f32, f32)>),
 }
 
 impl Outline {
     pub fn new(shape: usize, r: f32) -> Self {
-        let shape = super::catalogue::SHAPES[shape];
-        let vertices = match shape {
-            "triangle" => regular(3, r, 1.0),
-            "hexagon" => regular(6, r, 1.0),
-            "star" => regular(5, r, 0.45),
-            _ => Vec::new(),
+        let form = match super::catalogue::SHAPES[shape] {
+            "circle" => Form::Circle,
+            "ring" => Form::Ring,
+            "square" => Form::Square,
+            "diamond" => Form::Diamond,
+            "cross" => Form::Cross,
+            "triangle" => Form::Polygon(regular(3, r, 1.0)),
+            "hexagon" => Form::Polygon(regular(6, r, 1.0)),
+            "star" => Form::Polygon(regular(5, r, 0.45)),
+            other => unreachable!("shape {other} has no outline"),
         };
-        Self { shape, r, vertices }
+        Self { form, r }
     }
 
     /// A bound on `|u|` and `|v|` of the points inside: every outline lies in the
@@ -32,17 +45,16 @@ impl Outline {
     pub fn contains(&self, u: f32, v: f32) -> bool {
         let r = self.r;
         let d2 = u * u + v * v;
-        match self.shape {
-            "circle" => d2 <= r * r,
-            "ring" => d2 <= r * r && d2 >= (0.55 * r) * (0.55 * r),
-            "square" => u.abs() <= 0.75 * r && v.abs() <= 0.75 * r,
-            "diamond" => u.abs() + v.abs() <= r,
-            "cross" => {
+        match &self.form {
+            Form::Circle => d2 <= r * r,
+            Form::Ring => d2 <= r * r && d2 >= (0.55 * r) * (0.55 * r),
+            Form::Square => u.abs() <= 0.75 * r && v.abs() <= 0.75 * r,
+            Form::Diamond => u.abs() + v.abs() <= r,
+            Form::Cross => {
                 let (a, b) = (u.abs(), v.abs());
                 (a <= 0.3 * r && b <= r) || (b <= 0.3 * r && a <= r)
             }
-            "triangle" | "hexagon" | "star" => in_polygon(u, v, &self.vertices),
-            other => unreachable!("shape {other} has no outline"),
+            Form::Polygon(vertices) => in_polygon(u, v, vertices),
         }
     }
 }
@@ -79,24 +91,57 @@ fn in_polygon(x: f32, y: f32, vertices: &[(f32, f32)]) -> bool {
     inside
 }
 
-/// Whether texture `texture` is in its bright phase at image pixel `(x, y)`.
-/// Patterns are laid in image coordinates with the object's period and phase.
-pub fn bright(texture: usize, x: usize, y: usize, period: usize, phase: usize) -> bool {
-    let half = period / 2;
-    let (px, py) = (x + phase, y + phase);
-    match super::catalogue::TEXTURES[texture] {
-        "solid" => true,
-        "stripes-horizontal" => (py / half).is_multiple_of(2),
-        "stripes-vertical" => (px / half).is_multiple_of(2),
-        "checker" => (px / half + py / half).is_multiple_of(2),
-        "dots" => {
-            let (dx, dy) = (
-                (px % period) as f32 - half as f32,
-                (py % period) as f32 - half as f32,
-            );
-            dx * dx + dy * dy > (0.3 * period as f32).powi(2)
+/// Texture `texture` with its period and phase: which image pixels are in its
+/// bright phase. Patterns are laid in image coordinates.
+pub struct Pattern {
+    kind: Kind,
+    period: usize,
+    phase: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Solid,
+    StripesHorizontal,
+    StripesVertical,
+    Checker,
+    Dots,
+}
+
+impl Pattern {
+    pub fn new(texture: usize, period: usize, phase: usize) -> Self {
+        let kind = match super::catalogue::TEXTURES[texture] {
+            "solid" => Kind::Solid,
+            "stripes-horizontal" => Kind::StripesHorizontal,
+            "stripes-vertical" => Kind::StripesVertical,
+            "checker" => Kind::Checker,
+            "dots" => Kind::Dots,
+            other => unreachable!("texture {other} has no pattern"),
+        };
+        Self {
+            kind,
+            period,
+            phase,
         }
-        other => unreachable!("texture {other} has no pattern"),
+    }
+
+    /// Whether pixel `(x, y)` is in the bright phase.
+    pub fn bright(&self, x: usize, y: usize) -> bool {
+        let (period, half) = (self.period, self.period / 2);
+        let (px, py) = (x + self.phase, y + self.phase);
+        match self.kind {
+            Kind::Solid => true,
+            Kind::StripesHorizontal => (py / half).is_multiple_of(2),
+            Kind::StripesVertical => (px / half).is_multiple_of(2),
+            Kind::Checker => (px / half + py / half).is_multiple_of(2),
+            Kind::Dots => {
+                let (dx, dy) = (
+                    (px % period) as f32 - half as f32,
+                    (py % period) as f32 - half as f32,
+                );
+                dx * dx + dy * dy > (0.3 * period as f32).powi(2)
+            }
+        }
     }
 }
 
