@@ -9,8 +9,9 @@ use std::io::Cursor;
 
 use anyhow::Result;
 use base64::Engine as _;
+use rayon::prelude::*;
 
-use super::pictures::unit_pictures;
+use super::pictures::top_pictures;
 use super::{LayerDissection, Settings, detectors_per_category};
 use crate::data::{ConceptSet, Vocabulary};
 use crate::model::Model;
@@ -68,10 +69,14 @@ pub fn page(
         )?;
     }
     html.push_str("</table><h2>Units</h2><table><tr><th>unit</th><th>label</th><th>category</th><th>IoU</th><th>best of the other categories</th><th>top images: mask (bright), label (outlined)</th></tr>");
-    let pictures = order[..order.len().min(UNITS_WITH_IMAGES)]
+    let shown: Vec<usize> = order[..order.len().min(UNITS_WITH_IMAGES)]
         .iter()
-        .map(|unit| {
-            unit_pictures(model, set, layer, unit.unit, vocabulary)?
+        .map(|unit| unit.unit)
+        .collect();
+    let pictures = top_pictures(model, set, layer, &shown, vocabulary, settings)?
+        .par_iter()
+        .map(|pictures| {
+            pictures
                 .iter()
                 .map(|picture| {
                     let mut png = Vec::new();

@@ -326,6 +326,23 @@ fn check(set: &ConceptSet, images: &Range<usize>, settings: &Settings) -> Result
     Ok(())
 }
 
+/// What a pass records: `layers` (their units rotated if `settings` say so),
+/// stopping after them.
+fn probe(model: &Model, layers: &[String], settings: &Settings) -> Result<Probe> {
+    let mut probe = layers
+        .iter()
+        .fold(Probe::new().layers_only().stop_after_recorded(), |p, l| {
+            p.record(l.as_str())
+        });
+    if let Some(seed) = settings.rotate {
+        for (layer, &(units, _)) in layers.iter().zip(&layer_shapes(model, layers)?) {
+            let rotation = rotation::random_rotation(units, seed, model.device())?;
+            probe = probe.rotate(layer.as_str(), rotation);
+        }
+    }
+    Ok(probe)
+}
+
 /// One batch's activations, as [`each_batch`] hands them over.
 struct Batch {
     /// The index of its first image.
@@ -352,17 +369,7 @@ fn each_batch(
     progress: &mut dyn FnMut(u64, u64),
     mut consume: impl FnMut(Batch) -> Result<()> + Send,
 ) -> Result<()> {
-    let mut probe = layers
-        .iter()
-        .fold(Probe::new().layers_only().stop_after_recorded(), |p, l| {
-            p.record(l.as_str())
-        });
-    if let Some(seed) = settings.rotate {
-        for (layer, &(units, _)) in layers.iter().zip(&layer_shapes(model, layers)?) {
-            let rotation = rotation::random_rotation(units, seed, model.device())?;
-            probe = probe.rotate(layer.as_str(), rotation);
-        }
-    }
+    let probe = probe(model, layers, settings)?;
     // Whole images, as the labels cover them.
     let mut spec = model.input_spec().clone();
     spec.resize = ResizeMode::Stretch;

@@ -3,68 +3,111 @@
 //! yellow, as Bau et al. 2017 show a detector. The HTML report and the inspector's
 //! unit card draw the same pictures.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use candle_core::{DType, Tensor};
 use image::{Rgb, RgbImage};
+use rayon::prelude::*;
 
-use super::LayerDissection;
 use super::tally::mask;
+use super::{LayerDissection, Settings};
 use crate::data::{ConceptSet, InputSpec, ResizeMode, Vocabulary, text};
-use crate::model::{Model, Probe};
+use crate::model::Model;
 use crate::render;
 
 /// The side pictures are drawn at, at least.
 const MIN_SIDE: u32 = 128;
 
-/// The top images of `unit` of `layer` (dissected on `set` with `model`), highest
-/// maximum first, with its mask and its best label drawn.
-pub fn unit_pictures(
+/// For each of `units` of `layer` (dissected on `set` with `model` under
+/// `settings`), its top images, highest maximum first, with its mask and its best
+/// label drawn. Each image is loaded and shown to the model once, in batches,
+/// however many of the units have it among their top images.
+pub fn top_pictures(
     model: &Model,
     set: &ConceptSet,
     layer: &LayerDissection,
-    unit: usize,
+    units: &[usize],
     vocabulary: &Vocabulary,
-) -> Result<Vec<RgbImage>> {
-    let result = layer
-        .units
-        .get(unit)
-        .with_context(|| format!("{} has no unit {unit}", layer.layer))?;
+    settings: &Settings,
+) -> Result<Vec<Vec<RgbImage>>> {
+    for &unit in units {
+        ensure!(
+            unit < layer.units.len(),
+            "{} has no unit {unit}",
+            layer.layer
+        );
+    }
+    // Per image, the (unit slot, rank) of each picture it gives.
+    let mut wanted: std::collections::BTreeMap<usize, Vec<(usize, usize)>> = Default::default();
+    for (slot, &unit) in units.iter().enumerate() {
+        for (rank, &(_, image)) in layer.tally.top_images(unit).iter().enumerate() {
+            wanted.entry(image).or_default().push((slot, rank));
+        }
+    }
+    let wanted: Vec<(usize, Vec<(usize, usize)>)> = wanted.into_iter().collect();
     let mut spec = model.input_spec().clone();
     spec.resize = ResizeMode::Stretch;
-    let probe = Probe::new()
-        .layers_only()
-        .stop_after_recorded()
-        .record(layer.layer.as_str());
-    let label = vocabulary
-        .labels
+    let probe = super::probe(model, std::slice::from_ref(&layer.layer), settings)?;
+    let labels: Vec<Option<u32>> = units
         .iter()
-        .position(|l| l.name == result.best.label)
-        .map(|l| l as u32);
-    layer
-        .tally
-        .top_images(unit)
-        .iter()
-        .map(|&(_, image)| {
-            let (input, labels) = set.load(image, &spec, model.device(), true)?;
-            let labels = labels.context("internal: a concept image came without labels")?;
-            let capture = model.forward(&input.unsqueeze(0)?, &probe)?;
-            let acts = capture.activation(&layer.layer)?.to_dtype(DType::F32)?;
-            let acts: Tensor = acts.get(0)?.get(unit)?;
-            let size = match acts.dims() {
-                [h, w] => (*h, *w),
-                _ => (1, 1),
-            };
-            let map = acts.flatten_all()?.to_vec1::<f32>()?;
-            let m = mask(&map, size, labels.size, layer.thresholds[unit]);
-            let on_label = |p: usize| {
-                label.is_some_and(|l| {
-                    labels.layers.iter().any(|layer| layer[p] == l) || labels.scalars.contains(&l)
-                })
-            };
-            let drawn = draw(&picture(model, &spec, &input)?, &m, labels.size, on_label);
-            Ok(render::framed_by_card(&spec, drawn))
+        .map(|&unit| {
+            let best = &layer.units[unit].best.label;
+            (vocabulary.labels.iter())
+                .position(|l| &l.name == best)
+                .map(|l| l as u32)
         })
-        .collect()
+        .collect();
+    let mut pictures: Vec<Vec<Option<RgbImage>>> = units
+        .iter()
+        .map(|&unit| vec![None; layer.tally.top_images(unit).len()])
+        .collect();
+    for chunk in wanted.chunks(settings.batch.max(1)) {
+        crate::jobs::checkpoint()?;
+        let loaded = chunk
+            .par_iter()
+            .map(|&(image, _)| set.load(image, &spec, model.device(), true))
+            .collect::<Result<Vec<_>>>()?;
+        let inputs: Vec<Tensor> = loaded.iter().map(|(input, _)| input.clone()).collect();
+        let capture = model.forward(&Tensor::stack(&inputs, 0)?, &probe)?;
+        let acts = capture.activation(&layer.layer)?.to_dtype(DType::F32)?;
+        let size = match acts.dims() {
+            [_, _, h, w] => (*h, *w),
+            _ => (1, 1),
+        };
+        let acts = acts.flatten_all()?.to_vec1::<f32>()?;
+        let per_image = acts.len() / chunk.len();
+        let drawn = (chunk.par_iter().zip(&loaded).enumerate())
+            .map(|(b, ((_, wants), (input, image_labels)))| {
+                let image_labels = image_labels
+                    .as_ref()
+                    .context("internal: a concept image came without labels")?;
+                let picture = picture(model, &spec, input)?;
+                let maps = &acts[b * per_image..(b + 1) * per_image];
+                Ok(wants
+                    .iter()
+                    .map(|&(slot, rank)| {
+                        let unit = units[slot];
+                        let map = &maps[unit * size.0 * size.1..(unit + 1) * size.0 * size.1];
+                        let m = mask(map, size, image_labels.size, layer.thresholds[unit]);
+                        let on_label = |p: usize| {
+                            labels[slot].is_some_and(|l| {
+                                (image_labels.layers.iter()).any(|layer| layer[p] == l)
+                                    || image_labels.scalars.contains(&l)
+                            })
+                        };
+                        let drawn = draw(&picture, &m, image_labels.size, on_label);
+                        ((slot, rank), render::framed_by_card(&spec, drawn))
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for ((slot, rank), picture) in drawn.into_iter().flatten() {
+            pictures[slot][rank] = Some(picture);
+        }
+    }
+    Ok(pictures
+        .into_iter()
+        .map(|unit| unit.into_iter().flatten().collect())
+        .collect())
 }
 
 /// What `input` is drawn as: a text model's characters in a line, else the
@@ -121,4 +164,51 @@ fn draw(
             false => Rgb(c.map(|v| v / 4)),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dissect::dissect;
+
+    /// Units that share top images get the same pictures as when each is drawn
+    /// alone (one image per forward pass), in their own order, whatever batches
+    /// the images fall in.
+    #[test]
+    fn shared_images_are_drawn_for_each_unit_in_its_order() {
+        let model = crate::model::demo::model(&candle_core::Device::Cpu).unwrap();
+        let set = ConceptSet::Demo(24);
+        let layer = "features.4".to_string();
+        let settings = Settings::default();
+        let dissected = dissect(&model, &set, &[layer], &settings, &mut |_, _| {}).unwrap();
+        let (layer, vocabulary) = (&dissected[0], set.vocabulary());
+        let units = [5, 0, 31, 5, 17];
+        let shared = (units.iter())
+            .flat_map(|&u| layer.tally.top_images(u))
+            .map(|&(_, image)| image)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        assert!(
+            shared < 4 * 4,
+            "the units share no image: {shared} distinct"
+        );
+        let together = Settings {
+            batch: 3,
+            ..settings.clone()
+        };
+        let alone = Settings {
+            batch: 1,
+            ..settings
+        };
+        let drawn = top_pictures(&model, &set, layer, &units, &vocabulary, &together).unwrap();
+        assert_eq!(drawn.len(), units.len());
+        for (&unit, pictures) in units.iter().zip(&drawn) {
+            assert_eq!(pictures.len(), layer.tally.top_images(unit).len());
+            let single = top_pictures(&model, &set, layer, &[unit], &vocabulary, &alone).unwrap();
+            assert!(single[0] == *pictures, "unit {unit}'s pictures differ");
+        }
+        assert!(drawn[0] != drawn[1], "two units drew the same pictures");
+        let err = top_pictures(&model, &set, layer, &[32], &vocabulary, &alone).unwrap_err();
+        assert!(err.to_string().contains("has no unit 32"), "{err}");
+    }
 }

@@ -572,13 +572,16 @@ pub fn dissect(
 
 /// The top concept images of `unit` with its mask and its label drawn.
 pub fn evidence(model: &Model, dissected: &Dissected, unit: usize) -> Result<Output> {
-    let pictures = dissect::pictures::unit_pictures(
+    let pictures = dissect::pictures::top_pictures(
         model,
         &dissected.set,
         &dissected.layer,
-        unit,
+        &[unit],
         &dissected.vocabulary,
-    )?;
+        &dissected.settings,
+    )?
+    .pop()
+    .unwrap_or_default();
     Ok(Output::Evidence(
         dissected.layer.layer.clone(),
         unit,
