@@ -365,20 +365,23 @@ impl TopValues {
         self.seen += map.len() as u64;
         let blocks = map.chunks_exact(SCAN);
         let rest = blocks.remainder();
+        // The gate stays where it is until the next map.
+        let gate = self.gate;
         for block in blocks {
-            // Which values reach the gate, as bits, and whether all are finite: one
-            // vectorized pass.
-            let (mut reach, mut finite) = (0u32, true);
-            for (i, &v) in block.iter().enumerate() {
-                reach |= u32::from(v >= self.gate) << i;
+            // Whether a value reaches the gate and whether all are finite: one
+            // vectorized pass (folds of comparisons, which compile to mask tests).
+            let (mut reach, mut finite) = (false, true);
+            for &v in block {
+                reach |= v >= gate;
                 finite &= v.is_finite();
             }
             if !finite {
                 return check_finite(block);
             }
-            while reach != 0 {
-                self.keep(block[reach.trailing_zeros() as usize]);
-                reach &= reach - 1;
+            if reach {
+                for &v in block.iter().filter(|&&v| v >= gate) {
+                    self.keep(v);
+                }
             }
         }
         check_finite(rest)?;

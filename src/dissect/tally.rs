@@ -14,6 +14,7 @@
 //! covers every pixel. A unit's label is its best concept; the counts add up, so
 //! tallies of image ranges merge into the whole's.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -42,26 +43,26 @@ pub struct Tally {
 }
 
 /// A batch of images' labels as the tallies count them: the first image's number,
-/// each image's labels, and each label's pixels over the batch (counted once for
-/// every layer's tally).
+/// each image's [`Regions`], and each label's pixels over the batch (counted once
+/// for every layer's tally).
 pub struct Labelled {
     first: usize,
-    images: Vec<ImageLabels>,
+    images: Vec<Regions>,
     areas: Vec<u64>,
 }
 
 impl Labelled {
     /// The labels of images `first..`, numbered in a vocabulary of `labels` labels.
     pub fn new(first: usize, images: Vec<ImageLabels>, labels: usize) -> Self {
-        let areas = (images.par_iter())
-            .map(|image| label_areas(image, labels))
-            .reduce(
-                || vec![0; labels],
-                |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+        let images: Vec<Regions> = images.par_iter().map(Regions::new).collect();
+        let mut areas = vec![0; labels];
+        for image in &images {
+            for (labels, &pixels) in image.labels.iter().zip(&image.pixels) {
+                for &l in labels {
+                    areas[l as usize] += pixels;
+                }
+            }
+        }
         Self {
             first,
             images,
@@ -70,29 +71,59 @@ impl Labelled {
     }
 }
 
-/// Each of `labels` labels' pixels in `image` (none for label 0, which is none).
-fn label_areas(image: &ImageLabels, labels: usize) -> Vec<u64> {
-    // Room for label 0 (none) even in a vocabulary without it.
-    let mut areas = vec![0; labels.max(1)];
-    for layer in &image.layers {
-        // Neighbours mostly share a label: counted by runs.
-        let mut run = (0, 0);
-        for &l in layer {
-            if l != run.0 {
-                areas[run.0 as usize] += run.1;
-                run = (l, 0);
-            }
-            run.1 += 1;
+/// An image's labels as regions of one combination of labels each. What a mask
+/// pixel adds to the tally depends only on its region, so a map's mask pixels are
+/// counted per region (one lookup a pixel) and each region's labels added once.
+struct Regions {
+    /// The labels' `(rows, columns)`.
+    size: (usize, usize),
+    /// Per pixel (row-major), its region.
+    of_pixel: Vec<u32>,
+    /// Per region, its labels: the pixel labels other than 0 (none), and the
+    /// image-level labels, which cover every pixel.
+    labels: Vec<Vec<u32>>,
+    /// Per region, its pixels.
+    pixels: Vec<u64>,
+}
+
+impl Regions {
+    fn new(image: &ImageLabels) -> Self {
+        let area = image.size.0 * image.size.1;
+        let mut index: HashMap<Vec<u32>, u32> = HashMap::new();
+        let (mut labels, mut pixels) = (Vec::new(), Vec::new());
+        let mut of_pixel = Vec::with_capacity(area);
+        let mut combination = vec![0; image.layers.len()];
+        let mut region = None;
+        for p in 0..area {
+            // Neighbours mostly share their labels: a region is looked up only
+            // where they change.
+            let same = (image.layers.iter().zip(&combination)).all(|(layer, &l)| layer[p] == l);
+            let r = match (same, region) {
+                (true, Some(r)) => r,
+                _ => {
+                    for (l, layer) in combination.iter_mut().zip(&image.layers) {
+                        *l = layer[p];
+                    }
+                    let r = *index.entry(combination.clone()).or_insert_with(|| {
+                        let named = combination.iter().copied().filter(|&l| l != 0);
+                        labels.push(named.chain(image.scalars.iter().copied()).collect());
+                        pixels.push(0);
+                        (labels.len() - 1) as u32
+                    });
+                    region = Some(r);
+                    r
+                }
+            };
+            pixels[r as usize] += 1;
+            of_pixel.push(r);
         }
-        areas[run.0 as usize] += run.1;
+        Self {
+            size: image.size,
+            of_pixel,
+            labels,
+            pixels,
+        }
     }
-    let area = (image.size.0 * image.size.1) as u64;
-    for &s in &image.scalars {
-        areas[s as usize] += area;
-    }
-    areas[0] = 0;
-    areas.truncate(labels);
-    areas
 }
 
 /// Images kept per unit for the report.
@@ -185,6 +216,8 @@ impl Tally {
             .for_each(|(k, (((unit_area, unit_category), both), top))| {
                 let mut hit = vec![false; categories];
                 let mut row_peaks = Vec::with_capacity(h);
+                let regions = labels.iter().map(|image| image.labels.len()).max();
+                let mut in_region = vec![0u64; regions.unwrap_or(0)];
                 for (b, image) in labels.iter().enumerate() {
                     let map = &maps[(b * units + k) * h * w..][..h * w];
                     let highest = peak(map);
@@ -202,28 +235,26 @@ impl Tally {
                     let Some(upsample) = upsample else { continue };
                     row_peaks.clear();
                     row_peaks.extend(map.chunks(w).map(peak));
-                    hit.fill(false);
-                    let mut count = 0u64;
                     upsample.for_each_above(map, &row_peaks, thresholds[k], |p| {
-                        count += 1;
-                        for layer in &image.layers {
-                            let l = layer[p];
-                            if l != 0 {
-                                both[l as usize] += 1;
-                                if let Some(c) = primary[l as usize] {
-                                    hit[c] = true;
-                                }
+                        in_region[image.of_pixel[p] as usize] += 1;
+                    });
+                    hit.fill(false);
+                    let mut count = 0;
+                    for (n, labels) in in_region.iter_mut().zip(&image.labels) {
+                        if *n == 0 {
+                            continue;
+                        }
+                        count += *n;
+                        for &l in labels {
+                            both[l as usize] += *n;
+                            if let Some(c) = primary[l as usize] {
+                                hit[c] = true;
                             }
                         }
-                    });
+                        *n = 0;
+                    }
                     if count == 0 {
                         continue;
-                    }
-                    for &s in &image.scalars {
-                        both[s as usize] += count;
-                        if let Some(c) = primary[s as usize] {
-                            hit[c] = true;
-                        }
                     }
                     *unit_area += count;
                     for (total, &hit) in unit_category.iter_mut().zip(&hit) {
@@ -397,7 +428,9 @@ fn peak(map: &[f32]) -> f32 {
 /// Bilinear upsampling of a map to the labels' size, with half-pixel centres and
 /// clamped edges (PIL's and `align_corners=False`).
 struct Upsample {
-    rows: Vec<(usize, usize, f32)>,
+    /// The upsampled rows, in runs that blend the same two rows of the map: `(top,
+    /// bottom)` and each row's weight of the bottom one.
+    rows: Vec<((usize, usize), Vec<f32>)>,
     columns: Vec<(usize, usize, f32)>,
     /// Per column of the map, the upsampled columns that start from it (their
     /// left tap), in order.
@@ -419,6 +452,13 @@ impl Upsample {
                 })
                 .collect()
         };
+        let mut rows: Vec<((usize, usize), Vec<f32>)> = Vec::new();
+        for (y0, y1, fy) in taps(h, sh) {
+            match rows.last_mut() {
+                Some((pair, weights)) if *pair == (y0, y1) => weights.push(fy),
+                _ => rows.push(((y0, y1), vec![fy])),
+            }
+        }
         let columns = taps(w, sw);
         let from_column = (0..w)
             .map(|c| {
@@ -427,7 +467,7 @@ impl Upsample {
             })
             .collect();
         Self {
-            rows: taps(h, sh),
+            rows,
             columns,
             from_column,
             width: w,
@@ -439,7 +479,8 @@ impl Upsample {
     /// `threshold`; `row_peaks` are the largest values of the map's rows. An
     /// upsampled pixel blends four of the map's, so it can exceed the threshold
     /// only where one of them does: only those are computed (a handful, at q =
-    /// 0.005).
+    /// 0.005). The rows of a run share their columns' horizontal blends, computed
+    /// once for the run.
     fn for_each_above(
         &self,
         map: &[f32],
@@ -449,24 +490,35 @@ impl Upsample {
     ) {
         let (w, sw) = (self.width, self.columns.len());
         let mut column_above = vec![false; w];
-        for (y, &(y0, y1, fy)) in self.rows.iter().enumerate() {
-            if row_peaks[y0] <= threshold && row_peaks[y1] <= threshold {
+        // The run's candidate columns: (column, upper blend, lower blend).
+        let mut blended: Vec<(usize, f32, f32)> = Vec::new();
+        let mut y = 0;
+        for ((y0, y1), weights) in &self.rows {
+            let first = y;
+            y += weights.len();
+            if row_peaks[*y0] <= threshold && row_peaks[*y1] <= threshold {
                 continue;
             }
             let (top, bottom) = (&map[y0 * w..(y0 + 1) * w], &map[y1 * w..(y1 + 1) * w]);
             for ((above, &t), &b) in column_above.iter_mut().zip(top).zip(bottom) {
                 *above = t > threshold || b > threshold;
             }
+            blended.clear();
             for (c, run) in self.from_column.iter().enumerate() {
                 if !column_above[c] && !column_above[(c + 1).min(w - 1)] {
                     continue;
                 }
-                for x in run.clone() {
+                blended.extend(run.clone().map(|x| {
                     let (x0, x1, fx) = self.columns[x];
                     let upper = top[x0] + (top[x1] - top[x0]) * fx;
                     let lower = bottom[x0] + (bottom[x1] - bottom[x0]) * fx;
+                    (x, upper, lower)
+                }));
+            }
+            for (row, &fy) in (first..).zip(weights) {
+                for &(x, upper, lower) in &blended {
                     if upper + (lower - upper) * fy > threshold {
-                        f(y * sw + x);
+                        f(row * sw + x);
                     }
                 }
             }
