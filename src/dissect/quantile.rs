@@ -365,21 +365,26 @@ impl TopValues {
         self.seen += map.len() as u64;
         let blocks = map.chunks_exact(SCAN);
         let rest = blocks.remainder();
-        // The gate stays where it is until the next map.
-        let gate = self.gate;
+        // The gate and floor stay where they are until the next map.
+        let (gate, floor) = (self.gate, self.floor);
         for block in blocks {
-            // Whether a value reaches the gate and whether all are finite: one
-            // vectorized pass (folds of comparisons, which compile to mask tests).
-            let (mut reach, mut finite) = (false, true);
+            // Whether a value reaches the gate other than at the floor, how many
+            // are at the floor, and whether all are finite: one vectorized pass
+            // (folds of comparisons, which compile to mask tests and sums). Ties at
+            // the floor are common: a rectifier's floor is 0 until enough of its
+            // values are positive, and a dead unit's stays 0.
+            let (mut reach, mut ties, mut finite) = (false, 0u32, true);
             for &v in block {
-                reach |= v >= gate;
+                reach |= (v >= gate) & (v != floor);
+                ties += u32::from(v == floor);
                 finite &= v.is_finite();
             }
             if !finite {
                 return check_finite(block);
             }
+            self.at_floor += u64::from(ties);
             if reach {
-                for &v in block.iter().filter(|&&v| v >= gate) {
+                for &v in block.iter().filter(|&&v| v >= gate && v != floor) {
                     self.keep(v);
                 }
             }
