@@ -94,8 +94,9 @@ impl World {
             let pattern = shape::Pattern::new(o.texture, o.period, o.phase);
             let (sin, cos) = o.rotation.sin_cos();
             let outline = shape::Outline::new(o.shape, o.radius);
-            // Rotated, the outline's square of reach stays within √2 times its reach.
-            let reach = std::f32::consts::SQRT_2 * outline.reach();
+            // Rotated by θ, the outline's square of reach spans (|cos θ| + |sin θ|)
+            // times its reach along each axis (at most √2 times).
+            let reach = (cos.abs() + sin.abs()) * outline.reach();
             for y in span(o.center.1, reach) {
                 for x in span(o.center.0, reach) {
                     let (dx, dy) = (x as f32 + 0.5 - o.center.0, y as f32 + 0.5 - o.center.1);

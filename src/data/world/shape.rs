@@ -149,7 +149,7 @@ impl Pattern {
 mod tests {
     use super::*;
 
-    /// Scenes draw each object only within √2 times its reach of its centre, so no
+    /// Scenes draw each object only within the square of its reach, rotated, so no
     /// outline may reach past it, at any size.
     #[test]
     fn every_outline_lies_within_its_reach() {
