@@ -22,9 +22,11 @@ pub struct Args {
     /// Demo scenes for the rate (ResNet-18 dissects an eighth as many).
     #[arg(long, default_value_t = 1000, value_parser = super::count(16..=100_000))]
     scenes: usize,
-    /// Alternating rounds of the dissection and its forward passes; each one's best
-    /// round counts (the machine's slow spells are longer than a demo round).
-    #[arg(long, default_value_t = 3, value_parser = super::count(1..=100))]
+    /// Alternating rounds of the forward passes and the dissection. The ratio is
+    /// the median of the rounds' ratios: a round's two runs follow each other, so
+    /// they meet the same state of a shared machine (whose slow spells are longer
+    /// than a demo round).
+    #[arg(long, default_value_t = 5, value_parser = super::count(1..=100))]
     rounds: usize,
     /// Scene counts for the peak-memory comparison.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000", value_parser = super::count(16..=1_000_000))]
@@ -119,34 +121,42 @@ fn rate(args: &Args, model: &Model, name: &str, layers: &[String], n: usize) -> 
         Ok(start.elapsed().as_secs_f64())
     };
     forward()?;
-    let (mut passes, mut seconds, mut dissected) = (f64::INFINITY, f64::INFINITY, Vec::new());
+    let (mut passes, mut seconds, mut ratios, mut dissected) =
+        (f64::INFINITY, f64::INFINITY, Vec::new(), Vec::new());
     for _ in 0..args.rounds {
-        passes = passes.min(timed(&mut || {
+        let two = timed(&mut || {
             forward()?;
             forward()
-        })?);
-        seconds = seconds.min(timed(&mut || {
+        })?;
+        let dissection = timed(&mut || {
             dissected = dissect::dissect(model, &set, layers, &settings, &mut |_, _| {})?;
             Ok(())
-        })?);
+        })?;
+        (passes, seconds) = (passes.min(two), seconds.min(dissection));
+        ratios.push(dissection / two);
     }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
     let detectors: usize = dissected.iter().map(|l| l.summary().0).sum();
     if args.json {
         outln!(
             "{}",
             json!({"bench": "dissect", "model": name, "layers": layers, "images": n,
-                             "dissect_s": seconds, "two_forward_passes_s": passes, "detectors": detectors})
+                             "dissect_s": seconds, "two_forward_passes_s": passes,
+                             "ratios": ratios, "median_ratio": median, "detectors": detectors})
         );
     } else {
+        let ratios: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
         outln!(
-            "dissection, {name}, {}, {n} images in batches of {}, best of {} rounds: {:.1} images/s; \
-             two forward passes {:.1} images/s; dissection takes {:.2}x their time (goal <= 1.25x)",
+            "dissection, {name}, {}, {n} images in batches of {}, {} rounds: {:.1} images/s \
+             (best); two forward passes {:.1} images/s (best); dissection takes {median:.2}x \
+             their time, the median of the rounds' {} (goal <= 1.25x)",
             layers.join("+"),
             settings.batch,
             args.rounds,
             n as f64 / seconds,
             n as f64 / passes,
-            seconds / passes
+            ratios.join(", ")
         );
     }
     Ok(())
