@@ -211,4 +211,28 @@ mod tests {
         let err = top_pictures(&model, &set, layer, &[32], &vocabulary, &alone).unwrap_err();
         assert!(err.to_string().contains("has no unit 32"), "{err}");
     }
+
+    /// A layer dissected with its units rotated draws its masks from the rotated
+    /// units, as its tally counted them (they came from the unrotated ones).
+    #[test]
+    fn rotated_units_draw_their_own_masks() {
+        let model = crate::model::demo::model(&candle_core::Device::Cpu).unwrap();
+        let set = ConceptSet::Demo(24);
+        let rotated = Settings {
+            rotate: Some(3),
+            ..Settings::default()
+        };
+        let layers = ["features.4".to_string()];
+        let dissected = dissect(&model, &set, &layers, &rotated, &mut |_, _| {}).unwrap();
+        let (layer, vocabulary) = (&dissected[0], set.vocabulary());
+        let units: Vec<usize> = (0..8).collect();
+        let drawn = |settings: &Settings| {
+            top_pictures(&model, &set, layer, &units, &vocabulary, settings).unwrap()
+        };
+        let unrotated = Settings {
+            rotate: None,
+            ..rotated.clone()
+        };
+        assert!(drawn(&rotated) != drawn(&unrotated));
+    }
 }
