@@ -107,9 +107,19 @@ pub fn dissect(
     let images = 0..set.len();
     let total = 2 * set.len() as u64;
     let mut first = |done, _| progress(done, total);
-    let sketched = thresholds_pass(model, set, images.clone(), layers, settings, &mut first)?;
+    // The first pass: exact thresholds where a layer's largest values fit the budget.
+    let exact = exact_layers(&layer_shapes(model, layers)?, set.len(), settings);
+    let counted = counting_pass(
+        model,
+        set,
+        images.clone(),
+        layers,
+        settings,
+        &exact,
+        &mut first,
+    )?;
     let mut finished = Vec::with_capacity(layers.len());
-    for t in sketched {
+    for t in counted {
         finished.push(t.finish()?);
     }
     let thresholds: Vec<Vec<f32>> = finished.iter().map(|f| f.thresholds.clone()).collect();
@@ -171,22 +181,6 @@ fn layer_shapes(model: &Model, layers: &[String]) -> Result<Vec<(usize, (usize, 
             Ok((info.units, size))
         })
         .collect()
-}
-
-/// The first pass over `images` of `set`: each layer's activations counted for
-/// its thresholds, exact where [`exact_layers`] gives the memory for it.
-/// `progress` hears (images done, images).
-fn thresholds_pass(
-    model: &Model,
-    set: &ConceptSet,
-    images: Range<usize>,
-    layers: &[String],
-    settings: &Settings,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<Vec<Thresholds>> {
-    let shapes = layer_shapes(model, layers)?;
-    let exact = exact_layers(&shapes, images.len(), settings);
-    counting_pass(model, set, images, layers, settings, &exact, progress)
 }
 
 /// The first pass of a shard: each layer's units sketched, to be merged with the
