@@ -196,6 +196,43 @@ fn a_layers_only_probe_gives_the_same_layer_gradients_and_no_input_gradient() {
     assert!(err.to_string().contains("layers-only"), "{err}");
 }
 
+/// A values-only pass records the same activations and logits as one that carries
+/// gradients, rotated layers included, and refuses a backward pass.
+#[test]
+fn a_values_only_probe_records_the_same_values_and_takes_no_gradient() {
+    let model = common::synthetic_model(Architecture::PlainCnn, &ArchOptions::default(), 10);
+    let x = common::synthetic_input(&[2, 3, 32, 32]);
+    let rotation = unitscope::dissect::rotation::random_rotation(32, 7, model.device()).unwrap();
+    let probe = |p: Probe| {
+        p.record("features.1")
+            .record("features.4")
+            .rotate("features.1", rotation.clone())
+    };
+    let carrying = model
+        .forward(&x, &probe(Probe::new().layers_only()))
+        .unwrap();
+    let values = model
+        .forward(&x, &probe(Probe::new().values_only()))
+        .unwrap();
+    let same = |a: &Tensor, b: &Tensor| {
+        assert_eq!(a.dims(), b.dims());
+        let (a, b) = (a.flatten_all().unwrap(), b.flatten_all().unwrap());
+        assert_eq!(a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
+    };
+    for layer in ["features.1", "features.4"] {
+        same(
+            values.activation(layer).unwrap(),
+            carrying.activation(layer).unwrap(),
+        );
+    }
+    same(values.logits().unwrap(), carrying.logits().unwrap());
+    let err = values
+        .backward(&values.objective(&Objective::Logit(3)).unwrap())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("values only"), "{err}");
+}
+
 /// Held at the stem and carried back, the input gradient is the one a plain pass
 /// gives, on every architecture (EfficientNet-Lite's stem pads unevenly) and when
 /// the stem's own convolution is recorded (it is then not fused with its batch norm).

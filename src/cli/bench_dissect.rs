@@ -103,7 +103,7 @@ fn rate(args: &Args, model: &Model, name: &str, layers: &[String], n: usize) -> 
         .collect::<candle_core::Result<_>>()?;
     let probe = layers
         .iter()
-        .fold(Probe::new().layers_only().stop_after_recorded(), |p, l| {
+        .fold(Probe::new().values_only().stop_after_recorded(), |p, l| {
             p.record(l.as_str())
         });
     let forward = || -> Result<()> {

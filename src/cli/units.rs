@@ -128,7 +128,7 @@ fn run_text(args: &TextArgs) -> Result<()> {
         })?;
     let units = args.units.of(layer, info.units)?;
     let probe = Probe::new()
-        .layers_only()
+        .values_only()
         .stop_after_recorded()
         .record(layer.clone());
     let mut blocks = Vec::new();

@@ -325,7 +325,7 @@ fn check(set: &ConceptSet, images: &Range<usize>, settings: &Settings) -> Result
 fn probe(model: &Model, layers: &[String], settings: &Settings) -> Result<Probe> {
     let mut probe = layers
         .iter()
-        .fold(Probe::new().layers_only().stop_after_recorded(), |p, l| {
+        .fold(Probe::new().values_only().stop_after_recorded(), |p, l| {
             p.record(l.as_str())
         });
     if let Some(seed) = settings.rotate {

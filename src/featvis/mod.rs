@@ -187,7 +187,7 @@ pub fn visualize(
     // The final values are the objective as asked, without the leak.
     let images = param.images()?.detach();
     let asked = settings.objective.plan(targets, None)?;
-    let probe = asked.probe(Probe::new().layers_only(), None);
+    let probe = asked.probe(Probe::new().values_only(), None);
     let capture = model.forward(&normalize.apply(&images)?, &probe)?;
     let values = asked.values(&capture)?;
     Ok(Visualization {

@@ -30,6 +30,8 @@ pub struct Capture {
     /// `None` where the pass stopped after its recorded layers.
     logits: Option<Tensor>,
     recorded: Vec<Recorded>,
+    /// Whether the pass can be backpropagated: not when it recorded values only.
+    takes_gradients: bool,
 }
 
 impl Capture {
@@ -41,6 +43,7 @@ impl Capture {
         logits: Option<Tensor>,
         trace: Trace<'_>,
     ) -> Self {
+        let takes_gradients = trace.takes_gradients();
         let (recorded, stem) = trace.into_parts();
         Self {
             input,
@@ -48,6 +51,7 @@ impl Capture {
             stem,
             logits,
             recorded,
+            takes_gradients,
         }
     }
 
@@ -83,6 +87,11 @@ impl Capture {
     /// activations) once, returning its gradient with respect to the input and to
     /// every recorded layer.
     pub fn backward(&self, objective: &Tensor) -> Result<Gradients> {
+        ensure!(
+            self.takes_gradients,
+            "this pass recorded values only (`Probe::values_only`); \
+             take gradients from a pass whose probe keeps them"
+        );
         let objective = match objective.rank() {
             0 => objective.clone(),
             _ if objective.elem_count() == 1 => objective.flatten_all()?.squeeze(0)?,
@@ -102,8 +111,8 @@ impl Capture {
                     .recorded
                     .iter()
                     .filter_map(|r| match r.gradient {
-                        LayerGradient::Taped(id) => Some(id),
-                        LayerGradient::Probe(_) => None,
+                        Some(LayerGradient::Taped(id)) => Some(id),
+                        _ => None,
                     })
                     .collect();
                 tape.run(held, &keep)?
@@ -120,7 +129,11 @@ impl Capture {
             .recorded
             .iter()
             .map(|r| {
-                let grad = match &r.gradient {
+                let grad = match r
+                    .gradient
+                    .as_ref()
+                    .context("a recorded layer without a gradient")?
+                {
                     LayerGradient::Probe(v) => grad_of(v)?,
                     LayerGradient::Taped(id) => match taped.get(id) {
                         Some(g) => g.clone(),

@@ -27,6 +27,8 @@ pub struct Probe {
     path: EnginePath,
     /// Whether backward passes stop at the recorded layers (no input gradient).
     layers_only: bool,
+    /// Whether the capture takes no backward pass at all.
+    values_only: bool,
     /// Whether forward passes stop after the last recorded layer (no logits).
     stop_after_recorded: bool,
     /// Layers whose channels are rotated, with the rotation (`[C, C]`, orthogonal).
@@ -76,6 +78,17 @@ impl Probe {
         self
     }
 
+    /// Records the layers' values only: the capture takes no backward pass, so a
+    /// recorded layer is its output as computed, without the zero variable added to
+    /// it that carries its gradient ([`crate::model::Capture`]). That variable and
+    /// its addition cost a quarter of a forward pass of the demo model recording
+    /// four layers (`unitscope bench dissect`). Implies [`Probe::layers_only`].
+    pub fn values_only(mut self) -> Self {
+        self.values_only = true;
+        self.layers_only = true;
+        self
+    }
+
     /// Ends forward passes once every recorded layer is computed: the rest of the
     /// network does not run and the capture has no logits. A unit's objective on
     /// ResNet-18's `layer1` then skips three quarters of the forward pass.
@@ -106,6 +119,11 @@ impl Probe {
     /// Whether the input gradient is taken.
     pub fn input_gradient(&self) -> bool {
         !self.layers_only
+    }
+
+    /// Whether the capture takes a backward pass ([`Probe::values_only`]).
+    pub fn takes_gradients(&self) -> bool {
+        !self.values_only
     }
 
     /// The layers this probe records.

@@ -96,7 +96,8 @@ impl std::error::Error for Stopped {}
 pub(crate) struct Recorded {
     pub(crate) name: String,
     pub(crate) value: Tensor,
-    pub(crate) gradient: LayerGradient,
+    /// `None` in a pass that records values only.
+    pub(crate) gradient: Option<LayerGradient>,
 }
 
 /// Where a recorded layer's gradient is found after a backward pass.
@@ -310,13 +311,7 @@ impl<'p> Trace<'p> {
             );
             let rotated = rotate_channels(&x, rotation)?;
             let back = rotate_channels(&rotated, &rotation.t()?)?;
-            let probe = Var::zeros(rotated.shape(), rotated.dtype(), rotated.device())?;
-            let value = rotated.add(probe.as_tensor())?;
-            self.recorded.push(Recorded {
-                name: name.to_owned(),
-                value,
-                gradient: LayerGradient::Probe(probe),
-            });
+            self.keep(name, rotated)?;
             return Ok(back);
         }
         // A layer of a taped trunk leaves the tape for its readers on the graph; the
@@ -327,16 +322,28 @@ impl<'p> Trace<'p> {
             self.recorded.push(Recorded {
                 name: name.to_owned(),
                 value: tape.exit(&x, &h.held)?,
-                gradient: LayerGradient::Taped(x.id()),
+                gradient: Some(LayerGradient::Taped(x.id())),
             });
             return Ok(x);
         }
-        let probe = Var::zeros(x.shape(), x.dtype(), x.device())?;
-        let value = x.add(probe.as_tensor())?;
+        self.keep(name, x)
+    }
+
+    /// Records `x` as the value of layer `name`, and returns it as the pass goes on
+    /// with it: plus a zero variable whose gradient will be the layer's, unless the
+    /// pass records values only.
+    fn keep(&mut self, name: &str, x: Tensor) -> Result<Tensor> {
+        let (value, gradient) = match self.probe.takes_gradients() {
+            true => {
+                let probe = Var::zeros(x.shape(), x.dtype(), x.device())?;
+                (x.add(probe.as_tensor())?, Some(LayerGradient::Probe(probe)))
+            }
+            false => (x, None),
+        };
         self.recorded.push(Recorded {
             name: name.to_owned(),
             value: value.clone(),
-            gradient: LayerGradient::Probe(probe),
+            gradient,
         });
         Ok(value)
     }
@@ -591,6 +598,11 @@ impl<'p> Trace<'p> {
 
     pub(crate) fn into_layers(self) -> Vec<LayerInfo> {
         self.described.unwrap_or_default()
+    }
+
+    /// Whether the pass can be backpropagated ([`Probe::takes_gradients`]).
+    pub(crate) fn takes_gradients(&self) -> bool {
+        self.probe.takes_gradients()
     }
 
     /// What a finished pass leaves for its capture: the recorded layers, and the

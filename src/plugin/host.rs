@@ -149,7 +149,7 @@ unsafe extern "C" fn forward(
         let names = unsafe { names(layers, n_layers) }?;
         let probe = names
             .iter()
-            .fold(Probe::new().layers_only(), |p, l| p.record(l.as_str()));
+            .fold(Probe::new().values_only(), |p, l| p.record(l.as_str()));
         let capture = cx.model.forward(&x, &probe)?;
         let outputs = std::iter::once(capture.logits()?.clone())
             .chain(

@@ -102,8 +102,8 @@ impl Rise {
 /// probability, a unit's activation.
 fn score(model: &Model, batch: &Tensor, target: &Target) -> Result<Tensor> {
     let probe = match target.layer() {
-        Some(layer) => Probe::new().layers_only().record(layer),
-        None => Probe::new().layers_only(),
+        Some(layer) => Probe::new().values_only().record(layer),
+        None => Probe::new().values_only(),
     };
     let capture = model.forward(batch, &probe)?;
     Ok(match target {

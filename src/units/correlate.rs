@@ -116,7 +116,7 @@ pub fn correlate(
     ensure!(samples > 0, "correlating needs at least one sample");
     let probe = layers
         .iter()
-        .fold(Probe::new().layers_only().stop_after_recorded(), |p, l| {
+        .fold(Probe::new().values_only().stop_after_recorded(), |p, l| {
             p.record(l.clone())
         });
     let mut sums: Vec<Vec<Vec<Sums>>> = Vec::new();

@@ -115,7 +115,7 @@ impl<'m> Search<'m> {
         ensure!(k > 0, "k must be at least 1");
         let known = model.layers()?;
         // Only the layers' activations are read: the pass stops after them.
-        let mut probe = Probe::new().layers_only().stop_after_recorded();
+        let mut probe = Probe::new().values_only().stop_after_recorded();
         let mut accumulators = Vec::new();
         for name in layers {
             let Some(info) = known.iter().find(|l| &l.name == name) else {
