@@ -14,6 +14,7 @@
 //! its input size, as NetDissect-Lite feeds Broden), so a map covers its labels.
 
 pub mod html;
+pub mod maps;
 pub mod pictures;
 pub mod quantile;
 pub mod report;
@@ -24,12 +25,13 @@ pub mod tally;
 use std::ops::Range;
 
 use anyhow::{Context, Result, bail, ensure};
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::data::{ConceptSet, ImageLabels, ResizeMode, Vocabulary};
 use crate::model::{Model, Probe};
+use maps::LayerMaps;
 pub use quantile::{Finished, STATED_ERROR, Sketch, Thresholds, sketch_thresholds};
 pub use tally::{Labelled, Match, Tally, UnitResult};
 
@@ -229,8 +231,8 @@ fn counting_pass(
         settings,
         progress,
         |batch| {
-            for (t, a) in thresholds.iter_mut().zip(&batch.acts) {
-                t.add(a, batch.labels.len())?;
+            for (t, maps) in thresholds.iter_mut().zip(&batch.maps) {
+                t.add(maps)?;
             }
             Ok(())
         },
@@ -290,12 +292,8 @@ pub fn tally_pass(
         |batch| {
             let labels = batch.labels.into_iter().flatten().collect();
             let labelled = Labelled::new(batch.first, labels, vocabulary.labels.len());
-            for ((tally, a), (&(_, size), t)) in tallies
-                .iter_mut()
-                .zip(&batch.acts)
-                .zip(shapes.iter().zip(thresholds))
-            {
-                tally.add(&labelled, a, size, t, &vocabulary);
+            for ((tally, maps), t) in tallies.iter_mut().zip(&batch.maps).zip(thresholds) {
+                tally.add(&labelled, maps, t, &vocabulary);
             }
             Ok(())
         },
@@ -341,8 +339,8 @@ fn probe(model: &Model, layers: &[String], settings: &Settings) -> Result<Probe>
 struct Batch {
     /// The index of its first image.
     first: usize,
-    /// Per layer, `[batch, units, positions]` flattened.
-    acts: Vec<Vec<f32>>,
+    /// Per layer, its maps.
+    maps: Vec<LayerMaps>,
     /// Each image's labels (`None` unless asked for).
     labels: Vec<Option<ImageLabels>>,
 }
@@ -375,14 +373,10 @@ fn each_batch(
             .into_iter()
             .unzip())
     };
-    let forward = |inputs: &[Tensor]| -> Result<Vec<Vec<f32>>> {
+    let forward = |inputs: &[Tensor]| -> Result<Vec<LayerMaps>> {
         let capture = model.forward(&Tensor::stack(inputs, 0)?, &probe)?;
-        layers
-            .iter()
-            .map(|l| {
-                let a = capture.activation(l)?.to_dtype(DType::F32)?;
-                Ok(a.flatten_all()?.to_vec1::<f32>()?)
-            })
+        (layers.iter())
+            .map(|l| LayerMaps::read(capture.activation(l)?))
             .collect()
     };
     let indices: Vec<usize> = images.collect();
@@ -394,7 +388,7 @@ fn each_batch(
     for (i, chunk) in chunks.iter().enumerate() {
         crate::jobs::checkpoint()?;
         let (inputs, labels) = loaded;
-        let (acts, (next, consumed)) = rayon::join(
+        let (maps, (next, consumed)) = rayon::join(
             || forward(&inputs),
             || {
                 let next = chunks.get(i + 1).map(|c| load(c)).transpose();
@@ -410,7 +404,7 @@ fn each_batch(
         loaded = next?.unwrap_or_default();
         ready = Some(Batch {
             first: chunk[0],
-            acts: acts?,
+            maps: maps?,
             labels,
         });
     }

@@ -4,10 +4,11 @@
 //! unit card draw the same pictures.
 
 use anyhow::{Context, Result, ensure};
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use image::{Rgb, RgbImage};
 use rayon::prelude::*;
 
+use super::maps::LayerMaps;
 use super::tally::mask;
 use super::{LayerDissection, Settings};
 use crate::data::{ConceptSet, InputSpec, ResizeMode, Vocabulary, text};
@@ -68,26 +69,19 @@ pub fn top_pictures(
             .collect::<Result<Vec<_>>>()?;
         let inputs: Vec<Tensor> = loaded.iter().map(|(input, _)| input.clone()).collect();
         let capture = model.forward(&Tensor::stack(&inputs, 0)?, &probe)?;
-        let acts = capture.activation(&layer.layer)?.to_dtype(DType::F32)?;
-        let size = match acts.dims() {
-            [_, _, h, w] => (*h, *w),
-            _ => (1, 1),
-        };
-        let acts = acts.flatten_all()?.to_vec1::<f32>()?;
-        let per_image = acts.len() / chunk.len();
+        let maps = LayerMaps::read(capture.activation(&layer.layer)?)?;
         let drawn = (chunk.par_iter().zip(&loaded).enumerate())
             .map(|(b, ((_, wants), (input, image_labels)))| {
                 let image_labels = image_labels
                     .as_ref()
                     .context("internal: a concept image came without labels")?;
                 let picture = picture(model, &spec, input)?;
-                let maps = &acts[b * per_image..(b + 1) * per_image];
                 Ok(wants
                     .iter()
                     .map(|&(slot, rank)| {
                         let unit = units[slot];
-                        let map = &maps[unit * size.0 * size.1..(unit + 1) * size.0 * size.1];
-                        let m = mask(map, size, image_labels.size, layer.thresholds[unit]);
+                        let map = maps.map(b, unit);
+                        let m = mask(map, image_labels.size, layer.thresholds[unit]);
                         let on_label = |p: usize| {
                             labels[slot].is_some_and(|l| {
                                 (image_labels.layers.iter()).any(|layer| layer[p] == l)

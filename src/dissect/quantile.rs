@@ -30,6 +30,8 @@ use anyhow::{Result, ensure};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::maps::{LayerMaps, Map, check_finite};
+
 /// The sketch's bound on the relative error of a threshold (see the module doc).
 pub const STATED_ERROR: f64 = 1.0 / 128.0;
 
@@ -228,19 +230,6 @@ pub fn sketch_thresholds(sketches: &[Sketch], q: f64) -> Vec<f32> {
         .collect()
 }
 
-/// An error naming the first value that is not finite (a broken model's), checked
-/// in blocks so that the common case, none, vectorizes.
-fn check_finite(values: &[f32]) -> Result<()> {
-    let bad = values
-        .chunks(256)
-        .find(|block| block.iter().fold(false, |bad, v| bad | !v.is_finite()))
-        .and_then(|block| block.iter().find(|v| !v.is_finite()));
-    match bad {
-        Some(v) => anyhow::bail!("an activation is {v}; the model's weights or input are broken"),
-        None => Ok(()),
-    }
-}
-
 /// The bucket a nonzero value is counted in.
 fn bucket(v: f32) -> u32 {
     ordered(v) >> DROPPED
@@ -287,10 +276,6 @@ impl Span {
         self.hi = self.hi.max(other.hi);
     }
 }
-
-/// Values compared per block against the floor: a block wholly below it (nearly
-/// every block, once the floor has risen) costs one vectorized pass.
-const SCAN: usize = 16;
 
 /// One unit's exact top-`q` quantile over a known number of values, keeping only
 /// those that can still reach it.
@@ -356,46 +341,41 @@ impl TopValues {
         (2 * Self::needed(total, q) + map) * size_of::<f32>()
     }
 
-    /// Counts one map's values; a value that is not finite is an error (a broken
-    /// model), found in the same pass.
-    fn add(&mut self, map: &[f32]) -> Result<()> {
+    /// Counts one map's values.
+    fn add(&mut self, map: Map) {
         if self.above.len() > self.rise_at {
             self.rise();
         }
-        self.seen += map.len() as u64;
-        let blocks = map.chunks_exact(SCAN);
-        let rest = blocks.remainder();
+        self.seen += map.values.len() as u64;
+        // Below the gate, hence the floor, a row has nothing to keep or count: most
+        // rows, once the floor has risen.
+        if map.peak < self.gate {
+            return;
+        }
         // The gate and floor stay where they are until the next map.
         let (gate, floor) = (self.gate, self.floor);
-        for block in blocks {
-            // Whether a value reaches the gate other than at the floor, how many
-            // are at the floor, and whether all are finite: one vectorized pass
-            // (folds of comparisons, which compile to mask tests and sums). Ties at
-            // the floor are common: a rectifier's floor is 0 until enough of its
-            // values are positive, and a dead unit's stays 0.
-            let (mut reach, mut ties, mut finite) = (false, 0u32, true);
-            for &v in block {
+        let columns = map.values.len() / map.row_peaks.len();
+        for (row, &peak) in map.values.chunks_exact(columns).zip(map.row_peaks) {
+            if peak < gate {
+                continue;
+            }
+            // Whether a value reaches the gate other than at the floor, and how
+            // many are at the floor: one vectorized pass (folds of comparisons,
+            // which compile to mask tests and sums). Ties at the floor are common:
+            // a rectifier's floor is 0 until enough of its values are positive, and
+            // a dead unit's stays 0.
+            let (mut reach, mut ties) = (false, 0u32);
+            for &v in row {
                 reach |= (v >= gate) & (v != floor);
                 ties += u32::from(v == floor);
-                finite &= v.is_finite();
-            }
-            if !finite {
-                return check_finite(block);
             }
             self.at_floor += u64::from(ties);
             if reach {
-                for &v in block.iter().filter(|&&v| v >= gate && v != floor) {
+                for &v in row.iter().filter(|&&v| v >= gate && v != floor) {
                     self.keep(v);
                 }
             }
         }
-        check_finite(rest)?;
-        for &v in rest {
-            if v >= self.gate {
-                self.keep(v);
-            }
-        }
-        Ok(())
     }
 
     /// Keeps `v` if it is above the floor, or counts it at the floor or in its
@@ -522,45 +502,6 @@ impl TopValues {
     }
 }
 
-/// A batch's activations, `[batch, units, positions]` flattened, by unit.
-struct Maps<'a> {
-    acts: &'a [f32],
-    batch: usize,
-    units: usize,
-    positions: usize,
-}
-
-impl<'a> Maps<'a> {
-    fn new(acts: &'a [f32], batch: usize, units: usize) -> Result<Self> {
-        let positions = acts.len() / (batch * units).max(1);
-        ensure!(
-            positions * batch * units == acts.len(),
-            "{} activations do not make {batch} x {units} maps",
-            acts.len()
-        );
-        Ok(Self {
-            acts,
-            batch,
-            units,
-            positions,
-        })
-    }
-
-    /// Unit `k`'s map in each image.
-    fn of(&self, k: usize) -> impl Iterator<Item = &'a [f32]> + use<'a, '_> {
-        (0..self.batch)
-            .map(move |b| &self.acts[(b * self.units + k) * self.positions..][..self.positions])
-    }
-}
-
-/// Counts a batch's activations, `[batch, units, positions]` flattened, into each
-/// unit's sketch.
-fn add_maps(sketches: &mut [Sketch], acts: &[f32], batch: usize) -> Result<()> {
-    let maps = Maps::new(acts, batch, sketches.len())?;
-    (sketches.par_iter_mut().enumerate())
-        .try_for_each(|(k, sketch)| maps.of(k).try_for_each(|m| sketch.add(m)))
-}
-
 /// A layer's thresholds in the making: per unit, exactly ([`TopValues`]) when the
 /// layer was given the memory for it, else from a [`Sketch`].
 pub struct Thresholds {
@@ -609,15 +550,31 @@ impl Thresholds {
         units.saturating_mul(TopValues::bytes(total, q, positions))
     }
 
-    /// Adds a batch's activations, `[batch, units, positions]` flattened.
-    pub fn add(&mut self, acts: &[f32], batch: usize) -> Result<()> {
+    /// Adds a batch's maps.
+    pub fn add(&mut self, maps: &LayerMaps) -> Result<()> {
+        let units = match &self.kept {
+            Kept::Exact(values) => values.len(),
+            Kept::Sketched(sketches) => sketches.len(),
+        };
+        ensure!(
+            maps.units() == units,
+            "maps of {} units for a layer of {units}",
+            maps.units()
+        );
+        let images = 0..maps.images();
         match &mut self.kept {
-            Kept::Exact(values) => {
-                let maps = Maps::new(acts, batch, values.len())?;
-                (values.par_iter_mut().enumerate())
-                    .try_for_each(|(k, top)| maps.of(k).try_for_each(|m| top.add(m)))?;
+            Kept::Exact(values) => (values.par_iter_mut().enumerate()).for_each(|(k, top)| {
+                for b in images.clone() {
+                    top.add(maps.map(b, k));
+                }
+            }),
+            Kept::Sketched(sketches) => {
+                (sketches.par_iter_mut().enumerate()).for_each(|(k, sketch)| {
+                    for b in images.clone() {
+                        sketch.add_finite(maps.map(b, k).values);
+                    }
+                })
             }
-            Kept::Sketched(sketches) => add_maps(sketches, acts, batch)?,
         }
         Ok(())
     }
@@ -668,6 +625,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
+    use crate::dissect::maps::peak;
 
     /// numpy's `percentile(values, 100 (1 − q))`: linear interpolation between the
     /// two nearest ranks of the sorted values.
@@ -687,7 +645,12 @@ mod tests {
     fn top_values(values: &[f32], q: f64, map: usize) -> Option<(f32, f32)> {
         let mut top = TopValues::new(values.len() as u64, q, map);
         for m in values.chunks(map) {
-            top.add(m).unwrap();
+            let peak = peak(m);
+            top.add(Map {
+                values: m,
+                row_peaks: &[peak],
+                peak,
+            });
             assert!(
                 top.above.len() <= 2 * top.needed + map,
                 "memory past its bound"
@@ -804,8 +767,8 @@ mod tests {
 
     /// A layer's thresholds, from `[batch, units, positions]` batches: exact ones
     /// are numpy's per unit, with the sketch's largest error against them;
-    /// sketched ones are those of a sketch of each unit's values; a non-finite
-    /// activation, a batch of the wrong size and values missing are errors.
+    /// sketched ones are those of a sketch of each unit's values; maps of another
+    /// number of units and values missing are errors.
     #[test]
     fn thresholds_are_exact_or_sketched_per_layer() {
         let (units, positions, images) = (3, 50, 8);
@@ -822,9 +785,11 @@ mod tests {
         let q = 0.05;
         let mut exact = Thresholds::new(units, positions, images, q, true);
         let mut sketched = Thresholds::new(units, positions, images, q, false);
+        let maps =
+            |values: &[f32], units| LayerMaps::new(values.to_vec(), 2, units, (5, 10)).unwrap();
         for batch in acts.chunks(2 * units * positions) {
-            exact.add(batch, 2).unwrap();
-            sketched.add(batch, 2).unwrap();
+            exact.add(&maps(batch, units)).unwrap();
+            sketched.add(&maps(batch, units)).unwrap();
         }
         let (exact, sketched) = (exact.finish().unwrap(), sketched.finish().unwrap());
         assert!(exact.exact && !sketched.exact && sketched.sketch_error.is_none());
@@ -841,11 +806,10 @@ mod tests {
         assert_eq!(exact.sketch_error, Some(largest_error));
 
         let mut broken = Thresholds::new(units, positions, images, q, true);
-        let mut nan = acts[..units * positions].to_vec();
-        nan[17] = f32::NAN;
-        assert!(broken.add(&nan, 1).is_err());
-        assert!(broken.add(&acts[..units * positions - 1], 1).is_err());
-        broken.add(&acts[..units * positions], 1).unwrap();
-        assert!(broken.finish().is_err(), "7 images missing");
+        assert!(broken.add(&maps(&acts[..2 * positions], 1)).is_err());
+        broken
+            .add(&maps(&acts[..2 * units * positions], units))
+            .unwrap();
+        assert!(broken.finish().is_err(), "6 images missing");
     }
 }

@@ -20,6 +20,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::maps::{LayerMaps, Map};
 use crate::data::{ImageLabels, Vocabulary};
 
 /// The counts of one layer's units against a vocabulary's labels.
@@ -183,14 +184,12 @@ impl Tally {
         }
     }
 
-    /// Counts a batch of images: `maps` is their `[images, units, rows, columns]`
-    /// activations (`size` is `(rows, columns)`), `thresholds` each unit's `T_k`.
-    /// Units are counted in parallel, each over the whole batch.
+    /// Counts a batch of images: `maps` are their maps of the layer, `thresholds`
+    /// each unit's `T_k`. Units are counted in parallel, each over the whole batch.
     pub fn add(
         &mut self,
         batch: &Labelled,
-        maps: &[f32],
-        size: (usize, usize),
+        maps: &LayerMaps,
         thresholds: &[f32],
         vocabulary: &Vocabulary,
     ) {
@@ -203,11 +202,10 @@ impl Tally {
         let mut upsamples: Vec<Upsample> = Vec::new();
         for image in labels {
             if !upsamples.iter().any(|u| u.out == image.size) {
-                upsamples.push(Upsample::new(size, image.size));
+                upsamples.push(Upsample::new(maps.size(), image.size));
             }
         }
-        let (h, w) = size;
-        let (units, categories) = (self.units, self.categories);
+        let categories = self.categories;
         (self.unit_area.par_iter_mut())
             .zip(self.unit_category.par_chunks_mut(categories))
             .zip(self.both.par_chunks_mut(self.labels))
@@ -215,12 +213,11 @@ impl Tally {
             .enumerate()
             .for_each(|(k, (((unit_area, unit_category), both), top))| {
                 let mut hit = vec![false; categories];
-                let mut row_peaks = Vec::with_capacity(h);
                 let regions = labels.iter().map(|image| image.labels.len()).max();
                 let mut in_region = vec![0u64; regions.unwrap_or(0)];
                 for (b, image) in labels.iter().enumerate() {
-                    let map = &maps[(b * units + k) * h * w..][..h * w];
-                    let highest = peak(map);
+                    let map = maps.map(b, k);
+                    let highest = map.peak;
                     // Images come in order: a tie with the last kept loses to it.
                     if top.len() < TOP_IMAGES || top.last().is_some_and(|&(p, _)| highest > p) {
                         keep_top(top, [(highest, first + b)]);
@@ -233,9 +230,7 @@ impl Tally {
                     }
                     let upsample = upsamples.iter().find(|u| u.out == image.size);
                     let Some(upsample) = upsample else { continue };
-                    row_peaks.clear();
-                    row_peaks.extend(map.chunks(w).map(peak));
-                    upsample.for_each_above(map, &row_peaks, thresholds[k], |p| {
+                    upsample.for_each_above(map, thresholds[k], |p| {
                         in_region[image.of_pixel[p] as usize] += 1;
                     });
                     hit.fill(false);
@@ -396,33 +391,10 @@ impl Tally {
 
 /// `M_k`: the pixels of `map` (`size` `(rows, columns)`) upsampled to `labels`
 /// `(rows, columns)` that exceed `threshold`, row-major.
-pub fn mask(
-    map: &[f32],
-    size: (usize, usize),
-    labels: (usize, usize),
-    threshold: f32,
-) -> Vec<bool> {
+pub fn mask(map: Map, labels: (usize, usize), threshold: f32) -> Vec<bool> {
     let mut mask = vec![false; labels.0 * labels.1];
-    let row_peaks: Vec<f32> = map.chunks(size.1).map(peak).collect();
-    Upsample::new(size, labels).for_each_above(map, &row_peaks, threshold, |p| mask[p] = true);
+    Upsample::new(map.size(), labels).for_each_above(map, threshold, |p| mask[p] = true);
     mask
-}
-
-/// The largest value of `map` (−∞ for none), in lanes that vectorize.
-fn peak(map: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let blocks = map.chunks_exact(lanes.len());
-    let rest = blocks
-        .remainder()
-        .iter()
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
-    for block in blocks {
-        for (lane, &v) in lanes.iter_mut().zip(block) {
-            *lane = if v > *lane { v } else { *lane };
-        }
-    }
-    lanes.into_iter().fold(rest, f32::max)
 }
 
 /// Bilinear upsampling of a map to the labels' size, with half-pixel centres and
@@ -438,6 +410,9 @@ struct Upsample {
     width: usize,
     /// The labels' `(rows, columns)`.
     out: (usize, usize),
+    /// Whether the labels are the map's size: every tap's weight is then 0, and
+    /// the map is its own upsampling (the demo model's first layers).
+    identity: bool,
 }
 
 impl Upsample {
@@ -472,6 +447,7 @@ impl Upsample {
             from_column,
             width: w,
             out: (sh, sw),
+            identity: (h, w) == (sh, sw),
         }
     }
 
@@ -481,14 +457,26 @@ impl Upsample {
     /// only where one of them does: only those are computed (a handful, at q =
     /// 0.005). The rows of a run share their columns' horizontal blends, computed
     /// once for the run.
-    fn for_each_above(
-        &self,
-        map: &[f32],
-        row_peaks: &[f32],
-        threshold: f32,
-        mut f: impl FnMut(usize),
-    ) {
+    fn for_each_above(&self, map: Map, threshold: f32, mut f: impl FnMut(usize)) {
+        let Map {
+            values: map,
+            row_peaks,
+            ..
+        } = map;
         let (w, sw) = (self.width, self.columns.len());
+        if self.identity {
+            for (y, (row, &peak)) in map.chunks_exact(w).zip(row_peaks).enumerate() {
+                if peak <= threshold {
+                    continue;
+                }
+                for (x, &v) in row.iter().enumerate() {
+                    if v > threshold {
+                        f(y * w + x);
+                    }
+                }
+            }
+            return;
+        }
         let mut column_above = vec![false; w];
         // The run's candidate columns: (column, upper blend, lower blend).
         let mut blended: Vec<(usize, f32, f32)> = Vec::new();
@@ -559,7 +547,8 @@ mod tests {
             scalars: vec![],
         };
         let batch = Labelled::new(0, vec![labels], vocabulary.labels.len());
-        tally.add(&batch, &[1., 1., 0., 0.], (2, 2), &[0.5], &vocabulary);
+        let maps = LayerMaps::new(vec![1., 1., 0., 0.], 1, 1, (2, 2)).unwrap();
+        tally.add(&batch, &maps, &[0.5], &vocabulary);
         let iou = tally.iou(0, 1, &vocabulary);
         assert!((iou - 1.0 / 3.0).abs() < 1e-9, "{iou}");
         let result = &tally.results(&vocabulary, 0.04)[0];
@@ -598,8 +587,9 @@ mod tests {
         let images = maps.iter().zip([&cat_right, &beach]).zip(&mut parts);
         for (i, ((map, labels), part)) in images.enumerate() {
             let batch = Labelled::new(i, vec![labels.clone()], vocabulary.labels.len());
-            both.add(&batch, map, (2, 2), &[0.5], &vocabulary);
-            part.add(&batch, map, (2, 2), &[0.5], &vocabulary);
+            let map = LayerMaps::new(map.to_vec(), 1, 1, (2, 2)).unwrap();
+            both.add(&batch, &map, &[0.5], &vocabulary);
+            part.add(&batch, &map, &[0.5], &vocabulary);
         }
         // Cat: the mask never meets an object label: 0 / (0 + 2 − 0).
         assert_eq!(both.iou(0, 2, &vocabulary), 0.0);
@@ -616,11 +606,36 @@ mod tests {
     #[test]
     fn upsampling_is_bilinear_with_half_pixel_centres() {
         let up = Upsample::new((2, 2), (4, 4));
-        let map = [0., 4., 8., 12.];
+        let map = Map {
+            values: &[0., 4., 8., 12.],
+            row_peaks: &[4., 12.],
+            peak: 12.,
+        };
         let mut above = Vec::new();
-        up.for_each_above(&map, &[4., 12.], 6.5, |p| above.push(p));
+        up.for_each_above(map, 6.5, |p| above.push(p));
         // The upsampled values, row by row:
         // row 0: 0 1 3 4; row 1: 2 3 5 6; row 2: 6 7 9 10; row 3: 8 9 11 12.
         assert_eq!(above, vec![9, 10, 11, 12, 13, 14, 15]);
+    }
+
+    /// Upsampled to its own size, a map is itself: the pixels above the threshold
+    /// are its own, as the blends (all of weight 0) give them.
+    #[test]
+    fn upsampling_to_the_same_size_keeps_the_map() {
+        let values: Vec<f32> = (0..12).map(|i| ((i * 5) % 7) as f32).collect();
+        let maps = LayerMaps::new(values.clone(), 1, 1, (3, 4)).unwrap();
+        let up = Upsample::new((3, 4), (3, 4));
+        assert!(up.identity);
+        let mut above = Vec::new();
+        up.for_each_above(maps.map(0, 0), 3.5, |p| above.push(p));
+        let expected: Vec<usize> = (0..12).filter(|&p| values[p] > 3.5).collect();
+        assert_eq!(above, expected);
+        let blended = Upsample {
+            identity: false,
+            ..Upsample::new((3, 4), (3, 4))
+        };
+        let mut general = Vec::new();
+        blended.for_each_above(maps.map(0, 0), 3.5, |p| general.push(p));
+        assert_eq!(general, expected);
     }
 }
