@@ -345,14 +345,18 @@ struct Batch {
     labels: Vec<Option<ImageLabels>>,
 }
 
+/// A batch through the model: its first image's index, the recorded layers'
+/// outputs, and its images' labels.
+type Computed = (usize, Vec<Tensor>, Vec<Option<ImageLabels>>);
+
 /// Runs the model over `images` of `set` in batches, recording `layers` and
 /// stopping after them, and hands each batch's activations (with its images'
 /// labels if `labelled`) to `consume`; `progress` hears (images done, images).
 ///
 /// A pipeline: while the model runs on one batch, the next is loaded and the one
-/// before is consumed beside it, on whatever cores the model leaves idle. (On two
-/// cores the demo model's pass leaves few: there, the same work run one step
-/// after another took as long, `bench dissect`.)
+/// before is read and consumed beside it, on whatever cores the model leaves
+/// idle. (On two cores the demo model's pass leaves few: there, the same work run
+/// one step after another took as long, `bench dissect`.)
 fn each_batch(
     model: &Model,
     (set, images, labelled): (&ConceptSet, Range<usize>, bool),
@@ -373,26 +377,36 @@ fn each_batch(
             .into_iter()
             .unzip())
     };
-    let forward = |inputs: &[Tensor]| -> Result<Vec<LayerMaps>> {
+    // The layers' outputs are read into maps on the consuming side, beside the
+    // next batch's pass rather than after it.
+    let forward = |inputs: &[Tensor]| -> Result<Vec<Tensor>> {
         let capture = model.forward(&Tensor::stack(inputs, 0)?, &probe)?;
         (layers.iter())
-            .map(|l| LayerMaps::read(capture.activation(l)?))
+            .map(|l| Ok(capture.activation(l)?.clone()))
             .collect()
+    };
+    let mut consume = |(first, outputs, labels): Computed| -> Result<()> {
+        let maps = outputs.iter().map(LayerMaps::read).collect::<Result<_>>()?;
+        consume(Batch {
+            first,
+            maps,
+            labels,
+        })
     };
     let indices: Vec<usize> = images.collect();
     let chunks: Vec<&[usize]> = indices.chunks(settings.batch.max(1)).collect();
     let total = indices.len() as u64;
     let mut done = 0;
     let mut loaded = load(chunks[0])?;
-    let mut ready: Option<Batch> = None;
+    let mut ready: Option<Computed> = None;
     for (i, chunk) in chunks.iter().enumerate() {
         crate::jobs::checkpoint()?;
         let (inputs, labels) = loaded;
-        let (maps, (next, consumed)) = rayon::join(
+        let (outputs, (next, consumed)) = rayon::join(
             || forward(&inputs),
             || {
                 let next = chunks.get(i + 1).map(|c| load(c)).transpose();
-                let consumed = ready.take().map(|b| (b.labels.len(), consume(b)));
+                let consumed = ready.take().map(|b| (b.2.len(), consume(b)));
                 (next, consumed)
             },
         );
@@ -402,11 +416,7 @@ fn each_batch(
             progress(done, total);
         }
         loaded = next?.unwrap_or_default();
-        ready = Some(Batch {
-            first: chunk[0],
-            maps: maps?,
-            labels,
-        });
+        ready = Some((chunk[0], outputs?, labels));
     }
     if let Some(batch) = ready {
         consume(batch)?;
