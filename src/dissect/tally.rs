@@ -89,30 +89,34 @@ struct Regions {
 
 impl Regions {
     fn new(image: &ImageLabels) -> Self {
-        let area = image.size.0 * image.size.1;
+        let (area, columns) = (image.size.0 * image.size.1, image.size.1);
         let mut index: HashMap<Vec<u32>, u32> = HashMap::new();
         let (mut labels, mut pixels) = (Vec::new(), Vec::new());
-        let mut of_pixel = Vec::with_capacity(area);
+        let mut of_pixel: Vec<u32> = Vec::with_capacity(area);
         let mut combination = vec![0; image.layers.len()];
-        let mut region = None;
+        let alike = |p: usize, q: usize| image.layers.iter().all(|layer| layer[p] == layer[q]);
         for p in 0..area {
-            // Neighbours mostly share their labels: a region is looked up only
-            // where they change.
-            let same = (image.layers.iter().zip(&combination)).all(|(layer, &l)| layer[p] == l);
-            let r = match (same, region) {
-                (true, Some(r)) => r,
-                _ => {
-                    for (l, layer) in combination.iter_mut().zip(&image.layers) {
-                        *l = layer[p];
-                    }
-                    let r = *index.entry(combination.clone()).or_insert_with(|| {
+            // Neighbours mostly share their labels: a pixel takes the region of the
+            // one before it or above it, and is looked up only where both differ
+            // (along a boundary's far side).
+            let r = if p > 0 && alike(p, p - 1) {
+                of_pixel[p - 1]
+            } else if p >= columns && alike(p, p - columns) {
+                of_pixel[p - columns]
+            } else {
+                for (l, layer) in combination.iter_mut().zip(&image.layers) {
+                    *l = layer[p];
+                }
+                match index.get(combination.as_slice()) {
+                    Some(&r) => r,
+                    None => {
                         let named = combination.iter().copied().filter(|&l| l != 0);
                         labels.push(named.chain(image.scalars.iter().copied()).collect());
                         pixels.push(0);
-                        (labels.len() - 1) as u32
-                    });
-                    region = Some(r);
-                    r
+                        let r = (labels.len() - 1) as u32;
+                        index.insert(combination.clone(), r);
+                        r
+                    }
                 }
             };
             pixels[r as usize] += 1;
@@ -215,6 +219,7 @@ impl Tally {
                 let mut hit = vec![false; categories];
                 let regions = labels.iter().map(|image| image.labels.len()).max();
                 let mut in_region = vec![0u64; regions.unwrap_or(0)];
+                let mut blended = Vec::new();
                 for (b, image) in labels.iter().enumerate() {
                     let map = maps.map(b, k);
                     let highest = map.peak;
@@ -230,7 +235,7 @@ impl Tally {
                     }
                     let upsample = upsamples.iter().find(|u| u.out == image.size);
                     let Some(upsample) = upsample else { continue };
-                    upsample.for_each_above(map, thresholds[k], |p| {
+                    upsample.for_each_above(map, thresholds[k], &mut blended, |p| {
                         in_region[image.of_pixel[p] as usize] += 1;
                     });
                     hit.fill(false);
@@ -393,7 +398,8 @@ impl Tally {
 /// `(rows, columns)` that exceed `threshold`, row-major.
 pub fn mask(map: Map, labels: (usize, usize), threshold: f32) -> Vec<bool> {
     let mut mask = vec![false; labels.0 * labels.1];
-    Upsample::new(map.size(), labels).for_each_above(map, threshold, |p| mask[p] = true);
+    Upsample::new(map.size(), labels)
+        .for_each_above(map, threshold, &mut Vec::new(), |p| mask[p] = true);
     mask
 }
 
@@ -456,8 +462,14 @@ impl Upsample {
     /// upsampled pixel blends four of the map's, so it can exceed the threshold
     /// only where one of them does: only those are computed (a handful, at q =
     /// 0.005). The rows of a run share their columns' horizontal blends, computed
-    /// once for the run.
-    fn for_each_above(&self, map: Map, threshold: f32, mut f: impl FnMut(usize)) {
+    /// once for the run, in `blended` (kept by the caller across maps).
+    fn for_each_above(
+        &self,
+        map: Map,
+        threshold: f32,
+        blended: &mut Vec<(usize, f32, f32)>,
+        mut f: impl FnMut(usize),
+    ) {
         let Map {
             values: map,
             row_peaks,
@@ -477,9 +489,6 @@ impl Upsample {
             }
             return;
         }
-        let mut column_above = vec![false; w];
-        // The run's candidate columns: (column, upper blend, lower blend).
-        let mut blended: Vec<(usize, f32, f32)> = Vec::new();
         let mut y = 0;
         for ((y0, y1), weights) in &self.rows {
             let first = y;
@@ -488,12 +497,11 @@ impl Upsample {
                 continue;
             }
             let (top, bottom) = (&map[y0 * w..(y0 + 1) * w], &map[y1 * w..(y1 + 1) * w]);
-            for ((above, &t), &b) in column_above.iter_mut().zip(top).zip(bottom) {
-                *above = t > threshold || b > threshold;
-            }
+            let above = |c: usize| top[c] > threshold || bottom[c] > threshold;
+            // The run's candidate columns: (column, upper blend, lower blend).
             blended.clear();
             for (c, run) in self.from_column.iter().enumerate() {
-                if !column_above[c] && !column_above[(c + 1).min(w - 1)] {
+                if !above(c) && !above((c + 1).min(w - 1)) {
                     continue;
                 }
                 blended.extend(run.clone().map(|x| {
@@ -504,7 +512,7 @@ impl Upsample {
                 }));
             }
             for (row, &fy) in (first..).zip(weights) {
-                for &(x, upper, lower) in &blended {
+                for &(x, upper, lower) in blended.iter() {
                     if upper + (lower - upper) * fy > threshold {
                         f(row * sw + x);
                     }
@@ -612,7 +620,7 @@ mod tests {
             peak: 12.,
         };
         let mut above = Vec::new();
-        up.for_each_above(map, 6.5, |p| above.push(p));
+        up.for_each_above(map, 6.5, &mut Vec::new(), |p| above.push(p));
         // The upsampled values, row by row:
         // row 0: 0 1 3 4; row 1: 2 3 5 6; row 2: 6 7 9 10; row 3: 8 9 11 12.
         assert_eq!(above, vec![9, 10, 11, 12, 13, 14, 15]);
@@ -627,7 +635,7 @@ mod tests {
         let up = Upsample::new((3, 4), (3, 4));
         assert!(up.identity);
         let mut above = Vec::new();
-        up.for_each_above(maps.map(0, 0), 3.5, |p| above.push(p));
+        up.for_each_above(maps.map(0, 0), 3.5, &mut Vec::new(), |p| above.push(p));
         let expected: Vec<usize> = (0..12).filter(|&p| values[p] > 3.5).collect();
         assert_eq!(above, expected);
         let blended = Upsample {
@@ -635,7 +643,7 @@ mod tests {
             ..Upsample::new((3, 4), (3, 4))
         };
         let mut general = Vec::new();
-        blended.for_each_above(maps.map(0, 0), 3.5, |p| general.push(p));
+        blended.for_each_above(maps.map(0, 0), 3.5, &mut Vec::new(), |p| general.push(p));
         assert_eq!(general, expected);
     }
 }
