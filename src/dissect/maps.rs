@@ -64,12 +64,13 @@ impl LayerMaps {
         };
         let values = &cpu.as_slice::<f32>()?[start..end];
         let mut copy = Vec::with_capacity(values.len());
-        let mut row_peaks = Vec::with_capacity(images * units * size.0);
+        let mut peaks = RowPeaks::new(images * units * size.0);
+        // Row by row: each row's peak is found while the row is in registers.
         for row in values.chunks_exact(size.1) {
             copy.extend_from_slice(row);
-            row_peaks.push(peak(row));
+            peaks.add(row, size.1);
         }
-        Self::with_row_peaks(copy, row_peaks, units, size)
+        Self::with_row_peaks(copy, peaks, units, size)
     }
 
     /// The maps of `values`, `[images, units, rows, columns]` flattened, of `size`
@@ -86,23 +87,25 @@ impl LayerMaps {
             "{} activations do not make {images} x {units} maps of {rows} x {columns}",
             values.len()
         );
-        let row_peaks = values.chunks_exact(columns).map(peak).collect();
-        Self::with_row_peaks(values, row_peaks, units, size)
+        let mut peaks = RowPeaks::new(images * units * rows);
+        peaks.add(&values, columns);
+        Self::with_row_peaks(values, peaks, units, size)
     }
 
-    /// The maps of `values` with their rows' peaks: checked finite (a row's peak
-    /// is not a number where one of its values is not finite).
+    /// The maps of `values` with their rows' peaks, once every value is checked
+    /// finite.
     fn with_row_peaks(
         values: Vec<f32>,
-        row_peaks: Vec<f32>,
+        row_peaks: RowPeaks,
         units: usize,
         size: (usize, usize),
     ) -> Result<Self> {
-        if row_peaks.iter().any(|p| p.is_nan()) {
+        if row_peaks.poisoned() {
             check_finite(&values)?;
         }
+        let row_peaks = row_peaks.peaks;
         let peaks = (row_peaks.chunks_exact(size.0))
-            .map(|rows| rows.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+            .map(|rows| rows.iter().copied().fold(f32::NEG_INFINITY, larger))
             .collect();
         Ok(Self {
             values,
@@ -139,26 +142,61 @@ impl LayerMaps {
     }
 }
 
-/// The largest of `values` (−∞ for none), in lanes that vectorize; not a number
-/// where a value is not finite (each lane also sums `v · 0`, which is 0 for every
-/// finite `v` and not a number for the others). Inlined: it runs on every row.
-#[inline]
-pub(super) fn peak(values: &[f32]) -> f32 {
-    let (mut peak, mut poison) = ([f32::NEG_INFINITY; 8], [0.0f32; 8]);
-    let blocks = values.chunks_exact(peak.len());
-    let rest = blocks.remainder();
-    for block in blocks {
-        for ((p, z), &v) in peak.iter_mut().zip(&mut poison).zip(block) {
-            *p = if v > *p { v } else { *p };
-            *z += v * 0.0;
+/// The peaks of rows, found in lanes that vectorize, and a check that every value
+/// was finite: each lane also sums `v · 0`, which is 0 for every finite `v` and not
+/// a number for the others, and is summed once at the end (a row's peak is not
+/// checked: the values are an error if any is not finite).
+struct RowPeaks {
+    peaks: Vec<f32>,
+    poison: [f32; LANES],
+}
+
+/// Values a row is folded by at a time.
+const LANES: usize = 8;
+
+impl RowPeaks {
+    fn new(rows: usize) -> Self {
+        Self {
+            peaks: Vec::with_capacity(rows),
+            poison: [0.0; LANES],
         }
     }
-    for ((p, z), &v) in peak.iter_mut().zip(&mut poison).zip(rest) {
-        *p = if v > *p { v } else { *p };
-        *z += v * 0.0;
+
+    /// Adds the peaks of the rows of `values`, `columns` each.
+    #[inline]
+    fn add(&mut self, values: &[f32], columns: usize) {
+        let mut fold = |peak: &mut [f32; LANES], block: &[f32]| {
+            for ((p, z), &v) in peak.iter_mut().zip(&mut self.poison).zip(block) {
+                *p = larger(*p, v);
+                *z += v * 0.0;
+            }
+        };
+        for row in values.chunks_exact(columns) {
+            let mut peak = [f32::NEG_INFINITY; LANES];
+            let blocks = row.chunks_exact(LANES);
+            let rest = blocks.remainder();
+            for block in blocks {
+                fold(&mut peak, block);
+            }
+            fold(&mut peak, rest);
+            // Halves folded onto each other: three steps, not seven.
+            let [a, b, c, d, e, f, g, h] = peak;
+            let (a, b, c, d) = (larger(a, e), larger(b, f), larger(c, g), larger(d, h));
+            self.peaks.push(larger(larger(a, c), larger(b, d)));
+        }
     }
-    let poison: f32 = poison.iter().sum();
-    peak.into_iter().fold(f32::NEG_INFINITY, f32::max) + poison
+
+    /// Whether a value was not finite.
+    fn poisoned(&self) -> bool {
+        self.poison.iter().sum::<f32>().is_nan()
+    }
+}
+
+/// The larger of two numbers, as one comparison (`f32::max` also weighs NaN; the
+/// values here are checked finite apart).
+#[inline]
+fn larger(a: f32, b: f32) -> f32 {
+    if b > a { b } else { a }
 }
 
 /// An error naming the first value that is not finite (a broken model's), checked

@@ -625,7 +625,6 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::dissect::maps::peak;
 
     /// numpy's `percentile(values, 100 (1 − q))`: linear interpolation between the
     /// two nearest ranks of the sorted values.
@@ -645,7 +644,7 @@ mod tests {
     fn top_values(values: &[f32], q: f64, map: usize) -> Option<(f32, f32)> {
         let mut top = TopValues::new(values.len() as u64, q, map);
         for m in values.chunks(map) {
-            let peak = peak(m);
+            let peak = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             top.add(Map {
                 values: m,
                 row_peaks: &[peak],
