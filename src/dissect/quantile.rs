@@ -359,43 +359,42 @@ impl TopValues {
             if peak < gate {
                 continue;
             }
-            // Whether a value reaches the gate other than at the floor, and how
-            // many are at the floor: one vectorized pass (folds of comparisons,
-            // which compile to mask tests and sums). Ties at the floor are common:
-            // a rectifier's floor is 0 until enough of its values are positive, and
-            // a dead unit's stays 0.
-            let (mut reach, mut ties) = (false, 0u32);
+            // How many values are at the floor, and whether one lies in the floor's
+            // bucket below it: one vectorized pass (folds of comparisons, which
+            // compile to mask tests and sums). Ties at the floor are common: a
+            // rectifier's floor is 0 until enough of its values are positive, and a
+            // dead unit's stays 0.
+            let (mut ties, mut dropped) = (0u32, false);
             for &v in row {
-                reach |= (v >= gate) & (v != floor);
                 ties += u32::from(v == floor);
+                dropped |= (v >= gate) & (v < floor);
             }
             self.at_floor += u64::from(ties);
-            if reach {
-                for &v in row.iter().filter(|&&v| v >= gate && v != floor) {
-                    self.keep(v);
+            if peak > floor {
+                // Kept without a branch per value (a fifth of a row may be above
+                // the floor, in no order a predictor can follow): each value is
+                // written past the end, which moves past those above the floor.
+                let start = self.above.len();
+                self.above.resize(start + row.len(), 0.0);
+                let mut end = start;
+                for &v in row {
+                    self.above[end] = v;
+                    end += usize::from(v > floor);
+                }
+                self.above.truncate(end);
+            }
+            if dropped {
+                for &v in row.iter().filter(|&&v| v >= gate && v < floor) {
+                    self.dropped.add(v, 1);
                 }
             }
-        }
-    }
-
-    /// Keeps `v` if it is above the floor, or counts it at the floor or in its
-    /// bucket below it.
-    fn keep(&mut self, v: f32) {
-        if v > self.floor {
-            self.above.push(v);
-        } else if v == self.floor {
-            self.at_floor += 1;
-        } else {
-            self.dropped.add(v, 1);
         }
     }
 
     /// Raises the floor to the `k`-th largest value kept.
     fn rise(&mut self) {
         let k = self.needed;
-        let (_, &mut floor, _) = self
-            .above
-            .select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        let (_, &mut floor, _) = self.above.select_nth_unstable_by(k - 1, descending);
         let gate = bucket_start(floor);
         // The old floor's bucket stays the floor's: what it dropped still counts.
         let mut dropped = Span::default();
@@ -500,6 +499,12 @@ impl TopValues {
         let at = (position - below as f64 + 0.5) / within.count as f64;
         ((start + (end - start) * at) as f32).clamp(min, max)
     }
+}
+
+/// Largest first, for finite values: one comparison, where `total_cmp` takes
+/// several (the floor's rises select among thousands of values).
+fn descending(a: &f32, b: &f32) -> std::cmp::Ordering {
+    b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal)
 }
 
 /// A layer's thresholds in the making: per unit, exactly ([`TopValues`]) when the
