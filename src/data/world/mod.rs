@@ -111,10 +111,11 @@ impl World {
                 }
             }
         }
-        let mut area = vec![0usize; objects.len() + 1];
-        owner.iter().for_each(|&o| area[o as usize] += 1);
-        let largest = (1..area.len())
-            .max_by_key(|&k| (area[k], std::cmp::Reverse(k)))
+        // Counted an object at a time: a comparison that vectorizes, where one
+        // histogram of owners waits on its own last store at every pixel.
+        let area = |k: usize| owner.iter().filter(|&&o| o as usize == k).count();
+        let largest = (1..=objects.len())
+            .max_by_key(|&k| (area(k), std::cmp::Reverse(k)))
             .unwrap_or(1);
         let class = objects[largest - 1].shape;
         Scene {
