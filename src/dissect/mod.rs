@@ -345,9 +345,15 @@ struct Batch {
     labels: Vec<Option<ImageLabels>>,
 }
 
-/// A batch through the model: its first image's index, the recorded layers'
-/// outputs, and its images' labels.
-type Computed = (usize, Vec<Tensor>, Vec<Option<ImageLabels>>);
+/// A batch through the model, before its outputs are read into maps.
+struct Computed {
+    /// The index of its first image.
+    first: usize,
+    /// Per layer, its output.
+    outputs: Vec<Tensor>,
+    /// Each image's labels (`None` unless asked for).
+    labels: Vec<Option<ImageLabels>>,
+}
 
 /// Runs the model over `images` of `set` in batches, recording `layers` and
 /// stopping after them, and hands each batch's activations (with its images'
@@ -385,7 +391,12 @@ fn each_batch(
             .map(|l| Ok(capture.activation(l)?.clone()))
             .collect()
     };
-    let mut consume = |(first, outputs, labels): Computed| -> Result<()> {
+    let mut consume = |computed: Computed| -> Result<()> {
+        let Computed {
+            first,
+            outputs,
+            labels,
+        } = computed;
         let maps = outputs.iter().map(LayerMaps::read).collect::<Result<_>>()?;
         consume(Batch {
             first,
@@ -406,7 +417,7 @@ fn each_batch(
             || forward(&inputs),
             || {
                 let next = chunks.get(i + 1).map(|c| load(c)).transpose();
-                let consumed = ready.take().map(|b| (b.2.len(), consume(b)));
+                let consumed = ready.take().map(|b| (b.labels.len(), consume(b)));
                 (next, consumed)
             },
         );
@@ -416,7 +427,11 @@ fn each_batch(
             progress(done, total);
         }
         loaded = next?.unwrap_or_default();
-        ready = Some((chunk[0], outputs?, labels));
+        ready = Some(Computed {
+            first: chunk[0],
+            outputs: outputs?,
+            labels,
+        });
     }
     if let Some(batch) = ready {
         consume(batch)?;

@@ -364,10 +364,10 @@ impl TopValues {
             // compile to mask tests and sums). Ties at the floor are common: a
             // rectifier's floor is 0 until enough of its values are positive, and a
             // dead unit's stays 0.
-            let (mut ties, mut dropped) = (0u32, false);
+            let (mut ties, mut below) = (0u32, false);
             for &v in row {
                 ties += u32::from(v == floor);
-                dropped |= (v >= gate) & (v < floor);
+                below |= (v >= gate) & (v < floor);
             }
             self.at_floor += u64::from(ties);
             if peak > floor {
@@ -383,7 +383,7 @@ impl TopValues {
                 }
                 self.above.truncate(end);
             }
-            if dropped {
+            if below {
                 for &v in row.iter().filter(|&&v| v >= gate && v < floor) {
                     self.dropped.add(v, 1);
                 }
