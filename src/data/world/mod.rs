@@ -86,6 +86,9 @@ impl World {
         let mut image = draw_background(background, &mut rng);
         let objects = place_objects(&mut rng);
         let mut owner = vec![0u8; SIZE * SIZE];
+        // Each owner's visible pixels, kept as objects cover each other.
+        let mut area = vec![0usize; objects.len() + 1];
+        area[0] = SIZE * SIZE;
         let pixels: &mut [u8] = &mut image;
         for (k, o) in objects.iter().enumerate() {
             let base = COLORS[o.color].1;
@@ -98,6 +101,7 @@ impl World {
             // times its reach along each axis (at most √2 times).
             let reach = (cos.abs() + sin.abs()) * outline.reach();
             for y in span(o.center.1, reach) {
+                let pattern = pattern.row(y);
                 for x in span(o.center.0, reach) {
                     let (dx, dy) = (x as f32 + 0.5 - o.center.0, y as f32 + 0.5 - o.center.1);
                     let (u, v) = (cos * dx + sin * dy, -sin * dx + cos * dy);
@@ -105,17 +109,16 @@ impl World {
                         continue;
                     }
                     let p = y * SIZE + x;
+                    area[owner[p] as usize] -= 1;
+                    area[k + 1] += 1;
                     owner[p] = k as u8 + 1;
-                    let colour = if pattern.bright(x, y) { bright } else { dark };
+                    let colour = if pattern.bright(x) { bright } else { dark };
                     pixels[3 * p..3 * p + 3].copy_from_slice(&colour);
                 }
             }
         }
-        // Counted an object at a time: a comparison that vectorizes, where one
-        // histogram of owners waits on its own last store at every pixel.
-        let area = |k: usize| owner.iter().filter(|&&o| o as usize == k).count();
         let largest = (1..=objects.len())
-            .max_by_key(|&k| (area(k), std::cmp::Reverse(k)))
+            .max_by_key(|&k| (area[k], std::cmp::Reverse(k)))
             .unwrap_or(1);
         let class = objects[largest - 1].shape;
         Scene {
@@ -207,8 +210,10 @@ fn draw_background(kind: usize, rng: &mut ChaCha8Rng) -> RgbImage {
         "grid" => {
             let spacing = rng.random_range(6..=10);
             let line = if g > 125 { g - 60 } else { g + 60 };
+            // Laid once per coordinate, not divided out at every pixel.
+            let on_line: Vec<bool> = (0..SIZE as u32).map(|i| i % spacing == 0).collect();
             RgbImage::from_fn(SIZE as u32, SIZE as u32, |x, y| {
-                grey(if x % spacing == 0 || y % spacing == 0 {
+                grey(if on_line[x as usize] || on_line[y as usize] {
                     line
                 } else {
                     g

@@ -1,5 +1,7 @@
 //! Which pixels a shape covers, and which a texture darkens.
 
+use super::SIZE;
+
 /// Shape `shape` of circumradius `r`, ready to test points against: the shape is
 /// looked up and a polygon's vertices are laid once, not for every pixel.
 pub struct Outline {
@@ -54,6 +56,9 @@ impl Outline {
                 let (a, b) = (u.abs(), v.abs());
                 (a <= 0.3 * r && b <= r) || (b <= 0.3 * r && a <= r)
             }
+            // Every vertex lies within `r`: a point well past it is outside, and
+            // spared the edges' divisions (most of a rotated object's square).
+            Form::Polygon(_) if d2 > 1.001 * r * r => false,
             Form::Polygon(vertices) => in_polygon(u, v, vertices),
         }
     }
@@ -92,11 +97,16 @@ fn in_polygon(x: f32, y: f32, vertices: &[(f32, f32)]) -> bool {
 }
 
 /// Texture `texture` with its period and phase: which image pixels are in its
-/// bright phase. Patterns are laid in image coordinates.
+/// bright phase. Patterns are laid in image coordinates, and repeat every period
+/// along both axes: each pixel looks its phase up in one period's cells, where
+/// computing it would divide by the half period (a division per pixel).
 pub struct Pattern {
-    kind: Kind,
     period: usize,
     phase: usize,
+    /// Per image column, its place in the period.
+    columns: [u8; SIZE],
+    /// `period x period` cells, row-major: whether each is bright.
+    cells: Vec<bool>,
 }
 
 #[derive(Clone, Copy)]
@@ -108,39 +118,71 @@ enum Kind {
     Dots,
 }
 
-impl Pattern {
-    pub fn new(texture: usize, period: usize, phase: usize) -> Self {
-        let kind = match super::catalogue::TEXTURES[texture] {
+impl Kind {
+    fn of(texture: usize) -> Self {
+        match super::catalogue::TEXTURES[texture] {
             "solid" => Kind::Solid,
             "stripes-horizontal" => Kind::StripesHorizontal,
             "stripes-vertical" => Kind::StripesVertical,
             "checker" => Kind::Checker,
             "dots" => Kind::Dots,
             other => unreachable!("texture {other} has no pattern"),
-        };
+        }
+    }
+}
+
+impl Pattern {
+    pub fn new(texture: usize, period: usize, phase: usize) -> Self {
+        let kind = Kind::of(texture);
+        let cells = (0..period * period)
+            .map(|i| bright(kind, period, i % period, i / period))
+            .collect();
         Self {
-            kind,
             period,
             phase,
+            columns: std::array::from_fn(|x| ((x + phase) % period) as u8),
+            cells,
         }
     }
 
-    /// Whether pixel `(x, y)` is in the bright phase.
-    pub fn bright(&self, x: usize, y: usize) -> bool {
-        let (period, half) = (self.period, self.period / 2);
-        let (px, py) = (x + self.phase, y + self.phase);
-        match self.kind {
-            Kind::Solid => true,
-            Kind::StripesHorizontal => (py / half).is_multiple_of(2),
-            Kind::StripesVertical => (px / half).is_multiple_of(2),
-            Kind::Checker => (px / half + py / half).is_multiple_of(2),
-            Kind::Dots => {
-                let (dx, dy) = (
-                    (px % period) as f32 - half as f32,
-                    (py % period) as f32 - half as f32,
-                );
-                dx * dx + dy * dy > (0.3 * period as f32).powi(2)
-            }
+    /// Row `y`'s brightness, to be read by column with [`PatternRow::bright`].
+    pub fn row(&self, y: usize) -> PatternRow<'_> {
+        let start = (y + self.phase) % self.period * self.period;
+        PatternRow {
+            columns: &self.columns,
+            cells: &self.cells[start..start + self.period],
+        }
+    }
+}
+
+/// One image row of a [`Pattern`].
+pub struct PatternRow<'a> {
+    columns: &'a [u8; SIZE],
+    cells: &'a [bool],
+}
+
+impl PatternRow<'_> {
+    /// Whether column `x` of the row is in the bright phase.
+    pub fn bright(&self, x: usize) -> bool {
+        self.cells[self.columns[x] as usize]
+    }
+}
+
+/// Whether the pattern of `kind` with `period` is bright at `(px, py)`: the image
+/// pixel moved by the phase (`period` is even).
+fn bright(kind: Kind, period: usize, px: usize, py: usize) -> bool {
+    let half = period / 2;
+    match kind {
+        Kind::Solid => true,
+        Kind::StripesHorizontal => (py / half).is_multiple_of(2),
+        Kind::StripesVertical => (px / half).is_multiple_of(2),
+        Kind::Checker => (px / half + py / half).is_multiple_of(2),
+        Kind::Dots => {
+            let (dx, dy) = (
+                (px % period) as f32 - half as f32,
+                (py % period) as f32 - half as f32,
+            );
+            dx * dx + dy * dy > (0.3 * period as f32).powi(2)
         }
     }
 }
@@ -167,6 +209,50 @@ mod tests {
                     }
                 }
                 assert!(inside > 0, "shape {shape} covers nothing");
+            }
+        }
+    }
+
+    /// A polygon's edges put no point past its circumradius inside: the test
+    /// that skips them there answers as they would.
+    #[test]
+    fn no_polygon_reaches_past_its_circumradius() {
+        for (n, inner) in [(3, 1.0), (6, 1.0), (5, 0.45)] {
+            for r in [6.0f32, 9.5, 22.0] {
+                let vertices = regular(n, r, inner);
+                for step in 0..3600 {
+                    let angle = step as f32 * std::f32::consts::TAU / 3600.0;
+                    let d = r * 1.0001f32.sqrt();
+                    let (u, v) = (d * angle.cos(), d * angle.sin());
+                    assert!(
+                        !in_polygon(u, v, &vertices),
+                        "{n} points, r {r}, ({u}, {v})"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A pattern's cells give every image pixel the brightness its formula does,
+    /// at every period and phase the world draws.
+    #[test]
+    fn patterns_repeat_every_period() {
+        for texture in 0..super::super::catalogue::TEXTURES.len() {
+            for period in [6, 8] {
+                for phase in 0..period {
+                    let pattern = Pattern::new(texture, period, phase);
+                    let kind = Kind::of(texture);
+                    for y in 0..SIZE {
+                        let row = pattern.row(y);
+                        for x in 0..SIZE {
+                            assert_eq!(
+                                row.bright(x),
+                                bright(kind, period, x + phase, y + phase),
+                                "texture {texture}, period {period}, phase {phase}, ({x}, {y})"
+                            );
+                        }
+                    }
+                }
             }
         }
     }
