@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use image::{Rgb, RgbImage};
-use unitscope::data::{Broden, ConceptSet, ImageLabels, InputSpec, ResizeMode, Source, Vocabulary};
+use unitscope::data::{Broden, ConceptSet, InputSpec, ResizeMode, Source, Vocabulary};
 use unitscope::dissect::{self, STATED_ERROR, Settings};
 use unitscope::model::{ArchOptions, Architecture, Model, Probe, Weights};
 
@@ -127,23 +127,30 @@ fn a_broden_directory_is_read_label_by_label() {
     assert_eq!(vocabulary.labels[DOG as usize].name, "dog");
     assert_eq!(vocabulary.labels[3].category, None, "an unlisted number");
 
+    // Pixel by pixel: the colour file, then the object's two files, then the
+    // image-level scene, in the order index.csv lists them.
     let a = broden.labels(0).unwrap();
-    let expected = ImageLabels {
-        size: (4, 4),
-        layers: vec![
-            (0..16).map(|i| if i % 4 < 2 { RED } else { 0 }).collect(),
-            (0..16).map(|i| if i / 4 == 0 { DOG } else { 0 }).collect(),
-            (0..16)
-                .map(|i| if i % 4 == i / 4 { DOG } else { 0 })
-                .collect(),
-        ],
-        scalars: vec![BEACH],
-    };
-    assert_eq!(a, expected);
+    assert_eq!(a.size(), (4, 4));
+    for p in 0..16 {
+        let expected: Vec<u32> = [
+            (p % 4 < 2).then_some(RED),
+            (p / 4 == 0).then_some(DOG),
+            (p % 4 == p / 4).then_some(DOG),
+            Some(BEACH),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        assert_eq!(a.at(p), expected, "pixel {p}");
+    }
+    for (r, region) in a.regions().iter().enumerate() {
+        let pixels = a.region_of().iter().filter(|&&of| of as usize == r).count();
+        assert_eq!(region.pixels, pixels as u64);
+    }
     let b = broden.labels(1).unwrap();
-    assert_eq!(b.size, (3, 2));
-    assert_eq!(b.layers, vec![vec![BLUE, RED, RED, BLUE, BLUE, RED]]);
-    assert!(b.scalars.is_empty());
+    assert_eq!(b.size(), (3, 2));
+    let b: Vec<&[u32]> = (0..6).map(|p| b.at(p)).collect();
+    assert_eq!(b, [[BLUE], [RED], [RED], [BLUE], [BLUE], [RED]]);
     assert!(broden.image_path(0).ends_with("images/sub/a.png"));
 
     // A label file whose size is not the row's is an error naming it.
@@ -245,20 +252,20 @@ fn brute_force(
     let mut unit_category = vec![vec![0f64; categories]; units];
     for i in 0..n {
         let l = set.labels(i).unwrap();
-        for layer in &l.layers {
-            for &c in layer.iter().filter(|&&c| c != 0) {
-                label_area[c as usize] += 1.0;
-            }
+        let (rows, columns) = l.size();
+        let pixels = 0..rows * columns;
+        for c in pixels.clone().flat_map(|p| l.at(p)) {
+            label_area[*c as usize] += 1.0;
         }
         for k in 0..units {
-            let mask: Vec<bool> = upsample(map(i, k), (h, w), l.size)
+            let mask: Vec<bool> = upsample(map(i, k), (h, w), l.size())
                 .iter()
                 .map(|&s| s > thresholds[k])
                 .collect();
             let area = mask.iter().filter(|&&m| m).count() as f64;
             let mut met = vec![false; categories];
-            for layer in &l.layers {
-                for (&c, _) in layer.iter().zip(&mask).filter(|(c, m)| **c != 0 && **m) {
+            for p in pixels.clone().filter(|&p| mask[p]) {
+                for &c in l.at(p) {
                     both[k][c as usize] += 1.0;
                     met[vocabulary.labels[c as usize].category.unwrap()] = true;
                 }

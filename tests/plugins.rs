@@ -735,14 +735,13 @@ fn dissection_finds_sound_detectors_in_the_audio_model() {
         let sample = world
             .sample(0, world.held_out() + i as u64, [3, 64, 101])
             .unwrap();
-        assert_eq!(labels.size, (64, 101));
-        for (c, layer) in labels.layers.iter().enumerate() {
-            let mask = &sample.masks[c * 64 * 101..][..64 * 101];
+        assert_eq!(labels.size(), (64, 101));
+        for (c, mask) in sample.masks.chunks_exact(64 * 101).enumerate() {
+            let label = c as u32 + 1;
             assert!(
-                layer
-                    .iter()
-                    .zip(mask)
-                    .all(|(&l, &m)| l == if m { c as u32 + 1 } else { 0 })
+                mask.iter()
+                    .enumerate()
+                    .all(|(p, &m)| labels.at(p).contains(&label) == m)
             );
         }
     }

@@ -193,15 +193,11 @@ impl Broden {
     pub fn labels(&self, i: usize) -> Result<ImageLabels> {
         let row = &self.rows[i];
         let (sh, sw) = row.size;
-        let mut labels = ImageLabels {
-            size: row.size,
-            layers: Vec::new(),
-            scalars: Vec::new(),
-        };
+        let (mut layers, mut image) = (Vec::new(), Vec::new());
         for entries in &row.entries {
             for entry in entries {
                 match entry {
-                    Entry::Number(n) => labels.scalars.push(*n),
+                    Entry::Number(n) => image.push(*n),
                     Entry::Png(file) => {
                         let path = self.dir.join("images").join(file);
                         let png = load_image(&path)?;
@@ -224,12 +220,12 @@ impl Broden {
                                 Ok(n)
                             })
                             .collect::<Result<Vec<_>>>()?;
-                        labels.layers.push(layer);
+                        layers.push(layer);
                     }
                 }
             }
         }
-        Ok(labels)
+        Ok(ImageLabels::from_layers(row.size, &layers, &image))
     }
 
     /// What the dataset is known by, for cache keys and shards: the SHA-256 of its

@@ -73,18 +73,13 @@ impl WorldSet {
         let [_, h, w] = self.shape;
         let index = self.world.held_out() + i as u64;
         let sample = self.world.sample(0, index, self.shape)?;
-        let layers = sample
+        let layers: Vec<Vec<u32>> = sample
             .masks
             .chunks_exact(h * w)
             .zip(1..)
             .map(|(mask, label)| mask.iter().map(|&m| if m { label } else { 0 }).collect())
             .collect();
-        let labels = ImageLabels {
-            size: (h, w),
-            layers,
-            scalars: Vec::new(),
-        };
-        Ok((sample.input, labels))
+        Ok((sample.input, ImageLabels::from_layers((h, w), &layers, &[])))
     }
 }
 
@@ -206,32 +201,29 @@ fn demo_scene(i: usize) -> Scene {
     World::new(0).scene(HELD_OUT + i as u64)
 }
 
-/// A scene's pixel labels: one layer per category, at the scene's size.
+/// A scene's pixel labels: each owner of pixels (the background, then each
+/// object) a region, with its concept in every category it has.
 fn scene_labels(scene: &Scene) -> ImageLabels {
-    let layers = Category::ALL
-        .iter()
-        .map(|&category| {
-            // Each owner's label in this category (0 for none), looked up per pixel.
-            let owners: Vec<u32> = std::iter::once(match category {
-                Category::Background => Some(scene.background),
+    let owners = std::iter::once(None).chain(scene.objects.iter().map(Some));
+    let labels = owners
+        .map(|object| {
+            let index = |category| match (category, object) {
+                (Category::Background, None) => Some(scene.background),
+                (Category::Shape, Some(o)) => Some(o.shape),
+                (Category::Color, Some(o)) => Some(o.color),
+                (Category::Texture, Some(o)) => Some(o.texture),
                 _ => None,
-            })
-            .chain(scene.objects.iter().map(|o| match category {
-                Category::Shape => Some(o.shape),
-                Category::Color => Some(o.color),
-                Category::Texture => Some(o.texture),
-                Category::Background => None,
-            }))
-            .map(|index| index.map_or(0, |index| demo_label(Concept { category, index })))
-            .collect();
-            scene.owner.iter().map(|&k| owners[k as usize]).collect()
+            };
+            (Category::ALL.iter())
+                .filter_map(|&category| {
+                    let index = index(category)?;
+                    Some(demo_label(Concept { category, index }))
+                })
+                .collect()
         })
         .collect();
-    ImageLabels {
-        size: (SIZE, SIZE),
-        layers,
-        scalars: Vec::new(),
-    }
+    let region_of = scene.owner.iter().map(|&k| k as u32).collect();
+    ImageLabels::from_regions((SIZE, SIZE), region_of, labels)
 }
 
 #[cfg(test)]
@@ -245,13 +237,20 @@ mod tests {
         for i in 0..24 {
             let scene = World::new(0).scene(HELD_OUT + i);
             let labels = scene_labels(&scene);
+            assert_eq!(labels.size(), (SIZE, SIZE));
             for concept in Concept::all() {
                 let mask = scene.mask(concept);
-                let layer = &labels.layers[category_index(concept.category)];
                 let number = demo_label(concept);
-                for (m, &l) in mask.iter().zip(layer) {
-                    assert_eq!(*m, l == number, "scene {i}, {}", concept.name());
+                for (p, &m) in mask.iter().enumerate() {
+                    let at = labels.at(p);
+                    assert_eq!(m, at.contains(&number), "scene {i}, {}", concept.name());
+                    // One concept a category: a background's pixel, or an object's.
+                    assert_eq!(at.len(), if scene.owner[p] == 0 { 1 } else { 3 });
                 }
+            }
+            for (k, region) in labels.regions().iter().enumerate() {
+                let owned = scene.owner.iter().filter(|&&o| o as usize == k).count();
+                assert_eq!(region.pixels, owned as u64, "scene {i}, owner {k}");
             }
         }
         let vocabulary = demo_vocabulary();

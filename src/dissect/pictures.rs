@@ -81,14 +81,12 @@ pub fn top_pictures(
                     .map(|&(slot, rank)| {
                         let unit = units[slot];
                         let map = maps.map(b, unit);
-                        let m = mask(map, image_labels.size, layer.thresholds[unit]);
+                        let size = image_labels.size();
+                        let m = mask(map, size, layer.thresholds[unit]);
                         let on_label = |p: usize| {
-                            labels[slot].is_some_and(|l| {
-                                (image_labels.layers.iter()).any(|layer| layer[p] == l)
-                                    || image_labels.scalars.contains(&l)
-                            })
+                            labels[slot].is_some_and(|l| image_labels.at(p).contains(&l))
                         };
-                        let drawn = draw(&picture, &m, image_labels.size, on_label);
+                        let drawn = draw(&picture, &m, size, on_label);
                         ((slot, rank), render::framed_by_card(&spec, drawn))
                     })
                     .collect::<Vec<_>>())

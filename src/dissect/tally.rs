@@ -14,7 +14,6 @@
 //! covers every pixel. A unit's label is its best concept; the counts add up, so
 //! tallies of image ranges merge into the whole's.
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -44,89 +43,27 @@ pub struct Tally {
 }
 
 /// A batch of images' labels as the tallies count them: the first image's number,
-/// each image's [`Regions`], and each label's pixels over the batch (counted once
-/// for every layer's tally).
+/// each image's labels, and each label's pixels over the batch (counted once for
+/// every layer's tally).
 pub struct Labelled {
     first: usize,
-    images: Vec<Regions>,
+    images: Vec<ImageLabels>,
     areas: Vec<u64>,
 }
 
 impl Labelled {
     /// The labels of images `first..`, numbered in a vocabulary of `labels` labels.
     pub fn new(first: usize, images: Vec<ImageLabels>, labels: usize) -> Self {
-        let images: Vec<Regions> = images.par_iter().map(Regions::new).collect();
         let mut areas = vec![0; labels];
-        for image in &images {
-            for (labels, &pixels) in image.labels.iter().zip(&image.pixels) {
-                for &l in labels {
-                    areas[l as usize] += pixels;
-                }
+        for region in images.iter().flat_map(ImageLabels::regions) {
+            for &l in &region.labels {
+                areas[l as usize] += region.pixels;
             }
         }
         Self {
             first,
             images,
             areas,
-        }
-    }
-}
-
-/// An image's labels as regions of one combination of labels each. What a mask
-/// pixel adds to the tally depends only on its region, so a map's mask pixels are
-/// counted per region (one lookup a pixel) and each region's labels added once.
-struct Regions {
-    /// The labels' `(rows, columns)`.
-    size: (usize, usize),
-    /// Per pixel (row-major), its region.
-    of_pixel: Vec<u32>,
-    /// Per region, its labels: the pixel labels other than 0 (none), and the
-    /// image-level labels, which cover every pixel.
-    labels: Vec<Vec<u32>>,
-    /// Per region, its pixels.
-    pixels: Vec<u64>,
-}
-
-impl Regions {
-    fn new(image: &ImageLabels) -> Self {
-        let (area, columns) = (image.size.0 * image.size.1, image.size.1);
-        let mut index: HashMap<Vec<u32>, u32> = HashMap::new();
-        let (mut labels, mut pixels) = (Vec::new(), Vec::new());
-        let mut of_pixel: Vec<u32> = Vec::with_capacity(area);
-        let mut combination = vec![0; image.layers.len()];
-        let alike = |p: usize, q: usize| image.layers.iter().all(|layer| layer[p] == layer[q]);
-        for p in 0..area {
-            // Neighbours mostly share their labels: a pixel takes the region of the
-            // one before it or above it, and is looked up only where both differ
-            // (along a boundary's far side).
-            let r = if p > 0 && alike(p, p - 1) {
-                of_pixel[p - 1]
-            } else if p >= columns && alike(p, p - columns) {
-                of_pixel[p - columns]
-            } else {
-                for (l, layer) in combination.iter_mut().zip(&image.layers) {
-                    *l = layer[p];
-                }
-                match index.get(combination.as_slice()) {
-                    Some(&r) => r,
-                    None => {
-                        let named = combination.iter().copied().filter(|&l| l != 0);
-                        labels.push(named.chain(image.scalars.iter().copied()).collect());
-                        pixels.push(0);
-                        let r = (labels.len() - 1) as u32;
-                        index.insert(combination.clone(), r);
-                        r
-                    }
-                }
-            };
-            pixels[r as usize] += 1;
-            of_pixel.push(r);
-        }
-        Self {
-            size: image.size,
-            of_pixel,
-            labels,
-            pixels,
         }
     }
 }
@@ -205,8 +142,8 @@ impl Tally {
         // Images of a set mostly share one label size: one upsampling for them.
         let mut upsamples: Vec<Upsample> = Vec::new();
         for image in labels {
-            if !upsamples.iter().any(|u| u.out == image.size) {
-                upsamples.push(Upsample::new(maps.size(), image.size));
+            if !upsamples.iter().any(|u| u.out == image.size()) {
+                upsamples.push(Upsample::new(maps.size(), image.size()));
             }
         }
         let categories = self.categories;
@@ -217,7 +154,7 @@ impl Tally {
             .enumerate()
             .for_each(|(k, (((unit_area, unit_category), both), top))| {
                 let mut hit = vec![false; categories];
-                let regions = labels.iter().map(|image| image.labels.len()).max();
+                let regions = labels.iter().map(|image| image.regions().len()).max();
                 let mut in_region = vec![0u64; regions.unwrap_or(0)];
                 let mut blended = Vec::new();
                 for (b, image) in labels.iter().enumerate() {
@@ -233,19 +170,20 @@ impl Tally {
                     if highest <= thresholds[k] {
                         continue;
                     }
-                    let upsample = upsamples.iter().find(|u| u.out == image.size);
+                    let upsample = upsamples.iter().find(|u| u.out == image.size());
                     let Some(upsample) = upsample else { continue };
+                    let region_of = image.region_of();
                     upsample.for_each_above(map, thresholds[k], &mut blended, |p| {
-                        in_region[image.of_pixel[p] as usize] += 1;
+                        in_region[region_of[p] as usize] += 1;
                     });
                     hit.fill(false);
                     let mut count = 0;
-                    for (n, labels) in in_region.iter_mut().zip(&image.labels) {
+                    for (n, region) in in_region.iter_mut().zip(image.regions()) {
                         if *n == 0 {
                             continue;
                         }
                         count += *n;
-                        for &l in labels {
+                        for &l in &region.labels {
                             both[l as usize] += *n;
                             if let Some(c) = primary[l as usize] {
                                 hit[c] = true;
@@ -549,11 +487,7 @@ mod tests {
     fn the_worked_example_has_iou_one_third() {
         let vocabulary = vocabulary();
         let mut tally = Tally::new(1, &vocabulary);
-        let labels = ImageLabels {
-            size: (2, 2),
-            layers: vec![vec![1, 0, 1, 0]],
-            scalars: vec![],
-        };
+        let labels = ImageLabels::from_layers((2, 2), &[vec![1, 0, 1, 0]], &[]);
         let batch = Labelled::new(0, vec![labels], vocabulary.labels.len());
         let maps = LayerMaps::new(vec![1., 1., 0., 0.], 1, 1, (2, 2)).unwrap();
         tally.add(&batch, &maps, &[0.5], &vocabulary);
@@ -578,17 +512,9 @@ mod tests {
     fn the_bookkeeping_is_netdissect_lites() {
         let vocabulary = vocabulary();
         // Image 1: the unit fires on the left column, a cat sits on the right.
-        let cat_right = ImageLabels {
-            size: (2, 2),
-            layers: vec![vec![0, 2, 0, 2]],
-            scalars: vec![],
-        };
+        let cat_right = ImageLabels::from_layers((2, 2), &[vec![0, 2, 0, 2]], &[]);
         // Image 2: a beach scene; the unit fires on one pixel.
-        let beach = ImageLabels {
-            size: (2, 2),
-            layers: vec![],
-            scalars: vec![3],
-        };
+        let beach = ImageLabels::from_layers((2, 2), &[], &[3]);
         let maps = [[1., 0., 1., 0.], [1., 0., 0., 0.]];
         let mut both = Tally::new(1, &vocabulary);
         let mut parts = [Tally::new(1, &vocabulary), Tally::new(1, &vocabulary)];
