@@ -396,11 +396,12 @@ impl Upsample {
     }
 
     /// Calls `f` with the index (row-major) of every upsampled pixel above
-    /// `threshold`; `row_peaks` are the largest values of the map's rows. An
-    /// upsampled pixel blends four of the map's, so it can exceed the threshold
-    /// only where one of them does: only those are computed (a handful, at q =
-    /// 0.005). The rows of a run share their columns' horizontal blends, computed
-    /// once for the run, in `blended` (kept by the caller across maps).
+    /// `threshold`, in no particular order; `row_peaks` are the largest values
+    /// of the map's rows. An upsampled pixel blends four of the map's, so it can
+    /// exceed the threshold only where one of them does: only those are computed
+    /// (a handful, at q = 0.005). The rows of a run share their columns'
+    /// horizontal blends, computed once for the run, in `blended` (kept by the
+    /// caller across maps).
     fn for_each_above(
         &self,
         map: Map,
@@ -436,7 +437,7 @@ impl Upsample {
             }
             let (top, bottom) = (&map[y0 * w..(y0 + 1) * w], &map[y1 * w..(y1 + 1) * w]);
             let above = |c: usize| top[c] > threshold || bottom[c] > threshold;
-            // The run's candidate columns: (column, upper blend, lower blend).
+            // The run's candidate columns: (column, upper blend, lower − upper).
             blended.clear();
             for (c, run) in self.from_column.iter().enumerate() {
                 if !above(c) && !above((c + 1).min(w - 1)) {
@@ -446,14 +447,22 @@ impl Upsample {
                     let (x0, x1, fx) = self.columns[x];
                     let upper = top[x0] + (top[x1] - top[x0]) * fx;
                     let lower = bottom[x0] + (bottom[x1] - bottom[x0]) * fx;
-                    (x, upper, lower)
+                    (x, upper, lower - upper)
                 }));
             }
-            for (row, &fy) in (first..).zip(weights) {
-                for &(x, upper, lower) in blended.iter() {
-                    if upper + (lower - upper) * fy > threshold {
-                        f(row * sw + x);
-                    }
+            // Down a column, the blend moves one way: the weights grow down the
+            // run, and rounding keeps their order. The rows above the threshold
+            // are the run's last where the lower row is the larger, its first
+            // where the upper is; each column is computed from that end until a
+            // row falls short (one value past the mask, not the run's every row).
+            let rows = (first..y).zip(weights);
+            for &(x, upper, rise) in blended.iter() {
+                let above = |&(_, &fy): &(usize, &f32)| upper + rise * fy > threshold;
+                let mut mask = |(row, _)| f(row * sw + x);
+                if rise >= 0.0 {
+                    rows.clone().rev().take_while(above).for_each(&mut mask);
+                } else {
+                    rows.clone().take_while(above).for_each(&mut mask);
                 }
             }
         }
@@ -547,6 +556,7 @@ mod tests {
         };
         let mut above = Vec::new();
         up.for_each_above(map, 6.5, &mut Vec::new(), |p| above.push(p));
+        above.sort_unstable();
         // The upsampled values, row by row:
         // row 0: 0 1 3 4; row 1: 2 3 5 6; row 2: 6 7 9 10; row 3: 8 9 11 12.
         assert_eq!(above, vec![9, 10, 11, 12, 13, 14, 15]);
@@ -570,6 +580,44 @@ mod tests {
         };
         let mut general = Vec::new();
         blended.for_each_above(maps.map(0, 0), 3.5, &mut Vec::new(), |p| general.push(p));
+        general.sort_unstable();
         assert_eq!(general, expected);
+    }
+
+    /// The pixels above a threshold are those of every pixel blended one by one,
+    /// at factors that give runs of many rows, uneven ones and clamped edges.
+    #[test]
+    fn only_the_pixels_above_are_found() {
+        let taps = |n: usize, out: usize, i: usize| {
+            let x = ((i as f64 + 0.5) * n as f64 / out as f64 - 0.5).clamp(0.0, (n - 1) as f64);
+            let lo = x.floor() as usize;
+            (lo, (lo + 1).min(n - 1), (x - lo as f64) as f32)
+        };
+        for ((h, w), (sh, sw)) in [((8, 8), (64, 64)), ((5, 7), (37, 23)), ((16, 16), (64, 64))] {
+            // Peaks and ridges in both directions across the map.
+            let values: Vec<f32> = (0..h * w)
+                .map(|i| (((i * 7919) % 101) as f32 / 10.0).sin() * (i % w) as f32)
+                .collect();
+            let maps = LayerMaps::new(values.clone(), 1, 1, (h, w)).unwrap();
+            let map = maps.map(0, 0);
+            let up = Upsample::new((h, w), (sh, sw));
+            for threshold in [-1.0, 0.5, 2.0, 4.0, 5.5] {
+                let mut found = Vec::new();
+                up.for_each_above(map, threshold, &mut Vec::new(), |p| found.push(p));
+                found.sort_unstable();
+                let expected: Vec<usize> = (0..sh * sw)
+                    .filter(|&p| {
+                        let ((y0, y1, fy), (x0, x1, fx)) =
+                            (taps(h, sh, p / sw), taps(w, sw, p % sw));
+                        let at = |y: usize, x: usize| values[y * w + x];
+                        let upper = at(y0, x0) + (at(y0, x1) - at(y0, x0)) * fx;
+                        let lower = at(y1, x0) + (at(y1, x1) - at(y1, x0)) * fx;
+                        upper + (lower - upper) * fy > threshold
+                    })
+                    .collect();
+                assert!(!expected.is_empty() || threshold > 5.0);
+                assert_eq!(found, expected, "{h}x{w} to {sh}x{sw} above {threshold}");
+            }
+        }
     }
 }
