@@ -1,5 +1,6 @@
 //! What concept labels are: a vocabulary of labels in categories, and per image
-//! its pixel labels (several layers may cover one pixel) and image-level labels.
+//! its labels as regions of pixels that share them (pixel labels, from as many
+//! layers as cover a pixel, and the image-level labels, which cover every pixel).
 
 use std::collections::HashMap;
 
@@ -48,7 +49,7 @@ pub struct ImageLabels {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Region {
     /// Its labels: the pixel labels that cover it (a label once per layer that
-    /// gives it, as NetDissect-Lite counts them) and the image-level labels.
+    /// gives it: each is counted) and the image-level labels.
     pub labels: Vec<u32>,
     /// How many pixels it has.
     pub pixels: u64,
