@@ -94,7 +94,7 @@ impl World {
             let base = COLORS[o.color].1;
             // The texture's two phases, shaded once per object.
             let (bright, dark) = (shade(base, 1.0), shade(base, SHADE));
-            let pattern = shape::Pattern::new(o.texture, o.period, o.phase);
+            let pattern = shape::Pattern::new(o.texture, o.period, o.phase, SIZE);
             let (sin, cos) = o.rotation.sin_cos();
             let outline = shape::Outline::new(o.shape, o.radius);
             // Rotated by θ, the outline's square of reach spans (|cos θ| + |sin θ|)

@@ -1,7 +1,5 @@
 //! Which pixels a shape covers, and which a texture darkens.
 
-use super::SIZE;
-
 /// Shape `shape` of circumradius `r`, ready to test points against: the shape is
 /// looked up and a polygon's vertices are laid once, not for every pixel.
 pub struct Outline {
@@ -104,7 +102,7 @@ pub struct Pattern {
     period: usize,
     phase: usize,
     /// Per image column, its place in the period.
-    columns: [u8; SIZE],
+    columns: Vec<u8>,
     /// `period x period` cells, row-major: whether each is bright.
     cells: Vec<bool>,
 }
@@ -132,7 +130,8 @@ impl Kind {
 }
 
 impl Pattern {
-    pub fn new(texture: usize, period: usize, phase: usize) -> Self {
+    /// The pattern over images `width` pixels wide.
+    pub fn new(texture: usize, period: usize, phase: usize, width: usize) -> Self {
         let kind = Kind::of(texture);
         let cells = (0..period * period)
             .map(|i| bright(kind, period, i % period, i / period))
@@ -140,7 +139,7 @@ impl Pattern {
         Self {
             period,
             phase,
-            columns: std::array::from_fn(|x| ((x + phase) % period) as u8),
+            columns: (0..width).map(|x| ((x + phase) % period) as u8).collect(),
             cells,
         }
     }
@@ -157,7 +156,7 @@ impl Pattern {
 
 /// One image row of a [`Pattern`].
 pub struct PatternRow<'a> {
-    columns: &'a [u8; SIZE],
+    columns: &'a [u8],
     cells: &'a [bool],
 }
 
@@ -240,11 +239,11 @@ mod tests {
         for texture in 0..super::super::catalogue::TEXTURES.len() {
             for period in [6, 8] {
                 for phase in 0..period {
-                    let pattern = Pattern::new(texture, period, phase);
+                    let pattern = Pattern::new(texture, period, phase, 64);
                     let kind = Kind::of(texture);
-                    for y in 0..SIZE {
+                    for y in 0..64 {
                         let row = pattern.row(y);
-                        for x in 0..SIZE {
+                        for x in 0..64 {
                             assert_eq!(
                                 row.bright(x),
                                 bright(kind, period, x + phase, y + phase),
