@@ -123,21 +123,12 @@ impl ImageLabels {
         labels: Vec<Vec<u32>>,
     ) -> Self {
         assert_eq!(region_of.len(), size.0 * size.1, "a region per pixel");
-        // Four counts a region, a pixel each in turn: neighbours mostly share a
-        // region, and a single count would wait on its own last store at every
-        // pixel.
-        let mut counts = vec![[0u64; 4]; labels.len()];
-        for pixels in region_of.chunks(4) {
-            for (lane, &r) in pixels.iter().enumerate() {
-                counts[r as usize][lane] += 1;
-            }
-        }
-        let regions = (labels.into_iter().zip(counts))
-            .map(|(labels, counts)| Region {
-                labels,
-                pixels: counts.iter().sum(),
-            })
+        let mut regions: Vec<Region> = (labels.into_iter())
+            .map(|labels| Region { labels, pixels: 0 })
             .collect();
+        for &r in &region_of {
+            regions[r as usize].pixels += 1;
+        }
         Self {
             size,
             region_of,
