@@ -571,14 +571,10 @@ fn a_rotated_layer_predicts_the_same_with_fewer_detectors() {
     let set = ConceptSet::Demo(1000);
     let layer = "features.7".to_string();
     let rotation = dissect::rotation::random_rotation(64, 1, &Device::Cpu).unwrap();
-    let inputs: Vec<Tensor> = (0..32)
-        .map(|i| {
-            set.load(i, model.input_spec(), &Device::Cpu, false)
-                .unwrap()
-                .0
-        })
-        .collect();
-    let x = Tensor::stack(&inputs, 0).unwrap();
+    let images: Vec<usize> = (0..32).collect();
+    let (x, _) = set
+        .load(&images, model.input_spec(), &Device::Cpu, false)
+        .unwrap();
     let probe = Probe::new()
         .layers_only()
         .record(layer.as_str())

@@ -92,13 +92,11 @@ fn rate(args: &Args, model: &Model, name: &str, layers: &[String], n: usize) -> 
     let settings = Settings::default();
     let mut spec = model.input_spec().clone();
     spec.resize = ResizeMode::Stretch;
-    let inputs: Vec<Tensor> = (0..set.len())
-        .map(|i| Ok(set.load(i, &spec, &Device::Cpu, false)?.0))
-        .collect::<Result<_>>()?;
-    let batches: Vec<Tensor> = inputs
+    let images: Vec<usize> = (0..set.len()).collect();
+    let batches: Vec<Tensor> = images
         .chunks(settings.batch)
-        .map(|c| Tensor::stack(c, 0))
-        .collect::<candle_core::Result<_>>()?;
+        .map(|c| Ok(set.load(c, &spec, &Device::Cpu, false)?.0))
+        .collect::<Result<_>>()?;
     let probe = layers
         .iter()
         .fold(Probe::new().values_only().stop_after_recorded(), |p, l| {

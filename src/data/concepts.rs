@@ -3,6 +3,7 @@
 //! [`ConceptSet`] (a [`Vocabulary`] and each image's [`ImageLabels`]).
 
 use anyhow::{Result, ensure};
+use rayon::prelude::*;
 
 use super::broden::Broden;
 use super::vocabulary::{ImageLabels, Label, Vocabulary};
@@ -116,38 +117,63 @@ impl ConceptSet {
         }
     }
 
-    /// Image `i` preprocessed by `spec` onto `device`, and its labels if asked
-    /// (a demo scene is drawn once for both).
+    /// `images` preprocessed by `spec` into one `[N, C, H, W]` batch on `device`,
+    /// loaded in parallel, and each one's labels if asked (a demo scene is drawn
+    /// once for both).
     pub fn load(
         &self,
-        i: usize,
+        images: &[usize],
         spec: &InputSpec,
         device: &Device,
         labelled: bool,
-    ) -> Result<(Tensor, Option<ImageLabels>)> {
+    ) -> Result<(Tensor, Vec<Option<ImageLabels>>)> {
+        let shape = spec.shape();
+        let size: usize = shape.iter().product();
+        // Each input written in place in the batch: no tensor per image to stack.
+        let mut batch = vec![0f32; images.len() * size];
+        let labels = (batch.par_chunks_mut(size).zip(images))
+            .map(|(out, &i)| self.load_into(i, spec, out, labelled))
+            .collect::<Result<Vec<_>>>()?;
+        let batch = Tensor::from_vec(batch, [&[images.len()], &shape[..]].concat(), device)?;
+        Ok((batch, labels))
+    }
+
+    /// Image `i` preprocessed by `spec` into `out`, and its labels if asked.
+    fn load_into(
+        &self,
+        i: usize,
+        spec: &InputSpec,
+        out: &mut [f32],
+        labelled: bool,
+    ) -> Result<Option<ImageLabels>> {
         match self {
             Self::Broden(b) => {
-                let image = load_image(&b.image_path(i))?;
-                let labels = labelled.then(|| b.labels(i)).transpose()?;
-                Ok((spec.to_tensor(&image, device)?, labels))
+                spec.normalize_into(&load_image(&b.image_path(i))?, out)?;
+                labelled.then(|| b.labels(i)).transpose()
             }
             Self::Demo(_) => {
                 let scene = demo_scene(i);
-                let labels = labelled.then(|| scene_labels(&scene));
-                Ok((spec.to_tensor(&scene.image, device)?, labels))
+                spec.normalize_into(&scene.image, out)?;
+                Ok(labelled.then(|| scene_labels(&scene)))
             }
             Self::World(w) => {
-                let [h, width] = spec.size;
                 ensure!(
-                    [spec.channels, h, width] == w.shape,
+                    spec.shape() == w.shape,
                     "the `{}` world's samples are made as {:?}, not the model's {:?}",
                     w.name,
                     w.shape,
-                    [spec.channels, h, width]
+                    spec.shape()
                 );
                 let (input, labels) = w.sample(i)?;
-                let input = Tensor::from_vec(input, w.shape.to_vec(), device)?;
-                Ok((input, labelled.then_some(labels)))
+                ensure!(
+                    input.len() == out.len(),
+                    "the `{}` world gave {} values for an input of {:?}",
+                    w.name,
+                    input.len(),
+                    w.shape
+                );
+                out.copy_from_slice(&input);
+                Ok(labelled.then_some(labels))
             }
         }
     }

@@ -10,7 +10,7 @@ use image::{ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use super::modality::Axis;
-use super::resample::{Interpolation, resize, resize_window};
+use super::resample::{Interpolation, resize_window};
 use crate::limits::{self, Limits};
 
 /// Images larger than this per side are refused before decoding.
@@ -161,6 +161,15 @@ impl InputSpec {
     /// Resizes, crops and normalises `img` into a `[3, H, W]` tensor.
     pub fn to_tensor(&self, img: &RgbImage, device: &Device) -> Result<Tensor> {
         let [h, w] = self.size;
+        let mut data = vec![0f32; 3 * h * w];
+        self.normalize_into(img, &mut data)?;
+        Ok(Tensor::from_vec(data, (3, h, w), device)?)
+    }
+
+    /// Resizes, crops and normalises `img` into `out`, `[3, H, W]` flattened (one
+    /// input of a batch, written in place).
+    pub fn normalize_into(&self, img: &RgbImage, out: &mut [f32]) -> Result<()> {
+        let [h, w] = self.size;
         ensure!(
             self.channels == 3,
             "the model takes {}-channel inputs, which no picture gives: open its inputs with \
@@ -171,13 +180,24 @@ impl InputSpec {
             h > 0 && w > 0,
             "the input size must be positive, got {h}x{w}"
         );
-        let filter = self.interpolation;
-        let img = match self.resize {
-            ResizeMode::Stretch => resize(img, w as u32, h as u32, filter),
-            ResizeMode::ShorterSide => {
-                let ((rw, rh), (x0, y0)) = self.shorter_side(img.dimensions());
-                let window = (x0, y0, w as u32, h as u32);
-                resize_window(img, (rw, rh), window, filter)
+        ensure!(
+            out.len() == 3 * h * w,
+            "internal: {} values for a 3x{h}x{w} input",
+            out.len()
+        );
+        let (size, (x0, y0)) = match self.resize {
+            ResizeMode::Stretch => ((w as u32, h as u32), (0, 0)),
+            ResizeMode::ShorterSide => self.shorter_side(img.dimensions()),
+        };
+        let window = (x0, y0, w as u32, h as u32);
+        // A picture already of the input's size is read as it is (the demo
+        // world's scenes are).
+        let resized;
+        let img = match img.dimensions() == size && window == (0, 0, size.0, size.1) {
+            true => img,
+            false => {
+                resized = resize_window(img, size, window, self.interpolation);
+                &resized
             }
         };
         // In f32 and in this order, as ToTensor + Normalize compute it; a byte has
@@ -185,15 +205,14 @@ impl InputSpec {
         let (mean, std) = (self.mean.map(|m| m as f32), self.std.map(|s| s as f32));
         let normalized: [[f32; 256]; 3] =
             std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - mean[c]) / std[c]));
-        let mut data = vec![0f32; 3 * h * w];
-        let (red, rest) = data.split_at_mut(h * w);
+        let (red, rest) = out.split_at_mut(h * w);
         let (green, blue) = rest.split_at_mut(h * w);
         for (i, p) in img.pixels().enumerate() {
             red[i] = normalized[0][p[0] as usize];
             green[i] = normalized[1][p[1] as usize];
             blue[i] = normalized[2][p[2] as usize];
         }
-        Ok(Tensor::from_vec(data, (3, h, w), device)?)
+        Ok(())
     }
 
     /// The `shorter-side` geometry for an image of `(width, height)`: the size it

@@ -26,7 +26,6 @@ use std::ops::Range;
 
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::Tensor;
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::data::{ConceptSet, ImageLabels, ResizeMode, Vocabulary};
@@ -375,18 +374,11 @@ fn each_batch(
     // Whole images, as the labels cover them.
     let mut spec = model.input_spec().clone();
     spec.resize = ResizeMode::Stretch;
-    let load = |chunk: &[usize]| -> Result<(Vec<Tensor>, Vec<Option<ImageLabels>>)> {
-        Ok(chunk
-            .par_iter()
-            .map(|&i| set.load(i, &spec, model.device(), labelled))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .unzip())
-    };
+    let load = |chunk: &[usize]| set.load(chunk, &spec, model.device(), labelled);
     // The layers' outputs are read into maps on the consuming side, beside the
     // next batch's pass rather than after it.
-    let forward = |inputs: &[Tensor]| -> Result<Vec<Tensor>> {
-        let capture = model.forward(&Tensor::stack(inputs, 0)?, &probe)?;
+    let forward = |inputs: &Tensor| -> Result<Vec<Tensor>> {
+        let capture = model.forward(inputs, &probe)?;
         (layers.iter())
             .map(|l| Ok(capture.activation(l)?.clone()))
             .collect()
@@ -405,18 +397,24 @@ fn each_batch(
         })
     };
     let indices: Vec<usize> = images.collect();
-    let chunks: Vec<&[usize]> = indices.chunks(settings.batch.max(1)).collect();
     let total = indices.len() as u64;
+    let mut chunks = indices.chunks(settings.batch.max(1));
+    // A batch loaded: its first image's index, its inputs and labels.
+    let mut load_next = || -> Result<_> {
+        let Some(chunk) = chunks.next() else {
+            return Ok(None);
+        };
+        Ok(Some((chunk[0], load(chunk)?)))
+    };
+    let mut loaded = load_next()?;
     let mut done = 0;
-    let mut loaded = load(chunks[0])?;
     let mut ready: Option<Computed> = None;
-    for (i, chunk) in chunks.iter().enumerate() {
+    while let Some((first, (inputs, labels))) = loaded {
         crate::jobs::checkpoint()?;
-        let (inputs, labels) = loaded;
         let (outputs, (next, consumed)) = rayon::join(
             || forward(&inputs),
             || {
-                let next = chunks.get(i + 1).map(|c| load(c)).transpose();
+                let next = load_next();
                 let consumed = ready.take().map(|b| (b.labels.len(), consume(b)));
                 (next, consumed)
             },
@@ -426,9 +424,9 @@ fn each_batch(
             done += images as u64;
             progress(done, total);
         }
-        loaded = next?.unwrap_or_default();
+        loaded = next?;
         ready = Some(Computed {
-            first: chunk[0],
+            first,
             outputs: outputs?,
             labels,
         });

@@ -63,19 +63,16 @@ pub fn top_pictures(
         .collect();
     for chunk in wanted.chunks(settings.batch.max(1)) {
         crate::jobs::checkpoint()?;
-        let loaded = chunk
-            .par_iter()
-            .map(|&(image, _)| set.load(image, &spec, model.device(), true))
-            .collect::<Result<Vec<_>>>()?;
-        let inputs: Vec<Tensor> = loaded.iter().map(|(input, _)| input.clone()).collect();
-        let capture = model.forward(&Tensor::stack(&inputs, 0)?, &probe)?;
+        let images: Vec<usize> = chunk.iter().map(|&(image, _)| image).collect();
+        let (inputs, images_labels) = set.load(&images, &spec, model.device(), true)?;
+        let capture = model.forward(&inputs, &probe)?;
         let maps = LayerMaps::read(capture.activation(&layer.layer)?)?;
-        let drawn = (chunk.par_iter().zip(&loaded).enumerate())
-            .map(|(b, ((_, wants), (input, image_labels)))| {
+        let drawn = (chunk.par_iter().zip(&images_labels).enumerate())
+            .map(|(b, ((_, wants), image_labels))| {
                 let image_labels = image_labels
                     .as_ref()
                     .context("internal: a concept image came without labels")?;
-                let picture = picture(model, &spec, input)?;
+                let picture = picture(model, &spec, &inputs.get(b)?)?;
                 Ok(wants
                     .iter()
                     .map(|&(slot, rank)| {
