@@ -401,10 +401,9 @@ fn each_batch(
     let mut chunks = indices.chunks(settings.batch.max(1));
     // A batch loaded: its first image's index, its inputs and labels.
     let mut load_next = || -> Result<_> {
-        let Some(chunk) = chunks.next() else {
-            return Ok(None);
-        };
-        Ok(Some((chunk[0], load(chunk)?)))
+        (chunks.next())
+            .map(|chunk| anyhow::Ok((chunk[0], load(chunk)?)))
+            .transpose()
     };
     let mut loaded = load_next()?;
     let mut done = 0;
