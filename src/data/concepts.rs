@@ -128,6 +128,14 @@ impl ConceptSet {
         labelled: bool,
     ) -> Result<(Tensor, Vec<Option<ImageLabels>>)> {
         let shape = spec.shape();
+        if let Self::World(w) = self {
+            ensure!(
+                shape == w.shape,
+                "the `{}` world's samples are made as {:?}, not the model's {shape:?}",
+                w.name,
+                w.shape
+            );
+        }
         let size: usize = shape.iter().product();
         // Each input written in place in the batch: no tensor per image to stack.
         let mut batch = vec![0f32; images.len() * size];
@@ -138,7 +146,8 @@ impl ConceptSet {
         Ok((batch, labels))
     }
 
-    /// Image `i` preprocessed by `spec` into `out`, and its labels if asked.
+    /// Image `i` preprocessed by `spec` into `out` (a world's sample already of
+    /// the spec's shape), and its labels if asked.
     fn load_into(
         &self,
         i: usize,
@@ -157,13 +166,6 @@ impl ConceptSet {
                 Ok(labelled.then(|| scene_labels(&scene)))
             }
             Self::World(w) => {
-                ensure!(
-                    spec.shape() == w.shape,
-                    "the `{}` world's samples are made as {:?}, not the model's {:?}",
-                    w.name,
-                    w.shape,
-                    spec.shape()
-                );
                 let (input, labels) = w.sample(i)?;
                 ensure!(
                     input.len() == out.len(),
